@@ -1,0 +1,92 @@
+# kickmail — build, run, test.  See README.md.
+#
+#   make            build kickmaild and kickq into build/
+#   make run        build and start kickmaild on loopback with conf/dev.conf
+#   make check      build and run every test (unit, integration; also under ASan+UBSan)
+#   make fuzz       build the libFuzzer targets (clang) into build-fuzz/
+#   make bench      benchmarks against Postfix (tests/bench)
+
+PREFIX  ?= /usr/local
+BUILD   ?= build
+CC      ?= cc
+PKGS    := libevent libevent_openssl libevent_pthreads libconfuse openssl sqlite3 zlib
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+           -Iinclude $(shell pkg-config --cflags $(PKGS) 2>/dev/null) \
+           -DKM_VERSION='"$(VERSION)"' -DKM_SYSCONFDIR='"$(PREFIX)/etc/kickmail"'
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcrypt -lpthread
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+
+ifeq ($(SAN),1)
+CFLAGS  += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+MAINS   := src/kickmaild.c src/ctl/kickq.c
+LIBSRC  := $(filter-out $(MAINS),$(wildcard src/*/*.c))
+LIBOBJ  := $(LIBSRC:%.c=$(BUILD)/%.o)
+UNITSRC := $(wildcard tests/unit/test_*.c)
+UNITBIN := $(UNITSRC:tests/unit/%.c=$(BUILD)/tests/%)
+PYTEST  := /usr/bin/python3 -m pytest
+
+.PHONY: all deps run check unit integration check-asan fuzz bench clean install
+
+all: deps-ok $(BUILD)/kickmaild $(BUILD)/kickq
+
+# Installs missing Debian packages (as root) or prints the command to do so.
+deps-ok: scripts/install-deps
+	@scripts/install-deps
+deps: deps-ok
+
+$(BUILD)/%.o: %.c $(wildcard include/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/libkm.a: $(LIBOBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/kickmaild: $(BUILD)/src/kickmaild.o $(BUILD)/libkm.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/kickq: $(BUILD)/src/ctl/kickq.o $(BUILD)/libkm.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libkm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+run: all
+	@scripts/dev-run $(BUILD)
+
+unit: all $(UNITBIN)
+	@set -e; for t in $(UNITBIN); do echo "== $$t"; $$t; done
+
+integration: all
+	KICKMAIL_BUILD=$(abspath $(BUILD)) $(PYTEST) -q -p no:cacheprovider tests/integration
+
+check-asan:
+	$(MAKE) BUILD=build-asan SAN=1 unit integration
+
+check: unit integration
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  $(MAKE) --no-print-directory check-asan
+	@echo "make check: all suites passed"
+
+fuzz:
+	$(MAKE) -C tests/fuzz
+
+bench: all
+	tests/bench/run $(BUILD)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/etc/kickmail \
+	  $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 755 $(BUILD)/kickmaild $(BUILD)/kickq $(DESTDIR)$(PREFIX)/sbin/
+	install -m 644 doc/kickmaild.8 doc/kickq.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	install -m 644 doc/kickmail.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+	test -e $(DESTDIR)$(PREFIX)/etc/kickmail/kickmail.conf || \
+	  install -m 640 conf/kickmail.conf $(DESTDIR)$(PREFIX)/etc/kickmail/
+
+clean:
+	rm -rf build build-asan build-fuzz var

@@ -1,0 +1,124 @@
+/*
+ * config — the libconfuse schema of kickmail.conf (see doc/kickmail.conf.5 and
+ * ../shared/INTERFACE.md) and its validation.  config_load() either returns a
+ * complete, checked configuration or fails with "FILE:LINE: what is wrong".
+ * Nothing is bound or written here.  A struct config is immutable once loaded;
+ * SIGHUP builds a new one and swaps it in whole.
+ */
+#ifndef KM_CONFIG_H
+#define KM_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum deliver_kind { DELIVER_LINK, DELIVER_HOST, DELIVER_MAILDROP, DELIVER_PICKUP };
+enum online_kind  { ONLINE_DETECT, ONLINE_ALWAYS };
+enum tls_policy   { TLSPOL_NONE, TLSPOL_MAY, TLSPOL_ENCRYPT };
+enum dsn_return   { DSN_RETURN_HEADERS, DSN_RETURN_FULL };
+enum maildrop_mode { MAILDROP_DELETE, MAILDROP_KEEP };
+
+/* One listen address, already split. */
+struct listen_addr {
+    char host[64];      /* "0.0.0.0", "::", "127.0.0.1" (no brackets) */
+    int  port;
+    char text[80];      /* as written, for logs */
+};
+
+/* A listener section: smtp, submission, smtps, pop3, pop3s, odmr, radius. */
+struct listener_conf {
+    int present;                /* the section was in the file */
+    size_t nlisten;
+    struct listen_addr *listen;
+};
+
+struct smtp_conf {
+    struct listener_conf l;
+    uint64_t max_message_size;      /* 10240000 */
+    unsigned max_recipients;        /* 1000 */
+    unsigned max_connections;       /* 1000 */
+    unsigned max_connections_per_client; /* 50 */
+    unsigned max_bad_commands;      /* 20 */
+    unsigned max_received_headers;  /* 50 */
+    uint64_t header_size_limit;     /* 102400 */
+    uint64_t line_length_limit;     /* 65536 */
+    long timeout;                   /* 300 s */
+};
+
+struct radius_client {
+    char *address;              /* title of the client section */
+    char *secret;
+};
+
+struct customer {
+    char *name;                 /* lower-case [a-z0-9_-]+ */
+    size_t ndomains;
+    char **domains;             /* lower-case, each contains a dot */
+    size_t nrecipients;         /* 0 = every local part accepted */
+    char **recipients;          /* lower-case local parts */
+    enum deliver_kind deliver;
+    char *deliver_host;         /* for DELIVER_HOST: host without brackets */
+    int deliver_port;           /* for DELIVER_HOST */
+    int port;                   /* for DELIVER_LINK (25) */
+    enum online_kind online;
+    long link_ttl;              /* 12h */
+    unsigned connections;       /* 2 */
+    enum tls_policy tls;        /* may */
+    char *expect_helo;          /* NULL when unset */
+    char *radius_user;          /* NULL when unset */
+    char *interface;            /* NULL when unset */
+    char *secret;               /* NULL when unset */
+    uint64_t quota;             /* 0 = unlimited (default 500M) */
+    long hold_time;             /* 5d */
+    long warn_time;             /* 0 */
+    long retry_min, retry_max;  /* 1m, 1h */
+    long etrn_interval;         /* 0 */
+    int line;                   /* line of the section in the file, for messages */
+};
+
+struct maildrop_conf {
+    char *address;              /* section title, lower-case */
+    char *password;             /* crypt(3) hash */
+    enum maildrop_mode mode;
+    long keep_days;
+};
+
+struct config {
+    char *path;
+    char *hostname;             /* default: gethostname() */
+    char *spool;
+    char *control;
+    char *user;                 /* NULL when unset */
+    char *postmaster;           /* default "postmaster@" hostname */
+    enum dsn_return dsn_return;
+    char *customer_map;         /* NULL when unset */
+    char *tls_certificate, *tls_key;   /* both NULL or both set */
+    struct smtp_conf smtp;
+    struct listener_conf submission, smtps, pop3, pop3s, odmr, radius;
+    size_t nradius_clients;
+    struct radius_client *radius_clients;
+    size_t ncustomers;
+    struct customer *customers;
+    size_t nmaildrops;
+    struct maildrop_conf *maildrops;
+};
+
+/* Loads and validates path.  On failure returns NULL and writes
+ * "FILE:LINE: what is wrong" (or "FILE: what is wrong") into err. */
+struct config *config_load(const char *path, char *err, size_t errlen);
+void config_free(struct config *c);
+
+/* Names of listener sections present in the file whose protocol kickmaild does
+ * not serve yet, comma-separated into buf ("" when none). */
+void config_unserved(const struct config *c, char *buf, size_t len);
+
+/* Helpers shared with the customer map: validation of single values.
+ * Return NULL when fine, else a static message. */
+const char *config_check_customer_name(const char *name);
+const char *config_check_domain(const char *domain);
+
+/* Internal to config.c: a fresh libconfuse context (a cfg_t of <confuse.h>)
+ * holding kickmail's schema, from config_schema.c.  Free with cfg_free(). */
+struct cfg_t;
+struct cfg_t *config_schema_new(void);
+
+#endif

@@ -1,0 +1,67 @@
+/*
+ * ctl — the control socket (Unix stream, mode 0660) and its commands, used by
+ * kickq.  Protocol: the client connects, sends one request line
+ *     WORD TAB WORD TAB ... LF        (argv after the program's options;
+ *                                      "--json" is passed as a word)
+ * and the server answers with one status line, then the body, then closes:
+ *     "0" LF body...                  success: kickq copies body to stdout, exit 0
+ *     "1 " reason LF                  failure: kickq prints reason on stderr, exit 1
+ *     "2 " reason LF                  usage error: exit 2
+ * Requests are bounded (4096 bytes, 1000 words); a client that sends nothing
+ * for 30 s is dropped.
+ */
+#ifndef KM_CTL_H
+#define KM_CTL_H
+
+struct event_base;
+
+/* Hooks into the daemon for commands that are not about the queue. */
+struct ctl_hooks {
+    /* Reloads the configuration; 0 or -1 with why in err. */
+    int (*reload)(char *err, unsigned long errlen);
+};
+
+/* Binds the socket (removing a stale one), listens.  0 / -1 with err. */
+int ctl_start(struct event_base *base, const char *path, const struct ctl_hooks *hooks,
+              char *err, unsigned long errlen);
+void ctl_stop(void);
+
+/*
+ * The command table shared by the server and kickq, so that both agree on
+ * names, argument counts and options (implemented in src/ctl/format.c, which
+ * depends on nothing in the daemon and links into kickq).
+ */
+#define CTL_MAX_REQUEST 4096        /* bytes, the LF included */
+#define CTL_MAX_WORDS   1000
+#define CTL_TIMEOUT     30          /* seconds to send the request */
+
+#define CTL_OPT_JSON 0x01u          /* "--json" */
+#define CTL_OPT_BODY 0x02u          /* "--body" */
+
+struct ctl_cmd_spec {
+    const char *name;
+    int min_args, max_args;         /* max_args < 0: up to CTL_MAX_WORDS - 1 */
+    unsigned opts;                  /* CTL_OPT_* the command accepts */
+    const char *usage;              /* "list [CUSTOMER|DOMAIN] [--json]" */
+};
+
+/* The command named name, or NULL. */
+const struct ctl_cmd_spec *ctl_cmd_find(const char *name);
+/* The i-th command (for usage texts); NULL past the end. */
+const struct ctl_cmd_spec *ctl_cmd_at(unsigned i);
+
+/* A checked request: the command, its arguments (options removed), options. */
+struct ctl_req {
+    const struct ctl_cmd_spec *cmd;
+    int argc;
+    char **argv;                    /* points into the caller's words */
+    unsigned opts;                  /* CTL_OPT_* given */
+};
+
+/* Checks words[0..nwords) (the command first): known command, options it
+ * accepts, no empty word, argument count.  Moves the arguments to the front
+ * of words + 1, in order.  0, or -1 with why filled (a usage error). */
+int ctl_req_check(int nwords, char **words, struct ctl_req *req,
+                  char *why, unsigned long whylen);
+
+#endif

@@ -1,0 +1,65 @@
+/*
+ * io — the thin I/O layer: the only module that calls bufferevent_*.  A
+ * struct io is one connected stream (TCP or Unix), plaintext or TLS, with an
+ * input and an output evbuffer and one callback for everything that happens.
+ * It can switch a live plaintext stream to TLS (server side: STARTTLS/STLS;
+ * client side later), discarding input that arrived before the switch.
+ */
+#ifndef KM_IO_H
+#define KM_IO_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+struct event_base;
+struct evbuffer;
+struct tls_ctx;
+struct io;
+
+enum io_event {
+    IO_READ,        /* new bytes in io_in() */
+    IO_DRAINED,     /* output buffer fully written to the socket */
+    IO_EOF,         /* peer closed */
+    IO_ERROR,       /* socket or TLS error (io_error() says which) */
+    IO_TIMEOUT,     /* no input for the read timeout */
+    IO_CONNECTED,   /* io_connect() finished (client side) */
+    IO_TLS_DONE,    /* TLS handshake finished */
+};
+
+typedef void io_cb(struct io *io, enum io_event ev, void *arg);
+
+/* Wraps a connected socket; takes ownership of fd (made non-blocking). */
+struct io *io_new(struct event_base *base, int fd, io_cb *cb, void *arg);
+/* Frees: closes the socket (and the TLS session) at once; unsent output is lost. */
+void io_free(struct io *io);
+void io_set_cb(struct io *io, io_cb *cb, void *arg);
+
+struct evbuffer *io_in(struct io *io);
+struct evbuffer *io_out(struct io *io);
+void io_write(struct io *io, const void *data, size_t len);
+void io_printf(struct io *io, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+size_t io_out_pending(struct io *io);
+
+/* Read timeout in seconds (0: none); restarted on every read. */
+void io_set_timeout(struct io *io, int secs);
+void io_pause(struct io *io);       /* stop reading (backpressure) */
+void io_resume(struct io *io);
+
+/* Switches to TLS as the server: discards and returns the number of input
+ * bytes already buffered (plaintext pipelined after STARTTLS), then starts the
+ * handshake on the same socket; IO_TLS_DONE or IO_ERROR follows.  -1 on setup
+ * failure.  Call after the "220 ready" reply has been written out (IO_DRAINED). */
+long io_starttls_server(struct io *io, struct tls_ctx *ctx);
+/* Implicit TLS from the first byte (smtps, pop3s). */
+struct io *io_new_tls_server(struct event_base *base, int fd, struct tls_ctx *ctx,
+                             io_cb *cb, void *arg);
+int io_is_tls(const struct io *io);
+/* "TLSv1.3 cipher=TLS_AES_256_GCM_SHA384" or "" */
+const char *io_tls_info(const struct io *io, char *buf, size_t len);
+/* Last error text for IO_ERROR. */
+const char *io_error(const struct io *io);
+
+/* Peer address of a socket as text ("127.0.0.1", "::1", or "unix"). */
+void io_peer_name(int fd, char *buf, size_t len, struct sockaddr_storage *ss);
+
+#endif

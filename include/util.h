@@ -1,0 +1,51 @@
+/*
+ * util — small helpers shared by every module: number/duration/size parsing,
+ * strings, a string-keyed hash map, time.
+ */
+#ifndef KM_UTIL_H
+#define KM_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+/* Durations: "300", "30s", "5m", "12h", "5d". 0 / -1 (bad syntax or overflow). */
+int util_parse_duration(const char *s, long *secs);
+/* Sizes: "10240000", "500k", "500M", "1G" (powers of 1024). 0 / -1. */
+int util_parse_size(const char *s, uint64_t *bytes);
+/* "HOST:PORT" or "[V6]:PORT" → host (no brackets) and port. 0 / -1.
+ * host must have room for hostlen bytes. */
+int util_parse_hostport(const char *s, char *host, size_t hostlen, int *port);
+
+/* Allocation that aborts on out-of-memory (log_fatal). */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t m);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+/* Lower-cases s in place; returns s. ASCII only. */
+char *util_lower(char *s);
+
+/* Monotonic and wall clock. */
+double util_now_mono(void);     /* seconds, CLOCK_MONOTONIC */
+int64_t util_now_us(void);      /* microseconds since the epoch */
+
+/*
+ * hmap — open-addressing hash map from NUL-terminated keys (compared
+ * case-insensitively when created with icase) to pointers. Keys are not
+ * copied: the caller keeps them alive while they are in the map (usually the
+ * key lives inside the value).
+ */
+struct hmap;
+struct hmap *hmap_new(int icase);
+void hmap_free(struct hmap *m);
+/* Inserts or replaces; returns the previous value or NULL. */
+void *hmap_put(struct hmap *m, const char *key, void *val);
+void *hmap_get(const struct hmap *m, const char *key);
+/* Removes; returns the removed value or NULL. */
+void *hmap_del(struct hmap *m, const char *key);
+size_t hmap_count(const struct hmap *m);
+/* Iteration: *pos starts at 0; returns 0 at the end. Do not insert while iterating. */
+int hmap_next(const struct hmap *m, size_t *pos, const char **key, void **val);
+
+#endif

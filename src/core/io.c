@@ -1,0 +1,263 @@
+/*
+ * io — one connected stream over a libevent bufferevent, plaintext or TLS.
+ * This is the only file that calls bufferevent_*.  It trusts nothing read
+ * from the peer (it only moves bytes); it guarantees that once a stream is
+ * switched to TLS no byte received in plaintext before the switch is ever
+ * handed to the protocol (STARTTLS injection, CVE-2011-0411 class).
+ *
+ * Ownership: the io owns the socket.  A plaintext bufferevent is created
+ * without BEV_OPT_CLOSE_ON_FREE so that it can be replaced by a TLS one on
+ * the same fd; the TLS bufferevent owns fd and SSL.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+
+#include "io.h"
+#include "tls.h"
+#include "util.h"
+
+struct io {
+    struct event_base *base;
+    struct bufferevent *bev;
+    int fd;
+    int tls;                /* bev is a TLS bufferevent (owns fd) */
+    int timeout;
+    int paused;
+    io_cb *cb;
+    void *arg;
+    char err[128];
+};
+
+static void io_readcb(struct bufferevent *bev, void *arg)
+{
+    struct io *io = arg;
+    io->cb(io, IO_READ, io->arg);
+}
+
+static void io_writecb(struct bufferevent *bev, void *arg)
+{
+    struct io *io = arg;
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        io->cb(io, IO_DRAINED, io->arg);
+}
+
+static void io_set_error(struct io *io)
+{
+    unsigned long e = io->tls ? bufferevent_get_openssl_error(io->bev) : 0;
+    if (e) {
+        char buf[120];
+        snprintf(io->err, sizeof io->err, "TLS: %s",
+                 tls_last_error(buf, sizeof buf));
+        while (bufferevent_get_openssl_error(io->bev))
+            ;
+    } else if (EVUTIL_SOCKET_ERROR()) {
+        snprintf(io->err, sizeof io->err, "%s",
+                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    } else {
+        snprintf(io->err, sizeof io->err, "connection error");
+    }
+}
+
+static void io_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+    struct io *io = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        io->cb(io, io->tls ? IO_TLS_DONE : IO_CONNECTED, io->arg);
+    } else if (what & BEV_EVENT_TIMEOUT) {
+        io->cb(io, IO_TIMEOUT, io->arg);
+    } else if (what & BEV_EVENT_ERROR) {
+        io_set_error(io);
+        io->cb(io, IO_ERROR, io->arg);
+    } else if (what & BEV_EVENT_EOF) {
+        io->cb(io, IO_EOF, io->arg);
+    }
+}
+
+static void io_attach(struct io *io, struct bufferevent *bev)
+{
+    io->bev = bev;
+    bufferevent_setcb(bev, io_readcb, io_writecb, io_eventcb, io);
+    io_set_timeout(io, io->timeout);
+    if (!io->paused)
+        bufferevent_enable(bev, EV_READ | EV_WRITE);
+    else
+        bufferevent_enable(bev, EV_WRITE);
+}
+
+struct io *io_new(struct event_base *base, int fd, io_cb *cb, void *arg)
+{
+    struct bufferevent *bev;
+    evutil_make_socket_nonblocking(fd);
+    bev = bufferevent_socket_new(base, fd, BEV_OPT_DEFER_CALLBACKS);
+    if (!bev)
+        return NULL;
+    struct io *io = xcalloc(1, sizeof *io);
+    io->base = base;
+    io->fd = fd;
+    io->cb = cb;
+    io->arg = arg;
+    io_attach(io, bev);
+    return io;
+}
+
+struct io *io_new_tls_server(struct event_base *base, int fd, struct tls_ctx *ctx,
+                             io_cb *cb, void *arg)
+{
+    void *ssl = tls_ctx_new_ssl(ctx);
+    if (!ssl)
+        return NULL;
+    evutil_make_socket_nonblocking(fd);
+    struct bufferevent *bev = bufferevent_openssl_socket_new(base, fd, ssl,
+        BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (!bev)
+        return NULL;
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    struct io *io = xcalloc(1, sizeof *io);
+    io->base = base;
+    io->fd = fd;
+    io->cb = cb;
+    io->arg = arg;
+    io->tls = 1;
+    io_attach(io, bev);
+    return io;
+}
+
+void io_free(struct io *io)
+{
+    if (!io)
+        return;
+    bufferevent_free(io->bev);
+    if (!io->tls)
+        close(io->fd);
+    free(io);
+}
+
+void io_set_cb(struct io *io, io_cb *cb, void *arg)
+{
+    io->cb = cb;
+    io->arg = arg;
+}
+
+struct evbuffer *io_in(struct io *io)
+{
+    return bufferevent_get_input(io->bev);
+}
+
+struct evbuffer *io_out(struct io *io)
+{
+    return bufferevent_get_output(io->bev);
+}
+
+void io_write(struct io *io, const void *data, size_t len)
+{
+    bufferevent_write(io->bev, data, len);
+}
+
+void io_printf(struct io *io, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    evbuffer_add_vprintf(bufferevent_get_output(io->bev), fmt, ap);
+    va_end(ap);
+}
+
+size_t io_out_pending(struct io *io)
+{
+    return evbuffer_get_length(bufferevent_get_output(io->bev));
+}
+
+void io_set_timeout(struct io *io, int secs)
+{
+    io->timeout = secs;
+    if (secs > 0) {
+        struct timeval tv = { secs, 0 };
+        bufferevent_set_timeouts(io->bev, &tv, &tv);
+    } else {
+        bufferevent_set_timeouts(io->bev, NULL, NULL);
+    }
+}
+
+void io_pause(struct io *io)
+{
+    io->paused = 1;
+    bufferevent_disable(io->bev, EV_READ);
+}
+
+void io_resume(struct io *io)
+{
+    io->paused = 0;
+    bufferevent_enable(io->bev, EV_READ);
+}
+
+long io_starttls_server(struct io *io, struct tls_ctx *ctx)
+{
+    if (io->tls)
+        return -1;
+    void *ssl = tls_ctx_new_ssl(ctx);
+    if (!ssl)
+        return -1;
+    struct evbuffer *in = bufferevent_get_input(io->bev);
+    long discarded = (long)evbuffer_get_length(in);
+    evbuffer_drain(in, (size_t)discarded);
+    struct bufferevent *tbev = bufferevent_openssl_socket_new(io->base, io->fd, ssl,
+        BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (!tbev)
+        return -1;
+    bufferevent_openssl_set_allow_dirty_shutdown(tbev, 1);
+    bufferevent_free(io->bev);      /* plaintext bev: does not close fd */
+    io->tls = 1;
+    io_attach(io, tbev);
+    return discarded;
+}
+
+int io_is_tls(const struct io *io)
+{
+    return io->tls;
+}
+
+const char *io_tls_info(const struct io *io, char *buf, size_t len)
+{
+    if (!io->tls) {
+        if (len) buf[0] = 0;
+        return buf;
+    }
+    return tls_describe(bufferevent_openssl_get_ssl(io->bev), buf, len);
+}
+
+const char *io_error(const struct io *io)
+{
+    return io->err[0] ? io->err : "connection error";
+}
+
+void io_peer_name(int fd, char *buf, size_t len, struct sockaddr_storage *ss)
+{
+    struct sockaddr_storage tmp;
+    socklen_t sl = sizeof tmp;
+    if (!ss)
+        ss = &tmp;
+    memset(ss, 0, sizeof *ss);
+    if (getpeername(fd, (struct sockaddr *)ss, &sl) < 0) {
+        snprintf(buf, len, "unknown");
+        return;
+    }
+    if (ss->ss_family == AF_INET) {
+        inet_ntop(AF_INET, &((struct sockaddr_in *)ss)->sin_addr, buf, (socklen_t)len);
+    } else if (ss->ss_family == AF_INET6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &s6->sin6_addr, buf, (socklen_t)len);
+    } else {
+        snprintf(buf, len, "unix");
+    }
+}

@@ -1,0 +1,826 @@
+/*
+ * qmgr — the in-memory index of the spool, per customer, and the operator's
+ * actions on it.  It trusts the spool's records (checked there) and the
+ * registry; targets from the control socket are checked here.  It
+ * guarantees that the index only ever shows what is durable: a message is
+ * indexed after its record is synced, a hold/release/delete is applied to the
+ * index after its record (or the holds state file) is synced.
+ *
+ * Messages live in one array sorted by queue ID (IDs grow with time, so this
+ * is arrival order); deleted slots are NULL until the array is compacted.
+ * Each pending recipient is on exactly one list: its customer's, the orphan
+ * list (domain without customer) or the outbound list.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+
+#include "config.h"
+#include "log.h"
+#include "qmgr.h"
+#include "registry.h"
+#include "spool.h"
+#include "util.h"
+
+static struct {
+    struct event_base *base;
+    struct spool *spool;
+    const struct config *cfg;
+    const struct registry *reg;
+    uint64_t last_id;
+    /* messages sorted by id; msgs[i] == NULL when deleted */
+    uint64_t *ids;
+    struct qmsg **msgs;
+    size_t nslots, cap, nlive;
+    struct hmap *custs;             /* name -> struct qcust */
+    struct hmap *held_domains;      /* domain -> strdup'd domain */
+    struct qrcpt_list outbound, orphans;
+} Q;
+
+static const char id_alphabet[] = "0123456789ABCDEFGHIJKLMNOPQRSTUV";
+
+/* ---- queue IDs ---- */
+
+uint64_t qmgr_new_id(void)
+{
+    uint64_t now = (uint64_t)util_now_us();
+    Q.last_id = now > Q.last_id ? now : Q.last_id + 1;
+    return Q.last_id;
+}
+
+void qmgr_id_str(uint64_t id, char out[QUEUE_ID_LEN + 1])
+{
+    for (int i = QUEUE_ID_LEN - 1; i >= 0; i--) {
+        out[i] = id_alphabet[id & 31];
+        id >>= 5;
+    }
+    out[QUEUE_ID_LEN] = 0;
+}
+
+int qmgr_id_parse(const char *s, uint64_t *id)
+{
+    uint64_t v = 0;
+    if (strlen(s) != QUEUE_ID_LEN)
+        return -1;
+    for (const char *p = s; *p; p++) {
+        const char *c = strchr(id_alphabet, *p);
+        if (!*p || !c)
+            return -1;
+        if (p == s && (c - id_alphabet) > 15)
+            return -1;      /* would overflow 64 bits */
+        v = (v << 5) | (uint64_t)(c - id_alphabet);
+    }
+    *id = v;
+    return 0;
+}
+
+/* Queue-ID form of INTERFACE.md: 10-20 upper-case letters and digits. */
+static int looks_like_id(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 10 || n > 20)
+        return 0;
+    for (; *s; s++)
+        if (!isdigit((unsigned char)*s) && !isupper((unsigned char)*s))
+            return 0;
+    return 1;
+}
+
+/* ---- the message array ---- */
+
+static size_t slot_find(uint64_t id)
+{
+    size_t lo = 0, hi = Q.nslots;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (Q.ids[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static void slots_compact(void)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < Q.nslots; i++) {
+        if (Q.msgs[i]) {
+            Q.ids[j] = Q.ids[i];
+            Q.msgs[j++] = Q.msgs[i];
+        }
+    }
+    Q.nslots = j;
+}
+
+static void slots_insert(struct qmsg *m)
+{
+    if (Q.nslots == Q.cap) {
+        if (Q.nlive * 2 < Q.nslots) {
+            slots_compact();
+        } else {
+            Q.cap = Q.cap ? Q.cap * 2 : 1024;
+            Q.ids = xrealloc(Q.ids, Q.cap * sizeof *Q.ids);
+            Q.msgs = xrealloc(Q.msgs, Q.cap * sizeof *Q.msgs);
+        }
+    }
+    size_t i = Q.nslots;
+    if (i > 0 && Q.ids[i - 1] > m->id) {
+        i = slot_find(m->id);
+        memmove(&Q.ids[i + 1], &Q.ids[i], (Q.nslots - i) * sizeof *Q.ids);
+        memmove(&Q.msgs[i + 1], &Q.msgs[i], (Q.nslots - i) * sizeof *Q.msgs);
+    }
+    Q.ids[i] = m->id;
+    Q.msgs[i] = m;
+    Q.nslots++;
+    Q.nlive++;
+}
+
+struct qmsg *qmgr_msg_by_id(uint64_t id)
+{
+    size_t i = slot_find(id);
+    if (i < Q.nslots && Q.ids[i] == id)
+        return Q.msgs[i];
+    return NULL;
+}
+
+static void slots_remove(struct qmsg *m)
+{
+    size_t i = slot_find(m->id);
+    if (i < Q.nslots && Q.msgs[i] == m) {
+        Q.msgs[i] = NULL;
+        Q.nlive--;
+    }
+}
+
+size_t qmgr_msg_count(void)
+{
+    return Q.nlive;
+}
+
+struct qmsg *qmgr_msg_next(size_t *pos)
+{
+    while (*pos < Q.nslots) {
+        struct qmsg *m = Q.msgs[(*pos)++];
+        if (m)
+            return m;
+    }
+    return NULL;
+}
+
+/* ---- customers and recipients ---- */
+
+struct qcust *qmgr_cust_by_name(const char *name)
+{
+    return hmap_get(Q.custs, name);
+}
+
+struct qcust *qmgr_cust_next(size_t *pos)
+{
+    void *v;
+    if (!hmap_next(Q.custs, pos, NULL, &v))
+        return NULL;
+    return v;
+}
+
+const struct qrcpt_list *qmgr_outbound(void) { return &Q.outbound; }
+const struct qrcpt_list *qmgr_orphans(void)  { return &Q.orphans; }
+
+int qmgr_domain_held(const char *domain)
+{
+    return hmap_get(Q.held_domains, domain) != NULL;
+}
+
+int qmgr_rcpt_held(const struct qrcpt *r)
+{
+    return r->msg->held || (r->cust && r->cust->held) ||
+           (!r->outbound && qmgr_domain_held(r->domain));
+}
+
+int64_t qmgr_cust_oldest(const struct qcust *qc)
+{
+    const struct qrcpt *r = TAILQ_FIRST(&qc->rcpts);
+    return r ? r->msg->arrival : 0;
+}
+
+static int rcpt_pending(const struct qrcpt *r)
+{
+    return r->status == QR_QUEUED || r->status == QR_DEFERRED;
+}
+
+/* Pending recipients of m on customer qc, other than skip. */
+static int msg_has_cust(const struct qmsg *m, const struct qcust *qc,
+                        const struct qrcpt *skip)
+{
+    for (unsigned i = 0; i < m->nrcpt; i++) {
+        const struct qrcpt *r = &m->rcpts[i];
+        if (r != skip && r->cust == qc && rcpt_pending(r) && r->link.tqe_prev)
+            return 1;
+    }
+    return 0;
+}
+
+static void rcpt_attach(struct qrcpt *r)
+{
+    const struct customer *c = NULL;
+    r->cust = NULL;
+    if (!r->outbound)
+        c = registry_by_domain(Q.reg, r->domain);
+    if (c)
+        r->cust = hmap_get(Q.custs, c->name);
+    if (r->cust) {
+        if (!msg_has_cust(r->msg, r->cust, r)) {
+            r->cust->nmsg++;
+            r->cust->bytes += r->msg->size;
+        }
+        TAILQ_INSERT_TAIL(&r->cust->rcpts, r, link);
+    } else if (r->outbound) {
+        TAILQ_INSERT_TAIL(&Q.outbound, r, link);
+    } else {
+        TAILQ_INSERT_TAIL(&Q.orphans, r, link);
+    }
+}
+
+static void rcpt_detach(struct qrcpt *r)
+{
+    if (!r->link.tqe_prev)
+        return;
+    if (r->cust) {
+        TAILQ_REMOVE(&r->cust->rcpts, r, link);
+        r->link.tqe_prev = NULL;
+        if (!msg_has_cust(r->msg, r->cust, r)) {
+            r->cust->nmsg--;
+            r->cust->bytes -= r->msg->size;
+        }
+    } else {
+        TAILQ_REMOVE(r->outbound ? &Q.outbound : &Q.orphans, r, link);
+        r->link.tqe_prev = NULL;
+    }
+}
+
+static void msg_free(struct qmsg *m)
+{
+    for (unsigned i = 0; i < m->nrcpt; i++) {
+        free(m->rcpts[i].addr);
+        free(m->rcpts[i].reason);
+    }
+    free(m->sender);
+    free(m);
+}
+
+/* Removes a message from the index and drops its segment references. */
+static void msg_forget(struct qmsg *m)
+{
+    for (unsigned i = 0; i < m->nrcpt; i++)
+        rcpt_detach(&m->rcpts[i]);
+    slots_remove(m);
+    spool_seg_unref(Q.spool, m->loc.seg);
+    if (m->state_seg)
+        spool_seg_unref(Q.spool, m->state_seg);
+    msg_free(m);
+}
+
+static struct qmsg *msg_new(const struct spool_env *env, const struct spool_loc *loc)
+{
+    struct qmsg *m = xcalloc(1, sizeof *m + env->nrcpt * sizeof m->rcpts[0]);
+    m->id = env->id;
+    qmgr_id_str(m->id, m->idstr);
+    m->arrival = env->arrival;
+    m->size = loc->body_len;
+    m->sender = xstrdup(env->sender);
+    m->loc = *loc;
+    m->nrcpt = (uint16_t)env->nrcpt;
+    m->npending = m->nrcpt;
+    for (size_t i = 0; i < env->nrcpt; i++) {
+        struct qrcpt *r = &m->rcpts[i];
+        r->addr = xstrdup(env->rcpts[i].addr);
+        const char *at = strrchr(r->addr, '@');
+        r->domain = at ? at + 1 : r->addr + strlen(r->addr);
+        r->msg = m;
+        r->outbound = (env->rcpts[i].flags & SPOOL_RCPT_OUTBOUND) != 0;
+        r->status = QR_QUEUED;
+    }
+    return m;
+}
+
+static void msg_attach_all(struct qmsg *m)
+{
+    for (unsigned i = 0; i < m->nrcpt; i++)
+        if (rcpt_pending(&m->rcpts[i]))
+            rcpt_attach(&m->rcpts[i]);
+}
+
+/* Applies a STATE record's content to m (index lists updated). */
+static void msg_apply_state(struct qmsg *m, int held, size_t nrcpt,
+                            const struct spool_rstate *rs)
+{
+    m->held = held ? 1 : 0;
+    if (nrcpt != m->nrcpt) {
+        log_warn("%s: state record has %zu recipients, message %u; recipients ignored",
+                 m->idstr, nrcpt, m->nrcpt);
+        return;
+    }
+    m->npending = 0;
+    for (size_t i = 0; i < nrcpt; i++) {
+        struct qrcpt *r = &m->rcpts[i];
+        free(r->reason);
+        r->reason = rs[i].reason && *rs[i].reason ? xstrdup(rs[i].reason) : NULL;
+        if (rs[i].status == SPOOL_R_DELIVERED || rs[i].status == SPOOL_R_BOUNCED) {
+            rcpt_detach(r);
+            r->status = rs[i].status == SPOOL_R_DELIVERED ? QR_DELIVERED : QR_BOUNCED;
+        } else {
+            r->status = r->reason ? QR_DEFERRED : QR_QUEUED;
+            m->npending++;
+        }
+    }
+}
+
+/* ---- recovery ---- */
+
+static void rec_message(void *arg, const struct spool_env *env, const struct spool_loc *loc)
+{
+    if (qmgr_msg_by_id(env->id)) {
+        log_warn("spool: duplicate message record for id %llu ignored",
+                 (unsigned long long)env->id);
+        return;
+    }
+    struct qmsg *m = msg_new(env, loc);
+    slots_insert(m);
+    spool_seg_ref(Q.spool, loc->seg);
+}
+
+static void rec_state(void *arg, uint64_t id, uint32_t seg, int held, size_t nrcpt,
+                      const struct spool_rstate *rs)
+{
+    struct qmsg *m = qmgr_msg_by_id(id);
+    if (!m)
+        return;
+    msg_apply_state(m, held, nrcpt, rs);
+    if (m->state_seg)
+        spool_seg_unref(Q.spool, m->state_seg);
+    m->state_seg = seg;
+    spool_seg_ref(Q.spool, seg);
+}
+
+static void rec_done(void *arg, uint64_t id)
+{
+    struct qmsg *m = qmgr_msg_by_id(id);
+    if (m)
+        msg_forget(m);
+}
+
+/* ---- holds (customer and domain), kept in state/holds ---- */
+
+static void holds_encode(struct evbuffer *out)
+{
+    size_t pos = 0;
+    struct qcust *qc;
+    const char *d;
+    while ((qc = qmgr_cust_next(&pos)))
+        if (qc->held)
+            evbuffer_add_printf(out, "customer %s\n", qc->name);
+    pos = 0;
+    while (hmap_next(Q.held_domains, &pos, &d, NULL))
+        evbuffer_add_printf(out, "domain %s\n", d);
+}
+
+/* Customer holds of customers not configured now are kept in this list so a
+ * reload that brings them back keeps them held. */
+static struct hmap *held_absent;
+
+static void holds_load(void)
+{
+    struct evbuffer *b = evbuffer_new();
+    char *line;
+    size_t n;
+    if (spool_state_read(Q.spool, "holds", b) < 0)
+        log_warn("spool: cannot read state/holds; no customer holds restored");
+    while ((line = evbuffer_readln(b, &n, EVBUFFER_EOL_LF))) {
+        if (!strncmp(line, "customer ", 9)) {
+            struct qcust *qc = hmap_get(Q.custs, line + 9);
+            if (qc) {
+                qc->held = 1;
+            } else {
+                char *k = xstrdup(line + 9);
+                hmap_put(held_absent, k, k);
+            }
+        } else if (!strncmp(line, "domain ", 7)) {
+            char *k = util_lower(xstrdup(line + 7));
+            if (hmap_put(Q.held_domains, k, k))
+                free(k);
+        }
+        free(line);
+    }
+    evbuffer_free(b);
+}
+
+/* ---- set-up ---- */
+
+static struct qcust *cust_new(const struct customer *c)
+{
+    struct qcust *qc = xcalloc(1, sizeof *qc);
+    qc->name = xstrdup(c->name);
+    qc->cfg = c;
+    TAILQ_INIT(&qc->rcpts);
+    char *k = hmap_del(held_absent, c->name);
+    if (k) {
+        qc->held = 1;
+        free(k);
+    }
+    hmap_put(Q.custs, qc->name, qc);
+    return qc;
+}
+
+static void custs_sync(void)
+{
+    size_t pos = 0;
+    struct qcust *qc;
+    /* drop customers that left the configuration (their mail is detached) */
+    while ((qc = qmgr_cust_next(&pos))) {
+        const struct customer *c = registry_by_name(Q.reg, qc->name);
+        if (c) {
+            qc->cfg = c;
+            continue;
+        }
+        if (qc->held) {
+            char *k = xstrdup(qc->name);
+            hmap_put(held_absent, k, k);
+        }
+        hmap_del(Q.custs, qc->name);
+        free(qc->name);
+        free(qc);
+        pos = 0;        /* the map changed: restart */
+    }
+    for (size_t i = 0; i < registry_count(Q.reg); i++) {
+        const struct customer *c = registry_at(Q.reg, i);
+        if (!hmap_get(Q.custs, c->name))
+            cust_new(c);
+    }
+}
+
+int qmgr_init(struct event_base *base, struct spool *sp, const struct config *c,
+              const struct registry *r, char *err, size_t errlen)
+{
+    double t0 = util_now_mono();
+    memset(&Q, 0, sizeof Q);
+    Q.base = base;
+    Q.spool = sp;
+    Q.cfg = c;
+    Q.reg = r;
+    Q.custs = hmap_new(0);
+    Q.held_domains = hmap_new(1);
+    held_absent = hmap_new(0);
+    TAILQ_INIT(&Q.outbound);
+    TAILQ_INIT(&Q.orphans);
+    custs_sync();
+    holds_load();
+
+    static const struct spool_recover_cbs cbs = { rec_message, rec_state, rec_done };
+    uint64_t max_id = 0;
+    if (spool_recover(sp, &cbs, NULL, &max_id, err, errlen) < 0)
+        return -1;
+    Q.last_id = max_id;
+    slots_compact();
+    for (size_t i = 0; i < Q.nslots; i++)
+        msg_attach_all(Q.msgs[i]);
+    spool_gc(sp);
+    size_t nr = 0;
+    for (size_t i = 0; i < Q.nslots; i++)
+        nr += Q.msgs[i]->npending;
+    log_info("queue: %zu messages, %zu recipients restored in %.3f s",
+             Q.nlive, nr, util_now_mono() - t0);
+    return 0;
+}
+
+void qmgr_shutdown(void)
+{
+    for (size_t i = 0; i < Q.nslots; i++)
+        if (Q.msgs[i])
+            msg_free(Q.msgs[i]);
+    free(Q.ids);
+    free(Q.msgs);
+    size_t pos = 0;
+    struct qcust *qc;
+    while ((qc = qmgr_cust_next(&pos))) {
+        free(qc->name);
+        free(qc);
+    }
+    hmap_free(Q.custs);
+    pos = 0;
+    void *v;
+    while (hmap_next(Q.held_domains, &pos, NULL, &v))
+        free(v);
+    hmap_free(Q.held_domains);
+    pos = 0;
+    while (hmap_next(held_absent, &pos, NULL, &v))
+        free(v);
+    hmap_free(held_absent);
+    memset(&Q, 0, sizeof Q);
+}
+
+void qmgr_reconfigure(const struct config *c, const struct registry *r)
+{
+    /* detach everything from the old customers, then re-attach */
+    for (size_t i = 0; i < Q.nslots; i++) {
+        struct qmsg *m = Q.msgs[i];
+        if (m)
+            for (unsigned j = 0; j < m->nrcpt; j++)
+                rcpt_detach(&m->rcpts[j]);
+    }
+    Q.cfg = c;
+    Q.reg = r;
+    custs_sync();
+    size_t pos = 0;
+    struct qcust *qc;
+    while ((qc = qmgr_cust_next(&pos))) {
+        qc->nmsg = 0;
+        qc->bytes = 0;
+    }
+    for (size_t i = 0; i < Q.nslots; i++)
+        if (Q.msgs[i])
+            msg_attach_all(Q.msgs[i]);
+}
+
+int qmgr_quota_check(const struct customer *c, uint64_t bytes)
+{
+    struct qcust *qc = hmap_get(Q.custs, c->name);
+    if (!qc || c->quota == 0)
+        return 0;
+    return qc->bytes + bytes > c->quota ? -1 : 0;
+}
+
+/* ---- receiving ---- */
+
+struct submit_ctx {
+    struct qmsg *m;
+    struct spool_loc loc;
+    qmgr_cb *cb;
+    void *arg;
+};
+
+static void submit_done(int err, void *arg)
+{
+    struct submit_ctx *sc = arg;
+    struct qmsg *m = sc->m;
+    if (err) {
+        msg_free(m);
+    } else {
+        m->loc = sc->loc;
+        m->size = sc->loc.body_len;
+        slots_insert(m);
+        spool_seg_ref(Q.spool, m->loc.seg);
+        msg_attach_all(m);
+    }
+    sc->cb(err, sc->arg);
+    free(sc);
+}
+
+void qmgr_submit(const struct spool_env *env, struct evbuffer *body,
+                 qmgr_cb *cb, void *arg)
+{
+    struct submit_ctx *sc = xcalloc(1, sizeof *sc);
+    struct spool_loc loc = { 0, 0, 0, (uint32_t)evbuffer_get_length(body) };
+    sc->m = msg_new(env, &loc);
+    sc->cb = cb;
+    sc->arg = arg;
+    spool_append_message(Q.spool, env, body, &sc->loc, submit_done, sc);
+}
+
+/* ---- durable changes: STATE and DONE records, the holds file ---- */
+
+/* One operator request may need several records; it completes when the last
+ * one does, with the first error seen. */
+struct op {
+    int pending;
+    int err;
+    qmgr_cb *cb;
+    void *arg;
+};
+
+static struct op *op_new(qmgr_cb *cb, void *arg)
+{
+    struct op *op = xcalloc(1, sizeof *op);
+    op->pending = 1;        /* released by op_start_done() */
+    op->cb = cb;
+    op->arg = arg;
+    return op;
+}
+
+static void op_finish_one(struct op *op, int err)
+{
+    if (err && !op->err)
+        op->err = err;
+    if (--op->pending == 0) {
+        op->cb(op->err, op->arg);
+        free(op);
+    }
+}
+
+struct state_ctx {
+    struct op *op;
+    uint64_t id;
+    int held;
+    uint32_t seg;
+    size_t nrcpt;
+    struct spool_rstate *rs;
+    char **reasons;
+};
+
+static void state_done(int err, void *arg)
+{
+    struct state_ctx *sx = arg;
+    struct qmsg *m = qmgr_msg_by_id(sx->id);
+    if (!err && m) {
+        m->held = (uint8_t)sx->held;
+        if (m->state_seg)
+            spool_seg_unref(Q.spool, m->state_seg);
+        m->state_seg = sx->seg;
+        spool_seg_ref(Q.spool, sx->seg);
+    }
+    if (err)
+        log_err("%s: cannot record state: %s", m ? m->idstr : "?", strerror(err));
+    for (size_t i = 0; i < sx->nrcpt; i++)
+        free(sx->reasons[i]);
+    free(sx->reasons);
+    free(sx->rs);
+    op_finish_one(sx->op, err);
+    free(sx);
+}
+
+/* Appends a STATE record for m with the given hold flag. */
+static void msg_write_state(struct qmsg *m, int held, struct op *op)
+{
+    struct state_ctx *sx = xcalloc(1, sizeof *sx);
+    sx->op = op;
+    sx->id = m->id;
+    sx->held = held;
+    sx->nrcpt = m->nrcpt;
+    sx->rs = xcalloc(m->nrcpt, sizeof *sx->rs);
+    sx->reasons = xcalloc(m->nrcpt, sizeof *sx->reasons);
+    for (unsigned i = 0; i < m->nrcpt; i++) {
+        const struct qrcpt *r = &m->rcpts[i];
+        sx->rs[i].status = r->status == QR_DELIVERED ? SPOOL_R_DELIVERED :
+                           r->status == QR_BOUNCED ? SPOOL_R_BOUNCED : SPOOL_R_PENDING;
+        sx->reasons[i] = r->reason ? xstrdup(r->reason) : NULL;
+        sx->rs[i].reason = sx->reasons[i];
+    }
+    op->pending++;
+    spool_append_state(Q.spool, m->id, held, m->nrcpt, sx->rs, &sx->seg, state_done, sx);
+}
+
+struct holds_ctx {
+    struct op *op;
+    struct evbuffer *buf;
+    void (*undo)(const char *key, int on);
+    char *key;
+    int on;
+};
+
+static void holds_done(int err, void *arg)
+{
+    struct holds_ctx *hx = arg;
+    if (err) {
+        log_err("spool: cannot write state/holds: %s", strerror(err));
+        hx->undo(hx->key, !hx->on);
+    }
+    evbuffer_free(hx->buf);
+    free(hx->key);
+    op_finish_one(hx->op, err);
+    free(hx);
+}
+
+static void hold_set_customer(const char *name, int on)
+{
+    struct qcust *qc = hmap_get(Q.custs, name);
+    if (qc)
+        qc->held = (uint8_t)on;
+}
+
+static void hold_set_domain(const char *domain, int on)
+{
+    if (on) {
+        if (!hmap_get(Q.held_domains, domain)) {
+            char *k = util_lower(xstrdup(domain));
+            hmap_put(Q.held_domains, k, k);
+        }
+    } else {
+        free(hmap_del(Q.held_domains, domain));
+    }
+}
+
+/* Applies a customer/domain hold change in memory and makes it durable;
+ * undone if the write fails. */
+static void holds_change(void (*set)(const char *, int), const char *key, int on,
+                         struct op *op)
+{
+    struct holds_ctx *hx = xcalloc(1, sizeof *hx);
+    set(key, on);
+    hx->op = op;
+    hx->undo = set;
+    hx->key = xstrdup(key);
+    hx->on = on;
+    hx->buf = evbuffer_new();
+    holds_encode(hx->buf);
+    size_t len = evbuffer_get_length(hx->buf);
+    op->pending++;
+    spool_state_write(Q.spool, "holds", evbuffer_pullup(hx->buf, -1), len,
+                      holds_done, hx);
+}
+
+static int hold_or_release(const char *target, int on, qmgr_cb *cb, void *arg,
+                           char *err, size_t errlen)
+{
+    if (looks_like_id(target)) {
+        uint64_t id;
+        struct qmsg *m = NULL;
+        if (qmgr_id_parse(target, &id) == 0)
+            m = qmgr_msg_by_id(id);
+        if (!m) {
+            snprintf(err, errlen, "%s: no such message", target);
+            return -1;
+        }
+        struct op *op = op_new(cb, arg);
+        msg_write_state(m, on, op);
+        op_finish_one(op, 0);
+        return 0;
+    }
+    if (strchr(target, '.')) {
+        const struct customer *c = registry_by_domain(Q.reg, target);
+        if (!c) {
+            snprintf(err, errlen, "%s: not a customer domain", target);
+            return -1;
+        }
+        struct op *op = op_new(cb, arg);
+        holds_change(hold_set_domain, target, on, op);
+        op_finish_one(op, 0);
+        return 0;
+    }
+    if (!hmap_get(Q.custs, target)) {
+        snprintf(err, errlen, "%s: no such customer", target);
+        return -1;
+    }
+    struct op *op = op_new(cb, arg);
+    holds_change(hold_set_customer, target, on, op);
+    op_finish_one(op, 0);
+    return 0;
+}
+
+int qmgr_hold(const char *target, qmgr_cb *cb, void *arg, char *err, size_t errlen)
+{
+    return hold_or_release(target, 1, cb, arg, err, errlen);
+}
+
+int qmgr_release(const char *target, qmgr_cb *cb, void *arg, char *err, size_t errlen)
+{
+    return hold_or_release(target, 0, cb, arg, err, errlen);
+}
+
+struct done_ctx {
+    struct op *op;
+    uint64_t id;
+};
+
+static void delete_done(int err, void *arg)
+{
+    struct done_ctx *dx = arg;
+    struct qmsg *m = qmgr_msg_by_id(dx->id);
+    if (!err && m) {
+        log_info("%s: removed", m->idstr);
+        msg_forget(m);
+    }
+    op_finish_one(dx->op, err);
+    free(dx);
+}
+
+int qmgr_delete(size_t nids, const uint64_t *ids, qmgr_cb *cb, void *arg,
+                char *err, size_t errlen)
+{
+    for (size_t i = 0; i < nids; i++) {
+        if (!qmgr_msg_by_id(ids[i])) {
+            char s[QUEUE_ID_LEN + 1];
+            qmgr_id_str(ids[i], s);
+            snprintf(err, errlen, "%s: no such message", s);
+            return -1;
+        }
+    }
+    struct op *op = op_new(cb, arg);
+    for (size_t i = 0; i < nids; i++) {
+        struct done_ctx *dx = xcalloc(1, sizeof *dx);
+        dx->op = op;
+        dx->id = ids[i];
+        op->pending++;
+        spool_append_done(Q.spool, ids[i], delete_done, dx);
+    }
+    op_finish_one(op, 0);
+    return 0;
+}
+
+void qmgr_read_body(const struct qmsg *m, struct evbuffer *out, qmgr_cb *cb, void *arg)
+{
+    spool_read_body(Q.spool, &m->loc, out, cb, arg);
+}

@@ -1,0 +1,1431 @@
+/*
+ * spool — the durable store of spool.h: an append-only journal of segment
+ * files (journal/NNNNNNNNNN.seg) written by one writer thread with group
+ * commit, an aux thread for body reads, state files and segment deletion,
+ * the replay of the journal at start, and the segment reference counts that
+ * decide reclamation.  Record format: spool.h; metadata: spool_record.h.
+ *
+ * Threads and ownership.  The loop thread queues jobs and runs completions;
+ * after spool_recover() it never touches the disk.  The writer thread owns
+ * the active segment (sp->w), the aux thread its cached read fd (sp->a), the
+ * loop thread the reference counts (refs, gc_next, active).  sp->mu guards
+ * the three job lists (writer, aux, done) and the few fields handed between
+ * threads; evbuffers change owner only through those lists.  Completions are
+ * handed back through the done list and one event made active with
+ * event_active() (evthread_use_pthreads() is required).
+ *
+ * Trusts: its callers' arguments once spool_record.c accepted them; nothing
+ * read back from disk (every record is checked before it is reported).
+ * Guarantees: a completion with 0 means the record and the directory entry
+ * of its segment are synced; a failed batch is cut off the file again and
+ * every job in it gets the errno; segments are deleted oldest first.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "log.h"
+#include "spool.h"
+#include "spool_record.h"
+#include "util.h"
+
+#define SPOOL_SEG_LIMIT     (64ull * 1024 * 1024)  /* start a new segment past this */
+#define SPOOL_RBUF          (1u << 20)             /* recovery buffer, read chunk */
+#define SPOOL_STATE_NAMEMAX 128
+#define SPOOL_MAX_PAYLOAD   (UINT32_MAX - SPOOL_REC_HDR_LEN - SPOOL_REC_TRL_LEN)
+
+enum job_type {
+    J_APPEND,       /* writer: a MSG, STATE or DONE record */
+    J_FAIL,         /* completion only: refused before it was queued */
+    J_ROTATED,      /* completion only: the writer now appends to seg */
+    J_READ,         /* aux: read a message body */
+    J_STFILE,       /* aux: write a state file */
+    J_UNLINK,       /* aux: delete segment seg */
+};
+
+struct spool_job {
+    struct spool_job *next;
+    enum job_type type;
+    int err;
+    spool_cb *cb;
+    void *arg;
+    uint8_t rtype;              /* J_APPEND: enum spool_rec_type */
+    uint64_t id;
+    uint32_t seg;               /* J_APPEND (set by the writer), J_ROTATED, J_UNLINK */
+    uint64_t off;               /* J_APPEND: set by the writer */
+    uint32_t body_len;          /* J_APPEND: set by the writer */
+    struct evbuffer *buf;       /* J_APPEND: the body; J_READ: bytes read */
+    struct spool_loc *loc_out;  /* J_APPEND of a MSG */
+    uint32_t *seg_out;          /* J_APPEND of a STATE */
+    struct spool_loc rloc;      /* J_READ */
+    struct evbuffer *out;       /* J_READ: the caller's buffer (loop thread only) */
+    char *name;                 /* J_STFILE */
+    size_t meta_len;            /* J_APPEND: metadata bytes; J_STFILE: data bytes */
+    uint8_t hdr[SPOOL_REC_HDR_LEN];
+    uint8_t trl[SPOOL_REC_TRL_LEN];
+    uint8_t meta[];             /* metadata, or the state file's data */
+};
+
+struct jobq {
+    struct spool_job *head, *tail;
+};
+
+struct spool {
+    char *dir;
+    struct event_base *base;
+    struct event *ev_done;
+    int lockfd, jdfd, sdfd, cdfd;
+    uint32_t *segs;             /* segments found at open, ascending */
+    size_t nsegs;
+    uint32_t next_seg;          /* the segment to create when none is resumed */
+
+    pthread_t wthr, athr;
+    int nthreads;
+    pthread_mutex_t mu;
+    pthread_cond_t wcond, acond;
+    /* under mu */
+    struct jobq wq, aq, dq;
+    int done_armed, stop;
+    int fail_errno, fail_n;
+    uint64_t seg_limit;
+    uint32_t resume_seg;        /* from spool_recover: append to this segment */
+    uint64_t resume_len;        /* ... from this offset */
+
+    struct {                    /* writer thread only */
+        int fd;
+        uint32_t seg;
+        uint64_t len;
+        int dir_dirty, broken;
+        struct iovec *iov;
+        size_t iovcap;
+        struct evbuffer_iovec *pv;
+        size_t pvcap;
+    } w;
+    struct {                    /* aux thread only */
+        int fd;
+        uint32_t seg;
+    } a;
+    /* loop thread only */
+    uint32_t *refs;             /* refs[seg - ref_base] */
+    uint32_t ref_base;
+    size_t nrefs;
+    uint32_t gc_next;           /* oldest segment not yet handed to deletion */
+    uint32_t active;            /* the segment the writer appends to, as last told */
+    int recovered, gc_pending;
+    uint64_t nqueued;
+};
+
+static void seg_name(char *out, size_t len, uint32_t seg)
+{
+    snprintf(out, len, "%010u.seg", seg);
+}
+
+static int write_full(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n > 0) {
+        ssize_t r = write(fd, c, n);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        c += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+/* 0, or an errno; EIO when the file ends before n bytes. */
+static int pread_full(int fd, void *p, size_t n, uint64_t off)
+{
+    char *c = p;
+    while (n > 0) {
+        ssize_t r = pread(fd, c, n, (off_t)off);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        if (r == 0)
+            return EIO;
+        c += r;
+        n -= (size_t)r;
+        off += (uint64_t)r;
+    }
+    return 0;
+}
+
+/* ---- jobs and completions ---- */
+
+static struct spool_job *job_new(enum job_type type, size_t extra, spool_cb *cb,
+                                 void *arg)
+{
+    struct spool_job *j = xcalloc(1, sizeof *j + extra);
+    j->type = type;
+    j->cb = cb;
+    j->arg = arg;
+    return j;
+}
+
+static void job_free(struct spool_job *j)
+{
+    if (j->buf)
+        evbuffer_free(j->buf);
+    free(j->name);
+    free(j);
+}
+
+static void jobq_push(struct jobq *q, struct spool_job *j)
+{
+    j->next = NULL;
+    if (q->tail)
+        q->tail->next = j;
+    else
+        q->head = j;
+    q->tail = j;
+}
+
+static struct spool_job *jobq_take(struct jobq *q)
+{
+    struct spool_job *j = q->head;
+    q->head = q->tail = NULL;
+    return j;
+}
+
+static void jobq_free(struct jobq *q)
+{
+    struct spool_job *j = jobq_take(q), *next;
+    for (; j; j = next) {
+        next = j->next;
+        job_free(j);
+    }
+}
+
+/* Any thread: hands the jobs first..last (linked) to the loop thread. */
+static void spool_post(struct spool *sp, struct spool_job *first,
+                       struct spool_job *last)
+{
+    int wake;
+    pthread_mutex_lock(&sp->mu);
+    if (sp->dq.tail)
+        sp->dq.tail->next = first;
+    else
+        sp->dq.head = first;
+    sp->dq.tail = last;
+    last->next = NULL;
+    wake = !sp->done_armed;
+    sp->done_armed = 1;
+    pthread_mutex_unlock(&sp->mu);
+    if (wake)
+        event_active(sp->ev_done, EV_READ, 0);
+}
+
+static void spool_push(struct spool *sp, struct jobq *q, pthread_cond_t *cond,
+                       struct spool_job *j)
+{
+    int wake;
+    pthread_mutex_lock(&sp->mu);
+    wake = !q->head;
+    jobq_push(q, j);
+    pthread_mutex_unlock(&sp->mu);
+    if (wake)
+        pthread_cond_signal(cond);
+}
+
+static void spool_fail_now(struct spool *sp, spool_cb *cb, void *arg, int err)
+{
+    struct spool_job *j = job_new(J_FAIL, 0, cb, arg);
+    j->err = err;
+    spool_post(sp, j, j);
+}
+
+static void spool_set_active(struct spool *sp, uint32_t seg);
+
+static void spool_complete(struct spool *sp, struct spool_job *j)
+{
+    switch (j->type) {
+    case J_ROTATED:
+        spool_set_active(sp, j->seg);
+        job_free(j);
+        return;
+    case J_APPEND:
+        if (!j->err && j->loc_out) {
+            j->loc_out->seg = j->seg;
+            j->loc_out->off = j->off;
+            j->loc_out->body_off = SPOOL_REC_HDR_LEN + (uint32_t)j->meta_len;
+            j->loc_out->body_len = j->body_len;
+        }
+        if (!j->err && j->seg_out)
+            *j->seg_out = j->seg;
+        break;
+    case J_READ:
+        if (!j->err && evbuffer_add_buffer(j->out, j->buf) < 0)
+            j->err = ENOMEM;
+        break;
+    default:
+        break;
+    }
+    if (j->cb)
+        j->cb(j->err, j->arg);
+    job_free(j);
+}
+
+/* Loop thread: runs every completion posted so far, in order. */
+static void spool_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct spool *sp = arg;
+    struct spool_job *j, *next;
+    pthread_mutex_lock(&sp->mu);
+    j = jobq_take(&sp->dq);
+    sp->done_armed = 0;
+    pthread_mutex_unlock(&sp->mu);
+    for (; j; j = next) {
+        next = j->next;
+        spool_complete(sp, j);
+    }
+    if (sp->gc_pending) {
+        sp->gc_pending = 0;
+        spool_gc(sp);
+    }
+}
+
+/* ---- writer thread ---- */
+
+/* Makes sure there is a segment to append to: the one recovery left (first
+ * batch), the current one while it is under the limit and intact, else a new
+ * one (announced to the loop with J_ROTATED).  0 or an errno. */
+static int writer_segment(struct spool *sp, uint32_t rseg, uint64_t rlen,
+                          uint64_t limit)
+{
+    char name[32];
+    uint32_t seg;
+    int fd;
+    if (sp->w.fd >= 0 && sp->w.len < limit && !sp->w.broken)
+        return 0;
+    if (sp->w.fd < 0 && sp->w.seg == 0 && rseg && rlen < limit) {
+        seg_name(name, sizeof name, rseg);
+        if ((fd = openat(sp->jdfd, name, O_WRONLY | O_CLOEXEC)) < 0)
+            return errno;
+        sp->w.fd = fd;
+        sp->w.seg = rseg;
+        sp->w.len = rlen;
+        sp->w.dir_dirty = 1;    /* a crashed process may have left it unsynced */
+        return 0;
+    }
+    seg = sp->w.seg ? sp->w.seg + 1 : sp->next_seg;
+    seg_name(name, sizeof name, seg);
+    fd = openat(sp->jdfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        int e = errno;
+        log_err("spool: cannot create segment journal/%s: %s", name, strerror(e));
+        return e;
+    }
+    if (sp->w.fd >= 0)
+        close(sp->w.fd);
+    sp->w.fd = fd;
+    sp->w.seg = seg;
+    sp->w.len = 0;
+    sp->w.dir_dirty = 1;
+    sp->w.broken = 0;
+    struct spool_job *j = job_new(J_ROTATED, 0, NULL, NULL);
+    j->seg = seg;
+    spool_post(sp, j, j);
+    return 0;
+}
+
+static void writer_iov_reserve(struct spool *sp, size_t niov, size_t npv)
+{
+    if (sp->w.iovcap < niov) {
+        sp->w.iovcap = niov * 2;
+        sp->w.iov = xrealloc(sp->w.iov, sp->w.iovcap * sizeof *sp->w.iov);
+    }
+    if (sp->w.pvcap < npv) {
+        sp->w.pvcap = npv * 2;
+        sp->w.pv = xrealloc(sp->w.pv, sp->w.pvcap * sizeof *sp->w.pv);
+    }
+}
+
+static void iov_add(struct spool *sp, size_t *niov, void *p, size_t len)
+{
+    if (len == 0)
+        return;
+    sp->w.iov[*niov].iov_base = p;
+    sp->w.iov[*niov].iov_len = len;
+    (*niov)++;
+}
+
+/* Encodes j's header and trailer (the payload CRC is computed here, off the
+ * loop) and adds its pieces to the batch's iovecs.  Returns the record length. */
+static uint64_t writer_prepare(struct spool *sp, struct spool_job *j, uint64_t off,
+                               size_t *niov)
+{
+    struct spool_rec_hdr h = {
+        .version = SPOOL_REC_VERSION, .type = j->rtype, .id = j->id,
+        .meta_len = (uint32_t)j->meta_len,
+    };
+    size_t blen = j->buf ? evbuffer_get_length(j->buf) : 0;
+    int npv = blen ? evbuffer_peek(j->buf, -1, NULL, NULL, 0) : 0;
+    uint32_t crc = spool_crc(0, j->meta, j->meta_len);
+
+    writer_iov_reserve(sp, *niov + (size_t)npv + 3, (size_t)npv);
+    if (npv > 0)
+        npv = evbuffer_peek(j->buf, -1, NULL, sp->w.pv, npv);
+    iov_add(sp, niov, j->hdr, sizeof j->hdr);
+    iov_add(sp, niov, j->meta, j->meta_len);
+    for (int i = 0; i < npv; i++) {
+        crc = spool_crc(crc, sp->w.pv[i].iov_base, sp->w.pv[i].iov_len);
+        iov_add(sp, niov, sp->w.pv[i].iov_base, sp->w.pv[i].iov_len);
+    }
+    iov_add(sp, niov, j->trl, sizeof j->trl);
+    h.payload_len = (uint32_t)(j->meta_len + blen);
+    h.payload_crc = crc;
+    spool_rec_hdr_encode(&h, j->hdr);
+    spool_rec_trl_encode(h.payload_len, j->trl);
+    j->off = off;
+    j->body_len = (uint32_t)blen;
+    return spool_rec_len(&h);
+}
+
+/* pwritev() of every iovec at off, resuming after partial writes.  0 / errno. */
+static int writer_write(int fd, struct iovec *iov, size_t n, uint64_t off)
+{
+    while (n > 0) {
+        int cnt = n > IOV_MAX ? IOV_MAX : (int)n;
+        ssize_t w = pwritev(fd, iov, cnt, (off_t)off);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        if (w == 0)
+            return EIO;
+        off += (uint64_t)w;
+        while (n > 0 && (size_t)w >= iov->iov_len) {
+            w -= (ssize_t)iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (w > 0) {
+            iov->iov_base = (char *)iov->iov_base + w;
+            iov->iov_len -= (size_t)w;
+        }
+    }
+    return 0;
+}
+
+/* Writes, syncs (and syncs the directory of a new segment); on failure cuts
+ * the segment back to start.  0 / errno. */
+static int writer_commit(struct spool *sp, size_t niov, uint64_t start, uint64_t total)
+{
+    int err = writer_write(sp->w.fd, sp->w.iov, niov, start);
+    if (!err && fdatasync(sp->w.fd) < 0)
+        err = errno;
+    if (!err && sp->w.dir_dirty) {
+        if (fsync(sp->jdfd) < 0)
+            err = errno;
+        else
+            sp->w.dir_dirty = 0;
+    }
+    if (!err) {
+        sp->w.len = start + total;
+        return 0;
+    }
+    log_err("spool: segment %010u: writing %llu bytes at offset %llu failed: %s",
+            sp->w.seg, (unsigned long long)total, (unsigned long long)start,
+            strerror(err));
+    if (ftruncate(sp->w.fd, (off_t)start) < 0) {
+        log_err("spool: segment %010u: cannot cut back to %llu: %s; starting a new segment",
+                sp->w.seg, (unsigned long long)start, strerror(errno));
+        sp->w.broken = 1;
+    }
+    return err;
+}
+
+static void writer_batch(struct spool *sp, struct spool_job *batch, int err,
+                         uint32_t rseg, uint64_t rlen, uint64_t limit)
+{
+    struct spool_job *j, *last = batch;
+    uint64_t start, total = 0;
+    size_t niov = 0;
+
+    if (!err)
+        err = writer_segment(sp, rseg, rlen, limit);
+    start = sp->w.len;
+    if (!err) {
+        for (j = batch; j; j = j->next)
+            total += writer_prepare(sp, j, start + total, &niov);
+        err = writer_commit(sp, niov, start, total);
+    }
+    for (j = batch; j; j = j->next) {
+        j->err = err;
+        j->seg = sp->w.seg;
+        if (j->buf) {
+            evbuffer_free(j->buf);
+            j->buf = NULL;
+        }
+        last = j;
+    }
+    spool_post(sp, batch, last);
+}
+
+static void *spool_writer_main(void *arg)
+{
+    struct spool *sp = arg;
+    pthread_mutex_lock(&sp->mu);
+    for (;;) {
+        struct spool_job *batch;
+        int inj = 0;
+        while (!sp->wq.head && !sp->stop)
+            pthread_cond_wait(&sp->wcond, &sp->mu);
+        if (!sp->wq.head)
+            break;
+        batch = jobq_take(&sp->wq);
+        if (sp->fail_n > 0) {
+            inj = sp->fail_errno;
+            sp->fail_n--;
+        }
+        uint32_t rseg = sp->resume_seg;
+        uint64_t rlen = sp->resume_len, limit = sp->seg_limit;
+        pthread_mutex_unlock(&sp->mu);
+        writer_batch(sp, batch, inj, rseg, rlen, limit);
+        pthread_mutex_lock(&sp->mu);
+    }
+    pthread_mutex_unlock(&sp->mu);
+    return NULL;
+}
+
+/* ---- aux thread ---- */
+
+static int aux_seg_fd(struct spool *sp, uint32_t seg)
+{
+    char name[32];
+    if (sp->a.fd >= 0 && sp->a.seg == seg)
+        return sp->a.fd;
+    if (sp->a.fd >= 0)
+        close(sp->a.fd);
+    seg_name(name, sizeof name, seg);
+    sp->a.fd = openat(sp->jdfd, name, O_RDONLY | O_CLOEXEC);
+    sp->a.seg = seg;
+    return sp->a.fd;
+}
+
+static int aux_read_chunks(int fd, struct evbuffer *buf, uint64_t off, size_t len,
+                           uint32_t *crc)
+{
+    while (len > 0) {
+        struct evbuffer_iovec v;
+        size_t n = len > SPOOL_RBUF ? SPOOL_RBUF : len;
+        int err;
+        if (evbuffer_reserve_space(buf, (ev_ssize_t)n, &v, 1) < 1)
+            return ENOMEM;
+        if ((err = pread_full(fd, v.iov_base, n, off)) != 0)
+            return err;
+        *crc = spool_crc(*crc, v.iov_base, n);
+        v.iov_len = n;
+        if (evbuffer_commit_space(buf, &v, 1) < 0)
+            return ENOMEM;
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+/* Reads the body at j->rloc into j->buf, checking header, payload CRC and
+ * trailer.  0 / errno (EIO: the record does not check). */
+static int aux_read(struct spool *sp, struct spool_job *j)
+{
+    const struct spool_loc *loc = &j->rloc;
+    struct spool_rec_hdr h;
+    uint8_t hdr[SPOOL_REC_HDR_LEN], trl[SPOOL_REC_TRL_LEN], *meta = NULL;
+    uint32_t crc;
+    int fd, err;
+
+    if ((fd = aux_seg_fd(sp, loc->seg)) < 0)
+        return errno;
+    if ((err = pread_full(fd, hdr, sizeof hdr, loc->off)) != 0)
+        goto out;
+    err = EIO;
+    if (spool_rec_hdr_decode(hdr, &h) != SPOOL_HDR_OK || h.type != SPOOL_REC_MSG ||
+        SPOOL_REC_HDR_LEN + (uint64_t)h.meta_len != loc->body_off ||
+        h.payload_len - h.meta_len != loc->body_len)
+        goto out;
+    meta = xmalloc(h.meta_len + 1);
+    if ((err = pread_full(fd, meta, h.meta_len, loc->off + SPOOL_REC_HDR_LEN)) != 0)
+        goto out;
+    crc = spool_crc(0, meta, h.meta_len);
+    err = aux_read_chunks(fd, j->buf, loc->off + loc->body_off, loc->body_len, &crc);
+    if (!err)
+        err = pread_full(fd, trl, sizeof trl, loc->off + spool_rec_len(&h) - sizeof trl);
+    if (!err && (crc != h.payload_crc || spool_rec_trl_check(trl, h.payload_len) < 0))
+        err = EIO;
+out:
+    free(meta);
+    if (err)
+        log_warn("spool: segment %010u offset %llu: cannot read message body: %s",
+                 loc->seg, (unsigned long long)loc->off,
+                 err == EIO ? "record fails its checks or is cut short" : strerror(err));
+    return err;
+}
+
+/* NAME.tmp, fsync, rename over NAME, fsync state/.  0 / errno. */
+static int aux_state_write(struct spool *sp, struct spool_job *j)
+{
+    char tmp[SPOOL_STATE_NAMEMAX + 8];
+    int fd, err;
+    snprintf(tmp, sizeof tmp, "%s.tmp", j->name);
+    fd = openat(sp->sdfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return errno;
+    err = write_full(fd, j->meta, j->meta_len);
+    if (!err && fsync(fd) < 0)
+        err = errno;
+    if (close(fd) < 0 && !err)
+        err = errno;
+    if (!err && renameat(sp->sdfd, tmp, sp->sdfd, j->name) < 0)
+        err = errno;
+    if (!err && fsync(sp->sdfd) < 0)
+        err = errno;
+    if (err) {
+        log_err("spool: cannot write state/%s: %s", j->name, strerror(err));
+        unlinkat(sp->sdfd, tmp, 0);
+    }
+    return err;
+}
+
+static void aux_unlink(struct spool *sp, uint32_t seg)
+{
+    char name[32];
+    if (sp->a.fd >= 0 && sp->a.seg == seg) {
+        close(sp->a.fd);
+        sp->a.fd = -1;
+    }
+    seg_name(name, sizeof name, seg);
+    if (unlinkat(sp->jdfd, name, 0) < 0) {
+        if (errno != ENOENT)
+            log_err("spool: cannot delete journal/%s: %s", name, strerror(errno));
+        return;
+    }
+    /* Durable before the next (newer) segment goes: see spool_gc(). */
+    if (fsync(sp->jdfd) < 0)
+        log_err("spool: fsync of journal/ failed: %s", strerror(errno));
+    log_info("spool: segment %010u reclaimed", seg);
+}
+
+static void *spool_aux_main(void *arg)
+{
+    struct spool *sp = arg;
+    pthread_mutex_lock(&sp->mu);
+    for (;;) {
+        struct spool_job *j;
+        while (!sp->aq.head && !sp->stop)
+            pthread_cond_wait(&sp->acond, &sp->mu);
+        if (!(j = sp->aq.head))
+            break;
+        if (!(sp->aq.head = j->next))
+            sp->aq.tail = NULL;
+        pthread_mutex_unlock(&sp->mu);
+        if (j->type == J_UNLINK) {
+            aux_unlink(sp, j->seg);
+            job_free(j);
+        } else {
+            j->err = j->type == J_READ ? aux_read(sp, j) : aux_state_write(sp, j);
+            spool_post(sp, j, j);
+        }
+        pthread_mutex_lock(&sp->mu);
+    }
+    pthread_mutex_unlock(&sp->mu);
+    return NULL;
+}
+
+/* ---- loop thread: appends, reads, state files ---- */
+
+static void spool_queue_append(struct spool *sp, struct spool_job *j)
+{
+    sp->nqueued++;
+    spool_push(sp, &sp->wq, &sp->wcond, j);
+}
+
+void spool_append_message(struct spool *sp, const struct spool_env *env,
+                          struct evbuffer *body, struct spool_loc *loc,
+                          spool_cb *cb, void *arg)
+{
+    size_t mlen = 0, blen = body ? evbuffer_get_length(body) : 0;
+    struct spool_job *j;
+
+    if (spool_meta_msg_len(env, &mlen) < 0 || blen > SPOOL_REC_MAX_BODY ||
+        mlen > SPOOL_MAX_PAYLOAD - blen) {
+        log_warn("spool: message %llu refused: envelope or body cannot be stored "
+                 "(nrcpt=%zu, size=%zu)", (unsigned long long)env->id, env->nrcpt, blen);
+        if (body)
+            evbuffer_drain(body, blen);
+        spool_fail_now(sp, cb, arg, EINVAL);
+        return;
+    }
+    j = job_new(J_APPEND, mlen, cb, arg);
+    j->rtype = SPOOL_REC_MSG;
+    j->id = env->id;
+    j->meta_len = mlen;
+    j->loc_out = loc;
+    spool_meta_msg_encode(env, j->meta);
+    if (!(j->buf = evbuffer_new()))
+        log_fatal("spool: out of memory");
+    if (blen && evbuffer_add_buffer(j->buf, body) < 0) {
+        log_warn("spool: message %llu refused: body buffer is frozen",
+                 (unsigned long long)env->id);
+        evbuffer_free(j->buf);
+        j->buf = NULL;
+        j->type = J_FAIL;
+        j->err = EINVAL;
+        spool_post(sp, j, j);
+        return;
+    }
+    spool_queue_append(sp, j);
+}
+
+void spool_append_state(struct spool *sp, uint64_t id, int held, size_t nrcpt,
+                        const struct spool_rstate *rs, uint32_t *seg,
+                        spool_cb *cb, void *arg)
+{
+    size_t mlen;
+    struct spool_job *j;
+    if (spool_meta_state_len(held ? 1 : 0, nrcpt, rs, &mlen) < 0) {
+        log_warn("spool: state of message %llu refused: cannot be stored (nrcpt=%zu)",
+                 (unsigned long long)id, nrcpt);
+        spool_fail_now(sp, cb, arg, EINVAL);
+        return;
+    }
+    j = job_new(J_APPEND, mlen, cb, arg);
+    j->rtype = SPOOL_REC_STATE;
+    j->id = id;
+    j->meta_len = mlen;
+    j->seg_out = seg;
+    spool_meta_state_encode(held ? 1 : 0, nrcpt, rs, j->meta);
+    spool_queue_append(sp, j);
+}
+
+void spool_append_done(struct spool *sp, uint64_t id, spool_cb *cb, void *arg)
+{
+    struct spool_job *j = job_new(J_APPEND, 0, cb, arg);
+    j->rtype = SPOOL_REC_DONE;
+    j->id = id;
+    spool_queue_append(sp, j);
+}
+
+void spool_read_body(struct spool *sp, const struct spool_loc *loc,
+                     struct evbuffer *out, spool_cb *cb, void *arg)
+{
+    struct spool_job *j = job_new(J_READ, 0, cb, arg);
+    j->rloc = *loc;
+    j->out = out;
+    if (!(j->buf = evbuffer_new()))
+        log_fatal("spool: out of memory");
+    spool_push(sp, &sp->aq, &sp->acond, j);
+}
+
+/* State file names: [A-Za-z0-9._-], not starting with '.', no ".tmp" end. */
+static int state_name_ok(const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n > SPOOL_STATE_NAMEMAX || name[0] == '.' ||
+        (n >= 4 && strcmp(name + n - 4, ".tmp") == 0))
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+void spool_state_write(struct spool *sp, const char *name, const void *data,
+                       size_t len, spool_cb *cb, void *arg)
+{
+    struct spool_job *j;
+    if (!state_name_ok(name)) {
+        log_warn("spool: state file name refused: \"%s\"", name ? name : "(null)");
+        spool_fail_now(sp, cb, arg, EINVAL);
+        return;
+    }
+    j = job_new(J_STFILE, len, cb, arg);
+    if (len)
+        memcpy(j->meta, data, len);
+    j->meta_len = len;
+    j->name = xstrdup(name);
+    spool_push(sp, &sp->aq, &sp->acond, j);
+}
+
+int spool_state_read(struct spool *sp, const char *name, struct evbuffer *out)
+{
+    char buf[16384];
+    ssize_t n;
+    int fd;
+    if (!state_name_ok(name)) {
+        errno = EINVAL;
+        return -1;
+    }
+    if ((fd = openat(sp->sdfd, name, O_RDONLY | O_CLOEXEC)) < 0) {
+        if (errno == ENOENT)
+            return 0;
+        log_err("spool: cannot open state/%s: %s", name, strerror(errno));
+        return -1;
+    }
+    while ((n = read(fd, buf, sizeof buf)) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 || evbuffer_add(out, buf, (size_t)n) < 0) {
+            int e = n < 0 ? errno : ENOMEM;
+            log_err("spool: cannot read state/%s: %s", name, strerror(e));
+            close(fd);
+            errno = e;
+            return -1;
+        }
+    }
+    close(fd);
+    return 0;
+}
+
+/* ---- reference counts and reclamation (loop thread) ---- */
+
+static uint32_t *ref_slot(struct spool *sp, uint32_t seg)
+{
+    size_t i = seg - sp->ref_base;
+    if (i >= sp->nrefs) {
+        size_t n = i + 1 < 16 ? 16 : (i + 1) * 2;
+        sp->refs = xrealloc(sp->refs, n * sizeof *sp->refs);
+        memset(sp->refs + sp->nrefs, 0, (n - sp->nrefs) * sizeof *sp->refs);
+        sp->nrefs = n;
+    }
+    return &sp->refs[i];
+}
+
+void spool_seg_ref(struct spool *sp, uint32_t seg)
+{
+    if (seg < sp->gc_next || seg > sp->active)
+        log_fatal("spool: reference on segment %010u outside %010u..%010u",
+                  seg, sp->gc_next, sp->active);
+    (*ref_slot(sp, seg))++;
+}
+
+void spool_seg_unref(struct spool *sp, uint32_t seg)
+{
+    uint32_t *r;
+    if (seg < sp->gc_next || seg > sp->active || *(r = ref_slot(sp, seg)) == 0)
+        log_fatal("spool: segment %010u released more often than referenced", seg);
+    if (--*r == 0 && seg == sp->gc_next)
+        spool_gc(sp);
+}
+
+/*
+ * Segments are deleted strictly oldest first.  A DONE record (and a newer
+ * STATE) lives in a later segment than the MSG record it refers to and holds
+ * no reference: were its segment deleted while the older segment holding the
+ * MSG survived, the next recovery would find the message without its DONE
+ * and deliver it again.  Deleting oldest first keeps every record that
+ * cancels or supersedes a surviving record.  The price: one long-held
+ * message pins every segment after it; copying such messages forward
+ * (compaction) is a later step.
+ */
+void spool_gc(struct spool *sp)
+{
+    if (!sp->recovered)
+        return;     /* refs are only known once the journal was replayed */
+    while (sp->gc_next < sp->active && *ref_slot(sp, sp->gc_next) == 0) {
+        struct spool_job *j = job_new(J_UNLINK, 0, NULL, NULL);
+        j->seg = sp->gc_next++;
+        spool_push(sp, &sp->aq, &sp->acond, j);
+    }
+    size_t gone = sp->gc_next - sp->ref_base;
+    if (gone >= 64 && gone * 2 >= sp->nrefs) {
+        memmove(sp->refs, sp->refs + gone, (sp->nrefs - gone) * sizeof *sp->refs);
+        sp->nrefs -= gone;
+        sp->ref_base = sp->gc_next;
+    }
+}
+
+static void spool_set_active(struct spool *sp, uint32_t seg)
+{
+    sp->active = seg;
+    ref_slot(sp, seg);
+    spool_gc(sp);
+}
+
+/* ---- open and close ---- */
+
+static int open_subdir(struct spool *sp, int dfd, const char *name, int *out,
+                       char *err, size_t errlen)
+{
+    if (mkdirat(dfd, name, 0700) < 0 && errno != EEXIST) {
+        snprintf(err, errlen, "cannot create %s/%s: %s", sp->dir, name, strerror(errno));
+        return -1;
+    }
+    *out = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (*out < 0) {
+        snprintf(err, errlen, "cannot open %s/%s: %s", sp->dir, name, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int spool_open_dirs(struct spool *sp, char *err, size_t errlen)
+{
+    int dfd, rc = -1;
+    if (mkdir(sp->dir, 0700) < 0 && errno != EEXIST) {
+        snprintf(err, errlen, "cannot create spool %s: %s", sp->dir, strerror(errno));
+        return -1;
+    }
+    if ((dfd = open(sp->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        snprintf(err, errlen, "cannot open spool %s: %s", sp->dir, strerror(errno));
+        return -1;
+    }
+    sp->lockfd = openat(dfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (sp->lockfd < 0) {
+        snprintf(err, errlen, "cannot open %s/lock: %s", sp->dir, strerror(errno));
+    } else if (flock(sp->lockfd, LOCK_EX | LOCK_NB) < 0) {
+        if (errno == EWOULDBLOCK)
+            snprintf(err, errlen, "spool %s is in use by another process "
+                     "(%s/lock is locked)", sp->dir, sp->dir);
+        else
+            snprintf(err, errlen, "cannot lock %s/lock: %s", sp->dir, strerror(errno));
+    } else if (open_subdir(sp, dfd, "journal", &sp->jdfd, err, errlen) == 0 &&
+               open_subdir(sp, dfd, "state", &sp->sdfd, err, errlen) == 0 &&
+               open_subdir(sp, dfd, "corrupt", &sp->cdfd, err, errlen) == 0) {
+        if (fsync(dfd) < 0)
+            snprintf(err, errlen, "cannot fsync %s: %s", sp->dir, strerror(errno));
+        else
+            rc = 0;
+    }
+    close(dfd);
+    return rc;
+}
+
+static int seg_cmp(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Lists journal/NNNNNNNNNN.seg into sp->segs (ascending). */
+static int spool_list_segs(struct spool *sp, char *err, size_t errlen)
+{
+    int fd = openat(sp->jdfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    struct dirent *de;
+    size_t cap = 0;
+    if (!d) {
+        snprintf(err, errlen, "cannot read %s/journal: %s", sp->dir, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    while ((de = readdir(d)) != NULL) {
+        const char *n = de->d_name;
+        if (strlen(n) != 14 || strcmp(n + 10, ".seg") != 0 ||
+            strspn(n, "0123456789") != 10)
+            continue;
+        unsigned long long v = strtoull(n, NULL, 10);
+        if (v == 0 || v >= UINT32_MAX)
+            continue;
+        if (sp->nsegs == cap) {
+            cap = cap ? cap * 2 : 64;
+            sp->segs = xrealloc(sp->segs, cap * sizeof *sp->segs);
+        }
+        sp->segs[sp->nsegs++] = (uint32_t)v;
+    }
+    closedir(d);
+    if (sp->nsegs > 1)
+        qsort(sp->segs, sp->nsegs, sizeof *sp->segs, seg_cmp);
+    sp->next_seg = sp->nsegs ? sp->segs[sp->nsegs - 1] + 1 : 1;
+    return 0;
+}
+
+/* KICKMAIL_TEST_FAIL_WRITES="ERRNO:N": the next N batches fail with ERRNO. */
+static void spool_env_fail(struct spool *sp)
+{
+    const char *s = getenv("KICKMAIL_TEST_FAIL_WRITES");
+    char *end;
+    long e, n;
+    if (!s || !*s)
+        return;
+    e = strtol(s, &end, 10);
+    if (*end == ':') {
+        n = strtol(end + 1, &end, 10);
+        if (!*end && e > 0 && e < 4096 && n > 0 && n <= INT_MAX) {
+            sp->fail_errno = (int)e;
+            sp->fail_n = (int)n;
+            log_warn("spool: test hook: the next %ld journal batches fail with %s",
+                     n, strerror((int)e));
+            return;
+        }
+    }
+    log_warn("spool: ignoring KICKMAIL_TEST_FAIL_WRITES=\"%s\" (want ERRNO:N)", s);
+}
+
+static void spool_free(struct spool *sp)
+{
+    if (sp->w.fd >= 0)
+        close(sp->w.fd);
+    if (sp->a.fd >= 0)
+        close(sp->a.fd);
+    if (sp->jdfd >= 0)
+        close(sp->jdfd);
+    if (sp->sdfd >= 0)
+        close(sp->sdfd);
+    if (sp->cdfd >= 0)
+        close(sp->cdfd);
+    if (sp->lockfd >= 0)
+        close(sp->lockfd);      /* releases the flock */
+    if (sp->ev_done)
+        event_free(sp->ev_done);
+    jobq_free(&sp->wq);
+    jobq_free(&sp->aq);
+    jobq_free(&sp->dq);
+    pthread_mutex_destroy(&sp->mu);
+    pthread_cond_destroy(&sp->wcond);
+    pthread_cond_destroy(&sp->acond);
+    free(sp->w.iov);
+    free(sp->w.pv);
+    free(sp->refs);
+    free(sp->segs);
+    free(sp->dir);
+    free(sp);
+}
+
+static void spool_stop_threads(struct spool *sp)
+{
+    pthread_mutex_lock(&sp->mu);
+    sp->stop = 1;
+    pthread_cond_broadcast(&sp->wcond);
+    pthread_cond_broadcast(&sp->acond);
+    pthread_mutex_unlock(&sp->mu);
+    if (sp->nthreads > 0)
+        pthread_join(sp->wthr, NULL);
+    if (sp->nthreads > 1)
+        pthread_join(sp->athr, NULL);
+    sp->nthreads = 0;
+}
+
+struct spool *spool_open(const char *dir, struct event_base *base,
+                         char *err, size_t errlen)
+{
+    struct spool *sp = xcalloc(1, sizeof *sp);
+    sp->dir = xstrdup(dir);
+    sp->base = base;
+    sp->lockfd = sp->jdfd = sp->sdfd = sp->cdfd = sp->w.fd = sp->a.fd = -1;
+    sp->seg_limit = SPOOL_SEG_LIMIT;
+    pthread_mutex_init(&sp->mu, NULL);
+    pthread_cond_init(&sp->wcond, NULL);
+    pthread_cond_init(&sp->acond, NULL);
+    if (spool_open_dirs(sp, err, errlen) < 0 || spool_list_segs(sp, err, errlen) < 0)
+        goto fail;
+    if (!(sp->ev_done = event_new(base, -1, 0, spool_done_cb, sp))) {
+        snprintf(err, errlen, "cannot create the spool's completion event");
+        goto fail;
+    }
+    spool_env_fail(sp);
+    sp->active = sp->next_seg;
+    sp->ref_base = sp->gc_next = sp->nsegs ? sp->segs[0] : sp->next_seg;
+    if (pthread_create(&sp->wthr, NULL, spool_writer_main, sp) != 0) {
+        snprintf(err, errlen, "cannot start the spool writer thread");
+        goto fail;
+    }
+    sp->nthreads = 1;
+    if (pthread_create(&sp->athr, NULL, spool_aux_main, sp) != 0) {
+        snprintf(err, errlen, "cannot start the spool aux thread");
+        goto fail;
+    }
+    sp->nthreads = 2;
+    return sp;
+fail:
+    spool_stop_threads(sp);
+    spool_free(sp);
+    return NULL;
+}
+
+void spool_close(struct spool *sp)
+{
+    if (!sp)
+        return;
+    spool_stop_threads(sp);
+    spool_free(sp);
+}
+
+void spool_test_fail(struct spool *sp, int e, int n)
+{
+    pthread_mutex_lock(&sp->mu);
+    sp->fail_errno = e;
+    sp->fail_n = e ? n : 0;
+    pthread_mutex_unlock(&sp->mu);
+}
+
+void spool_test_seg_limit(struct spool *sp, uint64_t bytes)
+{
+    pthread_mutex_lock(&sp->mu);
+    sp->seg_limit = bytes;
+    pthread_mutex_unlock(&sp->mu);
+}
+
+/* ---- recovery ---- */
+
+/*
+ * Replay.  Each segment is read through one sequential buffer (SPOOL_RBUF):
+ * header, metadata and trailer of every record; bodies are skipped (a body
+ * that does not fit in the buffer is never read), except in the newest
+ * segment, where the payload CRC of every record is checked.  A record that
+ * fails is copied to corrupt/SEG-OFFSET.rec and the replay goes on at the
+ * next valid header; a bad tail of the newest segment is cut off.
+ */
+struct recov {
+    struct spool *sp;
+    const struct spool_recover_cbs *cbs;
+    void *arg;
+    struct spool_dec dec;
+    struct spool_env env;           /* decoded MSG */
+    int held;                       /* decoded STATE */
+    size_t nrcpt;
+    const struct spool_rstate *rs;
+    int fd;                         /* the segment being read */
+    uint32_t seg;
+    int newest;
+    uint64_t size;
+    uint8_t *buf;                   /* file bytes [boff, boff + blen) */
+    size_t cap, blen;
+    uint64_t boff;
+    int ioerr;
+    uint64_t max_id, nmsg, nstate, ndone, nbad;
+};
+
+/* Bytes [off, off + n) of the segment, valid until the next call; NULL on a
+ * read error (rc->ioerr). */
+static const uint8_t *rr_get(struct recov *rc, uint64_t off, size_t n)
+{
+    size_t keep = 0;
+    if (off >= rc->boff && off - rc->boff <= rc->blen) {
+        size_t at = (size_t)(off - rc->boff);
+        if (rc->blen - at >= n)
+            return rc->buf + at;
+        keep = rc->blen - at;
+        memmove(rc->buf, rc->buf + at, keep);
+    }
+    if (n > rc->cap) {
+        rc->cap = n;
+        rc->buf = xrealloc(rc->buf, n);
+    }
+    rc->boff = off;
+    rc->blen = keep;
+    while (rc->blen < n) {
+        ssize_t r = pread(rc->fd, rc->buf + rc->blen, rc->cap - rc->blen,
+                          (off_t)(off + rc->blen));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            rc->ioerr = r < 0 ? errno : EIO;
+            return NULL;
+        }
+        rc->blen += (size_t)r;
+    }
+    return rc->buf;
+}
+
+/* The next valid header at or after from (or the end of the file) → *next.
+ * Returns 1 (the caller sets [.., *next) aside) or -1 on a read error. */
+static int recov_scan(struct recov *rc, uint64_t from, uint64_t *next)
+{
+    while (from < rc->size) {
+        size_t n = rc->size - from < SPOOL_RBUF ? (size_t)(rc->size - from) : SPOOL_RBUF;
+        const uint8_t *p = rr_get(rc, from, n);
+        size_t i;
+        if (!p)
+            return -1;
+        i = spool_rec_find(p, n, 0);
+        if (i + SPOOL_REC_HDR_LEN <= n) {
+            *next = from + i;
+            return 1;
+        }
+        if (i == n)
+            from += n;
+        else if (from + n == rc->size)
+            break;          /* a possible header cut off by the end of file */
+        else
+            from += i;      /* a possible header cut off by the buffer: refill */
+    }
+    *next = rc->size;
+    return 1;
+}
+
+/* A bad record whose CRC-valid header gives its end: resume there when a
+ * CRC-valid header of any version (or the end of file, or a tail too short
+ * for a header) follows, else scan from just after off. */
+static int recov_skip(struct recov *rc, uint64_t off, uint64_t end, uint64_t *next)
+{
+    struct spool_rec_hdr h;
+    const uint8_t *p;
+    if (rc->size - end < SPOOL_REC_HDR_LEN) {
+        *next = end;
+        return 1;
+    }
+    if (!(p = rr_get(rc, end, SPOOL_REC_HDR_LEN)))
+        return -1;
+    if (spool_rec_hdr_decode(p, &h) != SPOOL_HDR_NOT) {
+        *next = end;
+        return 1;
+    }
+    return recov_scan(rc, off + 1, next);
+}
+
+static int recov_decode(struct recov *rc, const struct spool_rec_hdr *h,
+                        const uint8_t *meta)
+{
+    switch (h->type) {
+    case SPOOL_REC_MSG:
+        rc->env.id = h->id;
+        return spool_meta_msg_decode(&rc->dec, meta, h->meta_len, &rc->env);
+    case SPOOL_REC_STATE:
+        return spool_meta_state_decode(&rc->dec, meta, h->meta_len, &rc->held,
+                                       &rc->nrcpt, &rc->rs);
+    default:
+        return 0;
+    }
+}
+
+static void recov_report(struct recov *rc, const struct spool_rec_hdr *h, uint64_t off)
+{
+    const struct spool_recover_cbs *cbs = rc->cbs;
+    if (h->id > rc->max_id)
+        rc->max_id = h->id;
+    if (h->type == SPOOL_REC_MSG) {
+        struct spool_loc loc = {
+            .seg = rc->seg, .off = off,
+            .body_off = SPOOL_REC_HDR_LEN + h->meta_len,
+            .body_len = h->payload_len - h->meta_len,
+        };
+        rc->nmsg++;
+        if (cbs->message)
+            cbs->message(rc->arg, &rc->env, &loc);
+    } else if (h->type == SPOOL_REC_STATE) {
+        rc->nstate++;
+        if (cbs->state)
+            cbs->state(rc->arg, h->id, rc->seg, rc->held, rc->nrcpt, rc->rs);
+    } else {
+        rc->ndone++;
+        if (cbs->done)
+            cbs->done(rc->arg, h->id);
+    }
+}
+
+/* CRC of [off, off + len) of the segment, continuing *crc.  0 / -1. */
+static int recov_crc(struct recov *rc, uint64_t off, uint64_t len, uint32_t *crc)
+{
+    while (len > 0) {
+        size_t n = len < SPOOL_RBUF ? (size_t)len : SPOOL_RBUF;
+        const uint8_t *p = rr_get(rc, off, n);
+        if (!p)
+            return -1;
+        *crc = spool_crc(*crc, p, n);
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+/* The record at off.  0: valid and reported, *next is the record after it.
+ * 1: it fails its checks, [off, *next) is to be set aside, *why says why.
+ * -1: read error. */
+static int recov_record(struct recov *rc, uint64_t off, uint64_t *next,
+                        const char **why)
+{
+    struct spool_rec_hdr h;
+    const uint8_t *p;
+    uint64_t left = rc->size - off, end;
+    uint32_t crc = 0;
+    int st;
+
+    *why = "truncated header";
+    *next = rc->size;
+    if (left < SPOOL_REC_HDR_LEN)
+        return 1;
+    if (!(p = rr_get(rc, off, SPOOL_REC_HDR_LEN)))
+        return -1;
+    if ((st = spool_rec_hdr_decode(p, &h)) == SPOOL_HDR_NOT) {
+        *why = "bad header";
+        return recov_scan(rc, off + 1, next);
+    }
+    end = off + spool_rec_len(&h);
+    if (spool_rec_len(&h) > left) {
+        *why = "truncated record";
+        return recov_scan(rc, off + 1, next);
+    }
+    *why = "unknown record version or type";
+    if (st != SPOOL_HDR_OK)
+        return recov_skip(rc, off, end, next);
+    if (!(p = rr_get(rc, off + SPOOL_REC_HDR_LEN, h.meta_len)))
+        return -1;
+    if (rc->newest)
+        crc = spool_crc(0, p, h.meta_len);
+    *why = "bad metadata";
+    if (recov_decode(rc, &h, p) < 0)
+        return recov_skip(rc, off, end, next);
+    if (rc->newest && recov_crc(rc, off + SPOOL_REC_HDR_LEN + h.meta_len,
+                                h.payload_len - h.meta_len, &crc) < 0)
+        return -1;
+    if (!(p = rr_get(rc, end - SPOOL_REC_TRL_LEN, SPOOL_REC_TRL_LEN)))
+        return -1;
+    *why = "bad trailer";
+    if (spool_rec_trl_check(p, h.payload_len) < 0)
+        return recov_skip(rc, off, end, next);
+    *why = "bad payload checksum";
+    if (rc->newest && crc != h.payload_crc)
+        return recov_skip(rc, off, end, next);
+    recov_report(rc, &h, off);
+    *next = end;
+    return 0;
+}
+
+/* Copies [off, end) to corrupt/SEG-OFF.rec (best effort) and logs it.
+ * -1 only on a read error of the segment. */
+static int recov_set_aside(struct recov *rc, uint64_t off, uint64_t end,
+                           const char *why)
+{
+    char name[64];
+    int fd, err = 0;
+    snprintf(name, sizeof name, "%010u-%llu.rec", rc->seg, (unsigned long long)off);
+    rc->nbad++;
+    fd = openat(rc->sp->cdfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        err = errno;
+    for (uint64_t pos = off; fd >= 0 && !err && pos < end;) {
+        size_t n = end - pos < SPOOL_RBUF ? (size_t)(end - pos) : SPOOL_RBUF;
+        const uint8_t *p = rr_get(rc, pos, n);
+        if (!p) {
+            close(fd);
+            return -1;
+        }
+        err = write_full(fd, p, n);
+        pos += n;
+    }
+    if (fd >= 0 && !err && fsync(fd) < 0)
+        err = errno;
+    if (fd >= 0)
+        close(fd);
+    if (err)
+        log_warn("spool: segment %010u offset %llu: %s, %llu bytes; cannot copy "
+                 "them to corrupt/%s: %s", rc->seg, (unsigned long long)off, why,
+                 (unsigned long long)(end - off), name, strerror(err));
+    else
+        log_warn("spool: segment %010u offset %llu: %s, %llu bytes set aside in "
+                 "corrupt/%s", rc->seg, (unsigned long long)off, why,
+                 (unsigned long long)(end - off), name);
+    return 0;
+}
+
+/* Cuts the newest segment back to off (a bad tail was set aside). */
+static void recov_cut(struct recov *rc, uint64_t off)
+{
+    if (ftruncate(rc->fd, (off_t)off) < 0 || fsync(rc->fd) < 0) {
+        log_err("spool: segment %010u: cannot cut the bad tail at %llu: %s; "
+                "new records go to a new segment", rc->seg,
+                (unsigned long long)off, strerror(errno));
+        rc->size = UINT64_MAX;      /* over any limit: the writer rotates */
+        return;
+    }
+    log_warn("spool: segment %010u: cut back to %llu bytes", rc->seg,
+             (unsigned long long)off);
+    rc->size = off;
+}
+
+static int recov_segment(struct recov *rc, uint32_t seg, int newest,
+                         char *err, size_t errlen)
+{
+    char name[32];
+    struct stat st;
+    uint64_t off = 0, next;
+    const char *why;
+    int r = 0;
+
+    seg_name(name, sizeof name, seg);
+    rc->fd = openat(rc->sp->jdfd, name, (newest ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+    if (rc->fd < 0 || fstat(rc->fd, &st) < 0) {
+        snprintf(err, errlen, "cannot open %s/journal/%s: %s", rc->sp->dir, name,
+                 strerror(errno));
+        if (rc->fd >= 0)
+            close(rc->fd);
+        return -1;
+    }
+    posix_fadvise(rc->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    rc->seg = seg;
+    rc->newest = newest;
+    rc->size = (uint64_t)st.st_size;
+    rc->boff = rc->blen = 0;
+    while (off < rc->size && (r = recov_record(rc, off, &next, &why)) >= 0) {
+        if (r > 0 && recov_set_aside(rc, off, next, why) < 0) {
+            r = -1;
+            break;
+        }
+        if (r > 0 && newest && next == rc->size) {
+            recov_cut(rc, off);
+            break;
+        }
+        off = next;
+    }
+    close(rc->fd);
+    if (r < 0) {
+        snprintf(err, errlen, "cannot read %s/journal/%s: %s", rc->sp->dir, name,
+                 strerror(rc->ioerr));
+        return -1;
+    }
+    return 0;
+}
+
+int spool_recover(struct spool *sp, const struct spool_recover_cbs *cbs,
+                  void *arg, uint64_t *max_id, char *err, size_t errlen)
+{
+    struct recov rc = { .sp = sp, .cbs = cbs, .arg = arg, .cap = SPOOL_RBUF };
+    double t0 = util_now_mono();
+    int ret = 0;
+
+    if (sp->recovered || sp->nqueued) {
+        snprintf(err, errlen, "spool_recover() runs once, before any append");
+        return -1;
+    }
+    rc.buf = xmalloc(rc.cap);
+    if (sp->nsegs)
+        sp->active = sp->segs[sp->nsegs - 1];
+    ref_slot(sp, sp->active);
+    for (size_t i = 0; i < sp->nsegs && ret == 0; i++)
+        ret = recov_segment(&rc, sp->segs[i], i + 1 == sp->nsegs, err, errlen);
+    free(rc.buf);
+    spool_dec_free(&rc.dec);
+    if (ret < 0)
+        return -1;
+    if (sp->nsegs) {
+        pthread_mutex_lock(&sp->mu);
+        sp->resume_seg = sp->active;
+        sp->resume_len = rc.size;
+        pthread_mutex_unlock(&sp->mu);
+    }
+    if (rc.nbad && fsync(sp->cdfd) < 0)
+        log_warn("spool: fsync of corrupt/ failed: %s", strerror(errno));
+    sp->recovered = 1;
+    sp->gc_pending = 1;     /* first loop turn: reclaim what nobody referenced */
+    event_active(sp->ev_done, EV_READ, 0);
+    if (max_id)
+        *max_id = rc.max_id;
+    log_info("spool: recovered %zu segments in %.3f s: messages=%llu, states=%llu, "
+             "done=%llu, set_aside=%llu", sp->nsegs, util_now_mono() - t0,
+             (unsigned long long)rc.nmsg, (unsigned long long)rc.nstate,
+             (unsigned long long)rc.ndone, (unsigned long long)rc.nbad);
+    return 0;
+}

@@ -1,0 +1,696 @@
+/*
+ * session — one SMTP server session (RFC 5321 with PIPELINING, SIZE,
+ * 8BITMIME, ENHANCEDSTATUSCODES, STARTTLS).  Everything from the peer is
+ * untrusted: command lines are bounded (SMTP_CMD_LINE_MAX), data goes
+ * through the strict DATA decoder (only CR LF . CR LF ends it), every limit
+ * of the smtp section is enforced with its proper reply.  Guarantees: a
+ * message is acknowledged with 250 only after qmgr_submit() reported it
+ * durable; recipients are accepted only in customer domains (plus
+ * <postmaster>); after STARTTLS nothing received before the handshake is
+ * used.  Commands are answered strictly in order; while a commit is pending
+ * no further input is read.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+
+#include "config.h"
+#include "io.h"
+#include "log.h"
+#include "qmgr.h"
+#include "registry.h"
+#include "smtp_int.h"
+#include "spool.h"
+#include "util.h"
+
+#define OUT_HIGH_WATER (256 * 1024)  /* stop reading while this much is unsent */
+
+static void sess_process(struct smtp_sess *s);
+static void sess_on_io(struct io *io, enum io_event ev, void *arg);
+
+static const char *hostname(void)
+{
+    return smtp_env.cfg->hostname;
+}
+
+static void reply(struct smtp_sess *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void reply(struct smtp_sess *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    evbuffer_add_vprintf(io_out(s->io), fmt, ap);
+    va_end(ap);
+    evbuffer_add(io_out(s->io), "\r\n", 2);
+}
+
+/* ---- transaction state ---- */
+
+static void txn_reset(struct smtp_sess *s)
+{
+    free(s->sender);
+    s->sender = NULL;
+    for (unsigned i = 0; i < s->nrcpt; i++) {
+        free(s->rcpts[i].addr);
+        free(s->rcpts[i].customer);
+    }
+    s->nrcpt = 0;
+    s->declared_size = 0;
+    s->id = 0;
+    if (s->body)
+        evbuffer_drain(s->body, evbuffer_get_length(s->body));
+}
+
+static void sess_free(struct smtp_sess *s)
+{
+    txn_reset(s);
+    free(s->rcpts);
+    free(s->helo);
+    if (s->body)
+        evbuffer_free(s->body);
+    if (s->io)
+        io_free(s->io);
+    s->io = NULL;
+    smtp_server_release(s);
+}
+
+static void sess_close(struct smtp_sess *s, const char *why)
+{
+    log_info("disconnect from %s%s%s ehlo=%u mail=%u rcpt=%u data=%u queued=%u commands=%u",
+             s->peer, why ? " " : "", why ? why : "", s->helo ? 1 : 0,
+             s->n_mail, s->n_rcpt, s->n_data, s->n_queued, s->n_cmds);
+    if (s->state == SS_COMMIT) {
+        s->dead = 1;        /* freed when the spool answers */
+        io_free(s->io);
+        s->io = NULL;
+        return;
+    }
+    sess_free(s);
+}
+
+/* Queue a final reply and close once it is written. */
+static void sess_finish(struct smtp_sess *s)
+{
+    s->state = SS_CLOSING;
+    io_pause(s->io);
+    /* a reply is always queued before this: IO_DRAINED closes the session */
+}
+
+static void bad_command(struct smtp_sess *s)
+{
+    if (++s->bad > smtp_env.cfg->smtp.max_bad_commands) {
+        reply(s, "421 4.7.0 %s Error: too many errors", hostname());
+        log_warn("too many errors from %s", s->peer);
+        sess_finish(s);
+    }
+}
+
+/* ---- commands ---- */
+
+static void cmd_helo(struct smtp_sess *s, const char *arg, size_t len, int esmtp)
+{
+    if (smtp_parse_helo(arg, len) < 0) {
+        reply(s, "501 Syntax: %s hostname", esmtp ? "EHLO" : "HELO");
+        bad_command(s);
+        return;
+    }
+    txn_reset(s);
+    free(s->helo);
+    const char *sp = memchr(arg, ' ', len);
+    s->helo = xstrndup(arg, sp ? (size_t)(sp - arg) : len);
+    s->esmtp = esmtp;
+    s->state = SS_HELO;
+    if (!esmtp) {
+        reply(s, "250 %s", hostname());
+        return;
+    }
+    reply(s, "250-%s", hostname());
+    reply(s, "250-PIPELINING");
+    reply(s, "250-SIZE %llu", (unsigned long long)smtp_env.cfg->smtp.max_message_size);
+    if (smtp_env.tls && !io_is_tls(s->io))
+        reply(s, "250-STARTTLS");
+    reply(s, "250-ENHANCEDSTATUSCODES");
+    reply(s, "250 8BITMIME");
+}
+
+static void cmd_mail(struct smtp_sess *s, const char *arg, size_t len)
+{
+    struct smtp_mailbox mb;
+    struct smtp_params p;
+    if (s->state == SS_INIT) {
+        reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+        bad_command(s);
+        return;
+    }
+    if (s->state != SS_HELO) {
+        reply(s, "503 5.5.1 Error: nested MAIL command");
+        bad_command(s);
+        return;
+    }
+    switch (smtp_parse_path(arg, len, "FROM", 0, &mb, &p)) {
+    case SMTP_PATH_OK:
+        break;
+    case SMTP_PATH_PARAM:
+        reply(s, "555 5.5.4 Unsupported option or bad parameter");
+        bad_command(s);
+        return;
+    case SMTP_PATH_TOO_LONG:
+        reply(s, "501 5.1.7 Sender address too long");
+        bad_command(s);
+        return;
+    default:
+        reply(s, "501 5.1.7 Bad sender address syntax");
+        bad_command(s);
+        return;
+    }
+    uint64_t max = smtp_env.cfg->smtp.max_message_size;
+    if (p.has_size && max && p.size > max) {
+        reply(s, "552 5.3.4 Message size exceeds fixed limit");
+        return;
+    }
+    s->declared_size = p.has_size ? p.size : 0;
+    if (mb.null) {
+        s->sender = xstrdup("");
+    } else {
+        size_t n = strlen(mb.local) + strlen(mb.domain) + 2;
+        s->sender = xmalloc(n);
+        snprintf(s->sender, n, "%s@%s", mb.local, mb.domain);
+    }
+    s->state = SS_MAIL;
+    s->n_mail++;
+    reply(s, "250 2.1.0 Ok");
+}
+
+static int rcpt_add(struct smtp_sess *s, const char *addr, uint8_t flags,
+                    const char *customer)
+{
+    for (unsigned i = 0; i < s->nrcpt; i++)
+        if (!strcasecmp(s->rcpts[i].addr, addr))
+            return 0;       /* duplicate: accepted once */
+    if (s->nrcpt == s->rcpt_cap) {
+        s->rcpt_cap = s->rcpt_cap ? s->rcpt_cap * 2 : 8;
+        s->rcpts = xrealloc(s->rcpts, s->rcpt_cap * sizeof *s->rcpts);
+    }
+    s->rcpts[s->nrcpt].addr = xstrdup(addr);
+    s->rcpts[s->nrcpt].flags = flags;
+    s->rcpts[s->nrcpt].customer = customer ? xstrdup(customer) : NULL;
+    s->nrcpt++;
+    return 0;
+}
+
+/* Decides a parsed recipient: 0 accepted (reply sent), -1 refused (reply sent). */
+static int rcpt_decide(struct smtp_sess *s, const struct smtp_mailbox *mb)
+{
+    const struct config *cfg = smtp_env.cfg;
+    char addr[SMTP_LOCAL_MAX + SMTP_DOMAIN_MAX + 2];
+    if (mb->postmaster) {
+        const char *at = strrchr(cfg->postmaster, '@');
+        const struct customer *c = at ? registry_by_domain(smtp_env.reg, at + 1) : NULL;
+        rcpt_add(s, cfg->postmaster, c ? 0 : SPOOL_RCPT_OUTBOUND, c ? c->name : NULL);
+        reply(s, "250 2.1.5 Ok");
+        return 0;
+    }
+    if (mb->literal || smtp_local_is_routing(mb)) {
+        reply(s, "550 5.7.1 <%s@%s>: Relay access denied", mb->local, mb->domain);
+        return -1;
+    }
+    const struct customer *c = registry_by_domain(smtp_env.reg, mb->domain);
+    if (!c) {
+        reply(s, "550 5.7.1 <%s@%s>: Relay access denied", mb->local, mb->domain);
+        return -1;
+    }
+    if (!registry_accepts_local(c, mb->local)) {
+        reply(s, "550 5.1.1 <%s@%s>: Recipient address rejected: User unknown",
+              mb->local, mb->domain);
+        return -1;
+    }
+    if (s->nrcpt >= cfg->smtp.max_recipients) {
+        reply(s, "452 4.5.3 Error: too many recipients");
+        return -1;
+    }
+    if (qmgr_quota_check(c, s->declared_size) < 0) {
+        reply(s, "452 4.2.2 <%s@%s>: Mailbox full: customer over quota",
+              mb->local, mb->domain);
+        return -1;
+    }
+    snprintf(addr, sizeof addr, "%s@%s", mb->local, mb->domain);
+    rcpt_add(s, addr, 0, c->name);
+    reply(s, "250 2.1.5 Ok");
+    return 0;
+}
+
+static void cmd_rcpt(struct smtp_sess *s, const char *arg, size_t len)
+{
+    struct smtp_mailbox mb;
+    struct smtp_params p;
+    if (s->state != SS_MAIL && s->state != SS_RCPT) {
+        reply(s, "503 5.5.1 Error: need MAIL command");
+        bad_command(s);
+        return;
+    }
+    switch (smtp_parse_path(arg, len, "TO", 1, &mb, &p)) {
+    case SMTP_PATH_OK:
+        break;
+    case SMTP_PATH_PARAM:
+        reply(s, "555 5.5.4 Unsupported option or bad parameter");
+        bad_command(s);
+        return;
+    case SMTP_PATH_TOO_LONG:
+        reply(s, "501 5.1.3 Recipient address too long");
+        bad_command(s);
+        return;
+    default:
+        reply(s, "501 5.1.3 Bad recipient address syntax");
+        bad_command(s);
+        return;
+    }
+    if (rcpt_decide(s, &mb) == 0) {
+        s->state = SS_RCPT;
+        s->n_rcpt++;
+    }
+}
+
+static void put_date(char *buf, size_t len)
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    strftime(buf, len, "%a, %d %b %Y %H:%M:%S %z", &tm);
+}
+
+static void add_received(struct smtp_sess *s)
+{
+    char date[64], idstr[QUEUE_ID_LEN + 1], tls[128];
+    qmgr_id_str(s->id, idstr);
+    put_date(date, sizeof date);
+    io_tls_info(s->io, tls, sizeof tls);
+    evbuffer_add_printf(s->body, "Received: from %s ([%s])\r\n\tby %s (kickmail) with %s id %s",
+                        s->helo ? s->helo : "unknown", s->peer, hostname(),
+                        io_is_tls(s->io) ? "ESMTPS" : s->esmtp ? "ESMTP" : "SMTP",
+                        idstr);
+    if (tls[0])
+        evbuffer_add_printf(s->body, "\r\n\t(%s)", tls);
+    if (s->nrcpt == 1)
+        evbuffer_add_printf(s->body, "\r\n\tfor <%s>", s->rcpts[0].addr);
+    evbuffer_add_printf(s->body, "; %s\r\n", date);
+}
+
+static void cmd_data(struct smtp_sess *s, const char *arg, size_t len)
+{
+    const struct smtp_conf *sc = &smtp_env.cfg->smtp;
+    if (s->state == SS_MAIL) {
+        reply(s, "554 5.5.1 Error: no valid recipients");
+        return;
+    }
+    if (s->state != SS_RCPT) {
+        reply(s, "503 5.5.1 Error: need RCPT command");
+        bad_command(s);
+        return;
+    }
+    if (len) {
+        reply(s, "501 5.5.4 Syntax: DATA");
+        bad_command(s);
+        return;
+    }
+    if (!s->body)
+        s->body = evbuffer_new();
+    s->id = qmgr_new_id();
+    add_received(s);
+    smtp_data_init(&s->data, sc->max_message_size, sc->line_length_limit,
+                   sc->header_size_limit, sc->max_received_headers);
+    s->state = SS_DATA;
+    s->n_data++;
+    reply(s, "354 End data with <CR><LF>.<CR><LF>");
+}
+
+static void cmd_rset(struct smtp_sess *s, const char *arg, size_t len)
+{
+    txn_reset(s);
+    if (s->state != SS_INIT)
+        s->state = SS_HELO;
+    reply(s, "250 2.0.0 Ok");
+}
+
+static void cmd_starttls(struct smtp_sess *s, const char *arg, size_t len)
+{
+    if (!smtp_env.tls) {
+        reply(s, "502 5.5.1 Error: command not implemented");
+        bad_command(s);
+        return;
+    }
+    if (io_is_tls(s->io)) {
+        reply(s, "554 5.5.1 Error: TLS already active");
+        return;
+    }
+    if (len) {
+        reply(s, "501 5.5.4 Syntax: STARTTLS");
+        return;
+    }
+    reply(s, "220 2.0.0 Ready to start TLS");
+    s->state = SS_TLS;
+    io_pause(s->io);        /* nothing more is read in plaintext */
+}
+
+/* Called when the 220 for STARTTLS has been written out. */
+static void sess_tls_switch(struct smtp_sess *s)
+{
+    long dropped = io_starttls_server(s->io, smtp_env.tls);
+    if (dropped < 0) {
+        log_warn("STARTTLS setup failed for %s", s->peer);
+        sess_close(s, "starttls=failed");
+        return;
+    }
+    if (dropped > 0)
+        log_warn("%s: discarded %ld bytes received in plaintext after STARTTLS",
+                 s->peer, dropped);
+    txn_reset(s);
+    free(s->helo);
+    s->helo = NULL;
+    s->state = SS_INIT;
+    io_resume(s->io);
+}
+
+struct smtp_command {
+    enum smtp_verb verb;
+    const char *name;
+    void (*fn)(struct smtp_sess *s, const char *arg, size_t len);
+};
+
+static void cmd_ehlo(struct smtp_sess *s, const char *a, size_t n) { cmd_helo(s, a, n, 1); }
+static void cmd_helo0(struct smtp_sess *s, const char *a, size_t n) { cmd_helo(s, a, n, 0); }
+static void cmd_noop(struct smtp_sess *s, const char *a, size_t n) { reply(s, "250 2.0.0 Ok"); }
+static void cmd_vrfy(struct smtp_sess *s, const char *a, size_t n)
+{
+    reply(s, "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery");
+}
+static void cmd_help(struct smtp_sess *s, const char *a, size_t n)
+{
+    reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP%s",
+          smtp_env.tls ? " STARTTLS" : "");
+}
+static void cmd_quit(struct smtp_sess *s, const char *a, size_t n)
+{
+    reply(s, "221 2.0.0 Bye");
+    sess_finish(s);
+}
+static void cmd_unimpl(struct smtp_sess *s, const char *a, size_t n)
+{
+    reply(s, "502 5.5.1 Error: command not implemented");
+    bad_command(s);
+}
+
+static const struct smtp_command commands[] = {
+    { SMTP_V_EHLO, "EHLO", cmd_ehlo },
+    { SMTP_V_HELO, "HELO", cmd_helo0 },
+    { SMTP_V_MAIL, "MAIL", cmd_mail },
+    { SMTP_V_RCPT, "RCPT", cmd_rcpt },
+    { SMTP_V_DATA, "DATA", cmd_data },
+    { SMTP_V_RSET, "RSET", cmd_rset },
+    { SMTP_V_NOOP, "NOOP", cmd_noop },
+    { SMTP_V_QUIT, "QUIT", cmd_quit },
+    { SMTP_V_VRFY, "VRFY", cmd_vrfy },
+    { SMTP_V_HELP, "HELP", cmd_help },
+    { SMTP_V_STARTTLS, "STARTTLS", cmd_starttls },
+    { SMTP_V_EXPN, "EXPN", cmd_unimpl },
+    { SMTP_V_ETRN, "ETRN", cmd_unimpl },
+    { SMTP_V_AUTH, "AUTH", cmd_unimpl },
+    { SMTP_V_BDAT, "BDAT", cmd_unimpl },
+    { SMTP_V_ATRN, "ATRN", cmd_unimpl },
+};
+
+static void sess_command(struct smtp_sess *s, const char *line, size_t len)
+{
+    struct smtp_cmd cmd;
+    s->n_cmds++;
+    if (smtp_parse_command(line, len, &cmd) < 0 || cmd.verb == SMTP_V_UNKNOWN) {
+        reply(s, "500 5.5.2 Error: command not recognized");
+        bad_command(s);
+        return;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (commands[i].verb == cmd.verb) {
+            commands[i].fn(s, cmd.arg, cmd.arglen);
+            return;
+        }
+    }
+    reply(s, "502 5.5.1 Error: command not implemented");
+    bad_command(s);
+}
+
+/* ---- message data and commit ---- */
+
+static void emit_body(void *arg, const char *p, size_t n)
+{
+    struct smtp_sess *s = arg;
+    evbuffer_add(s->body, p, n);
+}
+
+static void data_refuse(struct smtp_sess *s)
+{
+    static const char *const msgs[] = {
+        [SMTP_DATA_BARE_NL] = "550 5.5.2 Error: bare <CR> or <LF> received",
+        [SMTP_DATA_NUL] = "550 5.6.0 Error: message contains NUL characters",
+        [SMTP_DATA_TOO_BIG] = "552 5.3.4 Error: message file too big",
+        [SMTP_DATA_LINE_TOO_LONG] = "552 5.3.4 Error: line too long",
+        [SMTP_DATA_HEADER_TOO_BIG] = "552 5.3.4 Error: message header size exceeds limit",
+        [SMTP_DATA_LOOP] = "554 5.4.6 Error: too many hops (mail loop)",
+    };
+    log_warn("reject: message from %s from=<%s>: %s", s->peer, s->sender,
+             msgs[s->data.err] + 10);
+    reply(s, "%s", msgs[s->data.err]);
+    txn_reset(s);
+    s->state = SS_HELO;
+}
+
+static void commit_done(int err, void *arg)
+{
+    struct smtp_sess *s = arg;
+    char idstr[QUEUE_ID_LEN + 1];
+    qmgr_id_str(s->id, idstr);
+    if (err)
+        log_err("%s: cannot store message from %s: %s", idstr, s->peer, strerror(err));
+    else
+        log_info("%s: client=%s, from=<%s>, size=%zu, nrcpt=%u (queued)", idstr,
+                 s->peer, s->sender, (size_t)s->data.size, s->nrcpt);
+    if (s->dead) {
+        sess_free(s);
+        return;
+    }
+    if (!err) {
+        reply(s, "250 2.0.0 Ok: queued as %s", idstr);
+        s->n_queued++;
+    } else if (err == ENOSPC || err == EDQUOT) {
+        reply(s, "452 4.3.1 Insufficient system storage");
+    } else {
+        reply(s, "451 4.3.0 Error: queue file write error");
+    }
+    txn_reset(s);
+    s->state = SS_HELO;
+    if (smtp_env.stopping) {
+        smtp_sess_shutdown(s);
+        return;
+    }
+    sess_process(s);
+    if (s->eof && s->state != SS_COMMIT && s->state != SS_CLOSING)
+        sess_finish(s);     /* peer half-closed: answer what it sent, then close */
+}
+
+static int customers_over_quota(struct smtp_sess *s, uint64_t size)
+{
+    for (unsigned i = 0; i < s->nrcpt; i++) {
+        const struct customer *c;
+        if (!s->rcpts[i].customer)
+            continue;
+        c = registry_by_name(smtp_env.reg, s->rcpts[i].customer);
+        if (c && qmgr_quota_check(c, size) < 0)
+            return 1;
+    }
+    return 0;
+}
+
+static void data_end(struct smtp_sess *s)
+{
+    if (s->data.err) {
+        data_refuse(s);
+        return;
+    }
+    size_t size = evbuffer_get_length(s->body);
+    if (customers_over_quota(s, size)) {
+        reply(s, "452 4.2.2 Error: customer over quota");
+        txn_reset(s);
+        s->state = SS_HELO;
+        return;
+    }
+    struct spool_rcpt *rc = xcalloc(s->nrcpt, sizeof *rc);
+    for (unsigned i = 0; i < s->nrcpt; i++) {
+        rc[i].addr = s->rcpts[i].addr;
+        rc[i].flags = s->rcpts[i].flags;
+    }
+    struct spool_env env = {
+        .id = s->id, .arrival = (int64_t)time(NULL), .sender = s->sender,
+        .nrcpt = s->nrcpt, .rcpts = rc,
+    };
+    s->state = SS_COMMIT;
+    qmgr_submit(&env, s->body, commit_done, s);
+    free(rc);
+}
+
+/* Feeds buffered input to the DATA decoder. */
+static void sess_data(struct smtp_sess *s)
+{
+    struct evbuffer *in = io_in(s->io);
+    while (s->state == SS_DATA && evbuffer_get_length(in) > 0) {
+        struct evbuffer_iovec v;
+        int done = 0;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+            break;
+        size_t used = smtp_data_feed(&s->data, v.iov_base, v.iov_len, emit_body, s, &done);
+        evbuffer_drain(in, used);
+        if (done)
+            data_end(s);
+    }
+}
+
+/* ---- input ---- */
+
+/* Reads one command line; 1 when one was handled, 0 when more input is needed. */
+static int sess_line(struct smtp_sess *s)
+{
+    struct evbuffer *in = io_in(s->io);
+    size_t avail = evbuffer_get_length(in);
+    struct evbuffer_ptr eol = evbuffer_search(in, "\n", 1, NULL);
+    if (eol.pos < 0) {
+        if (avail > SMTP_CMD_LINE_MAX + 2) {
+            evbuffer_drain(in, avail);
+            if (!s->skipping) {
+                reply(s, "500 5.5.2 Error: line too long");
+                bad_command(s);
+            }
+            s->skipping = 1;
+        }
+        return 0;
+    }
+    size_t n = (size_t)eol.pos + 1;
+    if (s->skipping || n > SMTP_CMD_LINE_MAX + 2) {
+        evbuffer_drain(in, n);
+        if (!s->skipping) {
+            reply(s, "500 5.5.2 Error: line too long");
+            bad_command(s);
+        }
+        s->skipping = 0;
+        return 1;
+    }
+    char *line = (char *)evbuffer_pullup(in, (ssize_t)n);
+    if (smtp_line_is_clean(line, n) < 0) {
+        evbuffer_drain(in, n);
+        reply(s, "521 5.5.2 %s Error: bare <CR> or <LF> received", hostname());
+        log_warn("bare CR or LF in a command from %s", s->peer);
+        sess_finish(s);
+        return 0;
+    }
+    char *copy = xstrndup(line, n - 2);
+    evbuffer_drain(in, n);
+    sess_command(s, copy, n - 2);
+    free(copy);
+    return 1;
+}
+
+static void sess_process(struct smtp_sess *s)
+{
+    for (;;) {
+        if (s->state == SS_DATA) {
+            sess_data(s);
+            if (s->state == SS_DATA)
+                break;
+            continue;
+        }
+        if (s->state == SS_COMMIT || s->state == SS_TLS || s->state == SS_CLOSING)
+            break;
+        if (!sess_line(s))
+            break;
+    }
+    if (!s->io)
+        return;
+    /* backpressure: a peer that does not read its replies stops being read */
+    if (s->state != SS_TLS && s->state != SS_CLOSING) {
+        if (io_out_pending(s->io) > OUT_HIGH_WATER) {
+            io_pause(s->io);
+            s->paused = 1;
+        }
+    }
+}
+
+static void sess_on_io(struct io *io, enum io_event ev, void *arg)
+{
+    struct smtp_sess *s = arg;
+    switch (ev) {
+    case IO_READ:
+        sess_process(s);
+        break;
+    case IO_DRAINED:
+        if (s->state == SS_CLOSING) {
+            sess_close(s, NULL);
+        } else if (s->state == SS_TLS) {
+            sess_tls_switch(s);
+        } else if (s->paused) {
+            s->paused = 0;
+            io_resume(s->io);
+            sess_process(s);
+        }
+        break;
+    case IO_TLS_DONE: {
+        char buf[128];
+        log_info("TLS established with %s: %s", s->peer, io_tls_info(io, buf, sizeof buf));
+        break;
+    }
+    case IO_TIMEOUT:
+        if (s->state == SS_COMMIT)
+            break;
+        if (s->state == SS_CLOSING) {
+            sess_close(s, "timeout");
+            break;
+        }
+        reply(s, "421 4.4.2 %s Error: timeout exceeded", hostname());
+        log_info("timeout after %s from %s", s->state == SS_DATA ? "DATA" : "command",
+                 s->peer);
+        sess_finish(s);
+        break;
+    case IO_EOF:
+        if (s->state == SS_COMMIT) {
+            s->eof = 1;
+            break;
+        }
+        sess_close(s, s->state == SS_DATA ? "lost connection after DATA" : NULL);
+        break;
+    case IO_ERROR:
+        sess_close(s, io_error(io));
+        break;
+    default:
+        break;
+    }
+}
+
+void smtp_sess_start(struct smtp_sess *s)
+{
+    io_set_cb(s->io, sess_on_io, s);
+    io_set_timeout(s->io, (int)smtp_env.cfg->smtp.timeout);
+    s->state = SS_INIT;
+    log_info("connect from %s", s->peer);
+    reply(s, "220 %s ESMTP kickmail", hostname());
+}
+
+void smtp_sess_shutdown(struct smtp_sess *s)
+{
+    if (s->state == SS_COMMIT || s->state == SS_CLOSING)
+        return;     /* the commit reply comes first; closing ones close anyway */
+    reply(s, "421 4.3.2 %s Service shutting down, closing transmission channel",
+          hostname());
+    sess_finish(s);
+}

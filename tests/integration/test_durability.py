@@ -1,0 +1,297 @@
+"""The spool: 250 only once durable; state survives kill -9 and restarts;
+hold/release/delete are durable; a write error is a 4xx, never a lost 250."""
+import os
+import re
+import threading
+
+from conftest import Raw, code, message, queue, queue_ids, queued_id
+
+
+def test_kill9_right_after_250(daemon):
+    qid = daemon.send("bob@acme.example", body=message(subject="must survive"))
+    before = queue(daemon)
+    daemon.kill9()
+    daemon.start()
+    after = queue(daemon)
+    assert [m["queue_id"] for m in after] == [qid]
+    assert after == before
+    shown = daemon.kickq("show", qid, "--body").stdout
+    assert "Subject: must survive" in shown
+    assert "hello" in shown
+
+
+def test_kill9_after_many_concurrent_messages(daemon):
+    """Messages from parallel sessions share syncs; every acknowledged one
+    is there after kill -9."""
+    ids, errors = [], []
+    lock = threading.Lock()
+
+    def worker(n):
+        try:
+            for i in range(5):
+                q = daemon.send(["bob@acme.example", "bob@beta.example"],
+                                body=message(subject="w%d-%d" % (n, i)))
+                with lock:
+                    ids.append(q)
+        except Exception as e:      # noqa: BLE001
+            with lock:
+                errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(set(ids)) == 40
+    daemon.kill9()
+    daemon.start()
+    assert sorted(queue_ids(daemon)) == sorted(ids)
+    for m in queue(daemon):
+        assert sorted(r["customer"] for r in m["recipients"]) == ["acme", "beta"]
+
+
+def test_ids_stay_unique_across_restarts(daemon):
+    a = daemon.send("bob@acme.example")
+    daemon.kill9()
+    daemon.start()
+    b = daemon.send("bob@acme.example")
+    daemon.stop()
+    daemon.start()
+    c = daemon.send("bob@acme.example")
+    assert len({a, b, c}) == 3
+    assert sorted(queue_ids(daemon)) == sorted([a, b, c])
+
+
+def test_clean_stop_keeps_everything(daemon):
+    ids = [daemon.send("bob@acme.example") for _ in range(3)]
+    before = queue(daemon)
+    daemon.stop()
+    daemon.start()
+    assert queue(daemon) == before
+    assert sorted(queue_ids(daemon)) == sorted(ids)
+    assert re.search(r"ready.*\b3 messages", daemon.log_since_start()), daemon.log_since_start()
+
+
+def _held_in_list(d, qid):
+    text = d.kickq("list").stdout
+    return (qid + "!") in text
+
+
+def test_message_hold_survives_restart(daemon):
+    qid = daemon.send("bob@acme.example")
+    other = daemon.send("bob@acme.example")
+    daemon.kickq("hold", qid)
+    assert _held_in_list(daemon, qid)
+    assert not _held_in_list(daemon, other)
+    msgs = {m["queue_id"]: m for m in queue(daemon)}
+    assert msgs[qid]["held"] is True
+    assert msgs[qid]["recipients"][0]["status"] == "held"
+    assert msgs[other]["held"] is False
+    daemon.stop()
+    daemon.start()
+    assert _held_in_list(daemon, qid)
+    msgs = {m["queue_id"]: m for m in queue(daemon)}
+    assert msgs[qid]["held"] is True
+    assert msgs[other]["held"] is False
+    # release is durable too, even across kill -9
+    daemon.kickq("release", qid)
+    assert not _held_in_list(daemon, qid)
+    daemon.kill9()
+    daemon.start()
+    msgs = {m["queue_id"]: m for m in queue(daemon)}
+    assert msgs[qid]["held"] is False
+    assert msgs[qid]["recipients"][0]["status"] == "queued"
+
+
+def test_hold_then_kill9(daemon):
+    qid = daemon.send("bob@acme.example")
+    daemon.kickq("hold", qid)
+    daemon.kill9()
+    daemon.start()
+    assert queue(daemon)[0]["held"] is True
+
+
+def test_customer_hold_survives_restart_and_covers_new_mail(daemon):
+    old = daemon.send("bob@acme.example")
+    beta = daemon.send("bob@beta.example")
+    daemon.kickq("hold", "acme")
+    msgs = {m["queue_id"]: m for m in queue(daemon)}
+    assert msgs[old]["held"] is True
+    assert msgs[beta]["held"] is False
+    new = daemon.send("sales@acme.co.uk")
+    msgs = {m["queue_id"]: m for m in queue(daemon)}
+    assert msgs[new]["held"] is True
+    assert msgs[new]["recipients"][0]["status"] == "held"
+    daemon.stop()
+    daemon.start()
+    newer = daemon.send("bob@acme.example")
+    msgs = {m["queue_id"]: m for m in queue(daemon)}
+    assert msgs[old]["held"] and msgs[new]["held"] and msgs[newer]["held"]
+    assert msgs[beta]["held"] is False
+    summ = {s["customer"]: s for s in daemon.kickq_json("summary")}
+    assert summ["acme"]["held"] is True
+    assert summ["beta"]["held"] is False
+    daemon.kickq("release", "acme")
+    msgs = {m["queue_id"]: m for m in queue(daemon)}
+    assert not any(m["held"] for m in msgs.values()), msgs
+    after = daemon.send("bob@acme.example")
+    daemon.kill9()
+    daemon.start()
+    msgs = {m["queue_id"]: m for m in queue(daemon)}
+    assert not any(m["held"] for m in msgs.values()), msgs
+    assert after in msgs
+
+
+def test_mixed_message_partly_held(daemon):
+    """A customer hold covers only that customer's recipients of a message."""
+    qid = daemon.send(["bob@acme.example", "bob@beta.example"])
+    daemon.kickq("hold", "beta")
+    m = queue(daemon)[0]
+    assert m["queue_id"] == qid
+    assert m["held"] is False
+    st = {r["customer"]: r["status"] for r in m["recipients"]}
+    assert st == {"acme": "queued", "beta": "held"}
+    text = daemon.kickq("list").stdout
+    assert qid + "!" not in text
+    assert "(held)" in text
+
+
+def test_domain_hold(daemon):
+    a = daemon.send("bob@acme.example")
+    b = daemon.send("bob@acme.co.uk")
+    daemon.kickq("hold", "acme.co.uk")
+    msgs = {m["queue_id"]: m for m in queue(daemon)}
+    assert msgs[a]["held"] is False
+    assert msgs[b]["held"] is True
+    daemon.stop()
+    daemon.start()
+    msgs = {m["queue_id"]: m for m in queue(daemon)}
+    assert msgs[a]["held"] is False
+    assert msgs[b]["held"] is True
+    daemon.kickq("release", "acme.co.uk")
+    assert not any(m["held"] for m in queue(daemon))
+
+
+def test_delete_is_durable(daemon):
+    keep = daemon.send("bob@acme.example")
+    gone = daemon.send("bob@acme.example")
+    gone2 = daemon.send("bob@beta.example")
+    daemon.kickq("delete", gone, gone2)
+    assert queue_ids(daemon) == [keep]
+    assert daemon.kickq("show", gone, check=False).returncode == 1
+    daemon.stop()
+    daemon.start()
+    assert queue_ids(daemon) == [keep]
+    daemon.kill9()
+    daemon.start()
+    assert queue_ids(daemon) == [keep]
+
+
+def test_delete_with_an_unknown_id_deletes_nothing(daemon):
+    a = daemon.send("bob@acme.example")
+    r = daemon.kickq("delete", a, "ZZZZZZZZZZZZZ", check=False)
+    assert r.returncode == 1
+    assert r.stderr.strip()
+    assert queue_ids(daemon) == [a]
+
+
+def test_disk_full_is_452_and_nothing_listed(make_daemon):
+    d = make_daemon(env={"KICKMAIL_TEST_FAIL_WRITES": "28:1"}).start()
+    with Raw(d.port) as c:
+        c.greet()
+        assert code(c.cmd("MAIL FROM:<alice@sender.example>")) == 250
+        assert code(c.cmd("RCPT TO:<bob@acme.example>")) == 250
+        assert code(c.cmd("DATA")) == 354
+        c.send(message(subject="first") + ".\r\n")
+        r = c.reply(timeout=20)
+        assert r.startswith("452 4.3.1"), r
+        assert queue(d) == []
+        # the next message in the same session is fine
+        assert code(c.cmd("MAIL FROM:<alice@sender.example>")) == 250
+        assert code(c.cmd("RCPT TO:<bob@acme.example>")) == 250
+        assert code(c.cmd("DATA")) == 354
+        c.send(message(subject="second") + ".\r\n")
+        qid = queued_id(c.reply(timeout=20))
+    assert queue_ids(d) == [qid]
+    assert "Subject: second" in d.kickq("show", qid).stdout
+    # and neither the failed one nor a half record comes back after a restart
+    d.kill9()
+    d.start()
+    assert queue_ids(d) == [qid]
+
+
+def test_io_error_is_451(make_daemon):
+    d = make_daemon(env={"KICKMAIL_TEST_FAIL_WRITES": "5:1"}).start()
+    with Raw(d.port) as c:
+        c.greet()
+        assert code(c.cmd("MAIL FROM:<alice@sender.example>")) == 250
+        assert code(c.cmd("RCPT TO:<bob@acme.example>")) == 250
+        assert code(c.cmd("DATA")) == 354
+        c.send(message() + ".\r\n")
+        r = c.reply(timeout=20)
+        assert r.startswith("451 4.3.0") or r.startswith("452"), r
+    assert queue(d) == []
+    qid = d.send("bob@acme.example")
+    assert queue_ids(d) == [qid]
+
+
+def test_garbage_in_journal_is_survived(daemon):
+    """A torn write at the end of the journal (as a crash leaves it) is
+    dropped at start; acknowledged mail before it is kept."""
+    qid = daemon.send("bob@acme.example")
+    daemon.kill9()
+    jdir = os.path.join(daemon.spool, "journal")
+    files = sorted(os.listdir(jdir))
+    assert files, "no journal segment in %s" % jdir
+    with open(os.path.join(jdir, files[-1]), "ab") as f:
+        f.write(b"KM\x01garbage that is not a complete record" * 3)
+    daemon.start()
+    assert queue_ids(daemon) == [qid]
+    assert os.listdir(os.path.join(daemon.spool, "corrupt")), "torn record not set aside"
+    new = daemon.send("bob@acme.example")
+    daemon.kill9()
+    daemon.start()
+    assert sorted(queue_ids(daemon)) == sorted([qid, new])
+
+
+def test_torn_last_record_is_dropped_not_delivered_half(daemon):
+    """A crash in the middle of writing a record: the half record is not
+    taken as a message; the ones before it are intact."""
+    jdir = os.path.join(daemon.spool, "journal")
+    a = daemon.send("bob@acme.example", body=message(subject="first"))
+    seg = os.path.join(jdir, sorted(os.listdir(jdir))[-1])
+    size_a = os.path.getsize(seg)
+    b = daemon.send("bob@acme.example", body=message(subject="second", body="b" * 4000 + "\r\n"))
+    assert a != b
+    daemon.kill9()
+    size_b = os.path.getsize(seg)
+    assert size_b > size_a + 4000, (size_a, size_b)
+    with open(seg, "r+b") as f:
+        f.truncate(size_a + (size_b - size_a) // 2)
+    daemon.start()
+    assert queue_ids(daemon) == [a]
+    assert "Subject: first" in daemon.kickq("show", a).stdout
+    c = daemon.send("bob@acme.example")
+    daemon.stop()
+    daemon.start()
+    assert sorted(queue_ids(daemon)) == sorted([a, c])
+
+
+def test_sigterm_during_a_session_loses_nothing(daemon):
+    c = Raw(daemon.port)
+    try:
+        c.greet()
+        assert code(c.cmd("MAIL FROM:<alice@sender.example>")) == 250
+        assert code(c.cmd("RCPT TO:<bob@acme.example>")) == 250
+        daemon.proc.terminate()
+        r = c.reply(timeout=20)
+        assert r is None or r.startswith("421"), r
+        rc = daemon.proc.wait(timeout=20)
+        assert rc == 0
+    finally:
+        c.close()
+    daemon.proc = None
+    daemon.logf.close()
+    daemon.start()
+    assert queue(daemon) == []

@@ -1,0 +1,1127 @@
+/*
+ * test_spool — unit tests of the spool (spool.h) and its record format
+ * (spool_record.h): round trip through close and recovery, truncated and
+ * corrupted records, unknown versions, injected disk-full, segment rotation
+ * and reclamation, the lock, state files, refused records, and two printed
+ * figures (append throughput, recovery speed).  Every test works in its own
+ * mkdtemp directory and runs the event loop until the callbacks arrived.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "log.h"
+#include "spool.h"
+#include "spool_record.h"
+#include "util.h"
+
+#define MAXID 64
+
+static struct event_base *base;
+
+/* ---- helpers: directories, files, the loop ---- */
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *f)
+{
+    return remove(path);
+}
+
+static char *tdir_new(void)
+{
+    char t[] = "/tmp/test_spool.XXXXXX";
+    assert_non_null(mkdtemp(t));
+    return strdup(t);
+}
+
+static void tdir_free(char *dir)
+{
+    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    free(dir);
+}
+
+static char *seg_path(const char *dir, uint32_t seg)
+{
+    static char p[256];
+    snprintf(p, sizeof p, "%s/journal/%010u.seg", dir, seg);
+    return p;
+}
+
+static off_t file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) < 0 ? -1 : st.st_size;
+}
+
+static int exists(const char *path)
+{
+    return access(path, F_OK) == 0;
+}
+
+static void flip_byte(const char *path, off_t off)
+{
+    int fd = open(path, O_RDWR);
+    unsigned char c;
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, &c, 1, off), 1);
+    c ^= 0x40;
+    assert_int_equal(pwrite(fd, &c, 1, off), 1);
+    close(fd);
+}
+
+static void timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    *(int *)arg = 1;
+}
+
+/* Runs the loop until *counter reaches target (fails after 30 s). */
+static void run_until(const int *counter, int target)
+{
+    int timed_out = 0;
+    struct timeval tv = {30, 0};
+    struct event *t = evtimer_new(base, timeout_cb, &timed_out);
+    evtimer_add(t, &tv);
+    while (*counter < target && !timed_out)
+        event_base_loop(base, EVLOOP_ONCE);
+    event_free(t);
+    assert_false(timed_out);
+}
+
+struct res {
+    int n;
+    int err;
+};
+
+static void res_cb(int err, void *arg)
+{
+    struct res *r = arg;
+    r->n++;
+    r->err = err;
+}
+
+static struct spool *sp_open(const char *dir)
+{
+    char err[256] = "";
+    struct spool *sp = spool_open(dir, base, err, sizeof err);
+    if (!sp)
+        fail_msg("spool_open: %s", err);
+    return sp;
+}
+
+static void fill_body(uint8_t *p, size_t n, uint32_t seed)
+{
+    uint32_t x = seed * 2654435761u + 1;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        p[i] = (uint8_t)x;
+    }
+}
+
+/* Appends one message and waits for its completion; returns the errno. */
+static int append_msg(struct spool *sp, uint64_t id, const char *sender,
+                      const char *rcpt, uint8_t flags, const void *body, size_t blen,
+                      struct spool_loc *loc)
+{
+    struct spool_rcpt r[2] = {{rcpt, flags}, {"second@acme.example", 0}};
+    struct spool_env env = {
+        .id = id, .arrival = 1700000000 + (int64_t)id, .sender = sender,
+        .nrcpt = 2, .rcpts = r,
+    };
+    struct evbuffer *b = evbuffer_new();
+    struct res res = {0, -1};
+    evbuffer_add(b, body, blen);
+    spool_append_message(sp, &env, b, loc, res_cb, &res);
+    assert_int_equal(evbuffer_get_length(b), 0);
+    evbuffer_free(b);
+    run_until(&res.n, 1);
+    return res.err;
+}
+
+static int simple_msg(struct spool *sp, uint64_t id, size_t blen, struct spool_loc *loc)
+{
+    uint8_t *body = malloc(blen + 1);
+    char rcpt[64];
+    int err;
+    fill_body(body, blen, (uint32_t)id);
+    snprintf(rcpt, sizeof rcpt, "user%llu@acme.example", (unsigned long long)id);
+    err = append_msg(sp, id, "sender@example.org", rcpt, 0, body, blen, loc);
+    free(body);
+    return err;
+}
+
+static int append_state(struct spool *sp, uint64_t id, int held, size_t n,
+                        const struct spool_rstate *rs, uint32_t *seg)
+{
+    struct res res = {0, -1};
+    spool_append_state(sp, id, held, n, rs, seg, res_cb, &res);
+    run_until(&res.n, 1);
+    return res.err;
+}
+
+static int append_done(struct spool *sp, uint64_t id)
+{
+    struct res res = {0, -1};
+    spool_append_done(sp, id, res_cb, &res);
+    run_until(&res.n, 1);
+    return res.err;
+}
+
+static int read_body(struct spool *sp, const struct spool_loc *loc, struct evbuffer *out)
+{
+    struct res res = {0, -1};
+    spool_read_body(sp, loc, out, res_cb, &res);
+    run_until(&res.n, 1);
+    return res.err;
+}
+
+static void check_body(struct spool *sp, const struct spool_loc *loc, uint64_t id,
+                       size_t blen)
+{
+    struct evbuffer *out = evbuffer_new();
+    uint8_t *want = malloc(blen + 1);
+    fill_body(want, blen, (uint32_t)id);
+    assert_int_equal(read_body(sp, loc, out), 0);
+    assert_int_equal(evbuffer_get_length(out), blen);
+    if (blen)
+        assert_memory_equal(evbuffer_pullup(out, -1), want, blen);
+    free(want);
+    evbuffer_free(out);
+}
+
+/* ---- a miniature qmgr: collects what recovery reports, takes refs ---- */
+
+struct rmsg {
+    int present, done, nstates;
+    int64_t arrival;
+    char *sender;
+    size_t nrcpt;
+    char *rcpt[4];
+    uint8_t flags[4];
+    struct spool_loc loc;
+    int held;
+    size_t snrcpt;
+    uint8_t status[4];
+    char *reason[4];            /* NULL when none */
+    uint32_t state_seg;
+};
+
+struct coll {
+    struct spool *sp;
+    struct rmsg m[MAXID];
+    int nmsg, nstate, ndone;
+};
+
+static void c_message(void *arg, const struct spool_env *env, const struct spool_loc *loc)
+{
+    struct coll *c = arg;
+    struct rmsg *m;
+    assert_true(env->id < MAXID && env->nrcpt <= 4);
+    m = &c->m[env->id];
+    assert_false(m->present);
+    m->present = 1;
+    m->arrival = env->arrival;
+    m->sender = strdup(env->sender);
+    m->nrcpt = env->nrcpt;
+    for (size_t i = 0; i < env->nrcpt; i++) {
+        m->rcpt[i] = strdup(env->rcpts[i].addr);
+        m->flags[i] = env->rcpts[i].flags;
+    }
+    m->loc = *loc;
+    spool_seg_ref(c->sp, loc->seg);
+    c->nmsg++;
+}
+
+static void c_state(void *arg, uint64_t id, uint32_t seg, int held, size_t nrcpt,
+                    const struct spool_rstate *rs)
+{
+    struct coll *c = arg;
+    struct rmsg *m;
+    assert_true(id < MAXID && nrcpt <= 4);
+    m = &c->m[id];
+    m->nstates++;
+    m->held = held;
+    m->snrcpt = nrcpt;
+    for (size_t i = 0; i < nrcpt; i++) {
+        free(m->reason[i]);
+        m->status[i] = rs[i].status;
+        m->reason[i] = rs[i].reason ? strdup(rs[i].reason) : NULL;
+    }
+    spool_seg_ref(c->sp, seg);
+    if (m->state_seg)
+        spool_seg_unref(c->sp, m->state_seg);
+    m->state_seg = seg;
+    c->nstate++;
+}
+
+static void c_done(void *arg, uint64_t id)
+{
+    struct coll *c = arg;
+    struct rmsg *m;
+    assert_true(id < MAXID);
+    m = &c->m[id];
+    if (m->present && !m->done)
+        spool_seg_unref(c->sp, m->loc.seg);
+    if (m->state_seg)
+        spool_seg_unref(c->sp, m->state_seg);
+    m->state_seg = 0;
+    m->done = 1;
+    c->ndone++;
+}
+
+static const struct spool_recover_cbs coll_cbs = {c_message, c_state, c_done};
+
+static int live(const struct coll *c, uint64_t id)
+{
+    return c->m[id].present && !c->m[id].done;
+}
+
+static void coll_free(struct coll *c)
+{
+    for (int i = 0; i < MAXID; i++) {
+        free(c->m[i].sender);
+        for (int k = 0; k < 4; k++) {
+            free(c->m[i].rcpt[k]);
+            free(c->m[i].reason[k]);
+        }
+    }
+    free(c);
+}
+
+/* Opens dir, replays it into a fresh collector, runs the first loop turn
+ * (the post-recovery reclamation). */
+static struct spool *sp_recover(const char *dir, struct coll **cp, uint64_t *max_id)
+{
+    char err[256] = "";
+    struct coll *c = calloc(1, sizeof *c);
+    uint64_t mx = 0;
+    c->sp = sp_open(dir);
+    if (spool_recover(c->sp, &coll_cbs, c, &mx, err, sizeof err) < 0)
+        fail_msg("spool_recover: %s", err);
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    if (max_id)
+        *max_id = mx;
+    *cp = c;
+    return c->sp;
+}
+
+/* Waits until the aux thread has done everything queued before (FIFO). */
+static void aux_barrier(struct spool *sp)
+{
+    struct evbuffer *out = evbuffer_new();
+    struct spool_loc loc = {0x7fffffff, 0, 0, 0};
+    read_body(sp, &loc, out);
+    evbuffer_free(out);
+}
+
+/* ---- record codec ---- */
+
+static void test_record_codec(void **state)
+{
+    struct spool_rcpt r[3] = {{"a@b.example", 0}, {"", SPOOL_RCPT_OUTBOUND},
+                              {"postmaster@c.example", 1}};
+    struct spool_env env = {9, -5, "", 3, r}, got;
+    struct spool_rstate rs[2] = {{SPOOL_R_PENDING, "451 4.4.1 later"}, {SPOOL_R_DELIVERED, NULL}};
+    const struct spool_rstate *grs;
+    struct spool_dec d = {0};
+    uint8_t buf[256], hdr[SPOOL_REC_HDR_LEN];
+    size_t len, n;
+    int held;
+
+    assert_int_equal(spool_meta_msg_len(&env, &len), 0);
+    assert_true(len <= sizeof buf);
+    spool_meta_msg_encode(&env, buf);
+    assert_int_equal(spool_meta_msg_decode(&d, buf, len, &got), 0);
+    assert_int_equal(got.arrival, -5);
+    assert_string_equal(got.sender, "");
+    assert_int_equal(got.nrcpt, 3);
+    assert_string_equal(got.rcpts[2].addr, "postmaster@c.example");
+    assert_int_equal(got.rcpts[1].flags, SPOOL_RCPT_OUTBOUND);
+    for (size_t cut = 0; cut < len; cut++)      /* every truncation is refused */
+        assert_int_equal(spool_meta_msg_decode(&d, buf, cut, &got), -1);
+    buf[len] = 0;
+    assert_int_equal(spool_meta_msg_decode(&d, buf, len + 1, &got), -1);
+
+    assert_int_equal(spool_meta_state_len(1, 2, rs, &len), 0);
+    spool_meta_state_encode(1, 2, rs, buf);
+    assert_int_equal(spool_meta_state_decode(&d, buf, len, &held, &n, &grs), 0);
+    assert_int_equal(held, 1);
+    assert_int_equal(n, 2);
+    assert_string_equal(grs[0].reason, "451 4.4.1 later");
+    assert_null(grs[1].reason);
+    assert_int_equal(grs[1].status, SPOOL_R_DELIVERED);
+    for (size_t cut = 0; cut < len; cut++)
+        assert_int_equal(spool_meta_state_decode(&d, buf, cut, &held, &n, &grs), -1);
+    spool_dec_free(&d);
+
+    /* what cannot be encoded */
+    env.nrcpt = 0;
+    assert_int_equal(spool_meta_msg_len(&env, &len), -1);
+    env.nrcpt = 65536;
+    assert_int_equal(spool_meta_msg_len(&env, &len), -1);
+    env.nrcpt = 3;
+    r[0].flags = 0x80;
+    assert_int_equal(spool_meta_msg_len(&env, &len), -1);
+    rs[0].status = 3;
+    assert_int_equal(spool_meta_state_len(0, 2, rs, &len), -1);
+
+    /* header: round trip, every single-bit flip is caught */
+    struct spool_rec_hdr h = {1, SPOOL_REC_MSG, 100, 40, 0x0102030405060708ull, 0xdeadbeef}, g;
+    spool_rec_hdr_encode(&h, hdr);
+    assert_int_equal(spool_rec_hdr_decode(hdr, &g), SPOOL_HDR_OK);
+    assert_int_equal(g.id, h.id);
+    assert_int_equal(g.payload_crc, h.payload_crc);
+    for (int bit = 0; bit < SPOOL_REC_HDR_LEN * 8; bit++) {
+        hdr[bit / 8] ^= (uint8_t)(1 << (bit % 8));
+        assert_int_not_equal(spool_rec_hdr_decode(hdr, &g), SPOOL_HDR_OK);
+        hdr[bit / 8] ^= (uint8_t)(1 << (bit % 8));
+    }
+    h.version = 2;
+    spool_rec_hdr_encode(&h, hdr);
+    assert_int_equal(spool_rec_hdr_decode(hdr, &g), SPOOL_HDR_BAD);
+
+    /* finding the next header in garbage */
+    uint8_t area[200];
+    memset(area, 'K', sizeof area);
+    h.version = 1;
+    spool_rec_hdr_encode(&h, area + 77);
+    assert_int_equal(spool_rec_find(area, sizeof area, 0), 77);
+    assert_int_equal(spool_rec_find(area, 100, 0), 77);         /* cut: maybe */
+    memcpy(area + 190, "KMJ", 3);
+    assert_int_equal(spool_rec_find(area, 193, 78), 190);
+    memset(area, 0, sizeof area);
+    assert_int_equal(spool_rec_find(area, sizeof area, 0), sizeof area);
+}
+
+/* ---- round trip ---- */
+
+static void test_roundtrip(void **state)
+{
+    char *dir = tdir_new();
+    struct spool *sp = sp_open(dir);
+    struct spool_loc loc[5];
+    struct spool_rstate rs1[2] = {{SPOOL_R_DELIVERED, NULL}, {SPOOL_R_PENDING, "451 later"}};
+    struct spool_rstate rs2[2] = {{SPOOL_R_DELIVERED, ""}, {SPOOL_R_BOUNCED, "550 no such user"}};
+    struct spool_rstate rs3[2] = {{SPOOL_R_PENDING, NULL}, {SPOOL_R_PENDING, NULL}};
+    uint32_t sseg = 0;
+    struct coll *c;
+    uint64_t max_id;
+    char err[128];
+
+    assert_int_equal(spool_recover(sp, &coll_cbs, NULL, &max_id, err, sizeof err), 0);
+    assert_int_equal(max_id, 0);
+    assert_int_equal(simple_msg(sp, 1, 20, &loc[1]), 0);
+    assert_int_equal(loc[1].seg, 1);
+    assert_int_equal(loc[1].off, 0);
+    assert_int_equal(loc[1].body_len, 20);
+    assert_int_equal(simple_msg(sp, 2, 300000, &loc[2]), 0);
+    assert_int_equal(simple_msg(sp, 3, 0, &loc[3]), 0);
+    assert_true(loc[2].off > loc[1].off && loc[3].off > loc[2].off);
+    check_body(sp, &loc[2], 2, 300000);
+    assert_int_equal(append_state(sp, 1, 0, 2, rs1, &sseg), 0);
+    assert_int_equal(sseg, 1);
+    assert_int_equal(append_state(sp, 1, 1, 2, rs2, &sseg), 0);
+    assert_int_equal(append_state(sp, 2, 0, 2, rs3, &sseg), 0);
+    assert_int_equal(append_done(sp, 3), 0);
+    spool_close(sp);
+
+    sp = sp_recover(dir, &c, &max_id);
+    assert_int_equal(max_id, 3);
+    assert_int_equal(c->nmsg, 3);
+    assert_int_equal(c->nstate, 3);
+    assert_int_equal(c->ndone, 1);
+    assert_true(live(c, 1) && live(c, 2) && !live(c, 3));
+    assert_string_equal(c->m[1].sender, "sender@example.org");
+    assert_int_equal(c->m[1].arrival, 1700000001);
+    assert_int_equal(c->m[1].nrcpt, 2);
+    assert_string_equal(c->m[1].rcpt[0], "user1@acme.example");
+    assert_string_equal(c->m[1].rcpt[1], "second@acme.example");
+    assert_int_equal(c->m[2].loc.seg, loc[2].seg);
+    assert_int_equal(c->m[2].loc.off, loc[2].off);
+    assert_int_equal(c->m[2].loc.body_off, loc[2].body_off);
+    assert_int_equal(c->m[2].loc.body_len, 300000);
+    /* the latest STATE wins */
+    assert_int_equal(c->m[1].nstates, 2);
+    assert_int_equal(c->m[1].held, 1);
+    assert_int_equal(c->m[1].status[1], SPOOL_R_BOUNCED);
+    assert_string_equal(c->m[1].reason[1], "550 no such user");
+    assert_null(c->m[1].reason[0]);
+    assert_int_equal(c->m[2].held, 0);
+    check_body(sp, &c->m[1].loc, 1, 20);
+    check_body(sp, &c->m[2].loc, 2, 300000);
+    check_body(sp, &c->m[3].loc, 3, 0);
+
+    /* appends go on in the same segment, after the last record */
+    off_t size = file_size(seg_path(dir, 1));
+    assert_int_equal(simple_msg(sp, 4, 100, &loc[4]), 0);
+    assert_int_equal(loc[4].seg, 1);
+    assert_int_equal(loc[4].off, size);
+    spool_close(sp);
+    coll_free(c);
+
+    sp = sp_recover(dir, &c, &max_id);
+    assert_int_equal(max_id, 4);
+    assert_true(live(c, 4));
+    check_body(sp, &c->m[4].loc, 4, 100);
+    assert_true(exists(seg_path(dir, 1)));      /* referenced and active */
+    spool_close(sp);
+    coll_free(c);
+    tdir_free(dir);
+}
+
+/* ---- truncated tail ---- */
+
+/* Three messages; record 3 is cut to its first keep bytes (keep < 0: to its
+ * length + keep). */
+static void truncated_case(int64_t keep)
+{
+    char *dir = tdir_new(), path[300];
+    struct spool *sp = sp_open(dir);
+    struct spool_loc loc[5];
+    struct coll *c;
+    char err[128];
+    uint64_t max_id;
+
+    assert_int_equal(spool_recover(sp, &coll_cbs, NULL, NULL, err, sizeof err), 0);
+    assert_int_equal(simple_msg(sp, 1, 50, &loc[1]), 0);
+    assert_int_equal(simple_msg(sp, 2, 60, &loc[2]), 0);
+    assert_int_equal(simple_msg(sp, 3, 1000, &loc[3]), 0);
+    spool_close(sp);
+    uint64_t off3 = loc[3].off;
+    int64_t len3 = file_size(seg_path(dir, 1)) - (off_t)off3;
+    if (keep < 0)
+        keep += len3;
+    assert_true(keep >= 0 && keep < len3);
+    assert_int_equal(truncate(seg_path(dir, 1), (off_t)(off3 + (uint64_t)keep)), 0);
+
+    sp = sp_recover(dir, &c, &max_id);
+    assert_true(live(c, 1) && live(c, 2));
+    assert_false(c->m[3].present);
+    assert_int_equal(c->nmsg, 2);
+    assert_int_equal(max_id, 2);
+    assert_int_equal(file_size(seg_path(dir, 1)), (off_t)off3);
+    snprintf(path, sizeof path, "%s/corrupt/0000000001-%llu.rec", dir,
+             (unsigned long long)off3);
+    if (keep == 0)
+        assert_false(exists(path));
+    else
+        assert_int_equal(file_size(path), (off_t)keep);
+    /* a following append starts at the clean boundary and recovers */
+    assert_int_equal(simple_msg(sp, 4, 70, &loc[4]), 0);
+    assert_int_equal(loc[4].off, off3);
+    spool_close(sp);
+    coll_free(c);
+
+    sp = sp_recover(dir, &c, &max_id);
+    assert_int_equal(c->nmsg, 3);
+    assert_true(live(c, 1) && live(c, 2) && live(c, 4));
+    assert_int_equal(max_id, 4);
+    check_body(sp, &c->m[4].loc, 4, 70);
+    check_body(sp, &c->m[2].loc, 2, 60);
+    spool_close(sp);
+    coll_free(c);
+    tdir_free(dir);
+}
+
+static void test_truncated_tail(void **state)
+{
+    /* record 3: header 32 | metadata | body 1000 | trailer 8; cut inside the
+     * header, the metadata, the body, the trailer, and exactly before it */
+    static const int64_t keep[] = {0, 1, 5, 31, 32, 40, 60, 500, 1000, -9, -8, -5, -1};
+    for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++)
+        truncated_case(keep[i]);
+}
+
+/* ---- corruption in the middle ---- */
+
+/* Segment 1: messages 1-3; segment 2 (newest): messages 4-6. */
+static void make_two_segments(const char *dir, struct spool_loc *loc)
+{
+    struct spool *sp = sp_open(dir);
+    char err[128];
+    assert_int_equal(spool_recover(sp, &coll_cbs, NULL, NULL, err, sizeof err), 0);
+    for (uint64_t id = 1; id <= 6; id++) {
+        spool_test_seg_limit(sp, id == 4 ? 1 : 1ull << 30);
+        assert_int_equal(simple_msg(sp, id, 500 + id, &loc[id]), 0);
+        spool_seg_ref(sp, loc[id].seg);     /* as the qmgr does */
+    }
+    spool_close(sp);
+    for (int id = 1; id <= 6; id++)
+        assert_int_equal(loc[id].seg, id <= 3 ? 1 : 2);
+}
+
+static uint64_t rec_len(const struct spool_loc *l)
+{
+    return l->body_off + l->body_len + SPOOL_REC_TRL_LEN;
+}
+
+static void check_corrupt_file(const char *dir, uint32_t seg, uint64_t off, uint64_t len)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/corrupt/%010u-%llu.rec", dir, seg,
+             (unsigned long long)off);
+    assert_int_equal(file_size(path), (off_t)len);
+}
+
+static void test_corrupt_older_header(void **state)
+{
+    char *dir = tdir_new();
+    struct spool_loc loc[7];
+    struct coll *c;
+    make_two_segments(dir, loc);
+    flip_byte(seg_path(dir, 1), (off_t)loc[2].off + 17);    /* id, in the header */
+    struct spool *sp = sp_recover(dir, &c, NULL);
+    assert_int_equal(c->nmsg, 5);
+    assert_false(c->m[2].present);
+    for (int id = 1; id <= 6; id++)
+        assert_true(id == 2 || live(c, id));
+    check_corrupt_file(dir, 1, loc[2].off, rec_len(&loc[2]));
+    check_body(sp, &c->m[3].loc, 3, 503);
+    spool_close(sp);
+    coll_free(c);
+    tdir_free(dir);
+}
+
+static void test_corrupt_older_body(void **state)
+{
+    char *dir = tdir_new();
+    struct spool_loc loc[7];
+    struct coll *c;
+    struct evbuffer *out = evbuffer_new();
+    make_two_segments(dir, loc);
+    flip_byte(seg_path(dir, 1), (off_t)(loc[2].off + loc[2].body_off + 100));
+    /* older segments are replayed from metadata only: the message is
+     * indexed, and its damage shows when the body is read */
+    struct spool *sp = sp_recover(dir, &c, NULL);
+    assert_int_equal(c->nmsg, 6);
+    assert_int_equal(read_body(sp, &c->m[2].loc, out), EIO);
+    assert_int_equal(evbuffer_get_length(out), 0);
+    check_body(sp, &c->m[1].loc, 1, 501);
+    check_body(sp, &c->m[3].loc, 3, 503);
+    evbuffer_free(out);
+    spool_close(sp);
+    coll_free(c);
+    tdir_free(dir);
+}
+
+static void test_corrupt_newest(void **state)
+{
+    char *dir = tdir_new();
+    struct spool_loc loc[8];
+    struct coll *c;
+    make_two_segments(dir, loc);
+    off_t size = file_size(seg_path(dir, 2));
+    flip_byte(seg_path(dir, 2), (off_t)(loc[5].off + loc[5].body_off + 7));
+    struct spool *sp = sp_recover(dir, &c, NULL);
+    assert_int_equal(c->nmsg, 5);
+    assert_false(c->m[5].present);
+    assert_true(live(c, 4) && live(c, 6));
+    check_corrupt_file(dir, 2, loc[5].off, rec_len(&loc[5]));
+    assert_int_equal(file_size(seg_path(dir, 2)), size);     /* not the tail: kept */
+    check_body(sp, &c->m[6].loc, 6, 506);
+    spool_close(sp);
+    coll_free(c);
+
+    /* damage in the last record: set aside and cut off */
+    flip_byte(seg_path(dir, 2), (off_t)(loc[6].off + loc[6].body_off + 1));
+    sp = sp_recover(dir, &c, NULL);
+    assert_int_equal(c->nmsg, 4);
+    assert_false(c->m[6].present);
+    check_corrupt_file(dir, 2, loc[6].off, rec_len(&loc[6]));
+    assert_int_equal(file_size(seg_path(dir, 2)), (off_t)loc[6].off);
+    assert_int_equal(simple_msg(sp, 7, 10, &loc[7]), 0);
+    assert_int_equal(loc[7].off, loc[6].off);
+    spool_close(sp);
+    coll_free(c);
+    tdir_free(dir);
+}
+
+/* ---- unknown version / type ---- */
+
+static void test_bad_version(void **state)
+{
+    char *dir = tdir_new();
+    struct spool_rcpt r = {"u@acme.example", 0};
+    struct spool_env env = {0, 1, "s@x", 1, &r};
+    uint8_t meta[64], *rec[4];
+    size_t mlen, len[4];
+    uint64_t max_id;
+    struct coll *c;
+
+    struct spool *sp = sp_open(dir);        /* creates journal/ */
+    spool_close(sp);
+    assert_int_equal(spool_meta_msg_len(&env, &mlen), 0);
+    spool_meta_msg_encode(&env, meta);
+    rec[0] = spool_rec_build(1, SPOOL_REC_MSG, 1, meta, (uint32_t)mlen, "body1", 5, &len[0]);
+    rec[1] = spool_rec_build(2, SPOOL_REC_MSG, 40, meta, (uint32_t)mlen, "body2", 5, &len[1]);
+    rec[2] = spool_rec_build(1, 9, 41, meta, (uint32_t)mlen, "", 0, &len[2]);
+    rec[3] = spool_rec_build(1, SPOOL_REC_MSG, 3, meta, (uint32_t)mlen, "body3", 5, &len[3]);
+    FILE *f = fopen(seg_path(dir, 1), "w");
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(fwrite(rec[i], 1, len[i], f), len[i]);
+        free(rec[i]);
+    }
+    fclose(f);
+
+    sp = sp_recover(dir, &c, &max_id);
+    assert_int_equal(c->nmsg, 2);
+    assert_true(live(c, 1) && live(c, 3));
+    assert_int_equal(max_id, 3);                /* ids of set-aside records don't count */
+    check_corrupt_file(dir, 1, len[0], len[1]);
+    check_corrupt_file(dir, 1, len[0] + len[1], len[2]);
+    struct evbuffer *out = evbuffer_new();
+    assert_int_equal(read_body(sp, &c->m[3].loc, out), 0);
+    assert_int_equal(evbuffer_get_length(out), 5);
+    assert_memory_equal(evbuffer_pullup(out, -1), "body3", 5);
+    evbuffer_free(out);
+    spool_close(sp);
+    coll_free(c);
+    tdir_free(dir);
+}
+
+/* ---- disk full ---- */
+
+struct many {
+    int n, nerr, nok;
+    int errs[16];
+};
+
+static void many_cb(int err, void *arg)
+{
+    struct many *m = arg;
+    m->errs[m->n++] = err;
+    if (err)
+        m->nerr++;
+    else
+        m->nok++;
+}
+
+static void test_disk_full(void **state)
+{
+    char *dir = tdir_new();
+    struct spool *sp = sp_open(dir);
+    struct spool_loc loc[16];
+    struct spool_rstate rs[2] = {{0, NULL}, {0, NULL}};
+    struct coll *c;
+    char err[128];
+    uint32_t seg = 77;
+
+    assert_int_equal(spool_recover(sp, &coll_cbs, NULL, NULL, err, sizeof err), 0);
+    spool_test_fail(sp, ENOSPC, 1);
+    memset(&loc[1], 0xee, sizeof loc[1]);
+    assert_int_equal(simple_msg(sp, 1, 100, &loc[1]), ENOSPC);
+    assert_int_equal(loc[1].seg, 0xeeeeeeeeu);             /* not filled */
+    assert_int_equal(loc[1].off, 0xeeeeeeeeeeeeeeeeull);
+    assert_int_equal(simple_msg(sp, 2, 100, &loc[2]), 0);
+    off_t size = file_size(seg_path(dir, 1));
+    spool_test_fail(sp, ENOSPC, 1);
+    assert_int_equal(append_state(sp, 2, 1, 2, rs, &seg), ENOSPC);
+    assert_int_equal(seg, 77);
+    assert_int_equal(file_size(seg_path(dir, 1)), size);
+
+    /* several jobs queued at once: the failing batch takes all it found */
+    struct many m = {0};
+    spool_test_fail(sp, ENOSPC, 1);
+    for (uint64_t id = 3; id < 9; id++) {
+        uint8_t body[64];
+        struct spool_rcpt r = {"a@acme.example", 0};
+        struct spool_env env = {id, 1, "s@x", 1, &r};
+        struct evbuffer *b = evbuffer_new();
+        fill_body(body, sizeof body, (uint32_t)id);
+        evbuffer_add(b, body, sizeof body);
+        spool_append_message(sp, &env, b, &loc[id], many_cb, &m);
+        evbuffer_free(b);
+    }
+    run_until(&m.n, 6);
+    assert_int_equal(m.errs[0], ENOSPC);
+    assert_true(m.nerr >= 1);
+    for (int i = 1; i < 6; i++)         /* failures first, then successes */
+        assert_true(m.errs[i] == 0 || m.errs[i - 1] == ENOSPC);
+    assert_int_equal(append_done(sp, 2), 0);
+    spool_close(sp);
+
+    sp = sp_recover(dir, &c, NULL);
+    assert_false(c->m[1].present);
+    assert_int_equal(c->m[2].nstates, 0);
+    assert_true(c->m[2].done);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(c->m[3 + i].present, m.errs[i] == 0);
+    assert_int_equal(c->nmsg, 1 + m.nok);
+    spool_close(sp);
+    coll_free(c);
+
+    /* the same through the environment */
+    setenv("KICKMAIL_TEST_FAIL_WRITES", "28:2", 1);
+    sp = sp_open(dir);
+    unsetenv("KICKMAIL_TEST_FAIL_WRITES");
+    assert_int_equal(simple_msg(sp, 20, 10, &loc[0]), ENOSPC);
+    assert_int_equal(append_done(sp, 20), ENOSPC);
+    assert_int_equal(simple_msg(sp, 21, 10, &loc[0]), 0);
+    spool_close(sp);
+    tdir_free(dir);
+}
+
+/* ---- rotation and reclamation ---- */
+
+static void test_rotation_reclaim(void **state)
+{
+    char *dir = tdir_new();
+    struct spool *sp = sp_open(dir);
+    struct spool_loc loc[8];
+    struct coll *c;
+    char err[128];
+
+    assert_int_equal(spool_recover(sp, &coll_cbs, NULL, NULL, err, sizeof err), 0);
+    spool_test_seg_limit(sp, 1);            /* every batch starts a segment */
+    for (uint64_t id = 1; id <= 3; id++) {
+        assert_int_equal(simple_msg(sp, id, 100, &loc[id]), 0);
+        assert_int_equal(loc[id].seg, id);
+        spool_seg_ref(sp, loc[id].seg);     /* as the qmgr does */
+    }
+    assert_int_equal(append_done(sp, 1), 0);            /* segment 4 */
+    spool_seg_unref(sp, 1);
+    aux_barrier(sp);
+    assert_false(exists(seg_path(dir, 1)));
+    assert_true(exists(seg_path(dir, 2)));
+
+    assert_int_equal(append_done(sp, 3), 0);            /* segment 5 */
+    spool_seg_unref(sp, 3);
+    aux_barrier(sp);
+    /* 3 has no references, but 2 is older and alive: the DONE of 1 in 4 and
+     * everything after stays */
+    assert_true(exists(seg_path(dir, 3)));
+    assert_true(exists(seg_path(dir, 4)));
+
+    assert_int_equal(append_done(sp, 2), 0);            /* segment 6 */
+    spool_seg_unref(sp, 2);
+    aux_barrier(sp);
+    for (uint32_t s = 2; s <= 5; s++)
+        assert_false(exists(seg_path(dir, s)));
+    assert_true(exists(seg_path(dir, 6)));              /* active: kept */
+    spool_close(sp);
+
+    sp = sp_recover(dir, &c, NULL);
+    assert_int_equal(c->nmsg, 0);
+    assert_int_equal(c->ndone, 1);
+    spool_close(sp);
+    coll_free(c);
+    tdir_free(dir);
+}
+
+static void test_reclaim_after_recovery(void **state)
+{
+    char *dir = tdir_new();
+    struct spool *sp = sp_open(dir);
+    struct spool_loc loc[8];
+    struct spool_rstate rs[2] = {{SPOOL_R_DELIVERED, NULL}, {SPOOL_R_PENDING, "x"}};
+    uint32_t sseg;
+    struct coll *c;
+    char err[128];
+
+    assert_int_equal(spool_recover(sp, &coll_cbs, NULL, NULL, err, sizeof err), 0);
+    spool_test_seg_limit(sp, 1);
+    assert_int_equal(simple_msg(sp, 1, 10, &loc[1]), 0);        /* seg 1 */
+    spool_seg_ref(sp, 1);
+    assert_int_equal(simple_msg(sp, 2, 10, &loc[2]), 0);        /* seg 2 */
+    spool_seg_ref(sp, 2);
+    assert_int_equal(append_state(sp, 2, 0, 2, rs, &sseg), 0);  /* seg 3 */
+    assert_int_equal(sseg, 3);
+    spool_seg_ref(sp, 3);
+    assert_int_equal(append_done(sp, 1), 0);                    /* seg 4 */
+    assert_int_equal(simple_msg(sp, 3, 10, &loc[3]), 0);        /* seg 5 */
+    spool_seg_ref(sp, 5);
+    spool_close(sp);            /* stopped before the qmgr released seg 1 */
+    for (uint32_t s = 1; s <= 5; s++)
+        assert_true(exists(seg_path(dir, s)));
+
+    /* recovery: 1 done (seg 1 free), 2 live in seg 2 with its state in 3 */
+    sp = sp_recover(dir, &c, NULL);
+    assert_true(!live(c, 1) && live(c, 2) && live(c, 3));
+    assert_int_equal(c->m[2].state_seg, 3);
+    aux_barrier(sp);
+    assert_false(exists(seg_path(dir, 1)));
+    for (uint32_t s = 2; s <= 5; s++)
+        assert_true(exists(seg_path(dir, s)));
+    spool_close(sp);
+    coll_free(c);
+    tdir_free(dir);
+}
+
+/* ---- lock ---- */
+
+static void test_lock(void **state)
+{
+    char *dir = tdir_new(), err[256] = "";
+    struct spool *a = sp_open(dir), *b;
+    b = spool_open(dir, base, err, sizeof err);
+    assert_null(b);
+    assert_non_null(strstr(err, "in use by another process"));
+    spool_close(a);
+    b = sp_open(dir);
+    struct stat st;
+    assert_int_equal(stat(dir, &st), 0);
+    char sub[300];
+    snprintf(sub, sizeof sub, "%s/corrupt", dir);
+    assert_int_equal(stat(sub, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    spool_close(b);
+    tdir_free(dir);
+}
+
+/* ---- state files ---- */
+
+static void test_state_files(void **state)
+{
+    char *dir = tdir_new(), path[300];
+    struct spool *sp = sp_open(dir);
+    struct evbuffer *out = evbuffer_new();
+    struct res r = {0, -1};
+
+    assert_int_equal(spool_state_read(sp, "holds", out), 0);
+    assert_int_equal(evbuffer_get_length(out), 0);
+    spool_state_write(sp, "holds", "acme\nbeta\n", 10, res_cb, &r);
+    run_until(&r.n, 1);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(spool_state_read(sp, "holds", out), 0);
+    assert_int_equal(evbuffer_get_length(out), 10);
+    assert_memory_equal(evbuffer_pullup(out, -1), "acme\nbeta\n", 10);
+    evbuffer_drain(out, 10);
+    spool_state_write(sp, "holds", "x", 1, res_cb, &r);
+    run_until(&r.n, 2);
+    assert_int_equal(r.err, 0);
+    spool_state_write(sp, "../evil", "x", 1, res_cb, &r);
+    run_until(&r.n, 3);
+    assert_int_equal(r.err, EINVAL);
+    spool_state_write(sp, "links.tmp", "x", 1, res_cb, &r);
+    run_until(&r.n, 4);
+    assert_int_equal(r.err, EINVAL);
+    spool_close(sp);
+
+    snprintf(path, sizeof path, "%s/state/holds.tmp", dir);
+    assert_false(exists(path));
+    sp = sp_open(dir);
+    assert_int_equal(spool_state_read(sp, "holds", out), 0);
+    assert_int_equal(evbuffer_get_length(out), 1);
+    assert_memory_equal(evbuffer_pullup(out, -1), "x", 1);
+    assert_int_equal(spool_state_read(sp, "../evil", out), -1);
+    evbuffer_free(out);
+    spool_close(sp);
+    tdir_free(dir);
+}
+
+/* ---- refused records ---- */
+
+static void test_refused(void **state)
+{
+    char *dir = tdir_new(), err[128];
+    struct spool *sp = sp_open(dir);
+    struct spool_loc loc;
+    struct spool_rcpt r = {"a@acme.example", 0};
+    struct spool_env env = {1, 1, "s@x", 0, &r};
+    struct spool_rstate rs = {7, NULL};
+    struct evbuffer *b = evbuffer_new();
+    struct res res = {0, -1};
+    uint32_t seg;
+
+    assert_int_equal(spool_recover(sp, &coll_cbs, NULL, NULL, err, sizeof err), 0);
+    evbuffer_add(b, "hello", 5);
+    spool_append_message(sp, &env, b, &loc, res_cb, &res);      /* nrcpt 0 */
+    assert_int_equal(evbuffer_get_length(b), 0);
+    run_until(&res.n, 1);
+    assert_int_equal(res.err, EINVAL);
+
+    char *big = malloc(65537);
+    memset(big, 'a', 65536);
+    big[65536] = '\0';
+    r.addr = big;
+    env.nrcpt = 1;
+    spool_append_message(sp, &env, b, &loc, res_cb, &res);      /* address too long */
+    run_until(&res.n, 2);
+    assert_int_equal(res.err, EINVAL);
+    big[65535] = '\0';
+    assert_int_equal(append_msg(sp, 2, "s@x", big, 0, "b", 1, &loc), 0);
+    free(big);
+
+    /* 2 GiB of body, never touched: refused before anything is read */
+    size_t huge = 1ull << 31;
+    void *map = mmap(NULL, huge, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    assert_true(map != MAP_FAILED);
+    r.addr = "a@acme.example";
+    evbuffer_add_reference(b, map, huge, NULL, NULL);
+    spool_append_message(sp, &env, b, &loc, res_cb, &res);
+    assert_int_equal(evbuffer_get_length(b), 0);
+    run_until(&res.n, 3);
+    assert_int_equal(res.err, EINVAL);
+    munmap(map, huge);
+
+    spool_append_state(sp, 2, 0, 1, &rs, &seg, res_cb, &res);  /* bad status */
+    run_until(&res.n, 4);
+    assert_int_equal(res.err, EINVAL);
+    spool_append_state(sp, 2, 0, 0, &rs, &seg, res_cb, &res);  /* nrcpt 0 */
+    run_until(&res.n, 5);
+    assert_int_equal(res.err, EINVAL);
+    evbuffer_free(b);
+    spool_close(sp);
+    tdir_free(dir);
+}
+
+/* ---- printed figures (no timed assertions) ---- */
+
+static void count_cb(int err, void *arg)
+{
+    struct many *m = arg;
+    m->n++;
+    if (err)
+        m->nerr++;
+}
+
+static void test_throughput(void **state)
+{
+    enum { N = 20000, SZ = 4096 };
+    char *dir = tdir_new(), err[128];
+    struct spool *sp = sp_open(dir);
+    struct spool_loc *loc = calloc(N, sizeof *loc);
+    struct spool_rcpt r = {"user@acme.example", 0};
+    static uint8_t body[SZ];
+    struct many m = {0};
+    double t0;
+
+    assert_int_equal(spool_recover(sp, &coll_cbs, NULL, NULL, err, sizeof err), 0);
+    struct evbuffer **bodies = calloc(N, sizeof *bodies);
+    fill_body(body, SZ, 1);
+    for (int i = 0; i < N; i++) {       /* as received: already in evbuffers */
+        bodies[i] = evbuffer_new();
+        evbuffer_add(bodies[i], body, SZ);
+    }
+    t0 = util_now_mono();
+    for (int i = 0; i < N; i++) {
+        struct spool_env env = {(uint64_t)i + 1, 1, "sender@example.org", 1, &r};
+        spool_append_message(sp, &env, bodies[i], &loc[i], count_cb, &m);
+    }
+    double t1 = util_now_mono();
+    run_until(&m.n, N);
+    double t2 = util_now_mono();
+    assert_int_equal(m.nerr, 0);
+    for (int i = 0; i < N; i++)
+        evbuffer_free(bodies[i]);
+    free(bodies);
+    print_message("spool throughput: %d appends of %d bytes in %.3f s = %.0f msgs/s "
+                  "(loop side %.1f us/append)\n", N, SZ, t2 - t0, N / (t2 - t0),
+                  (t1 - t0) * 1e6 / N);
+    struct evbuffer *out = evbuffer_new();
+    assert_int_equal(read_body(sp, &loc[N - 1], out), 0);
+    assert_int_equal(evbuffer_get_length(out), SZ);
+    assert_memory_equal(evbuffer_pullup(out, -1), body, SZ);
+    evbuffer_free(out);
+    free(loc);
+    spool_close(sp);
+    tdir_free(dir);
+}
+
+struct counts {
+    uint64_t msgs, states, dones;
+};
+
+static void n_message(void *arg, const struct spool_env *env, const struct spool_loc *loc)
+{
+    ((struct counts *)arg)->msgs++;
+}
+
+static void n_state(void *arg, uint64_t id, uint32_t seg, int held, size_t nrcpt,
+                    const struct spool_rstate *rs)
+{
+    ((struct counts *)arg)->states++;
+}
+
+static void n_done(void *arg, uint64_t id)
+{
+    ((struct counts *)arg)->dones++;
+}
+
+static void test_recovery_speed(void **state)
+{
+    enum { N = 100000, BODY = 200, PER_SEG = 25000 };
+    const struct spool_recover_cbs cbs = {n_message, n_state, n_done};
+    char *dir = tdir_new(), err[128];
+    struct spool *sp = sp_open(dir);
+    struct spool_rcpt r[2] = {{"user@acme.example", 0}, {"other@beta.example", 0}};
+    uint8_t body[BODY], meta[256];
+    struct counts n = {0};
+    uint64_t max_id;
+    FILE *f = NULL;
+
+    spool_close(sp);
+    fill_body(body, BODY, 3);
+    for (int i = 0; i < N; i++) {
+        struct spool_env env = {(uint64_t)i + 1, 1700000000, "sender@example.org", 2, r};
+        size_t mlen, len;
+        if (i % PER_SEG == 0) {
+            if (f)
+                fclose(f);
+            f = fopen(seg_path(dir, (uint32_t)(i / PER_SEG + 1)), "w");
+            assert_non_null(f);
+        }
+        assert_int_equal(spool_meta_msg_len(&env, &mlen), 0);
+        spool_meta_msg_encode(&env, meta);
+        uint8_t *rec = spool_rec_build(1, SPOOL_REC_MSG, env.id, meta, (uint32_t)mlen,
+                                       body, BODY, &len);
+        fwrite(rec, 1, len, f);
+        free(rec);
+    }
+    fclose(f);
+    sp = sp_open(dir);
+    double t0 = util_now_mono();
+    assert_int_equal(spool_recover(sp, &cbs, &n, &max_id, err, sizeof err), 0);
+    double t1 = util_now_mono();
+    assert_int_equal(n.msgs, N);
+    assert_int_equal(max_id, N);
+    print_message("spool recovery: %d messages in %d segments in %.3f s = %.0f msgs/s\n",
+                  N, N / PER_SEG, t1 - t0, N / (t1 - t0));
+    spool_close(sp);
+    tdir_free(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_record_codec),
+        cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_truncated_tail),
+        cmocka_unit_test(test_corrupt_older_header),
+        cmocka_unit_test(test_corrupt_older_body),
+        cmocka_unit_test(test_corrupt_newest),
+        cmocka_unit_test(test_bad_version),
+        cmocka_unit_test(test_disk_full),
+        cmocka_unit_test(test_rotation_reclaim),
+        cmocka_unit_test(test_reclaim_after_recovery),
+        cmocka_unit_test(test_lock),
+        cmocka_unit_test(test_state_files),
+        cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_throughput),
+        cmocka_unit_test(test_recovery_speed),
+    };
+    int rc;
+    log_init("test_spool", getenv("TEST_VERBOSE") != NULL);
+    unsetenv("KICKMAIL_TEST_FAIL_WRITES");
+    evthread_use_pthreads();
+    base = event_base_new();
+    rc = cmocka_run_group_tests(tests, NULL, NULL);
+    event_base_free(base);
+    return rc;
+}
