@@ -63,6 +63,12 @@ struct spool_env {
     const struct spool_rcpt *rcpts;
 };
 
+/* Message flags stored in STATE records (the `held` argument and callback
+ * value are these flags). */
+#define SPOOL_MSG_HELD   0x01       /* operator hold */
+#define SPOOL_MSG_WARNED 0x02       /* the delay warning DSN was sent */
+#define SPOOL_MSG_FLAGS  0x03
+
 struct spool_rstate {
     uint8_t status;         /* enum spool_rstatus */
     const char *reason;     /* NULL or "" when none */
@@ -78,7 +84,9 @@ struct spool_recover_cbs {
     void (*done)(void *arg, uint64_t id);
 };
 
-typedef void spool_cb(int err, void *arg);      /* err: 0 or an errno */
+/* err: 0 or an errno.  A callback may queue more spool work, but must not
+ * call spool_close(). */
+typedef void spool_cb(int err, void *arg);
 
 /* Opens (creating when needed) the spool directory: journal/, state/, corrupt/,
  * takes its lock file.  NULL + err on failure (another kickmaild holds it, no
@@ -92,7 +100,9 @@ void spool_close(struct spool *sp);
 /* Replays the journal through cbs, before the event loop runs.  Reads
  * metadata only: message bodies are skipped, except in the newest segment
  * whose records are fully verified.  Returns 0, or -1 with err filled on an
- * unrecoverable error (unreadable directory).  *max_id: highest id seen. */
+ * unrecoverable error (unreadable directory).  *max_id: highest id seen.
+ * Call it once, before any append (-1 otherwise); until it succeeded no
+ * segment is ever deleted.  Callbacks may be NULL. */
 int spool_recover(struct spool *sp, const struct spool_recover_cbs *cbs,
                   void *arg, uint64_t *max_id, char *err, size_t errlen);
 
@@ -117,7 +127,9 @@ void spool_read_body(struct spool *sp, const struct spool_loc *loc,
 /* Segment reference counts: the qmgr holds one reference on a segment for
  * each live message record and each latest STATE record in it.  A segment
  * with no references that is not the one being written, and is older than
- * every segment still referenced, is deleted. */
+ * every segment still referenced, is deleted.  Take the reference for an
+ * appended record inside its completion callback (once the callback
+ * returns, an unreferenced older segment may go). */
 void spool_seg_ref(struct spool *sp, uint32_t seg);
 void spool_seg_unref(struct spool *sp, uint32_t seg);
 /* Runs the deletion check now.  Nothing is deleted before spool_recover()

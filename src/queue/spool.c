@@ -701,7 +701,7 @@ void spool_append_state(struct spool *sp, uint64_t id, int held, size_t nrcpt,
 {
     size_t mlen;
     struct spool_job *j;
-    if (spool_meta_state_len(held ? 1 : 0, nrcpt, rs, &mlen) < 0) {
+    if (spool_meta_state_len(held, nrcpt, rs, &mlen) < 0) {
         log_warn("spool: state of message %llu refused: cannot be stored (nrcpt=%zu)",
                  (unsigned long long)id, nrcpt);
         spool_fail_now(sp, cb, arg, EINVAL);
@@ -712,7 +712,7 @@ void spool_append_state(struct spool *sp, uint64_t id, int held, size_t nrcpt,
     j->id = id;
     j->meta_len = mlen;
     j->seg_out = seg;
-    spool_meta_state_encode(held ? 1 : 0, nrcpt, rs, j->meta);
+    spool_meta_state_encode(held & SPOOL_MSG_FLAGS, nrcpt, rs, j->meta);
     spool_queue_append(sp, j);
 }
 

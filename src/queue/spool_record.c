@@ -1,7 +1,14 @@
 /*
  * spool_record — encode, decode and verify journal records (format in
- * spool.h, metadata encodings in spool_record.h).  Pure functions over bytes:
+ * spool.h, metadata encodings below).  Pure functions over bytes:
  * no I/O, no global state.
+ *
+ * Metadata encodings (integers little-endian, strings without NUL):
+ *   MSG:   i64 arrival | u16 sender_len | sender | u16 nrcpt (1..65535) |
+ *          nrcpt x (u8 flags | u16 addr_len | addr)
+ *   STATE: u8 flags (SPOOL_MSG_HELD 1 | SPOOL_MSG_WARNED 2) | u16 nrcpt (1..65535) |
+ *          nrcpt x (u8 status | u16 reason_len | reason)    (len 0: no reason)
+ *   DONE:  empty
  *
  * Trusts nothing it decodes: every length is checked against the bytes
  * given, decoders accept exactly one well-formed encoding (no trailing bytes,
@@ -9,7 +16,6 @@
  * read outside [p, p + len).  Encoders trust their arguments only after the
  * *_len() functions accepted them.
  */
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -193,7 +199,7 @@ int spool_meta_state_len(int held, size_t nrcpt, const struct spool_rstate *rs,
                          size_t *len)
 {
     size_t total = 1 + 2;
-    if (nrcpt < 1 || nrcpt > SPOOL_REC_MAX_RCPT || !rs || (held != 0 && held != 1))
+    if (nrcpt < 1 || nrcpt > SPOOL_REC_MAX_RCPT || !rs || (held & ~SPOOL_MSG_FLAGS))
         return -1;
     for (size_t i = 0; i < nrcpt; i++) {
         size_t n = 0;
@@ -296,7 +302,7 @@ int spool_meta_state_decode(struct spool_dec *d, const uint8_t *p, size_t len,
                             const struct spool_rstate **rs)
 {
     size_t pos = 3, spos = 0, n;
-    if (len < 3 || p[0] > 1)
+    if (len < 3 || (p[0] & ~SPOOL_MSG_FLAGS))
         return -1;
     n = get16(p + 1);
     if (n == 0 || (len - pos) / 3 < n)

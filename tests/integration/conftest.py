@@ -117,6 +117,7 @@ smtp {
             return f.read()
 
     def stop(self, check=True):
+        died = None
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -124,12 +125,18 @@ smtp {
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+                self.proc = None
                 raise AssertionError("kickmaild did not stop on SIGTERM")
-            if check:
-                assert rc == 0, "kickmaild exit %d:\n%s" % (rc, self.log_text()[-4000:])
+            if check and rc != 0:
+                died = "kickmaild exit %d" % rc
+        elif self.proc:
+            # it was not asked to stop: a crash (or a sanitizer abort)
+            died = "kickmaild had exited by itself with %d" % self.proc.returncode
         self.proc = None
         if getattr(self, "logf", None):
             self.logf.close()
+        if check and died:
+            raise AssertionError("%s:\n%s" % (died, self.log_text()[-4000:]))
 
     def kill9(self):
         self.proc.send_signal(signal.SIGKILL)
@@ -218,8 +225,13 @@ def make_daemon(tmp_path):
         return d
 
     yield make
+    errors = []
     for d in made:
-        d.stop(check=False)
+        try:
+            d.stop()
+        except AssertionError as e:
+            errors.append(str(e))
+    assert not errors, "\n".join(errors)
 
 
 # ---- additions for the suite: a buffered raw SMTP client and small helpers ----

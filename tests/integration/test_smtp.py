@@ -1,5 +1,6 @@
 """The SMTP server with real peers: smtplib, swaks and raw sockets."""
 import re
+import socket
 import subprocess
 import time
 
@@ -366,3 +367,40 @@ def test_final_reply_forms(daemon):
         c.send("\r\n.\r\n")      # an empty body is still a message
         assert QUEUE_ID_RE.match(queued_id(c.reply()))
         assert last_line(c.cmd("QUIT")).startswith("221 2.0.0")
+
+
+def test_many_pipelined_commands_answered_in_order(daemon):
+    cmds = []
+    for i in range(300):
+        cmds += ["NOOP", "RSET", "VRFY u%d@acme.example" % i, "HELP"]
+    with Raw(daemon.port) as c:
+        c.greet()
+        c.send("".join(x + "\r\n" for x in cmds))
+        replies = [c.reply() for _ in cmds]
+    want = {"NOOP": 250, "RSET": 250, "VRFY": 252, "HELP": 214}
+    got = [code(r) for r in replies]
+    assert got == [want[x.split()[0]] for x in cmds]
+
+
+def test_half_closed_client_still_gets_its_reply(daemon):
+    """A client that sends a whole transaction and shuts down its sending
+    side still gets the 250 (the message is not lost nor acknowledged
+    without being stored)."""
+    with Raw(daemon.port) as c:
+        assert code(c.reply()) == 220
+        c.send("EHLO client.example\r\nMAIL FROM:<alice@sender.example>\r\n"
+               "RCPT TO:<bob@acme.example>\r\nDATA\r\nSubject: half\r\n\r\nx\r\n.\r\n")
+        c.sock.shutdown(socket.SHUT_WR)
+        replies = c.replies_until_close()
+    assert [code(r) for r in replies] == [250, 250, 250, 354, 250], replies
+    qid = queued_id(replies[-1])
+    assert queue_ids(daemon) == [qid]
+
+
+def test_helo_syntax(daemon):
+    with Raw(daemon.port) as c:
+        assert code(c.reply()) == 220
+        assert c.cmd("EHLO")[:3] == "501"
+        assert c.cmd("HELO")[:3] == "501"
+        assert code(c.cmd("EHLO [127.0.0.1]")) == 250
+        assert code(c.cmd("MAIL FROM:<alice@sender.example>")) == 250

@@ -18,7 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -777,6 +779,44 @@ static void test_disk_full(void **state)
     tdir_free(dir);
 }
 
+/* A real write error in the middle of a batch: RLIMIT_FSIZE makes the
+ * writer's pwritev() stop part-way (then EFBIG); the batch must be cut off
+ * the segment again and the next batch must land at the old end. */
+static void test_write_error(void **state)
+{
+    char *dir = tdir_new(), err[128];
+    struct spool *sp = sp_open(dir);
+    struct spool_loc loc[4];
+    struct rlimit old, lim;
+    struct coll *c;
+
+    assert_int_equal(spool_recover(sp, &coll_cbs, NULL, NULL, err, sizeof err), 0);
+    assert_int_equal(simple_msg(sp, 1, 100, &loc[1]), 0);
+    off_t size = file_size(seg_path(dir, 1));
+    signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = (rlim_t)size + 3000;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    int e = simple_msg(sp, 2, 10000, &loc[2]);
+    off_t after = file_size(seg_path(dir, 1));
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, SIG_DFL);
+    assert_int_equal(e, EFBIG);
+    assert_int_equal(after, size);
+    assert_int_equal(simple_msg(sp, 3, 100, &loc[3]), 0);
+    assert_int_equal(loc[3].off, (uint64_t)size);
+    spool_close(sp);
+
+    sp = sp_recover(dir, &c, NULL);
+    assert_int_equal(c->nmsg, 2);
+    assert_true(live(c, 1) && !c->m[2].present && live(c, 3));
+    check_body(sp, &c->m[3].loc, 3, 100);
+    spool_close(sp);
+    coll_free(c);
+    tdir_free(dir);
+}
+
 /* ---- rotation and reclamation ---- */
 
 static void test_rotation_reclaim(void **state)
@@ -1108,6 +1148,7 @@ int main(void)
         cmocka_unit_test(test_corrupt_newest),
         cmocka_unit_test(test_bad_version),
         cmocka_unit_test(test_disk_full),
+        cmocka_unit_test(test_write_error),
         cmocka_unit_test(test_rotation_reclaim),
         cmocka_unit_test(test_reclaim_after_recovery),
         cmocka_unit_test(test_lock),
