@@ -37,6 +37,7 @@ void ctl_stop(void);
 
 #define CTL_OPT_JSON 0x01u          /* "--json" */
 #define CTL_OPT_BODY 0x02u          /* "--body" */
+#define CTL_OPT_TTL  0x04u          /* "--ttl DURATION" (takes the next word) */
 
 struct ctl_cmd_spec {
     const char *name;
@@ -56,6 +57,7 @@ struct ctl_req {
     int argc;
     char **argv;                    /* points into the caller's words */
     unsigned opts;                  /* CTL_OPT_* given */
+    const char *ttl;                /* value of --ttl, NULL when absent */
 };
 
 /* Checks words[0..nwords) (the command first): known command, options it

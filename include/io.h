@@ -40,8 +40,11 @@ void io_write(struct io *io, const void *data, size_t len);
 void io_printf(struct io *io, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 size_t io_out_pending(struct io *io);
 
-/* Read timeout in seconds (0: none); restarted on every read. */
+/* Read timeout in seconds (0: none); restarted on every read.  The same
+ * value is the write timeout: output pending that long without progress. */
 void io_set_timeout(struct io *io, int secs);
+/* The same in milliseconds (0: none). */
+void io_set_timeout_ms(struct io *io, long ms);
 void io_pause(struct io *io);       /* stop reading (backpressure) */
 void io_resume(struct io *io);
 
@@ -58,6 +61,20 @@ int io_is_tls(const struct io *io);
 const char *io_tls_info(const struct io *io, char *buf, size_t len);
 /* Last error text for IO_ERROR. */
 const char *io_error(const struct io *io);
+
+/* Client side: starts a non-blocking TCP connect to a numeric host:port;
+ * IO_CONNECTED or IO_ERROR follows (the caller arms its own connect timeout
+ * with io_set_timeout: IO_TIMEOUT).  NULL on immediate failure, errno set:
+ * EINVAL for a host that is not a numeric IPv4/IPv6 address or a bad port,
+ * else the socket()/connect() error (ECONNREFUSED, ENETUNREACH...). */
+struct io *io_connect(struct event_base *base, const char *host, int port,
+                      io_cb *cb, void *arg);
+/* Client side STARTTLS: discards buffered input, starts the handshake as
+ * client (SNI = servername when not NULL and not an IP address); IO_TLS_DONE
+ * or IO_ERROR follows.  Returns the number of input bytes discarded (bytes
+ * the server sent after its 220: never handed to the protocol), -1 on setup
+ * failure (the stream is then unchanged, still plaintext). */
+int io_starttls_client(struct io *io, struct tls_ctx *ctx, const char *servername);
 
 /* Peer address of a socket as text ("127.0.0.1", "::1", or "unix"). */
 void io_peer_name(int fd, char *buf, size_t len, struct sockaddr_storage *ss);

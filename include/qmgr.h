@@ -41,6 +41,7 @@ struct qrcpt {
     char *reason;                   /* NULL or last deferral reason */
     uint8_t status;                 /* enum qr_status */
     uint8_t outbound;               /* SPOOL_RCPT_OUTBOUND was set */
+    uint32_t pass;                  /* delivery pass that last took it (deliver.c) */
     TAILQ_ENTRY(qrcpt) link;        /* in cust->rcpts, or the outbound/orphan list */
 };
 TAILQ_HEAD(qrcpt_list, qrcpt);
@@ -54,7 +55,8 @@ struct qmsg {
     struct spool_loc loc;
     uint32_t state_seg;             /* segment of the latest STATE record, 0 = none */
     uint8_t held;                   /* operator hold on this message */
-    uint8_t active;                 /* being delivered now */
+    uint8_t warned;                 /* delay DSN sent (SPOOL_MSG_WARNED) */
+    uint8_t active;                 /* deliveries/bounces in progress (0 = idle) */
     uint16_t nrcpt;
     uint16_t npending;              /* recipients not yet delivered/bounced */
     struct qrcpt rcpts[];           /* nrcpt entries */
@@ -67,6 +69,8 @@ struct qcust {
     unsigned nmsg;                  /* messages with a pending recipient here */
     uint64_t bytes;                 /* sum of those messages' sizes */
     uint8_t held;                   /* customer hold (durable, in state/holds) */
+    struct qrcpt *cursor;           /* next recipient the delivery pass looks at */
+    struct qdeliv *dl;              /* delivery state (deliver.c), NULL when idle */
 };
 
 /* Set up and rebuild from the spool (synchronous, before the loop runs). */
@@ -100,6 +104,8 @@ struct qmsg *qmgr_msg_next(size_t *pos);
  * left after leaving the configuration), by name. */
 struct qcust *qmgr_cust_by_name(const char *name);
 struct qcust *qmgr_cust_next(size_t *pos);
+/* The customer owning a domain (exact, case-insensitive), or NULL. */
+struct qcust *qmgr_cust_by_domain(const char *domain);
 /* Outbound and orphan recipients waiting. */
 const struct qrcpt_list *qmgr_outbound(void);
 const struct qrcpt_list *qmgr_orphans(void);
@@ -117,6 +123,36 @@ int qmgr_release(const char *target, qmgr_cb *cb, void *arg, char *err, size_t e
 /* Deletes messages silently; unknown IDs are an error (nothing deleted). */
 int qmgr_delete(size_t nids, const uint64_t *ids, qmgr_cb *cb, void *arg,
                 char *err, size_t errlen);
+
+/* ---- delivery (deliver.c) ---- */
+
+/* Result of a kick (kickq kick, ETRN). */
+struct qmgr_kick_result {
+    unsigned messages;              /* messages waiting for the customer */
+    char address[64];               /* where the flush goes */
+    int port;
+    int already;                    /* a flush was already running */
+};
+/* Kicks a customer: delivers its waiting mail now to its link address (link
+ * up) or fixed host, without changing the link.  -1 with why in err: no
+ * usable address, a maildrop/pickup customer, unknown customer; `etrn` also
+ * enforces etrn_interval (err then starts with "interval"). */
+int qmgr_kick(const char *customer, int etrn, struct qmgr_kick_result *res,
+              char *err, size_t errlen);
+/* Bounces every pending recipient of a message (kickq bounce); cb when the
+ * DSN is queued and the results are durable. */
+int qmgr_bounce(uint64_t id, qmgr_cb *cb, void *arg, char *err, size_t errlen);
+
+/* The link table's change callback (links_init's fn): link up starts
+ * delivery, link down ends deliveries in flight cleanly. */
+struct link;
+void qmgr_link_changed(const struct link *l, int was_up, void *arg);
+
+/* Shutdown: stop starting deliveries and end those in flight (what got no
+ * 2xx after the final dot stays queued).  qmgr_delivery_busy() tells whether
+ * reads, deliveries or bounces are still completing. */
+void qmgr_stop_delivery(void);
+int qmgr_delivery_busy(void);
 
 /* Reads a message body (for `show --body`) off the loop. */
 void qmgr_read_body(const struct qmsg *m, struct evbuffer *out, qmgr_cb *cb, void *arg);

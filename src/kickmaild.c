@@ -20,6 +20,7 @@
 
 #include "config.h"
 #include "ctl.h"
+#include "links.h"
 #include "log.h"
 #include "qmgr.h"
 #include "registry.h"
@@ -80,6 +81,11 @@ static int prepare(struct config *c, struct registry **reg, struct tls_ctx **tls
     return 0;
 }
 
+static int customer_exists(const char *name)
+{
+    return qmgr_cust_by_name(name) != NULL;
+}
+
 static int reload(char *err, unsigned long errlen)
 {
     struct registry *reg;
@@ -94,6 +100,7 @@ static int reload(char *err, unsigned long errlen)
         log_warn("reload: spool and control socket changes take effect at restart");
     qmgr_reconfigure(c, reg);
     smtp_server_configure(c, reg, tls);
+    links_prune(customer_exists);
     config_free(D.cfg);
     registry_free(D.reg);
     tls_ctx_free(D.tls);
@@ -104,9 +111,20 @@ static int reload(char *err, unsigned long errlen)
     return 0;
 }
 
+/* Sessions are gone: exit once deliveries in progress have completed. */
+static void stopped_poll(evutil_socket_t fd, short what, void *arg)
+{
+    if (qmgr_delivery_busy()) {
+        struct timeval tv = { 0, 20000 };
+        event_base_once(D.base, -1, EV_TIMEOUT, stopped_poll, NULL, &tv);
+        return;
+    }
+    event_base_loopexit(D.base, NULL);
+}
+
 static void stopped(void)
 {
-    event_base_loopexit(D.base, NULL);
+    stopped_poll(-1, 0, NULL);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -121,6 +139,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     D.stopping = 1;
     log_info("stopping on signal %d", (int)sig);
     ctl_stop();
+    qmgr_stop_delivery();
     struct timeval tv = { 10, 0 };
     event_base_loopexit(D.base, &tv);       /* sessions get at most 10 s */
     smtp_server_shutdown(stopped);
@@ -187,6 +206,10 @@ static int start(void)
     }
     if (pw && drop_privileges(pw) < 0)
         return -1;
+    if (links_init(D.base, D.spool, qmgr_link_changed, NULL, err, sizeof err) < 0) {
+        log_err("links: %s", err);
+        return -1;
+    }
     if (qmgr_init(D.base, D.spool, D.cfg, D.reg, err, sizeof err) < 0) {
         log_err("spool: %s", err);
         return -1;
@@ -253,6 +276,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < 3; i++)
         event_free(sigs[i]);
     qmgr_shutdown();
+    links_shutdown();
     registry_free(D.reg);
     tls_ctx_free(D.tls);
     config_free(D.cfg);

@@ -7,10 +7,14 @@
  *
  * Ownership: the io owns the socket.  A plaintext bufferevent is created
  * without BEV_OPT_CLOSE_ON_FREE so that it can be replaced by a TLS one on
- * the same fd; the TLS bufferevent owns fd and SSL.
+ * the same fd; the TLS bufferevent owns fd and SSL.  The client side
+ * (io_connect, io_starttls_client) follows the same rules: a connecting
+ * stream is an ordinary plaintext io whose first event is IO_CONNECTED or
+ * IO_ERROR.
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -33,7 +37,7 @@ struct io {
     struct bufferevent *bev;
     int fd;
     int tls;                /* bev is a TLS bufferevent (owns fd) */
-    int timeout;
+    long timeout_ms;
     int paused;
     io_cb *cb;
     void *arg;
@@ -89,7 +93,7 @@ static void io_attach(struct io *io, struct bufferevent *bev)
 {
     io->bev = bev;
     bufferevent_setcb(bev, io_readcb, io_writecb, io_eventcb, io);
-    io_set_timeout(io, io->timeout);
+    io_set_timeout_ms(io, io->timeout_ms);
     if (!io->paused)
         bufferevent_enable(bev, EV_READ | EV_WRITE);
     else
@@ -180,9 +184,14 @@ size_t io_out_pending(struct io *io)
 
 void io_set_timeout(struct io *io, int secs)
 {
-    io->timeout = secs;
-    if (secs > 0) {
-        struct timeval tv = { secs, 0 };
+    io_set_timeout_ms(io, secs > 0 ? (long)secs * 1000 : 0);
+}
+
+void io_set_timeout_ms(struct io *io, long ms)
+{
+    io->timeout_ms = ms;
+    if (ms > 0) {
+        struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
         bufferevent_set_timeouts(io->bev, &tv, &tv);
     } else {
         bufferevent_set_timeouts(io->bev, NULL, NULL);
@@ -220,6 +229,99 @@ long io_starttls_server(struct io *io, struct tls_ctx *ctx)
     io->tls = 1;
     io_attach(io, tbev);
     return discarded;
+}
+
+/* ---- client side ---- */
+
+/* Numeric host and port into a socket address; -1 for anything else. */
+static int io_sockaddr(const char *host, int port, struct sockaddr_storage *ss,
+                       socklen_t *sl)
+{
+    memset(ss, 0, sizeof *ss);
+    if (!host || port <= 0 || port > 65535)
+        return -1;
+    struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)port);
+        *sl = sizeof *s4;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)port);
+        *sl = sizeof *s6;
+        return 0;
+    }
+    return -1;
+}
+
+struct io *io_connect(struct event_base *base, const char *host, int port,
+                      io_cb *cb, void *arg)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    if (io_sockaddr(host, port, &ss, &sl) < 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return NULL;
+    /* connect() here, so that an immediate failure keeps its errno */
+    if (connect(fd, (struct sockaddr *)&ss, sl) < 0 && errno != EINPROGRESS) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return NULL;
+    }
+    struct bufferevent *bev = bufferevent_socket_new(base, fd, BEV_OPT_DEFER_CALLBACKS);
+    if (!bev) {
+        close(fd);
+        errno = ENOMEM;
+        return NULL;
+    }
+    struct io *io = xcalloc(1, sizeof *io);
+    io->base = base;
+    io->fd = fd;
+    io->cb = cb;
+    io->arg = arg;
+    bufferevent_setcb(bev, io_readcb, io_writecb, io_eventcb, io);
+    io->bev = bev;
+    /* sa NULL: the socket is already connecting; BEV_EVENT_CONNECTED follows */
+    if (bufferevent_socket_connect(bev, NULL, 0) < 0) {
+        int e = errno;
+        bufferevent_free(bev);
+        close(fd);
+        free(io);
+        errno = e ? e : EIO;
+        return NULL;
+    }
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    return io;
+}
+
+int io_starttls_client(struct io *io, struct tls_ctx *ctx, const char *servername)
+{
+    if (io->tls || !ctx)
+        return -1;
+    void *ssl = tls_ctx_new_ssl(ctx);
+    if (!ssl)
+        return -1;
+    tls_ssl_set_sni(ssl, servername);
+    struct evbuffer *in = bufferevent_get_input(io->bev);
+    size_t discarded = evbuffer_get_length(in);
+    evbuffer_drain(in, discarded);
+    struct bufferevent *tbev = bufferevent_openssl_socket_new(io->base, io->fd, ssl,
+        BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (!tbev)
+        return -1;
+    bufferevent_openssl_set_allow_dirty_shutdown(tbev, 1);
+    bufferevent_free(io->bev);      /* plaintext bev: does not close fd */
+    io->tls = 1;
+    io_attach(io, tbev);
+    return discarded > INT_MAX ? INT_MAX : (int)discarded;
 }
 
 int io_is_tls(const struct io *io)

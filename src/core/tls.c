@@ -1,9 +1,15 @@
 /*
  * tls — OpenSSL contexts for the io layer.  This is the only file that
  * includes OpenSSL headers.  Trusts the certificate/key files named in the
- * configuration; guarantees TLS 1.2 or newer and no renegotiation.
+ * configuration; guarantees TLS 1.2 or newer and no renegotiation.  Client
+ * contexts do not verify the server's certificate (opportunistic TLS for
+ * delivery to customers' servers, RFC 7435): they protect against passive
+ * eavesdropping only.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/err.h>
@@ -57,6 +63,38 @@ struct tls_ctx *tls_server_ctx(const char *cert, const char *key, char *err, siz
     }
     t->ctx = ctx;
     return t;
+}
+
+struct tls_ctx *tls_client_ctx(char *err, size_t errlen)
+{
+    char ebuf[256];
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) {
+        snprintf(err, errlen, "SSL_CTX_new: %s", tls_last_error(ebuf, sizeof ebuf));
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    struct tls_ctx *t = calloc(1, sizeof *t);
+    if (!t) {
+        SSL_CTX_free(ctx);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    t->ctx = ctx;
+    return t;
+}
+
+void tls_ssl_set_sni(void *ssl, const char *name)
+{
+    unsigned char addr[sizeof(struct in6_addr)];
+    if (!ssl || !name || !name[0])
+        return;
+    /* RFC 6066 3: literal IP addresses are not permitted in server_name */
+    if (inet_pton(AF_INET, name, addr) == 1 || inet_pton(AF_INET6, name, addr) == 1)
+        return;
+    SSL_set_tlsext_host_name((SSL *)ssl, name);
 }
 
 void tls_ctx_free(struct tls_ctx *t)

@@ -42,6 +42,10 @@ static const struct ctl_cmd_spec ctl_specs[] = {
     { "hold",    1, 1,  0,            "hold CUSTOMER|DOMAIN|QUEUEID" },
     { "release", 1, 1,  0,            "release CUSTOMER|DOMAIN|QUEUEID" },
     { "delete",  1, -1, 0,            "delete QUEUEID..." },
+    { "bounce",  1, -1, 0,            "bounce QUEUEID..." },
+    { "kick",    1, 1,  CTL_OPT_JSON, "kick CUSTOMER|DOMAIN [--json]" },
+    { "link",    2, 3,  CTL_OPT_TTL,  "link up CUSTOMER [ADDRESS] [--ttl DURATION] | link down CUSTOMER" },
+    { "links",   0, 0,  CTL_OPT_JSON, "links [--json]" },
 };
 
 const struct ctl_cmd_spec *ctl_cmd_at(unsigned i)
@@ -64,6 +68,8 @@ static unsigned ctl_opt_parse(const char *w)
         return CTL_OPT_JSON;
     if (strcmp(w, "--body") == 0)
         return CTL_OPT_BODY;
+    if (strcmp(w, "--ttl") == 0)
+        return CTL_OPT_TTL;
     return 0;
 }
 
@@ -90,6 +96,13 @@ int ctl_req_check(int nwords, char **words, struct ctl_req *req,
                 return -1;
             }
             req->opts |= o;
+            if (o == CTL_OPT_TTL) {
+                if (i + 1 >= nwords || !words[i + 1][0]) {
+                    snprintf(why, whylen, "%s: --ttl needs a duration", c->name);
+                    return -1;
+                }
+                req->ttl = words[++i];
+            }
         } else if (!w[0]) {
             snprintf(why, whylen, "%s: empty argument", c->name);
             return -1;

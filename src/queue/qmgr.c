@@ -23,6 +23,7 @@
 #include "config.h"
 #include "log.h"
 #include "qmgr.h"
+#include "qmgr_int.h"
 #include "registry.h"
 #include "spool.h"
 #include "util.h"
@@ -180,6 +181,12 @@ struct qcust *qmgr_cust_by_name(const char *name)
     return hmap_get(Q.custs, name);
 }
 
+struct qcust *qmgr_cust_by_domain(const char *domain)
+{
+    const struct customer *c = registry_by_domain(Q.reg, domain);
+    return c ? hmap_get(Q.custs, c->name) : NULL;
+}
+
 struct qcust *qmgr_cust_next(size_t *pos)
 {
     void *v;
@@ -251,6 +258,7 @@ static void rcpt_detach(struct qrcpt *r)
     if (!r->link.tqe_prev)
         return;
     if (r->cust) {
+        deliver_rcpt_leaving(r);
         TAILQ_REMOVE(&r->cust->rcpts, r, link);
         r->link.tqe_prev = NULL;
         if (!msg_has_cust(r->msg, r->cust, r)) {
@@ -316,10 +324,11 @@ static void msg_attach_all(struct qmsg *m)
 }
 
 /* Applies a STATE record's content to m (index lists updated). */
-static void msg_apply_state(struct qmsg *m, int held, size_t nrcpt,
+static void msg_apply_state(struct qmsg *m, int flags, size_t nrcpt,
                             const struct spool_rstate *rs)
 {
-    m->held = held ? 1 : 0;
+    m->held = (flags & SPOOL_MSG_HELD) != 0;
+    m->warned = (flags & SPOOL_MSG_WARNED) != 0;
     if (nrcpt != m->nrcpt) {
         log_warn("%s: state record has %zu recipients, message %u; recipients ignored",
                  m->idstr, nrcpt, m->nrcpt);
@@ -361,10 +370,10 @@ static void rec_state(void *arg, uint64_t id, uint32_t seg, int held, size_t nrc
     if (!m)
         return;
     msg_apply_state(m, held, nrcpt, rs);
+    spool_seg_ref(Q.spool, seg);
     if (m->state_seg)
         spool_seg_unref(Q.spool, m->state_seg);
     m->state_seg = seg;
-    spool_seg_ref(Q.spool, seg);
 }
 
 static void rec_done(void *arg, uint64_t id)
@@ -451,6 +460,7 @@ static void custs_sync(void)
             char *k = xstrdup(qc->name);
             hmap_put(held_absent, k, k);
         }
+        deliver_cust_gone(qc);
         hmap_del(Q.custs, qc->name);
         free(qc->name);
         free(qc);
@@ -489,6 +499,8 @@ int qmgr_init(struct event_base *base, struct spool *sp, const struct config *c,
     for (size_t i = 0; i < Q.nslots; i++)
         msg_attach_all(Q.msgs[i]);
     spool_gc(sp);
+    if (deliver_init(err, errlen) < 0)
+        return -1;
     size_t nr = 0;
     for (size_t i = 0; i < Q.nslots; i++)
         nr += Q.msgs[i]->npending;
@@ -499,6 +511,7 @@ int qmgr_init(struct event_base *base, struct spool *sp, const struct config *c,
 
 void qmgr_shutdown(void)
 {
+    deliver_shutdown();
     for (size_t i = 0; i < Q.nslots; i++)
         if (Q.msgs[i])
             msg_free(Q.msgs[i]);
@@ -544,6 +557,7 @@ void qmgr_reconfigure(const struct config *c, const struct registry *r)
     for (size_t i = 0; i < Q.nslots; i++)
         if (Q.msgs[i])
             msg_attach_all(Q.msgs[i]);
+    deliver_reconfigured();
 }
 
 int qmgr_quota_check(const struct customer *c, uint64_t bytes)
@@ -578,6 +592,8 @@ static void submit_done(int err, void *arg)
     }
     sc->cb(err, sc->arg);
     free(sc);
+    if (!err)
+        deliver_new_mail(m);
 }
 
 void qmgr_submit(const struct spool_env *env, struct evbuffer *body,
@@ -636,11 +652,11 @@ static void state_done(int err, void *arg)
     struct state_ctx *sx = arg;
     struct qmsg *m = qmgr_msg_by_id(sx->id);
     if (!err && m) {
-        m->held = (uint8_t)sx->held;
+        m->held = (sx->held & SPOOL_MSG_HELD) != 0;
+        spool_seg_ref(Q.spool, sx->seg);
         if (m->state_seg)
             spool_seg_unref(Q.spool, m->state_seg);
         m->state_seg = sx->seg;
-        spool_seg_ref(Q.spool, sx->seg);
     }
     if (err)
         log_err("%s: cannot record state: %s", m ? m->idstr : "?", strerror(err));
@@ -658,7 +674,7 @@ static void msg_write_state(struct qmsg *m, int held, struct op *op)
     struct state_ctx *sx = xcalloc(1, sizeof *sx);
     sx->op = op;
     sx->id = m->id;
-    sx->held = held;
+    sx->held = (held ? SPOOL_MSG_HELD : 0) | (m->warned ? SPOOL_MSG_WARNED : 0);
     sx->nrcpt = m->nrcpt;
     sx->rs = xcalloc(m->nrcpt, sizeof *sx->rs);
     sx->reasons = xcalloc(m->nrcpt, sizeof *sx->reasons);
@@ -670,7 +686,7 @@ static void msg_write_state(struct qmsg *m, int held, struct op *op)
         sx->rs[i].reason = sx->reasons[i];
     }
     op->pending++;
-    spool_append_state(Q.spool, m->id, held, m->nrcpt, sx->rs, &sx->seg, state_done, sx);
+    spool_append_state(Q.spool, m->id, sx->held, m->nrcpt, sx->rs, &sx->seg, state_done, sx);
 }
 
 struct holds_ctx {
@@ -801,10 +817,15 @@ int qmgr_delete(size_t nids, const uint64_t *ids, qmgr_cb *cb, void *arg,
                 char *err, size_t errlen)
 {
     for (size_t i = 0; i < nids; i++) {
-        if (!qmgr_msg_by_id(ids[i])) {
-            char s[QUEUE_ID_LEN + 1];
-            qmgr_id_str(ids[i], s);
+        struct qmsg *m = qmgr_msg_by_id(ids[i]);
+        char s[QUEUE_ID_LEN + 1];
+        qmgr_id_str(ids[i], s);
+        if (!m) {
             snprintf(err, errlen, "%s: no such message", s);
+            return -1;
+        }
+        if (m->active) {
+            snprintf(err, errlen, "%s: being delivered now, try again", s);
             return -1;
         }
     }
@@ -823,4 +844,73 @@ int qmgr_delete(size_t nids, const uint64_t *ids, qmgr_cb *cb, void *arg,
 void qmgr_read_body(const struct qmsg *m, struct evbuffer *out, qmgr_cb *cb, void *arg)
 {
     spool_read_body(Q.spool, &m->loc, out, cb, arg);
+}
+
+/* ---- for deliver.c ---- */
+
+const struct config *qmgr_config(void) { return Q.cfg; }
+const struct registry *qmgr_registry(void) { return Q.reg; }
+struct spool *qmgr_spool(void) { return Q.spool; }
+struct event_base *qmgr_base(void) { return Q.base; }
+
+void qmgr_rcpt_final(struct qrcpt *r, enum qr_status st)
+{
+    if (!rcpt_pending(r))
+        return;
+    rcpt_detach(r);
+    r->status = (uint8_t)st;
+    free(r->reason);
+    r->reason = NULL;
+    r->msg->npending--;
+}
+
+void qmgr_rcpt_defer(struct qrcpt *r, const char *reason)
+{
+    if (!rcpt_pending(r))
+        return;
+    free(r->reason);
+    r->reason = xstrdup(reason && *reason ? reason : "deferred");
+    r->status = QR_DEFERRED;
+}
+
+struct record_ctx {
+    uint64_t id;
+    qmgr_cb *cb;
+    void *arg;
+};
+
+static void record_done(int err, void *arg)
+{
+    struct record_ctx *rx = arg;
+    struct qmsg *m = qmgr_msg_by_id(rx->id);
+    if (err) {
+        char s[QUEUE_ID_LEN + 1];
+        qmgr_id_str(rx->id, s);
+        log_err("%s: cannot record delivery results: %s", s, strerror(err));
+    } else if (m && m->npending == 0 && !m->active) {
+        msg_forget(m);
+    }
+    if (rx->cb)
+        rx->cb(err, rx->arg);
+    free(rx);
+}
+
+static void record_state_done(int err, void *arg)
+{
+    record_done(err, arg);
+}
+
+void qmgr_msg_record(struct qmsg *m, qmgr_cb *cb, void *arg)
+{
+    struct record_ctx *rx = xcalloc(1, sizeof *rx);
+    rx->id = m->id;
+    rx->cb = cb;
+    rx->arg = arg;
+    if (m->npending == 0) {
+        spool_append_done(Q.spool, m->id, record_done, rx);
+        return;
+    }
+    struct op *op = op_new(record_state_done, rx);
+    msg_write_state(m, m->held, op);
+    op_finish_one(op, 0);
 }

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "qmgr.h"
 #include "registry.h"
+#include "smtp_etrn.h"
 #include "smtp_int.h"
 #include "spool.h"
 #include "util.h"
@@ -136,6 +137,7 @@ static void cmd_helo(struct smtp_sess *s, const char *arg, size_t len, int esmtp
     reply(s, "250-SIZE %llu", (unsigned long long)smtp_env.cfg->smtp.max_message_size);
     if (smtp_env.tls && !io_is_tls(s->io))
         reply(s, "250-STARTTLS");
+    reply(s, "250-ETRN");
     reply(s, "250-ENHANCEDSTATUSCODES");
     reply(s, "250 8BITMIME");
 }
@@ -392,7 +394,7 @@ static void cmd_vrfy(struct smtp_sess *s, const char *a, size_t n)
 }
 static void cmd_help(struct smtp_sess *s, const char *a, size_t n)
 {
-    reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP%s",
+    reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP ETRN%s",
           smtp_env.tls ? " STARTTLS" : "");
 }
 static void cmd_quit(struct smtp_sess *s, const char *a, size_t n)
@@ -400,6 +402,26 @@ static void cmd_quit(struct smtp_sess *s, const char *a, size_t n)
     reply(s, "221 2.0.0 Bye");
     sess_finish(s);
 }
+static void cmd_etrn(struct smtp_sess *s, const char *a, size_t n)
+{
+    char out[512];
+    if (s->state == SS_INIT) {
+        reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+        bad_command(s);
+        return;
+    }
+    if (s->state != SS_HELO) {
+        reply(s, "503 5.5.1 Error: MAIL transaction in progress");
+        bad_command(s);
+        return;
+    }
+    int code = smtp_etrn(smtp_env.reg, a, n, out, sizeof out);
+    log_info("ETRN %.*s from %s: %s", (int)(n > 100 ? 100 : n), a, s->peer, out);
+    reply(s, "%s", out);
+    if (code == 501)
+        bad_command(s);
+}
+
 static void cmd_unimpl(struct smtp_sess *s, const char *a, size_t n)
 {
     reply(s, "502 5.5.1 Error: command not implemented");
@@ -419,7 +441,7 @@ static const struct smtp_command commands[] = {
     { SMTP_V_HELP, "HELP", cmd_help },
     { SMTP_V_STARTTLS, "STARTTLS", cmd_starttls },
     { SMTP_V_EXPN, "EXPN", cmd_unimpl },
-    { SMTP_V_ETRN, "ETRN", cmd_unimpl },
+    { SMTP_V_ETRN, "ETRN", cmd_etrn },
     { SMTP_V_AUTH, "AUTH", cmd_unimpl },
     { SMTP_V_BDAT, "BDAT", cmd_unimpl },
     { SMTP_V_ATRN, "ATRN", cmd_unimpl },

@@ -422,7 +422,19 @@ static void test_req_check(void **state)
     assert_int_equal(ctl_req_check(3, w, &rq, why, sizeof why), 0);
     assert_string_equal(rq.argv[0], "acme");
     assert_string_equal(rq.cmd->name, "list");
-    assert_null(ctl_cmd_find("kick"));          /* not served yet */
+    assert_null(ctl_cmd_find("frobnicate"));
+    assert_non_null(ctl_cmd_find("kick"));
+    /* --ttl takes the next word as its value */
+    char *l[] = { "link", "up", "--ttl", "2h", "acme", "127.0.0.23" };
+    assert_int_equal(ctl_req_check(6, l, &rq, why, sizeof why), 0);
+    assert_int_equal(rq.argc, 3);
+    assert_string_equal(rq.ttl, "2h");
+    assert_string_equal(rq.argv[0], "up");
+    assert_string_equal(rq.argv[1], "acme");
+    assert_string_equal(rq.argv[2], "127.0.0.23");
+    char *l2[] = { "link", "up", "acme", "--ttl" };
+    assert_int_equal(ctl_req_check(4, l2, &rq, why, sizeof why), -1);
+    assert_string_equal(why, "link: --ttl needs a duration");
 }
 
 /* ---- show ---- */

@@ -1,0 +1,91 @@
+/*
+ * links — the link table: per customer, whether it is reachable now and at
+ * which address.  The one function links_set() changes it; every detector
+ * (kickq, RADIUS, netlink, ODMR, AutoTURN) calls it.  Links are facts with an
+ * expiry: an up link not refreshed within its TTL goes down by itself, and
+ * one address belongs to one customer at a time (a link up at an address
+ * another customer holds takes that other link down).  The table is
+ * persisted (spool state file "links") before a change is reported done, so
+ * a restart keeps each link with its original expiry.  On link down the last
+ * address is kept for display only.
+ */
+#ifndef KM_LINKS_H
+#define KM_LINKS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct spool;
+
+enum link_source {
+    LINK_SRC_NONE = 0, LINK_SRC_KICKQ, LINK_SRC_RADIUS, LINK_SRC_NETLINK,
+    LINK_SRC_ODMR, LINK_SRC_AUTOTURN, LINK_SRC_EXPIRY,
+};
+
+struct link {
+    char *customer;
+    int up;
+    char address[64];           /* "" when never known; numeric v4/v6 */
+    int64_t since;              /* epoch s of the last change, 0 = never */
+    int64_t expires;            /* epoch s, 0 = no expiry (while up) */
+    enum link_source source;
+    char session[64];           /* detector's session id ("" when none) */
+};
+
+/* Told after every change that took effect (on the loop thread), once it is
+ * on disk: up, down, a refresh (was_up and l->up both 1: compare the address
+ * to tell a move), a link taken down because another customer got its
+ * address, an expiry.  l is a snapshot of the link right after that change,
+ * valid during the call only (links_get() gives the current state).  Not
+ * called for links loaded at start, nor for links_prune(). */
+typedef void links_change_fn(const struct link *l, int was_up, void *arg);
+
+/* Loads state/links (links already expired come back down) and arms expiry
+ * timers.  0 / -1 with err. */
+int links_init(struct event_base *base, struct spool *sp, links_change_fn *fn,
+               void *arg, char *err, size_t errlen);
+/* Frees the table.  Callbacks of changes not yet written are never called
+ * (as with spool_close); before or after spool_close(). */
+void links_shutdown(void);
+
+/* Optional: links_set() refuses ("unknown customer") a name for which
+ * exists() returns 0.  NULL (the default) accepts every well-formed name
+ * (INTERFACE.md: lower-case letters, digits, '-', '_').  Kept across
+ * links_shutdown()/links_init(). */
+void links_restrict(int (*exists)(const char *customer));
+
+typedef void links_cb(int err, void *arg);
+
+/* Sets a customer's link.  up: address numeric (validated: -1 with err
+ * otherwise), or NULL/"" for a link up without an address (a customer
+ * delivered to a fixed host: the caller refuses that for deliver = "link");
+ * ttl seconds (0 = no expiry).  down: address/ttl ignored.
+ * Applies in memory, persists, then calls fn for this change (and for any
+ * other customer that lost the address) and cb(0).  Returns -1 (cb not
+ * called) on a bad argument.
+ * Details: src is a detector (not NONE or EXPIRY); session may be NULL and
+ * is cut to 63 bytes; IPv4-mapped IPv6 addresses are stored as IPv4, and
+ * unspecified, multicast and broadcast addresses are refused.  The expiry is
+ * rounded up to a whole second (a link never lives less than ttl).  Changes
+ * made while a write is in flight are applied together, in call order, when
+ * it completes (links_get() shows them from then on).  A write error undoes
+ * the change and gives cb(errno); cb is always called after links_set()
+ * returned.  A down for a link already down changes nothing (cb(0), no fn).
+ * An expiry is never undone: the file keeps the past expiry, so a restart
+ * brings the link down all the same. */
+int links_set(const char *customer, int up, const char *address, long ttl,
+              enum link_source src, const char *session, links_cb *cb, void *arg,
+              char *err, size_t errlen);
+
+/* NULL when the customer never had a link. */
+const struct link *links_get(const char *customer);
+/* Iteration in customer-name order; *pos from 0; NULL at the end. */
+const struct link *links_next(size_t *pos);
+const char *links_source_name(enum link_source s);   /* "kickq", "radius", ... */
+/* Forgets links of customers no longer configured (after a reload), and
+ * persists.  exists() is called at once, or when the write in flight has
+ * completed: it must consult the current configuration. */
+void links_prune(int (*exists)(const char *customer));
+
+#endif

@@ -1,0 +1,843 @@
+/*
+ * links — the link table of links.h: per customer, up or down, at which
+ * address, since when, until when, set by which detector.  Every change goes
+ * through one queue: links_set(), the expiry timers and links_prune() queue
+ * an operation; when no write is in flight, all queued operations are
+ * applied in memory in order (a batch), the whole table is written to the
+ * spool state file "links", and only when that write completed are the
+ * change callback and the callers' callbacks told.  A failed write undoes
+ * the batch (in reverse order) except for expiries, which hold anyway (see
+ * below).  So the file always holds every change reported done, and a batch
+ * never waits for more than one write.
+ *
+ * Trusts: nothing it is given.  Names are checked against the customer name
+ * rule, addresses parsed as numeric IPv4/IPv6 and stored normalised, session
+ * ids escaped in the file; every line of the file is checked when loaded and
+ * a bad line is logged and skipped.
+ * Guarantees: at most one up link per address (a link going up at an address
+ * another customer holds takes that one down first); an up link with an
+ * expiry is brought down by a timer (wall clock) or, when the daemon was
+ * stopped meanwhile, at load, with since = the expiry time and source
+ * "expiry" in both cases: the file need not record an expiry for it to hold.
+ *
+ * File format (state/links), version 1, text, one line per customer in name
+ * order, LF-terminated, fields separated by one TAB:
+ *   # kickmail links 1
+ *   CUSTOMER  UP  ADDRESS  SINCE  EXPIRES  SOURCE  SESSION
+ * CUSTOMER follows the customer name rule; UP is 0 or 1; ADDRESS is empty
+ * (never known, or up without one: a customer with a fixed host) or a
+ * normalised numeric address; SINCE and EXPIRES are
+ * decimal epoch seconds (EXPIRES 0 = none; always 0 when down); SOURCE is a
+ * links_source_name() ("" for none); SESSION is the detector's session id
+ * with '\\', bytes below 0x20 and bytes from 0x7f up written as \xHH.
+ * Lines starting with '#' are comments.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "config.h"
+#include "links.h"
+#include "log.h"
+#include "spool.h"
+#include "util.h"
+
+#define LINKS_FILE      "links"
+#define LINKS_HEADER    "# kickmail links 1"
+#define LINKS_TTL_MAX   (3650L * 86400)     /* ten years */
+#define LINKS_FIELDS    7
+
+struct lent {
+    struct link l;              /* l.customer owned; the key of by_name */
+    struct event *timer;        /* expiry timer, created when first needed */
+};
+
+enum lop_kind { LOP_SET, LOP_EXPIRE, LOP_PRUNE };
+
+/* One change of one entry, for undo and for telling fn. */
+struct lchg {
+    char *customer;             /* owned */
+    int had, has;               /* the entry existed before / after */
+    struct link before, after;  /* .customer unused */
+    int expiry;                 /* an expiry: kept when the write fails */
+    char *note;                 /* why, for the log ("address A taken by B"), or NULL */
+};
+
+struct lop {
+    struct lop *next;
+    enum lop_kind kind;
+    char *customer;             /* SET, EXPIRE */
+    int up;
+    char address[64];
+    long ttl;
+    enum link_source src;
+    char session[64];
+    int (*exists)(const char *customer);    /* PRUNE */
+    links_cb *cb;
+    void *arg;
+    struct lchg *chg;           /* filled when applied */
+    size_t nchg, chgcap;
+};
+
+struct lbatch {
+    struct lbatch *next;        /* in the orphan list */
+    struct lop *ops;            /* applied, in order */
+    int orphan;                 /* links_shutdown() came before the write ended */
+};
+
+static struct {
+    int on;
+    struct event_base *base;
+    struct spool *sp;
+    links_change_fn *fn;
+    void *fnarg;
+    struct hmap *by_name;       /* customer → lent */
+    struct hmap *by_addr;       /* address → lent, up links only */
+    struct lent **sorted;       /* by name, rebuilt when stale */
+    size_t nsorted;
+    int sorted_ok;
+    struct lop *qhead, *qtail;  /* waiting for the next batch */
+    struct lbatch *writing;     /* the batch being written */
+    int notifying;              /* inside the callbacks of a finished batch */
+} L;
+
+static int (*links_exists)(const char *customer);
+static struct lbatch *links_orphans;    /* written after links_shutdown() */
+
+static const char *const source_names[] = {
+    [LINK_SRC_NONE] = "", [LINK_SRC_KICKQ] = "kickq", [LINK_SRC_RADIUS] = "radius",
+    [LINK_SRC_NETLINK] = "netlink", [LINK_SRC_ODMR] = "odmr",
+    [LINK_SRC_AUTOTURN] = "autoturn", [LINK_SRC_EXPIRY] = "expiry",
+};
+#define NSOURCES (sizeof source_names / sizeof source_names[0])
+
+static void links_pump(void);
+
+const char *links_source_name(enum link_source s)
+{
+    return (unsigned)s < NSOURCES ? source_names[s] : "";
+}
+
+void links_restrict(int (*exists)(const char *customer))
+{
+    links_exists = exists;
+}
+
+/* ---- small helpers ---- */
+
+/* Numeric IPv4/IPv6 → normalised text (IPv4-mapped IPv6 as IPv4).  Refuses
+ * unspecified, multicast and broadcast addresses.  0 / -1. */
+static int addr_norm(const char *in, char *out, size_t outlen)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET6, in, &a6) == 1) {
+        if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+            memcpy(&a4, a6.s6_addr + 12, 4);
+        } else {
+            if (IN6_IS_ADDR_UNSPECIFIED(&a6) || IN6_IS_ADDR_MULTICAST(&a6))
+                return -1;
+            return inet_ntop(AF_INET6, &a6, out, (socklen_t)outlen) ? 0 : -1;
+        }
+    } else if (inet_pton(AF_INET, in, &a4) != 1) {
+        return -1;
+    }
+    uint32_t h = ntohl(a4.s_addr);
+    if (h == 0 || h == 0xffffffffu || (h >> 28) == 0xe)
+        return -1;
+    return inet_ntop(AF_INET, &a4, out, (socklen_t)outlen) ? 0 : -1;
+}
+
+/* Has an expiry at epoch second exp passed?  (1 ms early counts: the timer
+ * runs on the monotonic clock.) */
+static int expiry_passed(int64_t exp)
+{
+    return util_now_us() + 1000 >= exp * 1000000;
+}
+
+/* ---- the table: every change of an entry passes through ent_put() ---- */
+
+/* In the address index: up links with an address. */
+static int link_indexed(const struct link *l)
+{
+    return l->up && l->address[0];
+}
+
+static void links_expire_cb(evutil_socket_t fd, short what, void *arg);
+
+static void ent_arm(struct lent *e)
+{
+    if (e->l.up && e->l.expires > 0) {
+        int64_t d = e->l.expires * 1000000 - util_now_us();
+        struct timeval tv;
+        if (d < 0)
+            d = 0;
+        tv.tv_sec = (time_t)(d / 1000000);
+        tv.tv_usec = (suseconds_t)(d % 1000000);
+        if (!e->timer && !(e->timer = evtimer_new(L.base, links_expire_cb, e)))
+            log_fatal("links: out of memory");
+        evtimer_add(e->timer, &tv);
+    } else if (e->timer) {
+        evtimer_del(e->timer);
+    }
+}
+
+/* Sets customer's entry to *v (creating it), or removes it (v NULL); keeps
+ * the address index and the timer right. */
+static void ent_put(const char *customer, const struct link *v)
+{
+    struct lent *e = hmap_get(L.by_name, customer);
+    if (e && link_indexed(&e->l) && hmap_del(L.by_addr, e->l.address) != e)
+        log_fatal("links: address index broken for %s", customer);
+    if (!v) {
+        if (e) {
+            hmap_del(L.by_name, customer);
+            if (e->timer)
+                event_free(e->timer);
+            free(e->l.customer);
+            free(e);
+            L.sorted_ok = 0;
+        }
+        return;
+    }
+    if (!e) {
+        e = xcalloc(1, sizeof *e);
+        e->l.customer = xstrdup(customer);
+        hmap_put(L.by_name, e->l.customer, e);
+        L.sorted_ok = 0;
+    }
+    char *name = e->l.customer;
+    e->l = *v;
+    e->l.customer = name;
+    if (link_indexed(&e->l) && hmap_put(L.by_addr, e->l.address, e) != NULL)
+        log_fatal("links: address %s held twice", e->l.address);
+    ent_arm(e);
+}
+
+static int ent_cmp(const void *a, const void *b)
+{
+    const struct lent *x = *(struct lent *const *)a, *y = *(struct lent *const *)b;
+    return strcmp(x->l.customer, y->l.customer);
+}
+
+static void links_sort(void)
+{
+    size_t pos = 0, n = 0;
+    void *v;
+    if (L.sorted_ok)
+        return;
+    free(L.sorted);
+    L.sorted = xcalloc(hmap_count(L.by_name) + 1, sizeof *L.sorted);
+    while (hmap_next(L.by_name, &pos, NULL, &v))
+        L.sorted[n++] = v;
+    qsort(L.sorted, n, sizeof *L.sorted, ent_cmp);
+    L.nsorted = n;
+    L.sorted_ok = 1;
+}
+
+const struct link *links_get(const char *customer)
+{
+    struct lent *e = L.on && customer ? hmap_get(L.by_name, customer) : NULL;
+    return e ? &e->l : NULL;
+}
+
+const struct link *links_next(size_t *pos)
+{
+    if (!L.on)
+        return NULL;
+    links_sort();
+    return *pos < L.nsorted ? &L.sorted[(*pos)++]->l : NULL;
+}
+
+/* ---- operations: applied when their batch starts ---- */
+
+/* Records the change of customer's entry to *v (NULL: removal) in op and
+ * makes it. */
+static void op_change(struct lop *op, const char *customer, const struct link *v,
+                      int expiry, char *note)
+{
+    struct lent *e = hmap_get(L.by_name, customer);
+    struct lchg *c;
+    if (op->nchg == op->chgcap) {
+        op->chgcap = op->chgcap ? op->chgcap * 2 : 2;
+        op->chg = xrealloc(op->chg, op->chgcap * sizeof *op->chg);
+    }
+    c = &op->chg[op->nchg++];
+    memset(c, 0, sizeof *c);
+    c->customer = xstrdup(customer);
+    c->had = e != NULL;
+    if (e)
+        c->before = e->l;
+    c->has = v != NULL;
+    if (v)
+        c->after = *v;
+    c->before.customer = c->after.customer = NULL;
+    c->expiry = expiry;
+    c->note = note;
+    ent_put(c->customer, v);
+}
+
+/* session NULL: kept. */
+static void link_set_down(struct link *v, int64_t since, enum link_source src,
+                          const char *session)
+{
+    v->up = 0;
+    v->since = since;
+    v->expires = 0;
+    v->source = src;
+    if (session)
+        snprintf(v->session, sizeof v->session, "%s", session);
+}
+
+static void op_apply_up(struct lop *op, int64_t now_us)
+{
+    struct lent *e = hmap_get(L.by_name, op->customer);
+    struct lent *holder = op->address[0] ? hmap_get(L.by_addr, op->address) : NULL;
+    struct link v;
+    int64_t now = now_us / 1000000;
+
+    if (holder && holder != e) {
+        size_t n = strlen(op->address) + strlen(op->customer) + 32;
+        char *note = xmalloc(n);
+        snprintf(note, n, "address %s taken by %s", op->address, op->customer);
+        v = holder->l;
+        link_set_down(&v, now, op->src, op->session);
+        op_change(op, holder->l.customer, &v, 0, note);
+    }
+    if (e)
+        v = e->l;
+    else
+        memset(&v, 0, sizeof v);
+    if (!e || !e->l.up || strcmp(e->l.address, op->address) != 0)
+        v.since = now;
+    v.up = 1;
+    snprintf(v.address, sizeof v.address, "%s", op->address);
+    v.expires = op->ttl ? (now_us + op->ttl * 1000000 + 999999) / 1000000 : 0;
+    v.source = op->src;
+    snprintf(v.session, sizeof v.session, "%s", op->session);
+    op_change(op, op->customer, &v, 0, NULL);
+}
+
+static void op_apply_prune(struct lop *op)
+{
+    size_t pos = 0, n = 0;
+    char **gone = xcalloc(hmap_count(L.by_name) + 1, sizeof *gone);
+    const char *key;
+    while (hmap_next(L.by_name, &pos, &key, NULL))
+        if (!op->exists(key))
+            gone[n++] = xstrdup(key);
+    for (size_t i = 0; i < n; i++) {
+        op_change(op, gone[i], NULL, 0, NULL);
+        free(gone[i]);
+    }
+    free(gone);
+}
+
+static void op_apply(struct lop *op)
+{
+    int64_t now_us = util_now_us();
+    struct lent *e = op->customer ? hmap_get(L.by_name, op->customer) : NULL;
+    struct link v;
+
+    switch (op->kind) {
+    case LOP_SET:
+        if (op->up) {
+            op_apply_up(op, now_us);
+        } else if (e && e->l.up) {
+            v = e->l;
+            link_set_down(&v, now_us / 1000000, op->src, op->session);
+            op_change(op, op->customer, &v, 0, NULL);
+        }
+        break;
+    case LOP_EXPIRE:
+        /* Refreshed, downed or pruned since the timer fired: nothing to do. */
+        if (e && e->l.up && e->l.expires > 0 && expiry_passed(e->l.expires)) {
+            v = e->l;
+            link_set_down(&v, e->l.expires, LINK_SRC_EXPIRY, "");
+            op_change(op, op->customer, &v, 1, xstrdup("expired"));
+        }
+        break;
+    case LOP_PRUNE:
+        op_apply_prune(op);
+        break;
+    }
+}
+
+static void op_free(struct lop *op)
+{
+    for (size_t i = 0; i < op->nchg; i++) {
+        free(op->chg[i].customer);
+        free(op->chg[i].note);
+    }
+    free(op->chg);
+    free(op->customer);
+    free(op);
+}
+
+static void op_queue(struct lop *op)
+{
+    if (L.qtail)
+        L.qtail->next = op;
+    else
+        L.qhead = op;
+    L.qtail = op;
+}
+
+/* ---- the file ---- */
+
+/* The session id with '\\', control bytes and bytes from 0x7f up as \xHH,
+ * into out (4 * 63 + 1 bytes are enough for any session id). */
+static const char *session_escape(const char *s, char *out, size_t outlen)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+    for (; *s && n + 5 <= outlen; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '\\' || c < 0x20 || c >= 0x7f) {
+            out[n++] = '\\';
+            out[n++] = 'x';
+            out[n++] = hex[c >> 4];
+            out[n++] = hex[c & 15];
+        } else {
+            out[n++] = (char)c;
+        }
+    }
+    out[n] = 0;
+    return out;
+}
+
+#define SESSION_ESC_LEN (4 * sizeof ((struct link *)0)->session + 1)
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* The inverse of session_escape into out[outlen].  0 / -1. */
+static int session_unescape(const char *s, char *out, size_t outlen)
+{
+    size_t n = 0;
+    for (; *s; s++) {
+        int c = (unsigned char)*s;
+        if (c == '\\') {
+            int hi, lo;
+            if (s[1] != 'x' || (hi = hexval(s[2])) < 0 || (lo = hexval(s[3])) < 0)
+                return -1;
+            c = hi * 16 + lo;
+            s += 3;
+            if (c == 0)
+                return -1;
+        } else if (c < 0x20 || c == 0x7f) {
+            return -1;
+        }
+        if (n + 1 >= outlen)
+            return -1;
+        out[n++] = (char)c;
+    }
+    out[n] = 0;
+    return 0;
+}
+
+static struct evbuffer *links_serialise(void)
+{
+    struct evbuffer *out = evbuffer_new();
+    if (!out)
+        log_fatal("links: out of memory");
+    links_sort();
+    evbuffer_add_printf(out, "%s\n", LINKS_HEADER);
+    for (size_t i = 0; i < L.nsorted; i++) {
+        const struct link *l = &L.sorted[i]->l;
+        char sess[SESSION_ESC_LEN];
+        evbuffer_add_printf(out, "%s\t%d\t%s\t%" PRId64 "\t%" PRId64 "\t%s\t%s\n",
+                            l->customer, l->up ? 1 : 0, l->address, l->since,
+                            l->expires, links_source_name(l->source),
+                            session_escape(l->session, sess, sizeof sess));
+    }
+    return out;
+}
+
+static int parse_i64(const char *s, int64_t *v)
+{
+    char *end;
+    long long x;
+    if (*s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    x = strtoll(s, &end, 10);
+    if (errno || *end || x < 0)
+        return -1;
+    *v = x;
+    return 0;
+}
+
+static int parse_source(const char *s, enum link_source *src)
+{
+    for (size_t i = 0; i < NSOURCES; i++)
+        if (strcmp(s, source_names[i]) == 0) {
+            *src = (enum link_source)i;
+            return 0;
+        }
+    return -1;
+}
+
+/* Splits line at TABs into exactly LINKS_FIELDS fields (in place). */
+static int split_fields(char *line, char **f)
+{
+    size_t n = 0;
+    for (char *p = line;; p++) {
+        if (*p == '\t' || *p == 0) {
+            if (n == LINKS_FIELDS)
+                return -1;
+            f[n++] = line;
+            if (*p == 0)
+                break;
+            *p = 0;
+            line = p + 1;
+        }
+    }
+    return n == LINKS_FIELDS ? 0 : -1;
+}
+
+/* One line of the file → *v (customer in f[0]).  NULL or what is wrong. */
+static const char *parse_line(char *line, char **f, struct link *v)
+{
+    const char *why;
+    memset(v, 0, sizeof *v);
+    if (split_fields(line, f) < 0)
+        return "not 7 fields";
+    if ((why = config_check_customer_name(f[0])) != NULL)
+        return why;
+    if (hmap_get(L.by_name, f[0]))
+        return "customer listed twice";
+    if (strcmp(f[1], "0") != 0 && strcmp(f[1], "1") != 0)
+        return "bad state";
+    v->up = f[1][0] == '1';
+    if (f[2][0] && addr_norm(f[2], v->address, sizeof v->address) < 0)
+        return "bad address";
+    if (parse_i64(f[3], &v->since) < 0 || parse_i64(f[4], &v->expires) < 0)
+        return "bad time";
+    if (!v->up && v->expires)
+        return "expiry on a link down";
+    if (parse_source(f[5], &v->source) < 0)
+        return "unknown source";
+    if (session_unescape(f[6], v->session, sizeof v->session) < 0)
+        return "bad session id";
+    return NULL;
+}
+
+/* Adds one loaded link: expired → down; an address up twice → both down. */
+static void load_link(const char *customer, struct link *v)
+{
+    struct lent *holder;
+    if (v->up && v->expires && expiry_passed(v->expires)) {
+        log_info("links: link down for %s: expired at %" PRId64 " while stopped",
+                 customer, v->expires);
+        link_set_down(v, v->expires, LINK_SRC_EXPIRY, "");
+    }
+    if (link_indexed(v) && (holder = hmap_get(L.by_addr, v->address)) != NULL) {
+        struct link h = holder->l;
+        log_warn("links: %s and %s both up at %s in state/links: both taken down",
+                 holder->l.customer, customer, v->address);
+        link_set_down(&h, h.since, h.source, NULL);
+        ent_put(holder->l.customer, &h);
+        link_set_down(v, v->since, v->source, NULL);
+    }
+    ent_put(customer, v);
+}
+
+static void links_load(struct evbuffer *in)
+{
+    size_t lineno = 0, len;
+    char *line, *f[LINKS_FIELDS];
+    struct link v;
+    const char *why;
+
+    while ((line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF)) != NULL ||
+           (len = evbuffer_get_length(in)) > 0) {
+        if (!line) {            /* a last line without LF: written by someone else */
+            line = xmalloc(len + 1);
+            evbuffer_remove(in, line, len);
+            line[len] = 0;
+        }
+        lineno++;
+        if (len == 0 || line[0] == '#') {
+            free(line);
+            continue;
+        }
+        if (strlen(line) != len)
+            why = "NUL byte";
+        else
+            why = parse_line(line, f, &v);
+        if (why)
+            log_warn("links: state/links line %zu ignored: %s", lineno, why);
+        else
+            load_link(f[0], &v);
+        free(line);
+    }
+}
+
+/* ---- batches: apply, write, tell ---- */
+
+static void batch_free(struct lbatch *b)
+{
+    struct lop *op, *next;
+    for (op = b->ops; op; op = next) {
+        next = op->next;
+        op_free(op);
+    }
+    free(b);
+}
+
+/* Reverses every change of the batch but expiries, last first. */
+static void batch_undo(struct lbatch *b)
+{
+    size_t nops = 0, i = 0;
+    struct lop *op, **ops;
+    for (op = b->ops; op; op = op->next)
+        nops++;
+    ops = xcalloc(nops + 1, sizeof *ops);
+    for (op = b->ops; op; op = op->next)
+        ops[i++] = op;
+    while (nops-- > 0) {
+        op = ops[nops];
+        for (i = op->nchg; i-- > 0;) {
+            struct lchg *c = &op->chg[i];
+            if (!c->expiry)
+                ent_put(c->customer, c->had ? &c->before : NULL);
+        }
+    }
+    free(ops);
+}
+
+static void chg_log(const struct lchg *c)
+{
+    const struct link *a = &c->after;
+    char sess[SESSION_ESC_LEN];
+    session_escape(a->session, sess, sizeof sess);
+    if (!c->has)
+        log_info("links: link of %s forgotten: no such customer", c->customer);
+    else if (a->up)
+        log_info("links: link up for %s at %s, source=%s, session=%s, expires=%" PRId64,
+                 c->customer, a->address[0] ? a->address : "(no address)",
+                 links_source_name(a->source), sess,
+                 a->expires);
+    else if (c->note)
+        log_info("links: link down for %s: %s", c->customer, c->note);
+    else
+        log_info("links: link down for %s, source=%s, session=%s", c->customer,
+                 links_source_name(a->source), sess);
+}
+
+static void chg_tell(struct lchg *c)
+{
+    chg_log(c);
+    if (c->has && L.fn) {
+        struct link snap = c->after;
+        snap.customer = c->customer;
+        L.fn(&snap, c->had && c->before.up, L.fnarg);
+    }
+}
+
+static void links_written(int err, void *arg)
+{
+    struct lbatch *b = arg, **pp;
+    if (b->orphan) {
+        for (pp = &links_orphans; *pp != b; pp = &(*pp)->next)
+            ;
+        *pp = b->next;
+        batch_free(b);
+        return;
+    }
+    L.writing = NULL;
+    if (err) {
+        log_err("links: cannot save the link table: %s; its last changes are undone",
+                strerror(err));
+        batch_undo(b);
+    }
+    L.notifying = 1;
+    for (struct lop *op = b->ops; op && L.on; op = op->next) {
+        for (size_t i = 0; i < op->nchg && L.on; i++)
+            if (!err || op->chg[i].expiry)
+                chg_tell(&op->chg[i]);
+        if (op->cb && L.on)
+            op->cb(err, op->arg);
+    }
+    L.notifying = 0;
+    batch_free(b);
+    links_pump();
+}
+
+/* Starts the next batch when nothing is being written. */
+static void links_pump(void)
+{
+    struct lbatch *b;
+    struct evbuffer *buf;
+    if (!L.on || L.writing || L.notifying || !L.qhead)
+        return;
+    b = xcalloc(1, sizeof *b);
+    b->ops = L.qhead;
+    L.qhead = L.qtail = NULL;
+    for (struct lop *op = b->ops; op; op = op->next)
+        op_apply(op);
+    buf = links_serialise();
+    L.writing = b;
+    spool_state_write(L.sp, LINKS_FILE, evbuffer_pullup(buf, -1),
+                      evbuffer_get_length(buf), links_written, b);
+    evbuffer_free(buf);
+}
+
+static void links_expire_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct lent *e = arg;
+    struct lop *op;
+    if (!e->l.up || !e->l.expires)
+        return;
+    if (!expiry_passed(e->l.expires)) {     /* the wall clock went back */
+        ent_arm(e);
+        return;
+    }
+    op = xcalloc(1, sizeof *op);
+    op->kind = LOP_EXPIRE;
+    op->customer = xstrdup(e->l.customer);
+    op_queue(op);
+    links_pump();
+}
+
+/* ---- the interface ---- */
+
+/* Checks links_set()'s arguments into a new operation.  NULL + err. */
+static struct lop *set_check(const char *customer, int up, const char *address,
+                             long ttl, enum link_source src, char *err, size_t errlen)
+{
+    const char *why;
+    struct lop *op;
+    char norm[64];
+    if ((why = config_check_customer_name(customer)) != NULL) {
+        snprintf(err, errlen, "bad customer name: %s", why);
+        return NULL;
+    }
+    if (links_exists && !links_exists(customer)) {
+        snprintf(err, errlen, "unknown customer %s", customer);
+        return NULL;
+    }
+    if (src == LINK_SRC_NONE || src == LINK_SRC_EXPIRY || (unsigned)src >= NSOURCES) {
+        snprintf(err, errlen, "bad link source %d", (int)src);
+        return NULL;
+    }
+    norm[0] = 0;
+    if (up && address && *address && addr_norm(address, norm, sizeof norm) < 0) {
+        snprintf(err, errlen, "bad address '%.64s': a numeric unicast IPv4 or IPv6 "
+                 "address is needed", address);
+        return NULL;
+    }
+    if (up && (ttl < 0 || ttl > LINKS_TTL_MAX)) {
+        snprintf(err, errlen, "bad ttl %ld: 0 (none) to %ld seconds", ttl, LINKS_TTL_MAX);
+        return NULL;
+    }
+    op = xcalloc(1, sizeof *op);
+    op->kind = LOP_SET;
+    op->customer = xstrdup(customer);
+    op->up = up ? 1 : 0;
+    if (up) {
+        memcpy(op->address, norm, sizeof op->address);
+        op->ttl = ttl;
+    }
+    op->src = src;
+    return op;
+}
+
+int links_set(const char *customer, int up, const char *address, long ttl,
+              enum link_source src, const char *session, links_cb *cb, void *arg,
+              char *err, size_t errlen)
+{
+    struct lop *op;
+    if (!L.on) {
+        snprintf(err, errlen, "the link table is not started");
+        return -1;
+    }
+    if (!(op = set_check(customer, up, address, ttl, src, err, errlen)))
+        return -1;
+    snprintf(op->session, sizeof op->session, "%s", session ? session : "");
+    op->cb = cb;
+    op->arg = arg;
+    op_queue(op);
+    links_pump();
+    return 0;
+}
+
+void links_prune(int (*exists)(const char *customer))
+{
+    struct lop *op;
+    if (!L.on || !exists)
+        return;
+    op = xcalloc(1, sizeof *op);
+    op->kind = LOP_PRUNE;
+    op->exists = exists;
+    op_queue(op);
+    links_pump();
+}
+
+int links_init(struct event_base *base, struct spool *sp, links_change_fn *fn,
+               void *arg, char *err, size_t errlen)
+{
+    struct evbuffer *in;
+    if (L.on) {
+        snprintf(err, errlen, "the link table is already started");
+        return -1;
+    }
+    if (!(in = evbuffer_new()))
+        log_fatal("links: out of memory");
+    if (spool_state_read(sp, LINKS_FILE, in) < 0) {
+        snprintf(err, errlen, "cannot read state/%s: %s", LINKS_FILE, strerror(errno));
+        evbuffer_free(in);
+        return -1;
+    }
+    memset(&L, 0, sizeof L);
+    L.base = base;
+    L.sp = sp;
+    L.fn = fn;
+    L.fnarg = arg;
+    L.by_name = hmap_new(0);
+    L.by_addr = hmap_new(0);
+    links_load(in);
+    evbuffer_free(in);
+    L.on = 1;
+    log_info("links: %zu links loaded", hmap_count(L.by_name));
+    return 0;
+}
+
+void links_shutdown(void)
+{
+    struct lop *op, *next;
+    const char *key;
+    size_t pos = 0;
+    if (!L.on)
+        return;
+    for (op = L.qhead; op; op = next) {
+        next = op->next;
+        op_free(op);
+    }
+    if (L.writing) {
+        L.writing->orphan = 1;
+        L.writing->next = links_orphans;
+        links_orphans = L.writing;
+    }
+    while (hmap_next(L.by_name, &pos, &key, NULL))
+        ent_put(key, NULL);
+    hmap_free(L.by_name);
+    hmap_free(L.by_addr);
+    free(L.sorted);
+    memset(&L, 0, sizeof L);
+}

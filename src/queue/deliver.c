@@ -1,0 +1,885 @@
+/*
+ * deliver — pushing customers' held mail: per customer a delivery state
+ * (idle, one kicked pass, or online with retries), up to `connections` SMTP
+ * client connections that take messages from the customer's recipient list
+ * through a cursor, per-recipient results, retry backoff, expiry and delay
+ * warnings, and bounces (DSNs queued like any mail).
+ *
+ * Cost: everything done for one customer walks only that customer's list.
+ * A pass visits each waiting recipient once (r->pass); new mail arriving
+ * while a customer is online is picked up by the running pass or starts
+ * connections at once.  While a customer is not online (link down, not
+ * "always") nothing is retried.
+ *
+ * Trusts the qmgr index; the remote servers' replies come through
+ * smtp_client (bounded there).  Guarantees: a recipient is final only after
+ * a 2xx to the final dot (delivered) or a 5xx with its DSN queued durably
+ * (bounced), and that result is made durable by qmgr_msg_record().
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "config.h"
+#include "dsn.h"
+#include "links.h"
+#include "log.h"
+#include "qmgr.h"
+#include "qmgr_int.h"
+#include "registry.h"
+#include "smtp_client.h"
+#include "tls.h"
+#include "util.h"
+
+enum dl_mode { DL_IDLE, DL_KICK, DL_ONLINE };
+
+struct conn;
+LIST_HEAD(conn_list, conn);
+
+struct qdeliv {
+    struct qcust *qc;
+    enum dl_mode mode;
+    char host[64];
+    int port;
+    uint32_t pass;
+    unsigned nconn;
+    struct conn_list conns;
+    long backoff;                   /* current retry delay, 0 = none yet */
+    struct event *retry_ev;
+    int deferred;                   /* something was deferred in this pass */
+    char last_error[256];           /* connection-level failure in this pass */
+    int64_t last_etrn;
+};
+
+struct job;
+
+struct conn {
+    LIST_ENTRY(conn) entry;
+    struct qdeliv *d;
+    struct smtp_client *c;
+    struct job *job;                /* message being read or sent */
+};
+
+struct job {
+    struct conn *conn;              /* NULL once the connection is gone */
+    struct qdeliv *d;
+    struct qmsg *m;
+    size_t n;
+    struct qrcpt **r;
+    const char **addrs;
+    struct evbuffer *body;
+    struct smtp_client_msg cm;
+};
+
+static struct {
+    struct tls_ctx *tls;
+    struct event *tick;
+    int timeout_ms;                 /* KICKMAIL_TEST_TIMEOUT_MS */
+    int stopping;                   /* shutting down: no new connections */
+    unsigned busy;                  /* jobs and bounces in progress */
+} DL;
+
+static void pass_start(struct qdeliv *d);
+static void conns_fill(struct qdeliv *d);
+static void bounce_rcpts(struct qmsg *m, size_t n, struct qrcpt **r, const char *status,
+                         const char *const *diag, const char *remote,
+                         struct evbuffer *body, int delayed, qmgr_cb *cb, void *arg);
+
+static struct qdeliv *dl_get(struct qcust *qc)
+{
+    if (!qc->dl) {
+        struct qdeliv *d = xcalloc(1, sizeof *d);
+        d->qc = qc;
+        LIST_INIT(&d->conns);
+        d->retry_ev = evtimer_new(qmgr_base(), NULL, NULL);
+        qc->dl = d;
+    }
+    return qc->dl;
+}
+
+/* Where the customer's mail goes now: 0 with host/port, or -1 with why. */
+static int dl_dest(const struct qcust *qc, char *host, size_t hostlen, int *port,
+                   char *err, size_t errlen)
+{
+    const struct customer *c = qc->cfg;
+    const struct link *l;
+    if (!c) {
+        snprintf(err, errlen, "%s: no such customer", qc->name);
+        return -1;
+    }
+    switch (c->deliver) {
+    case DELIVER_LINK:
+        l = links_get(c->name);
+        if (!l || !l->up || !l->address[0]) {
+            snprintf(err, errlen, "%s: link is down, no usable address", c->name);
+            return -1;
+        }
+        snprintf(host, hostlen, "%s", l->address);
+        *port = c->port;
+        return 0;
+    case DELIVER_HOST:
+        snprintf(host, hostlen, "%s", c->deliver_host);
+        *port = c->deliver_port;
+        return 0;
+    case DELIVER_MAILDROP:
+        snprintf(err, errlen, "%s: delivers to a POP3 maildrop, not by SMTP", c->name);
+        return -1;
+    case DELIVER_PICKUP:
+    default:
+        snprintf(err, errlen, "%s: mail is held for ODMR pickup (ATRN)", c->name);
+        return -1;
+    }
+}
+
+/* Is the customer reachable without a kick (link up, or online "always")? */
+static int dl_online(const struct qcust *qc)
+{
+    const struct customer *c = qc->cfg;
+    const struct link *l;
+    if (!c || c->deliver == DELIVER_MAILDROP || c->deliver == DELIVER_PICKUP)
+        return 0;
+    l = links_get(c->name);
+    if (l && l->up)
+        return 1;
+    return c->online == ONLINE_ALWAYS && c->deliver == DELIVER_HOST;
+}
+
+/* ---- the cursor over a customer's recipients ---- */
+
+static int rcpt_eligible(const struct qdeliv *d, const struct qrcpt *r)
+{
+    return r->pass != d->pass && !qmgr_rcpt_held(r) && !r->msg->active;
+}
+
+static struct qrcpt *cursor_peek(struct qdeliv *d)
+{
+    struct qrcpt *r = d->qc->cursor;
+    while (r && !rcpt_eligible(d, r))
+        r = TAILQ_NEXT(r, link);
+    d->qc->cursor = r;
+    return r;
+}
+
+void deliver_rcpt_leaving(struct qrcpt *r)
+{
+    if (r->cust && r->cust->cursor == r)
+        r->cust->cursor = TAILQ_NEXT(r, link);
+}
+
+/* ---- jobs: one message's recipients for one customer on one connection ---- */
+
+static struct job *job_take(struct qdeliv *d)
+{
+    struct qrcpt *first = cursor_peek(d);
+    if (!first)
+        return NULL;
+    struct qmsg *m = first->msg;
+    struct job *j = xcalloc(1, sizeof *j);
+    j->d = d;
+    j->m = m;
+    j->r = xcalloc(m->nrcpt, sizeof *j->r);
+    j->addrs = xcalloc(m->nrcpt, sizeof *j->addrs);
+    for (unsigned i = 0; i < m->nrcpt; i++) {
+        struct qrcpt *r = &m->rcpts[i];
+        if (r->cust != d->qc || !r->link.tqe_prev || !rcpt_eligible(d, r))
+            continue;
+        r->pass = d->pass;
+        j->r[j->n] = r;
+        j->addrs[j->n++] = r->addr;
+    }
+    m->active++;
+    DL.busy++;
+    j->body = evbuffer_new();
+    j->cm.id = m->id;
+    j->cm.idstr = m->idstr;
+    j->cm.sender = m->sender;
+    j->cm.nrcpt = j->n;
+    j->cm.rcpts = j->addrs;
+    j->cm.body = j->body;
+    j->cm.owner = j;
+    j->cm.results = xcalloc(j->n, sizeof *j->cm.results);
+    return j;
+}
+
+static void job_free(struct job *j)
+{
+    DL.busy--;
+    for (size_t i = 0; i < j->n; i++)
+        free(j->cm.results[i].text);
+    free(j->cm.results);
+    free(j->r);
+    free(j->addrs);
+    if (j->body)
+        evbuffer_free(j->body);
+    free(j);
+}
+
+static void log_result(const struct qmsg *m, const struct qrcpt *r, const char *relay,
+                       const char *status, const char *text)
+{
+    log_info("%s: to=<%s>, relay=%s, delay=%lld, status=%s (%s)", m->idstr, r->addr,
+             relay, (long long)(time(NULL) - m->arrival), status, text ? text : "");
+}
+
+/* Applies a finished job's per-recipient results. */
+static void job_results(struct job *j, const char *relay)
+{
+    struct qmsg *m = j->m;
+    size_t nb = 0, nfinal = 0;
+    struct qrcpt **br = xcalloc(j->n, sizeof *br);
+    const char **bdiag = xcalloc(j->n, sizeof *bdiag);
+    for (size_t i = 0; i < j->n; i++) {
+        struct smtp_rcpt_result *res = &j->cm.results[i];
+        struct qrcpt *r = j->r[i];
+        const char *text = res->text ? res->text : "no result";
+        if (res->code >= 200 && res->code < 300) {
+            log_result(m, r, relay, "sent", text);
+            qmgr_rcpt_final(r, QR_DELIVERED);
+            nfinal++;
+        } else if (res->code >= 500) {
+            br[nb] = r;
+            bdiag[nb++] = text;
+        } else {
+            log_result(m, r, relay, "deferred", text);
+            qmgr_rcpt_defer(r, text);
+            j->d->deferred = 1;
+        }
+    }
+    m->active--;
+    if (nb) {
+        /* the results are recorded once the DSN is queued */
+        bounce_rcpts(m, nb, br, NULL, bdiag, relay, j->body, 0, NULL, NULL);
+        j->body = NULL;
+    } else if (nfinal) {
+        qmgr_msg_record(m, NULL, NULL);
+    }
+    free(br);
+    free(bdiag);
+}
+
+/* ---- connections ---- */
+
+static void conn_next(struct conn *cn);
+
+static void job_body_read(int err, void *arg)
+{
+    struct job *j = arg;
+    struct conn *cn = j->conn;
+    if (err) {
+        log_err("%s: cannot read message from the spool: %s", j->m->idstr, strerror(err));
+        for (size_t i = 0; i < j->n; i++)
+            qmgr_rcpt_defer(j->r[i], "cannot read message from the spool");
+        j->m->active--;
+        if (cn)
+            cn->job = NULL;
+        job_free(j);
+        if (cn)
+            conn_next(cn);
+        return;
+    }
+    if (!cn) {                          /* the connection went away meanwhile */
+        j->m->active--;
+        job_free(j);
+        return;
+    }
+    const unsigned char *p = evbuffer_pullup(j->body, -1);
+    size_t len = evbuffer_get_length(j->body);
+    for (size_t i = 0; i < len; i++)
+        if (p[i] & 0x80) {
+            j->cm.eightbit = 1;
+            break;
+        }
+    smtp_client_send(cn->c, &j->cm);
+}
+
+static void conn_next(struct conn *cn)
+{
+    struct qdeliv *d = cn->d;
+    struct job *j = d ? job_take(d) : NULL;
+    if (!j) {
+        smtp_client_quit(cn->c);
+        return;
+    }
+    cn->job = j;
+    j->conn = cn;
+    qmgr_read_body(j->m, j->body, job_body_read, j);
+}
+
+static void on_ready(struct smtp_client *c, void *arg)
+{
+    conn_next(arg);
+}
+
+static void on_done(struct smtp_client *c, struct smtp_client_msg *msg, void *arg)
+{
+    struct conn *cn = arg;
+    struct job *j = msg->owner;
+    job_results(j, smtp_client_relay(c));
+    if (cn->job == j)
+        cn->job = NULL;
+    job_free(j);
+}
+
+static void pass_end(struct qdeliv *d);
+
+static void on_closed(struct smtp_client *c, int code, const char *reason, void *arg)
+{
+    struct conn *cn = arg;
+    struct qdeliv *d = cn->d;
+    if (cn->job) {
+        cn->job->conn = NULL;           /* body read still running */
+        cn->job = NULL;
+    }
+    LIST_REMOVE(cn, entry);
+    free(cn);
+    if (!d)
+        return;
+    if (code != 0 && reason) {
+        snprintf(d->last_error, sizeof d->last_error, "%s", reason);
+        log_info("%s: delivery to %s:%d failed: %s", d->qc->name, d->host, d->port, reason);
+    }
+    if (--d->nconn == 0)
+        pass_end(d);
+}
+
+static const struct smtp_client_cbs client_cbs = { on_ready, on_done, on_closed };
+
+static int conn_open(struct qdeliv *d)
+{
+    const struct customer *c = d->qc->cfg;
+    struct smtp_client_opts o = {
+        .host = d->host, .port = d->port, .helo_name = qmgr_config()->hostname,
+        .tls = c->tls == TLSPOL_NONE ? SMTPC_TLS_NONE :
+               c->tls == TLSPOL_ENCRYPT ? SMTPC_TLS_ENCRYPT : SMTPC_TLS_MAY,
+        .tls_ctx = DL.tls, .expect_helo = c->expect_helo,
+        .scale_timeouts_ms = DL.timeout_ms,
+    };
+    struct conn *cn = xcalloc(1, sizeof *cn);
+    cn->d = d;
+    LIST_INSERT_HEAD(&d->conns, cn, entry);
+    d->nconn++;
+    cn->c = smtp_client_start(qmgr_base(), &o, &client_cbs, cn);
+    if (!cn->c) {
+        LIST_REMOVE(cn, entry);
+        free(cn);
+        d->nconn--;
+        snprintf(d->last_error, sizeof d->last_error, "cannot connect to %s:%d",
+                 d->host, d->port);
+        return -1;
+    }
+    return 0;
+}
+
+static void conns_fill(struct qdeliv *d)
+{
+    const struct customer *c = d->qc->cfg;
+    if (!c || DL.stopping || d->mode == DL_IDLE || d->qc->held || !cursor_peek(d))
+        return;
+    unsigned want = c->connections ? c->connections : 1;
+    if (want > d->qc->nmsg)
+        want = d->qc->nmsg ? d->qc->nmsg : 1;
+    while (d->nconn < want)
+        if (conn_open(d) < 0) {
+            if (d->nconn == 0)
+                pass_end(d);
+            break;
+        }
+}
+
+/* ---- passes, retries, modes ---- */
+
+static void retry_fire(evutil_socket_t fd, short what, void *arg)
+{
+    struct qdeliv *d = arg;
+    if (d->mode == DL_ONLINE)
+        pass_start(d);
+}
+
+static void pass_start(struct qdeliv *d)
+{
+    char err[256];
+    if (dl_dest(d->qc, d->host, sizeof d->host, &d->port, err, sizeof err) < 0) {
+        d->mode = DL_IDLE;
+        return;
+    }
+    evtimer_del(d->retry_ev);
+    d->pass++;
+    if (d->pass == 0)
+        d->pass = 1;                    /* 0 means "never taken" */
+    d->deferred = 0;
+    d->last_error[0] = 0;
+    d->qc->cursor = TAILQ_FIRST(&d->qc->rcpts);
+    conns_fill(d);
+}
+
+static void pass_end(struct qdeliv *d)
+{
+    const struct customer *c = d->qc->cfg;
+    if (d->last_error[0]) {
+        /* mail this pass never got to is deferred with the connection failure */
+        struct qrcpt *r;
+        while ((r = cursor_peek(d))) {
+            r->pass = d->pass;
+            qmgr_rcpt_defer(r, d->last_error);
+            d->deferred = 1;
+        }
+    }
+    if (d->mode == DL_KICK) {
+        d->mode = dl_online(d->qc) ? DL_ONLINE : DL_IDLE;
+        if (d->mode == DL_IDLE)
+            return;
+    }
+    if (d->mode != DL_ONLINE || !c)
+        return;
+    if (!d->deferred) {
+        d->backoff = 0;
+        return;
+    }
+    if (evtimer_pending(d->retry_ev, NULL))
+        return;
+    d->backoff = d->backoff ? d->backoff * 2 : c->retry_min;
+    if (d->backoff > c->retry_max)
+        d->backoff = c->retry_max;
+    struct timeval tv = { d->backoff, 0 };
+    evtimer_assign(d->retry_ev, qmgr_base(), retry_fire, d);
+    evtimer_add(d->retry_ev, &tv);
+    log_info("%s: mail deferred, next attempt in %ld s", d->qc->name, d->backoff);
+}
+
+static void dl_abort(struct qdeliv *d, const char *why)
+{
+    struct conn *cn, *next;
+    evtimer_del(d->retry_ev);
+    for (cn = LIST_FIRST(&d->conns); cn; cn = next) {
+        next = LIST_NEXT(cn, entry);
+        smtp_client_abort(cn->c, why);
+    }
+}
+
+/* The customer became reachable (link up, or online "always"). */
+static void dl_go_online(struct qcust *qc)
+{
+    struct qdeliv *d = dl_get(qc);
+    d->mode = DL_ONLINE;
+    d->backoff = 0;
+    if (d->nconn == 0)
+        pass_start(d);
+}
+
+void qmgr_link_changed(const struct link *l, int was_up, void *arg)
+{
+    struct qcust *qc = qmgr_cust_by_name(l->customer);
+    if (!qc)
+        return;
+    struct qdeliv *d = qc->dl;
+    if (l->up) {
+        if (d && was_up && strcmp(d->host, l->address) && d->nconn) {
+            d->last_error[0] = 0;
+            dl_abort(d, "link address changed");
+        }
+        if (dl_online(qc))
+            dl_go_online(qc);
+        return;
+    }
+    if (!d || !was_up)
+        return;
+    if (qc->cfg && qc->cfg->online == ONLINE_ALWAYS && qc->cfg->deliver == DELIVER_HOST)
+        return;                         /* leased line: the link does not matter */
+    d->mode = DL_IDLE;
+    d->last_error[0] = 0;
+    dl_abort(d, "link went down during delivery");
+}
+
+void deliver_new_mail(struct qmsg *m)
+{
+    for (unsigned i = 0; i < m->nrcpt; i++) {
+        struct qcust *qc = m->rcpts[i].cust;
+        if (!qc || !qc->dl || qc->dl->mode == DL_IDLE) {
+            if (qc && dl_online(qc) && (!qc->dl || qc->dl->mode == DL_IDLE))
+                dl_go_online(qc);
+            continue;
+        }
+        struct qdeliv *d = qc->dl;
+        if (!qc->cursor)
+            qc->cursor = &m->rcpts[i];
+        if (d->nconn == 0 && d->host[0] == 0)
+            pass_start(d);
+        else
+            conns_fill(d);
+    }
+}
+
+/* ---- bounces and delay warnings ---- */
+
+struct bounce {
+    struct qmsg *m;
+    size_t n;
+    struct qrcpt **r;
+    char **diag;
+    char *status;                   /* NULL: derived from each diag */
+    char *remote;
+    struct evbuffer *body;
+    int delayed;
+    qmgr_cb *cb;
+    void *arg;
+};
+
+static void bounce_free(struct bounce *b)
+{
+    DL.busy--;
+    for (size_t i = 0; i < b->n; i++)
+        free(b->diag[i]);
+    free(b->diag);
+    free(b->r);
+    free(b->status);
+    free(b->remote);
+    if (b->body)
+        evbuffer_free(b->body);
+    free(b);
+}
+
+/* "550 5.1.1 no such user" -> "5.1.1"; else "5.0.0" (or 4.0.0 for delayed). */
+static void status_of(const char *diag, int delayed, char *out, size_t len)
+{
+    int a, b, c, n = 0;
+    if (diag && sscanf(diag, "%*3d %d.%d.%d%n", &a, &b, &c, &n) == 3 && n > 0 &&
+        (a == 4 || a == 5) && b >= 0 && b < 1000 && c >= 0 && c < 1000) {
+        snprintf(out, len, "%d.%d.%d", a, b, c);
+        return;
+    }
+    snprintf(out, len, delayed ? "4.0.0" : "5.0.0");
+}
+
+static void bounce_queued(int err, void *arg)
+{
+    struct bounce *b = arg;
+    struct qmsg *m = b->m;
+    if (err) {
+        log_err("%s: cannot queue the delivery status notification: %s", m->idstr,
+                strerror(err));
+    } else if (b->delayed) {
+        m->warned = 1;
+        log_info("%s: sender delay notification queued", m->idstr);
+    } else {
+        for (size_t i = 0; i < b->n; i++) {
+            log_result(m, b->r[i], b->remote ? b->remote : "none", "bounced", b->diag[i]);
+            qmgr_rcpt_final(b->r[i], QR_BOUNCED);
+        }
+    }
+    m->active--;
+    if (!err)
+        qmgr_msg_record(m, b->cb, b->arg);
+    else if (b->cb)
+        b->cb(err, b->arg);
+    bounce_free(b);
+}
+
+/* The DSN's recipient: the sender, or postmaster for a failed DSN; NULL when
+ * none is due (delay notice of a DSN, or a DSN to postmaster that failed). */
+static const char *bounce_to(const struct bounce *b)
+{
+    const char *pm = qmgr_config()->postmaster;
+    if (b->m->sender[0])
+        return b->m->sender;
+    if (b->delayed)
+        return NULL;
+    for (size_t i = 0; i < b->n; i++)
+        if (!strcasecmp(b->r[i]->addr, pm))
+            return NULL;
+    return pm;
+}
+
+static void bounce_compose(struct bounce *b)
+{
+    const struct config *cfg = qmgr_config();
+    struct qmsg *m = b->m;
+    const char *to = bounce_to(b);
+    if (!to) {
+        log_info("%s: no notification due (null sender)", m->idstr);
+        m->active++;                    /* bounce_queued takes it back */
+        bounce_queued(0, b);
+        return;
+    }
+    char from[300], st[16];
+    snprintf(from, sizeof from, "MAILER-DAEMON@%s", cfg->hostname);
+    struct dsn_rcpt *dr = xcalloc(b->n, sizeof *dr);
+    char (*stbuf)[16] = xcalloc(b->n, sizeof *stbuf);
+    for (size_t i = 0; i < b->n; i++) {
+        status_of(b->diag[i], b->delayed, st, sizeof st);
+        snprintf(stbuf[i], sizeof stbuf[i], "%s", b->status ? b->status : st);
+        dr[i] = (struct dsn_rcpt){ b->r[i]->addr, stbuf[i], b->diag[i], b->remote };
+    }
+    struct dsn_info info = {
+        .reporting_mta = cfg->hostname, .from = from, .to = to, .queue_id = m->idstr,
+        .arrival = m->arrival, .now = time(NULL),
+        .action = b->delayed ? DSN_DELAYED : DSN_FAILED,
+        .full = cfg->dsn_return == DSN_RETURN_FULL, .nrcpt = b->n, .rcpts = dr,
+    };
+    struct evbuffer *out = evbuffer_new();
+    dsn_compose(out, &info, b->body);
+    free(dr);
+    free(stbuf);
+    const char *at = strrchr(to, '@');
+    const struct customer *c = at ? registry_by_domain(qmgr_registry(), at + 1) : NULL;
+    struct spool_rcpt rc = { to, c ? 0 : SPOOL_RCPT_OUTBOUND };
+    struct spool_env env = {
+        .id = qmgr_new_id(), .arrival = time(NULL), .sender = "", .nrcpt = 1, .rcpts = &rc,
+    };
+    m->active++;                        /* until the DSN is durable */
+    qmgr_submit(&env, out, bounce_queued, b);
+    evbuffer_free(out);
+}
+
+static void bounce_body_read(int err, void *arg)
+{
+    struct bounce *b = arg;
+    b->m->active--;
+    if (err) {
+        log_err("%s: cannot read message for its DSN: %s", b->m->idstr, strerror(err));
+        evbuffer_drain(b->body, evbuffer_get_length(b->body));
+    }
+    bounce_compose(b);
+}
+
+static void bounce_rcpts(struct qmsg *m, size_t n, struct qrcpt **r, const char *status,
+                         const char *const *diag, const char *remote,
+                         struct evbuffer *body, int delayed, qmgr_cb *cb, void *arg)
+{
+    struct bounce *b = xcalloc(1, sizeof *b);
+    DL.busy++;
+    b->m = m;
+    b->n = n;
+    b->r = xcalloc(n, sizeof *b->r);
+    b->diag = xcalloc(n, sizeof *b->diag);
+    for (size_t i = 0; i < n; i++) {
+        b->r[i] = r[i];
+        b->diag[i] = xstrdup(diag[i] ? diag[i] : "");
+    }
+    b->status = status ? xstrdup(status) : NULL;
+    b->remote = remote ? xstrdup(remote) : NULL;
+    b->delayed = delayed;
+    b->cb = cb;
+    b->arg = arg;
+    if (body) {
+        b->body = body;
+        bounce_compose(b);
+        return;
+    }
+    b->body = evbuffer_new();
+    m->active++;
+    qmgr_read_body(m, b->body, bounce_body_read, b);
+}
+
+int qmgr_bounce(uint64_t id, qmgr_cb *cb, void *arg, char *err, size_t errlen)
+{
+    struct qmsg *m = qmgr_msg_by_id(id);
+    if (!m) {
+        char s[QUEUE_ID_LEN + 1];
+        qmgr_id_str(id, s);
+        snprintf(err, errlen, "%s: no such message", s);
+        return -1;
+    }
+    if (m->active) {
+        snprintf(err, errlen, "%s: being delivered now, try again", m->idstr);
+        return -1;
+    }
+    struct qrcpt **r = xcalloc(m->nrcpt, sizeof *r);
+    const char **diag = xcalloc(m->nrcpt, sizeof *diag);
+    size_t n = 0;
+    for (unsigned i = 0; i < m->nrcpt; i++)
+        if (m->rcpts[i].status == QR_QUEUED || m->rcpts[i].status == QR_DEFERRED) {
+            r[n] = &m->rcpts[i];
+            diag[n++] = "message returned by the mail system administrator";
+        }
+    log_info("%s: bounced by the operator", m->idstr);
+    bounce_rcpts(m, n, r, "5.0.0", diag, NULL, NULL, 0, cb, arg);
+    free(r);
+    free(diag);
+    return 0;
+}
+
+/* Collects the pending, unheld recipients of m on qc (not in flight). */
+static size_t msg_rcpts_of(struct qmsg *m, struct qcust *qc, struct qrcpt **out)
+{
+    size_t n = 0;
+    for (unsigned i = 0; i < m->nrcpt; i++) {
+        struct qrcpt *r = &m->rcpts[i];
+        if (r->cust == qc && r->link.tqe_prev && !qmgr_rcpt_held(r))
+            out[n++] = r;
+    }
+    return n;
+}
+
+/* Expiry and delay warnings for one customer: walks from the oldest mail. */
+static void expire_customer(struct qcust *qc, int64_t now)
+{
+    const struct customer *c = qc->cfg;
+    struct qrcpt *r, *next;
+    long limit = c->warn_time > 0 && c->warn_time < c->hold_time ? c->warn_time : c->hold_time;
+    for (r = TAILQ_FIRST(&qc->rcpts); r; r = next) {
+        next = TAILQ_NEXT(r, link);
+        struct qmsg *m = r->msg;
+        if (m->arrival + limit > now)
+            break;
+        if (m->active || qmgr_rcpt_held(r))
+            continue;
+        struct qrcpt **rs = xcalloc(m->nrcpt, sizeof *rs);
+        size_t n = msg_rcpts_of(m, qc, rs);
+        const char **diag = xcalloc(n ? n : 1, sizeof *diag);
+        int expired = m->arrival + c->hold_time <= now;
+        for (size_t i = 0; i < n; i++)
+            diag[i] = expired ? "delivery time expired: the customer's server was not "
+                                "reachable in time" : rs[i]->reason;
+        /* skip the rest of this message's recipients on the list */
+        while (next && next->msg == m)
+            next = TAILQ_NEXT(next, link);
+        if (expired)
+            bounce_rcpts(m, n, rs, "4.4.7", diag, NULL, NULL, 0, NULL, NULL);
+        else if (c->warn_time > 0 && !m->warned && m->sender[0])
+            bounce_rcpts(m, n, rs, "4.4.7", diag, NULL, NULL, 1, NULL, NULL);
+        free(rs);
+        free(diag);
+    }
+}
+
+static void tick(evutil_socket_t fd, short what, void *arg)
+{
+    size_t pos = 0;
+    struct qcust *qc;
+    int64_t now = time(NULL);
+    if (DL.stopping)
+        return;
+    while ((qc = qmgr_cust_next(&pos)))
+        if (qc->cfg && !qc->held && TAILQ_FIRST(&qc->rcpts))
+            expire_customer(qc, now);
+}
+
+/* ---- kicks ---- */
+
+int qmgr_kick(const char *customer, int etrn, struct qmgr_kick_result *res,
+              char *err, size_t errlen)
+{
+    struct qcust *qc = qmgr_cust_by_name(customer);
+    char host[64];
+    int port;
+    memset(res, 0, sizeof *res);
+    if (!qc) {
+        snprintf(err, errlen, "%s: no such customer", customer);
+        return -1;
+    }
+    if (dl_dest(qc, host, sizeof host, &port, err, errlen) < 0)
+        return -1;
+    struct qdeliv *d = dl_get(qc);
+    int64_t now = time(NULL);
+    if (etrn && qc->cfg->etrn_interval && d->last_etrn &&
+        now - d->last_etrn < qc->cfg->etrn_interval) {
+        snprintf(err, errlen, "interval: %s was flushed %lld s ago (etrn_interval %ld s)",
+                 customer, (long long)(now - d->last_etrn), qc->cfg->etrn_interval);
+        return -1;
+    }
+    res->messages = qc->nmsg;
+    snprintf(res->address, sizeof res->address, "%s", host);
+    res->port = port;
+    if (etrn)
+        d->last_etrn = now;
+    if (d->nconn > 0) {
+        res->already = 1;
+        return 0;
+    }
+    if (d->mode != DL_ONLINE)
+        d->mode = DL_KICK;
+    log_info("%s: %s: %u messages to %s:%d", customer, etrn ? "ETRN" : "kick",
+             res->messages, host, port);
+    pass_start(d);
+    return 0;
+}
+
+/* ---- set-up and reconfiguration ---- */
+
+static void dl_free(struct qcust *qc)
+{
+    struct qdeliv *d = qc->dl;
+    struct conn *cn, *next;
+    if (!d)
+        return;
+    for (cn = LIST_FIRST(&d->conns); cn; cn = next) {
+        next = LIST_NEXT(cn, entry);
+        cn->d = NULL;
+        smtp_client_abort(cn->c, "customer removed");
+    }
+    event_free(d->retry_ev);
+    free(d);
+    qc->dl = NULL;
+}
+
+void deliver_cust_gone(struct qcust *qc)
+{
+    dl_free(qc);
+}
+
+void deliver_reconfigured(void)
+{
+    size_t pos = 0;
+    struct qcust *qc;
+    while ((qc = qmgr_cust_next(&pos))) {
+        qc->cursor = TAILQ_FIRST(&qc->rcpts);
+        if (qc->dl && qc->dl->mode != DL_IDLE && !dl_online(qc) && qc->dl->mode == DL_ONLINE) {
+            qc->dl->mode = DL_IDLE;
+            dl_abort(qc->dl, "customer no longer reachable after reload");
+        } else if (dl_online(qc) && (!qc->dl || qc->dl->mode == DL_IDLE)) {
+            if (qc->nmsg)
+                dl_go_online(qc);
+            else
+                dl_get(qc)->mode = DL_ONLINE;
+        }
+    }
+}
+
+int deliver_init(char *err, size_t errlen)
+{
+    const char *t = getenv("KICKMAIL_TEST_TIMEOUT_MS");
+    DL.timeout_ms = t ? atoi(t) : 0;
+    DL.tls = tls_client_ctx(err, errlen);
+    if (!DL.tls)
+        return -1;
+    DL.tick = event_new(qmgr_base(), -1, EV_PERSIST, tick, NULL);
+    struct timeval tv = { 1, 0 };
+    event_add(DL.tick, &tv);
+    deliver_reconfigured();
+    return 0;
+}
+
+void deliver_shutdown(void)
+{
+    size_t pos = 0;
+    struct qcust *qc;
+    while ((qc = qmgr_cust_next(&pos)))
+        dl_free(qc);
+    if (DL.tick)
+        event_free(DL.tick);
+    tls_ctx_free(DL.tls);
+    memset(&DL, 0, sizeof DL);
+}
+
+void qmgr_stop_delivery(void)
+{
+    size_t pos = 0;
+    struct qcust *qc;
+    DL.stopping = 1;
+    while ((qc = qmgr_cust_next(&pos)))
+        if (qc->dl) {
+            qc->dl->mode = DL_IDLE;
+            dl_abort(qc->dl, "mail system shutting down");
+        }
+}
+
+int qmgr_delivery_busy(void)
+{
+    return DL.busy > 0;
+}

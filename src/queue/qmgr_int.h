@@ -1,0 +1,38 @@
+/*
+ * Internal interface between the queue index (qmgr.c) and delivery
+ * (deliver.c).  Not for other modules.
+ */
+#ifndef KM_QMGR_INT_H
+#define KM_QMGR_INT_H
+
+#include "qmgr.h"
+
+struct config;
+struct registry;
+struct spool;
+struct event_base;
+
+const struct config *qmgr_config(void);
+const struct registry *qmgr_registry(void);
+struct spool *qmgr_spool(void);
+struct event_base *qmgr_base(void);
+
+/* Final results for some recipients of m were applied in memory (status
+ * QR_DELIVERED / QR_BOUNCED): make them durable (STATE, or DONE when nothing
+ * is pending; the message is then forgotten once DONE is synced).  cb may be
+ * NULL. */
+void qmgr_msg_record(struct qmsg *m, qmgr_cb *cb, void *arg);
+/* Marks r final (delivered or bounced) in memory: detaches it. */
+void qmgr_rcpt_final(struct qrcpt *r, enum qr_status st);
+/* Sets a recipient's deferral reason (memory only). */
+void qmgr_rcpt_defer(struct qrcpt *r, const char *reason);
+
+/* deliver.c, called by qmgr.c */
+int deliver_init(char *err, size_t errlen);
+void deliver_shutdown(void);
+void deliver_new_mail(struct qmsg *m);          /* just indexed */
+void deliver_cust_gone(struct qcust *qc);       /* before it is freed */
+void deliver_reconfigured(void);                /* after re-attaching recipients */
+void deliver_rcpt_leaving(struct qrcpt *r);     /* before detaching r */
+
+#endif
