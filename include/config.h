@@ -72,7 +72,11 @@ struct customer {
     long warn_time;             /* 0 */
     long retry_min, retry_max;  /* 1m, 1h */
     long etrn_interval;         /* 0 */
-    int line;                   /* line of the section in the file, for messages */
+    int line;                   /* line of the section in the file; 0 for a
+                                 * customer of the customer map */
+    const char *origin;         /* the file it came from (the configuration
+                                 * or the customer map), for messages; points
+                                 * into its struct config or struct custmap */
 };
 
 struct maildrop_conf {
@@ -115,10 +119,37 @@ void config_unserved(const struct config *c, char *buf, size_t len);
  * Return NULL when fine, else a static message. */
 const char *config_check_customer_name(const char *name);
 const char *config_check_domain(const char *domain);
+/* A local part of `recipients`: 1-64 characters, no '@', space, <>, '"'. */
+const char *config_check_local_part(const char *local);
+
+/*
+ * Customer options, shared by customer sections and the customer map so that
+ * both get the same defaults, the same checks and the same messages.  One
+ * table in config_schema.c drives both.
+ */
+/* Sets every option (all but name, domains and recipients) to its default. */
+void config_customer_defaults(struct customer *cu);
+/* Sets option `opt` (a customer-section option name other than domains and
+ * recipients) from its text form ("12h", "500M", "25", "may", "HOST:PORT"),
+ * checked exactly as in a customer section.  0, or -1 with why, e.g.
+ * "bad duration '12x' for link_ttl (seconds, or ...)"; an unknown opt is -1. */
+int config_customer_set(struct customer *cu, const char *opt, const char *value,
+                        char *why, size_t whylen);
+/* The checks that need the whole customer: at least one domain, retry_min <=
+ * retry_max, a secret for "maildrop" and "pickup".  0, or -1 with why naming
+ * the customer ("customer 'a' has no domains"). */
+int config_customer_check(const struct customer *cu, char *why, size_t whylen);
+/* Frees what cu owns (not cu itself). */
+void config_customer_free(struct customer *cu);
 
 /* Internal to config.c: a fresh libconfuse context (a cfg_t of <confuse.h>)
  * holding kickmail's schema, from config_schema.c.  Free with cfg_free(). */
 struct cfg_t;
 struct cfg_t *config_schema_new(void);
+/* Internal to config.c: fills cu's options (as config_customer_set would)
+ * from a parsed customer section, whose values the schema checked already.
+ * 0, or -1 with why. */
+int config_customer_from_section(struct cfg_t *sec, struct customer *cu,
+                                 char *why, size_t whylen);
 
 #endif

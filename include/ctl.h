@@ -15,10 +15,17 @@
 
 struct event_base;
 
+/* The end of a reload asked for through ctl_hooks.reload: rc 0 (the new
+ * configuration is in force), or -1 with why in err (the old one is kept). */
+typedef void ctl_reload_done(int rc, const char *err, void *arg);
+
 /* Hooks into the daemon for commands that are not about the queue. */
 struct ctl_hooks {
-    /* Reloads the configuration; 0 or -1 with why in err. */
-    int (*reload)(char *err, unsigned long errlen);
+    /* Starts a reload of the configuration (and customer map) that begins
+     * after this call; calls done(rc, err, arg) exactly once, on the event
+     * loop, when it has finished: possibly before returning, usually later
+     * (the loading runs off the loop). */
+    void (*reload)(ctl_reload_done *done, void *arg);
 };
 
 /* Binds the socket (removing a stale one), listens.  0 / -1 with err. */

@@ -83,6 +83,9 @@ void qmgr_reconfigure(const struct config *c, const struct registry *r);
 /* Queue IDs: unique, increasing, stable across restarts. */
 uint64_t qmgr_new_id(void);
 void qmgr_id_str(uint64_t id, char out[QUEUE_ID_LEN + 1]);
+/* Has s the queue-ID form of INTERFACE.md (10-20 upper-case letters and
+ * digits)?  Tells queue IDs apart from customers and domains. */
+int qmgr_id_form(const char *s);
 /* Parses a queue ID (10-20 upper-case letters and digits); 0 / -1. */
 int qmgr_id_parse(const char *s, uint64_t *id);
 

@@ -1,20 +1,25 @@
 /*
  * registry — the one place customers are looked up: by name, by domain, by
- * RADIUS user, by interface.  Built from a struct config (inline customer
- * sections; later also the SQLite customer map).  Immutable once built; a
- * reload builds a new registry and swaps it.  Lookups are O(1) and
- * case-insensitive for domains.
+ * RADIUS user, by interface.  Built from the inline customer sections of a
+ * struct config and, when customer_map is set, the customers of a struct
+ * custmap, side by side.  Immutable once built; a reload builds a new
+ * registry and swaps it.  Lookups are O(1) and case-insensitive for domains.
  */
 #ifndef KM_REGISTRY_H
 #define KM_REGISTRY_H
 
 #include "config.h"
+#include "custmap.h"
 
 struct registry;
 
-/* Builds the registry.  Fails (NULL, err filled) only on a conflict such as a
- * domain claimed by two customers. */
-struct registry *registry_new(const struct config *c, char *err, size_t errlen);
+/* Builds the registry from c's inline customers and then m's (m may be NULL).
+ * Both must outlive the registry.  Fails (NULL, err filled) only on a
+ * conflict: a customer name twice, or a domain, RADIUS user or interface
+ * claimed by two customers; the message names both customers and where each
+ * comes from ("FILE:LINE" for a section, the map's path for a map row). */
+struct registry *registry_new(const struct config *c, const struct custmap *m,
+                              char *err, size_t errlen);
 void registry_free(struct registry *r);
 
 const struct customer *registry_by_name(const struct registry *r, const char *name);

@@ -1,11 +1,21 @@
 /*
  * kickmaild — the daemon: one process, one event loop.  Reads the
- * configuration, binds listeners and the control socket, opens the spool,
- * drops privileges, rebuilds the queue index, then serves until SIGTERM.
- * SIGHUP reloads; a bad new configuration keeps the old one.
+ * configuration and the customer map, binds listeners and the control
+ * socket, opens the spool, drops privileges, rebuilds the queue index, then
+ * serves until SIGTERM.
+ *
+ * Reloads (SIGHUP, kickq reload) run off the loop: a worker thread loads the
+ * configuration, the customer map (up to 100,000s of customers), the
+ * registry and the TLS context into a new generation; the loop is woken
+ * (event_active; evthread_use_pthreads is on) and swaps the generation in,
+ * so sessions are served while a big map loads.  A failed load keeps the old
+ * generation and logs why.  One load runs at a time; a reload asked for
+ * while one runs is queued (any number of requests make one more run), so a
+ * change made just after a load began is never missed.
  */
 #include <errno.h>
 #include <grp.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,6 +30,7 @@
 
 #include "config.h"
 #include "ctl.h"
+#include "custmap.h"
 #include "links.h"
 #include "log.h"
 #include "qmgr.h"
@@ -36,15 +47,47 @@
 #define KM_SYSCONFDIR "/usr/local/etc/kickmail"
 #endif
 
+/* What a (re)load produces; swapped in whole. */
+struct gen {
+    struct config *cfg;
+    struct custmap *map;        /* NULL without customer_map */
+    struct registry *reg;
+    struct tls_ctx *tls;
+    double map_secs;            /* time to load the map */
+};
+
 static struct {
     const char *path;
     struct event_base *base;
-    struct config *cfg;
-    struct registry *reg;
-    struct tls_ctx *tls;
+    struct gen cur;
     struct spool *spool;
     int stopping;
 } D;
+
+/* Somebody waiting for the end of a reload (kickq reload). */
+struct waiter {
+    ctl_reload_done *done;
+    void *arg;
+    struct waiter *next;
+};
+
+/* The reload machinery.  The worker thread only writes result, rc and err
+ * (and joins the reaper), then activates done_ev; the loop reads them after
+ * pthread_join.  The reaper frees a replaced generation off the loop; the
+ * next worker (or reload_shutdown) joins it. */
+static struct {
+    pthread_t thread, reaper;
+    int running;                /* a worker is loading */
+    int reaping;                /* a reaper was started and not joined yet */
+    int again;                  /* asked for while running: one more run */
+    struct event *done_ev;
+    struct waiter *current;     /* told when the running load ends */
+    struct waiter *next;        /* told when the next load ends */
+    struct gen result;
+    int rc;
+    char err[1024];
+    double t0;
+} R;
 
 static void usage(void)
 {
@@ -62,53 +105,217 @@ static void raise_nofile(void)
     }
 }
 
-/* Builds the registry and TLS context for a loaded configuration. */
-static int prepare(struct config *c, struct registry **reg, struct tls_ctx **tls,
-                   char *err, size_t errlen)
+/* ---- generations ---- */
+
+static void gen_free(struct gen *g)
 {
-    *tls = NULL;
-    *reg = registry_new(c, err, errlen);
-    if (!*reg)
-        return -1;
-    if (c->tls_certificate) {
-        *tls = tls_server_ctx(c->tls_certificate, c->tls_key, err, errlen);
-        if (!*tls) {
-            registry_free(*reg);
-            *reg = NULL;
+    registry_free(g->reg);
+    custmap_free(g->map);
+    tls_ctx_free(g->tls);
+    config_free(g->cfg);
+    memset(g, 0, sizeof *g);
+}
+
+/* For a loaded g->cfg: loads the customer map, builds the registry and
+ * (with_tls) the TLS context.  Blocks; touches no daemon state.  0, or -1
+ * with err (g keeps what was built: gen_free it). */
+static int gen_build(struct gen *g, int with_tls, char *err, size_t errlen)
+{
+    struct config *c = g->cfg;
+    if (c->customer_map) {
+        double t0 = util_now_mono();
+        g->map = custmap_load(c->customer_map, err, errlen);
+        if (!g->map)
             return -1;
-        }
+        g->map_secs = util_now_mono() - t0;
+    }
+    g->reg = registry_new(c, g->map, err, errlen);
+    if (!g->reg)
+        return -1;
+    if (with_tls && c->tls_certificate) {
+        g->tls = tls_server_ctx(c->tls_certificate, c->tls_key, err, errlen);
+        if (!g->tls)
+            return -1;
     }
     return 0;
 }
+
+static const char *gen_map_info(const struct gen *g, char *buf, size_t len)
+{
+    if (g->map)
+        snprintf(buf, len, " (%zu from the customer map %s, read in %.3f s)",
+                 g->map->ncustomers, g->map->path, g->map_secs);
+    else
+        buf[0] = 0;
+    return buf;
+}
+
+/* ---- reloads ---- */
 
 static int customer_exists(const char *name)
 {
     return qmgr_cust_by_name(name) != NULL;
 }
 
-static int reload(char *err, unsigned long errlen)
+/* pthread_create with every signal blocked in the new thread (signals are
+ * the loop's).  0 or an errno. */
+static int thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
 {
-    struct registry *reg;
-    struct tls_ctx *tls;
-    struct config *c = config_load(D.path, err, errlen);
-    if (!c || prepare(c, &reg, &tls, err, errlen) < 0) {
-        log_err("reload failed, keeping the old configuration: %s", err);
-        config_free(c);
-        return -1;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int e = pthread_create(t, NULL, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return e;
+}
+
+/* Frees a replaced generation (100,000 map customers take tens of ms). */
+static void *reload_reaper(void *arg)
+{
+    gen_free(arg);
+    free(arg);
+    return NULL;
+}
+
+/* The worker: everything that may block, then wake the loop. */
+static void *reload_worker(void *arg)
+{
+    if (R.reaping) {            /* the previous generation's memory first */
+        pthread_join(R.reaper, NULL);
+        R.reaping = 0;
     }
-    if (strcmp(c->spool, D.cfg->spool) || strcmp(c->control, D.cfg->control))
+    memset(&R.result, 0, sizeof R.result);
+    R.err[0] = 0;
+    R.result.cfg = config_load(D.path, R.err, sizeof R.err);
+    R.rc = R.result.cfg ? gen_build(&R.result, 1, R.err, sizeof R.err) : -1;
+    if (R.rc < 0)
+        gen_free(&R.result);
+    event_active(R.done_ev, EV_READ, 0);
+    return NULL;
+}
+
+/* Starts a worker for the waiters of R.next (signals stay with the main
+ * thread).  On failure to start, tells them at once. */
+static void reload_start(void)
+{
+    R.current = R.next;
+    R.next = NULL;
+    R.again = 0;
+    R.t0 = util_now_mono();
+    int e = thread_start(&R.thread, reload_worker, NULL);
+    R.running = e == 0;
+    if (e == 0)
+        return;
+    snprintf(R.err, sizeof R.err, "cannot start the reload thread: %s", strerror(e));
+    log_err("reload failed, keeping the old configuration: %s", R.err);
+    for (struct waiter *w = R.current, *n; w; w = n) {
+        n = w->next;
+        w->done(-1, R.err, w->arg);
+        free(w);
+    }
+    R.current = NULL;
+}
+
+/* Swaps a loaded generation in (on the loop). */
+static void reload_apply(struct gen *g)
+{
+    char info[512];
+    double t0 = util_now_mono();
+    if (strcmp(g->cfg->spool, D.cur.cfg->spool) || strcmp(g->cfg->control, D.cur.cfg->control))
         log_warn("reload: spool and control socket changes take effect at restart");
-    qmgr_reconfigure(c, reg);
-    smtp_server_configure(c, reg, tls);
+    qmgr_reconfigure(g->cfg, g->reg);
+    smtp_server_configure(g->cfg, g->reg, g->tls);
     links_prune(customer_exists);
-    config_free(D.cfg);
-    registry_free(D.reg);
-    tls_ctx_free(D.tls);
-    D.cfg = c;
-    D.reg = reg;
-    D.tls = tls;
-    log_info("configuration reloaded: %zu customers", registry_count(reg));
-    return 0;
+    struct gen *old = xmalloc(sizeof *old);
+    *old = D.cur;
+    D.cur = *g;
+    memset(g, 0, sizeof *g);
+    /* nothing on the loop points into old any more (sessions look customers
+     * up by name): free it in a thread, or here if none can start */
+    if (R.reaping)
+        log_fatal("reload: a reaper is still running");
+    if (thread_start(&R.reaper, reload_reaper, old) == 0)
+        R.reaping = 1;
+    else
+        reload_reaper(old);
+    log_info("configuration reloaded: %zu customers%s; loaded in %.3f s, "
+             "applied in %.3f s", registry_count(D.cur.reg),
+             gen_map_info(&D.cur, info, sizeof info), t0 - R.t0,
+             util_now_mono() - t0);
+}
+
+static void tell_waiters(struct waiter **list, int rc, const char *err)
+{
+    struct waiter *w = *list, *n;
+    *list = NULL;
+    for (; w; w = n) {
+        n = w->next;
+        w->done(rc, err, w->arg);
+        free(w);
+    }
+}
+
+/* The worker has finished (on the loop). */
+static void reload_finished(evutil_socket_t fd, short what, void *arg)
+{
+    pthread_join(R.thread, NULL);
+    R.running = 0;
+    if (R.rc == 0 && D.stopping) {
+        R.rc = -1;
+        snprintf(R.err, sizeof R.err, "kickmaild is stopping");
+        gen_free(&R.result);
+    }
+    if (R.rc == 0)
+        reload_apply(&R.result);
+    else
+        log_err("reload failed, keeping the old configuration: %s", R.err);
+    tell_waiters(&R.current, R.rc, R.err);
+    if (D.stopping)
+        tell_waiters(&R.next, -1, "kickmaild is stopping");
+    else if (R.again)
+        reload_start();
+}
+
+/* SIGHUP (done NULL) or kickq reload: a load that starts after now. */
+static void reload_request(ctl_reload_done *done, void *arg)
+{
+    if (D.stopping) {
+        if (done)
+            done(-1, "kickmaild is stopping", arg);
+        return;
+    }
+    if (done) {
+        struct waiter *w = xcalloc(1, sizeof *w);
+        w->done = done;
+        w->arg = arg;
+        w->next = R.next;
+        R.next = w;
+    }
+    if (R.running) {
+        R.again = 1;
+        log_info("reload queued: another one is still loading");
+        return;
+    }
+    reload_start();
+}
+
+/* After the loop: waits for a worker still loading, tells every waiter. */
+static void reload_shutdown(void)
+{
+    if (R.running) {
+        pthread_join(R.thread, NULL);
+        R.running = 0;
+        gen_free(&R.result);
+    }
+    if (R.reaping) {
+        pthread_join(R.reaper, NULL);
+        R.reaping = 0;
+    }
+    tell_waiters(&R.current, -1, "kickmaild is stopping");
+    tell_waiters(&R.next, -1, "kickmaild is stopping");
+    if (R.done_ev)
+        event_free(R.done_ev);
+    R.done_ev = NULL;
 }
 
 /* Sessions are gone: exit once deliveries in progress have completed. */
@@ -130,8 +337,7 @@ static void stopped(void)
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     if (sig == SIGHUP) {
-        char err[512];
-        reload(err, sizeof err);
+        reload_request(NULL, NULL);
         return;
     }
     if (D.stopping)
@@ -179,27 +385,29 @@ static int start(void)
 {
     char err[1024];
     const struct passwd *pw = NULL;
-    if (geteuid() == 0 && D.cfg->user) {
-        pw = getpwnam(D.cfg->user);
+    struct config *c = D.cur.cfg;
+    if (geteuid() == 0 && c->user) {
+        pw = getpwnam(c->user);
         if (!pw) {
-            log_err("user %s: no such user", D.cfg->user);
+            log_err("user %s: no such user", c->user);
             return -1;
         }
     }
-    if (prepare(D.cfg, &D.reg, &D.tls, err, sizeof err) < 0 ||
-        spool_prepare(D.cfg, pw) < 0) {
+    /* the customer map is read here, before serving: the loop is not
+     * running yet, so blocking is fine */
+    if (gen_build(&D.cur, 1, err, sizeof err) < 0 || spool_prepare(c, pw) < 0) {
         log_err("%s", err);
         return -1;
     }
-    static const struct ctl_hooks hooks = { reload };
-    if (smtp_server_bind(D.base, D.cfg, err, sizeof err) < 0 ||
-        ctl_start(D.base, D.cfg->control, &hooks, err, sizeof err) < 0) {
+    static const struct ctl_hooks hooks = { reload_request };
+    if (smtp_server_bind(D.base, c, err, sizeof err) < 0 ||
+        ctl_start(D.base, c->control, &hooks, err, sizeof err) < 0) {
         log_err("cannot listen: %s", err);
         return -1;
     }
-    if (pw && chown(D.cfg->control, pw->pw_uid, pw->pw_gid) < 0)
-        log_warn("chown %s: %s", D.cfg->control, strerror(errno));
-    D.spool = spool_open(D.cfg->spool, D.base, err, sizeof err);
+    if (pw && chown(c->control, pw->pw_uid, pw->pw_gid) < 0)
+        log_warn("chown %s: %s", c->control, strerror(errno));
+    D.spool = spool_open(c->spool, D.base, err, sizeof err);
     if (!D.spool) {
         log_err("spool: %s", err);
         return -1;
@@ -210,18 +418,37 @@ static int start(void)
         log_err("links: %s", err);
         return -1;
     }
-    if (qmgr_init(D.base, D.spool, D.cfg, D.reg, err, sizeof err) < 0) {
+    if (qmgr_init(D.base, D.spool, c, D.cur.reg, err, sizeof err) < 0) {
         log_err("spool: %s", err);
         return -1;
     }
-    smtp_server_configure(D.cfg, D.reg, D.tls);
+    smtp_server_configure(c, D.cur.reg, D.cur.tls);
+    R.done_ev = event_new(D.base, -1, 0, reload_finished, NULL);
+    return 0;
+}
+
+/* -n: the configuration and the customer map, nothing bound or written. */
+static int check_only(const char *unserved)
+{
+    char err[1024];
+    if (gen_build(&D.cur, 0, err, sizeof err) < 0) {
+        fprintf(stderr, "%s\n", err);
+        gen_free(&D.cur);
+        return 1;
+    }
+    if (unserved[0])
+        printf("%s: sections not served by this version: %s\n", D.path, unserved);
+    if (D.cur.map)
+        printf("%s: %zu customers\n", D.cur.map->path, D.cur.map->ncustomers);
+    printf("configuration OK\n");
+    gen_free(&D.cur);
     return 0;
 }
 
 int main(int argc, char **argv)
 {
     int opt, fg = 0, check = 0;
-    char err[1024];
+    char err[1024], info[512];
     D.path = KM_SYSCONFDIR "/kickmail.conf";
     while ((opt = getopt(argc, argv, "c:fnV")) != -1) {
         switch (opt) {
@@ -234,25 +461,15 @@ int main(int argc, char **argv)
     }
     if (optind != argc)
         usage();
-    D.cfg = config_load(D.path, err, sizeof err);
-    if (!D.cfg) {
+    D.cur.cfg = config_load(D.path, err, sizeof err);
+    if (!D.cur.cfg) {
         fprintf(stderr, "%s\n", err);
         return 1;
     }
     char unserved[256];
-    config_unserved(D.cfg, unserved, sizeof unserved);
-    if (check) {
-        struct registry *r = registry_new(D.cfg, err, sizeof err);
-        if (!r) {
-            fprintf(stderr, "%s\n", err);
-            return 1;
-        }
-        registry_free(r);
-        if (unserved[0])
-            printf("%s: sections not served by this version: %s\n", D.path, unserved);
-        printf("configuration OK\n");
-        return 0;
-    }
+    config_unserved(D.cur.cfg, unserved, sizeof unserved);
+    if (check)
+        return check_only(unserved);
     log_init("kickmaild", fg);
     raise_nofile();
     signal(SIGPIPE, SIG_IGN);
@@ -268,18 +485,18 @@ int main(int argc, char **argv)
         sigs[i] = evsignal_new(D.base, signums[i], on_signal, NULL);
         event_add(sigs[i], NULL);
     }
-    log_info("kickmaild %s ready: %zu customers, %zu messages queued", KM_VERSION,
-             registry_count(D.reg), qmgr_msg_count());
+    log_info("kickmaild %s ready: %zu customers%s, %zu messages queued", KM_VERSION,
+             registry_count(D.cur.reg), gen_map_info(&D.cur, info, sizeof info),
+             qmgr_msg_count());
     event_base_dispatch(D.base);
+    reload_shutdown();
     spool_close(D.spool);
     log_info("kickmaild stopped");
     for (int i = 0; i < 3; i++)
         event_free(sigs[i]);
     qmgr_shutdown();
     links_shutdown();
-    registry_free(D.reg);
-    tls_ctx_free(D.tls);
-    config_free(D.cfg);
+    gen_free(&D.cur);
     event_base_free(D.base);
     return 0;
 }

@@ -8,8 +8,10 @@
  * cleaned text is then parsed with the schema of config_schema.c, whose
  * callbacks reject bad single values with their line; libconfuse's own errors
  * (unknown option, syntax) are captured through cfg_set_error_function.  What
- * needs the whole file (titles, a domain claimed twice, tls pairs,
- * retry_min > retry_max...) is checked while converting to struct config.
+ * needs the whole file (titles, a domain claimed twice, tls pairs...) is
+ * checked while converting to struct config.  Customer options are converted
+ * and checked through config_schema.c's option table, the same code the
+ * customer map (custmap.c) uses, so both get the same defaults and checks.
  *
  * Trusts nothing in the file.  Guarantees: config_load() returns either a
  * complete configuration that passed every check, or NULL with exactly one
@@ -512,71 +514,23 @@ static int load_radius_clients(struct loader *ld, cfg_t *root)
 
 /* ---- customers ---- */
 
-static int load_deliver(struct loader *ld, cfg_t *sec, struct customer *cu)
-{
-    static const struct { const char *word; enum deliver_kind kind; } words[] = {
-        {"link", DELIVER_LINK}, {"maildrop", DELIVER_MAILDROP},
-        {"pickup", DELIVER_PICKUP},
-    };
-    const char *d = cfg_getstr(sec, "deliver");
-    char host[256];
-    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
-        if (strcmp(d, words[i].word) == 0) {
-            cu->deliver = words[i].kind;
-            return 0;
-        }
-    }
-    /* HOST:PORT, checked by the schema's callback already */
-    if (util_parse_hostport(d, host, sizeof host, &cu->deliver_port) < 0)
-        return fail(ld, cu->line, "bad deliver '%s'", d);
-    cu->deliver = DELIVER_HOST;
-    cu->deliver_host = util_lower(xstrdup(host));
-    return 0;
-}
-
-static void load_customer_values(cfg_t *sec, struct customer *cu)
-{
-    cu->port = (int)cfg_getint(sec, "port");
-    cu->online = (enum online_kind)cfg_getint(sec, "online");
-    cu->link_ttl = cfg_getint(sec, "link_ttl");
-    cu->connections = (unsigned)cfg_getint(sec, "connections");
-    cu->tls = (enum tls_policy)cfg_getint(sec, "tls");
-    cu->expect_helo = dup_opt(sec, "expect_helo");
-    cu->radius_user = dup_opt(sec, "radius_user");
-    cu->interface = dup_opt(sec, "interface");
-    cu->secret = dup_opt(sec, "secret");
-    cu->quota = (uint64_t)cfg_getint(sec, "quota");
-    cu->hold_time = cfg_getint(sec, "hold_time");
-    cu->warn_time = cfg_getint(sec, "warn_time");
-    cu->retry_min = cfg_getint(sec, "retry_min");
-    cu->retry_max = cfg_getint(sec, "retry_max");
-    cu->etrn_interval = cfg_getint(sec, "etrn_interval");
-}
-
 static int load_customer(struct loader *ld, cfg_t *sec, int line,
                          struct customer *cu)
 {
-    const char *why;
+    const char *bad;
+    char why[512];
     cu->name = xstrdup(cfg_title(sec));
     cu->line = line;
-    if ((why = config_check_customer_name(cu->name)) != NULL)
-        return fail(ld, line, "bad customer name '%s': %s", cu->name, why);
+    cu->origin = ld->c->path;
+    if ((bad = config_check_customer_name(cu->name)) != NULL)
+        return fail(ld, line, "bad customer name '%s': %s", cu->name, bad);
     cu->domains = dup_list(sec, "domains", &cu->ndomains, 1);
-    if (cu->ndomains == 0)
-        return fail(ld, line, "customer '%s' has no domains", cu->name);
     cu->recipients = dup_list(sec, "recipients", &cu->nrecipients, 1);
-    if (load_deliver(ld, sec, cu) < 0)
-        return -1;
-    load_customer_values(sec, cu);
-    if (cu->retry_min > cu->retry_max)
-        return fail(ld, line, "customer '%s': retry_min (%lds) is greater "
-                    "than retry_max (%lds)", cu->name, cu->retry_min,
-                    cu->retry_max);
-    if ((cu->deliver == DELIVER_MAILDROP || cu->deliver == DELIVER_PICKUP) &&
-        !cu->secret)
-        return fail(ld, line, "customer '%s': deliver = \"%s\" needs a secret "
-                    "(nobody could collect the mail)", cu->name,
-                    cu->deliver == DELIVER_MAILDROP ? "maildrop" : "pickup");
+    /* the same option table, defaults and whole-customer checks as the
+     * customer map (config_schema.c) */
+    if (config_customer_from_section(sec, cu, why, sizeof why) < 0 ||
+        config_customer_check(cu, why, sizeof why) < 0)
+        return fail(ld, line, "%s", why);
     return 0;
 }
 
@@ -727,25 +681,6 @@ struct config *config_load(const char *path, char *err, size_t errlen)
     return c;
 }
 
-static void free_strv(char **v, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(v[i]);
-    free(v);
-}
-
-static void free_customer(struct customer *cu)
-{
-    free(cu->name);
-    free_strv(cu->domains, cu->ndomains);
-    free_strv(cu->recipients, cu->nrecipients);
-    free(cu->deliver_host);
-    free(cu->expect_helo);
-    free(cu->radius_user);
-    free(cu->interface);
-    free(cu->secret);
-}
-
 void config_free(struct config *c)
 {
     if (!c)
@@ -767,7 +702,7 @@ void config_free(struct config *c)
     }
     free(c->radius_clients);
     for (size_t i = 0; i < c->ncustomers; i++)
-        free_customer(&c->customers[i]);
+        config_customer_free(&c->customers[i]);
     free(c->customers);
     for (size_t i = 0; i < c->nmaildrops; i++) {
         free(c->maildrops[i].address);

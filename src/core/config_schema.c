@@ -1,23 +1,64 @@
 /*
- * config_schema — the libconfuse schema of kickmail.conf and the checks of
- * single values that run while libconfuse parses (so their errors carry the
- * line of the value).  Durations, sizes and enums are int options with a
- * parse callback: both `12h` and "12h" are accepted.  Trusts nothing in the
- * file; every callback rejects with cfg_error() and a message naming the
- * option.  Cross-section checks (domains claimed twice, retry_min >
- * retry_max, tls pairs...) are config.c's, after the parse.
+ * config_schema — the libconfuse schema of kickmail.conf, the checks of
+ * single values, and the table of customer options.
+ *
+ * Every value check is a plain function (opt, value → number or why) so that
+ * the same code serves two callers: the libconfuse callbacks, which run while
+ * the file is parsed (so their errors carry the line of the value), and the
+ * customer map (src/core/custmap.c), which sets options of struct customer
+ * from SQLite text through config_customer_set().  Durations, sizes and enums
+ * are int options with a parse callback: both `12h` and "12h" are accepted.
+ * Customer defaults are written once (the CUST_DEF_* constants) and used by
+ * both the schema and config_customer_defaults().  Trusts nothing it is
+ * given; every check names the option in its message.  Cross-section checks
+ * (domains claimed twice, tls pairs...) are config.c's, after the parse.
  */
 #include <arpa/inet.h>
 #include <confuse.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
 #include "config.h"
 #include "util.h"
+
+/* Defaults of customer options (doc/kickmail.conf.5). */
+#define CUST_DEF_DELIVER        "link"
+#define CUST_DEF_PORT           25
+#define CUST_DEF_ONLINE         ONLINE_DETECT
+#define CUST_DEF_LINK_TTL       (12 * 3600)
+#define CUST_DEF_CONNECTIONS    2
+#define CUST_DEF_TLS            TLSPOL_MAY
+#define CUST_DEF_QUOTA          (500L * 1024 * 1024)
+#define CUST_DEF_HOLD_TIME      (5 * 86400)
+#define CUST_DEF_WARN_TIME      0
+#define CUST_DEF_RETRY_MIN      60
+#define CUST_DEF_RETRY_MAX      3600
+#define CUST_DEF_ETRN_INTERVAL  0
+
+/* A check of one value of option opt: 0 (numbers stored in *num), or -1
+ * with why written. */
+typedef int value_check(const char *opt, const char *value, long *num,
+                        char *why, size_t whylen);
+
+static int why_fail(char *why, size_t whylen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int why_fail(char *why, size_t whylen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, whylen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+#define V(s) ((s) ? (s) : "")
 
 /* ---- checks of single values, shared with the customer map ---- */
 
@@ -69,11 +110,25 @@ const char *config_check_domain(const char *domain)
     return check_hostname(domain);
 }
 
+const char *config_check_local_part(const char *local)
+{
+    size_t n = local ? strlen(local) : 0;
+    if (n == 0 || n > 64 || strpbrk(local, "@ \t\r\n<>\""))
+        return "want a local part (no '@', at most 64 characters)";
+    return NULL;
+}
+
+static int numeric_ip(int af, const char *host)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    return inet_pton(af, host, buf) == 1;
+}
+
 /* ---- numbers ---- */
 
 /* Digits only (no sign, no hex), within [min, max]. */
-static int parse_number(cfg_t *cfg, cfg_opt_t *opt, const char *value,
-                        long min, long max, void *result)
+static int check_number(const char *opt, const char *value, long min, long max,
+                        long *num, char *why, size_t whylen)
 {
     long v = 0;
     const char *p = value;
@@ -86,82 +141,73 @@ static int parse_number(cfg_t *cfg, cfg_opt_t *opt, const char *value,
     }
     if (v < min || v > max)
         goto bad;
-    *(long *)result = v;
+    *num = v;
     return 0;
 bad:
-    cfg_error(cfg, "bad value '%s' for %s (a number from %ld to %ld)",
-              value ? value : "", opt->name, min, max);
-    return -1;
+    return why_fail(why, whylen, "bad value '%s' for %s (a number from %ld to %ld)",
+                    V(value), opt, min, max);
 }
 
-static int cb_count(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static int chk_count(const char *opt, const char *value, long *num, char *why, size_t whylen)
 {
-    return parse_number(cfg, opt, value, 1, INT_MAX, result);
+    return check_number(opt, value, 1, INT_MAX, num, why, whylen);
 }
 
-static int cb_uint(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static int chk_uint(const char *opt, const char *value, long *num, char *why, size_t whylen)
 {
-    return parse_number(cfg, opt, value, 0, INT_MAX, result);
+    return check_number(opt, value, 0, INT_MAX, num, why, whylen);
 }
 
-static int cb_port(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static int chk_port(const char *opt, const char *value, long *num, char *why, size_t whylen)
 {
-    return parse_number(cfg, opt, value, 1, 65535, result);
+    return check_number(opt, value, 1, 65535, num, why, whylen);
 }
 
-static int parse_duration(cfg_t *cfg, cfg_opt_t *opt, const char *value,
-                          long min, void *result)
+static int check_duration(const char *opt, const char *value, long min,
+                          long *num, char *why, size_t whylen)
 {
     long v;
-    if (util_parse_duration(value, &v) < 0) {
-        cfg_error(cfg, "bad duration '%s' for %s (seconds, or a number "
-                  "with s, m, h or d)", value ? value : "", opt->name);
-        return -1;
-    }
-    if (v < min) {
-        cfg_error(cfg, "%s must be at least %lds", opt->name, min);
-        return -1;
-    }
-    *(long *)result = v;
+    if (util_parse_duration(value, &v) < 0)
+        return why_fail(why, whylen, "bad duration '%s' for %s (seconds, or a "
+                        "number with s, m, h or d)", V(value), opt);
+    if (v < min)
+        return why_fail(why, whylen, "%s must be at least %lds", opt, min);
+    *num = v;
     return 0;
 }
 
-static int cb_duration(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static int chk_duration(const char *opt, const char *value, long *num, char *why, size_t whylen)
 {
-    return parse_duration(cfg, opt, value, 0, result);
+    return check_duration(opt, value, 0, num, why, whylen);
 }
 
-static int cb_duration_pos(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static int chk_duration_pos(const char *opt, const char *value, long *num, char *why, size_t whylen)
 {
-    return parse_duration(cfg, opt, value, 1, result);
+    return check_duration(opt, value, 1, num, why, whylen);
 }
 
-static int parse_size(cfg_t *cfg, cfg_opt_t *opt, const char *value,
-                      uint64_t min, void *result)
+static int check_size(const char *opt, const char *value, uint64_t min,
+                      long *num, char *why, size_t whylen)
 {
     uint64_t v;
-    if (util_parse_size(value, &v) < 0 || v > (uint64_t)LONG_MAX) {
-        cfg_error(cfg, "bad size '%s' for %s (bytes, or a number with "
-                  "k, M or G)", value ? value : "", opt->name);
-        return -1;
-    }
-    if (v < min) {
-        cfg_error(cfg, "%s must be at least %llu", opt->name,
-                  (unsigned long long)min);
-        return -1;
-    }
-    *(long *)result = (long)v;
+    if (util_parse_size(value, &v) < 0 || v > (uint64_t)LONG_MAX)
+        return why_fail(why, whylen, "bad size '%s' for %s (bytes, or a number "
+                        "with k, M or G)", V(value), opt);
+    if (v < min)
+        return why_fail(why, whylen, "%s must be at least %llu", opt,
+                        (unsigned long long)min);
+    *num = (long)v;
     return 0;
 }
 
-static int cb_size(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static int chk_size(const char *opt, const char *value, long *num, char *why, size_t whylen)
 {
-    return parse_size(cfg, opt, value, 0, result);
+    return check_size(opt, value, 0, num, why, whylen);
 }
 
-static int cb_size_pos(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static int chk_size_pos(const char *opt, const char *value, long *num, char *why, size_t whylen)
 {
-    return parse_size(cfg, opt, value, 1, result);
+    return check_size(opt, value, 1, num, why, whylen);
 }
 
 /* ---- enums: one table, keyed by option name ---- */
@@ -181,158 +227,311 @@ static const struct enum_word {
     {"mode", "keep", MAILDROP_KEEP},
 };
 
-static int cb_enum(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static int chk_enum(const char *opt, const char *value, long *num, char *why, size_t whylen)
 {
     char allowed[128] = "";
     size_t n = sizeof enum_words / sizeof enum_words[0];
     for (size_t i = 0; i < n; i++) {
-        if (strcmp(enum_words[i].opt, opt->name) != 0)
+        if (strcmp(enum_words[i].opt, opt) != 0)
             continue;
         if (value && strcmp(enum_words[i].word, value) == 0) {
-            *(long *)result = enum_words[i].val;
+            *num = enum_words[i].val;
             return 0;
         }
         size_t len = strlen(allowed);
         snprintf(allowed + len, sizeof allowed - len, "%s\"%s\"",
                  len ? ", " : "", enum_words[i].word);
     }
-    cfg_error(cfg, "bad value '%s' for %s (%s)", value ? value : "",
-              opt->name, allowed);
-    return -1;
+    return why_fail(why, whylen, "bad value '%s' for %s (%s)", V(value), opt, allowed);
 }
 
 /* ---- strings: checked, then stored as written ---- */
 
-static int pass(const char *value, void *result)
+static int chk_nonempty(const char *opt, const char *value, long *num, char *why, size_t whylen)
 {
-    *(const char **)result = value;
+    if (!value || !*value)
+        return why_fail(why, whylen, "%s must not be empty", opt);
     return 0;
 }
 
-static int cb_nonempty(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static int chk_hostname(const char *opt, const char *value, long *num, char *why, size_t whylen)
 {
-    if (!value || !*value) {
-        cfg_error(cfg, "%s must not be empty", opt->name);
-        return -1;
-    }
-    return pass(value, result);
+    const char *bad = check_hostname(value);
+    return bad ? why_fail(why, whylen, "bad %s '%s': %s", opt, V(value), bad) : 0;
 }
 
-static int cb_hostname(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
-{
-    const char *why = check_hostname(value);
-    if (why) {
-        cfg_error(cfg, "bad %s '%s': %s", opt->name, value ? value : "", why);
-        return -1;
-    }
-    return pass(value, result);
-}
-
-static int cb_address(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static int chk_address(const char *opt, const char *value, long *num, char *why, size_t whylen)
 {
     const char *at = value ? strrchr(value, '@') : NULL;
-    if (!at || at == value || !at[1] || strpbrk(value, " \t\r\n<>")) {
-        cfg_error(cfg, "bad %s '%s': want an address local@domain",
-                  opt->name, value ? value : "");
-        return -1;
-    }
-    return pass(value, result);
+    if (!at || at == value || !at[1] || strpbrk(value, " \t\r\n<>"))
+        return why_fail(why, whylen, "bad %s '%s': want an address local@domain",
+                        opt, V(value));
+    return 0;
 }
 
-static int cb_domain(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static int chk_domain(const char *opt, const char *value, long *num, char *why, size_t whylen)
 {
-    const char *why = config_check_domain(value);
-    if (why) {
-        cfg_error(cfg, "bad domain '%s': %s", value ? value : "", why);
-        return -1;
-    }
-    return pass(value, result);
+    const char *bad = config_check_domain(value);
+    return bad ? why_fail(why, whylen, "bad domain '%s': %s", V(value), bad) : 0;
 }
 
-/* A local part as accepted in RCPT TO: no '@', no spaces, at most 64. */
-static int cb_local(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static int chk_local(const char *opt, const char *value, long *num, char *why, size_t whylen)
 {
-    size_t n = value ? strlen(value) : 0;
-    if (n == 0 || n > 64 || strpbrk(value, "@ \t\r\n<>\"")) {
-        cfg_error(cfg, "bad %s entry '%s': want a local part (no '@', "
-                  "at most 64 characters)", opt->name, value ? value : "");
-        return -1;
-    }
-    return pass(value, result);
+    const char *bad = config_check_local_part(value);
+    return bad ? why_fail(why, whylen, "bad %s entry '%s': %s", opt, V(value), bad) : 0;
 }
 
-static int cb_ifname(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static int chk_ifname(const char *opt, const char *value, long *num, char *why, size_t whylen)
 {
     size_t n = value ? strlen(value) : 0;
-    if (n == 0 || n > 15 || strpbrk(value, "/ \t\r\n")) {
-        cfg_error(cfg, "bad %s '%s': want an interface name of 1-15 "
-                  "characters", opt->name, value ? value : "");
-        return -1;
-    }
-    return pass(value, result);
+    if (n == 0 || n > 15 || strpbrk(value, "/ \t\r\n"))
+        return why_fail(why, whylen, "bad %s '%s': want an interface name of "
+                        "1-15 characters", opt, V(value));
+    return 0;
 }
 
-static int numeric_ip(int af, const char *host)
-{
-    unsigned char buf[sizeof(struct in6_addr)];
-    return inet_pton(af, host, buf) == 1;
-}
-
-static int cb_listen(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static int chk_listen(const char *opt, const char *value, long *num, char *why, size_t whylen)
 {
     struct listen_addr la;
     int af = value && value[0] == '[' ? AF_INET6 : AF_INET;
     if (!value || strlen(value) >= sizeof la.text ||
         util_parse_hostport(value, la.host, sizeof la.host, &la.port) < 0 ||
-        !numeric_ip(af, la.host)) {
-        cfg_error(cfg, "bad listen address '%s' (want \"IPv4:PORT\" or "
-                  "\"[IPv6]:PORT\", numeric, port 1-65535)", value ? value : "");
-        return -1;
-    }
-    return pass(value, result);
+        !numeric_ip(af, la.host))
+        return why_fail(why, whylen, "bad listen address '%s' (want "
+                        "\"IPv4:PORT\" or \"[IPv6]:PORT\", numeric, port "
+                        "1-65535)", V(value));
+    return 0;
 }
 
 /* "link", "maildrop", "pickup", or "HOST:PORT" ("[V6]:PORT"). */
-static int cb_deliver(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static int chk_deliver(const char *opt, const char *value, long *num, char *why, size_t whylen)
 {
     char host[256];
     int port;
     if (value && (!strcmp(value, "link") || !strcmp(value, "maildrop") ||
                   !strcmp(value, "pickup")))
-        return pass(value, result);
+        return 0;
     if (value && util_parse_hostport(value, host, sizeof host, &port) == 0) {
         int ok = value[0] == '['
                  ? numeric_ip(AF_INET6, host) || numeric_ip(AF_INET, host)
                  : check_hostname(host) == NULL;
         if (ok)
-            return pass(value, result);
+            return 0;
     }
-    cfg_error(cfg, "bad deliver '%s' (want \"link\", \"maildrop\", "
-              "\"pickup\" or \"HOST:PORT\")", value ? value : "");
-    return -1;
+    return why_fail(why, whylen, "bad deliver '%s' (want \"link\", \"maildrop\", "
+                    "\"pickup\" or \"HOST:PORT\")", V(value));
 }
 
 /* A file that must be readable now (certificate, key). */
-static int cb_file(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static int chk_file(const char *opt, const char *value, long *num, char *why, size_t whylen)
 {
     FILE *f = value && *value ? fopen(value, "r") : NULL;
-    if (!f) {
-        cfg_error(cfg, "cannot read %s '%s': %s", opt->name,
-                  value ? value : "", value && *value ? strerror(errno) : "empty");
-        return -1;
-    }
+    if (!f)
+        return why_fail(why, whylen, "cannot read %s '%s': %s", opt, V(value),
+                        value && *value ? strerror(errno) : "empty");
     fclose(f);
-    return pass(value, result);
+    return 0;
 }
 
-static int cb_control(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static int chk_control(const char *opt, const char *value, long *num, char *why, size_t whylen)
 {
-    if (!value || !*value || strlen(value) >= 108) {
-        cfg_error(cfg, "bad %s '%s': want a socket path of 1-107 characters",
-                  opt->name, value ? value : "");
+    if (!value || !*value || strlen(value) >= 108)
+        return why_fail(why, whylen, "bad %s '%s': want a socket path of "
+                        "1-107 characters", opt, V(value));
+    return 0;
+}
+
+/* ---- libconfuse callbacks: the checks above, reported with cfg_error ---- */
+
+static int run_check(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result,
+                     value_check *check, int numeric)
+{
+    char why[512];
+    long num = 0;
+    if (check(opt->name, value, &num, why, sizeof why) < 0) {
+        cfg_error(cfg, "%s", why);
         return -1;
     }
-    return pass(value, result);
+    if (numeric)
+        *(long *)result = num;
+    else
+        *(const char **)result = value;
+    return 0;
+}
+
+#define CONFUSE_CB(cb, check, numeric)                                      \
+    static int cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result) \
+    {                                                                       \
+        return run_check(cfg, opt, value, result, check, numeric);          \
+    }
+
+CONFUSE_CB(cb_count, chk_count, 1)
+CONFUSE_CB(cb_uint, chk_uint, 1)
+CONFUSE_CB(cb_port, chk_port, 1)
+CONFUSE_CB(cb_duration, chk_duration, 1)
+CONFUSE_CB(cb_duration_pos, chk_duration_pos, 1)
+CONFUSE_CB(cb_size, chk_size, 1)
+CONFUSE_CB(cb_size_pos, chk_size_pos, 1)
+CONFUSE_CB(cb_enum, chk_enum, 1)
+CONFUSE_CB(cb_nonempty, chk_nonempty, 0)
+CONFUSE_CB(cb_hostname, chk_hostname, 0)
+CONFUSE_CB(cb_address, chk_address, 0)
+CONFUSE_CB(cb_domain, chk_domain, 0)
+CONFUSE_CB(cb_local, chk_local, 0)
+CONFUSE_CB(cb_ifname, chk_ifname, 0)
+CONFUSE_CB(cb_listen, chk_listen, 0)
+CONFUSE_CB(cb_deliver, chk_deliver, 0)
+CONFUSE_CB(cb_file, chk_file, 0)
+CONFUSE_CB(cb_control, chk_control, 0)
+
+/* ---- customer options: one table for sections and the customer map ---- */
+
+enum cust_slot { CS_DELIVER, CS_INT, CS_UNSIGNED, CS_LONG, CS_U64, CS_ONLINE,
+                 CS_TLS, CS_STR };
+
+static const struct cust_opt {
+    const char *name;
+    value_check *check;
+    enum cust_slot slot;
+    size_t off;                 /* of the field in struct customer */
+    long def;                   /* default of numbers (strings: NULL) */
+} cust_opts[] = {
+#define F(field) offsetof(struct customer, field)
+    {"deliver", chk_deliver, CS_DELIVER, 0, 0},
+    {"port", chk_port, CS_INT, F(port), CUST_DEF_PORT},
+    {"online", chk_enum, CS_ONLINE, F(online), CUST_DEF_ONLINE},
+    {"link_ttl", chk_duration_pos, CS_LONG, F(link_ttl), CUST_DEF_LINK_TTL},
+    {"connections", chk_count, CS_UNSIGNED, F(connections), CUST_DEF_CONNECTIONS},
+    {"tls", chk_enum, CS_TLS, F(tls), CUST_DEF_TLS},
+    {"expect_helo", chk_nonempty, CS_STR, F(expect_helo), 0},
+    {"radius_user", chk_nonempty, CS_STR, F(radius_user), 0},
+    {"interface", chk_ifname, CS_STR, F(interface), 0},
+    {"secret", chk_nonempty, CS_STR, F(secret), 0},
+    {"quota", chk_size, CS_U64, F(quota), CUST_DEF_QUOTA},
+    {"hold_time", chk_duration_pos, CS_LONG, F(hold_time), CUST_DEF_HOLD_TIME},
+    {"warn_time", chk_duration, CS_LONG, F(warn_time), CUST_DEF_WARN_TIME},
+    {"retry_min", chk_duration_pos, CS_LONG, F(retry_min), CUST_DEF_RETRY_MIN},
+    {"retry_max", chk_duration_pos, CS_LONG, F(retry_max), CUST_DEF_RETRY_MAX},
+    {"etrn_interval", chk_duration, CS_LONG, F(etrn_interval), CUST_DEF_ETRN_INTERVAL},
+#undef F
+};
+#define NCUST_OPTS (sizeof cust_opts / sizeof cust_opts[0])
+
+/* "link", "maildrop", "pickup" or a checked "HOST:PORT" into cu. */
+static int cust_set_deliver(struct customer *cu, const char *d, char *why, size_t whylen)
+{
+    static const struct { const char *word; enum deliver_kind kind; } words[] = {
+        {"link", DELIVER_LINK}, {"maildrop", DELIVER_MAILDROP},
+        {"pickup", DELIVER_PICKUP},
+    };
+    char host[256];
+    free(cu->deliver_host);
+    cu->deliver_host = NULL;
+    cu->deliver_port = 0;
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+        if (strcmp(d, words[i].word) == 0) {
+            cu->deliver = words[i].kind;
+            return 0;
+        }
+    }
+    if (util_parse_hostport(d, host, sizeof host, &cu->deliver_port) < 0)
+        return why_fail(why, whylen, "bad deliver '%s'", d);
+    cu->deliver = DELIVER_HOST;
+    cu->deliver_host = util_lower(xstrdup(host));
+    return 0;
+}
+
+/* Stores a checked value: num for numbers, s for strings and deliver. */
+static int cust_store(struct customer *cu, const struct cust_opt *o, long num,
+                      const char *s, char *why, size_t whylen)
+{
+    void *p = (char *)cu + o->off;
+    switch (o->slot) {
+    case CS_DELIVER: return cust_set_deliver(cu, s, why, whylen);
+    case CS_INT: *(int *)p = (int)num; break;
+    case CS_UNSIGNED: *(unsigned *)p = (unsigned)num; break;
+    case CS_LONG: *(long *)p = num; break;
+    case CS_U64: *(uint64_t *)p = (uint64_t)num; break;
+    case CS_ONLINE: cu->online = (enum online_kind)num; break;
+    case CS_TLS: cu->tls = (enum tls_policy)num; break;
+    case CS_STR:
+        free(*(char **)p);
+        *(char **)p = s ? xstrdup(s) : NULL;
+        break;
+    }
+    return 0;
+}
+
+void config_customer_defaults(struct customer *cu)
+{
+    char why[64];
+    for (size_t i = 0; i < NCUST_OPTS; i++)
+        cust_store(cu, &cust_opts[i], cust_opts[i].def,
+                   cust_opts[i].slot == CS_DELIVER ? CUST_DEF_DELIVER : NULL,
+                   why, sizeof why);
+}
+
+int config_customer_set(struct customer *cu, const char *opt, const char *value,
+                        char *why, size_t whylen)
+{
+    for (size_t i = 0; i < NCUST_OPTS; i++) {
+        const struct cust_opt *o = &cust_opts[i];
+        long num = 0;
+        if (strcmp(o->name, opt) != 0)
+            continue;
+        if (o->check(o->name, value, &num, why, whylen) < 0)
+            return -1;
+        return cust_store(cu, o, num, value, why, whylen);
+    }
+    return why_fail(why, whylen, "unknown customer option '%s'", V(opt));
+}
+
+int config_customer_from_section(cfg_t *sec, struct customer *cu, char *why,
+                                 size_t whylen)
+{
+    for (size_t i = 0; i < NCUST_OPTS; i++) {
+        const struct cust_opt *o = &cust_opts[i];
+        int str = o->slot == CS_DELIVER || o->slot == CS_STR;
+        if (cust_store(cu, o, str ? 0 : cfg_getint(sec, o->name),
+                       str ? cfg_getstr(sec, o->name) : NULL, why, whylen) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int config_customer_check(const struct customer *cu, char *why, size_t whylen)
+{
+    if (cu->ndomains == 0)
+        return why_fail(why, whylen, "customer '%s' has no domains", cu->name);
+    if (cu->retry_min > cu->retry_max)
+        return why_fail(why, whylen, "customer '%s': retry_min (%lds) is greater "
+                        "than retry_max (%lds)", cu->name, cu->retry_min,
+                        cu->retry_max);
+    if ((cu->deliver == DELIVER_MAILDROP || cu->deliver == DELIVER_PICKUP) &&
+        !cu->secret)
+        return why_fail(why, whylen, "customer '%s': deliver = \"%s\" needs a "
+                        "secret (nobody could collect the mail)", cu->name,
+                        cu->deliver == DELIVER_MAILDROP ? "maildrop" : "pickup");
+    return 0;
+}
+
+static void free_strv(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+void config_customer_free(struct customer *cu)
+{
+    free(cu->name);
+    free_strv(cu->domains, cu->ndomains);
+    free_strv(cu->recipients, cu->nrecipients);
+    free(cu->deliver_host);
+    free(cu->expect_helo);
+    free(cu->radius_user);
+    free(cu->interface);
+    free(cu->secret);
 }
 
 /* ---- the schema ---- */
@@ -374,25 +573,27 @@ static cfg_opt_t radius_opts[] = {
     CFG_END()
 };
 
+/* The options of cust_opts above, with the same defaults; the two lists
+ * must name the same options (config_customer_from_section reads these). */
 static cfg_opt_t customer_opts[] = {
     CFG_STR_LIST_CB("domains", NULL, CFGF_NONE, cb_domain),
     CFG_STR_LIST_CB("recipients", NULL, CFGF_NONE, cb_local),
-    CFG_STR_CB("deliver", "link", CFGF_NONE, cb_deliver),
-    CFG_INT_CB("port", 25, CFGF_NONE, cb_port),
-    CFG_INT_CB("online", ONLINE_DETECT, CFGF_NONE, cb_enum),
-    CFG_INT_CB("link_ttl", 12 * 3600, CFGF_NONE, cb_duration_pos),
-    CFG_INT_CB("connections", 2, CFGF_NONE, cb_count),
-    CFG_INT_CB("tls", TLSPOL_MAY, CFGF_NONE, cb_enum),
+    CFG_STR_CB("deliver", CUST_DEF_DELIVER, CFGF_NONE, cb_deliver),
+    CFG_INT_CB("port", CUST_DEF_PORT, CFGF_NONE, cb_port),
+    CFG_INT_CB("online", CUST_DEF_ONLINE, CFGF_NONE, cb_enum),
+    CFG_INT_CB("link_ttl", CUST_DEF_LINK_TTL, CFGF_NONE, cb_duration_pos),
+    CFG_INT_CB("connections", CUST_DEF_CONNECTIONS, CFGF_NONE, cb_count),
+    CFG_INT_CB("tls", CUST_DEF_TLS, CFGF_NONE, cb_enum),
     CFG_STR_CB("expect_helo", NULL, CFGF_NONE, cb_nonempty),
     CFG_STR_CB("radius_user", NULL, CFGF_NONE, cb_nonempty),
     CFG_STR_CB("interface", NULL, CFGF_NONE, cb_ifname),
     CFG_STR_CB("secret", NULL, CFGF_NONE, cb_nonempty),
-    CFG_INT_CB("quota", 500L * 1024 * 1024, CFGF_NONE, cb_size),
-    CFG_INT_CB("hold_time", 5 * 86400, CFGF_NONE, cb_duration_pos),
-    CFG_INT_CB("warn_time", 0, CFGF_NONE, cb_duration),
-    CFG_INT_CB("retry_min", 60, CFGF_NONE, cb_duration_pos),
-    CFG_INT_CB("retry_max", 3600, CFGF_NONE, cb_duration_pos),
-    CFG_INT_CB("etrn_interval", 0, CFGF_NONE, cb_duration),
+    CFG_INT_CB("quota", CUST_DEF_QUOTA, CFGF_NONE, cb_size),
+    CFG_INT_CB("hold_time", CUST_DEF_HOLD_TIME, CFGF_NONE, cb_duration_pos),
+    CFG_INT_CB("warn_time", CUST_DEF_WARN_TIME, CFGF_NONE, cb_duration),
+    CFG_INT_CB("retry_min", CUST_DEF_RETRY_MIN, CFGF_NONE, cb_duration_pos),
+    CFG_INT_CB("retry_max", CUST_DEF_RETRY_MAX, CFGF_NONE, cb_duration_pos),
+    CFG_INT_CB("etrn_interval", CUST_DEF_ETRN_INTERVAL, CFGF_NONE, cb_duration),
     CFG_END()
 };
 

@@ -9,10 +9,10 @@
  *
  * Trusts: whoever can open the socket (file permissions decide) — but not
  * the bytes they send: every word is checked before it reaches the qmgr.
- * Guarantees: a session waiting for an asynchronous qmgr callback (hold,
- * release, delete, show) stays allocated until that callback runs, even if
- * the client went away or ctl_stop() ran meanwhile; then it is freed without
- * writing.  Nothing on the loop blocks.
+ * Guarantees: a session waiting for an asynchronous callback (qmgr: hold,
+ * release, delete, show; the daemon: reload) stays allocated until that
+ * callback runs, even if the client went away or ctl_stop() ran meanwhile;
+ * then it is freed without writing.  Nothing on the loop blocks.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -154,17 +154,6 @@ struct ctl_scope {
 
 typedef void scope_fn(const struct qmsg *m, const struct ctl_fmt_opts *o, void *arg);
 
-/* Queue-ID form of INTERFACE.md: 10-20 upper-case letters and digits. */
-static int ctl_looks_like_id(const char *s)
-{
-    size_t n = strlen(s);
-    if (n < 10 || n > 20)
-        return 0;
-    for (; *s; s++)
-        if (!isdigit((unsigned char)*s) && !isupper((unsigned char)*s))
-            return 0;
-    return 1;
-}
 
 /* Customer names, domains, queue IDs: nothing else is a target. */
 static int ctl_target_ok(const char *s)
@@ -198,7 +187,7 @@ static int scope_resolve(struct ctl_sess *s, const char *arg, struct ctl_scope *
         sc->all = 1;
         return 0;
     }
-    if (!ctl_target_ok(arg) || ctl_looks_like_id(arg)) {
+    if (!ctl_target_ok(arg) || qmgr_id_form(arg)) {
         sess_reply_fail(s, 2, "%s: not a customer or domain", arg);
         return -1;
     }
@@ -262,22 +251,29 @@ static void cmd_status(struct ctl_sess *s, const struct ctl_req *rq)
     evbuffer_free(b);
 }
 
-static void cmd_reload(struct ctl_sess *s, const struct ctl_req *rq)
+/* The reload asked for by s has finished (on the loop; s may have lost its
+ * client meanwhile: the replies then just free it). */
+static void reload_done(int rc, const char *err, void *arg)
 {
-    char err[512] = "";
-    if (!ctl.hooks.reload) {
-        sess_reply_fail(s, 1, "reload is not available");
-        return;
-    }
-    log_info("control: uid=%ld reload", s->uid);
-    if (ctl.hooks.reload(err, sizeof err) < 0) {
-        sess_reply_fail(s, 1, "%s", err[0] ? err : "reload failed");
+    struct ctl_sess *s = arg;
+    if (rc < 0) {
+        sess_reply_fail(s, 1, "%s", err && err[0] ? err : "reload failed");
         return;
     }
     struct evbuffer *b = evbuffer_new();
     evbuffer_add_printf(b, "reloaded\n");
     sess_reply_ok(s, b);
     evbuffer_free(b);
+}
+
+static void cmd_reload(struct ctl_sess *s, const struct ctl_req *rq)
+{
+    if (!ctl.hooks.reload) {
+        sess_reply_fail(s, 1, "reload is not available");
+        return;
+    }
+    log_info("control: uid=%ld reload", s->uid);
+    ctl.hooks.reload(reload_done, s);       /* s stays in CS_WAIT until done */
 }
 
 struct list_ctx {
@@ -392,7 +388,7 @@ static struct qmsg *ctl_msg_arg(struct ctl_sess *s, const char *arg)
 {
     uint64_t id;
     struct qmsg *m = NULL;
-    if (!ctl_looks_like_id(arg)) {
+    if (!qmgr_id_form(arg)) {
         sess_reply_fail(s, 2, "%s: not a queue ID", arg);
         return NULL;
     }
@@ -457,7 +453,7 @@ static void cmd_hold_release(struct ctl_sess *s, const struct ctl_req *rq, int h
         sess_reply_fail(s, 2, "%s: not a customer, domain or queue ID", t);
         return;
     }
-    s->target = ctl_looks_like_id(t) ? xstrdup(t) : util_lower(xstrdup(t));
+    s->target = qmgr_id_form(t) ? xstrdup(t) : util_lower(xstrdup(t));
     s->done_word = hold ? "held" : "released";
     log_info("control: uid=%ld %s %s", s->uid, hold ? "hold" : "release", s->target);
     int rc = hold ? qmgr_hold(s->target, op_done, s, err, sizeof err)
@@ -489,7 +485,7 @@ static void cmd_delete(struct ctl_sess *s, const struct ctl_req *rq)
     size_t n = 0;
     for (int i = 0; i < rq->argc; i++) {
         const char *a = rq->argv[i];
-        if (!ctl_looks_like_id(a)) {
+        if (!qmgr_id_form(a)) {
             sess_reply_fail(s, 2, "%s: not a queue ID", a);
             free(ids);
             return;
@@ -601,8 +597,9 @@ static void cmd_kick(struct ctl_sess *s, const struct ctl_req *rq)
         ctl_fmt_json_str(b, res.address);
         evbuffer_add_printf(b, ",\"port\":%d}\n", res.port);
     } else {
-        evbuffer_add_printf(b, "kicked %s: %u messages to %s:%d%s\n", qc->name, res.messages,
-                            res.address, res.port,
+        int v6 = strchr(res.address, ':') != NULL;
+        evbuffer_add_printf(b, "kicked %s: %u messages to %s%s%s:%d%s\n", qc->name,
+                            res.messages, v6 ? "[" : "", res.address, v6 ? "]" : "", res.port,
                             res.already ? " (delivery already running)" : "");
     }
     sess_reply_ok(s, b);
@@ -693,10 +690,10 @@ static void cmd_links(struct ctl_sess *s, const struct ctl_req *rq)
         struct tm tm;
         time_t t = (time_t)l->since;
         if (l->since && localtime_r(&t, &tm))
-            strftime(since, sizeof since, "%Y-%m-%d %H:%M:%S", &tm);
+            strftime(since, sizeof since, "%Y-%m-%dT%H:%M:%S", &tm);
         t = (time_t)l->expires;
         if (l->up && l->expires && localtime_r(&t, &tm))
-            strftime(exp, sizeof exp, "%Y-%m-%d %H:%M:%S", &tm);
+            strftime(exp, sizeof exp, "%Y-%m-%dT%H:%M:%S", &tm);
         evbuffer_add_printf(b, "%-20s %-5s %-39s %-20s %-20s %-8s %s\n", l->customer,
                             l->up ? "up" : "down", l->address[0] ? l->address : "-", since, exp,
                             l->source != LINK_SRC_NONE ? links_source_name(l->source) : "-",

@@ -53,6 +53,7 @@ struct qdeliv {
     long backoff;                   /* current retry delay, 0 = none yet */
     struct event *retry_ev;
     int deferred;                   /* something was deferred in this pass */
+    int restart;                    /* start a new pass when this one ends */
     char last_error[256];           /* connection-level failure in this pass */
     int64_t last_etrn;
 };
@@ -248,13 +249,15 @@ static void job_results(struct job *j, const char *relay)
         } else {
             log_result(m, r, relay, "deferred", text);
             qmgr_rcpt_defer(r, text);
-            j->d->deferred = 1;
+            if (j->d)
+                j->d->deferred = 1;
         }
     }
     m->active--;
     if (nb) {
         /* the results are recorded once the DSN is queued */
-        bounce_rcpts(m, nb, br, NULL, bdiag, relay, j->body, 0, NULL, NULL);
+        bounce_rcpts(m, nb, br, NULL, bdiag, j->d ? j->d->host : NULL, j->body, 0,
+                     NULL, NULL);
         j->body = NULL;
     } else if (nfinal) {
         qmgr_msg_record(m, NULL, NULL);
@@ -416,17 +419,27 @@ static void pass_start(struct qdeliv *d)
     d->last_error[0] = 0;
     d->qc->cursor = TAILQ_FIRST(&d->qc->rcpts);
     conns_fill(d);
+    if (d->nconn == 0)
+        pass_end(d);            /* nothing to send (or held): the pass is over */
 }
 
 static void pass_end(struct qdeliv *d)
 {
     const struct customer *c = d->qc->cfg;
+    if (d->restart && !DL.stopping) {
+        d->restart = 0;
+        pass_start(d);
+        return;
+    }
     if (d->last_error[0]) {
         /* mail this pass never got to is deferred with the connection failure */
         struct qrcpt *r;
+        char relay[80];
+        snprintf(relay, sizeof relay, "%s:%d", d->host, d->port);
         while ((r = cursor_peek(d))) {
             r->pass = d->pass;
             qmgr_rcpt_defer(r, d->last_error);
+            log_result(r->msg, r, relay, "deferred", d->last_error);
             d->deferred = 1;
         }
     }
@@ -470,6 +483,19 @@ static void dl_go_online(struct qcust *qc)
     d->backoff = 0;
     if (d->nconn == 0)
         pass_start(d);
+    else
+        d->restart = 1;         /* after the connections in flight end */
+}
+
+void deliver_resume(struct qcust *qc)
+{
+    struct qdeliv *d = qc->dl;
+    if (DL.stopping || !dl_online(qc))
+        return;
+    if (!d || d->mode == DL_IDLE || d->nconn == 0)
+        dl_go_online(qc);
+    else
+        d->restart = 1;
 }
 
 void qmgr_link_changed(const struct link *l, int was_up, void *arg)
@@ -666,6 +692,13 @@ static void bounce_rcpts(struct qmsg *m, size_t n, struct qrcpt **r, const char 
     b->delayed = delayed;
     b->cb = cb;
     b->arg = arg;
+    if (n == 0) {                       /* nothing pending: nothing to return */
+        if (body)
+            evbuffer_free(body);
+        m->active++;
+        bounce_queued(0, b);
+        return;
+    }
     if (body) {
         b->body = body;
         bounce_compose(b);
@@ -733,9 +766,15 @@ static void expire_customer(struct qcust *qc, int64_t now)
         size_t n = msg_rcpts_of(m, qc, rs);
         const char **diag = xcalloc(n ? n : 1, sizeof *diag);
         int expired = m->arrival + c->hold_time <= now;
-        for (size_t i = 0; i < n; i++)
-            diag[i] = expired ? "delivery time expired: the customer's server was not "
-                                "reachable in time" : rs[i]->reason;
+        char **text = xcalloc(n ? n : 1, sizeof *text);
+        for (size_t i = 0; i < n; i++) {
+            const char *last = rs[i]->reason ? rs[i]->reason : "never reachable";
+            size_t tl = strlen(last) + 80;
+            text[i] = xmalloc(tl);
+            snprintf(text[i], tl, expired ? "delivery time expired (last attempt: %s)"
+                                          : "not yet delivered (last attempt: %s)", last);
+            diag[i] = text[i];
+        }
         /* skip the rest of this message's recipients on the list */
         while (next && next->msg == m)
             next = TAILQ_NEXT(next, link);
@@ -743,6 +782,9 @@ static void expire_customer(struct qcust *qc, int64_t now)
             bounce_rcpts(m, n, rs, "4.4.7", diag, NULL, NULL, 0, NULL, NULL);
         else if (c->warn_time > 0 && !m->warned && m->sender[0])
             bounce_rcpts(m, n, rs, "4.4.7", diag, NULL, NULL, 1, NULL, NULL);
+        for (size_t i = 0; i < n; i++)
+            free(text[i]);
+        free(text);
         free(rs);
         free(diag);
     }
@@ -777,6 +819,13 @@ int qmgr_kick(const char *customer, int etrn, struct qmgr_kick_result *res,
         return -1;
     struct qdeliv *d = dl_get(qc);
     int64_t now = time(NULL);
+    if (d->nconn > 0) {
+        res->messages = qc->nmsg;
+        snprintf(res->address, sizeof res->address, "%s", host);
+        res->port = port;
+        res->already = 1;
+        return 0;
+    }
     if (etrn && qc->cfg->etrn_interval && d->last_etrn &&
         now - d->last_etrn < qc->cfg->etrn_interval) {
         snprintf(err, errlen, "interval: %s was flushed %lld s ago (etrn_interval %ld s)",
@@ -788,10 +837,6 @@ int qmgr_kick(const char *customer, int etrn, struct qmgr_kick_result *res,
     res->port = port;
     if (etrn)
         d->last_etrn = now;
-    if (d->nconn > 0) {
-        res->already = 1;
-        return 0;
-    }
     if (d->mode != DL_ONLINE)
         d->mode = DL_KICK;
     log_info("%s: %s: %u messages to %s:%d", customer, etrn ? "ETRN" : "kick",
@@ -811,6 +856,8 @@ static void dl_free(struct qcust *qc)
     for (cn = LIST_FIRST(&d->conns); cn; cn = next) {
         next = LIST_NEXT(cn, entry);
         cn->d = NULL;
+        if (cn->job)
+            cn->job->d = NULL;
         smtp_client_abort(cn->c, "customer removed");
     }
     event_free(d->retry_ev);

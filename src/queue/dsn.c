@@ -16,6 +16,7 @@
  * candidate that does is replaced by one with a random suffix).
  */
 #include <inttypes.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,7 +183,13 @@ static void part_status(struct evbuffer *p, const struct dsn_info *info)
             evbuffer_add(p, "\r\n", 2);
         }
         if (r->diag && *r->diag) {
-            evbuffer_add(p, "Diagnostic-Code: smtp; ", 23);
+            /* an SMTP reply ("550 5.1.1 ...") is typed smtp; our own text is not */
+            int smtp = isdigit((unsigned char)r->diag[0]) && isdigit((unsigned char)r->diag[1]) &&
+                       isdigit((unsigned char)r->diag[2]) && (r->diag[3] == ' ' || r->diag[3] == '-');
+            if (smtp)
+                evbuffer_add(p, "Diagnostic-Code: smtp; ", 23);
+            else
+                evbuffer_add(p, "Diagnostic-Code: X-kickmail; ", 29);
             put_clean(p, r->diag, DSN_MAX_DIAG);
             evbuffer_add(p, "\r\n", 2);
         }

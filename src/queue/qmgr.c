@@ -80,8 +80,7 @@ int qmgr_id_parse(const char *s, uint64_t *id)
     return 0;
 }
 
-/* Queue-ID form of INTERFACE.md: 10-20 upper-case letters and digits. */
-static int looks_like_id(const char *s)
+int qmgr_id_form(const char *s)
 {
     size_t n = strlen(s);
     if (n < 10 || n > 20)
@@ -447,15 +446,20 @@ static struct qcust *cust_new(const struct customer *c)
 
 static void custs_sync(void)
 {
-    size_t pos = 0;
-    struct qcust *qc;
-    /* drop customers that left the configuration (their mail is detached) */
+    size_t pos = 0, ngone = 0;
+    struct qcust *qc, **gone = xcalloc(hmap_count(Q.custs) + 1, sizeof *gone);
+    /* drop customers that left the configuration (their mail is detached);
+     * collected first, since the map must not change while iterated: O(n)
+     * even when a whole customer map goes away */
     while ((qc = qmgr_cust_next(&pos))) {
         const struct customer *c = registry_by_name(Q.reg, qc->name);
-        if (c) {
+        if (c)
             qc->cfg = c;
-            continue;
-        }
+        else
+            gone[ngone++] = qc;
+    }
+    for (size_t i = 0; i < ngone; i++) {
+        qc = gone[i];
         if (qc->held) {
             char *k = xstrdup(qc->name);
             hmap_put(held_absent, k, k);
@@ -464,8 +468,12 @@ static void custs_sync(void)
         hmap_del(Q.custs, qc->name);
         free(qc->name);
         free(qc);
-        pos = 0;        /* the map changed: restart */
     }
+    free(gone);
+    /* every customer left matched a distinct registry entry: when the counts
+     * agree, no registry customer lacks its qcust */
+    if (hmap_count(Q.custs) == registry_count(Q.reg))
+        return;
     for (size_t i = 0; i < registry_count(Q.reg); i++) {
         const struct customer *c = registry_at(Q.reg, i);
         if (!hmap_get(Q.custs, c->name))
@@ -751,7 +759,7 @@ static void holds_change(void (*set)(const char *, int), const char *key, int on
 static int hold_or_release(const char *target, int on, qmgr_cb *cb, void *arg,
                            char *err, size_t errlen)
 {
-    if (looks_like_id(target)) {
+    if (qmgr_id_form(target)) {
         uint64_t id;
         struct qmsg *m = NULL;
         if (qmgr_id_parse(target, &id) == 0)
@@ -791,9 +799,47 @@ int qmgr_hold(const char *target, qmgr_cb *cb, void *arg, char *err, size_t errl
     return hold_or_release(target, 1, cb, arg, err, errlen);
 }
 
+/* After a release: the customers concerned resume delivery if reachable. */
+struct release_ctx {
+    qmgr_cb *cb;
+    void *arg;
+    char *target;
+};
+
+static void release_done(int err, void *arg)
+{
+    struct release_ctx *rx = arg;
+    if (!err) {
+        uint64_t id;
+        struct qmsg *m;
+        struct qcust *qc;
+        if (qmgr_id_form(rx->target)) {
+            if (qmgr_id_parse(rx->target, &id) == 0 && (m = qmgr_msg_by_id(id)))
+                for (unsigned i = 0; i < m->nrcpt; i++)
+                    if (m->rcpts[i].cust)
+                        deliver_resume(m->rcpts[i].cust);
+        } else if ((qc = strchr(rx->target, '.') ? qmgr_cust_by_domain(rx->target)
+                                                  : qmgr_cust_by_name(rx->target))) {
+            deliver_resume(qc);
+        }
+    }
+    rx->cb(err, rx->arg);
+    free(rx->target);
+    free(rx);
+}
+
 int qmgr_release(const char *target, qmgr_cb *cb, void *arg, char *err, size_t errlen)
 {
-    return hold_or_release(target, 0, cb, arg, err, errlen);
+    struct release_ctx *rx = xcalloc(1, sizeof *rx);
+    rx->cb = cb;
+    rx->arg = arg;
+    rx->target = xstrdup(target);
+    if (hold_or_release(target, 0, release_done, rx, err, errlen) < 0) {
+        free(rx->target);
+        free(rx);
+        return -1;
+    }
+    return 0;
 }
 
 struct done_ctx {

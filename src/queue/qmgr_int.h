@@ -34,5 +34,6 @@ void deliver_new_mail(struct qmsg *m);          /* just indexed */
 void deliver_cust_gone(struct qcust *qc);       /* before it is freed */
 void deliver_reconfigured(void);                /* after re-attaching recipients */
 void deliver_rcpt_leaving(struct qrcpt *r);     /* before detaching r */
+void deliver_resume(struct qcust *qc);          /* after a release */
 
 #endif

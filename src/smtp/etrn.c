@@ -75,11 +75,23 @@ static int etrn_one(const struct customer *c, const char *node, char *out, size_
     }
 }
 
+static void etrn_count(const struct customer *c, int *started, int *none, int *noaddr)
+{
+    unsigned msgs;
+    switch (kick_one(c, &msgs)) {
+    case K_STARTED: case K_ALREADY: (*started)++; break;
+    case K_NONE: (*none)++; break;
+    case K_NOADDR: (*noaddr)++; break;
+    default: break;
+    }
+}
+
 /* @domain: every customer owning the domain or a subdomain of it. */
 static int etrn_subtree(const struct registry *reg, const char *dom, char *out, size_t len)
 {
     size_t dl = strlen(dom);
-    int matched = 0, started = 0, none = 0, refused = 0;
+    int matched = 0, started = 0, none = 0, noaddr = 0;
+    const struct customer *last = NULL;
     for (size_t i = 0; i < registry_count(reg); i++) {
         const struct customer *c = registry_at(reg, i);
         int hit = 0;
@@ -90,18 +102,20 @@ static int etrn_subtree(const struct registry *reg, const char *dom, char *out, 
         }
         if (!hit)
             continue;
-        matched++;
-        unsigned msgs;
-        switch (kick_one(c, &msgs)) {
-        case K_STARTED: case K_ALREADY: started++; break;
-        case K_NONE: none++; break;
-        default: refused++; break;
+        if (++matched == 1) {
+            last = c;
+            continue;           /* decided below once we know how many match */
         }
+        if (matched == 2)
+            etrn_count(last, &started, &none, &noaddr);
+        etrn_count(c, &started, &none, &noaddr);
     }
     if (!matched) {
         snprintf(out, len, "459 4.7.1 Node @%s not allowed: not a customer domain here", dom);
         return 459;
     }
+    if (matched == 1)
+        return etrn_one(last, dom, out, len);       /* one customer: its own reply */
     if (started) {
         snprintf(out, len, "252 2.0.0 Pending messages for node @%s started", dom);
         return 252;
@@ -109,6 +123,10 @@ static int etrn_subtree(const struct registry *reg, const char *dom, char *out, 
     if (none) {
         snprintf(out, len, "251 2.0.0 No messages waiting for node @%s", dom);
         return 251;
+    }
+    if (!noaddr) {
+        snprintf(out, len, "459 4.7.1 Node @%s not allowed: mail is held for retrieval", dom);
+        return 459;
     }
     snprintf(out, len, "458 4.4.0 Unable to queue messages for node @%s", dom);
     return 458;

@@ -142,6 +142,29 @@ static void cmd_helo(struct smtp_sess *s, const char *arg, size_t len, int esmtp
     reply(s, "250 8BITMIME");
 }
 
+/* Parses the path of MAIL (is_rcpt 0) or RCPT (1); on error replies and
+ * returns -1. */
+static int parse_path(struct smtp_sess *s, const char *arg, size_t len, int is_rcpt,
+                      struct smtp_mailbox *mb, struct smtp_params *p)
+{
+    const char *what = is_rcpt ? "5.1.3 Recipient" : "5.1.7 Sender";
+    switch (smtp_parse_path(arg, len, is_rcpt ? "TO" : "FROM", is_rcpt, mb, p)) {
+    case SMTP_PATH_OK:
+        return 0;
+    case SMTP_PATH_PARAM:
+        reply(s, "555 5.5.4 Unsupported option or bad parameter");
+        break;
+    case SMTP_PATH_TOO_LONG:
+        reply(s, "501 %s address too long", what);
+        break;
+    default:
+        reply(s, "501 %s address syntax error", what);
+        break;
+    }
+    bad_command(s);
+    return -1;
+}
+
 static void cmd_mail(struct smtp_sess *s, const char *arg, size_t len)
 {
     struct smtp_mailbox mb;
@@ -156,22 +179,8 @@ static void cmd_mail(struct smtp_sess *s, const char *arg, size_t len)
         bad_command(s);
         return;
     }
-    switch (smtp_parse_path(arg, len, "FROM", 0, &mb, &p)) {
-    case SMTP_PATH_OK:
-        break;
-    case SMTP_PATH_PARAM:
-        reply(s, "555 5.5.4 Unsupported option or bad parameter");
-        bad_command(s);
+    if (parse_path(s, arg, len, 0, &mb, &p) < 0)
         return;
-    case SMTP_PATH_TOO_LONG:
-        reply(s, "501 5.1.7 Sender address too long");
-        bad_command(s);
-        return;
-    default:
-        reply(s, "501 5.1.7 Bad sender address syntax");
-        bad_command(s);
-        return;
-    }
     uint64_t max = smtp_env.cfg->smtp.max_message_size;
     if (p.has_size && max && p.size > max) {
         reply(s, "552 5.3.4 Message size exceeds fixed limit");
@@ -257,22 +266,8 @@ static void cmd_rcpt(struct smtp_sess *s, const char *arg, size_t len)
         bad_command(s);
         return;
     }
-    switch (smtp_parse_path(arg, len, "TO", 1, &mb, &p)) {
-    case SMTP_PATH_OK:
-        break;
-    case SMTP_PATH_PARAM:
-        reply(s, "555 5.5.4 Unsupported option or bad parameter");
-        bad_command(s);
+    if (parse_path(s, arg, len, 1, &mb, &p) < 0)
         return;
-    case SMTP_PATH_TOO_LONG:
-        reply(s, "501 5.1.3 Recipient address too long");
-        bad_command(s);
-        return;
-    default:
-        reply(s, "501 5.1.3 Bad recipient address syntax");
-        bad_command(s);
-        return;
-    }
     if (rcpt_decide(s, &mb) == 0) {
         s->state = SS_RCPT;
         s->n_rcpt++;

@@ -390,3 +390,368 @@ def raw_transaction(d, rcpts, data, sender="alice@sender.example"):
         r = c.reply(timeout=30)
         c.send("QUIT\r\n")
         return r
+
+
+# ---- the customer's MTA (aiosmtpd) and helpers for delivery, links, ETRN ----
+
+import asyncio  # noqa: E402
+import email  # noqa: E402
+import email.policy  # noqa: E402
+import ssl as _ssl  # noqa: E402
+import threading  # noqa: E402
+
+MTA_HOST = "127.0.0.23"
+
+
+class Received:
+    """One message the MTA accepted."""
+
+    def __init__(self, mail_from, rcpt_tos, content, conn, tls, helo):
+        self.mail_from = mail_from
+        self.rcpt_tos = rcpt_tos
+        self.content = content          # bytes, dot-unstuffed, CRLF line ends
+        self.conn = conn                # number of the connection it came on (1, 2...)
+        self.tls = tls                  # the session was under TLS (STARTTLS)
+        self.helo = helo                # the name the client gave in EHLO/HELO
+
+    def header(self, name):
+        m = email.message_from_bytes(self.content, policy=email.policy.compat32)
+        return m.get(name)
+
+    def __repr__(self):
+        return "<Received from=%r to=%r %d bytes conn %d>" % (
+            self.mail_from, self.rcpt_tos, len(self.content), self.conn)
+
+
+class _MTAHandler:
+    def __init__(self, mta):
+        self.mta = mta
+
+    def _conn(self, server, session, name):
+        with self.mta.lock:
+            if server not in self.mta._conns:
+                self.mta._conns[server] = len(self.mta._conns) + 1
+            self.mta._helo[server] = name
+            self.mta._open.add(server)
+            self.mta.max_open = max(self.mta.max_open, len(self.mta._open))
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        self._conn(server, session, hostname)
+        if self.mta.ehlo_reply:
+            return [self.mta.ehlo_reply]
+        session.host_name = hostname
+        if self.mta.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
+
+    async def handle_HELO(self, server, session, envelope, hostname):
+        self._conn(server, session, hostname)
+        session.host_name = hostname
+        return "250 %s" % server.hostname
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        self.mta.commands.append(("MAIL", address))
+        r = self.mta.mail_reply
+        if r:
+            return r
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        self.mta.commands.append(("RCPT", address))
+        r = self.mta.rcpt_replies.get(address.lower(), self.mta.rcpt_reply)
+        if r:
+            return r
+        if self.mta.max_rcpts and len(envelope.rcpt_tos) >= self.mta.max_rcpts:
+            return "452 4.5.3 Too many recipients"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        mta = self.mta
+        if mta.data_delay:
+            await asyncio.sleep(mta.data_delay)
+        # the gate: hold DATA (before anything is recorded) while it is closed
+        # and enough messages have come; a connection closed meanwhile
+        # cancels this coroutine, so nothing is recorded for it
+        if mta.gate_at is not None and len(mta.messages) >= mta.gate_at:
+            with mta.lock:
+                mta.blocked += 1
+            try:
+                while mta.gate_at is not None and not mta.gate_open.is_set():
+                    await asyncio.sleep(0.005)
+            finally:
+                with mta.lock:
+                    mta.blocked -= 1
+        r = mta.data_reply
+        if r:
+            return r
+        with mta.lock:
+            mta.messages.append(Received(
+                envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content),
+                mta._conns.get(server, 0),
+                session.ssl is not None or getattr(server, "_tls_protocol", None) is not None,
+                mta._helo.get(server)))
+        return "250 2.0.0 OK: accepted"
+
+
+def _mta_controller_class():
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import SMTP
+
+    class _SMTP(SMTP):
+        def connection_lost(self, error):
+            with self.mta.lock:
+                self.mta._open.discard(self)
+            return super().connection_lost(error)
+
+    class _Controller(Controller):
+        def __init__(self, mta, *a, **kw):
+            self.mta = mta
+            super().__init__(*a, **kw)
+
+        def factory(self):
+            smtp = _SMTP(self.handler, **self.SMTP_kwargs)
+            smtp.mta = self.mta
+            return smtp
+
+    return _Controller
+
+
+def _MTAController(*a, **kw):
+    return _mta_controller_class()(*a, **kw)
+
+
+class MTA:
+    """The customer's mail server: an aiosmtpd on MTA_HOST (127.0.0.23) at a
+    free port.  Records every message (Received objects in .messages) and
+    the connections that greeted (.connections).  Programmable while it
+    runs: mail_reply / rcpt_reply / rcpt_replies[address] / data_reply (a
+    full reply line such as "451 4.3.0 try later"; None accepts),
+    data_delay (seconds before DATA is answered), gate_at (DATA waits
+    before recording once that many messages have arrived, until
+    gate_open is set), the greeting name (hostname) and STARTTLS (tls),
+    pipelining, ehlo_reply, max_rcpts, size_limit, eightbitmime (see __init__;
+    set the last two before start()).
+    .max_open: the most greeted connections open at one time."""
+
+    def __init__(self, tmp, hostname="mail.acme.example", tls=False, port=None,
+                 host=MTA_HOST):
+        self.tmp = str(tmp)
+        self.host = host
+        self.port = port or free_port(host)
+        self.hostname = hostname
+        self.tls = tls
+        self.lock = threading.Lock()
+        self.controller = None
+        self.reset()
+        self.mail_reply = None
+        self.rcpt_reply = None
+        self.rcpt_replies = {}
+        self.data_reply = None
+        self.data_delay = 0
+        self.gate_at = None
+        self.gate_open = threading.Event()
+        self.blocked = 0
+        self.pipelining = False     # advertise PIPELINING (aiosmtpd reads commands in order)
+        self.ehlo_reply = None      # e.g. "502 5.5.1 no EHLO here": the client must fall back to HELO
+        self.max_rcpts = 0          # more recipients in one transaction: 452 4.5.3
+        self.size_limit = None      # the SIZE announced (aiosmtpd data_size_limit)
+        self.eightbitmime = True    # False: no 8BITMIME (and a BODY= parameter is refused)
+
+    def reset(self):
+        """Forgets what was received (and the connection count)."""
+        self.messages = []
+        self.commands = []
+        self._conns = {}
+        self._helo = {}
+        self._open = set()          # greeted connections not closed yet
+        self.max_open = 0           # the most of them at one time
+
+    @property
+    def connections(self):
+        """How many connections greeted with EHLO/HELO so far."""
+        return len(self._conns)
+
+    def accept_all(self):
+        self.mail_reply = self.rcpt_reply = self.data_reply = None
+        self.rcpt_replies = {}
+
+    def start(self):
+        kw = {}
+        if self.tls:
+            certdir = os.path.join(self.tmp, "mta-tls")
+            if not os.path.exists(os.path.join(certdir, "cert.pem")):
+                subprocess.run([os.path.join(ROOT, "scripts", "gen-test-cert"), certdir,
+                                self.hostname], check=True)
+            ctx = _ssl.SSLContext(_ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(os.path.join(certdir, "cert.pem"),
+                                os.path.join(certdir, "key.pem"))
+            kw["tls_context"] = ctx
+        if self.size_limit is not None:
+            kw["data_size_limit"] = self.size_limit
+        if not self.eightbitmime:
+            kw["decode_data"] = True    # aiosmtpd then offers no 8BITMIME
+        self.controller = _MTAController(self, _MTAHandler(self), hostname=self.host,
+                                         port=self.port, server_hostname=self.hostname,
+                                         ready_timeout=10, **kw)
+        self.controller.start()
+        return self
+
+    def stop(self):
+        if self.controller:
+            self.gate_open.set()
+            try:
+                self.controller.stop()
+            finally:
+                self.controller = None
+
+    def received_for(self, address):
+        return [m for m in self.messages if address in m.rcpt_tos]
+
+    def wait_messages(self, n, timeout=10.0):
+        """Waits until at least n messages have been received; returns them."""
+        wait_for(lambda: len(self.messages) >= n, timeout=timeout,
+                 what="%d messages at the MTA (have %d)" % (n, len(self.messages)))
+        return self.messages
+
+
+@pytest.fixture
+def make_mta(tmp_path):
+    """Factory for customer MTAs; each is stopped at the end of the test.
+    make_mta(start=False) gives one that is not listening yet."""
+    made = []
+
+    def make(start=True, **kw):
+        where = tmp_path / ("mta%d" % len(made))
+        os.makedirs(str(where), exist_ok=True)
+        m = MTA(where, **kw)
+        made.append(m)
+        if start:
+            m.start()
+        return m
+
+    yield make
+    for m in made:
+        m.stop()
+
+
+@pytest.fixture
+def mta(make_mta):
+    return make_mta()
+
+
+def _conf_value(key, v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if key == "secret":
+        return "'%s'" % v
+    if isinstance(v, (list, tuple)):
+        return "{%s}" % ", ".join('"%s"' % x for x in v)
+    if re.match(r"^\d+[smhd]?$", v):
+        return v
+    return '"%s"' % v
+
+
+def customer_conf(name, domains, **opts):
+    """A customer section: customer_conf("acme", ["acme.example"], port=25,
+    deliver="127.0.0.23:2525", retry_min="1s", secret="x")."""
+    if isinstance(domains, str):
+        domains = [domains]
+    lines = ['customer "%s" {' % name,
+             "  domains = {%s}" % ", ".join('"%s"' % d for d in domains)]
+    for k, v in opts.items():
+        lines.append("  %s = %s" % (k, _conf_value(k, v)))
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def status_of(d, qid):
+    """{address: (status, reason)} of one queued message, or None when gone."""
+    for m in queue(d):
+        if m["queue_id"] == qid:
+            return {r["address"]: (r["status"], r["reason"]) for r in m["recipients"]}
+    return None
+
+
+def links_of(d):
+    return {l["customer"]: l for l in d.kickq_json("links")}
+
+
+def send_many(d, n, rcpt="bob@acme.example", sender="alice@sender.example",
+              threads=4, tag="seq"):
+    """Sends n numbered messages (header X-Seq: i, Message-ID <i.tag@test>)
+    over a few parallel connections; returns {seq: queue ID}."""
+    ids = {}
+    errors = []
+
+    def worker(k):
+        try:
+            with smtplib.SMTP("127.0.0.1", d.port, timeout=60) as s:
+                s.ehlo("client.example")
+                for i in range(k, n, threads):
+                    s.mail(sender)
+                    c, msg = s.rcpt(rcpt)
+                    assert c == 250, (c, msg)
+                    body = ("From: <%s>\r\nTo: <%s>\r\nSubject: message %d\r\n"
+                            "Message-ID: <%d.%s@test.example>\r\nX-Seq: %d\r\n\r\n"
+                            "body of message %d\r\n" % (sender, rcpt, i, i, tag, i, i))
+                    c, msg = s.data(body)
+                    assert c == 250, (c, msg)
+                    ids[i] = msg.decode().split("queued as ")[1].strip()
+        except Exception as e:     # reported in the main thread
+            errors.append(e)
+
+    ts = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors, errors
+    assert len(ids) == n
+    return ids
+
+
+def seq_of(received):
+    """The X-Seq counter of a received message (int)."""
+    m = re.search(rb"\r\nX-Seq: (\d+)\r\n", received.content)
+    assert m, received.content[:500]
+    return int(m.group(1))
+
+
+def dsn_parts(content):
+    """Parses a DSN (bytes): returns (message, {content-type: part})."""
+    msg = email.message_from_bytes(content, policy=email.policy.compat32)
+    parts = {}
+    if msg.is_multipart():
+        for p in msg.get_payload():
+            parts.setdefault(p.get_content_type(), p)
+    return msg, parts
+
+
+def dsn_fields(part):
+    """The fields of a message/delivery-status part as a list of dicts: the
+    per-message block first, then one per recipient (names lower-cased)."""
+    payload = part.get_payload()
+    if isinstance(payload, list):       # the email package parses it into blocks
+        return [{k.lower(): v for k, v in b.items()} for b in payload]
+    blocks, cur = [], {}
+    for line in payload.replace("\r\n", "\n").split("\n"):
+        if not line.strip():
+            if cur:
+                blocks.append(cur)
+            cur = {}
+            continue
+        if line[0] in " \t" and cur:
+            k = list(cur)[-1]
+            cur[k] += " " + line.strip()
+            continue
+        k, _, v = line.partition(":")
+        cur[k.strip().lower()] = v.strip()
+    if cur:
+        blocks.append(cur)
+    return blocks

@@ -541,7 +541,7 @@ static void test_registry_lookups(void **state)
 {
     char err[256];
     struct config *c = load_ok(reg_conf);
-    struct registry *r = registry_new(c, err, sizeof err);
+    struct registry *r = registry_new(c, NULL, err, sizeof err);
     assert_non_null(r);
     assert_int_equal(registry_count(r), 3);
     assert_string_equal(registry_at(r, 0)->name, "acme");
@@ -594,7 +594,7 @@ static void test_registry_conflicts(void **state)
                       : &b->interface;
         free(*slot);
         *slot = strdup(cases[i].value);
-        assert_null(registry_new(c, err, sizeof err));
+        assert_null(registry_new(c, NULL, err, sizeof err));
         if (!strstr(err, cases[i].want))
             print_error("case %s: got \"%s\"\n", cases[i].field, err);
         assert_non_null(strstr(err, cases[i].want));

@@ -1,0 +1,77 @@
+-- kickmail customer map, schema version 1 (kickmail.conf(5), customer_map).
+--
+-- Customers for large sites, in an SQLite database that kickmaild reads
+-- (read-only) at start and on every reload (SIGHUP, `kickq reload`).
+-- Create an empty map:
+--     sqlite3 /var/lib/kickmail/customers.sqlite < customers.sql
+-- then add customers with the sqlite3 tool (see the example at the end) and
+-- reload.  Check it with `kickmaild -n`.
+--
+-- One row of `customers` per customer, one column per option of a customer
+-- section of kickmail.conf, with the same meaning, the same checks and the
+-- same defaults: NULL means the default.  Durations and sizes are written
+-- as in kickmail.conf ('12h', '500M') or as integers (seconds, bytes).
+-- Names, domains and local parts are compared as kickmail.conf's: names in
+-- lower case; domains and local parts in any case (stored lower-cased).
+-- A bad row makes the whole load fail (the old customers stay in force on a
+-- reload, and the log says which row and why); a customer or domain that is
+-- also in kickmail.conf is an error too.  Make changes that span several
+-- rows in one transaction (BEGIN; ... COMMIT;) so that a reload never sees
+-- half of them.  Extra columns and tables are ignored.
+PRAGMA user_version = 1;
+
+BEGIN;
+
+CREATE TABLE customers (
+    name          TEXT PRIMARY KEY NOT NULL, -- [a-z0-9_-], at most 64
+    deliver       TEXT,         -- 'link' (default), 'HOST:PORT', 'maildrop', 'pickup'
+    port          INTEGER,      -- port for deliver = 'link' (25)
+    online        TEXT,         -- 'detect' (default) or 'always'
+    link_ttl      TEXT,         -- a link not refreshed within this goes down (12h)
+    connections   INTEGER,      -- parallel delivery connections (2)
+    tls           TEXT,         -- delivery TLS: 'none', 'may' (default), 'encrypt'
+    expect_helo   TEXT,         -- the customer's server must greet with this name
+    radius_user   TEXT UNIQUE,  -- RADIUS User-Name / pppd PEERNAME
+    interface     TEXT UNIQUE,  -- network interface of the customer's link
+    secret        TEXT,         -- ODMR/SMTP AUTH and maildrop password
+    quota         TEXT,         -- held bytes; 0 = unlimited (500M)
+    hold_time     TEXT,         -- then held mail bounces (5d)
+    warn_time     TEXT,         -- 0 = no delay warnings (0)
+    retry_min     TEXT,         -- backoff while the link is up (1m)
+    retry_max     TEXT,         -- (1h)
+    etrn_interval TEXT          -- minimum time between ETRN flushes (0)
+);
+
+-- Every customer needs at least one domain.
+CREATE TABLE domains (
+    domain        TEXT PRIMARY KEY NOT NULL COLLATE NOCASE,
+    customer      TEXT NOT NULL REFERENCES customers(name)
+                  ON UPDATE CASCADE ON DELETE CASCADE
+);
+CREATE INDEX domains_customer ON domains(customer);
+
+-- Optional: the local parts accepted for a customer's domains.  A customer
+-- with no rows here accepts every local part.
+CREATE TABLE recipients (
+    customer      TEXT NOT NULL REFERENCES customers(name)
+                  ON UPDATE CASCADE ON DELETE CASCADE,
+    local_part    TEXT NOT NULL COLLATE NOCASE,
+    PRIMARY KEY (customer, local_part)
+);
+
+COMMIT;
+
+-- Example (the sqlite3 tool enforces REFERENCES and ON DELETE CASCADE only
+-- after PRAGMA foreign_keys = ON; kickmaild checks them anyway):
+-- BEGIN;
+-- INSERT INTO customers (name, deliver, link_ttl, radius_user, quota)
+--     VALUES ('acme', 'link', '12h', 'acme', '500M');
+-- INSERT INTO domains (domain, customer) VALUES ('acme.example', 'acme');
+-- INSERT INTO domains (domain, customer) VALUES ('acme.co.uk', 'acme');
+-- INSERT INTO recipients (customer, local_part) VALUES ('acme', 'bob');
+-- INSERT INTO customers (name, deliver) VALUES ('beta', 'mail.beta.example:25');
+-- INSERT INTO domains (domain, customer) VALUES ('beta.example', 'beta');
+-- COMMIT;
+-- Removing a customer with its domains and recipients:
+--     sqlite3 -cmd 'PRAGMA foreign_keys = ON' customers.sqlite \
+--         "DELETE FROM customers WHERE name = 'beta'"

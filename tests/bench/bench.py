@@ -1,0 +1,1259 @@
+#!/usr/bin/python3
+"""kickmail against Postfix, side by side, on this machine (`make bench`).
+
+    bench.py BUILD_DIR WORK_DIR
+
+tests/bench/run installs Postfix when missing, creates WORK_DIR and cleans up
+after us (a backstop: this script stops everything it started itself).  Every
+process we start is written to WORK_DIR/pids, so that the shell's EXIT trap
+can end it even if this script dies.
+
+Benchmarks (numbers as in issue 4):
+  1. accept:  smtp-source -s 20 -l 4096 -m 10000 into each server (and into
+              smtp-sink: the load tool's ceiling) -> msg/s
+  2. flush:   the 10,000 held messages of (1) to smtp-sink -M 10000 after a
+              kick (`kickq kick` / `postqueue -s`) -> msg/s
+  3. kick latency: kick -> first TCP connection at the customer's server with
+              1, 1,000 and 10,000 messages held, p50/p99
+  5. connections: 10,000 idle SMTP sessions to kickmail: memory per session,
+              transaction latency with and without them
+  (4, the 1,000,000-message scale test, needs the SQLite customer map.)
+
+Environment knobs (defaults in brackets): BENCH_MESSAGES [10000],
+BENCH_KICKS [200], BENCH_KICK_BUDGET seconds per latency cell [25],
+BENCH_SESSIONS [10000], BENCH_PROFILE [1] (perf profile of the accept path),
+BENCH_RESULTS [tests/bench/RESULTS.md; "-" = do not write], BENCH_ONLY
+[accept,flush,sessions,latency,profile: the phases to run; flush implies accept].
+"""
+import datetime
+import os
+import platform
+import pwd
+import re
+import resource
+import select
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+
+N_MSG = int(os.environ.get("BENCH_MESSAGES", "10000"))
+N_KICKS = int(os.environ.get("BENCH_KICKS", "200"))
+KICK_BUDGET = float(os.environ.get("BENCH_KICK_BUDGET", "25"))
+MIN_KICKS = 5
+N_SESSIONS = int(os.environ.get("BENCH_SESSIONS", "10000"))
+PROFILE = os.environ.get("BENCH_PROFILE", "1") != "0"
+RESULTS = os.environ.get("BENCH_RESULTS", os.path.join(HERE, "RESULTS.md"))
+ONLY = os.environ.get("BENCH_ONLY", "accept,flush,sessions,latency,profile").split(",")
+SINK_IDLE_MS = 100          # the latency sink closes connections idle this long
+
+SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
+SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
+POSTQUEUE = shutil.which("postqueue") or "/usr/sbin/postqueue"
+POSTSUPER = shutil.which("postsuper") or "/usr/sbin/postsuper"
+POSTCONF = shutil.which("postconf") or "/usr/sbin/postconf"
+
+COMMANDS = []               # (what, command line) as run, for RESULTS.md
+ROWS = []                   # result rows for the final table
+NOTES = []                  # findings worth printing under the table
+T_START = time.monotonic()
+PHASE_TIMES = []            # (phase, seconds)
+
+
+def log(msg):
+    sys.stderr.write("[%7.1fs] %s\n" % (time.monotonic() - T_START, msg))
+    sys.stderr.flush()
+
+
+def note_cmd(what, argv):
+    line = " ".join(argv) if isinstance(argv, (list, tuple)) else argv
+    if (what, line) not in COMMANDS:
+        COMMANDS.append((what, line))
+
+
+# ---------------------------------------------------------------- processes
+
+class Procs:
+    """Everything this script starts, so that it can all be stopped.  The
+    pids of those still running are kept in WORK/pids for the EXIT trap of
+    tests/bench/run (a backstop, should this script die)."""
+
+    def __init__(self, work):
+        self.pidfile = os.path.join(work, "pids")
+        self.procs = []
+        self.pids = set()
+
+    def _write(self):
+        with open(self.pidfile + ".tmp", "w") as f:
+            f.write("".join("%d\n" % p for p in sorted(self.pids)))
+        os.rename(self.pidfile + ".tmp", self.pidfile)
+
+    def record(self, pid):
+        self.pids.add(pid)
+        self._write()
+
+    def forget(self, pid):
+        self.pids.discard(pid)
+        self._write()
+
+    def spawn(self, argv, **kw):
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        p = subprocess.Popen(argv, start_new_session=True, **kw)
+        self.procs.append(p)
+        self.record(p.pid)
+        return p
+
+    def stop(self, p, sig=signal.SIGTERM, timeout=10):
+        if p.poll() is None:
+            try:
+                p.send_signal(sig)
+                p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        if p in self.procs:
+            self.procs.remove(p)
+        self.forget(p.pid)
+
+    def stop_all(self):
+        for p in list(self.procs):
+            self.stop(p)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_listening(port, timeout=10, proc=None):
+    """Waits until something listens on 127.0.0.1:port (read from
+    /proc/net/tcp, so that no connection is made)."""
+    want = ":%04X" % port
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        with open("/proc/net/tcp") as f:
+            for line in f.readlines()[1:]:
+                fld = line.split()
+                if fld[1].endswith(want) and fld[3] == "0A":
+                    return True
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError("%s exited with %s" % (proc.args, proc.returncode))
+        time.sleep(0.01)
+    raise RuntimeError("nothing listens on port %d after %ds" % (port, timeout))
+
+
+def pctl(values, p):
+    """The p-th percentile (nearest rank) of values."""
+    v = sorted(values)
+    if not v:
+        return float("nan")
+    k = max(0, min(len(v) - 1, int(round(p / 100.0 * len(v) + 0.5)) - 1))
+    return v[k]
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def smaps_kb(pid, field):
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+# ---------------------------------------------------------------- SMTP helpers
+
+class Smtp:
+    """A minimal blocking SMTP client over a socket."""
+
+    def __init__(self, port, timeout=30, source=None):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+
+    def reply(self):
+        while True:
+            start = 0
+            while True:
+                nl = self.buf.find(b"\r\n", start)
+                if nl < 0:
+                    break
+                line = self.buf[start:nl]
+                if len(line) < 4 or line[3:4] != b"-":
+                    out = self.buf[:nl].decode("latin-1")
+                    self.buf = self.buf[nl + 2:]
+                    return out
+                start = nl + 2
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("connection closed; got %r" % self.buf)
+            self.buf += chunk
+
+    def cmd(self, line):
+        self.sock.sendall(line.encode() + b"\r\n")
+        return self.reply()
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def transaction(port, rcpt, body):
+    """One complete SMTP transaction on a new connection; returns seconds
+    from connect to the reply to the final dot."""
+    t0 = time.monotonic()
+    c = Smtp(port)
+    try:
+        r = c.reply()
+        assert r.startswith("220"), r
+        r = c.cmd("EHLO client.bench.example")
+        assert r.startswith("250"), r
+        r = c.cmd("MAIL FROM:<from@x.example>")
+        assert r.startswith("250"), r
+        r = c.cmd("RCPT TO:<%s>" % rcpt)
+        assert r.startswith("250"), r
+        r = c.cmd("DATA")
+        assert r.startswith("354"), r
+        c.sock.sendall(body + b".\r\n")
+        r = c.reply()
+        assert r.startswith("250"), r
+        t1 = time.monotonic()
+        c.sock.sendall(b"QUIT\r\n")
+        return t1 - t0
+    finally:
+        c.close()
+
+
+def smtp_source(port, n, rcpt, what):
+    argv = [SMTP_SOURCE, "-s", "20", "-l", "4096", "-m", str(n), "-f", "from@x.example",
+            "-t", rcpt, "127.0.0.1:%d" % port]
+    note_cmd(what, argv)
+    t0 = time.monotonic()
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    dt = time.monotonic() - t0
+    if r.returncode != 0 or r.stderr.strip():
+        raise RuntimeError("smtp-source failed (%d): %s%s" % (r.returncode, r.stdout, r.stderr[-2000:]))
+    return dt
+
+
+# ---------------------------------------------------------------- Postfix
+
+class Postfix:
+    """A private Postfix instance: its own config, queue and data directories,
+    one smtpd on a loopback port, the dial-up hold queue of PROTOCOL-NOTES."""
+
+    def __init__(self, work, procs, smtpd_port, dests):
+        self.dir = os.path.join(work, "postfix")
+        self.conf = os.path.join(self.dir, "conf")
+        self.queue = os.path.join(self.dir, "queue")
+        self.data = os.path.join(self.dir, "data")
+        self.maillog = os.path.join(self.dir, "maillog")
+        self.port = smtpd_port
+        self.procs = procs
+        self.master = None
+        for d in (self.dir, self.conf, self.queue, self.data):
+            os.makedirs(d, exist_ok=True)
+            os.chmod(d, 0o755)
+        pw = pwd.getpwnam("postfix")
+        os.chown(self.data, pw.pw_uid, pw.pw_gid)
+        domains = sorted(dests)
+        transport = ", ".join("%s=dialup:[127.0.0.1]:%d" % (d, dests[d]) for d in domains)
+        with open(os.path.join(self.conf, "main.cf"), "w") as f:
+            f.write("""# private Postfix for kickmail's benchmarks (tests/bench)
+compatibility_level = 3.6
+queue_directory = {q}
+data_directory = {d}
+meta_directory = /etc/postfix
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = pf.bench.example
+mydomain = bench.example
+myorigin = $myhostname
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+alias_maps =
+alias_database =
+local_recipient_maps =
+biff = no
+maillog_file = {log}
+maillog_file_prefixes = {dir}
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+# the dial-up hold queue (ETRN_README; ../shared/PROTOCOL-NOTES.md)
+relay_domains = {rd}
+fast_flush_domains = $relay_domains
+transport_maps = inline:{{ {tr} }}
+defer_transports = dialup
+smtpd_client_connection_count_limit = 0
+smtpd_client_message_rate_limit = 0
+in_flow_delay = 0
+""".format(q=self.queue, d=self.data, log=self.maillog, dir=self.dir,
+           rd=", ".join(domains), tr=transport))
+        with open(os.path.join(self.conf, "master.cf"), "w") as f:
+            f.write("""# private Postfix for kickmail's benchmarks: loopback smtpd, no chroot
+127.0.0.1:{port} inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+dialup    unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+""".format(port=self.port))
+
+    def ctl(self, *args, check=True):
+        argv = [POSTFIX, "-c", self.conf] + list(args)
+        # postfix(1) reports to syslog, and to stderr only on a terminal:
+        # its own log goes to maillog_file, shown on failure.
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        if check and r.returncode != 0:
+            raise RuntimeError("%s failed (%d): %s%s\n%s" % (" ".join(argv), r.returncode,
+                               r.stdout, r.stderr, self.log_tail()))
+        return r
+
+    def log_tail(self, n=15):
+        try:
+            with open(self.maillog, errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return "(no maillog)"
+
+    def master_pid(self):
+        try:
+            with open(os.path.join(self.queue, "pid", "master.pid")) as f:
+                pid = int(f.read().split()[0])
+            os.kill(pid, 0)
+            return pid
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def children(self):
+        """PIDs of the processes of this instance (master and its children)."""
+        m = self.master_pid()
+        if not m:
+            return []
+        out = [m]
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open("/proc/%s/stat" % d) as f:
+                        st = f.read()
+                    ppid = int(st[st.rindex(")") + 2:].split()[1])
+                except (OSError, ValueError):
+                    continue
+                if ppid == m:
+                    out.append(int(d))
+        return out
+
+    def start(self):
+        note_cmd("Postfix start", [POSTFIX, "-c", self.conf, "start"])
+        self.ctl("check")
+        self.ctl("start")
+        self.master = self.master_pid()
+        if not self.master:
+            raise RuntimeError("postfix did not start:\n" + self.log_tail())
+        self.procs.record(self.master)
+        wait_listening(self.port)
+        log("postfix %s started (master pid %d), smtpd on 127.0.0.1:%d" % (
+            self.version(), self.master, self.port))
+
+    def stop(self):
+        if not self.master_pid():
+            return
+        kids = self.children()
+        self.ctl("stop", check=False)
+        end = time.monotonic() + 15
+        while time.monotonic() < end and self.master_pid():
+            time.sleep(0.1)
+        if self.master_pid():
+            self.ctl("abort", check=False)
+            time.sleep(0.5)
+            for pid in kids:             # the instance's processes, by pid
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        if self.master:
+            self.procs.forget(self.master)
+
+    def version(self):
+        r = subprocess.run([POSTCONF, "-c", self.conf, "-h", "mail_version"],
+                           capture_output=True, text=True)
+        return r.stdout.strip()
+
+    def count(self, *queues):
+        n = 0
+        for q in queues:
+            for _dp, _dn, files in os.walk(os.path.join(self.queue, q)):
+                n += len(files)
+        return n
+
+    def busy(self):
+        return self.count("incoming", "active", "maildrop")
+
+    def wait_settled(self, expect=None, timeout=300):
+        """Waits until nothing is incoming or active (all held mail is in
+        deferred) and, with expect, that deferred holds that many."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.busy() == 0 and (expect is None or self.count("deferred") >= expect):
+                return self.count("deferred")
+            time.sleep(0.05)
+        raise RuntimeError("postfix queue not settled: incoming+active=%d deferred=%d\n%s" % (
+            self.busy(), self.count("deferred"), self.log_tail()))
+
+    def flush_cmd(self, domain):
+        return [POSTQUEUE, "-c", self.conf, "-s", domain]
+
+
+# ---------------------------------------------------------------- kickmail
+
+class Kickmail:
+    def __init__(self, build, work, procs, port, customers):
+        self.dir = os.path.join(work, "kickmail")
+        os.makedirs(self.dir, exist_ok=True)
+        self.kickmaild = os.path.join(build, "kickmaild")
+        self.kickq_bin = os.path.join(build, "kickq")
+        self.spool = os.path.join(self.dir, "spool")
+        self.sock = os.path.join(self.dir, "control.sock")
+        self.conf = os.path.join(self.dir, "kickmail.conf")
+        self.logf = os.path.join(self.dir, "kickmaild.log")
+        self.port = port
+        self.procs = procs
+        self.proc = None
+        cust = ""
+        for name, (domain, dport) in sorted(customers.items()):
+            cust += """customer "%s" {
+  domains = {"%s"}
+  deliver = "127.0.0.1:%d"     # the customer's fixed mail host
+  online  = "detect"           # held until a kick (or link up)
+}
+""" % (name, domain, dport)
+        with open(self.conf, "w") as f:
+            f.write("""# kickmail for the benchmarks (tests/bench)
+hostname = "km.bench.example"
+spool    = "%s"
+control  = "%s"
+smtp {
+  listen = {"127.0.0.1:%d"}
+  max_connections = 30000
+  max_connections_per_client = 30000
+}
+%s""" % (self.spool, self.sock, port, cust))
+
+    def start(self):
+        argv = [self.kickmaild, "-f", "-c", self.conf]
+        note_cmd("kickmail start", argv)
+        self.out = open(self.logf, "a")
+        self.proc = self.procs.spawn(argv, stdout=self.out, stderr=subprocess.STDOUT)
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError("kickmaild exited:\n" + self.log_tail())
+            with open(self.logf, errors="replace") as f:
+                if " ready" in f.read():
+                    break
+            time.sleep(0.02)
+        else:
+            raise RuntimeError("kickmaild not ready:\n" + self.log_tail())
+        log("kickmaild started (pid %d), smtp on 127.0.0.1:%d" % (self.proc.pid, self.port))
+
+    def stop(self):
+        if self.proc:
+            self.procs.stop(self.proc, timeout=30)
+            self.proc = None
+
+    def log_tail(self, n=15):
+        with open(self.logf, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+
+    def kickq_argv(self, *args):
+        return [self.kickq_bin, "-s", self.sock] + list(args)
+
+    def kickq(self, *args, check=True):
+        r = subprocess.run(self.kickq_argv(*args), capture_output=True, text=True, timeout=120)
+        if check and r.returncode != 0:
+            raise RuntimeError("kickq %s: %s%s" % (" ".join(args), r.stdout, r.stderr))
+        return r
+
+    def held(self, customer):
+        import json
+        for line in self.kickq("summary", "--json").stdout.splitlines():
+            if line.strip():
+                o = json.loads(line)
+                if o.get("customer") == customer:
+                    return o.get("messages", 0)
+        return 0
+
+    def pid(self):
+        return self.proc.pid
+
+
+# ---------------------------------------------------------------- sinks
+
+class LatencySink:
+    """tests/bench/sink.py in its own process, its events read by a thread."""
+
+    def __init__(self, procs, port, accept=False):
+        argv = [sys.executable, os.path.join(HERE, "sink.py"), "127.0.0.1", str(port),
+                "--idle-ms", str(SINK_IDLE_MS)]
+        if accept:
+            argv.append("--accept")
+        self.port = port
+        self.procs = procs
+        self.proc = procs.spawn(argv, stdout=subprocess.PIPE, bufsize=0)
+        self.cv = threading.Condition()
+        self.accepts = []       # (ns, conn)
+        self.open = set()
+        self.last_event = 0
+        self.mails = 0
+        self.ready = False
+        threading.Thread(target=self._read, daemon=True).start()
+        with self.cv:
+            if not self.cv.wait_for(lambda: self.ready, timeout=10):
+                raise RuntimeError("latency sink did not start")
+
+    def _read(self):
+        f = self.proc.stdout
+        for raw in iter(f.readline, b""):
+            fld = raw.split()
+            if not fld:
+                continue
+            with self.cv:
+                kind, ns = fld[0], int(fld[1])
+                if kind == b"R":
+                    self.ready = True
+                elif kind == b"A":
+                    self.accepts.append((ns, int(fld[2])))
+                    self.open.add(int(fld[2]))
+                elif kind == b"C":
+                    self.open.discard(int(fld[2]))
+                elif kind == b"M":
+                    self.mails += 1
+                self.last_event = time.monotonic_ns()
+                self.cv.notify_all()
+
+    def first_accept_after(self, t0, timeout=30):
+        with self.cv:
+            ok = self.cv.wait_for(lambda: any(a[0] >= t0 for a in self.accepts[-64:]),
+                                  timeout=timeout)
+            if not ok:
+                return None
+            return min(a[0] for a in self.accepts if a[0] >= t0)
+
+    def wait_quiet(self, quiet_ms=20, timeout=120, extra=None):
+        """Until no connection is open and nothing happened for quiet_ms
+        (and extra() is true, when given)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self.cv:
+                idle = not self.open and \
+                    time.monotonic_ns() - self.last_event >= quiet_ms * 1000000
+            if idle and (extra is None or extra()):
+                return
+            time.sleep(0.005)
+        raise RuntimeError("customer server sink never went quiet (open=%d)" % len(self.open))
+
+    def stop(self):
+        self.procs.stop(self.proc)
+
+
+def start_smtp_sink(procs, port, count=None):
+    argv = [SMTP_SINK, "-u", "nobody"]
+    if count:
+        argv += ["-M", str(count)]
+    argv += ["127.0.0.1:%d" % port, "256"]
+    p = procs.spawn(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_listening(port, proc=p)
+    return p, argv
+
+
+# ---------------------------------------------------------------- results
+
+def row(bench, what, km, pf, unit, goal, met, ratio=None):
+    if ratio is None and isinstance(km, (int, float)) and isinstance(pf, (int, float)) and pf:
+        ratio = km / pf
+    ROWS.append(dict(bench=bench, what=what, km=km, pf=pf, unit=unit, goal=goal,
+                     met=met, ratio=ratio))
+
+
+def fmt(v, unit=""):
+    if v is None:
+        return "—"
+    if isinstance(v, str):
+        return v
+    if unit == "ms":
+        return "%.2f ms" % v if v < 100 else "%.0f ms" % v
+    if unit == "msg/s":
+        return "%.0f msg/s" % v
+    if unit == "KB":
+        return "%.1f KB" % v
+    if unit == "%":
+        return "%.0f %%" % v
+    return "%.3g %s" % (v, unit)
+
+
+def table_lines():
+    head = ["#", "measure", "kickmail", "Postfix", "kickmail/Postfix", "goal", "met"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in sorted(ROWS, key=lambda r: r["bench"]):
+        ratio = r["ratio"]
+        if isinstance(ratio, (int, float)):
+            ratio = "%.2f×" % ratio if ratio >= 0.1 else "1/%.0f" % (1.0 / ratio)
+        lines.append("| " + " | ".join([
+            str(r["bench"]), r["what"], fmt(r["km"], r["unit"]), fmt(r["pf"], r["unit"]),
+            ratio or "—", r["goal"], {True: "yes", False: "**NO**", None: "—"}[r["met"]]
+        ]) + " |")
+    return lines
+
+
+def print_table():
+    print()
+    print("\n".join(table_lines()))
+    print()
+    for n in NOTES:
+        print("- " + n)
+    sys.stdout.flush()
+
+
+# ---------------------------------------------------------------- benchmarks
+
+def bench_accept(procs, km, pf, ports):
+    log("== 1. accept: %d messages, smtp-source -s 20 -l 4096" % N_MSG)
+    sink, argv = start_smtp_sink(procs, ports["ceiling"])
+    note_cmd("1. ceiling sink", argv)
+    t_ceil = smtp_source(ports["ceiling"], N_MSG, "user@cust1.example", "1. ceiling")
+    procs.stop(sink)
+    ceil = N_MSG / t_ceil
+    log("   ceiling (smtp-source -> smtp-sink): %.0f msg/s (%.2f s)" % (ceil, t_ceil))
+
+    t_km = smtp_source(km.port, N_MSG, "user@cust1.example", "1. accept kickmail")
+    km_rate = N_MSG / t_km
+    held = km.held("cust1")
+    log("   kickmail: %.0f msg/s (%.2f s), %d held" % (km_rate, t_km, held))
+    if held != N_MSG:
+        raise RuntimeError("kickmail holds %d messages, expected %d" % (held, N_MSG))
+
+    t_pf = smtp_source(pf.port, N_MSG, "user@cust1.example", "1. accept Postfix")
+    pf_rate = N_MSG / t_pf
+    log("   Postfix:  %.0f msg/s (%.2f s); waiting for its queue to settle" % (pf_rate, t_pf))
+    t0 = time.monotonic()
+    n = pf.wait_settled(expect=N_MSG)
+    log("   Postfix settled in %.1f s more: %d deferred" % (time.monotonic() - t0, n))
+
+    row(1, "accept, %d × 4 KB, 20 sessions" % N_MSG, km_rate, pf_rate, "msg/s",
+        "≥ 5× Postfix", km_rate >= 5 * pf_rate)
+    row(1, "accept as %% of the load tool's ceiling (%.0f msg/s)" % ceil,
+        100.0 * km_rate / ceil, 100.0 * pf_rate / ceil, "%", "≥ 70 %",
+        km_rate >= 0.7 * ceil, ratio="")
+    return dict(ceiling=ceil, km=km_rate, pf=pf_rate)
+
+
+def bench_flush(procs, km, pf, ports):
+    log("== 2. flush: %d held messages -> smtp-sink" % N_MSG)
+    res = {}
+    for name in ("kickmail", "Postfix"):
+        port = ports["km_cust1"] if name == "kickmail" else ports["pf_cust1"]
+        sink, argv = start_smtp_sink(procs, port, count=N_MSG)
+        note_cmd("2. customer server (%s)" % name, argv)
+        if name == "kickmail":
+            cmd = km.kickq_argv("kick", "cust1")
+        else:
+            cmd = pf.flush_cmd("cust1.example")
+        note_cmd("2. flush %s" % name, cmd)
+        t0 = time.monotonic()
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError("%s: %s%s" % (" ".join(cmd), r.stdout, r.stderr))
+        try:
+            sink.wait(timeout=600)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError("%s: the sink did not get %d messages" % (name, N_MSG))
+        dt = time.monotonic() - t0
+        procs.stop(sink)
+        res[name] = N_MSG / dt
+        log("   %s: %.0f msg/s (%.2f s)" % (name, res[name], dt))
+        if name == "Postfix":
+            pf.wait_settled()
+        else:
+            time.sleep(0.5)
+    row(2, "flush %d held → smtp-sink" % N_MSG, res["kickmail"], res["Postfix"], "msg/s",
+        "≥ 5× Postfix", res["kickmail"] >= 5 * res["Postfix"])
+    return res
+
+
+def fill(km, pf, n, domain):
+    """Adds n held messages for domain to both servers."""
+    if n <= 0:
+        return
+    smtp_source(km.port, n, "user@" + domain, "3. fill kickmail")
+    smtp_source(pf.port, n, "user@" + domain, "3. fill Postfix")
+    pf.wait_settled()
+
+
+def etrn_kicker(port, domain):
+    def kick():
+        c = Smtp(port)
+        try:
+            r = c.reply()
+            assert r.startswith("220"), r
+            r = c.cmd("EHLO client.bench.example")
+            assert r.startswith("250"), r
+            t0 = time.monotonic_ns()
+            c.sock.sendall(b"ETRN " + domain.encode() + b"\r\n")
+            r = c.reply()
+            if not r[:3] in ("250", "251", "252", "253"):
+                raise RuntimeError("ETRN %s: %s" % (domain, r))
+            c.sock.sendall(b"QUIT\r\n")
+            return t0
+        finally:
+            c.close()
+    return kick
+
+
+def spawn_kicker(argv):
+    """Runs a command with posix_spawn (no fork of this big process), without
+    waiting: the time is taken just before the spawn."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    fa = [(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, devnull, 1)]
+    state = {}
+
+    def kick():
+        t0 = time.monotonic_ns()
+        state["pid"] = os.posix_spawn(argv[0], argv, os.environ, file_actions=fa)
+        return t0
+
+    def reap():
+        if "pid" in state:
+            _, st = os.waitpid(state.pop("pid"), 0)
+            if os.waitstatus_to_exitcode(st) != 0:
+                raise RuntimeError("%s failed" % " ".join(argv))
+    return kick, reap
+
+
+def ctl_kicker(sockpath, line):
+    state = {}
+
+    def kick():
+        t0 = time.monotonic_ns()
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(sockpath)
+        s.sendall(line)
+        state["s"] = s
+        return t0
+
+    def reap():
+        s = state.pop("s", None)
+        if s:
+            s.settimeout(30)
+            data = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            s.close()
+            if not data.startswith(b"0"):
+                raise RuntimeError("control kick: %r" % data[:200])
+    return kick, reap
+
+
+def latency_cell(label, sink, kick, reap=None, between=None, extra_idle=None):
+    lats = []
+    t_end = time.monotonic() + KICK_BUDGET
+    for i in range(N_KICKS):
+        if i >= MIN_KICKS and time.monotonic() > t_end:
+            break
+        sink.wait_quiet(extra=extra_idle)
+        t0 = kick()
+        ta = sink.first_accept_after(t0, timeout=60)
+        if ta is None:
+            raise RuntimeError("%s: no connection at the customer's server within 60 s" % label)
+        lats.append((ta - t0) / 1e6)
+        if reap:
+            reap()
+        sink.wait_quiet(extra=extra_idle)
+        if between:
+            between()
+    return lats
+
+
+def bench_kick_latency(procs, km, pf, ports):
+    log("== 3. kick latency (kick -> first connection at the customer's server)")
+    domain = "cust2.example"
+    km_sink = LatencySink(procs, ports["km_cust2"])
+    pf_sink = LatencySink(procs, ports["pf_cust2"])
+    note_cmd("3. customer server (answers MAIL with 450; closes connections idle %d ms)"
+             % SINK_IDLE_MS, "tests/bench/sink.py 127.0.0.1 PORT --idle-ms %d" % SINK_IDLE_MS)
+    note_cmd("3. kick: ETRN (both)", "EHLO client.bench.example, then: ETRN cust2.example")
+    note_cmd("3. kick: kickq kick", km.kickq_argv("kick", "cust2"))
+    note_cmd("3. kick: kickq link up (link down between kicks)", km.kickq_argv("link", "up", "cust2"))
+    note_cmd("3. kick: control socket", "connect(%s); send 'kick\\tcust2\\n'" % km.sock)
+    sizes = [1, 1000, 10000]
+    have = 0
+    res = {}
+    spawn_cost = []
+    for _ in range(20):     # what starting kickq costs by itself (status round trip)
+        t0 = time.monotonic()
+        km.kickq("status")
+        spawn_cost.append((time.monotonic() - t0) * 1000)
+    res["kickq_status_ms"] = statistics.median(spawn_cost)
+    for size in sizes:
+        fill(km, pf, size - have, domain)
+        have = size
+        kq_kick, kq_reap = spawn_kicker(km.kickq_argv("kick", "cust2"))
+        lu_kick, lu_reap = spawn_kicker(km.kickq_argv("link", "up", "cust2"))
+        ctl_kick, ctl_reap = ctl_kicker(km.sock, b"kick\tcust2\n")
+        cells = [
+            ("kickmail ETRN", km_sink, etrn_kicker(km.port, domain), None, None, None),
+            ("kickmail kickq kick", km_sink, kq_kick, kq_reap, None, None),
+            ("kickmail kickq link up", km_sink, lu_kick, lu_reap,
+             lambda: km.kickq("link", "down", "cust2"), None),
+            ("kickmail control socket kick", km_sink, ctl_kick, ctl_reap, None, None),
+            ("Postfix ETRN", pf_sink, etrn_kicker(pf.port, domain), None, None,
+             lambda: pf.busy() == 0),
+        ]
+        for label, sink, kick, reap, between, extra in cells:
+            t0 = time.monotonic()
+            lats = latency_cell(label, sink, kick, reap, between, extra)
+            res[(label, size)] = lats
+            log("   %-30s %6d held: n=%3d p50 %7.2f ms  p99 %7.2f ms  max %7.2f ms  (%.0f s)" % (
+                label, size, len(lats), pctl(lats, 50), pctl(lats, 99), max(lats),
+                time.monotonic() - t0))
+        hk, hp = km.held("cust2"), pf.count("deferred", "incoming", "active")
+        if hk != size:
+            NOTES.append("kick latency: kickmail held %d for cust2 instead of %d" % (hk, size))
+    km_sink.stop()
+    pf_sink.stop()
+    for size in sizes:
+        pfl = res[("Postfix ETRN", size)]
+        for label in ("kickmail ETRN", "kickmail kickq kick", "kickmail kickq link up",
+                      "kickmail control socket kick"):
+            lats = res[(label, size)]
+            km99, km50 = pctl(lats, 99), pctl(lats, 50)
+            pf99, pf50 = pctl(pfl, 99), pctl(pfl, 50)
+            how = label.replace("kickmail ", "")
+            n = "n=%d" % len(lats)
+            if label == "kickmail ETRN":
+                n += "/%d" % len(pfl)
+                row(3, "kick→connect, %s held, %s p50 (%s)" % (format(size, ","), how, n),
+                    km50, pf50, "ms", "—", None)
+                row(3, "kick→connect, %s held, %s p99 (%s)" % (format(size, ","), how, n),
+                    km99, pf99, "ms", "p99 ≤ 2 ms", km99 <= 2.0)
+            else:
+                row(3, "kick→connect, %s held, %s p50/p99 (%s)" % (format(size, ","), how, n),
+                    "%.2f / %.2f ms" % (km50, km99), None, "ms",
+                    "p99 ≤ 2 ms", km99 <= 2.0, ratio="")
+    NOTES.append("kick latency via kickq includes starting the kickq process: "
+                 "`kickq status` alone takes %.2f ms (median) here; the control-socket "
+                 "row is the same kick without it" % res["kickq_status_ms"])
+    return res
+
+
+def open_sessions(port, n, timeout=180):
+    """n idle SMTP sessions (greeted, EHLO answered), opened 200 at a time
+    from several source addresses (so that ports never run short).  A
+    connection that sees no greeting within 3 s is dropped and made again:
+    when the listen queue overflows, the kernel drops the handshake's last
+    ACK and such a client, which waits for the greeting, would wait forever.
+    Returns (sockets, retries)."""
+    socks = []
+    sources = ["127.0.0.%d" % i for i in range(2, 12)]
+    pending = {}            # fd -> [sock, state (0 greeting, 1 EHLO reply), buf, deadline]
+    ep = select.epoll()
+    inflight = 200
+    retries = 0
+    made = 0
+    end = time.monotonic() + timeout
+    while len(socks) < n:
+        now = time.monotonic()
+        if now > end:
+            raise RuntimeError("could open only %d of %d idle sessions in %d s"
+                               % (len(socks), n, timeout))
+        while made < n and len(pending) < inflight:
+            s = socket.socket()
+            s.setblocking(False)
+            s.bind((sources[made % len(sources)], 0))
+            try:
+                s.connect(("127.0.0.1", port))
+            except BlockingIOError:
+                pass
+            pending[s.fileno()] = [s, 0, b"", now + 3.0]
+            ep.register(s.fileno(), select.EPOLLIN)
+            made += 1
+        for fd, _ev in ep.poll(0.2):
+            ent = pending[fd]
+            s, st, buf = ent[0], ent[1], ent[2]
+            try:
+                data = s.recv(4096)
+            except BlockingIOError:
+                continue
+            if not data:
+                raise RuntimeError("kickmail closed an idle session (after %d open): %r"
+                                   % (len(socks), buf))
+            buf += data
+            if st == 0 and buf.endswith(b"\r\n"):
+                if not buf.startswith(b"220"):
+                    raise RuntimeError("greeting: %r" % buf)
+                s.send(b"EHLO idle.bench.example\r\n")
+                pending[fd] = [s, 1, b"", time.monotonic() + 10.0]
+            elif st == 1 and re.search(rb"(^|\r\n)250 [^\r\n]*\r\n$", buf):
+                ep.unregister(fd)
+                del pending[fd]
+                socks.append(s)
+            else:
+                ent[2] = buf
+        now = time.monotonic()
+        for fd, ent in list(pending.items()):
+            if now > ent[3]:
+                if ent[1] == 1:
+                    raise RuntimeError("no EHLO reply on an idle session")
+                ep.unregister(fd)
+                ent[0].close()
+                del pending[fd]
+                made -= 1
+                retries += 1
+    ep.close()
+    return socks, retries
+
+
+def bench_connections(procs, km, pf):
+    log("== 5. %d idle SMTP sessions to kickmail" % N_SESSIONS)
+    body = (b"From: <from@x.example>\r\nTo: <user@cust3.example>\r\nSubject: latency\r\n\r\n"
+            + b"x" * 70 + b"\r\n") * 1
+    body += (b"y" * 70 + b"\r\n") * 13     # about 1 KB
+    rcpt = "user@cust3.example"
+    n_tx = 1000
+
+    def latencies():
+        out = []
+        for _ in range(n_tx):
+            out.append(transaction(km.port, rcpt, body) * 1000)
+        return out
+
+    latencies()[:5]                                 # warm up
+    base = latencies()
+    time.sleep(0.5)
+    rss0 = rss_kb(km.pid())
+    t0 = time.monotonic()
+    socks, retries = open_sessions(km.port, N_SESSIONS)
+    t_open = time.monotonic() - t0
+    if retries:
+        NOTES.append("idle sessions: %d connections saw no greeting within 3 s and were made "
+                     "again (listen queue overflow: kickmaild listens with a backlog of 1024)"
+                     % retries)
+    time.sleep(1.0)
+    rss1 = rss_kb(km.pid())
+    loaded = latencies()
+    rss2 = rss_kb(km.pid())
+    per = (rss1 - rss0) * 1024.0 / N_SESSIONS / 1024.0
+    log("   opened %d sessions in %.1f s; RSS %d KB -> %d KB: %.2f KB per session" % (
+        len(socks), t_open, rss0, rss1, per))
+    log("   transaction latency p50 %.2f -> %.2f ms, p99 %.2f -> %.2f ms" % (
+        pctl(base, 50), pctl(loaded, 50), pctl(base, 99), pctl(loaded, 99)))
+    for s in socks:
+        s.close()
+    time.sleep(0.5)
+    after = latencies()
+    log("   after closing them: p50 %.2f ms, p99 %.2f ms" % (pctl(after, 50), pctl(after, 99)))
+    NOTES.append("transaction latency without idle sessions, measured again after closing "
+                 "them: p50 %.2f ms, p99 %.2f ms (run-to-run noise of this machine)"
+                 % (pctl(after, 50), pctl(after, 99)))
+
+    # Postfix's cost of one session: one smtpd process (reference only)
+    pf_kb = None
+    c = Smtp(pf.port)
+    try:
+        c.reply()
+        c.cmd("EHLO idle.bench.example")
+        time.sleep(0.3)
+        best = None
+        for pid in pf.children():
+            try:
+                with open("/proc/%d/comm" % pid) as f:
+                    if f.read().strip() != "smtpd":
+                        continue
+            except OSError:
+                continue
+            pss = smaps_kb(pid, "Pss")
+            if pss and (best is None or pss < best[0]):
+                best = (pss, rss_kb(pid))
+        if best:
+            pf_kb = best[0]
+            NOTES.append("Postfix runs one smtpd process per session: PSS %d KB, RSS %d KB each "
+                         "(and default_process_limit = 100 sessions)" % best)
+    finally:
+        c.close()
+    note_cmd("5. idle sessions", "%d × (connect from 127.0.0.2-11, read 220, EHLO, read 250), "
+             "then idle" % N_SESSIONS)
+    note_cmd("5. transaction latency", "%d × (connect, EHLO, MAIL, RCPT, DATA 1 KB, . → 250) "
+             "to %s, sequential" % (n_tx, rcpt))
+    row(5, "memory per idle session (%d sessions, kickmaild RSS %d → %d KB)" % (
+        N_SESSIONS, rss0, rss1), per, pf_kb, "KB", "≤ 16 KB", per <= 16)
+    r50 = pctl(loaded, 50) / pctl(base, 50)
+    r99 = pctl(loaded, 99) / pctl(base, 99)
+    row(5, "transaction latency p50, without → with %d idle" % N_SESSIONS,
+        "%.2f → %.2f ms (%.2f×)" % (pctl(base, 50), pctl(loaded, 50), r50), None, "ms",
+        "≤ 2×", r50 <= 2.0, ratio="")
+    row(5, "transaction latency p99, without → with %d idle" % N_SESSIONS,
+        "%.2f → %.2f ms (%.2f×)" % (pctl(base, 99), pctl(loaded, 99), r99), None, "ms",
+        "≤ 2×", r99 <= 2.0, ratio="")
+    return dict(rss0=rss0, rss1=rss1, rss2=rss2, per=per)
+
+
+# ---------------------------------------------------------------- profile
+
+def profile_accept(procs, km, ports, work):
+    """perf on kickmaild during another accept run: where the time goes,
+    syscalls per message.  Diagnostic only (perf slows things down)."""
+    perf = shutil.which("perf")
+    if not perf:
+        NOTES.append("profile skipped: perf not installed (apt-get install linux-perf)")
+        return None
+    log("== profile: perf on kickmaild during %d more accepts" % N_MSG)
+    pid = km.pid()
+    data = os.path.join(work, "perf.data")
+    stat_out = os.path.join(work, "perf-stat.txt")
+    rec = procs.spawn([perf, "record", "-g", "-F", "2000", "-o", data, "-p", str(pid)],
+                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    st = procs.spawn([perf, "stat", "-x,", "-o", stat_out, "-e",
+                      "raw_syscalls:sys_enter,task-clock,context-switches", "-p", str(pid)],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    smtp_source(km.port, N_MSG, "user@cust4.example", "profile")
+    dt = time.monotonic() - t0
+    for p in (st, rec):
+        procs.stop(p, sig=signal.SIGINT, timeout=60)
+    out = {"rate": N_MSG / dt}
+    try:
+        with open(stat_out) as f:
+            for line in f:
+                fld = line.strip().split(",")
+                if len(fld) > 2 and fld[2] in ("raw_syscalls:sys_enter", "task-clock",
+                                               "context-switches"):
+                    try:
+                        out[fld[2]] = float(fld[0])
+                    except ValueError:
+                        pass
+    except OSError:
+        pass
+    r = subprocess.run([perf, "report", "-i", data, "--stdio", "--no-children",
+                        "--sort", "symbol", "-g", "none", "--percent-limit", "1.5"],
+                       capture_output=True, text=True, timeout=300)
+    top = []
+    for line in r.stdout.splitlines():
+        m = re.match(r"\s+([\d.]+)%\s+\[(.)\]\s+(\S+)", line)
+        if m:
+            top.append((float(m.group(1)), m.group(2), m.group(3)))
+    out["top"] = top[:15]
+    out["seconds"] = dt
+    log("   under perf: %.0f msg/s; syscalls/msg %.1f; CPU ms/msg %.3f" % (
+        out["rate"], out.get("raw_syscalls:sys_enter", 0) / N_MSG,
+        out.get("task-clock", 0) / N_MSG))
+    return out
+
+
+# ---------------------------------------------------------------- report
+
+def machine():
+    mem = "?"
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem = "%.1f GiB" % (int(line.split()[1]) / 1024.0 / 1024)
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return dict(nproc=os.cpu_count(), mem=mem, cpu=cpu, kernel=platform.release())
+
+
+def fs_of(path):
+    r = subprocess.run(["df", "-T", "-P", path], capture_output=True, text=True)
+    lines = r.stdout.splitlines()
+    if len(lines) >= 2:
+        f = lines[1].split()
+        return "%s (%s, mounted on %s)" % (f[1], f[0], f[6])
+    return "?"
+
+
+def git_rev():
+    r = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
+                       capture_output=True, text=True)
+    return r.stdout.strip() or "?"
+
+
+def write_results(info, prof):
+    if RESULTS == "-":
+        return
+    now = datetime.datetime.now().astimezone()
+    m = machine()
+    out = []
+    out.append("<!-- bench:begin — generated by `make bench` (tests/bench/run); "
+               "everything up to bench:end is rewritten on each run -->")
+    out.append("## Latest run: %s" % now.strftime("%Y-%m-%d %H:%M %Z"))
+    out.append("")
+    out.append("- machine: %d cores (%s), %s memory, kernel %s" % (
+        m["nproc"], m["cpu"], m["mem"], m["kernel"]))
+    out.append("- spool and Postfix queue file system: %s" % info["fs"])
+    out.append("- load average when the run started: %s" % info["load"])
+    out.append("- kickmail %s (git %s); Postfix %s (Debian package), private instance" % (
+        info["km_version"], git_rev(), info["pf_version"]))
+    out.append("- whole run: %.0f s (%s)" % (time.monotonic() - T_START,
+               ", ".join("%s %.0f s" % p for p in PHASE_TIMES)))
+    out.append("")
+    out += table_lines()
+    out.append("")
+    for n in NOTES:
+        out.append("- " + n)
+    if prof:
+        out.append("")
+        out.append("### Profile of kickmaild during accept (perf, this run)")
+        out.append("")
+        out.append("Another %d messages into kickmail with `perf record -g -F 2000 -p PID` and "
+                   "`perf stat -e raw_syscalls:sys_enter,task-clock,context-switches -p PID` "
+                   "attached: %.0f msg/s under perf; %.1f syscalls per message; %.3f ms CPU "
+                   "per message (%.0f %% of one core); %.1f context switches per message." % (
+                       N_MSG, prof["rate"], prof.get("raw_syscalls:sys_enter", 0) / N_MSG,
+                       prof.get("task-clock", 0) / N_MSG,
+                       100.0 * prof.get("task-clock", 0) / (prof["seconds"] * 1000),
+                       prof.get("context-switches", 0) / N_MSG))
+        out.append("")
+        out.append("| self % | symbol |")
+        out.append("|---|---|")
+        for pct, kind, sym in prof["top"]:
+            out.append("| %.1f | `%s`%s |" % (pct, sym, " (kernel)" if kind == "k" else ""))
+    out.append("")
+    out.append("### Command lines of this run")
+    out.append("")
+    for what, line in COMMANDS:
+        out.append("- %s: `%s`" % (what, line))
+    out.append("")
+    out.append("<!-- bench:end -->")
+    gen = "\n".join(out)
+
+    old = ""
+    if os.path.exists(RESULTS):
+        with open(RESULTS) as f:
+            old = f.read()
+    if "<!-- bench:begin" in old and "<!-- bench:end -->" in old:
+        a = old.index("<!-- bench:begin")
+        b = old.index("<!-- bench:end -->") + len("<!-- bench:end -->")
+        text = old[:a] + gen + old[b:]
+    else:
+        text = "# kickmail benchmarks against Postfix\n\n" + gen + "\n" + old
+    with open(RESULTS, "w") as f:
+        f.write(text)
+    log("results written to %s" % os.path.relpath(RESULTS, ROOT))
+
+
+# ---------------------------------------------------------------- main
+
+def main():
+    if len(sys.argv) != 3:
+        sys.stderr.write("usage: bench.py BUILD_DIR WORK_DIR\n")
+        return 2
+    build, work = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
+    os.chmod(work, 0o755)           # Postfix's processes run as the postfix user
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if hard < N_SESSIONS + 1000:
+        sys.stderr.write("bench: open files limit %d is too low for %d sessions\n" % (hard, N_SESSIONS))
+        return 1
+    procs = Procs(work)
+    ports = {k: free_port() for k in ("km_smtp", "pf_smtp", "ceiling", "km_cust1", "pf_cust1",
+                                       "km_cust2", "pf_cust2", "km_cust3", "pf_cust3",
+                                       "km_cust4", "pf_cust4")}
+    km = Kickmail(build, work, procs, ports["km_smtp"], {
+        "cust1": ("cust1.example", ports["km_cust1"]),
+        "cust2": ("cust2.example", ports["km_cust2"]),
+        "cust3": ("cust3.example", ports["km_cust3"]),
+        "cust4": ("cust4.example", ports["km_cust4"]),
+    })
+    pf = Postfix(work, procs, ports["pf_smtp"], {
+        "cust1.example": ports["pf_cust1"], "cust2.example": ports["pf_cust2"],
+        "cust3.example": ports["pf_cust3"], "cust4.example": ports["pf_cust4"],
+    })
+    info = {"fs": fs_of(work)}
+    with open("/proc/loadavg") as f:
+        info["load"] = " ".join(f.read().split()[:3])
+    log("load average at start: %s (other work on the machine skews every figure)" % info["load"])
+    with open(os.path.join(ROOT, "VERSION")) as f:
+        info["km_version"] = f.read().strip()
+    prof = None
+
+    def phase(name, fn, *a):
+        t0 = time.monotonic()
+        r = fn(*a)
+        PHASE_TIMES.append((name, time.monotonic() - t0))
+        return r
+
+    try:
+        pf.start()
+        info["pf_version"] = pf.version()
+        km.start()
+        if "accept" in ONLY or "flush" in ONLY:
+            phase("accept", bench_accept, procs, km, pf, ports)
+        if "flush" in ONLY:
+            phase("flush", bench_flush, procs, km, pf, ports)
+        if "sessions" in ONLY:
+            phase("sessions", bench_connections, procs, km, pf)
+        if "latency" in ONLY:
+            phase("kick latency", bench_kick_latency, procs, km, pf, ports)
+        if PROFILE and "profile" in ONLY:
+            prof = phase("profile", profile_accept, procs, km, ports, work)
+    finally:
+        km.stop()
+        pf.stop()
+        procs.stop_all()
+    print_table()
+    write_results(info, prof)
+    return 0
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
+    sys.exit(main())

@@ -1,0 +1,898 @@
+"""Delivery to the customer's MTA (an aiosmtpd at 127.0.0.23): held mail
+leaves at link up byte for byte, mail arriving while the link is up goes
+straight out, 4xx retries and kicks, 5xx bounces with a DSN, connection
+failures, link down and kill -9 in the middle of a 1,000-message flush,
+expect_helo, online = "always", expiry and delay warnings, STARTTLS."""
+import re
+import socket
+import time
+
+import pytest
+
+from conftest import (MTA_HOST, customer_conf, dsn_fields, dsn_parts, queue,
+                      queue_ids, send_many, seq_of, status_of, wait_for)
+
+ACME = "bob@acme.example"
+SENDER = "a@beta.example"           # a sender at another customer: DSNs stay visible
+
+
+def conf(mta_port, acme=None, beta=None, beta_port=None):
+    """acme: deliver = "link" to the MTA's port, short retries; beta: the
+    senders' customer, delivered at once to the same MTA (fixed host,
+    online = "always") so that its DSNs reach the MTA."""
+    a = dict(port=mta_port, retry_min="1s", retry_max="2s")
+    a.update(acme or {})
+    b = dict(deliver="%s:%d" % (MTA_HOST, beta_port or mta_port), online="always",
+             retry_min="1s", retry_max="2s")
+    b.update(beta or {})
+    return (customer_conf("acme", ["acme.example", "acme.co.uk"], **a)
+            + customer_conf("beta", ["beta.example"], **b))
+
+
+def link_up(d, customer="acme", addr=MTA_HOST, *extra):
+    r = d.kickq("link", "up", customer, addr, *extra)
+    return r
+
+
+def wait_status(d, qid, addr, status, timeout=10):
+    def ok():
+        st = status_of(d, qid)
+        return st and st.get(addr, (None,))[0] == status and st
+    return wait_for(ok, timeout=timeout, what="%s of %s to be %s (now %r)" % (
+        addr, qid, status, status_of(d, qid)))
+
+
+def wait_gone(d, qid, timeout=10):
+    wait_for(lambda: qid not in queue_ids(d), timeout=timeout,
+             what="%s to leave the queue (still %r)" % (qid, status_of(d, qid)))
+
+
+def wait_empty(d, timeout=10):
+    wait_for(lambda: "Mail queue is empty" in d.kickq("list").stdout, timeout=timeout,
+             what="an empty queue (have %s)" % queue_ids(d))
+
+
+def send(d, rcpts, body, sender=SENDER, mail_opts=()):
+    if isinstance(rcpts, str):
+        rcpts = [rcpts]
+    with d.smtp() as s:
+        s.ehlo("client.example")
+        c, msg = s.mail(sender, list(mail_opts))
+        assert c == 250, msg
+        for r in rcpts:
+            c, msg = s.rcpt(r)
+            assert c == 250, (r, c, msg)
+        c, msg = s.data(body)
+        assert c == 250, (c, msg)
+        return msg.decode().split("queued as ")[1].strip()
+
+
+def simple(subject="test", to=ACME, sender=SENDER, extra=""):
+    return ("From: <%s>\r\nTo: <%s>\r\nSubject: %s\r\n%s\r\nhello\r\n"
+            % (sender, to, subject, extra)).encode()
+
+
+RECEIVED_RE = re.compile(rb"\AReceived: [^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*")
+
+
+def strip_received(content):
+    m = RECEIVED_RE.match(content)
+    assert m, "no Received header first: %r" % content[:300]
+    return m.group(0), content[m.end():]
+
+
+# ---- 1, 2: held mail leaves at link up; new mail goes straight out ----
+
+def test_held_mail_delivered_byte_identical_at_link_up(make_daemon, mta):
+    d = make_daemon(customers=conf(mta.port)).start()
+    original = (b"From: <alice@sender.example>\r\n"
+                b"To: <bob@acme.example>, <sales@acme.co.uk>\r\n"
+                b"Subject: byte for byte\r\n"
+                b"Message-ID: <bytes.1@sender.example>\r\n"
+                b"X-Trailing-Space: yes   \r\n"
+                b"X-Folded: first\r\n\tsecond\r\n"
+                b"\r\n"
+                b"first line\r\n"
+                b".a line starting with a dot\r\n"
+                b"..two dots\r\n"
+                b".\r\n"
+                b" .\r\n"
+                b"8-bit: \xc3\xa9t\xc3\xa9 \xff\r\n"
+                + b"x" * 900 + b"\r\n"
+                b"\t tab and spaces \t\r\n"
+                b"\r\n\r\n"
+                b"last line\r\n")
+    qid = send(d, ["bob@acme.example", "sales@acme.co.uk"], original,
+               sender="alice@sender.example", mail_opts=["BODY=8BITMIME"])
+    st = status_of(d, qid)
+    assert {a: s for a, (s, _) in st.items()} == {"bob@acme.example": "queued",
+                                                  "sales@acme.co.uk": "queued"}, st
+    assert mta.messages == [] and mta.connections == 0    # held while the link is down
+
+    link_up(d)
+    msgs = mta.wait_messages(1)
+    wait_empty(d)
+    assert len(mta.messages) == 1, mta.messages     # both recipients in one transaction
+    m = msgs[0]
+    assert m.mail_from == "alice@sender.example"
+    assert sorted(m.rcpt_tos) == ["bob@acme.example", "sales@acme.co.uk"]
+    received, rest = strip_received(m.content)
+    assert rest == original
+    assert b"(kickmail)" in received and (b"id " + qid.encode()) in received, received
+    assert received.count(b"Received:") == 1
+    assert m.helo == "mx.test.example"
+    assert "Mail queue is empty" in d.kickq("list").stdout
+    log = d.log_text()
+    assert re.search(r"%s: to=<bob@acme\.example>, relay=[^,]*, delay=\d+, status=sent" % qid,
+                     log), log[-3000:]
+    assert re.search(r"%s: to=<sales@acme\.co\.uk>, .*status=sent" % qid, log)
+
+
+def test_mail_arriving_while_link_up_goes_straight_out(make_daemon, mta):
+    d = make_daemon(customers=conf(mta.port)).start()
+    link_up(d)
+    assert d.kickq_json("links")[0]["state"] == "up"
+    for i in range(3):
+        send(d, ACME, simple("while up %d" % i))
+        mta.wait_messages(i + 1)        # no kick: each one leaves by itself
+    wait_empty(d)
+    subjects = sorted(m.header("Subject") for m in mta.messages)
+    assert subjects == ["while up 0", "while up 1", "while up 2"]
+
+
+# ---- 3: 4xx stays, is retried, a kick retries at once ----
+
+def test_4xx_at_mail_is_deferred_and_retried_while_link_up(make_daemon, mta):
+    mta.mail_reply = "451 4.3.0 try later"
+    d = make_daemon(customers=conf(mta.port)).start()
+    link_up(d)
+    qid = send(d, ACME, simple("retry me"))
+    st = wait_status(d, qid, ACME, "deferred")
+    assert "451" in st[ACME][1] and "try later" in st[ACME][1], st
+    assert mta.messages == []
+    tried = len([c for c in mta.commands if c[0] == "MAIL"])
+    # still retried while the link stays up (retry_min = 1s)
+    wait_for(lambda: len([c for c in mta.commands if c[0] == "MAIL"]) > tried, timeout=6,
+             what="a retry while the link is up")
+    wait_status(d, qid, ACME, "deferred")
+    mta.accept_all()
+    mta.wait_messages(1, timeout=8)     # no kick needed
+    wait_gone(d, qid)
+    assert mta.messages[0].header("Subject") == "retry me"
+    assert "status=deferred" in d.log_text()
+
+
+def test_4xx_at_rcpt_defers_that_recipient_only(make_daemon, mta):
+    mta.rcpt_replies["bob@acme.example"] = "451 4.2.1 mailbox busy"
+    d = make_daemon(customers=conf(mta.port)).start()
+    link_up(d)
+    qid = send(d, ["bob@acme.example", "sales@acme.example"], simple("partly"))
+    mta.wait_messages(1)
+    assert mta.messages[0].rcpt_tos == ["sales@acme.example"]
+    st = wait_status(d, qid, "bob@acme.example", "deferred")
+    assert "451" in st["bob@acme.example"][1] and "mailbox busy" in st["bob@acme.example"][1]
+    assert "sales@acme.example" not in st, st      # delivered: no longer listed as waiting
+    mta.accept_all()
+    mta.wait_messages(2, timeout=8)
+    assert mta.messages[1].rcpt_tos == ["bob@acme.example"]
+    wait_gone(d, qid)
+
+
+def test_kick_retries_deferred_mail_at_once(make_daemon, mta):
+    mta.mail_reply = "451 4.3.0 try later"
+    d = make_daemon(customers=conf(mta.port, acme=dict(retry_min="1h", retry_max="2h"))).start()
+    link_up(d)
+    qid = send(d, ACME, simple("kick me"))
+    wait_status(d, qid, ACME, "deferred")
+    mta.accept_all()
+    r = d.kickq("kick", "acme")
+    assert r.stdout.startswith("kicked acme: 1 messages to %s:%d" % (MTA_HOST, mta.port)), r.stdout
+    mta.wait_messages(1, timeout=5)     # long before the 1 h backoff
+    wait_gone(d, qid)
+
+
+# ---- 4: 5xx bounces with a DSN ----
+
+def test_5xx_bounces_with_a_dsn_to_the_sender(make_daemon, mta):
+    mta.rcpt_replies["bob@acme.example"] = "550 5.1.1 no such user"
+    d = make_daemon(customers=conf(mta.port)).start()
+    qid = send(d, ["bob@acme.example", "sales@acme.example"],
+               simple("the original subject", extra="Message-ID: <orig.550@beta.example>\r\n"))
+    link_up(d)
+    wait_for(lambda: mta.received_for(SENDER), what="the DSN at the sender's server")
+    wait_gone(d, qid)
+    got = mta.received_for("sales@acme.example")
+    assert len(got) == 1 and got[0].rcpt_tos == ["sales@acme.example"]
+    dsns = mta.received_for(SENDER)
+    assert len(dsns) == 1, dsns
+    dsn = dsns[0]
+    assert dsn.mail_from in ("", "<>"), dsn.mail_from      # null reverse path
+    msg, parts = dsn_parts(dsn.content)
+    assert msg.get_content_type() == "multipart/report"
+    assert msg.get_param("report-type") == "delivery-status"
+    assert "message/delivery-status" in parts, list(parts)
+    assert "text/rfc822-headers" in parts, list(parts)
+    assert "text/plain" in parts, list(parts)
+    blocks = dsn_fields(parts["message/delivery-status"])
+    assert "reporting-mta" in blocks[0], blocks
+    rcpt = [b for b in blocks[1:] if "final-recipient" in b]
+    assert len(rcpt) == 1, blocks               # only the refused recipient
+    rb = rcpt[0]
+    assert rb["final-recipient"].replace(" ", "").lower() == "rfc822;bob@acme.example", rb
+    assert rb["action"].lower() == "failed"
+    assert rb["status"] == "5.1.1"
+    assert re.match(r"smtp;\s*550 5\.1\.1 no such user", rb["diagnostic-code"]), rb
+    headers = parts["text/rfc822-headers"].get_payload()
+    if isinstance(headers, list):
+        headers = headers[0].as_string()
+    assert "Subject: the original subject" in headers
+    assert "<orig.550@beta.example>" in headers
+    assert "hello" not in headers                  # headers only by default
+    assert re.search(r"%s: to=<bob@acme\.example>.*status=bounced" % qid, d.log_text())
+
+
+def test_5xx_with_null_sender_creates_no_dsn_to_a_sender(make_daemon, mta):
+    mta.rcpt_replies["bob@acme.example"] = "550 5.1.1 no such user"
+    d = make_daemon(customers=conf(mta.port)).start()
+    qid = send(d, ACME, simple("from nobody", sender=""), sender="")
+    link_up(d)
+    wait_for(lambda: any(c == ("RCPT", ACME) for c in mta.commands), what="the attempt")
+    wait_gone(d, qid)
+    assert re.search(r"%s: to=<bob@acme\.example>.*status=bounced" % qid, d.log_text())
+    # nothing goes back to a (null) sender; at most a notice to postmaster
+    for m in queue(d):
+        assert [r["address"] for r in m["recipients"]] == ["noc@isp.example"], m
+    assert mta.messages == []
+
+
+# ---- 5: connection refused ----
+
+def test_connection_refused_keeps_the_mail(make_daemon, make_mta):
+    dead = make_mta(start=False)            # nothing listens at its port
+    d = make_daemon(customers=conf(dead.port)).start()
+    qid = send(d, ACME, simple("nobody home"))
+    link_up(d)
+    st = wait_status(d, qid, ACME, "deferred")
+    reason = st[ACME][1] or ""
+    assert re.search(r"refused|connect", reason, re.I), reason
+    assert str(dead.port) in reason or MTA_HOST in reason, reason
+    # and it goes out once the server listens (retry while the link is up)
+    dead.start()
+    dead.wait_messages(1, timeout=8)
+    wait_gone(d, qid)
+
+
+# ---- 6: link down in the middle of a 1,000-message flush ----
+
+def test_link_down_during_a_1000_message_flush_keeps_the_rest(make_daemon, mta):
+    d = make_daemon(customers=conf(mta.port, acme=dict(connections=2))).start()
+    ids = send_many(d, 1000)
+    by_id = {v: k for k, v in ids.items()}
+    mta.data_delay = 0.003
+    mta.gate_at = 300           # from then on DATA waits before recording
+    link_up(d)
+    wait_for(lambda: mta.blocked >= 1, timeout=30,
+             what="the flush to reach the gate (%d received)" % len(mta.messages))
+    try:                        # the other connection gets there a moment later
+        wait_for(lambda: mta.blocked >= 2, timeout=1)
+    except AssertionError:
+        pass
+    assert mta.connections <= 2, mta.connections     # many messages per connection
+    d.kickq("link", "down", "acme")
+    assert d.kickq_json("links")[0]["state"] == "down"
+    # transactions in flight end (aborted, or finished); none starts afterwards
+    try:
+        wait_for(lambda: mta.blocked == 0, timeout=3)
+    except AssertionError:
+        pass
+    mta.gate_open.set()
+
+    def consistent():
+        got = [seq_of(m) for m in mta.messages]
+        queued = set(queue_ids(d))
+        delivered = {ids[s] for s in got}
+        return (len(got) == len(set(got)) and not (delivered & queued)
+                and len(delivered) + len(queued) == 1000)
+    try:
+        wait_for(consistent, timeout=10)
+    except AssertionError:
+        got = [seq_of(m) for m in mta.messages]
+        queued = set(queue_ids(d))
+        dup = sorted(s for s in set(got) if got.count(s) > 1)
+        both = sorted(by_id[q] for q in queued & {ids[s] for s in got})
+        raise AssertionError("after link down: %d received (%d distinct, twice: %s), %d "
+                             "queued, received and still queued: %s"
+                             % (len(got), len(set(got)), dup[:10], len(queued), both[:10]))
+    n_before = len(mta.messages)
+    assert 300 <= n_before < 1000, n_before
+    for m in queue(d):
+        assert m["recipients"][0]["status"] in ("queued", "deferred"), m
+    # nothing more leaves while the link is down
+    assert len(mta.messages) == n_before
+    mta.gate_at = None
+    mta.data_delay = 0
+    link_up(d)
+    wait_for(lambda: len(mta.messages) >= 1000, timeout=30,
+             what="all 1000 after the next link up (have %d)" % len(mta.messages))
+    wait_empty(d)
+    got = sorted(seq_of(m) for m in mta.messages)
+    assert got == list(range(1000)), "duplicates or losses: %d received" % len(got)
+
+
+# ---- 9: expect_helo ----
+
+def test_expect_helo_mismatch_keeps_the_mail(make_daemon, make_mta):
+    other = make_mta(hostname="other.example")
+    d = make_daemon(customers=conf(other.port, acme=dict(expect_helo="mail.acme.example"))).start()
+    qid = send(d, ACME, simple("not for strangers"))
+    link_up(d)
+    st = wait_status(d, qid, ACME, "deferred")
+    reason = st[ACME][1] or ""
+    assert "other.example" in reason or "expected" in reason, reason
+    assert other.messages == []
+    assert not any(c[0] == "MAIL" for c in other.commands), other.commands
+
+
+def test_expect_helo_match_delivers(make_daemon, make_mta):
+    right = make_mta(hostname="mail.acme.example")
+    d = make_daemon(customers=conf(right.port, acme=dict(expect_helo="mail.acme.example"))).start()
+    qid = send(d, ACME, simple("for the right server"))
+    link_up(d)
+    right.wait_messages(1)
+    wait_gone(d, qid)
+
+
+# ---- 10: online = "always" ----
+
+def test_online_always_fixed_host_delivers_without_a_link(make_daemon, mta):
+    customers = (customer_conf("acme", ["acme.example"], deliver="%s:%d" % (MTA_HOST, mta.port),
+                               online="always", retry_min="1s", retry_max="2s"))
+    d = make_daemon(customers=customers).start()
+    qid = send(d, ACME, simple("leased line"))
+    mta.wait_messages(1)
+    wait_gone(d, qid)
+    assert d.kickq_json("links") == [] or d.kickq_json("links")[0]["state"] == "down"
+
+
+def test_fixed_host_online_detect_waits_for_a_kick(make_daemon, mta):
+    customers = customer_conf("acme", ["acme.example"], deliver="%s:%d" % (MTA_HOST, mta.port))
+    d = make_daemon(customers=customers).start()
+    qid = send(d, ACME, simple("dial-up fixed host"))
+    assert status_of(d, qid)[ACME][0] == "queued"
+    r = d.kickq("kick", "acme")
+    assert r.stdout.strip() == "kicked acme: 1 messages to %s:%d" % (MTA_HOST, mta.port)
+    mta.wait_messages(1)
+    wait_gone(d, qid)
+    assert mta.messages[0].header("Subject") == "dial-up fixed host"
+
+
+# ---- 11: kill -9 during a 1,000-message flush ----
+
+def test_kill9_during_a_1000_message_flush_loses_nothing(make_daemon, mta):
+    d = make_daemon(customers=conf(mta.port, acme=dict(connections=2))).start()
+    ids = send_many(d, 1000)
+    mta.data_delay = 0.002
+    link_up(d)
+    wait_for(lambda: len(mta.messages) >= 250, timeout=30, what="the flush under way")
+    d.kill9()
+    n_at_kill = len(mta.messages)
+    assert n_at_kill < 1000
+    mta.data_delay = 0
+    d.start()
+    r = d.kickq("kick", "acme", check=False)       # the link survived: may be running already
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: len({seq_of(m) for m in mta.messages}) >= 1000, timeout=40,
+             what="every message delivered (have %d distinct)"
+             % len({seq_of(m) for m in mta.messages}))
+    wait_empty(d, timeout=15)
+    got = [seq_of(m) for m in mta.messages]
+    assert set(got) == set(range(1000))
+    dups = len(got) - len(set(got))
+    # a duplicate only for a transaction whose 2xx was not yet recorded
+    assert dups <= 10 * 2, "%d duplicates" % dups
+    assert set(ids) == set(range(1000))
+
+
+# ---- 14: expiry and delay warnings ----
+
+def _dsns(mta):
+    out = []
+    for m in mta.received_for(SENDER):
+        msg, parts = dsn_parts(m.content)
+        if "message/delivery-status" not in parts:
+            continue
+        blocks = dsn_fields(parts["message/delivery-status"])
+        hdrs = parts.get("text/rfc822-headers")
+        h = hdrs.get_payload() if hdrs is not None else ""
+        if isinstance(h, list):
+            h = h[0].as_string()
+        out.append((blocks, h, msg))
+    return out
+
+
+def test_expiry_warns_then_bounces_with_4_4_7(make_daemon, mta):
+    d = make_daemon(customers=conf(mta.port, acme=dict(hold_time="3s", warn_time="1s"))).start()
+    qid = send(d, ACME, simple("expire me", extra="Message-ID: <expire.1@beta.example>\r\n"))
+    # the link stays down: first a delay notification...
+    wait_for(lambda: _dsns(mta), timeout=6, what="the delay DSN")
+    blocks, hdrs, msg = _dsns(mta)[0]
+    rb = [b for b in blocks if "final-recipient" in b][0]
+    assert rb["action"].lower() == "delayed", blocks
+    assert rb["status"].startswith("4."), rb
+    assert "<expire.1@beta.example>" in hdrs
+    assert msg.get_param("report-type") == "delivery-status"
+    assert qid in queue_ids(d)              # still waiting after the warning
+    # ...then, after hold_time, the failure with 4.4.7, and the original is gone
+    wait_for(lambda: len(_dsns(mta)) >= 2, timeout=8, what="the failure DSN")
+    wait_gone(d, qid)
+    dsns = _dsns(mta)
+    assert len(dsns) == 2, [b for b, _, _ in dsns]      # one warning only
+    blocks, hdrs, _ = dsns[1]
+    rb = [b for b in blocks if "final-recipient" in b][0]
+    assert rb["action"].lower() == "failed", blocks
+    assert rb["status"] == "4.4.7", rb
+    assert "<expire.1@beta.example>" in hdrs
+    assert mta.received_for(ACME) == []
+
+
+def test_held_message_does_not_expire_while_held(make_daemon, mta):
+    d = make_daemon(customers=conf(mta.port, acme=dict(hold_time="2s"))).start()
+    keep = send(d, ACME, simple("held one", extra="Message-ID: <held.1@beta.example>\r\n"))
+    d.kickq("hold", keep)
+    gone = send(d, ACME, simple("free one", extra="Message-ID: <free.1@beta.example>\r\n"))
+    wait_for(lambda: _dsns(mta), timeout=8, what="the failure DSN of the unheld message")
+    wait_gone(d, gone)
+    # one more expiry tick: the held message stays (it is as old as the other)
+    time.sleep(1.5)
+    assert keep in queue_ids(d)
+    assert status_of(d, keep)[ACME][0] == "held"
+    dsns = _dsns(mta)
+    assert len(dsns) == 1 and "<free.1@beta.example>" in dsns[0][1], [h for _, h, _ in dsns]
+    # released, it expires at once
+    d.kickq("release", keep)
+    wait_gone(d, keep, timeout=6)
+    wait_for(lambda: len(_dsns(mta)) == 2, timeout=6, what="the DSN of the released message")
+    assert "<held.1@beta.example>" in _dsns(mta)[1][1]
+
+
+# ---- 15: STARTTLS ----
+
+def test_starttls_to_the_customer_server(make_daemon, make_mta):
+    tls_mta = make_mta(tls=True)
+    d = make_daemon(customers=conf(tls_mta.port, acme=dict(tls="encrypt"))).start()
+    qid = send(d, ACME, simple("over tls"))
+    link_up(d)
+    tls_mta.wait_messages(1)
+    wait_gone(d, qid)
+    assert tls_mta.messages[0].tls, "the message did not come under TLS"
+    assert tls_mta.messages[0].header("Subject") == "over tls"
+
+
+def test_starttls_may_uses_tls_when_offered(make_daemon, make_mta):
+    tls_mta = make_mta(tls=True)
+    d = make_daemon(customers=conf(tls_mta.port)).start()       # tls = "may" (default)
+    link_up(d)
+    send(d, ACME, simple("opportunistic"))
+    tls_mta.wait_messages(1)
+    assert tls_mta.messages[0].tls
+
+
+def test_tls_encrypt_without_starttls_keeps_the_mail(make_daemon, mta):
+    d = make_daemon(customers=conf(mta.port, acme=dict(tls="encrypt"))).start()
+    qid = send(d, ACME, simple("needs tls"))
+    link_up(d)
+    st = wait_status(d, qid, ACME, "deferred")
+    assert re.search(r"tls", st[ACME][1] or "", re.I), st
+    assert mta.messages == []
+    assert not any(c[0] == "MAIL" for c in mta.commands)
+
+
+# ---- 16: kickq bounce ----
+
+def test_kickq_bounce_returns_the_message_with_a_dsn(make_daemon, mta):
+    d = make_daemon(customers=conf(mta.port)).start()
+    qid = send(d, ACME, simple("send it back", extra="Message-ID: <back.1@beta.example>\r\n"))
+    r = d.kickq("bounce", qid)
+    assert "bounced 1 message" in r.stdout, r.stdout
+    wait_gone(d, qid)
+    wait_for(lambda: _dsns(mta), what="the DSN at the sender's server")
+    blocks, hdrs, _ = _dsns(mta)[0]
+    rb = [b for b in blocks if "final-recipient" in b][0]
+    assert rb["final-recipient"].replace(" ", "").lower() == "rfc822;bob@acme.example"
+    assert rb["action"].lower() == "failed"
+    assert rb["status"].startswith("5."), rb
+    assert "<back.1@beta.example>" in hdrs
+    assert mta.received_for(ACME) == []
+    r = d.kickq("bounce", qid, check=False)
+    assert r.returncode == 1 and r.stderr.strip()
+
+
+# ---- more of the SMTP client: PIPELINING, replies at every stage, SIZE,
+# ---- 452 4.5.3, HELO fallback, timeouts, parallel connections ----
+
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_4xx_at_mail_defers_every_recipient(make_daemon, mta, pipelining):
+    # with PIPELINING the RCPTs and DATA after a refused MAIL get 503s from
+    # aiosmtpd: the MAIL reply is what counts, nothing bounces
+    mta.pipelining = pipelining
+    mta.mail_reply = "451 4.3.0 try later"
+    d = make_daemon(customers=conf(mta.port, acme=dict(retry_min="1h", retry_max="2h"))).start()
+    link_up(d)
+    qid = send(d, ["bob@acme.example", "sales@acme.example"], simple("pipelined"))
+    st = wait_status(d, qid, "bob@acme.example", "deferred")
+    wait_status(d, qid, "sales@acme.example", "deferred")
+    st = status_of(d, qid)
+    for a in ("bob@acme.example", "sales@acme.example"):
+        assert "451 4.3.0 try later" in st[a][1], st
+    assert "status=bounced" not in d.log_text()
+    assert queue(d, "beta") == []               # no DSN
+    mta.accept_all()
+    d.kickq("kick", "acme")
+    mta.wait_messages(1)
+    wait_gone(d, qid)
+    assert sorted(mta.messages[0].rcpt_tos) == ["bob@acme.example", "sales@acme.example"]
+    assert mta.messages[0].content.endswith(b"\r\nhello\r\n")
+
+
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_5xx_for_every_recipient_sends_no_data(make_daemon, make_mta, pipelining):
+    mta, senders = make_mta(), make_mta()       # the DSN goes to the senders' server
+    mta.pipelining = pipelining
+    mta.rcpt_reply = "550 5.1.1 no such user"
+    d = make_daemon(customers=conf(mta.port, beta_port=senders.port)).start()
+    link_up(d)
+    qid = send(d, ["bob@acme.example", "sales@acme.example"], simple("nobody"))
+    wait_for(lambda: senders.received_for(SENDER), what="the DSN")
+    wait_gone(d, qid)
+    assert not any(c[0] == "DATA" for c in mta.commands)
+    blocks, _, _ = _dsns(senders)[0]
+    rcpts = sorted(b["final-recipient"].split(";")[1].strip() for b in blocks
+                   if "final-recipient" in b)
+    assert rcpts == ["bob@acme.example", "sales@acme.example"], blocks
+    assert mta.received_for(ACME) == []
+    # the connection is still usable: the next message goes through
+    mta.accept_all()
+    send(d, ACME, simple("afterwards"))
+    wait_for(lambda: mta.received_for(ACME), what="the next message")
+
+
+def test_5xx_at_mail_bounces_every_recipient(make_daemon, make_mta):
+    mta, senders = make_mta(), make_mta()
+    mta.mail_reply = "553 5.7.1 sender refused"
+    d = make_daemon(customers=conf(mta.port, beta_port=senders.port)).start()
+    qid = send(d, ["bob@acme.example", "sales@acme.example"], simple("refused sender"))
+    link_up(d)
+    wait_for(lambda: senders.received_for(SENDER), what="the DSN")
+    wait_gone(d, qid)
+    blocks, _, _ = _dsns(senders)[0]
+    rb = [b for b in blocks if "final-recipient" in b]
+    assert len(rb) == 2 and all(b["status"] == "5.7.1" for b in rb), blocks
+    assert all("553 5.7.1 sender refused" in b["diagnostic-code"] for b in rb)
+
+
+def test_5xx_at_final_dot_bounces(make_daemon, make_mta):
+    mta, senders = make_mta(), make_mta()
+    mta.data_reply = "554 5.6.0 content rejected"
+    d = make_daemon(customers=conf(mta.port, beta_port=senders.port)).start()
+    qid = send(d, ACME, simple("bad content"))
+    link_up(d)
+    wait_for(lambda: senders.received_for(SENDER), what="the DSN")
+    wait_gone(d, qid)
+    blocks, _, _ = _dsns(senders)[0]
+    rb = [b for b in blocks if "final-recipient" in b][0]
+    assert rb["status"] == "5.6.0" and rb["action"].lower() == "failed", rb
+    assert "554 5.6.0 content rejected" in rb["diagnostic-code"]
+
+
+def test_4xx_at_final_dot_defers(make_daemon, mta):
+    mta.data_reply = "452 4.3.1 insufficient storage"
+    d = make_daemon(customers=conf(mta.port)).start()
+    qid = send(d, ACME, simple("disk full"))
+    link_up(d)
+    st = wait_status(d, qid, ACME, "deferred")
+    assert "452 4.3.1 insufficient storage" in st[ACME][1]
+    mta.accept_all()
+    mta.wait_messages(1, timeout=8)
+    wait_gone(d, qid)
+    assert len(mta.messages) == 1
+
+
+def test_message_larger_than_remote_size_bounces(make_daemon, make_mta):
+    small = make_mta(start=False)
+    small.size_limit = 2000
+    small.start()
+    senders = make_mta()
+    d = make_daemon(customers=conf(small.port, beta_port=senders.port)).start()
+    big = simple("too big", extra="X-Pad: %s\r\n" % ("y" * 900)) + (b"z" * 900 + b"\r\n") * 4
+    qid = send(d, ACME, big)
+    small_qid = send(d, ACME, simple("fits"))
+    link_up(d)
+    wait_for(lambda: senders.received_for(SENDER), what="the DSN for the big one")
+    wait_gone(d, qid)
+    wait_gone(d, small_qid)
+    assert [m.header("Subject") for m in small.received_for(ACME)] == ["fits"]
+    blocks, _, _ = _dsns(senders)[0]
+    rb = [b for b in blocks if "final-recipient" in b][0]
+    assert rb["action"].lower() == "failed" and rb["status"].startswith("5."), rb
+    assert len(re.findall(r"%s: to=<bob@acme\.example>.*status=bounced" % qid,
+                          d.log_text())) == 1
+
+
+def test_452_too_many_recipients_sends_the_rest_in_another_transaction(make_daemon, mta):
+    mta.max_rcpts = 2
+    d = make_daemon(customers=conf(mta.port)).start()
+    rcpts = ["u%d@acme.example" % i for i in range(5)]
+    qid = send(d, rcpts, simple("many"))
+    link_up(d)
+    wait_for(lambda: sum(len(m.rcpt_tos) for m in mta.messages) >= 5,
+             what="all five recipients (have %r)" % [m.rcpt_tos for m in mta.messages])
+    wait_gone(d, qid)
+    got = sorted(r for m in mta.messages for r in m.rcpt_tos)
+    assert got == rcpts, got
+    assert all(len(m.rcpt_tos) <= 2 for m in mta.messages)
+    assert len({m.content for m in mta.messages}) == 1
+    assert mta.connections == 1            # on the same connection
+    assert "status=deferred" not in d.log_text()
+
+
+def test_helo_fallback_when_ehlo_is_refused(make_daemon, mta):
+    mta.ehlo_reply = "502 5.5.1 EHLO not implemented"
+    d = make_daemon(customers=conf(mta.port)).start()
+    qid = send(d, ACME, simple("old server"))
+    link_up(d)
+    mta.wait_messages(1)
+    wait_gone(d, qid)
+
+
+def test_dsn_return_full(make_daemon, mta):
+    mta.rcpt_replies["bob@acme.example"] = "550 5.1.1 no such user"
+    d = make_daemon(customers=conf(mta.port), extra='dsn_return = "full"').start()
+    qid = send(d, ACME, simple("return all of it"))
+    link_up(d)
+    wait_for(lambda: mta.received_for(SENDER), what="the DSN")
+    wait_gone(d, qid)
+    msg, parts = dsn_parts(mta.received_for(SENDER)[0].content)
+    assert "message/rfc822" in parts, list(parts)
+    assert "text/rfc822-headers" not in parts
+    inner = parts["message/rfc822"].get_payload()[0]
+    assert inner["Subject"] == "return all of it"
+    assert "hello" in inner.get_payload()
+
+
+def test_dsn_to_an_outside_sender_waits_in_the_outbound_queue(make_daemon, mta):
+    mta.rcpt_replies["bob@acme.example"] = "550 5.1.1 no such user"
+    d = make_daemon(customers=conf(mta.port)).start()
+    qid = send(d, ACME, simple("from outside", sender="alice@sender.example"),
+               sender="alice@sender.example")
+    link_up(d)
+    wait_gone(d, qid)
+    wait_for(lambda: queue(d), what="the DSN in the queue")
+    (dsn,) = queue(d)
+    assert dsn["sender"] == ""
+    assert [(r["address"], r["customer"]) for r in dsn["recipients"]] == [
+        ("alice@sender.example", None)]
+    body = d.kickq("show", dsn["queue_id"], "--body").stdout
+    assert "multipart/report" in body and "5.1.1" in body and "from outside" in body
+    summary = {s["customer"]: s for s in d.kickq_json("summary")}
+    assert summary["(outbound)"]["messages"] == 1, summary
+
+
+def test_nothing_is_retried_while_the_link_is_down(make_daemon, mta):
+    mta.mail_reply = "451 4.3.0 try later"
+    d = make_daemon(customers=conf(mta.port, acme=dict(retry_min="1s", retry_max="1s"))).start()
+    link_up(d)
+    qid = send(d, ACME, simple("wait"))
+    wait_status(d, qid, ACME, "deferred")
+    d.kickq("link", "down", "acme")
+    n = len(mta.commands)
+    time.sleep(2.5)                 # two retry periods: nothing may happen
+    assert len(mta.commands) == n, mta.commands[n:]
+    mta.accept_all()
+    link_up(d)                      # the next link up retries at once
+    mta.wait_messages(1, timeout=3)
+    wait_gone(d, qid)
+
+
+def test_timeout_when_the_server_never_greets(make_daemon):
+    s = socket.socket()
+    s.bind((MTA_HOST, 0))
+    s.listen(8)                     # connections complete, nobody answers
+    try:
+        port = s.getsockname()[1]
+        d = make_daemon(customers=conf(port), env={"KICKMAIL_TEST_TIMEOUT_MS": "300"}).start()
+        qid = send(d, ACME, simple("silence"))
+        link_up(d)
+        st = wait_status(d, qid, ACME, "deferred", timeout=8)
+        assert re.search(r"time", st[ACME][1] or "", re.I), st
+    finally:
+        s.close()
+
+
+def test_timeout_waiting_for_the_final_reply_counts_nothing_delivered(make_daemon, mta):
+    mta.data_delay = 3.0            # the reply to the final dot comes too late
+    d = make_daemon(customers=conf(mta.port),
+                    env={"KICKMAIL_TEST_TIMEOUT_MS": "400"}).start()
+    qid = send(d, ACME, simple("slow server"))
+    link_up(d)
+    st = wait_status(d, qid, ACME, "deferred", timeout=8)
+    assert re.search(r"time", st[ACME][1] or "", re.I), st
+    assert mta.messages == []       # the server's handler was cut off with the connection
+    mta.data_delay = 0
+    mta.wait_messages(1, timeout=8)
+    wait_gone(d, qid)
+    assert len(mta.messages) == 1
+
+
+def test_flush_uses_the_configured_connections_and_reuses_them(make_daemon, mta):
+    d = make_daemon(customers=conf(mta.port, acme=dict(connections=3))).start()
+    send_many(d, 60)
+    mta.data_delay = 0.01
+    link_up(d)
+    mta.wait_messages(60, timeout=15)
+    wait_empty(d)
+    assert mta.max_open <= 3, mta.max_open
+    assert mta.max_open >= 2, mta.max_open          # parallel connections were used
+    assert mta.connections <= 6, mta.connections    # many messages per connection
+    assert sorted(seq_of(m) for m in mta.messages) == list(range(60))
+
+
+def test_held_customer_is_not_delivered_until_released(make_daemon, mta):
+    d = make_daemon(customers=conf(mta.port)).start()
+    d.kickq("hold", "acme")
+    qid = send(d, ACME, simple("on hold"))
+    link_up(d)
+    send(d, "x@beta.example", simple("barrier", to="x@beta.example"))
+    wait_for(lambda: mta.received_for("x@beta.example"), what="the barrier message")
+    assert mta.received_for(ACME) == []
+    d.kickq("release", "acme")
+    # the link is still up: release resumes delivery without a kick
+    wait_for(lambda: mta.received_for(ACME), timeout=5, what="delivery after release")
+    wait_gone(d, qid)
+
+
+def test_released_message_goes_out_while_the_link_is_up(make_daemon, mta):
+    d = make_daemon(customers=conf(mta.port)).start()
+    qid = send(d, ACME, simple("held one"))
+    free = send(d, ACME, simple("free one"))
+    d.kickq("hold", qid)
+    link_up(d)
+    wait_for(lambda: mta.received_for(ACME), what="the unheld message")
+    wait_gone(d, free)
+    assert status_of(d, qid)[ACME][0] == "held"
+    assert [m.header("Subject") for m in mta.messages] == ["free one"]
+    d.kickq("release", qid)
+    # the link is still up: the released message goes out without a kick
+    wait_for(lambda: len(mta.received_for(ACME)) == 2, timeout=5,
+             what="delivery after release")
+    wait_gone(d, qid)
+
+
+def test_delivery_log_line(make_daemon, mta):
+    d = make_daemon(customers=conf(mta.port)).start()
+    qid = send(d, ACME, simple("logged"))
+    link_up(d)
+    mta.wait_messages(1)
+    wait_gone(d, qid)
+    lines = [l for l in d.log_text().splitlines() if qid in l and "to=<bob@acme.example>" in l]
+    assert len(lines) == 1, lines
+    l = lines[0]
+    assert re.search(r"relay=\[?%s\]?:%d" % (re.escape(MTA_HOST), mta.port), l) or \
+        ("relay=" in l and MTA_HOST in l), l
+    assert re.search(r"delay=\d+", l) and "status=sent" in l, l
+    assert "OK: accepted" in l, l                   # the remote's reply
+
+
+# ---- the remote's replies are untrusted (cf. OpenSMTPD CVE-2020-8794) ----
+
+def test_multiline_4xx_reply_becomes_a_one_line_reason(make_daemon, mta):
+    mta.mail_reply = "451-4.3.0 first line\r\n451-4.3.0 \x1b[31mred\x00\r\n451 4.3.0 last line"
+    d = make_daemon(customers=conf(mta.port, acme=dict(retry_min="1h", retry_max="2h"))).start()
+    qid = send(d, ACME, simple("multi-line"))
+    link_up(d)
+    st = wait_status(d, qid, ACME, "deferred")
+    reason = st[ACME][1]
+    assert "last line" in reason and "451" in reason, reason
+    assert not re.search(r"[\x00-\x1f\x7f]", reason), repr(reason)
+    listing = d.kickq("list").stdout
+    assert "\x1b" not in listing and "\x00" not in listing
+    assert qid in listing
+
+
+def test_overlong_reply_line_is_a_protocol_error_not_a_crash(make_daemon, mta):
+    mta.mail_reply = "550 5.7.1 " + "x" * 5000
+    d = make_daemon(customers=conf(mta.port, acme=dict(retry_min="1h", retry_max="2h"))).start()
+    qid = send(d, ACME, simple("long reply"))
+    link_up(d)
+    st = wait_status(d, qid, ACME, "deferred")      # not a 5xx we can trust: kept
+    assert len(st[ACME][1]) < 2100, len(st[ACME][1])
+    assert d.proc.poll() is None
+    mta.accept_all()
+    d.kickq("kick", "acme")
+    mta.wait_messages(1)
+
+
+def test_malformed_reply_is_deferred(make_daemon, mta):
+    mta.mail_reply = "hello there"
+    d = make_daemon(customers=conf(mta.port, acme=dict(retry_min="1h", retry_max="2h"))).start()
+    qid = send(d, ACME, simple("garbage reply"))
+    link_up(d)
+    wait_status(d, qid, ACME, "deferred")
+    assert "status=bounced" not in d.log_text()
+
+
+def test_long_5xx_reply_in_the_dsn_is_bounded(make_daemon, make_mta):
+    mta, senders = make_mta(), make_mta()
+    mta.rcpt_replies["bob@acme.example"] = "550 5.1.1 " + "y" * 1800
+    d = make_daemon(customers=conf(mta.port, beta_port=senders.port)).start()
+    qid = send(d, ACME, simple("long 5xx"))
+    link_up(d)
+    wait_for(lambda: senders.received_for(SENDER), what="the DSN")
+    wait_gone(d, qid)
+    content = senders.received_for(SENDER)[0].content
+    assert max(len(l) for l in content.split(b"\r\n")) <= 998
+    blocks, _, _ = _dsns(senders)[0]
+    rb = [b for b in blocks if "final-recipient" in b][0]
+    assert rb["status"] == "5.1.1" and "550 5.1.1 yyyy" in rb["diagnostic-code"], rb
+
+
+def test_mail_arriving_during_a_flush_is_picked_up(make_daemon, mta):
+    d = make_daemon(customers=conf(mta.port)).start()
+    send_many(d, 40, threads=2, tag="first")
+    mta.data_delay = 0.01
+    link_up(d)
+    mta.wait_messages(5)
+    late = [send(d, ACME, simple("late %d" % i)) for i in range(5)]
+    mta.wait_messages(45, timeout=15)
+    wait_empty(d)
+    assert sorted(m.header("Subject") for m in mta.messages
+                  if m.header("Subject").startswith("late")) == ["late %d" % i for i in range(5)]
+    assert all(q not in queue_ids(d) for q in late)
+
+
+def test_link_bouncing_down_and_up_during_a_flush_resumes_at_once(make_daemon, mta):
+    d = make_daemon(customers=conf(mta.port, acme=dict(retry_min="1h", retry_max="2h"))).start()
+    send_many(d, 30, threads=2)
+    mta.data_delay = 0.05
+    link_up(d)
+    mta.wait_messages(3)
+    d.kickq("link", "down", "acme")
+    link_up(d)
+    # up again: the rest goes out now, not after the 1 h retry backoff
+    wait_for(lambda: len({seq_of(m) for m in mta.messages}) == 30, timeout=10,
+             what="all 30 after the link came back (have %d)"
+             % len({seq_of(m) for m in mta.messages}))
+    wait_empty(d)
+
+
+def test_8bit_mail_to_a_server_without_8bitmime_goes_as_it_is(make_daemon, make_mta):
+    mta = make_mta(start=False)
+    mta.eightbitmime = False
+    mta.start()
+    d = make_daemon(customers=conf(mta.port)).start()
+    original = (b"From: <a@beta.example>\r\nTo: <bob@acme.example>\r\nSubject: 8-bit\r\n"
+                b"X-Note: caf\xc3\xa9\r\n\r\nh\xc3\xa9llo \xe2\x82\xac\r\n")
+    qid = send(d, ACME, original, mail_opts=["BODY=8BITMIME"])
+    link_up(d)
+    # a BODY= parameter would get 555 from this server: the mail would bounce
+    mta.wait_messages(1)
+    wait_gone(d, qid)
+    _, rest = strip_received(mta.messages[0].content)
+    assert rest == original
+
+
+def test_failed_dsn_goes_to_postmaster(make_daemon, make_mta):
+    mta, senders = make_mta(), make_mta()
+    mta.rcpt_replies["bob@acme.example"] = "550 5.1.1 no such user"
+    senders.rcpt_replies[SENDER] = "550 5.1.1 no such sender either"
+    d = make_daemon(customers=conf(mta.port, beta_port=senders.port)).start()
+    qid = send(d, ACME, simple("double bounce"))
+    link_up(d)
+    wait_gone(d, qid)
+
+    def postmaster_notice():
+        return [m for m in queue(d)
+                if [r["address"] for r in m["recipients"]] == ["noc@isp.example"]]
+    wait_for(postmaster_notice, what="the notice to postmaster")
+    assert len(queue(d)) == 1, queue(d)           # no loop, nothing else
+    assert postmaster_notice()[0]["sender"] == ""
+    assert mta.received_for(ACME) == [] and senders.messages == []

@@ -1,0 +1,262 @@
+"""ETRN (RFC 1985) on the SMTP listener: every reply code through smtplib,
+and end to end with fetchmail's ETRN mode (a real client)."""
+import os
+import re
+import subprocess
+
+import pytest
+
+from conftest import MTA_HOST, customer_conf, queue_ids, status_of, wait_for
+
+ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3} ")
+ACME = "bob@acme.example"
+
+
+def etrn(d, arg=None, ehlo=True, s=None):
+    """(code, text) of one ETRN; checks the enhanced status code."""
+    own = s is None
+    if own:
+        s = d.smtp()
+    try:
+        if ehlo and own:
+            s.ehlo("client.example")
+        c, msg = (s.docmd("ETRN", arg) if arg is not None else s.docmd("ETRN"))
+        text = msg.decode()
+        assert ENHANCED.match(text), "no enhanced status code: %d %s" % (c, text)
+        assert text[0] == str(c)[0], (c, text)          # 2.x.x with 2yz, and so on
+        return c, text
+    finally:
+        if own:
+            s.quit()
+
+
+def fixed(name, domains, mta, **kw):
+    """A customer with a fixed mail host at the MTA, online = "detect": its
+    mail waits for a kick (or ETRN)."""
+    return customer_conf(name, domains, deliver="%s:%d" % (MTA_HOST, mta.port), **kw)
+
+
+def send(d, rcpt, subject="etrn"):
+    return d.send(rcpt, body="From: <a@sender.example>\r\nTo: <%s>\r\nSubject: %s\r\n\r\n"
+                  "hello\r\n" % (rcpt, subject))
+
+
+def test_ehlo_lists_etrn(make_daemon, mta):
+    d = make_daemon(customers=fixed("acme", ["acme.example"], mta)).start()
+    with d.smtp() as s:
+        s.ehlo("client.example")
+        assert s.has_extn("etrn")
+
+
+def test_253_pending_messages_started_and_delivered(make_daemon, mta):
+    d = make_daemon(customers=fixed("acme", ["acme.example"], mta)).start()
+    ids = [send(d, ACME, "one"), send(d, "sales@acme.example", "two")]
+    assert mta.messages == []           # fixed host, online = "detect": waits
+    c, text = etrn(d, "acme.example")
+    assert c == 253, text
+    assert "2 pending messages" in text and "acme.example" in text, text
+    mta.wait_messages(2)
+    wait_for(lambda: not queue_ids(d), what="the queue to empty")
+    assert sorted(m.header("Subject") for m in mta.messages) == ["one", "two"]
+    assert set(ids).isdisjoint(queue_ids(d))
+
+
+def test_253_for_a_link_customer_with_deferred_mail(make_daemon, mta):
+    mta.mail_reply = "451 4.3.0 try later"
+    cust = customer_conf("acme", ["acme.example"], port=mta.port, retry_min="1h",
+                         retry_max="2h")
+    d = make_daemon(customers=cust).start()
+    d.kickq("link", "up", "acme", MTA_HOST)
+    qid = send(d, ACME)
+    wait_for(lambda: (status_of(d, qid) or {}).get(ACME, ("",))[0] == "deferred",
+             what="the first attempt to be deferred")
+    mta.accept_all()
+    c, text = etrn(d, "acme.example")
+    assert c == 253 and "pending messages" in text, text
+    mta.wait_messages(1, timeout=5)     # long before the 1 h backoff
+    wait_for(lambda: not queue_ids(d), what="the queue to empty")
+    assert d.kickq_json("links")[0]["state"] == "up"    # ETRN does not change the link
+
+
+def test_251_nothing_waiting(make_daemon, mta):
+    d = make_daemon(customers=fixed("acme", ["acme.example"], mta)).start()
+    c, text = etrn(d, "acme.example")
+    assert c == 251, text
+    assert mta.connections == 0
+
+
+def test_250_flush_already_running(make_daemon, mta):
+    mta.data_delay = 0.3
+    d = make_daemon(customers=fixed("acme", ["acme.example"], mta, connections=1)).start()
+    for i in range(3):
+        send(d, ACME, "slow %d" % i)
+    with d.smtp() as s:
+        s.ehlo("client.example")
+        c1, t1 = etrn(d, "acme.example", s=s)
+        c2, t2 = etrn(d, "acme.example", s=s)
+    assert c1 == 253, t1
+    assert c2 == 250, t2
+    mta.wait_messages(3, timeout=10)
+    assert mta.connections == 1         # no second flush started
+    assert len(mta.messages) == 3
+
+
+def test_458_link_down(make_daemon, mta):
+    d = make_daemon(customers=customer_conf("acme", ["acme.example"], port=mta.port)).start()
+    qid = send(d, ACME)
+    c, text = etrn(d, "acme.example")
+    assert c == 458, text
+    assert qid in queue_ids(d)
+    assert mta.connections == 0
+    links = d.kickq_json("links")
+    assert links == [] or links[0]["state"] == "down"     # ETRN never changes the link
+
+
+def test_458_within_etrn_interval(make_daemon, mta):
+    mta.mail_reply = "451 4.3.0 try later"
+    d = make_daemon(customers=fixed("acme", ["acme.example"], mta, etrn_interval="5s")).start()
+    qid = send(d, ACME)
+    c, text = etrn(d, "acme.example")
+    assert c == 253, text
+    wait_for(lambda: (status_of(d, qid) or {}).get(ACME, ("",))[0] == "deferred",
+             what="the flush to end with a deferral")
+    tries = mta.connections
+    c, text = etrn(d, "acme.example")
+    assert c == 458, text
+    assert mta.connections == tries
+    # a kick by the operator is not limited by etrn_interval
+    mta.accept_all()
+    d.kickq("kick", "acme")
+    mta.wait_messages(1)
+
+
+def test_459_unknown_domain(make_daemon, mta):
+    d = make_daemon(customers=fixed("acme", ["acme.example"], mta)).start()
+    c, text = etrn(d, "unknown.example")
+    assert c == 459, text
+    c, text = etrn(d, "#nosuchcustomer")
+    assert c == 459, text
+    c, text = etrn(d, "@nowhere.example")
+    assert c == 459, text
+
+
+def test_459_maildrop_customer(make_daemon, mta):
+    customers = (fixed("acme", ["acme.example"], mta)
+                 + customer_conf("drop", ["drop.example"], deliver="maildrop", secret="x"))
+    d = make_daemon(customers=customers).start()
+    send(d, "bob@drop.example")
+    c, text = etrn(d, "drop.example")
+    assert c == 459, text
+    c, text = etrn(d, "#drop")
+    assert c == 459, text
+    assert mta.connections == 0
+
+
+@pytest.mark.parametrize("arg", [None, " ", "@", "#", "acme!.example", "acme..example",
+                                 ".acme.example", "acme.example.", "acme example",
+                                 "acme.example\x01", "@@acme.example", "#ac/me",
+                                 "a" * 300 + ".example"])
+def test_501_syntax(make_daemon, mta, arg):
+    d = make_daemon(customers=fixed("acme", ["acme.example"], mta)).start()
+    c, text = etrn(d, arg)
+    assert c == 501, (arg, text)
+
+
+def test_503_inside_a_mail_transaction(make_daemon, mta):
+    d = make_daemon(customers=fixed("acme", ["acme.example"], mta)).start()
+    send(d, ACME)
+    with d.smtp() as s:
+        s.ehlo("client.example")
+        c, _ = s.mail("a@sender.example")
+        assert c == 250
+        c, text = etrn(d, "acme.example", s=s)
+        assert c == 503, text
+        s.rset()
+        c, text = etrn(d, "acme.example", s=s)     # allowed again after RSET
+        assert c == 253, text
+
+
+def test_503_before_ehlo(make_daemon, mta):
+    d = make_daemon(customers=fixed("acme", ["acme.example"], mta)).start()
+    send(d, ACME)
+    c, text = etrn(d, "acme.example", ehlo=False)
+    assert c == 503, text
+    assert mta.connections == 0
+
+
+def test_252_at_domain_matching_two_customers(make_daemon, mta):
+    customers = (fixed("pa", ["a.parent.example"], mta)
+                 + fixed("pb", ["b.parent.example"], mta)
+                 + fixed("other", ["parent-other.example"], mta))
+    d = make_daemon(customers=customers).start()
+    send(d, "x@a.parent.example", "to a")
+    send(d, "y@b.parent.example", "to b")
+    send(d, "z@parent-other.example", "other")
+    c, text = etrn(d, "@parent.example")
+    assert c == 252, text
+    mta.wait_messages(2)
+    wait_for(lambda: queue_ids(d) and len(queue_ids(d)) == 1, what="both flushed")
+    assert sorted(m.header("Subject") for m in mta.messages) == ["to a", "to b"]
+    # the other customer was not covered by @parent.example
+    c, text = etrn(d, "@parent.example")
+    assert c == 251, text
+
+
+def test_hash_customer_form_and_case(make_daemon, mta):
+    d = make_daemon(customers=fixed("acme", ["acme.example", "acme.co.uk"], mta)).start()
+    send(d, ACME)
+    send(d, "bob@acme.co.uk")
+    c, text = etrn(d, "#ACME")
+    assert c == 253, text
+    assert "2 pending messages" in text, text
+    mta.wait_messages(2)
+    send(d, ACME)
+    c, text = etrn(d, "ACME.Example")       # lower-cased before use
+    assert c == 253, text
+    mta.wait_messages(3)
+
+
+def test_etrn_kicks_the_whole_customer(make_daemon, mta):
+    d = make_daemon(customers=fixed("acme", ["acme.example", "acme.co.uk"], mta)).start()
+    send(d, ACME)
+    send(d, "bob@acme.co.uk")
+    c, text = etrn(d, "acme.co.uk")
+    assert c == 253 and "2 pending messages" in text, text
+    mta.wait_messages(2)
+
+
+# ---- fetchmail's ETRN mode, a real client ----
+
+def _fetchmail(tmp_path, port, domain="acme.example"):
+    rc = tmp_path / "fetchmailrc"
+    rc.write_text("poll 127.0.0.1 proto ETRN service %d fetchdomains %s\n" % (port, domain))
+    os.chmod(str(rc), 0o600)
+    env = dict(os.environ, HOME=str(tmp_path))
+    return subprocess.run(["fetchmail", "-f", str(rc), "-v", "-N",
+                           "--pidfile", str(tmp_path / "fetchmail.pid"),
+                           "-i", str(tmp_path / "fetchids")],
+                          env=env, capture_output=True, text=True, timeout=30,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_fetchmail_etrn_end_to_end(make_daemon, mta, tmp_path):
+    cust = customer_conf("acme", ["acme.example"], port=mta.port, retry_min="1h",
+                         retry_max="2h")
+    d = make_daemon(customers=cust).start()
+    mta.mail_reply = "451 4.3.0 not yet"
+    d.kickq("link", "up", "acme", MTA_HOST)
+    qid = send(d, ACME, "via fetchmail")
+    wait_for(lambda: (status_of(d, qid) or {}).get(ACME, ("",))[0] == "deferred",
+             what="the mail to wait (deferred)")
+    mta.accept_all()
+    r = _fetchmail(tmp_path, d.port)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out                   # 0: mail was waiting and started
+    assert "ETRN acme.example" in out and "253" in out, out
+    mta.wait_messages(1, timeout=5)
+    assert mta.messages[0].header("Subject") == "via fetchmail"
+    wait_for(lambda: not queue_ids(d), what="the queue to empty")
+    # nothing waits any more: 251 (fetchmail 6.4 still exits 0 here; 1 = "no mail")
+    r = _fetchmail(tmp_path, d.port)
+    assert r.returncode in (0, 1), r.stdout + r.stderr
+    assert "No messages waiting" in r.stdout + r.stderr
