@@ -54,6 +54,7 @@ struct qdeliv {
     struct event *retry_ev;
     int deferred;                   /* something was deferred in this pass */
     int restart;                    /* start a new pass when this one ends */
+    int tls_plain;                  /* tls "may": the handshake failed, go plaintext */
     char last_error[256];           /* connection-level failure in this pass */
     int64_t last_etrn;
 };
@@ -346,6 +347,15 @@ static void on_closed(struct smtp_client *c, int code, const char *reason, void 
     if (code != 0 && reason) {
         snprintf(d->last_error, sizeof d->last_error, "%s", reason);
         log_info("%s: delivery to %s:%d failed: %s", d->qc->name, d->host, d->port, reason);
+        /* opportunistic TLS (RFC 7435): a broken handshake must not keep mail
+         * from a server that takes it in plaintext: retry at once without TLS */
+        if (!d->tls_plain && d->qc->cfg && d->qc->cfg->tls == TLSPOL_MAY &&
+            strstr(reason, "TLS handshake")) {
+            log_info("%s: TLS handshake failed, next attempts in plaintext", d->qc->name);
+            d->tls_plain = 1;
+            d->last_error[0] = 0;
+            d->restart = 1;
+        }
     }
     if (--d->nconn == 0)
         pass_end(d);
@@ -358,7 +368,7 @@ static int conn_open(struct qdeliv *d)
     const struct customer *c = d->qc->cfg;
     struct smtp_client_opts o = {
         .host = d->host, .port = d->port, .helo_name = qmgr_config()->hostname,
-        .tls = c->tls == TLSPOL_NONE ? SMTPC_TLS_NONE :
+        .tls = c->tls == TLSPOL_NONE || d->tls_plain ? SMTPC_TLS_NONE :
                c->tls == TLSPOL_ENCRYPT ? SMTPC_TLS_ENCRYPT : SMTPC_TLS_MAY,
         .tls_ctx = DL.tls, .expect_helo = c->expect_helo,
         .scale_timeouts_ms = DL.timeout_ms,
@@ -481,6 +491,7 @@ static void dl_go_online(struct qcust *qc)
     struct qdeliv *d = dl_get(qc);
     d->mode = DL_ONLINE;
     d->backoff = 0;
+    d->tls_plain = 0;
     if (d->nconn == 0)
         pass_start(d);
     else
@@ -820,10 +831,16 @@ int qmgr_kick(const char *customer, int etrn, struct qmgr_kick_result *res,
     struct qdeliv *d = dl_get(qc);
     int64_t now = time(NULL);
     if (d->nconn > 0) {
+        /* a pass is running: no second one now, but what it already tried
+         * is tried again as soon as it ends, whatever the backoff */
         res->messages = qc->nmsg;
         snprintf(res->address, sizeof res->address, "%s", host);
         res->port = port;
         res->already = 1;
+        d->restart = 1;
+        if (d->mode == DL_IDLE)
+            d->mode = DL_KICK;
+        evtimer_del(d->retry_ev);
         return 0;
     }
     if (etrn && qc->cfg->etrn_interval && d->last_etrn &&

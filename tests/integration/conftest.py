@@ -575,6 +575,11 @@ class MTA:
         """How many connections greeted with EHLO/HELO so far."""
         return len(self._conns)
 
+    @property
+    def open_connections(self):
+        """How many greeted connections are open now."""
+        return len(self._open)
+
     def accept_all(self):
         self.mail_reply = self.rcpt_reply = self.data_reply = None
         self.rcpt_replies = {}

@@ -185,6 +185,7 @@ def test_kick_retries_deferred_mail_at_once(make_daemon, mta):
     qid = send(d, ACME, simple("kick me"))
     wait_status(d, qid, ACME, "deferred")
     mta.accept_all()
+    wait_for(lambda: mta.open_connections == 0, what="the last attempt's connection to close")
     r = d.kickq("kick", "acme")
     assert r.stdout.startswith("kicked acme: 1 messages to %s:%d" % (MTA_HOST, mta.port)), r.stdout
     mta.wait_messages(1, timeout=5)     # long before the 1 h backoff
@@ -527,6 +528,7 @@ def test_4xx_at_mail_defers_every_recipient(make_daemon, mta, pipelining):
     assert "status=bounced" not in d.log_text()
     assert queue(d, "beta") == []               # no DSN
     mta.accept_all()
+    wait_for(lambda: mta.open_connections == 0, what="the last attempt's connection to close")
     d.kickq("kick", "acme")
     mta.wait_messages(1)
     wait_gone(d, qid)
@@ -807,6 +809,7 @@ def test_overlong_reply_line_is_a_protocol_error_not_a_crash(make_daemon, mta):
     assert len(st[ACME][1]) < 2100, len(st[ACME][1])
     assert d.proc.poll() is None
     mta.accept_all()
+    wait_for(lambda: mta.open_connections == 0, what="the last attempt's connection to close")
     d.kickq("kick", "acme")
     mta.wait_messages(1)
 
@@ -896,3 +899,28 @@ def test_failed_dsn_goes_to_postmaster(make_daemon, make_mta):
     assert len(queue(d)) == 1, queue(d)           # no loop, nothing else
     assert postmaster_notice()[0]["sender"] == ""
     assert mta.received_for(ACME) == [] and senders.messages == []
+
+
+def test_kick_while_a_pass_is_running_still_retries_what_it_passed(make_daemon, mta):
+    # one connection: the first message is deferred (451 at RCPT), the second
+    # is held at DATA by the MTA, so the pass is still running when the
+    # operator kicks; the kick covers the whole customer, so the deferred
+    # message must go out now, not after the 1 h backoff
+    mta.rcpt_replies["first@acme.example"] = "451 4.2.1 mailbox busy"
+    mta.gate_at = 0
+    d = make_daemon(customers=conf(mta.port, acme=dict(connections=1, retry_min="1h",
+                                                       retry_max="2h"))).start()
+    first = send(d, "first@acme.example", simple("first", to="first@acme.example"))
+    second = send(d, "second@acme.example", simple("second", to="second@acme.example"))
+    link_up(d)
+    wait_status(d, first, "first@acme.example", "deferred")
+    wait_for(lambda: mta.blocked == 1, what="the second message held at DATA")
+    mta.accept_all()
+    r = d.kickq("kick", "acme")
+    assert r.stdout.startswith("kicked acme: 2 messages to"), r.stdout
+    mta.gate_open.set()
+    wait_for(lambda: mta.received_for("second@acme.example"), what="the second message")
+    wait_for(lambda: mta.received_for("first@acme.example"), timeout=5,
+             what="the deferred message after the kick (still %r)" % (status_of(d, first),))
+    wait_gone(d, first)
+    wait_gone(d, second)

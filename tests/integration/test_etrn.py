@@ -70,6 +70,7 @@ def test_253_for_a_link_customer_with_deferred_mail(make_daemon, mta):
     qid = send(d, ACME)
     wait_for(lambda: (status_of(d, qid) or {}).get(ACME, ("",))[0] == "deferred",
              what="the first attempt to be deferred")
+    wait_for(lambda: mta.open_connections == 0, what="the attempt's connection to close")
     mta.accept_all()
     c, text = etrn(d, "acme.example")
     assert c == 253 and "pending messages" in text, text
@@ -248,6 +249,7 @@ def test_fetchmail_etrn_end_to_end(make_daemon, mta, tmp_path):
     qid = send(d, ACME, "via fetchmail")
     wait_for(lambda: (status_of(d, qid) or {}).get(ACME, ("",))[0] == "deferred",
              what="the mail to wait (deferred)")
+    wait_for(lambda: mta.open_connections == 0, what="the attempt's connection to close")
     mta.accept_all()
     r = _fetchmail(tmp_path, d.port)
     out = r.stdout + r.stderr
@@ -260,3 +262,40 @@ def test_fetchmail_etrn_end_to_end(make_daemon, mta, tmp_path):
     r = _fetchmail(tmp_path, d.port)
     assert r.returncode in (0, 1), r.stdout + r.stderr
     assert "No messages waiting" in r.stdout + r.stderr
+
+
+def test_at_domain_matching_one_customer_answers_like_plain_etrn(make_daemon, mta):
+    customers = (fixed("acme", ["acme.example", "sub.acme.example"], mta)
+                 + customer_conf("drop", ["drop.example"], deliver="maildrop", secret="x"))
+    d = make_daemon(customers=customers).start()
+    send(d, ACME)
+    send(d, "bob@sub.acme.example")
+    c, text = etrn(d, "@acme.example")
+    assert c == 253 and "2 pending messages" in text, text
+    mta.wait_messages(2)
+    c, text = etrn(d, "@drop.example")          # every match is a maildrop customer
+    assert c == 459, text
+
+
+def test_250_while_running_even_within_etrn_interval(make_daemon, mta):
+    mta.data_delay = 0.3
+    d = make_daemon(customers=fixed("acme", ["acme.example"], mta, connections=1,
+                                    etrn_interval="5s")).start()
+    for i in range(3):
+        send(d, ACME, "slow %d" % i)
+    with d.smtp() as s:
+        s.ehlo("client.example")
+        c1, t1 = etrn(d, "acme.example", s=s)
+        c2, t2 = etrn(d, "acme.example", s=s)
+    assert (c1, c2) == (253, 250), (t1, t2)
+    mta.wait_messages(3)
+
+
+def test_fetchmail_etrn_link_down(make_daemon, mta, tmp_path):
+    d = make_daemon(customers=customer_conf("acme", ["acme.example"], port=mta.port)).start()
+    send(d, ACME)
+    r = _fetchmail(tmp_path, d.port)
+    out = r.stdout + r.stderr
+    assert "458" in out, out
+    assert r.returncode not in (0, 1), out          # 458: fetchmail reports an error
+    assert mta.connections == 0
