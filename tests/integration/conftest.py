@@ -594,6 +594,14 @@ class MTA:
             ctx = _ssl.SSLContext(_ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(os.path.join(certdir, "cert.pem"),
                                 os.path.join(certdir, "key.pem"))
+            if self.tls == "broken":
+                # offers STARTTLS but only speaks TLS 1.1, which our client
+                # refuses: every handshake fails
+                import warnings
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    ctx.minimum_version = _ssl.TLSVersion.TLSv1
+                    ctx.maximum_version = _ssl.TLSVersion.TLSv1_1
             kw["tls_context"] = ctx
         if self.size_limit is not None:
             kw["data_size_limit"] = self.size_limit

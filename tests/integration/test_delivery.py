@@ -488,6 +488,18 @@ def test_tls_encrypt_without_starttls_keeps_the_mail(make_daemon, mta):
     assert not any(c[0] == "MAIL" for c in mta.commands)
 
 
+def test_tls_may_falls_back_to_plaintext_after_a_failed_handshake(make_daemon, make_mta):
+    bad = make_mta(tls="broken")
+    d = make_daemon(customers=conf(bad.port)).start()           # tls = "may" (default)
+    qid = send(d, ACME, simple("broken tls"))
+    link_up(d)
+    bad.wait_messages(1)
+    wait_gone(d, qid)
+    assert not bad.messages[0].tls
+    assert bad.messages[0].header("Subject") == "broken tls"
+    assert "next attempts in plaintext" in d.log_text()
+
+
 # ---- 16: kickq bounce ----
 
 def test_kickq_bounce_returns_the_message_with_a_dsn(make_daemon, mta):
