@@ -81,10 +81,12 @@ bench: all
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/etc/kickmail \
-	  $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/share/man/man5
+	  $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/share/man/man5 \
+	  $(DESTDIR)$(PREFIX)/share/kickmail
 	install -m 755 $(BUILD)/kickmaild $(BUILD)/kickq $(DESTDIR)$(PREFIX)/sbin/
 	install -m 644 doc/kickmaild.8 doc/kickq.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 	install -m 644 doc/kickmail.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+	install -m 644 conf/customers.sql $(DESTDIR)$(PREFIX)/share/kickmail/
 	test -e $(DESTDIR)$(PREFIX)/etc/kickmail/kickmail.conf || \
 	  install -m 640 conf/kickmail.conf $(DESTDIR)$(PREFIX)/etc/kickmail/
 

@@ -194,6 +194,18 @@ static void *reload_worker(void *arg)
     return NULL;
 }
 
+/* Tells each waiter of *list how the reload ended, and forgets them. */
+static void tell_waiters(struct waiter **list, int rc, const char *err)
+{
+    struct waiter *w = *list, *n;
+    *list = NULL;
+    for (; w; w = n) {
+        n = w->next;
+        w->done(rc, err, w->arg);
+        free(w);
+    }
+}
+
 /* Starts a worker for the waiters of R.next (signals stay with the main
  * thread).  On failure to start, tells them at once. */
 static void reload_start(void)
@@ -208,12 +220,7 @@ static void reload_start(void)
         return;
     snprintf(R.err, sizeof R.err, "cannot start the reload thread: %s", strerror(e));
     log_err("reload failed, keeping the old configuration: %s", R.err);
-    for (struct waiter *w = R.current, *n; w; w = n) {
-        n = w->next;
-        w->done(-1, R.err, w->arg);
-        free(w);
-    }
-    R.current = NULL;
+    tell_waiters(&R.current, -1, R.err);
 }
 
 /* Swaps a loaded generation in (on the loop). */
@@ -242,17 +249,6 @@ static void reload_apply(struct gen *g)
              "applied in %.3f s", registry_count(D.cur.reg),
              gen_map_info(&D.cur, info, sizeof info), t0 - R.t0,
              util_now_mono() - t0);
-}
-
-static void tell_waiters(struct waiter **list, int rc, const char *err)
-{
-    struct waiter *w = *list, *n;
-    *list = NULL;
-    for (; w; w = n) {
-        n = w->next;
-        w->done(rc, err, w->arg);
-        free(w);
-    }
 }
 
 /* The worker has finished (on the loop). */
