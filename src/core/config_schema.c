@@ -313,13 +313,17 @@ static int chk_deliver(const char *opt, const char *value, long *num, char *why,
         return 0;
     if (value && util_parse_hostport(value, host, sizeof host, &port) == 0) {
         int ok = value[0] == '['
-                 ? numeric_ip(AF_INET6, host) || numeric_ip(AF_INET, host)
-                 : check_hostname(host) == NULL;
+                 ? numeric_ip(AF_INET6, host)
+                 : numeric_ip(AF_INET, host);
         if (ok)
             return 0;
+        if (value[0] != '[' && check_hostname(host) == NULL)
+            return why_fail(why, whylen, "bad deliver '%s': the host must be a numeric "
+                            "address (\"IPv4:PORT\" or \"[IPv6]:PORT\"); host names "
+                            "are not resolved", V(value));
     }
     return why_fail(why, whylen, "bad deliver '%s' (want \"link\", \"maildrop\", "
-                    "\"pickup\" or \"HOST:PORT\")", V(value));
+                    "\"pickup\" or \"HOST:PORT\" with a numeric host)", V(value));
 }
 
 /* A file that must be readable now (certificate, key). */

@@ -127,7 +127,7 @@ static const char full_conf[] =
     "}\n"
     "customer \"beta_2\" { domains = {\"beta.example\"}\n"
     "  deliver = \"[2001:db8::25]:2525\" }\n"
-    "customer \"gamma\" { domains = {\"gamma.example\"} deliver = \"Mail.Gamma.Example:25\" }\n"
+    "customer \"gamma\" { domains = {\"gamma.example\"} deliver = \"192.0.2.77:25\" }\n"
     "customer \"delta\" { domains = {\"delta.example\"} deliver = maildrop secret = 'd' }\n"
     "customer \"eps\" { domains = {\"eps.example\"} deliver = pickup secret = 'e' }\n"
     "maildrop \"Alice@ISP.example\" {\n"
@@ -211,7 +211,7 @@ static void test_full(void **state)
     assert_string_equal(c->customers[1].deliver_host, "2001:db8::25");
     assert_int_equal(c->customers[1].deliver_port, 2525);
     assert_int_equal(c->customers[1].line, 55);
-    assert_string_equal(c->customers[2].deliver_host, "mail.gamma.example");
+    assert_string_equal(c->customers[2].deliver_host, "192.0.2.77");
     assert_int_equal(c->customers[2].deliver_port, 25);
     assert_int_equal(c->customers[3].deliver, DELIVER_MAILDROP);
     assert_int_equal(c->customers[4].deliver, DELIVER_PICKUP);
@@ -433,6 +433,8 @@ static const struct bad_case {
      ":2: bad value 'x' for keep_days"},
     {"deliver word", "customer \"a\" { domains = {\"a.example\"}\n deliver = \"smtp\" }\n",
      ":2: bad deliver 'smtp'"},
+    {"deliver host name", "customer \"a\" { domains = {\"a.example\"}\n deliver = \"mx.a.example:25\" }\n",
+     ":2: bad deliver 'mx.a.example:25': the host must be a numeric address"},
     {"deliver no port", "customer \"a\" { domains = {\"a.example\"}\n deliver = \"mx.a.example\" }\n",
      ":2: bad deliver 'mx.a.example'"},
     {"deliver bad host", "customer \"a\" { domains = {\"a.example\"}\n deliver = \"m x:25\" }\n",
