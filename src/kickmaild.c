@@ -348,18 +348,43 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 }
 
 /* Creates the spool directories owned by the run-time user (as root). */
-static int spool_prepare(const struct config *c, const struct passwd *pw)
+/* mkdir -p for the parents of path (not path itself): 0755, owned by whoever
+ * runs us. */
+static int mkdir_parents(const char *path, char *err, size_t errlen)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        if (mkdir(buf, 0755) < 0 && errno != EEXIST) {
+            snprintf(err, errlen, "%.900s: %s", buf, strerror(errno));
+            return -1;
+        }
+        *p = '/';
+    }
+    return 0;
+}
+
+/* Creates the spool directories (and missing parents of the spool and of the
+ * control socket), the spool owned by the run-time user when started as root. */
+static int spool_prepare(const struct config *c, const struct passwd *pw,
+                         char *err, size_t errlen)
 {
     static const char *const sub[] = { "", "/journal", "/state", "/corrupt" };
     char path[4096];
+    if (mkdir_parents(c->spool, err, errlen) < 0 ||
+        mkdir_parents(c->control, err, errlen) < 0)
+        return -1;
     for (size_t i = 0; i < sizeof sub / sizeof sub[0]; i++) {
         snprintf(path, sizeof path, "%s%s", c->spool, sub[i]);
         if (mkdir(path, 0700) < 0 && errno != EEXIST) {
-            fprintf(stderr, "kickmaild: %s: %s\n", path, strerror(errno));
+            snprintf(err, errlen, "%.900s: %s", path, strerror(errno));
             return -1;
         }
         if (pw && chown(path, pw->pw_uid, pw->pw_gid) < 0) {
-            fprintf(stderr, "kickmaild: chown %s: %s\n", path, strerror(errno));
+            snprintf(err, errlen, "chown %.900s: %s", path, strerror(errno));
             return -1;
         }
     }
@@ -391,7 +416,7 @@ static int start(void)
     }
     /* the customer map is read here, before serving: the loop is not
      * running yet, so blocking is fine */
-    if (gen_build(&D.cur, 1, err, sizeof err) < 0 || spool_prepare(c, pw) < 0) {
+    if (gen_build(&D.cur, 1, err, sizeof err) < 0 || spool_prepare(c, pw, err, sizeof err) < 0) {
         log_err("%s", err);
         return -1;
     }
