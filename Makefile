@@ -38,7 +38,7 @@ deps-ok: scripts/install-deps
 	@scripts/install-deps
 deps: deps-ok
 
-$(BUILD)/%.o: %.c $(wildcard include/*.h)
+$(BUILD)/%.o: %.c $(wildcard include/*.h src/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 

@@ -3,9 +3,9 @@
  * stale socket file removed first); per connection one struct io that reads
  * one request line (TAB-separated words, bounded by CTL_MAX_REQUEST bytes,
  * CTL_MAX_WORDS words and CTL_TIMEOUT seconds), looks the command up in the
- * shared table (ctl_req_check) and the handler table below, and answers
- * "0\n"+body, "1 reason\n" or "2 reason\n", then closes once the output is
- * written.
+ * shared table (ctl_req_check) and the handler table below (the link and
+ * delivery handlers are in ctl_deliver.c), and answers "0\n"+body,
+ * "1 reason\n" or "2 reason\n", then closes once the output is written.
  *
  * Trusts: whoever can open the socket (file permissions decide) — but not
  * the bytes they send: every word is checked before it reaches the qmgr.
@@ -35,8 +35,8 @@
 #include "config.h"
 #include "ctl.h"
 #include "ctl_format.h"
+#include "ctl_int.h"
 #include "io.h"
-#include "links.h"
 #include "log.h"
 #include "qmgr.h"
 #include "util.h"
@@ -46,24 +46,6 @@
 #endif
 
 #define CTL_MAX_SESSIONS 64
-
-enum ctl_state {
-    CS_READ,        /* waiting for the request line */
-    CS_WAIT,        /* request taken, answer not written yet */
-    CS_WRITE,       /* answer queued; freed when drained */
-};
-
-struct ctl_sess {
-    struct io *io;              /* NULL once the client is gone (CS_WAIT only) */
-    enum ctl_state state;
-    long uid;                   /* peer uid, -1 unknown */
-    unsigned opts;              /* CTL_OPT_* of the request */
-    const char *done_word;      /* hold/release/delete: "held", ... */
-    char *target;               /* ... and what it was done to */
-    struct evbuffer *env;       /* show: envelope, rendered before the body read */
-    struct evbuffer *body;      /* show: the body being read */
-    LIST_ENTRY(ctl_sess) entry;
-};
 
 static struct {
     struct event_base *base;
@@ -110,7 +92,7 @@ static void sess_begin_write(struct ctl_sess *s)
 }
 
 /* "0\n" + body (drained; may be NULL).  Frees s when the client is gone. */
-static void sess_reply_ok(struct ctl_sess *s, struct evbuffer *body)
+void ctl_reply_ok(struct ctl_sess *s, struct evbuffer *body)
 {
     if (!s->io) {
         sess_free(s);
@@ -123,9 +105,7 @@ static void sess_reply_ok(struct ctl_sess *s, struct evbuffer *body)
 }
 
 /* "CODE reason\n" (code 1 failure, 2 usage).  Frees s when the client is gone. */
-static void sess_reply_fail(struct ctl_sess *s, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void sess_reply_fail(struct ctl_sess *s, int code, const char *fmt, ...)
+void ctl_reply_fail(struct ctl_sess *s, int code, const char *fmt, ...)
 {
     char why[512];
     va_list ap;
@@ -188,7 +168,7 @@ static int scope_resolve(struct ctl_sess *s, const char *arg, struct ctl_scope *
         return 0;
     }
     if (!ctl_target_ok(arg) || qmgr_id_form(arg)) {
-        sess_reply_fail(s, 2, "%s: not a customer or domain", arg);
+        ctl_reply_fail(s, 2, "%s: not a customer or domain", arg);
         return -1;
     }
     if (strchr(arg, '.')) {
@@ -207,7 +187,7 @@ static int scope_resolve(struct ctl_sess *s, const char *arg, struct ctl_scope *
     struct qcust *qc = qmgr_cust_by_name(name);
     free(name);
     if (!qc) {
-        sess_reply_fail(s, 1, "%s: no such customer", arg);
+        ctl_reply_fail(s, 1, "%s: no such customer", arg);
         return -1;
     }
     sc->o.cust = qc;
@@ -247,7 +227,7 @@ static void cmd_status(struct ctl_sess *s, const struct ctl_req *rq)
     struct evbuffer *b = evbuffer_new();
     ctl_fmt_status(b, KM_VERSION, (long)getpid(), (int64_t)(util_now_mono() - ctl.started),
                    (unsigned long)qmgr_msg_count(), (rq->opts & CTL_OPT_JSON) != 0);
-    sess_reply_ok(s, b);
+    ctl_reply_ok(s, b);
     evbuffer_free(b);
 }
 
@@ -257,19 +237,19 @@ static void reload_done(int rc, const char *err, void *arg)
 {
     struct ctl_sess *s = arg;
     if (rc < 0) {
-        sess_reply_fail(s, 1, "%s", err && err[0] ? err : "reload failed");
+        ctl_reply_fail(s, 1, "%s", err && err[0] ? err : "reload failed");
         return;
     }
     struct evbuffer *b = evbuffer_new();
     evbuffer_add_printf(b, "reloaded\n");
-    sess_reply_ok(s, b);
+    ctl_reply_ok(s, b);
     evbuffer_free(b);
 }
 
 static void cmd_reload(struct ctl_sess *s, const struct ctl_req *rq)
 {
     if (!ctl.hooks.reload) {
-        sess_reply_fail(s, 1, "reload is not available");
+        ctl_reply_fail(s, 1, "reload is not available");
         return;
     }
     log_info("control: uid=%ld reload", s->uid);
@@ -300,7 +280,7 @@ static void cmd_list(struct ctl_sess *s, const struct ctl_req *rq)
     scope_each(&sc, list_one, &lc);
     if (!lc.json)
         ctl_fmt_list_end(lc.out, &lc.st);
-    sess_reply_ok(s, lc.out);
+    ctl_reply_ok(s, lc.out);
     evbuffer_free(lc.out);
 }
 
@@ -319,22 +299,8 @@ static void cmd_shape(struct ctl_sess *s, const struct ctl_req *rq)
     scope_each(&sc, shape_one, sh);
     ctl_fmt_shape(b, sh);
     ctl_shape_free(sh);
-    sess_reply_ok(s, b);
+    ctl_reply_ok(s, b);
     evbuffer_free(b);
-}
-
-/* The link columns of a customer's summary line, from the link table. */
-static void ctl_link_of(const struct qcust *qc, struct ctl_link *l)
-{
-    const struct link *lk = links_get(qc->name);
-    memset(l, 0, sizeof *l);
-    l->state = lk && lk->up ? "up" : "down";
-    if (!lk)
-        return;
-    l->address = lk->address[0] ? lk->address : NULL;
-    l->since = lk->since;
-    l->expires = lk->up ? lk->expires : 0;
-    l->source = lk->source != LINK_SRC_NONE ? links_source_name(lk->source) : NULL;
 }
 
 static int qcust_name_cmp(const void *a, const void *b)
@@ -379,23 +345,23 @@ static void cmd_summary(struct ctl_sess *s, const struct ctl_req *rq)
         ctl_sum_row_clear(&rows[i]);
     free(rows);
     free(v);
-    sess_reply_ok(s, b);
+    ctl_reply_ok(s, b);
     evbuffer_free(b);
 }
 
 /* Parses a QUEUEID argument; replies and returns NULL when it is no use. */
-static struct qmsg *ctl_msg_arg(struct ctl_sess *s, const char *arg)
+struct qmsg *ctl_msg_arg(struct ctl_sess *s, const char *arg)
 {
     uint64_t id;
     struct qmsg *m = NULL;
     if (!qmgr_id_form(arg)) {
-        sess_reply_fail(s, 2, "%s: not a queue ID", arg);
+        ctl_reply_fail(s, 2, "%s: not a queue ID", arg);
         return NULL;
     }
     if (qmgr_id_parse(arg, &id) == 0)
         m = qmgr_msg_by_id(id);
     if (!m)
-        sess_reply_fail(s, 1, "%s: no such message", arg);
+        ctl_reply_fail(s, 1, "%s: no such message", arg);
     return m;
 }
 
@@ -403,7 +369,7 @@ static void show_done(int err, void *arg)
 {
     struct ctl_sess *s = arg;
     if (err) {
-        sess_reply_fail(s, 1, "%s: cannot read message: %s", s->target, strerror(err));
+        ctl_reply_fail(s, 1, "%s: cannot read message: %s", s->target, strerror(err));
         return;
     }
     struct evbuffer *b = evbuffer_new();
@@ -413,7 +379,7 @@ static void show_done(int err, void *arg)
         evbuffer_add_buffer(b, s->body);
     else
         ctl_fmt_headers(b, s->body);
-    sess_reply_ok(s, b);
+    ctl_reply_ok(s, b);
     evbuffer_free(b);
 }
 
@@ -436,12 +402,12 @@ static void op_done(int err, void *arg)
 {
     struct ctl_sess *s = arg;
     if (err) {
-        sess_reply_fail(s, 1, "%s %s: %s", s->done_word, s->target, strerror(err));
+        ctl_reply_fail(s, 1, "%s %s: %s", s->done_word, s->target, strerror(err));
         return;
     }
     struct evbuffer *b = evbuffer_new();
     evbuffer_add_printf(b, "%s %s\n", s->done_word, s->target);
-    sess_reply_ok(s, b);
+    ctl_reply_ok(s, b);
     evbuffer_free(b);
 }
 
@@ -450,7 +416,7 @@ static void cmd_hold_release(struct ctl_sess *s, const struct ctl_req *rq, int h
     char err[256] = "";
     const char *t = rq->argv[0];
     if (!ctl_target_ok(t)) {
-        sess_reply_fail(s, 2, "%s: not a customer, domain or queue ID", t);
+        ctl_reply_fail(s, 2, "%s: not a customer, domain or queue ID", t);
         return;
     }
     s->target = qmgr_id_form(t) ? xstrdup(t) : util_lower(xstrdup(t));
@@ -459,7 +425,7 @@ static void cmd_hold_release(struct ctl_sess *s, const struct ctl_req *rq, int h
     int rc = hold ? qmgr_hold(s->target, op_done, s, err, sizeof err)
                   : qmgr_release(s->target, op_done, s, err, sizeof err);
     if (rc < 0)
-        sess_reply_fail(s, 1, "%s", err[0] ? err : "failed");
+        ctl_reply_fail(s, 1, "%s", err[0] ? err : "failed");
 }
 
 static void cmd_hold(struct ctl_sess *s, const struct ctl_req *rq)
@@ -486,12 +452,12 @@ static void cmd_delete(struct ctl_sess *s, const struct ctl_req *rq)
     for (int i = 0; i < rq->argc; i++) {
         const char *a = rq->argv[i];
         if (!qmgr_id_form(a)) {
-            sess_reply_fail(s, 2, "%s: not a queue ID", a);
+            ctl_reply_fail(s, 2, "%s: not a queue ID", a);
             free(ids);
             return;
         }
         if (qmgr_id_parse(a, &ids[n]) < 0) {
-            sess_reply_fail(s, 1, "%s: no such message", a);
+            ctl_reply_fail(s, 1, "%s: no such message", a);
             free(ids);
             return;
         }
@@ -508,209 +474,18 @@ static void cmd_delete(struct ctl_sess *s, const struct ctl_req *rq)
     s->done_word = "deleted";
     log_info("control: uid=%ld delete %zu message%s", s->uid, u, u == 1 ? "" : "s");
     if (qmgr_delete(u, ids, op_done, s, err, sizeof err) < 0)
-        sess_reply_fail(s, 1, "%s", err[0] ? err : "failed");
+        ctl_reply_fail(s, 1, "%s", err[0] ? err : "failed");
     free(ids);
-}
-
-/* bounce QUEUEID...: the messages are bounced one after another. */
-struct bounce_run {
-    struct ctl_sess *s;
-    uint64_t *ids;
-    size_t n, next, done;
-};
-
-static void bounce_step(int err, void *arg)
-{
-    struct bounce_run *br = arg;
-    char why[256] = "";
-    if (err) {
-        sess_reply_fail(br->s, 1, "bounce: %s", strerror(err));
-        free(br->ids);
-        free(br);
-        return;
-    }
-    if (br->next > 0)
-        br->done++;
-    while (br->next < br->n) {
-        uint64_t id = br->ids[br->next++];
-        if (qmgr_bounce(id, bounce_step, br, why, sizeof why) == 0)
-            return;
-        sess_reply_fail(br->s, 1, "%s", why);
-        free(br->ids);
-        free(br);
-        return;
-    }
-    struct evbuffer *b = evbuffer_new();
-    evbuffer_add_printf(b, "bounced %zu message%s\n", br->done, br->done == 1 ? "" : "s");
-    sess_reply_ok(br->s, b);
-    evbuffer_free(b);
-    free(br->ids);
-    free(br);
-}
-
-static void cmd_bounce(struct ctl_sess *s, const struct ctl_req *rq)
-{
-    struct bounce_run *br = xcalloc(1, sizeof *br);
-    br->s = s;
-    br->ids = xcalloc((size_t)rq->argc, sizeof *br->ids);
-    for (int i = 0; i < rq->argc; i++) {
-        struct qmsg *m = ctl_msg_arg(s, rq->argv[i]);
-        if (!m) {
-            free(br->ids);
-            free(br);
-            return;
-        }
-        br->ids[br->n++] = m->id;
-    }
-    log_info("control: uid=%ld bounce %zu message%s", s->uid, br->n, br->n == 1 ? "" : "s");
-    bounce_step(0, br);
-}
-
-/* CUSTOMER or DOMAIN → the customer's index entry; replies on failure. */
-static struct qcust *ctl_cust_arg(struct ctl_sess *s, const char *arg)
-{
-    char *t = util_lower(xstrdup(arg));
-    struct qcust *qc = strchr(t, '.') ? qmgr_cust_by_domain(t) : qmgr_cust_by_name(t);
-    if (!qc)
-        sess_reply_fail(s, 1, "%s: no such %s", arg, strchr(t, '.') ? "customer domain" : "customer");
-    free(t);
-    return qc;
-}
-
-static void cmd_kick(struct ctl_sess *s, const struct ctl_req *rq)
-{
-    char err[256] = "";
-    struct qmgr_kick_result res;
-    struct qcust *qc = ctl_cust_arg(s, rq->argv[0]);
-    if (!qc)
-        return;
-    log_info("control: uid=%ld kick %s", s->uid, qc->name);
-    if (qmgr_kick(qc->name, 0, &res, err, sizeof err) < 0) {
-        sess_reply_fail(s, 1, "%s", err);
-        return;
-    }
-    struct evbuffer *b = evbuffer_new();
-    if (rq->opts & CTL_OPT_JSON) {
-        evbuffer_add_printf(b, "{\"customer\":");
-        ctl_fmt_json_str(b, qc->name);
-        evbuffer_add_printf(b, ",\"messages\":%u,\"address\":", res.messages);
-        ctl_fmt_json_str(b, res.address);
-        evbuffer_add_printf(b, ",\"port\":%d}\n", res.port);
-    } else {
-        int v6 = strchr(res.address, ':') != NULL;
-        evbuffer_add_printf(b, "kicked %s: %u messages to %s%s%s:%d%s\n", qc->name,
-                            res.messages, v6 ? "[" : "", res.address, v6 ? "]" : "", res.port,
-                            res.already ? " (delivery already running)" : "");
-    }
-    sess_reply_ok(s, b);
-    evbuffer_free(b);
-}
-
-static void link_done(int err, void *arg)
-{
-    struct ctl_sess *s = arg;
-    if (err) {
-        sess_reply_fail(s, 1, "link %s: %s", s->target, strerror(err));
-        return;
-    }
-    const struct link *l = links_get(s->target);
-    struct evbuffer *b = evbuffer_new();
-    if (l && l->up)
-        evbuffer_add_printf(b, "link up %s at %s\n", s->target,
-                            l->address[0] ? l->address : "(fixed host)");
-    else
-        evbuffer_add_printf(b, "link down %s\n", s->target);
-    sess_reply_ok(s, b);
-    evbuffer_free(b);
-}
-
-static void cmd_link(struct ctl_sess *s, const struct ctl_req *rq)
-{
-    char err[256] = "";
-    const char *how = rq->argv[0];
-    int up = !strcmp(how, "up");
-    if (!up && strcmp(how, "down")) {
-        sess_reply_fail(s, 2, "usage: %s", rq->cmd->usage);
-        return;
-    }
-    if ((!up && (rq->argc != 2 || rq->ttl)) || (up && rq->argc > 3)) {
-        sess_reply_fail(s, 2, "usage: %s", rq->cmd->usage);
-        return;
-    }
-    struct qcust *qc = qmgr_cust_by_name(rq->argv[1]);
-    if (!qc || !qc->cfg) {
-        sess_reply_fail(s, 1, "%s: no such customer", rq->argv[1]);
-        return;
-    }
-    const char *addr = up && rq->argc == 3 ? rq->argv[2] : "";
-    if (up && !addr[0] && qc->cfg->deliver == DELIVER_LINK) {
-        sess_reply_fail(s, 1, "%s: an ADDRESS is required (deliver = \"link\")", qc->name);
-        return;
-    }
-    long ttl = qc->cfg->link_ttl;
-    if (rq->ttl && util_parse_duration(rq->ttl, &ttl) < 0) {
-        sess_reply_fail(s, 2, "%s: not a duration", rq->ttl);
-        return;
-    }
-    s->target = xstrdup(qc->name);
-    log_info("control: uid=%ld link %s %s %s", s->uid, how, qc->name, addr);
-    if (links_set(qc->name, up, addr, ttl, LINK_SRC_KICKQ, "", link_done, s,
-                  err, sizeof err) < 0)
-        sess_reply_fail(s, 1, "%s", err[0] ? err : "failed");
-}
-
-static void cmd_links(struct ctl_sess *s, const struct ctl_req *rq)
-{
-    size_t pos = 0;
-    const struct link *l;
-    int json = (rq->opts & CTL_OPT_JSON) != 0;
-    struct evbuffer *b = evbuffer_new();
-    if (!json)
-        evbuffer_add_printf(b, "%-20s %-5s %-39s %-20s %-20s %-8s %s\n", "CUSTOMER", "STATE",
-                            "ADDRESS", "SINCE", "EXPIRES", "SOURCE", "SESSION");
-    while ((l = links_next(&pos))) {
-        if (json) {
-            evbuffer_add_printf(b, "{\"customer\":");
-            ctl_fmt_json_str(b, l->customer);
-            evbuffer_add_printf(b, ",\"state\":\"%s\",\"address\":", l->up ? "up" : "down");
-            ctl_fmt_json_str(b, l->address[0] ? l->address : NULL);
-            evbuffer_add_printf(b, ",\"since\":%lld,\"expires\":", (long long)l->since);
-            if (l->up && l->expires)
-                evbuffer_add_printf(b, "%lld", (long long)l->expires);
-            else
-                evbuffer_add_printf(b, "null");
-            evbuffer_add_printf(b, ",\"source\":");
-            ctl_fmt_json_str(b, l->source != LINK_SRC_NONE ? links_source_name(l->source) : NULL);
-            evbuffer_add_printf(b, ",\"session\":");
-            ctl_fmt_json_str(b, l->session[0] ? l->session : NULL);
-            evbuffer_add_printf(b, "}\n");
-            continue;
-        }
-        char since[32] = "-", exp[32] = "-";
-        struct tm tm;
-        time_t t = (time_t)l->since;
-        if (l->since && localtime_r(&t, &tm))
-            strftime(since, sizeof since, "%Y-%m-%dT%H:%M:%S", &tm);
-        t = (time_t)l->expires;
-        if (l->up && l->expires && localtime_r(&t, &tm))
-            strftime(exp, sizeof exp, "%Y-%m-%dT%H:%M:%S", &tm);
-        evbuffer_add_printf(b, "%-20s %-5s %-39s %-20s %-20s %-8s %s\n", l->customer,
-                            l->up ? "up" : "down", l->address[0] ? l->address : "-", since, exp,
-                            l->source != LINK_SRC_NONE ? links_source_name(l->source) : "-",
-                            l->session[0] ? l->session : "-");
-    }
-    sess_reply_ok(s, b);
-    evbuffer_free(b);
 }
 
 static const struct {
     const char *name;
     ctl_handler *fn;
 } ctl_handlers[] = {
-    { "bounce",  cmd_bounce },
-    { "kick",    cmd_kick },
-    { "link",    cmd_link },
-    { "links",   cmd_links },
+    { "bounce",  ctl_cmd_bounce },
+    { "kick",    ctl_cmd_kick },
+    { "link",    ctl_cmd_link },
+    { "links",   ctl_cmd_links },
     { "status",  cmd_status },
     { "reload",  cmd_reload },
     { "list",    cmd_list },
@@ -730,7 +505,7 @@ static void sess_request(struct ctl_sess *s, char *line, size_t len)
     char why[256];
     struct ctl_req rq;
     if (memchr(line, 0, len)) {
-        sess_reply_fail(s, 2, "bad request: NUL byte");
+        ctl_reply_fail(s, 2, "bad request: NUL byte");
         return;
     }
     if (len && line[len - 1] == '\r')
@@ -739,7 +514,7 @@ static void sess_request(struct ctl_sess *s, char *line, size_t len)
     int n = 0;
     for (char *p = line; p; ) {
         if (n == CTL_MAX_WORDS) {
-            sess_reply_fail(s, 2, "request has more than %d words", CTL_MAX_WORDS);
+            ctl_reply_fail(s, 2, "request has more than %d words", CTL_MAX_WORDS);
             free(words);
             return;
         }
@@ -748,7 +523,7 @@ static void sess_request(struct ctl_sess *s, char *line, size_t len)
             *p++ = 0;
     }
     if (ctl_req_check(n, words, &rq, why, sizeof why) < 0) {
-        sess_reply_fail(s, 2, "%s", why);
+        ctl_reply_fail(s, 2, "%s", why);
         free(words);
         return;
     }
@@ -761,7 +536,7 @@ static void sess_request(struct ctl_sess *s, char *line, size_t len)
         }
     }
     free(words);
-    sess_reply_fail(s, 2, "%s: not implemented", rq.cmd->name);
+    ctl_reply_fail(s, 2, "%s: not implemented", rq.cmd->name);
 }
 
 static void sess_read(struct ctl_sess *s, int at_eof)
@@ -782,7 +557,7 @@ static void sess_read(struct ctl_sess *s, int at_eof)
     }
     if (len >= CTL_MAX_REQUEST) {
         sess_begin(s);
-        sess_reply_fail(s, 2, "request longer than %d bytes", CTL_MAX_REQUEST);
+        ctl_reply_fail(s, 2, "request longer than %d bytes", CTL_MAX_REQUEST);
         return;
     }
     char *line = xmalloc(len + 1);
@@ -847,7 +622,7 @@ static void ctl_accept(struct evconnlistener *l, evutil_socket_t fd,
     ctl.nsess++;
     if (ctl.nsess > CTL_MAX_SESSIONS) {
         sess_begin(s);
-        sess_reply_fail(s, 1, "too many control connections");
+        ctl_reply_fail(s, 1, "too many control connections");
         return;
     }
     io_set_timeout(s->io, CTL_TIMEOUT);

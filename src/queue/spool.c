@@ -2,8 +2,9 @@
  * spool — the durable store of spool.h: an append-only journal of segment
  * files (journal/NNNNNNNNNN.seg) written by one writer thread with group
  * commit, an aux thread for body reads, state files and segment deletion,
- * the replay of the journal at start, and the segment reference counts that
- * decide reclamation.  Record format: spool.h; metadata: spool_record.h.
+ * and the segment reference counts that decide reclamation.  The replay of
+ * the journal at start is spool_recover.c; the struct both share is in
+ * spool_int.h.  Record format: spool.h; metadata: spool_record.h.
  *
  * Threads and ownership.  The loop thread queues jobs and runs completions;
  * after spool_recover() it never touches the disk.  The writer thread owns
@@ -38,11 +39,11 @@
 
 #include "log.h"
 #include "spool.h"
+#include "spool_int.h"
 #include "spool_record.h"
 #include "util.h"
 
 #define SPOOL_SEG_LIMIT     (64ull * 1024 * 1024)  /* start a new segment past this */
-#define SPOOL_RBUF          (1u << 20)             /* recovery buffer, read chunk */
 #define SPOOL_STATE_NAMEMAX 128
 #define SPOOL_MAX_PAYLOAD   (UINT32_MAX - SPOOL_REC_HDR_LEN - SPOOL_REC_TRL_LEN)
 
@@ -78,61 +79,12 @@ struct spool_job {
     uint8_t meta[];             /* metadata, or the state file's data */
 };
 
-struct jobq {
-    struct spool_job *head, *tail;
-};
-
-struct spool {
-    char *dir;
-    struct event_base *base;
-    struct event *ev_done;
-    int lockfd, jdfd, sdfd, cdfd;
-    uint32_t *segs;             /* segments found at open, ascending */
-    size_t nsegs;
-    uint32_t next_seg;          /* the segment to create when none is resumed */
-
-    pthread_t wthr, athr;
-    int nthreads;
-    pthread_mutex_t mu;
-    pthread_cond_t wcond, acond;
-    /* under mu */
-    struct jobq wq, aq, dq;
-    int done_armed, stop;
-    int fail_errno, fail_n;
-    uint64_t seg_limit;
-    uint32_t resume_seg;        /* from spool_recover: append to this segment */
-    uint64_t resume_len;        /* ... from this offset */
-
-    struct {                    /* writer thread only */
-        int fd;
-        uint32_t seg;
-        uint64_t len;
-        int dir_dirty, broken;
-        struct iovec *iov;
-        size_t iovcap;
-        struct evbuffer_iovec *pv;
-        size_t pvcap;
-    } w;
-    struct {                    /* aux thread only */
-        int fd;
-        uint32_t seg;
-    } a;
-    /* loop thread only */
-    uint32_t *refs;             /* refs[seg - ref_base] */
-    uint32_t ref_base;
-    size_t nrefs;
-    uint32_t gc_next;           /* oldest segment not yet handed to deletion */
-    uint32_t active;            /* the segment the writer appends to, as last told */
-    int recovered, gc_pending;
-    uint64_t nqueued;
-};
-
-static void seg_name(char *out, size_t len, uint32_t seg)
+void spool_seg_name(char *out, size_t len, uint32_t seg)
 {
     snprintf(out, len, "%010u.seg", seg);
 }
 
-static int write_full(int fd, const void *p, size_t n)
+int spool_write_full(int fd, const void *p, size_t n)
 {
     const char *c = p;
     while (n > 0) {
@@ -316,7 +268,7 @@ static int writer_segment(struct spool *sp, uint32_t rseg, uint64_t rlen,
     if (sp->w.fd >= 0 && sp->w.len < limit && !sp->w.broken)
         return 0;
     if (sp->w.fd < 0 && sp->w.seg == 0 && rseg && rlen < limit) {
-        seg_name(name, sizeof name, rseg);
+        spool_seg_name(name, sizeof name, rseg);
         if ((fd = openat(sp->jdfd, name, O_WRONLY | O_CLOEXEC)) < 0)
             return errno;
         sp->w.fd = fd;
@@ -326,7 +278,7 @@ static int writer_segment(struct spool *sp, uint32_t rseg, uint64_t rlen,
         return 0;
     }
     seg = sp->w.seg ? sp->w.seg + 1 : sp->next_seg;
-    seg_name(name, sizeof name, seg);
+    spool_seg_name(name, sizeof name, seg);
     fd = openat(sp->jdfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
         int e = errno;
@@ -516,7 +468,7 @@ static int aux_seg_fd(struct spool *sp, uint32_t seg)
         return sp->a.fd;
     if (sp->a.fd >= 0)
         close(sp->a.fd);
-    seg_name(name, sizeof name, seg);
+    spool_seg_name(name, sizeof name, seg);
     sp->a.fd = openat(sp->jdfd, name, O_RDONLY | O_CLOEXEC);
     sp->a.seg = seg;
     return sp->a.fd;
@@ -589,7 +541,7 @@ static int aux_state_write(struct spool *sp, struct spool_job *j)
     fd = openat(sp->sdfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return errno;
-    err = write_full(fd, j->meta, j->meta_len);
+    err = spool_write_full(fd, j->meta, j->meta_len);
     if (!err && fsync(fd) < 0)
         err = errno;
     if (close(fd) < 0 && !err)
@@ -612,7 +564,7 @@ static void aux_unlink(struct spool *sp, uint32_t seg)
         close(sp->a.fd);
         sp->a.fd = -1;
     }
-    seg_name(name, sizeof name, seg);
+    spool_seg_name(name, sizeof name, seg);
     if (unlinkat(sp->jdfd, name, 0) < 0) {
         if (errno != ENOENT)
             log_err("spool: cannot delete journal/%s: %s", name, strerror(errno));
@@ -800,7 +752,7 @@ int spool_state_read(struct spool *sp, const char *name, struct evbuffer *out)
 
 /* ---- reference counts and reclamation (loop thread) ---- */
 
-static uint32_t *ref_slot(struct spool *sp, uint32_t seg)
+uint32_t *spool_ref_slot(struct spool *sp, uint32_t seg)
 {
     size_t i = seg - sp->ref_base;
     if (i >= sp->nrefs) {
@@ -817,13 +769,13 @@ void spool_seg_ref(struct spool *sp, uint32_t seg)
     if (seg < sp->gc_next || seg > sp->active)
         log_fatal("spool: reference on segment %010u outside %010u..%010u",
                   seg, sp->gc_next, sp->active);
-    (*ref_slot(sp, seg))++;
+    (*spool_ref_slot(sp, seg))++;
 }
 
 void spool_seg_unref(struct spool *sp, uint32_t seg)
 {
     uint32_t *r;
-    if (seg < sp->gc_next || seg > sp->active || *(r = ref_slot(sp, seg)) == 0)
+    if (seg < sp->gc_next || seg > sp->active || *(r = spool_ref_slot(sp, seg)) == 0)
         log_fatal("spool: segment %010u released more often than referenced", seg);
     if (--*r == 0 && seg == sp->gc_next)
         spool_gc(sp);
@@ -843,7 +795,7 @@ void spool_gc(struct spool *sp)
 {
     if (!sp->recovered)
         return;     /* refs are only known once the journal was replayed */
-    while (sp->gc_next < sp->active && *ref_slot(sp, sp->gc_next) == 0) {
+    while (sp->gc_next < sp->active && *spool_ref_slot(sp, sp->gc_next) == 0) {
         struct spool_job *j = job_new(J_UNLINK, 0, NULL, NULL);
         j->seg = sp->gc_next++;
         spool_push(sp, &sp->aq, &sp->acond, j);
@@ -859,7 +811,7 @@ void spool_gc(struct spool *sp)
 static void spool_set_active(struct spool *sp, uint32_t seg)
 {
     sp->active = seg;
-    ref_slot(sp, seg);
+    spool_ref_slot(sp, seg);
     spool_gc(sp);
 }
 
@@ -1076,356 +1028,4 @@ void spool_test_seg_limit(struct spool *sp, uint64_t bytes)
     pthread_mutex_lock(&sp->mu);
     sp->seg_limit = bytes;
     pthread_mutex_unlock(&sp->mu);
-}
-
-/* ---- recovery ---- */
-
-/*
- * Replay.  Each segment is read through one sequential buffer (SPOOL_RBUF):
- * header, metadata and trailer of every record; bodies are skipped (a body
- * that does not fit in the buffer is never read), except in the newest
- * segment, where the payload CRC of every record is checked.  A record that
- * fails is copied to corrupt/SEG-OFFSET.rec and the replay goes on at the
- * next valid header; a bad tail of the newest segment is cut off.
- */
-struct recov {
-    struct spool *sp;
-    const struct spool_recover_cbs *cbs;
-    void *arg;
-    struct spool_dec dec;
-    struct spool_env env;           /* decoded MSG */
-    int held;                       /* decoded STATE */
-    size_t nrcpt;
-    const struct spool_rstate *rs;
-    int fd;                         /* the segment being read */
-    uint32_t seg;
-    int newest;
-    uint64_t size;
-    uint8_t *buf;                   /* file bytes [boff, boff + blen) */
-    size_t cap, blen;
-    uint64_t boff;
-    int ioerr;
-    uint64_t max_id, nmsg, nstate, ndone, nbad;
-};
-
-/* Bytes [off, off + n) of the segment, valid until the next call; NULL on a
- * read error (rc->ioerr). */
-static const uint8_t *rr_get(struct recov *rc, uint64_t off, size_t n)
-{
-    size_t keep = 0;
-    if (off >= rc->boff && off - rc->boff <= rc->blen) {
-        size_t at = (size_t)(off - rc->boff);
-        if (rc->blen - at >= n)
-            return rc->buf + at;
-        keep = rc->blen - at;
-        memmove(rc->buf, rc->buf + at, keep);
-    }
-    if (n > rc->cap) {
-        rc->cap = n;
-        rc->buf = xrealloc(rc->buf, n);
-    }
-    rc->boff = off;
-    rc->blen = keep;
-    while (rc->blen < n) {
-        ssize_t r = pread(rc->fd, rc->buf + rc->blen, rc->cap - rc->blen,
-                          (off_t)(off + rc->blen));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            rc->ioerr = r < 0 ? errno : EIO;
-            return NULL;
-        }
-        rc->blen += (size_t)r;
-    }
-    return rc->buf;
-}
-
-/* The next valid header at or after from (or the end of the file) → *next.
- * Returns 1 (the caller sets [.., *next) aside) or -1 on a read error. */
-static int recov_scan(struct recov *rc, uint64_t from, uint64_t *next)
-{
-    while (from < rc->size) {
-        size_t n = rc->size - from < SPOOL_RBUF ? (size_t)(rc->size - from) : SPOOL_RBUF;
-        const uint8_t *p = rr_get(rc, from, n);
-        size_t i;
-        if (!p)
-            return -1;
-        i = spool_rec_find(p, n, 0);
-        if (i + SPOOL_REC_HDR_LEN <= n) {
-            *next = from + i;
-            return 1;
-        }
-        if (i == n)
-            from += n;
-        else if (from + n == rc->size)
-            break;          /* a possible header cut off by the end of file */
-        else
-            from += i;      /* a possible header cut off by the buffer: refill */
-    }
-    *next = rc->size;
-    return 1;
-}
-
-/* A bad record whose CRC-valid header gives its end: resume there when a
- * CRC-valid header of any version (or the end of file, or a tail too short
- * for a header) follows, else scan from just after off. */
-static int recov_skip(struct recov *rc, uint64_t off, uint64_t end, uint64_t *next)
-{
-    struct spool_rec_hdr h;
-    const uint8_t *p;
-    if (rc->size - end < SPOOL_REC_HDR_LEN) {
-        *next = end;
-        return 1;
-    }
-    if (!(p = rr_get(rc, end, SPOOL_REC_HDR_LEN)))
-        return -1;
-    if (spool_rec_hdr_decode(p, &h) != SPOOL_HDR_NOT) {
-        *next = end;
-        return 1;
-    }
-    return recov_scan(rc, off + 1, next);
-}
-
-static int recov_decode(struct recov *rc, const struct spool_rec_hdr *h,
-                        const uint8_t *meta)
-{
-    switch (h->type) {
-    case SPOOL_REC_MSG:
-        rc->env.id = h->id;
-        return spool_meta_msg_decode(&rc->dec, meta, h->meta_len, &rc->env);
-    case SPOOL_REC_STATE:
-        return spool_meta_state_decode(&rc->dec, meta, h->meta_len, &rc->held,
-                                       &rc->nrcpt, &rc->rs);
-    default:
-        return 0;
-    }
-}
-
-static void recov_report(struct recov *rc, const struct spool_rec_hdr *h, uint64_t off)
-{
-    const struct spool_recover_cbs *cbs = rc->cbs;
-    if (h->id > rc->max_id)
-        rc->max_id = h->id;
-    if (h->type == SPOOL_REC_MSG) {
-        struct spool_loc loc = {
-            .seg = rc->seg, .off = off,
-            .body_off = SPOOL_REC_HDR_LEN + h->meta_len,
-            .body_len = h->payload_len - h->meta_len,
-        };
-        rc->nmsg++;
-        if (cbs->message)
-            cbs->message(rc->arg, &rc->env, &loc);
-    } else if (h->type == SPOOL_REC_STATE) {
-        rc->nstate++;
-        if (cbs->state)
-            cbs->state(rc->arg, h->id, rc->seg, rc->held, rc->nrcpt, rc->rs);
-    } else {
-        rc->ndone++;
-        if (cbs->done)
-            cbs->done(rc->arg, h->id);
-    }
-}
-
-/* CRC of [off, off + len) of the segment, continuing *crc.  0 / -1. */
-static int recov_crc(struct recov *rc, uint64_t off, uint64_t len, uint32_t *crc)
-{
-    while (len > 0) {
-        size_t n = len < SPOOL_RBUF ? (size_t)len : SPOOL_RBUF;
-        const uint8_t *p = rr_get(rc, off, n);
-        if (!p)
-            return -1;
-        *crc = spool_crc(*crc, p, n);
-        off += n;
-        len -= n;
-    }
-    return 0;
-}
-
-/* The record at off.  0: valid and reported, *next is the record after it.
- * 1: it fails its checks, [off, *next) is to be set aside, *why says why.
- * -1: read error. */
-static int recov_record(struct recov *rc, uint64_t off, uint64_t *next,
-                        const char **why)
-{
-    struct spool_rec_hdr h;
-    const uint8_t *p;
-    uint64_t left = rc->size - off, end;
-    uint32_t crc = 0;
-    int st;
-
-    *why = "truncated header";
-    *next = rc->size;
-    if (left < SPOOL_REC_HDR_LEN)
-        return 1;
-    if (!(p = rr_get(rc, off, SPOOL_REC_HDR_LEN)))
-        return -1;
-    if ((st = spool_rec_hdr_decode(p, &h)) == SPOOL_HDR_NOT) {
-        *why = "bad header";
-        return recov_scan(rc, off + 1, next);
-    }
-    end = off + spool_rec_len(&h);
-    if (spool_rec_len(&h) > left) {
-        *why = "truncated record";
-        return recov_scan(rc, off + 1, next);
-    }
-    *why = "unknown record version or type";
-    if (st != SPOOL_HDR_OK)
-        return recov_skip(rc, off, end, next);
-    if (!(p = rr_get(rc, off + SPOOL_REC_HDR_LEN, h.meta_len)))
-        return -1;
-    if (rc->newest)
-        crc = spool_crc(0, p, h.meta_len);
-    *why = "bad metadata";
-    if (recov_decode(rc, &h, p) < 0)
-        return recov_skip(rc, off, end, next);
-    if (rc->newest && recov_crc(rc, off + SPOOL_REC_HDR_LEN + h.meta_len,
-                                h.payload_len - h.meta_len, &crc) < 0)
-        return -1;
-    if (!(p = rr_get(rc, end - SPOOL_REC_TRL_LEN, SPOOL_REC_TRL_LEN)))
-        return -1;
-    *why = "bad trailer";
-    if (spool_rec_trl_check(p, h.payload_len) < 0)
-        return recov_skip(rc, off, end, next);
-    *why = "bad payload checksum";
-    if (rc->newest && crc != h.payload_crc)
-        return recov_skip(rc, off, end, next);
-    recov_report(rc, &h, off);
-    *next = end;
-    return 0;
-}
-
-/* Copies [off, end) to corrupt/SEG-OFF.rec (best effort) and logs it.
- * -1 only on a read error of the segment. */
-static int recov_set_aside(struct recov *rc, uint64_t off, uint64_t end,
-                           const char *why)
-{
-    char name[64];
-    int fd, err = 0;
-    snprintf(name, sizeof name, "%010u-%llu.rec", rc->seg, (unsigned long long)off);
-    rc->nbad++;
-    fd = openat(rc->sp->cdfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        err = errno;
-    for (uint64_t pos = off; fd >= 0 && !err && pos < end;) {
-        size_t n = end - pos < SPOOL_RBUF ? (size_t)(end - pos) : SPOOL_RBUF;
-        const uint8_t *p = rr_get(rc, pos, n);
-        if (!p) {
-            close(fd);
-            return -1;
-        }
-        err = write_full(fd, p, n);
-        pos += n;
-    }
-    if (fd >= 0 && !err && fsync(fd) < 0)
-        err = errno;
-    if (fd >= 0)
-        close(fd);
-    if (err)
-        log_warn("spool: segment %010u offset %llu: %s, %llu bytes; cannot copy "
-                 "them to corrupt/%s: %s", rc->seg, (unsigned long long)off, why,
-                 (unsigned long long)(end - off), name, strerror(err));
-    else
-        log_warn("spool: segment %010u offset %llu: %s, %llu bytes set aside in "
-                 "corrupt/%s", rc->seg, (unsigned long long)off, why,
-                 (unsigned long long)(end - off), name);
-    return 0;
-}
-
-/* Cuts the newest segment back to off (a bad tail was set aside). */
-static void recov_cut(struct recov *rc, uint64_t off)
-{
-    if (ftruncate(rc->fd, (off_t)off) < 0 || fsync(rc->fd) < 0) {
-        log_err("spool: segment %010u: cannot cut the bad tail at %llu: %s; "
-                "new records go to a new segment", rc->seg,
-                (unsigned long long)off, strerror(errno));
-        rc->size = UINT64_MAX;      /* over any limit: the writer rotates */
-        return;
-    }
-    log_warn("spool: segment %010u: cut back to %llu bytes", rc->seg,
-             (unsigned long long)off);
-    rc->size = off;
-}
-
-static int recov_segment(struct recov *rc, uint32_t seg, int newest,
-                         char *err, size_t errlen)
-{
-    char name[32];
-    struct stat st;
-    uint64_t off = 0, next;
-    const char *why;
-    int r = 0;
-
-    seg_name(name, sizeof name, seg);
-    rc->fd = openat(rc->sp->jdfd, name, (newest ? O_RDWR : O_RDONLY) | O_CLOEXEC);
-    if (rc->fd < 0 || fstat(rc->fd, &st) < 0) {
-        snprintf(err, errlen, "cannot open %s/journal/%s: %s", rc->sp->dir, name,
-                 strerror(errno));
-        if (rc->fd >= 0)
-            close(rc->fd);
-        return -1;
-    }
-    posix_fadvise(rc->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    rc->seg = seg;
-    rc->newest = newest;
-    rc->size = (uint64_t)st.st_size;
-    rc->boff = rc->blen = 0;
-    while (off < rc->size && (r = recov_record(rc, off, &next, &why)) >= 0) {
-        if (r > 0 && recov_set_aside(rc, off, next, why) < 0) {
-            r = -1;
-            break;
-        }
-        if (r > 0 && newest && next == rc->size) {
-            recov_cut(rc, off);
-            break;
-        }
-        off = next;
-    }
-    close(rc->fd);
-    if (r < 0) {
-        snprintf(err, errlen, "cannot read %s/journal/%s: %s", rc->sp->dir, name,
-                 strerror(rc->ioerr));
-        return -1;
-    }
-    return 0;
-}
-
-int spool_recover(struct spool *sp, const struct spool_recover_cbs *cbs,
-                  void *arg, uint64_t *max_id, char *err, size_t errlen)
-{
-    struct recov rc = { .sp = sp, .cbs = cbs, .arg = arg, .cap = SPOOL_RBUF };
-    double t0 = util_now_mono();
-    int ret = 0;
-
-    if (sp->recovered || sp->nqueued) {
-        snprintf(err, errlen, "spool_recover() runs once, before any append");
-        return -1;
-    }
-    rc.buf = xmalloc(rc.cap);
-    if (sp->nsegs)
-        sp->active = sp->segs[sp->nsegs - 1];
-    ref_slot(sp, sp->active);
-    for (size_t i = 0; i < sp->nsegs && ret == 0; i++)
-        ret = recov_segment(&rc, sp->segs[i], i + 1 == sp->nsegs, err, errlen);
-    free(rc.buf);
-    spool_dec_free(&rc.dec);
-    if (ret < 0)
-        return -1;
-    if (sp->nsegs) {
-        pthread_mutex_lock(&sp->mu);
-        sp->resume_seg = sp->active;
-        sp->resume_len = rc.size;
-        pthread_mutex_unlock(&sp->mu);
-    }
-    if (rc.nbad && fsync(sp->cdfd) < 0)
-        log_warn("spool: fsync of corrupt/ failed: %s", strerror(errno));
-    sp->recovered = 1;
-    sp->gc_pending = 1;     /* first loop turn: reclaim what nobody referenced */
-    event_active(sp->ev_done, EV_READ, 0);
-    if (max_id)
-        *max_id = rc.max_id;
-    log_info("spool: recovered %zu segments in %.3f s: messages=%llu, states=%llu, "
-             "done=%llu, set_aside=%llu", sp->nsegs, util_now_mono() - t0,
-             (unsigned long long)rc.nmsg, (unsigned long long)rc.nstate,
-             (unsigned long long)rc.ndone, (unsigned long long)rc.nbad);
-    return 0;
 }
