@@ -15,6 +15,7 @@ CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-par
            -Iinclude $(shell pkg-config --cflags $(PKGS) 2>/dev/null) \
            -DKM_VERSION='"$(VERSION)"' -DKM_SYSCONFDIR='"$(PREFIX)/etc/kickmail"'
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcrypt -lpthread
+LDFLAGS += -Wl,--as-needed      # kickq then loads only the libraries it uses
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 ifeq ($(SAN),1)

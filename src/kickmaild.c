@@ -495,7 +495,12 @@ int main(int argc, char **argv)
     raise_nofile();
     signal(SIGPIPE, SIG_IGN);
     evthread_use_pthreads();
-    D.base = event_base_new();
+    /* the changelist folds the add/remove pairs of write events a session
+     * makes within one loop turn into at most one epoll_ctl */
+    struct event_config *ecfg = event_config_new();
+    event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    D.base = event_base_new_with_config(ecfg);
+    event_config_free(ecfg);
     if (!D.base || start() < 0)
         return 1;
     if (unserved[0])

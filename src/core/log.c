@@ -6,8 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <paths.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 #include <sys/time.h>
 
 #include "log.h"
@@ -28,11 +30,27 @@ void log_set_debug(int on)
     log_debug_on = on;
 }
 
+/* Is there a syslog socket?  Without one glibc's syslog() tries to connect
+ * again on every call (socket, connect, close): several wasted system calls
+ * per log line.  Checked again every 10 seconds. */
+static int syslog_usable(void)
+{
+    static int usable;
+    static time_t next_check;
+    time_t now = time(NULL);
+    if (now >= next_check) {
+        usable = access(_PATH_LOG, W_OK) == 0;
+        next_check = now + 10;
+    }
+    return usable;
+}
+
 static void log_v(int prio, const char *fmt, va_list ap)
 {
     char buf[4096];
     vsnprintf(buf, sizeof buf, fmt, ap);
-    syslog(prio, "%s", buf);
+    if (syslog_usable())
+        syslog(prio, "%s", buf);
     if (log_stderr) {
         struct timeval tv;
         struct tm tm;

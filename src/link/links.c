@@ -650,6 +650,23 @@ static void chg_tell(struct lchg *c)
     }
 }
 
+/* Tells fn that a change was undone (its write failed): the link is back to
+ * what it was before. */
+static void chg_tell_undo(struct lchg *c)
+{
+    if (!L.fn || !c->has)
+        return;
+    struct link snap;
+    if (c->had) {
+        snap = c->before;
+    } else {
+        memset(&snap, 0, sizeof snap);
+        snap.source = LINK_SRC_NONE;
+    }
+    snap.customer = c->customer;
+    L.fn(&snap, c->after.up, L.fnarg);
+}
+
 static void links_written(int err, void *arg)
 {
     struct lbatch *b = arg, **pp;
@@ -661,25 +678,29 @@ static void links_written(int err, void *arg)
         return;
     }
     L.writing = NULL;
+    L.notifying = 1;
     if (err) {
         log_err("links: cannot save the link table: %s; its last changes are undone",
                 strerror(err));
         batch_undo(b);
+        for (struct lop *op = b->ops; op && L.on; op = op->next)
+            for (size_t i = op->nchg; i-- > 0 && L.on;)
+                if (!op->chg[i].expiry)
+                    chg_tell_undo(&op->chg[i]);
     }
-    L.notifying = 1;
-    for (struct lop *op = b->ops; op && L.on; op = op->next) {
-        for (size_t i = 0; i < op->nchg && L.on; i++)
-            if (!err || op->chg[i].expiry)
-                chg_tell(&op->chg[i]);
-        if (op->cb && L.on)
+    for (struct lop *op = b->ops; op && L.on; op = op->next)
+        if (op->cb)
             op->cb(err, op->arg);
-    }
     L.notifying = 0;
     batch_free(b);
     links_pump();
 }
 
-/* Starts the next batch when nothing is being written. */
+/* Starts the next batch when nothing is being written.  The changes take
+ * effect (fn is told) at once, before the write: a link up must start
+ * delivery without waiting for a sync.  That is safe because losing the
+ * change in a crash only loses the link (mail then waits), never mail; a
+ * failed write undoes the changes and tells fn again. */
 static void links_pump(void)
 {
     struct lbatch *b;
@@ -696,6 +717,11 @@ static void links_pump(void)
     spool_state_write(L.sp, LINKS_FILE, evbuffer_pullup(buf, -1),
                       evbuffer_get_length(buf), links_written, b);
     evbuffer_free(buf);
+    L.notifying = 1;
+    for (struct lop *op = b->ops; op && L.on; op = op->next)
+        for (size_t i = 0; i < op->nchg && L.on; i++)
+            chg_tell(&op->chg[i]);
+    L.notifying = 0;
 }
 
 static void links_expire_cb(evutil_socket_t fd, short what, void *arg)

@@ -302,19 +302,19 @@ static void test_callback_order(void **state)
     char err[128];
     static const char *want[] = {
         "fn acme up 0", "cb 1 0",
-        "fn acme down 1", "cb 2 0",
-        "fn beta up 0", "cb 3 0",
+        "fn acme down 1", "fn beta up 0", "cb 2 0", "cb 3 0",
         "fn delta up 0", "cb inner 0",
     };
-    /* Three calls before the loop runs: the first is written alone, the
-     * other two together once it is done, in call order. */
+    /* Three calls before the loop runs: the first takes effect at once and
+     * is written alone, the other two take effect together once it is
+     * written, in call order; each cb runs once its change is on disk. */
     assert_int_equal(links_set("acme", 1, "192.0.2.7", 0, LINK_SRC_KICKQ, NULL,
                                set_cb, &w1, err, sizeof err), 0);
     assert_int_equal(links_set("acme", 0, NULL, 0, LINK_SRC_KICKQ, NULL,
                                set_cb, &w2, err, sizeof err), 0);
     assert_int_equal(links_set("beta", 1, "192.0.2.8", 0, LINK_SRC_AUTOTURN, "x",
                                set_again_cb, &w3, err, sizeof err), 0);
-    assert_int_equal(nev, 0);       /* nothing is told before it is on disk */
+    assert_int_equal(nev, 1);       /* the first change took effect at once */
     run_until(&inner.done, 5);
     assert_int_equal(nev, 8);
     for (size_t i = 0; i < 8; i++)
@@ -322,8 +322,8 @@ static void test_callback_order(void **state)
     /* The snapshots tell each change as it was made. */
     assert_true(evs[0].l.up);
     assert_false(evs[2].l.up);
-    assert_int_equal(evs[4].l.source, LINK_SRC_AUTOTURN);
-    assert_string_equal(evs[4].l.session, "x");
+    assert_int_equal(evs[3].l.source, LINK_SRC_AUTOTURN);
+    assert_string_equal(evs[3].l.session, "x");
     assert_true(links_get("delta")->up);
     inner.done = 0;
 }
@@ -574,9 +574,10 @@ static void test_write_failure(void **state)
     nev = nfn = 0;
 
     state_fail(1);
-    /* beta taking acme's address: both changes undone, nobody told. */
+    /* beta taking acme's address: both changes took effect at once, then
+     * were undone when the write failed, and fn was told both ways. */
     assert_int_equal(set_wait("beta", 1, "192.0.2.7", 0, LINK_SRC_RADIUS, NULL), EISDIR);
-    assert_int_equal(nfn, 0);
+    assert_int_equal(nfn, 4);
     assert_null(links_get("beta"));
     l = links_get("acme");
     assert_true(l->up);
@@ -584,10 +585,13 @@ static void test_write_failure(void **state)
     assert_int_equal(l->source, LINK_SRC_KICKQ);
     assert_string_equal(l->session, "k");
     /* A down undone: still up, still owning its address. */
+    nfn = 0;
     assert_int_equal(set_wait("acme", 0, NULL, 0, LINK_SRC_KICKQ, NULL), EISDIR);
+    assert_int_equal(nfn, 2);
     assert_true(links_get("acme")->up);
     state_fail(0);
 
+    nfn = 0;
     assert_int_equal(set_wait("beta", 1, "192.0.2.7", 0, LINK_SRC_RADIUS, NULL), 0);
     assert_int_equal(nfn, 2);
     assert_false(links_get("acme")->up);
