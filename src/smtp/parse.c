@@ -550,7 +550,8 @@ int smtp_line_is_clean(const char *buf, size_t len)
  * Every decoded byte passes through account_byte()/account_eol(), which count
  * size, line length and the header section (d->in_header sub-state) and say
  * which limit the byte crosses.  The first error is kept; the bytes before
- * the offending one are emitted, nothing after.
+ * the offending one are emitted, nothing after.  Plain runs inside a line are
+ * accounted in bulk by text_run(), with the same result (see "fast path").
  */
 enum { D_BOL = 0, D_TEXT, D_CR, D_DOT, D_DOTCR, D_DONE };
 enum { H_BODY = 0, H_LINESTART, H_NAME, H_NAMESP, H_FIELD };
@@ -734,6 +735,86 @@ static void bare_cr(struct feed *f, size_t i)
     f->d->st = D_TEXT;
 }
 
+/*
+ * Fast path.  Most bytes are inside a line (D_TEXT) where the header tracker
+ * only counts (H_BODY, or H_FIELD where every byte joins the header section):
+ * there nothing but CR, LF or NUL can change the state.  plain_span() finds
+ * the next of those a word at a time and text_run() accounts the bytes before
+ * it at once; the byte-at-a-time code then takes the CR, LF or NUL as before.
+ * The run stays part of the pending emit run, so output is unchanged.
+ */
+#define BYTES_01 ((uint64_t)0x0101010101010101u)
+#define BYTES_80 ((uint64_t)0x8080808080808080u)
+
+/* Non-zero exactly when some byte of w is zero. */
+static uint64_t has_zero_byte(uint64_t w) { return (w - BYTES_01) & ~w & BYTES_80; }
+
+static int fast_path_ok(const struct smtp_data *d)
+{
+    return d->st == D_TEXT && (d->in_header == H_BODY || d->in_header == H_FIELD);
+}
+
+/* Index of the first CR, LF or NUL in buf[i..len), or len; notes 8-bit bytes. */
+static size_t plain_span(struct smtp_data *d, const char *buf, size_t i, size_t len)
+{
+    uint64_t seen = 0;
+
+    for (; len - i >= 8; i += 8) {
+        uint64_t w;
+
+        memcpy(&w, buf + i, 8);
+        if (has_zero_byte(w) | has_zero_byte(w ^ (BYTES_01 * '\r')) |
+            has_zero_byte(w ^ (BYTES_01 * '\n')))
+            break;                          /* the word holds one: find it below */
+        seen |= w;
+    }
+    for (; i < len && buf[i] != '\r' && buf[i] != '\n' && buf[i] != '\0'; i++)
+        seen |= (unsigned char)buf[i];
+    if (seen & BYTES_80)
+        d->eightbit = 1;
+    return i;
+}
+
+/* Offset of the first of n more bytes that takes `used` over `limit` (0: no
+ * limit), as account_byte() checks it byte by byte; n when none does. */
+static uint64_t limit_hit(uint64_t limit, uint64_t used, uint64_t n)
+{
+    if (limit == 0)
+        return n;
+    if (used >= limit)
+        return 0;
+    return limit - used < n ? limit - used : n;
+}
+
+/* Accounts the plain bytes [i, j) found by plain_span() as account_byte()
+ * would one at a time: the first limit crossed (size, then line, then header
+ * on the same byte) fails the run at that byte. */
+static void text_run(struct feed *f, size_t i, size_t j)
+{
+    struct smtp_data *d = f->d;
+    uint64_t n = j - i, at = n, k;
+    enum smtp_data_err e = SMTP_DATA_OK;
+    int field = d->in_header == H_FIELD;
+
+    if ((k = limit_hit(d->max_size, d->size, n)) < at) {
+        at = k;
+        e = SMTP_DATA_TOO_BIG;
+    }
+    if ((k = limit_hit(d->line_limit, d->line_len, n)) < at) {
+        at = k;
+        e = SMTP_DATA_LINE_TOO_LONG;
+    }
+    if (field && (k = limit_hit(d->header_limit, d->header_len, n)) < at) {
+        at = k;
+        e = SMTP_DATA_HEADER_TOO_BIG;
+    }
+    run_fail(f, i + (size_t)at, e);
+    d->size += n;
+    d->line_len += n;
+    if (field)
+        d->header_len += n;
+}
+
 size_t smtp_data_feed(struct smtp_data *d, const char *buf, size_t len,
                       smtp_emit_fn *emit, void *arg, int *done)
 {
@@ -747,8 +828,18 @@ size_t smtp_data_feed(struct smtp_data *d, const char *buf, size_t len,
     if (*done)
         return 0;
     for (i = 0; i < len; i++) {
-        int c = (unsigned char)buf[i];
-        size_t before_cr = i > 0 ? i - 1 : 0;   /* run end without a held CR */
+        int c;
+        size_t before_cr;
+
+        if (fast_path_ok(d)) {
+            size_t j = plain_span(d, buf, i, len);
+
+            text_run(&f, i, j);
+            if ((i = j) == len)
+                break;
+        }
+        c = (unsigned char)buf[i];
+        before_cr = i > 0 ? i - 1 : 0;          /* run end without a held CR */
 
         switch (d->st) {
         case D_CR:

@@ -448,6 +448,10 @@ struct data_case {
     int eightbit;
 };
 
+/* Runs of ten bytes, for long lines the decoder accounts in bulk. */
+#define X10 "xxxxxxxxxx"
+#define Y10 "yyyyyyyyyy"
+
 static const struct data_case data_cases[] = {
     { "normal", S("Subject: hi\r\nFrom: a@b\r\n\r\nHello\r\nWorld\r\n.\r\nQUIT\r\n"), 0, 0, 0, 0,
       S("Subject: hi\r\nFrom: a@b\r\n\r\nHello\r\nWorld\r\n"), SMTP_DATA_OK, 1, S("QUIT\r\n"), SAME, 0, 0 },
@@ -503,6 +507,25 @@ static const struct data_case data_cases[] = {
       S("Received x\r\nReceived: y\r\n"), SMTP_DATA_OK, 1, S(""), SAME, 0, 0 },
     { "limits with 8bit body", S("A: b\r\n\r\n\x80\x81\r\n.\r\n"), 100, 100, 100, 1,
       S("A: b\r\n\r\n\x80\x81\r\n"), SMTP_DATA_OK, 1, S(""), SAME, 0, 1 },
+    /* limits crossed inside a long run of plain bytes: same byte as ever */
+    { "line at limit, long run", S("\r\n" X10 X10 X10 X10 "\r\n.\r\n"), 0, 40, 0, 0,
+      S("\r\n" X10 X10 X10 X10 "\r\n"), SMTP_DATA_OK, 1, S(""), SAME, 0, 0 },
+    { "line over inside a long run", S("A: b\r\n\r\n" X10 X10 X10 X10 X10 X10 "\r\n.\r\n"), 0, 40, 0, 0,
+      S("A: b\r\n\r\n" X10 X10 X10 X10), SMTP_DATA_LINE_TOO_LONG, 1, S(""), 70, 0, 0 },
+    { "size over inside a long run", S("\r\n" X10 X10 X10 X10 X10 X10 "\r\n.\r\nQUIT\r\n"), 50, 0, 0, 0,
+      S("\r\n" X10 X10 X10 X10 "xxxxxxxx"), SMTP_DATA_TOO_BIG, 1, S("QUIT\r\n"), 64, 0, 0 },
+    { "header over inside a long field", S("Subject: " Y10 Y10 Y10 Y10 "\r\n\r\nbody\r\n.\r\n"), 0, 0, 30, 0,
+      S("Subject: " Y10 Y10 "y"), SMTP_DATA_HEADER_TOO_BIG, 1, S(""), 59, 0, 0 },
+    { "size and line over on one byte", S("\r\n" X10 X10 X10 "\r\n.\r\n"), 22, 20, 0, 0,
+      S("\r\n" X10 X10), SMTP_DATA_TOO_BIG, 1, S(""), 34, 0, 0 },
+    { "line and header over on one byte", S("Subject: " Y10 Y10 Y10 "\r\n\r\n.\r\n"), 0, 25, 25, 0,
+      S("Subject: " Y10 "yyyyyy"), SMTP_DATA_LINE_TOO_LONG, 1, S(""), 43, 0, 0 },
+    { "8bit late in a long line", S("\r\n" X10 X10 X10 X10 "\xc3\xa9" X10 "\r\n.\r\n"), 0, 0, 0, 0,
+      S("\r\n" X10 X10 X10 X10 "\xc3\xa9" X10 "\r\n"), SMTP_DATA_OK, 1, S(""), SAME, 0, 1 },
+    { "NUL after a long run", S("\r\n" X10 X10 "\0xxxxx\r\n.\r\n"), 0, 0, 0, 0,
+      S("\r\n" X10 X10), SMTP_DATA_NUL, 1, S(""), 30, 0, 0 },
+    { "Received after a long field", S("X-Long: " Y10 Y10 Y10 "\r\nReceived: " Y10 Y10 "\r\n\r\n.\r\n"),
+      0, 0, 0, 0, S("X-Long: " Y10 Y10 Y10 "\r\nReceived: " Y10 Y10 "\r\n\r\n"), SMTP_DATA_OK, 1, S(""), SAME, 1, 0 },
 };
 
 struct sink {
