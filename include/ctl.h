@@ -45,6 +45,7 @@ void ctl_stop(void);
 #define CTL_OPT_JSON 0x01u          /* "--json" */
 #define CTL_OPT_BODY 0x02u          /* "--body" */
 #define CTL_OPT_TTL  0x04u          /* "--ttl DURATION" (takes the next word) */
+#define CTL_OPT_PROM 0x08u          /* "--prometheus" */
 
 struct ctl_cmd_spec {
     const char *name;

@@ -39,6 +39,8 @@
 #include "io.h"
 #include "log.h"
 #include "qmgr.h"
+#include "smtp_server.h"
+#include "stats.h"
 #include "util.h"
 
 #ifndef KM_VERSION
@@ -242,6 +244,15 @@ static void reload_done(int rc, const char *err, void *arg)
     }
     struct evbuffer *b = evbuffer_new();
     evbuffer_add_printf(b, "reloaded\n");
+    ctl_reply_ok(s, b);
+    evbuffer_free(b);
+}
+
+static void cmd_stats(struct ctl_sess *s, const struct ctl_req *rq)
+{
+    struct evbuffer *b = evbuffer_new();
+    stats_format(b, (rq->opts & CTL_OPT_PROM) != 0, smtp_server_sessions(),
+                 (unsigned long)qmgr_msg_count());
     ctl_reply_ok(s, b);
     evbuffer_free(b);
 }
@@ -486,6 +497,7 @@ static const struct {
     { "kick",    ctl_cmd_kick },
     { "link",    ctl_cmd_link },
     { "links",   ctl_cmd_links },
+    { "stats",   cmd_stats },
     { "status",  cmd_status },
     { "reload",  cmd_reload },
     { "list",    cmd_list },

@@ -46,6 +46,7 @@ static const struct ctl_cmd_spec ctl_specs[] = {
     { "kick",    1, 1,  CTL_OPT_JSON, "kick CUSTOMER|DOMAIN [--json]" },
     { "link",    2, 3,  CTL_OPT_TTL,  "link up CUSTOMER [ADDRESS] [--ttl DURATION] | link down CUSTOMER" },
     { "links",   0, 0,  CTL_OPT_JSON, "links [--json]" },
+    { "stats",   0, 0,  CTL_OPT_PROM, "stats [--prometheus]" },
 };
 
 const struct ctl_cmd_spec *ctl_cmd_at(unsigned i)
@@ -70,6 +71,8 @@ static unsigned ctl_opt_parse(const char *w)
         return CTL_OPT_BODY;
     if (strcmp(w, "--ttl") == 0)
         return CTL_OPT_TTL;
+    if (strcmp(w, "--prometheus") == 0)
+        return CTL_OPT_PROM;
     return 0;
 }
 

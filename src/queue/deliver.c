@@ -34,6 +34,7 @@
 #include "qmgr_int.h"
 #include "registry.h"
 #include "smtp_client.h"
+#include "stats.h"
 #include "tls.h"
 #include "util.h"
 
@@ -243,6 +244,7 @@ static void job_results(struct job *j, const char *relay)
         if (res->code >= 200 && res->code < 300) {
             log_result(m, r, relay, "sent", text);
             qmgr_rcpt_final(r, QR_DELIVERED);
+            stats_add(ST_DELIVERED, 1);
             nfinal++;
         } else if (res->code >= 500) {
             br[nb] = r;
@@ -250,6 +252,7 @@ static void job_results(struct job *j, const char *relay)
         } else {
             log_result(m, r, relay, "deferred", text);
             qmgr_rcpt_defer(r, text);
+            stats_add(ST_DEFERRED, 1);
             if (j->d)
                 j->d->deferred = 1;
         }
@@ -450,6 +453,7 @@ static void pass_end(struct qdeliv *d)
             r->pass = d->pass;
             qmgr_rcpt_defer(r, d->last_error);
             log_result(r->msg, r, relay, "deferred", d->last_error);
+            stats_add(ST_DEFERRED, 1);
             d->deferred = 1;
         }
     }
@@ -509,9 +513,21 @@ void deliver_resume(struct qcust *qc)
         d->restart = 1;
 }
 
+static void count_link_event(enum link_source src)
+{
+    static const enum stat_id ids[] = {
+        [LINK_SRC_KICKQ] = ST_LINK_KICKQ, [LINK_SRC_RADIUS] = ST_LINK_RADIUS,
+        [LINK_SRC_NETLINK] = ST_LINK_NETLINK, [LINK_SRC_ODMR] = ST_LINK_ODMR,
+        [LINK_SRC_AUTOTURN] = ST_LINK_AUTOTURN, [LINK_SRC_EXPIRY] = ST_LINK_EXPIRY,
+    };
+    if (src > LINK_SRC_NONE && src <= LINK_SRC_EXPIRY)
+        stats_add(ids[src], 1);
+}
+
 void qmgr_link_changed(const struct link *l, int was_up, void *arg)
 {
     struct qcust *qc = qmgr_cust_by_name(l->customer);
+    count_link_event(l->source);
     if (!qc)
         return;
     struct qdeliv *d = qc->dl;
@@ -607,6 +623,7 @@ static void bounce_queued(int err, void *arg)
         for (size_t i = 0; i < b->n; i++) {
             log_result(m, b->r[i], b->remote ? b->remote : "none", "bounced", b->diag[i]);
             qmgr_rcpt_final(b->r[i], QR_BOUNCED);
+            stats_add(ST_BOUNCED, 1);
         }
     }
     m->active--;
@@ -852,6 +869,7 @@ int qmgr_kick(const char *customer, int etrn, struct qmgr_kick_result *res,
     res->messages = qc->nmsg;
     snprintf(res->address, sizeof res->address, "%s", host);
     res->port = port;
+    stats_add(etrn ? ST_KICKS_ETRN : ST_KICKS_KICKQ, 1);
     if (etrn)
         d->last_etrn = now;
     if (d->mode != DL_ONLINE)

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "smtp_int.h"
 #include "smtp_server.h"
+#include "stats.h"
 #include "util.h"
 
 struct smtp_env smtp_env;
@@ -85,6 +86,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
     snprintf(s->peer, sizeof s->peer, "%s", peer);
     LIST_INSERT_HEAD(&S.sessions, s, entry);
     S.nsessions++;
+    stats_add(ST_SESSIONS_SMTP, 1);
     smtp_sess_start(s);
 }
 

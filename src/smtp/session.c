@@ -28,6 +28,7 @@
 #include "smtp_etrn.h"
 #include "smtp_int.h"
 #include "spool.h"
+#include "stats.h"
 #include "util.h"
 
 #define OUT_HIGH_WATER (256 * 1024)  /* stop reading while this much is unsent */
@@ -271,6 +272,8 @@ static void cmd_rcpt(struct smtp_sess *s, const char *arg, size_t len)
     if (rcpt_decide(s, &mb) == 0) {
         s->state = SS_RCPT;
         s->n_rcpt++;
+    } else {
+        stats_add(ST_REJECTED, 1);
     }
 }
 
@@ -481,6 +484,7 @@ static void data_refuse(struct smtp_sess *s)
     };
     log_warn("reject: message from %s from=<%s>: %s", s->peer, s->sender,
              msgs[s->data.err] + 10);
+    stats_add(ST_REJECTED, 1);
     reply(s, "%s", msgs[s->data.err]);
     txn_reset(s);
     s->state = SS_HELO;
@@ -503,6 +507,7 @@ static void commit_done(int err, void *arg)
     if (!err) {
         reply(s, "250 2.0.0 Ok: queued as %s", idstr);
         s->n_queued++;
+        stats_add(ST_ACCEPTED, 1);
     } else if (err == ENOSPC || err == EDQUOT) {
         reply(s, "452 4.3.1 Insufficient system storage");
     } else {
