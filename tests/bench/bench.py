@@ -8,22 +8,27 @@ after us (a backstop: this script stops everything it started itself).  Every
 process we start is written to WORK_DIR/pids, so that the shell's EXIT trap
 can end it even if this script dies.
 
-Benchmarks (numbers as in issue 4):
-  1. accept:  smtp-source -s 20 -l 4096 -m 10000 into each server (and into
-              smtp-sink: the load tool's ceiling) -> msg/s
-  2. flush:   the 10,000 held messages of (1) to smtp-sink -M 10000 after a
+Benchmarks (numbers as in issue 4; RESULTS.md describes the method):
+  1. accept:  smtp-source -s 20 -l 4096 -m 10000 into smtp-sink (the load
+              tool's ceiling), kickmail and Postfix in turn, 3 rounds -> msg/s
+  2. flush:   each round's 10,000 held messages to smtp-sink -M 10000 after a
               kick (`kickq kick` / `postqueue -s`) -> msg/s
   3. kick latency: kick -> first TCP connection at the customer's server with
               1, 1,000 and 10,000 messages held, p50/p99
-  5. connections: 10,000 idle SMTP sessions to kickmail: memory per session,
-              transaction latency with and without them
-  (4, the 1,000,000-message scale test, needs the SQLite customer map.)
+  4. scale:   1,000,000 held messages for 100,000 customers of the SQLite
+              customer map, written by tests/bench/genspool: restart to serving,
+              index memory per message, a kick among them
+  5. connections: 10,000 idle SMTP sessions to a fresh kickmaild: memory per
+              session, transaction latency with and without them
+  and a perf profile of kickmaild's accept path.
 
-Environment knobs (defaults in brackets): BENCH_MESSAGES [10000],
+Environment knobs (defaults in brackets): BENCH_MESSAGES [10000], BENCH_ROUNDS
+[3] (accept and flush are run that many times, the table shows the median),
 BENCH_KICKS [200], BENCH_KICK_BUDGET seconds per latency cell [25],
 BENCH_SESSIONS [10000], BENCH_PROFILE [1] (perf profile of the accept path),
 BENCH_RESULTS [tests/bench/RESULTS.md; "-" = do not write], BENCH_ONLY
-[accept,flush,sessions,latency,profile: the phases to run; flush implies accept].
+[accept,flush,sessions,latency,scale,profile: the phases to run; flush implies
+accept], BENCH_SCALE_MESSAGES [1000000], BENCH_SCALE_CUSTOMERS [100000].
 """
 import datetime
 import os
@@ -45,13 +50,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 
 N_MSG = int(os.environ.get("BENCH_MESSAGES", "10000"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 N_KICKS = int(os.environ.get("BENCH_KICKS", "200"))
 KICK_BUDGET = float(os.environ.get("BENCH_KICK_BUDGET", "25"))
 MIN_KICKS = 5
 N_SESSIONS = int(os.environ.get("BENCH_SESSIONS", "10000"))
 PROFILE = os.environ.get("BENCH_PROFILE", "1") != "0"
 RESULTS = os.environ.get("BENCH_RESULTS", os.path.join(HERE, "RESULTS.md"))
-ONLY = os.environ.get("BENCH_ONLY", "accept,flush,sessions,latency,profile").split(",")
+ONLY = os.environ.get("BENCH_ONLY", "accept,flush,sessions,latency,scale,profile").split(",")
 SINK_IDLE_MS = 100          # the latency sink closes connections idle this long
 
 SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
@@ -251,12 +257,26 @@ def smtp_source(port, n, rcpt, what):
     argv = [SMTP_SOURCE, "-s", "20", "-l", "4096", "-m", str(n), "-f", "from@x.example",
             "-t", rcpt, "127.0.0.1:%d" % port]
     note_cmd(what, argv)
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     r = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     dt = time.monotonic() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    LAST_SOURCE_CPU[0] = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
     if r.returncode != 0 or r.stderr.strip():
         raise RuntimeError("smtp-source failed (%d): %s%s" % (r.returncode, r.stdout, r.stderr[-2000:]))
     return dt
+
+
+LAST_SOURCE_CPU = [0.0]     # CPU seconds of the last smtp-source run
+
+
+def proc_cpu(pid):
+    """CPU seconds (user + system, all threads) a process has used."""
+    with open("/proc/%d/stat" % pid) as f:
+        st = f.read()
+    fld = st[st.rindex(")") + 2:].split()
+    return (int(fld[11]) + int(fld[12])) / float(os.sysconf("SC_CLK_TCK"))
 
 
 # ---------------------------------------------------------------- Postfix
@@ -657,67 +677,111 @@ def print_table():
 
 # ---------------------------------------------------------------- benchmarks
 
+def accept_customers():
+    """The held customers of the accept rounds: round i fills ACCEPT_CUST[i]
+    (cust1 first), and the flush benchmark empties each of them again."""
+    return ["cust1"] + ["acc%d" % i for i in range(2, ROUNDS + 1)]
+
+
+def spread(values, unit):
+    return "%s (min %.0f, max %.0f %s over %d rounds)" % (
+        "%.0f %s" % (statistics.median(values), unit), min(values), max(values), unit,
+        len(values))
+
+
 def bench_accept(procs, km, pf, ports):
-    log("== 1. accept: %d messages, smtp-source -s 20 -l 4096" % N_MSG)
-    sink, argv = start_smtp_sink(procs, ports["ceiling"])
-    note_cmd("1. ceiling sink", argv)
-    t_ceil = smtp_source(ports["ceiling"], N_MSG, "user@cust1.example", "1. ceiling")
-    procs.stop(sink)
-    ceil = N_MSG / t_ceil
-    log("   ceiling (smtp-source -> smtp-sink): %.0f msg/s (%.2f s)" % (ceil, t_ceil))
+    log("== 1. accept: %d rounds of %d messages, smtp-source -s 20 -l 4096 (ceiling, kickmail, "
+        "Postfix in turn)" % (ROUNDS, N_MSG))
+    ceil, kmr, pfr = [], [], []
+    cpu = []
+    for i, cust in enumerate(accept_customers()):
+        rcpt = "user@%s.example" % cust
+        sink, argv = start_smtp_sink(procs, ports["ceiling"])
+        note_cmd("1. ceiling sink", argv)
+        c0 = proc_cpu(sink.pid)
+        t_ceil = smtp_source(ports["ceiling"], N_MSG, rcpt, "1. ceiling (round %d)" % (i + 1))
+        src_ceil = LAST_SOURCE_CPU[0]
+        sink_cpu = proc_cpu(sink.pid) - c0
+        procs.stop(sink)
+        ceil.append(N_MSG / t_ceil)
 
-    t_km = smtp_source(km.port, N_MSG, "user@cust1.example", "1. accept kickmail")
-    km_rate = N_MSG / t_km
-    held = km.held("cust1")
-    log("   kickmail: %.0f msg/s (%.2f s), %d held" % (km_rate, t_km, held))
-    if held != N_MSG:
-        raise RuntimeError("kickmail holds %d messages, expected %d" % (held, N_MSG))
+        c0 = proc_cpu(km.pid())
+        t_km = smtp_source(km.port, N_MSG, rcpt, "1. accept kickmail (round %d)" % (i + 1))
+        src_km = LAST_SOURCE_CPU[0]
+        km_cpu = proc_cpu(km.pid()) - c0
+        kmr.append(N_MSG / t_km)
+        held = km.held(cust)
+        if held != N_MSG:
+            raise RuntimeError("kickmail holds %d messages for %s, expected %d" % (held, cust, N_MSG))
 
-    t_pf = smtp_source(pf.port, N_MSG, "user@cust1.example", "1. accept Postfix")
-    pf_rate = N_MSG / t_pf
-    log("   Postfix:  %.0f msg/s (%.2f s); waiting for its queue to settle" % (pf_rate, t_pf))
-    t0 = time.monotonic()
-    n = pf.wait_settled(expect=N_MSG)
-    log("   Postfix settled in %.1f s more: %d deferred" % (time.monotonic() - t0, n))
-
-    row(1, "accept, %d × 4 KB, 20 sessions" % N_MSG, km_rate, pf_rate, "msg/s",
-        "≥ 5× Postfix", km_rate >= 5 * pf_rate)
-    row(1, "accept as %% of the load tool's ceiling (%.0f msg/s)" % ceil,
-        100.0 * km_rate / ceil, 100.0 * pf_rate / ceil, "%", "≥ 70 %",
-        km_rate >= 0.7 * ceil, ratio="")
-    return dict(ceiling=ceil, km=km_rate, pf=pf_rate)
+        t_pf = smtp_source(pf.port, N_MSG, rcpt, "1. accept Postfix (round %d)" % (i + 1))
+        pfr.append(N_MSG / t_pf)
+        t0 = time.monotonic()
+        pf.wait_settled()
+        log("   round %d: ceiling %.0f msg/s (smtp-source %.0f %% CPU, smtp-sink %.0f %%); "
+            "kickmail %.0f msg/s (smtp-source %.0f %%, kickmaild %.0f %% = %.0f µs/msg); "
+            "Postfix %.0f msg/s (settled %.1f s later)" % (
+                i + 1, ceil[-1], 100 * src_ceil / t_ceil, 100 * sink_cpu / t_ceil, kmr[-1],
+                100 * src_km / t_km, 100 * km_cpu / t_km, 1e6 * km_cpu / N_MSG, pfr[-1],
+                time.monotonic() - t0))
+        cpu.append((100 * src_ceil / t_ceil, 100 * sink_cpu / t_ceil, 1e6 * sink_cpu / N_MSG,
+                    100 * src_km / t_km, 100 * km_cpu / t_km, 1e6 * km_cpu / N_MSG))
+    # each round's figures were taken within seconds of each other: the
+    # ratios are per round (the machine's load drifts between rounds), then
+    # the median of those
+    c, k, p = statistics.median(ceil), statistics.median(kmr), statistics.median(pfr)
+    r_pf = statistics.median(a / b for a, b in zip(kmr, pfr))
+    r_km_ceil = statistics.median(a / b for a, b in zip(kmr, ceil))
+    r_pf_ceil = statistics.median(a / b for a, b in zip(pfr, ceil))
+    row(1, "accept, %d × 4 KB, 20 sessions (medians of %d rounds)" % (N_MSG, ROUNDS), k, p,
+        "msg/s", "≥ 5× Postfix", r_pf >= 5, ratio=r_pf)
+    row(1, "accept as %% of the load tool's ceiling (median ceiling %.0f msg/s)" % c,
+        100.0 * r_km_ceil, 100.0 * r_pf_ceil, "%", "≥ 70 %", r_km_ceil >= 0.7, ratio="")
+    NOTES.append("accept rounds: ceiling %s; kickmail %s; Postfix %s" % (
+        spread(ceil, "msg/s"), spread(kmr, "msg/s"), spread(pfr, "msg/s")))
+    m = [statistics.median(x[j] for x in cpu) for j in range(6)]
+    NOTES.append("accept CPU, medians (100 %% = one core): ceiling runs smtp-source %.0f %%, "
+                 "smtp-sink %.0f %% (%.0f µs/msg); kickmail runs smtp-source %.0f %%, kickmaild "
+                 "%.0f %% (%.0f µs/msg, all threads)" % tuple(m))
+    return dict(ceiling=c, km=k, pf=p)
 
 
 def bench_flush(procs, km, pf, ports):
-    log("== 2. flush: %d held messages -> smtp-sink" % N_MSG)
-    res = {}
-    for name in ("kickmail", "Postfix"):
-        port = ports["km_cust1"] if name == "kickmail" else ports["pf_cust1"]
-        sink, argv = start_smtp_sink(procs, port, count=N_MSG)
-        note_cmd("2. customer server (%s)" % name, argv)
-        if name == "kickmail":
-            cmd = km.kickq_argv("kick", "cust1")
-        else:
-            cmd = pf.flush_cmd("cust1.example")
-        note_cmd("2. flush %s" % name, cmd)
-        t0 = time.monotonic()
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-        if r.returncode != 0:
-            raise RuntimeError("%s: %s%s" % (" ".join(cmd), r.stdout, r.stderr))
-        try:
-            sink.wait(timeout=600)
-        except subprocess.TimeoutExpired:
-            raise RuntimeError("%s: the sink did not get %d messages" % (name, N_MSG))
-        dt = time.monotonic() - t0
-        procs.stop(sink)
-        res[name] = N_MSG / dt
-        log("   %s: %.0f msg/s (%.2f s)" % (name, res[name], dt))
-        if name == "Postfix":
-            pf.wait_settled()
-        else:
-            time.sleep(0.5)
-    row(2, "flush %d held → smtp-sink" % N_MSG, res["kickmail"], res["Postfix"], "msg/s",
-        "≥ 5× Postfix", res["kickmail"] >= 5 * res["Postfix"])
+    log("== 2. flush: %d × %d held messages -> smtp-sink -M %d" % (ROUNDS, N_MSG, N_MSG))
+    res = {"kickmail": [], "Postfix": []}
+    for i, cust in enumerate(accept_customers()):
+        for name in ("kickmail", "Postfix"):
+            port = ports[("km_" if name == "kickmail" else "pf_") + cust]
+            sink, argv = start_smtp_sink(procs, port, count=N_MSG)
+            note_cmd("2. customer server (%s)" % name, argv)
+            if name == "kickmail":
+                cmd = km.kickq_argv("kick", cust)
+            else:
+                cmd = pf.flush_cmd(cust + ".example")
+            note_cmd("2. flush %s (round %d)" % (name, i + 1), cmd)
+            t0 = time.monotonic()
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+            if r.returncode != 0:
+                raise RuntimeError("%s: %s%s" % (" ".join(cmd), r.stdout, r.stderr))
+            try:
+                sink.wait(timeout=600)
+            except subprocess.TimeoutExpired:
+                raise RuntimeError("%s: the sink did not get %d messages" % (name, N_MSG))
+            dt = time.monotonic() - t0
+            procs.stop(sink)
+            res[name].append(N_MSG / dt)
+            if name == "Postfix":
+                pf.wait_settled()
+            else:
+                time.sleep(0.5)
+        log("   round %d: kickmail %.0f msg/s, Postfix %.0f msg/s" % (
+            i + 1, res["kickmail"][-1], res["Postfix"][-1]))
+    k, p = statistics.median(res["kickmail"]), statistics.median(res["Postfix"])
+    r = statistics.median(a / b for a, b in zip(res["kickmail"], res["Postfix"]))
+    row(2, "flush %d held → smtp-sink (medians of %d rounds)" % (N_MSG, ROUNDS), k, p, "msg/s",
+        "≥ 5× Postfix", r >= 5, ratio=r)
+    NOTES.append("flush rounds: kickmail %s; Postfix %s" % (
+        spread(res["kickmail"], "msg/s"), spread(res["Postfix"], "msg/s")))
     return res
 
 
@@ -956,13 +1020,18 @@ def open_sessions(port, n, timeout=180):
     return socks, retries
 
 
-def bench_connections(procs, km, pf):
-    log("== 5. %d idle SMTP sessions to kickmail" % N_SESSIONS)
+def bench_connections(procs, build, work, pf):
+    log("== 5. %d idle SMTP sessions to a fresh kickmaild" % N_SESSIONS)
+    # a daemon of its own: empty spool, no memory freed by earlier phases
+    # for the sessions to reuse
+    km = Kickmail(build, os.path.join(work, "sessions"), procs, free_port(),
+                  {"cust3": ("cust3.example", free_port())})
+    km.start()
     body = (b"From: <from@x.example>\r\nTo: <user@cust3.example>\r\nSubject: latency\r\n\r\n"
             + b"x" * 70 + b"\r\n") * 1
     body += (b"y" * 70 + b"\r\n") * 13     # about 1 KB
     rcpt = "user@cust3.example"
-    n_tx = 1000
+    n_tx = 400          # per block; blocks alternate without / with the sessions
 
     def latencies():
         out = []
@@ -970,34 +1039,35 @@ def bench_connections(procs, km, pf):
             out.append(transaction(km.port, rcpt, body) * 1000)
         return out
 
-    latencies()[:5]                                 # warm up
-    base = latencies()
-    time.sleep(0.5)
-    rss0 = rss_kb(km.pid())
-    t0 = time.monotonic()
-    socks, retries = open_sessions(km.port, N_SESSIONS)
-    t_open = time.monotonic() - t0
-    if retries:
-        NOTES.append("idle sessions: %d connections saw no greeting within 3 s and were made "
-                     "again (listen queue overflow: kickmaild listens with a backlog of 1024)"
-                     % retries)
-    time.sleep(1.0)
-    rss1 = rss_kb(km.pid())
-    loaded = latencies()
-    rss2 = rss_kb(km.pid())
-    per = (rss1 - rss0) * 1024.0 / N_SESSIONS / 1024.0
-    log("   opened %d sessions in %.1f s; RSS %d KB -> %d KB: %.2f KB per session" % (
-        len(socks), t_open, rss0, rss1, per))
-    log("   transaction latency p50 %.2f -> %.2f ms, p99 %.2f -> %.2f ms" % (
+    latencies()                                     # warm up
+    base, loaded = [], []
+    rss0 = rss1 = per = None
+    for cycle in range(2):
+        base += latencies()
+        time.sleep(0.3)
+        r0 = rss_kb(km.pid())
+        t0 = time.monotonic()
+        socks, retries = open_sessions(km.port, N_SESSIONS)
+        t_open = time.monotonic() - t0
+        if retries:
+            NOTES.append("idle sessions: %d connections saw no greeting within 3 s and were "
+                         "made again (listen queue overflow: kickmaild listens with a backlog "
+                         "of 1024)" % retries)
+        time.sleep(1.0)
+        r1 = rss_kb(km.pid())
+        if cycle == 0:
+            rss0, rss1 = r0, r1
+            per = (rss1 - rss0) / float(N_SESSIONS)
+            log("   opened %d sessions in %.1f s; RSS %d KB -> %d KB: %.2f KB per session" % (
+                len(socks), t_open, rss0, rss1, per))
+        loaded += latencies()
+        for so in socks:
+            so.close()
+        time.sleep(0.5)
+    base += latencies()
+    km.stop()
+    log("   transaction latency without / with: p50 %.2f / %.2f ms, p99 %.2f / %.2f ms" % (
         pctl(base, 50), pctl(loaded, 50), pctl(base, 99), pctl(loaded, 99)))
-    for s in socks:
-        s.close()
-    time.sleep(0.5)
-    after = latencies()
-    log("   after closing them: p50 %.2f ms, p99 %.2f ms" % (pctl(after, 50), pctl(after, 99)))
-    NOTES.append("transaction latency without idle sessions, measured again after closing "
-                 "them: p50 %.2f ms, p99 %.2f ms (run-to-run noise of this machine)"
-                 % (pctl(after, 50), pctl(after, 99)))
 
     # Postfix's cost of one session: one smtpd process (reference only)
     pf_kb = None
@@ -1025,22 +1095,209 @@ def bench_connections(procs, km, pf):
         c.close()
     note_cmd("5. idle sessions", "%d × (connect from 127.0.0.2-11, read 220, EHLO, read 250), "
              "then idle" % N_SESSIONS)
-    note_cmd("5. transaction latency", "%d × (connect, EHLO, MAIL, RCPT, DATA 1 KB, . → 250) "
-             "to %s, sequential" % (n_tx, rcpt))
+    note_cmd("5. transaction latency", "blocks of %d × (connect, EHLO, MAIL, RCPT, DATA 1 KB, "
+             ". → 250) to %s, sequential: without, with, without, with, without the idle "
+             "sessions" % (n_tx, rcpt))
     row(5, "memory per idle session (%d sessions, kickmaild RSS %d → %d KB)" % (
         N_SESSIONS, rss0, rss1), per, pf_kb, "KB", "≤ 16 KB", per <= 16)
     r50 = pctl(loaded, 50) / pctl(base, 50)
     r99 = pctl(loaded, 99) / pctl(base, 99)
-    row(5, "transaction latency p50, without → with %d idle" % N_SESSIONS,
+    row(5, "transaction latency p50, without → with %d idle (n=%d / %d)" % (
+        N_SESSIONS, len(base), len(loaded)),
         "%.2f → %.2f ms (%.2f×)" % (pctl(base, 50), pctl(loaded, 50), r50), None, "ms",
         "≤ 2×", r50 <= 2.0, ratio="")
-    row(5, "transaction latency p99, without → with %d idle" % N_SESSIONS,
+    row(5, "transaction latency p99, without → with %d idle (n=%d / %d)" % (
+        N_SESSIONS, len(base), len(loaded)),
         "%.2f → %.2f ms (%.2f×)" % (pctl(base, 99), pctl(loaded, 99), r99), None, "ms",
         "≤ 2×", r99 <= 2.0, ratio="")
-    return dict(rss0=rss0, rss1=rss1, rss2=rss2, per=per)
+    return dict(rss0=rss0, rss1=rss1, per=per)
+
+
+# ---------------------------------------------------------------- scale
+
+SCALE_MSGS = int(os.environ.get("BENCH_SCALE_MESSAGES", "1000000"))
+SCALE_CUST = int(os.environ.get("BENCH_SCALE_CUSTOMERS", "100000"))
+
+
+def build_genspool(build, work):
+    out = os.path.join(work, "genspool")
+    libs = subprocess.run(["pkg-config", "--libs", "libevent", "libevent_openssl",
+                           "libevent_pthreads", "libconfuse", "openssl", "sqlite3", "zlib"],
+                          capture_output=True, text=True).stdout.split()
+    argv = ["cc", "-O2", "-std=c11", "-D_GNU_SOURCE", "-I" + os.path.join(ROOT, "include"),
+            os.path.join(HERE, "genspool.c"), os.path.join(build, "libkm.a")] + libs + \
+        ["-lcrypt", "-lpthread", "-o", out]
+    r = subprocess.run(argv, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError("cannot build genspool: %s" % r.stderr[-2000:])
+    return out
+
+
+def make_map(path, n_cust, deliver, prefix="c"):
+    """The customer map of conf/customers.sql with n_cust customers named as
+    genspool names them (PREFIX%07u, domain PREFIX%07u.example)."""
+    import sqlite3
+    with open(os.path.join(ROOT, "conf", "customers.sql")) as f:
+        schema = f.read()
+    db = sqlite3.connect(path)
+    db.executescript(schema)
+    names = ["%s%07d" % (prefix, k) for k in range(n_cust)]
+    db.execute("BEGIN")
+    db.executemany("INSERT INTO customers (name, deliver) VALUES (?, ?)",
+                   ((nm, deliver) for nm in names))
+    db.executemany("INSERT INTO domains (domain, customer) VALUES (?, ?)",
+                   ((nm + ".example", nm) for nm in names))
+    db.execute("COMMIT")
+    db.close()
+
+
+def scale_daemon(procs, build, d, port, customers):
+    """A kickmaild for the scale test: spool under d, the generated customers
+    (("map", PATH): the SQLite customer map; ("conf", PATH): inline sections)."""
+    os.makedirs(d, exist_ok=True)
+    km = Kickmail(build, d, procs, port, {})
+    with open(km.conf, "a") as f:
+        if customers[0] == "map":
+            f.write('customer_map = "%s"\n' % customers[1])
+        else:
+            with open(customers[1]) as c:
+                f.write(c.read())
+    return km
+
+
+def timed_start(km):
+    """Starts kickmaild; returns (seconds to the `ready` line, seconds to the
+    first SMTP greeting), both from the exec."""
+    t0 = time.monotonic()
+    km.start()
+    t_ready = time.monotonic() - t0
+    while True:
+        try:
+            c = Smtp(km.port, timeout=5)
+            r = c.reply()
+            c.close()
+            if r.startswith("220"):
+                break
+        except OSError:
+            pass
+        time.sleep(0.005)
+    return t_ready, time.monotonic() - t0
+
+
+def bench_scale(procs, build, work):
+    n, m = SCALE_MSGS, SCALE_CUST
+    per = max(1, n // m)
+    log("== 4. scale: %d held messages across %d customers (%d each)" % (n, m, per))
+    gen = build_genspool(build, work)
+    sink_port = free_port()
+    sink = LatencySink(procs, sink_port)
+    base = os.path.join(work, "scale")
+    full = os.path.join(base, "full")
+    os.makedirs(os.path.join(full, "kickmail"), exist_ok=True)
+    use_map = os.path.exists(os.path.join(ROOT, "conf", "customers.sql"))
+    deliver = "127.0.0.1:%d" % sink_port
+    if use_map:
+        customers = ("map", os.path.join(base, "customers.sqlite"))
+        t0 = time.monotonic()
+        make_map(customers[1], m, deliver)
+        log("   customer map with %d customers written in %.1f s" % (m, time.monotonic() - t0))
+        note_cmd("4. customer map", "conf/customers.sql + %d rows in customers and domains "
+                 "(Python sqlite3), customer_map = \"PATH\"" % m)
+        argv = [gen]
+    else:
+        customers = ("conf", os.path.join(base, "customers.conf"))
+        argv = [gen, "-c", customers[1], "-d", deliver]
+    argv += [os.path.join(full, "kickmail", "spool"), str(n), str(m)]
+    note_cmd("4. generate the spool", argv)
+    t0 = time.monotonic()
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=900)
+    if r.returncode != 0:
+        raise RuntimeError("genspool: %s%s" % (r.stdout, r.stderr))
+    t_gen = time.monotonic() - t0
+    log("   %s (%.1f s)" % (r.stdout.strip(), t_gen))
+    target = "c%07d" % 0
+    domain = target + ".example"
+
+    def kicks(km, label):
+        lats = []
+        kick = etrn_kicker(km.port, domain)
+        for _ in range(50):
+            sink.wait_quiet()
+            t = kick()
+            ta = sink.first_accept_after(t, timeout=60)
+            if ta is None:
+                raise RuntimeError("%s: no connection after ETRN" % label)
+            lats.append((ta - t) / 1e6)
+            sink.wait_quiet()
+        return lats
+
+    # the same customers over an empty spool, with the target's share of mail
+    empty = scale_daemon(procs, build, os.path.join(base, "empty"), free_port(), customers)
+    e_ready, e_serve = timed_start(empty)
+    e_rss = rss_kb(empty.pid())
+    smtp_source(empty.port, per, "user@" + domain, "4. the target customer's mail (empty spool)")
+    e_lat = kicks(empty, "empty spool")
+    empty.stop()
+    log("   empty spool, %d customers: ready in %.2f s, RSS %d KB; ETRN→connect with %d held: "
+        "p50 %.2f p99 %.2f ms" % (m, e_ready, e_rss, per, pctl(e_lat, 50), pctl(e_lat, 99)))
+
+    # a cold start: drop the segments (and only them) from the page cache
+    jdir = os.path.join(full, "kickmail", "spool", "journal")
+    for name in os.listdir(jdir):
+        fd = os.open(os.path.join(jdir, name), os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+    km = scale_daemon(procs, build, full, free_port(), customers)
+    note_cmd("4. restart over the full spool", [km.kickmaild, "-f", "-c", km.conf])
+    f_ready, f_serve = timed_start(km)
+    f_rss = rss_kb(km.pid())
+    held = km.held(target)
+    f_lat = kicks(km, "full spool")
+    t0 = time.monotonic()
+    km.stop()
+    t_stop = time.monotonic() - t0
+    sink.stop()
+    per_msg = (f_rss - e_rss) * 1024.0 / n
+    log("   full spool: ready in %.2f s (first greeting %.2f s), RSS %d KB: %.0f B per held "
+        "message; %s holds %d; ETRN→connect p50 %.2f p99 %.2f ms; stop %.1f s" % (
+            f_ready, f_serve, f_rss, per_msg, target, held, pctl(f_lat, 50), pctl(f_lat, 99),
+            t_stop))
+    what = "%s held across %s customers (%s)" % (
+        format(n, ","), format(m, ","), "customer map" if use_map else "inline")
+    row(4, "restart to serving, %s, segments not in the page cache (exec→first 220)" % what,
+        "%.2f s" % f_serve, None, "", "≤ 10 s", f_serve <= 10, ratio="")
+    row(4, "index memory per held message (RSS %d → %d KB)" % (e_rss, f_rss),
+        "%.0f B" % per_msg, None, "", "≤ 300 B", per_msg <= 300, ratio="")
+    row(4, "ETRN→connect for one customer holding %d, p50/p99: empty spool → full (n=50)" % per,
+        "%.2f / %.2f → %.2f / %.2f ms" % (pctl(e_lat, 50), pctl(e_lat, 99),
+                                          pctl(f_lat, 50), pctl(f_lat, 99)),
+        None, "", "the same as empty", pctl(f_lat, 99) <= max(2.0, 1.5 * pctl(e_lat, 99)),
+        ratio="")
+    if use_map:
+        NOTES.append("scale (4): %s customers from the SQLite customer map, %d messages each, "
+                     "written by tests/bench/genspool in %.1f s; the daemon with the same map "
+                     "and an empty spool served after %.2f s, so %.2f s of the restart is the "
+                     "spool" % (format(m, ","), per, t_gen, e_serve, f_serve - e_serve))
+    else:
+        NOTES.append("scale (4) is a stand-in without the customer map: %s customers inline "
+                     "(libconfuse: 100,000 sections take ~84 s to parse), %d messages each; "
+                     "spool from tests/bench/genspool (%.1f s); an empty-spool daemon with the "
+                     "same customers served after %.2f s, so %.2f s of the restart is the "
+                     "spool" % (format(m, ","), per, t_gen, e_serve, f_serve - e_serve))
+    if held != per:
+        NOTES.append("scale: %s held %d messages after the restart, expected %d" % (
+            target, held, per))
+    shutil.rmtree(base, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- profile
+
+PROFILE_SYSCALLS = ["epoll_ctl", "epoll_wait", "readv", "writev", "read", "write", "ioctl",
+                    "accept4", "close", "socket", "connect", "getpid", "fcntl", "getpeername",
+                    "futex", "pwritev", "fdatasync", "sendto"]
+
 
 def profile_accept(procs, km, ports, work):
     """perf on kickmaild during another accept run: where the time goes,
@@ -1055,9 +1312,10 @@ def profile_accept(procs, km, ports, work):
     stat_out = os.path.join(work, "perf-stat.txt")
     rec = procs.spawn([perf, "record", "-g", "-F", "2000", "-o", data, "-p", str(pid)],
                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    st = procs.spawn([perf, "stat", "-x,", "-o", stat_out, "-e",
-                      "raw_syscalls:sys_enter,task-clock,context-switches", "-p", str(pid)],
-                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    events = ["raw_syscalls:sys_enter", "task-clock", "context-switches"] + \
+        ["syscalls:sys_enter_" + c for c in PROFILE_SYSCALLS]
+    st = procs.spawn([perf, "stat", "-x,", "-o", stat_out, "-e", ",".join(events),
+                      "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)
     t0 = time.monotonic()
     smtp_source(km.port, N_MSG, "user@cust4.example", "profile")
@@ -1069,8 +1327,7 @@ def profile_accept(procs, km, ports, work):
         with open(stat_out) as f:
             for line in f:
                 fld = line.strip().split(",")
-                if len(fld) > 2 and fld[2] in ("raw_syscalls:sys_enter", "task-clock",
-                                               "context-switches"):
+                if len(fld) > 2 and fld[2] in events:
                     try:
                         out[fld[2]] = float(fld[0])
                     except ValueError:
@@ -1086,6 +1343,26 @@ def profile_accept(procs, km, ports, work):
         if m:
             top.append((float(m.group(1)), m.group(2), m.group(3)))
     out["top"] = top[:15]
+    r = subprocess.run([perf, "report", "-i", data, "--stdio", "--no-children",
+                        "--sort", "dso", "-g", "none", "--percent-limit", "1"],
+                       capture_output=True, text=True, timeout=300)
+    out["dso"] = []
+    for line in r.stdout.splitlines():
+        m = re.match(r"\s+([\d.]+)%\s+(\S+)", line)
+        if m:
+            out["dso"].append((float(m.group(1)), m.group(2)))
+    r = subprocess.run([perf, "report", "-i", data, "--stdio", "--no-children",
+                        "--sort", "symbol", "-g", "none", "--percent-limit", "0.2"],
+                       capture_output=True, text=True, timeout=300)
+    user = []
+    for line in r.stdout.splitlines():
+        m = re.match(r"\s+([\d.]+)%\s+\[(.)\]\s+(\S+)", line)
+        if m and m.group(2) == ".":
+            user.append((float(m.group(1)), m.group(3)))
+    ktotal = sum(pct for pct, d in out["dso"] if d.startswith("[kernel"))
+    utotal = max(1e-9, 100.0 - ktotal)
+    out["user_share"] = utotal
+    out["user"] = [(100.0 * pct / utotal, sym) for pct, sym in user]
     out["seconds"] = dt
     log("   under perf: %.0f msg/s; syscalls/msg %.1f; CPU ms/msg %.3f" % (
         out["rate"], out.get("raw_syscalls:sys_enter", 0) / N_MSG,
@@ -1138,7 +1415,10 @@ def write_results(info, prof):
     out.append("- machine: %d cores (%s), %s memory, kernel %s" % (
         m["nproc"], m["cpu"], m["mem"], m["kernel"]))
     out.append("- spool and Postfix queue file system: %s" % info["fs"])
-    out.append("- load average when the run started: %s" % info["load"])
+    with open("/proc/loadavg") as f:
+        load_end = " ".join(f.read().split()[:3])
+    out.append("- load average (1, 5, 15 min) when the run started: %s; at its end: %s "
+               "(the benchmark's own processes count in it too)" % (info["load"], load_end))
     out.append("- kickmail %s (git %s); Postfix %s (Debian package), private instance" % (
         info["km_version"], git_rev(), info["pf_version"]))
     out.append("- whole run: %.0f s (%s)" % (time.monotonic() - T_START,
@@ -1154,12 +1434,30 @@ def write_results(info, prof):
         out.append("")
         out.append("Another %d messages into kickmail with `perf record -g -F 2000 -p PID` and "
                    "`perf stat -e raw_syscalls:sys_enter,task-clock,context-switches -p PID` "
-                   "attached: %.0f msg/s under perf; %.1f syscalls per message; %.3f ms CPU "
+                   "attached (plus one syscalls:sys_enter_NAME counter per system call below): %.0f msg/s "
+                   "under perf; %.1f syscalls per message; %.3f ms CPU "
                    "per message (%.0f %% of one core); %.1f context switches per message." % (
                        N_MSG, prof["rate"], prof.get("raw_syscalls:sys_enter", 0) / N_MSG,
                        prof.get("task-clock", 0) / N_MSG,
                        100.0 * prof.get("task-clock", 0) / (prof["seconds"] * 1000),
                        prof.get("context-switches", 0) / N_MSG))
+        out.append("")
+        out.append("System calls per accepted message (all threads of kickmaild):")
+        out.append("")
+        out.append("| " + " | ".join(PROFILE_SYSCALLS) + " |")
+        out.append("|" + "---|" * len(PROFILE_SYSCALLS))
+        out.append("| " + " | ".join("%.1f" % (prof.get("syscalls:sys_enter_" + c, 0) / N_MSG)
+                                     for c in PROFILE_SYSCALLS) + " |")
+        out.append("")
+        out.append("CPU samples by object: " + ", ".join(
+            "%s %.1f %%" % (d, pct) for pct, d in prof.get("dso", [])))
+        out.append("")
+        if prof.get("user"):
+            out.append("User space is %.0f %% of the samples; its symbols, as %% of the user-space "
+                       "samples: " % prof["user_share"] +
+                       ", ".join("`%s` %.1f" % (sym, pct) for pct, sym in prof["user"][:20]))
+            out.append("")
+        out.append("Where the CPU time goes (perf report --no-children, symbols over 1.5 %):")
         out.append("")
         out.append("| self % | symbol |")
         out.append("|---|---|")
@@ -1203,20 +1501,23 @@ def main():
     if hard < N_SESSIONS + 1000:
         sys.stderr.write("bench: open files limit %d is too low for %d sessions\n" % (hard, N_SESSIONS))
         return 1
+    # run copies: others may rebuild build/ meanwhile, and perf needs the
+    # binary that runs to name its functions
+    bindir = os.path.join(work, "bin")
+    os.makedirs(bindir)
+    for name in ("kickmaild", "kickq", "libkm.a"):
+        shutil.copy2(os.path.join(build, name), bindir)
+    build = bindir
     procs = Procs(work)
-    ports = {k: free_port() for k in ("km_smtp", "pf_smtp", "ceiling", "km_cust1", "pf_cust1",
-                                       "km_cust2", "pf_cust2", "km_cust3", "pf_cust3",
-                                       "km_cust4", "pf_cust4")}
-    km = Kickmail(build, work, procs, ports["km_smtp"], {
-        "cust1": ("cust1.example", ports["km_cust1"]),
-        "cust2": ("cust2.example", ports["km_cust2"]),
-        "cust3": ("cust3.example", ports["km_cust3"]),
-        "cust4": ("cust4.example", ports["km_cust4"]),
-    })
-    pf = Postfix(work, procs, ports["pf_smtp"], {
-        "cust1.example": ports["pf_cust1"], "cust2.example": ports["pf_cust2"],
-        "cust3.example": ports["pf_cust3"], "cust4.example": ports["pf_cust4"],
-    })
+    custs = accept_customers() + ["cust2", "cust3", "cust4"]
+    ports = {"km_smtp": free_port(), "pf_smtp": free_port(), "ceiling": free_port()}
+    for c in custs:
+        ports["km_" + c] = free_port()
+        ports["pf_" + c] = free_port()
+    km = Kickmail(build, work, procs, ports["km_smtp"],
+                  {c: (c + ".example", ports["km_" + c]) for c in custs})
+    pf = Postfix(work, procs, ports["pf_smtp"],
+                 {c + ".example": ports["pf_" + c] for c in custs})
     info = {"fs": fs_of(work)}
     with open("/proc/loadavg") as f:
         info["load"] = " ".join(f.read().split()[:3])
@@ -1240,9 +1541,11 @@ def main():
         if "flush" in ONLY:
             phase("flush", bench_flush, procs, km, pf, ports)
         if "sessions" in ONLY:
-            phase("sessions", bench_connections, procs, km, pf)
+            phase("sessions", bench_connections, procs, build, work, pf)
         if "latency" in ONLY:
             phase("kick latency", bench_kick_latency, procs, km, pf, ports)
+        if "scale" in ONLY:
+            phase("scale", bench_scale, procs, build, work)
         if PROFILE and "profile" in ONLY:
             prof = phase("profile", profile_accept, procs, km, ports, work)
     finally:
