@@ -9,7 +9,7 @@
 
 struct listen_addr;
 
-/* socket + SO_REUSEADDR (+ IPV6_V6ONLY for v6) + bind + listen(backlog 1024),
+/* socket + SO_REUSEADDR (+ IPV6_V6ONLY for v6) + bind + listen(backlog SOMAXCONN),
  * non-blocking, close-on-exec.  Returns the fd, or -1 with err filled. */
 int listen_bind(const struct listen_addr *a, char *err, size_t errlen);
 
