@@ -39,6 +39,13 @@ struct evbuffer *io_out(struct io *io);
 void io_write(struct io *io, const void *data, size_t len);
 void io_printf(struct io *io, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 size_t io_out_pending(struct io *io);
+/* Sends buf (drained): on a plaintext stream with nothing queued it is
+ * written to the socket at once, and what the socket does not take is
+ * queued.  Returns 1 when everything went out now (no IO_DRAINED follows:
+ * the caller acts on the drain itself), 0 when some is queued (IO_DRAINED
+ * follows).  Saves the write-event round trip (two epoll_ctl and a loop
+ * turn) for every short reply. */
+int io_send(struct io *io, struct evbuffer *buf);
 
 /* Read timeout in seconds (0: none); restarted on every read.  The same
  * value is the write timeout: output pending that long without progress. */

@@ -182,6 +182,20 @@ size_t io_out_pending(struct io *io)
     return evbuffer_get_length(bufferevent_get_output(io->bev));
 }
 
+int io_send(struct io *io, struct evbuffer *buf)
+{
+    struct evbuffer *out = bufferevent_get_output(io->bev);
+    if (!io->tls && evbuffer_get_length(out) == 0) {
+        while (evbuffer_get_length(buf) > 0)
+            if (evbuffer_write(buf, io->fd) <= 0)
+                break;          /* EAGAIN or an error: the bufferevent takes over */
+        if (evbuffer_get_length(buf) == 0)
+            return 1;
+    }
+    bufferevent_write_buffer(io->bev, buf);
+    return 0;
+}
+
 void io_set_timeout(struct io *io, int secs)
 {
     io_set_timeout_ms(io, secs > 0 ? (long)secs * 1000 : 0);

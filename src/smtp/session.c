@@ -48,9 +48,9 @@ static void reply(struct smtp_sess *s, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    evbuffer_add_vprintf(io_out(s->io), fmt, ap);
+    evbuffer_add_vprintf(s->out, fmt, ap);
     va_end(ap);
-    evbuffer_add(io_out(s->io), "\r\n", 2);
+    evbuffer_add(s->out, "\r\n", 2);
 }
 
 /* ---- transaction state ---- */
@@ -77,6 +77,8 @@ static void sess_free(struct smtp_sess *s)
     free(s->helo);
     if (s->body)
         evbuffer_free(s->body);
+    if (s->out)
+        evbuffer_free(s->out);
     if (s->io)
         io_free(s->io);
     s->io = NULL;
@@ -520,8 +522,6 @@ static void commit_done(int err, void *arg)
         return;
     }
     sess_process(s);
-    if (s->eof && s->state != SS_COMMIT && s->state != SS_CLOSING)
-        sess_finish(s);     /* peer half-closed: answer what it sent, then close */
 }
 
 static int customers_over_quota(struct smtp_sess *s, uint64_t size)
@@ -624,6 +624,22 @@ static int sess_line(struct smtp_sess *s)
     return 1;
 }
 
+/* Hands the queued replies to the io layer; when they all went out at once,
+ * acts on the drain now (close, STARTTLS switch, resume).  May free s: call
+ * it last. */
+static void sess_flush(struct smtp_sess *s)
+{
+    if (!s->io)
+        return;
+    if (evbuffer_get_length(s->out) == 0) {
+        if (s->state == SS_CLOSING && io_out_pending(s->io) == 0)
+            sess_close(s, NULL);
+        return;
+    }
+    if (io_send(s->io, s->out))
+        sess_on_io(s->io, IO_DRAINED, s);
+}
+
 static void sess_process(struct smtp_sess *s)
 {
     for (;;) {
@@ -640,13 +656,16 @@ static void sess_process(struct smtp_sess *s)
     }
     if (!s->io)
         return;
+    if (s->eof && s->state != SS_COMMIT && s->state != SS_CLOSING)
+        sess_finish(s);     /* peer half-closed: answer what it sent, then close */
     /* backpressure: a peer that does not read its replies stops being read */
-    if (s->state != SS_TLS && s->state != SS_CLOSING) {
-        if (io_out_pending(s->io) > OUT_HIGH_WATER) {
+    if (s->state != SS_TLS && s->state != SS_CLOSING && !s->paused) {
+        if (io_out_pending(s->io) + evbuffer_get_length(s->out) > OUT_HIGH_WATER) {
             io_pause(s->io);
             s->paused = 1;
         }
     }
+    sess_flush(s);
 }
 
 static void sess_on_io(struct io *io, enum io_event ev, void *arg)
@@ -683,6 +702,7 @@ static void sess_on_io(struct io *io, enum io_event ev, void *arg)
         log_info("timeout after %s from %s", s->state == SS_DATA ? "DATA" : "command",
                  s->peer);
         sess_finish(s);
+        sess_flush(s);
         break;
     case IO_EOF:
         if (s->state == SS_COMMIT) {
@@ -704,8 +724,10 @@ void smtp_sess_start(struct smtp_sess *s)
     io_set_cb(s->io, sess_on_io, s);
     io_set_timeout(s->io, (int)smtp_env.cfg->smtp.timeout);
     s->state = SS_INIT;
+    s->out = evbuffer_new();
     log_info("connect from %s", s->peer);
     reply(s, "220 %s ESMTP kickmail", hostname());
+    sess_flush(s);
 }
 
 void smtp_sess_shutdown(struct smtp_sess *s)
@@ -715,4 +737,5 @@ void smtp_sess_shutdown(struct smtp_sess *s)
     reply(s, "421 4.3.2 %s Service shutting down, closing transmission channel",
           hostname());
     sess_finish(s);
+    sess_flush(s);
 }

@@ -56,6 +56,7 @@ struct smtp_sess {
     int dead;                       /* peer gone while SS_COMMIT: free on completion */
     int paused;
     int eof;                        /* peer closed while SS_COMMIT */
+    struct evbuffer *out;           /* replies not yet handed to the io layer */
     /* transaction */
     char *sender;
     uint64_t declared_size;
