@@ -17,6 +17,8 @@ struct tls_ctx *tls_client_ctx(char *err, size_t errlen);
 void tls_ctx_free(struct tls_ctx *ctx);
 /* A new SSL object (struct ssl_st *) for one connection. */
 void *tls_ctx_new_ssl(struct tls_ctx *ctx);
+/* Frees an SSL object that was never handed to a bufferevent. */
+void tls_ssl_free(void *ssl);
 /* Sets SNI on a client SSL object; does nothing for NULL, "" or an IP
  * address literal (RFC 6066 3 forbids those in server_name). */
 void tls_ssl_set_sni(void *ssl, const char *name);

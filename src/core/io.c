@@ -224,6 +224,27 @@ void io_resume(struct io *io)
     bufferevent_enable(io->bev, EV_READ);
 }
 
+/* Replaces the plaintext bufferevent by a TLS one on the same socket, after
+ * discarding buffered plaintext input.  Returns the bytes discarded, or -1
+ * (ssl is then freed by the caller's failure path below). */
+static long io_switch_tls(struct io *io, void *ssl, enum bufferevent_ssl_state st)
+{
+    struct evbuffer *in = bufferevent_get_input(io->bev);
+    long discarded = (long)evbuffer_get_length(in);
+    evbuffer_drain(in, (size_t)discarded);
+    struct bufferevent *tbev = bufferevent_openssl_socket_new(io->base, io->fd, ssl, st,
+        BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (!tbev) {
+        tls_ssl_free(ssl);
+        return -1;
+    }
+    bufferevent_openssl_set_allow_dirty_shutdown(tbev, 1);
+    bufferevent_free(io->bev);      /* plaintext bev: does not close fd */
+    io->tls = 1;
+    io_attach(io, tbev);
+    return discarded;
+}
+
 long io_starttls_server(struct io *io, struct tls_ctx *ctx)
 {
     if (io->tls)
@@ -231,18 +252,7 @@ long io_starttls_server(struct io *io, struct tls_ctx *ctx)
     void *ssl = tls_ctx_new_ssl(ctx);
     if (!ssl)
         return -1;
-    struct evbuffer *in = bufferevent_get_input(io->bev);
-    long discarded = (long)evbuffer_get_length(in);
-    evbuffer_drain(in, (size_t)discarded);
-    struct bufferevent *tbev = bufferevent_openssl_socket_new(io->base, io->fd, ssl,
-        BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-    if (!tbev)
-        return -1;
-    bufferevent_openssl_set_allow_dirty_shutdown(tbev, 1);
-    bufferevent_free(io->bev);      /* plaintext bev: does not close fd */
-    io->tls = 1;
-    io_attach(io, tbev);
-    return discarded;
+    return io_switch_tls(io, ssl, BUFFEREVENT_SSL_ACCEPTING);
 }
 
 /* ---- client side ---- */
@@ -324,17 +334,7 @@ int io_starttls_client(struct io *io, struct tls_ctx *ctx, const char *servernam
     if (!ssl)
         return -1;
     tls_ssl_set_sni(ssl, servername);
-    struct evbuffer *in = bufferevent_get_input(io->bev);
-    size_t discarded = evbuffer_get_length(in);
-    evbuffer_drain(in, discarded);
-    struct bufferevent *tbev = bufferevent_openssl_socket_new(io->base, io->fd, ssl,
-        BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-    if (!tbev)
-        return -1;
-    bufferevent_openssl_set_allow_dirty_shutdown(tbev, 1);
-    bufferevent_free(io->bev);      /* plaintext bev: does not close fd */
-    io->tls = 1;
-    io_attach(io, tbev);
+    long discarded = io_switch_tls(io, ssl, BUFFEREVENT_SSL_CONNECTING);
     return discarded > INT_MAX ? INT_MAX : (int)discarded;
 }
 

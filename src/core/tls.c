@@ -33,6 +33,19 @@ const char *tls_last_error(char *buf, size_t len)
     return buf;
 }
 
+/* Takes ownership of ctx. */
+static struct tls_ctx *tls_wrap(SSL_CTX *ctx, char *err, size_t errlen)
+{
+    struct tls_ctx *t = calloc(1, sizeof *t);
+    if (!t) {
+        SSL_CTX_free(ctx);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    t->ctx = ctx;
+    return t;
+}
+
 struct tls_ctx *tls_server_ctx(const char *cert, const char *key, char *err, size_t errlen)
 {
     char ebuf[256];
@@ -55,14 +68,7 @@ struct tls_ctx *tls_server_ctx(const char *cert, const char *key, char *err, siz
         SSL_CTX_free(ctx);
         return NULL;
     }
-    struct tls_ctx *t = calloc(1, sizeof *t);
-    if (!t) {
-        SSL_CTX_free(ctx);
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    t->ctx = ctx;
-    return t;
+    return tls_wrap(ctx, err, errlen);
 }
 
 struct tls_ctx *tls_client_ctx(char *err, size_t errlen)
@@ -76,14 +82,12 @@ struct tls_ctx *tls_client_ctx(char *err, size_t errlen)
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-    struct tls_ctx *t = calloc(1, sizeof *t);
-    if (!t) {
-        SSL_CTX_free(ctx);
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    t->ctx = ctx;
-    return t;
+    return tls_wrap(ctx, err, errlen);
+}
+
+void tls_ssl_free(void *ssl)
+{
+    SSL_free(ssl);
 }
 
 void tls_ssl_set_sni(void *ssl, const char *name)
