@@ -17,6 +17,11 @@ int util_parse_size(const char *s, uint64_t *bytes);
  * host must have room for hostlen bytes. */
 int util_parse_hostport(const char *s, char *host, size_t hostlen, int *port);
 
+/* Writes the formatted reason into err (when errlen > 0) and returns -1: the
+ * house convention "return 0 / -1 with the reason in an out-parameter". */
+int util_fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Allocation that aborts on out-of-memory (log_fatal). */
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t m);

@@ -46,17 +46,6 @@
 typedef int value_check(const char *opt, const char *value, long *num,
                         char *why, size_t whylen);
 
-static int why_fail(char *why, size_t whylen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int why_fail(char *why, size_t whylen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, whylen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 #define V(s) ((s) ? (s) : "")
 
@@ -144,7 +133,7 @@ static int check_number(const char *opt, const char *value, long min, long max,
     *num = v;
     return 0;
 bad:
-    return why_fail(why, whylen, "bad value '%s' for %s (a number from %ld to %ld)",
+    return util_fail(why, whylen, "bad value '%s' for %s (a number from %ld to %ld)",
                     V(value), opt, min, max);
 }
 
@@ -168,10 +157,10 @@ static int check_duration(const char *opt, const char *value, long min,
 {
     long v;
     if (util_parse_duration(value, &v) < 0)
-        return why_fail(why, whylen, "bad duration '%s' for %s (seconds, or a "
+        return util_fail(why, whylen, "bad duration '%s' for %s (seconds, or a "
                         "number with s, m, h or d)", V(value), opt);
     if (v < min)
-        return why_fail(why, whylen, "%s must be at least %lds", opt, min);
+        return util_fail(why, whylen, "%s must be at least %lds", opt, min);
     *num = v;
     return 0;
 }
@@ -191,10 +180,10 @@ static int check_size(const char *opt, const char *value, uint64_t min,
 {
     uint64_t v;
     if (util_parse_size(value, &v) < 0 || v > (uint64_t)LONG_MAX)
-        return why_fail(why, whylen, "bad size '%s' for %s (bytes, or a number "
+        return util_fail(why, whylen, "bad size '%s' for %s (bytes, or a number "
                         "with k, M or G)", V(value), opt);
     if (v < min)
-        return why_fail(why, whylen, "%s must be at least %llu", opt,
+        return util_fail(why, whylen, "%s must be at least %llu", opt,
                         (unsigned long long)min);
     *num = (long)v;
     return 0;
@@ -242,7 +231,7 @@ static int chk_enum(const char *opt, const char *value, long *num, char *why, si
         snprintf(allowed + len, sizeof allowed - len, "%s\"%s\"",
                  len ? ", " : "", enum_words[i].word);
     }
-    return why_fail(why, whylen, "bad value '%s' for %s (%s)", V(value), opt, allowed);
+    return util_fail(why, whylen, "bad value '%s' for %s (%s)", V(value), opt, allowed);
 }
 
 /* ---- strings: checked, then stored as written ---- */
@@ -250,21 +239,21 @@ static int chk_enum(const char *opt, const char *value, long *num, char *why, si
 static int chk_nonempty(const char *opt, const char *value, long *num, char *why, size_t whylen)
 {
     if (!value || !*value)
-        return why_fail(why, whylen, "%s must not be empty", opt);
+        return util_fail(why, whylen, "%s must not be empty", opt);
     return 0;
 }
 
 static int chk_hostname(const char *opt, const char *value, long *num, char *why, size_t whylen)
 {
     const char *bad = check_hostname(value);
-    return bad ? why_fail(why, whylen, "bad %s '%s': %s", opt, V(value), bad) : 0;
+    return bad ? util_fail(why, whylen, "bad %s '%s': %s", opt, V(value), bad) : 0;
 }
 
 static int chk_address(const char *opt, const char *value, long *num, char *why, size_t whylen)
 {
     const char *at = value ? strrchr(value, '@') : NULL;
     if (!at || at == value || !at[1] || strpbrk(value, " \t\r\n<>"))
-        return why_fail(why, whylen, "bad %s '%s': want an address local@domain",
+        return util_fail(why, whylen, "bad %s '%s': want an address local@domain",
                         opt, V(value));
     return 0;
 }
@@ -272,20 +261,20 @@ static int chk_address(const char *opt, const char *value, long *num, char *why,
 static int chk_domain(const char *opt, const char *value, long *num, char *why, size_t whylen)
 {
     const char *bad = config_check_domain(value);
-    return bad ? why_fail(why, whylen, "bad domain '%s': %s", V(value), bad) : 0;
+    return bad ? util_fail(why, whylen, "bad domain '%s': %s", V(value), bad) : 0;
 }
 
 static int chk_local(const char *opt, const char *value, long *num, char *why, size_t whylen)
 {
     const char *bad = config_check_local_part(value);
-    return bad ? why_fail(why, whylen, "bad %s entry '%s': %s", opt, V(value), bad) : 0;
+    return bad ? util_fail(why, whylen, "bad %s entry '%s': %s", opt, V(value), bad) : 0;
 }
 
 static int chk_ifname(const char *opt, const char *value, long *num, char *why, size_t whylen)
 {
     size_t n = value ? strlen(value) : 0;
     if (n == 0 || n > 15 || strpbrk(value, "/ \t\r\n"))
-        return why_fail(why, whylen, "bad %s '%s': want an interface name of "
+        return util_fail(why, whylen, "bad %s '%s': want an interface name of "
                         "1-15 characters", opt, V(value));
     return 0;
 }
@@ -297,7 +286,7 @@ static int chk_listen(const char *opt, const char *value, long *num, char *why, 
     if (!value || strlen(value) >= sizeof la.text ||
         util_parse_hostport(value, la.host, sizeof la.host, &la.port) < 0 ||
         !numeric_ip(af, la.host))
-        return why_fail(why, whylen, "bad listen address '%s' (want "
+        return util_fail(why, whylen, "bad listen address '%s' (want "
                         "\"IPv4:PORT\" or \"[IPv6]:PORT\", numeric, port "
                         "1-65535)", V(value));
     return 0;
@@ -318,11 +307,11 @@ static int chk_deliver(const char *opt, const char *value, long *num, char *why,
         if (ok)
             return 0;
         if (value[0] != '[' && check_hostname(host) == NULL)
-            return why_fail(why, whylen, "bad deliver '%s': the host must be a numeric "
+            return util_fail(why, whylen, "bad deliver '%s': the host must be a numeric "
                             "address (\"IPv4:PORT\" or \"[IPv6]:PORT\"); host names "
                             "are not resolved", V(value));
     }
-    return why_fail(why, whylen, "bad deliver '%s' (want \"link\", \"maildrop\", "
+    return util_fail(why, whylen, "bad deliver '%s' (want \"link\", \"maildrop\", "
                     "\"pickup\" or \"HOST:PORT\" with a numeric host)", V(value));
 }
 
@@ -331,7 +320,7 @@ static int chk_file(const char *opt, const char *value, long *num, char *why, si
 {
     FILE *f = value && *value ? fopen(value, "r") : NULL;
     if (!f)
-        return why_fail(why, whylen, "cannot read %s '%s': %s", opt, V(value),
+        return util_fail(why, whylen, "cannot read %s '%s': %s", opt, V(value),
                         value && *value ? strerror(errno) : "empty");
     fclose(f);
     return 0;
@@ -340,7 +329,7 @@ static int chk_file(const char *opt, const char *value, long *num, char *why, si
 static int chk_control(const char *opt, const char *value, long *num, char *why, size_t whylen)
 {
     if (!value || !*value || strlen(value) >= 108)
-        return why_fail(why, whylen, "bad %s '%s': want a socket path of "
+        return util_fail(why, whylen, "bad %s '%s': want a socket path of "
                         "1-107 characters", opt, V(value));
     return 0;
 }
@@ -439,7 +428,7 @@ static int cust_set_deliver(struct customer *cu, const char *d, char *why, size_
         }
     }
     if (util_parse_hostport(d, host, sizeof host, &cu->deliver_port) < 0)
-        return why_fail(why, whylen, "bad deliver '%s'", d);
+        return util_fail(why, whylen, "bad deliver '%s'", d);
     cu->deliver = DELIVER_HOST;
     cu->deliver_host = util_lower(xstrdup(host));
     return 0;
@@ -487,7 +476,7 @@ int config_customer_set(struct customer *cu, const char *opt, const char *value,
             return -1;
         return cust_store(cu, o, num, value, why, whylen);
     }
-    return why_fail(why, whylen, "unknown customer option '%s'", V(opt));
+    return util_fail(why, whylen, "unknown customer option '%s'", V(opt));
 }
 
 int config_customer_from_section(cfg_t *sec, struct customer *cu, char *why,
@@ -506,14 +495,14 @@ int config_customer_from_section(cfg_t *sec, struct customer *cu, char *why,
 int config_customer_check(const struct customer *cu, char *why, size_t whylen)
 {
     if (cu->ndomains == 0)
-        return why_fail(why, whylen, "customer '%s' has no domains", cu->name);
+        return util_fail(why, whylen, "customer '%s' has no domains", cu->name);
     if (cu->retry_min > cu->retry_max)
-        return why_fail(why, whylen, "customer '%s': retry_min (%lds) is greater "
+        return util_fail(why, whylen, "customer '%s': retry_min (%lds) is greater "
                         "than retry_max (%lds)", cu->name, cu->retry_min,
                         cu->retry_max);
     if ((cu->deliver == DELIVER_MAILDROP || cu->deliver == DELIVER_PICKUP) &&
         !cu->secret)
-        return why_fail(why, whylen, "customer '%s': deliver = \"%s\" needs a "
+        return util_fail(why, whylen, "customer '%s': deliver = \"%s\" needs a "
                         "secret (nobody could collect the mail)", cu->name,
                         cu->deliver == DELIVER_MAILDROP ? "maildrop" : "pickup");
     return 0;

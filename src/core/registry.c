@@ -25,17 +25,6 @@ struct registry {
     struct hmap *by_name, *by_domain, *by_radius, *by_ifname;
 };
 
-static int reg_fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int reg_fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 /* Where cu comes from: "FILE:LINE" (a section) or the map's path. */
 static const char *reg_where(const struct customer *cu, char *buf, size_t len)
@@ -57,7 +46,7 @@ static int reg_claim(struct hmap *m, const char *what, const char *key,
     if (!prev || prev == cu)
         return 0;
     hmap_put(m, key, (void *)prev);
-    return reg_fail(err, errlen, "%s '%s' claimed by customers '%s' and '%s' "
+    return util_fail(err, errlen, "%s '%s' claimed by customers '%s' and '%s' "
                     "(%s and %s)", what, key, prev->name, cu->name,
                     reg_where(prev, w1, sizeof w1), reg_where(cu, w2, sizeof w2));
 }
@@ -68,7 +57,7 @@ static int reg_add(struct registry *r, const struct customer *cu,
     char w1[300], w2[300];
     const struct customer *prev = hmap_get(r->by_name, cu->name);
     if (prev)
-        return reg_fail(err, errlen, "customer '%s' defined twice (%s and %s)",
+        return util_fail(err, errlen, "customer '%s' defined twice (%s and %s)",
                         cu->name, reg_where(prev, w1, sizeof w1),
                         reg_where(cu, w2, sizeof w2));
     hmap_put(r->by_name, cu->name, (void *)cu);

@@ -6,6 +6,8 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -95,6 +97,17 @@ int util_parse_hostport(const char *s, char *host, size_t hostlen, int *port)
     host[hl] = 0;
     *port = (int)v;
     return 0;
+}
+
+int util_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    if (errlen == 0)
+        return -1;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
 }
 
 void *xmalloc(size_t n)
