@@ -45,6 +45,7 @@
 #include "config.h"
 #include "links.h"
 #include "log.h"
+#include "stats.h"
 #include "spool.h"
 #include "util.h"
 
@@ -640,9 +641,23 @@ static void chg_log(const struct lchg *c)
                  links_source_name(a->source), sess);
 }
 
+/* Link events by source, for `kickq stats`. */
+static void chg_count(const struct lchg *c)
+{
+    static const enum stat_id ids[] = {
+        [LINK_SRC_KICKQ] = ST_LINK_KICKQ, [LINK_SRC_RADIUS] = ST_LINK_RADIUS,
+        [LINK_SRC_NETLINK] = ST_LINK_NETLINK, [LINK_SRC_ODMR] = ST_LINK_ODMR,
+        [LINK_SRC_AUTOTURN] = ST_LINK_AUTOTURN, [LINK_SRC_EXPIRY] = ST_LINK_EXPIRY,
+    };
+    enum link_source src = c->after.source;
+    if (c->has && src > LINK_SRC_NONE && src <= LINK_SRC_EXPIRY)
+        stats_add(ids[src], 1);
+}
+
 static void chg_tell(struct lchg *c)
 {
     chg_log(c);
+    chg_count(c);
     if (c->has && L.fn) {
         struct link snap = c->after;
         snap.customer = c->customer;

@@ -513,21 +513,9 @@ void deliver_resume(struct qcust *qc)
         d->restart = 1;
 }
 
-static void count_link_event(enum link_source src)
-{
-    static const enum stat_id ids[] = {
-        [LINK_SRC_KICKQ] = ST_LINK_KICKQ, [LINK_SRC_RADIUS] = ST_LINK_RADIUS,
-        [LINK_SRC_NETLINK] = ST_LINK_NETLINK, [LINK_SRC_ODMR] = ST_LINK_ODMR,
-        [LINK_SRC_AUTOTURN] = ST_LINK_AUTOTURN, [LINK_SRC_EXPIRY] = ST_LINK_EXPIRY,
-    };
-    if (src > LINK_SRC_NONE && src <= LINK_SRC_EXPIRY)
-        stats_add(ids[src], 1);
-}
-
 void qmgr_link_changed(const struct link *l, int was_up, void *arg)
 {
     struct qcust *qc = qmgr_cust_by_name(l->customer);
-    count_link_event(l->source);
     if (!qc)
         return;
     struct qdeliv *d = qc->dl;
