@@ -1,7 +1,7 @@
 /*
  * spool — the durable store of spool.h: an append-only journal of segment
  * files (journal/NNNNNNNNNN.seg) written by one writer thread with group
- * commit, an aux thread for body reads, state files and segment deletion,
+ * commit, an aux thread (spool_aux.c) for body reads, state files and segment deletion,
  * and the segment reference counts that decide reclamation.  The replay of
  * the journal at start is spool_recover.c; the struct both share is in
  * spool_int.h.  Record format: spool.h; metadata: spool_record.h.
@@ -44,40 +44,6 @@
 #include "util.h"
 
 #define SPOOL_SEG_LIMIT     (64ull * 1024 * 1024)  /* start a new segment past this */
-#define SPOOL_STATE_NAMEMAX 128
-#define SPOOL_MAX_PAYLOAD   (UINT32_MAX - SPOOL_REC_HDR_LEN - SPOOL_REC_TRL_LEN)
-
-enum job_type {
-    J_APPEND,       /* writer: a MSG, STATE or DONE record */
-    J_FAIL,         /* completion only: refused before it was queued */
-    J_ROTATED,      /* completion only: the writer now appends to seg */
-    J_READ,         /* aux: read a message body */
-    J_STFILE,       /* aux: write a state file */
-    J_UNLINK,       /* aux: delete segment seg */
-};
-
-struct spool_job {
-    struct spool_job *next;
-    enum job_type type;
-    int err;
-    spool_cb *cb;
-    void *arg;
-    uint8_t rtype;              /* J_APPEND: enum spool_rec_type */
-    uint64_t id;
-    uint32_t seg;               /* J_APPEND (set by the writer), J_ROTATED, J_UNLINK */
-    uint64_t off;               /* J_APPEND: set by the writer */
-    uint32_t body_len;          /* J_APPEND: set by the writer */
-    struct evbuffer *buf;       /* J_APPEND: the body; J_READ: bytes read */
-    struct spool_loc *loc_out;  /* J_APPEND of a MSG */
-    uint32_t *seg_out;          /* J_APPEND of a STATE */
-    struct spool_loc rloc;      /* J_READ */
-    struct evbuffer *out;       /* J_READ: the caller's buffer (loop thread only) */
-    char *name;                 /* J_STFILE */
-    size_t meta_len;            /* J_APPEND: metadata bytes; J_STFILE: data bytes */
-    uint8_t hdr[SPOOL_REC_HDR_LEN];
-    uint8_t trl[SPOOL_REC_TRL_LEN];
-    uint8_t meta[];             /* metadata, or the state file's data */
-};
 
 void spool_seg_name(char *out, size_t len, uint32_t seg)
 {
@@ -101,7 +67,7 @@ int spool_write_full(int fd, const void *p, size_t n)
 }
 
 /* 0, or an errno; EIO when the file ends before n bytes. */
-static int pread_full(int fd, void *p, size_t n, uint64_t off)
+int spool_pread_full(int fd, void *p, size_t n, uint64_t off)
 {
     char *c = p;
     while (n > 0) {
@@ -132,7 +98,7 @@ static struct spool_job *job_new(enum job_type type, size_t extra, spool_cb *cb,
     return j;
 }
 
-static void job_free(struct spool_job *j)
+void spool_job_free(struct spool_job *j)
 {
     if (j->buf)
         evbuffer_free(j->buf);
@@ -162,13 +128,13 @@ static void jobq_free(struct jobq *q)
     struct spool_job *j = jobq_take(q), *next;
     for (; j; j = next) {
         next = j->next;
-        job_free(j);
+        spool_job_free(j);
     }
 }
 
 /* Any thread: hands the jobs first..last (linked) to the loop thread. */
-static void spool_post(struct spool *sp, struct spool_job *first,
-                       struct spool_job *last)
+void spool_post(struct spool *sp, struct spool_job *first,
+                struct spool_job *last)
 {
     int wake;
     pthread_mutex_lock(&sp->mu);
@@ -211,7 +177,7 @@ static void spool_complete(struct spool *sp, struct spool_job *j)
     switch (j->type) {
     case J_ROTATED:
         spool_set_active(sp, j->seg);
-        job_free(j);
+        spool_job_free(j);
         return;
     case J_APPEND:
         if (!j->err && j->loc_out) {
@@ -232,7 +198,7 @@ static void spool_complete(struct spool *sp, struct spool_job *j)
     }
     if (j->cb)
         j->cb(j->err, j->arg);
-    job_free(j);
+    spool_job_free(j);
 }
 
 /* Loop thread: runs every completion posted so far, in order. */
@@ -453,179 +419,6 @@ static void *spool_writer_main(void *arg)
         uint64_t rlen = sp->resume_len, limit = sp->seg_limit;
         pthread_mutex_unlock(&sp->mu);
         writer_batch(sp, batch, inj, rseg, rlen, limit);
-        pthread_mutex_lock(&sp->mu);
-    }
-    pthread_mutex_unlock(&sp->mu);
-    return NULL;
-}
-
-/* ---- aux thread ---- */
-
-static int aux_seg_fd(struct spool *sp, uint32_t seg)
-{
-    char name[32];
-    if (sp->a.fd >= 0 && sp->a.seg == seg)
-        return sp->a.fd;
-    if (sp->a.fd >= 0)
-        close(sp->a.fd);
-    spool_seg_name(name, sizeof name, seg);
-    sp->a.fd = openat(sp->jdfd, name, O_RDONLY | O_CLOEXEC);
-    sp->a.seg = seg;
-    return sp->a.fd;
-}
-
-static int aux_read_chunks(int fd, struct evbuffer *buf, uint64_t off, size_t len,
-                           uint32_t *crc)
-{
-    while (len > 0) {
-        struct evbuffer_iovec v;
-        size_t n = len > SPOOL_RBUF ? SPOOL_RBUF : len;
-        int err;
-        if (evbuffer_reserve_space(buf, (ev_ssize_t)n, &v, 1) < 1)
-            return ENOMEM;
-        if ((err = pread_full(fd, v.iov_base, n, off)) != 0)
-            return err;
-        *crc = spool_crc(*crc, v.iov_base, n);
-        v.iov_len = n;
-        if (evbuffer_commit_space(buf, &v, 1) < 0)
-            return ENOMEM;
-        off += n;
-        len -= n;
-    }
-    return 0;
-}
-
-#define SPOOL_SMALL_READ (256 * 1024)
-
-/* A whole small record in one pread: header, metadata, body and trailer
- * checked, the body appended to out.  0 / errno (EIO: fails its checks). */
-static int aux_read_small(int fd, const struct spool_loc *loc, struct evbuffer *out)
-{
-    size_t len = (size_t)loc->body_off + loc->body_len + SPOOL_REC_TRL_LEN;
-    uint8_t *rec = xmalloc(len);
-    struct spool_rec_hdr h;
-    int err = pread_full(fd, rec, len, loc->off);
-    if (!err) {
-        err = EIO;
-        if (spool_rec_hdr_decode(rec, &h) == SPOOL_HDR_OK && h.type == SPOOL_REC_MSG &&
-            SPOOL_REC_HDR_LEN + (uint64_t)h.meta_len == loc->body_off &&
-            h.payload_len - h.meta_len == loc->body_len &&
-            spool_rec_len(&h) == len &&
-            spool_crc(0, rec + SPOOL_REC_HDR_LEN, h.payload_len) == h.payload_crc &&
-            spool_rec_trl_check(rec + len - SPOOL_REC_TRL_LEN, h.payload_len) == 0) {
-            evbuffer_add(out, rec + loc->body_off, loc->body_len);
-            err = 0;
-        }
-    }
-    free(rec);
-    return err;
-}
-
-/* Reads the body at j->rloc into j->buf, checking header, payload CRC and
- * trailer.  0 / errno (EIO: the record does not check). */
-static int aux_read(struct spool *sp, struct spool_job *j)
-{
-    const struct spool_loc *loc = &j->rloc;
-    struct spool_rec_hdr h;
-    uint8_t hdr[SPOOL_REC_HDR_LEN], trl[SPOOL_REC_TRL_LEN], *meta = NULL;
-    uint32_t crc;
-    int fd, err;
-
-    if ((fd = aux_seg_fd(sp, loc->seg)) < 0)
-        return errno;
-    if ((uint64_t)loc->body_off + loc->body_len <= SPOOL_SMALL_READ) {
-        err = aux_read_small(fd, loc, j->buf);
-        goto out;
-    }
-    if ((err = pread_full(fd, hdr, sizeof hdr, loc->off)) != 0)
-        goto out;
-    err = EIO;
-    if (spool_rec_hdr_decode(hdr, &h) != SPOOL_HDR_OK || h.type != SPOOL_REC_MSG ||
-        SPOOL_REC_HDR_LEN + (uint64_t)h.meta_len != loc->body_off ||
-        h.payload_len - h.meta_len != loc->body_len)
-        goto out;
-    meta = xmalloc(h.meta_len + 1);
-    if ((err = pread_full(fd, meta, h.meta_len, loc->off + SPOOL_REC_HDR_LEN)) != 0)
-        goto out;
-    crc = spool_crc(0, meta, h.meta_len);
-    err = aux_read_chunks(fd, j->buf, loc->off + loc->body_off, loc->body_len, &crc);
-    if (!err)
-        err = pread_full(fd, trl, sizeof trl, loc->off + spool_rec_len(&h) - sizeof trl);
-    if (!err && (crc != h.payload_crc || spool_rec_trl_check(trl, h.payload_len) < 0))
-        err = EIO;
-out:
-    free(meta);
-    if (err)
-        log_warn("spool: segment %010u offset %llu: cannot read message body: %s",
-                 loc->seg, (unsigned long long)loc->off,
-                 err == EIO ? "record fails its checks or is cut short" : strerror(err));
-    return err;
-}
-
-/* NAME.tmp, fsync, rename over NAME, fsync state/.  0 / errno. */
-static int aux_state_write(struct spool *sp, struct spool_job *j)
-{
-    char tmp[SPOOL_STATE_NAMEMAX + 8];
-    int fd, err;
-    snprintf(tmp, sizeof tmp, "%s.tmp", j->name);
-    fd = openat(sp->sdfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return errno;
-    err = spool_write_full(fd, j->meta, j->meta_len);
-    if (!err && fsync(fd) < 0)
-        err = errno;
-    if (close(fd) < 0 && !err)
-        err = errno;
-    if (!err && renameat(sp->sdfd, tmp, sp->sdfd, j->name) < 0)
-        err = errno;
-    if (!err && fsync(sp->sdfd) < 0)
-        err = errno;
-    if (err) {
-        log_err("spool: cannot write state/%s: %s", j->name, strerror(err));
-        unlinkat(sp->sdfd, tmp, 0);
-    }
-    return err;
-}
-
-static void aux_unlink(struct spool *sp, uint32_t seg)
-{
-    char name[32];
-    if (sp->a.fd >= 0 && sp->a.seg == seg) {
-        close(sp->a.fd);
-        sp->a.fd = -1;
-    }
-    spool_seg_name(name, sizeof name, seg);
-    if (unlinkat(sp->jdfd, name, 0) < 0) {
-        if (errno != ENOENT)
-            log_err("spool: cannot delete journal/%s: %s", name, strerror(errno));
-        return;
-    }
-    /* Durable before the next (newer) segment goes: see spool_gc(). */
-    if (fsync(sp->jdfd) < 0)
-        log_err("spool: fsync of journal/ failed: %s", strerror(errno));
-    log_info("spool: segment %010u reclaimed", seg);
-}
-
-static void *spool_aux_main(void *arg)
-{
-    struct spool *sp = arg;
-    pthread_mutex_lock(&sp->mu);
-    for (;;) {
-        struct spool_job *j;
-        while (!sp->aq.head && !sp->stop)
-            pthread_cond_wait(&sp->acond, &sp->mu);
-        if (!(j = sp->aq.head))
-            break;
-        if (!(sp->aq.head = j->next))
-            sp->aq.tail = NULL;
-        pthread_mutex_unlock(&sp->mu);
-        if (j->type == J_UNLINK) {
-            aux_unlink(sp, j->seg);
-            job_free(j);
-        } else {
-            j->err = j->type == J_READ ? aux_read(sp, j) : aux_state_write(sp, j);
-            spool_post(sp, j, j);
-        }
         pthread_mutex_lock(&sp->mu);
     }
     pthread_mutex_unlock(&sp->mu);

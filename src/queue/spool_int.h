@@ -15,10 +15,45 @@
 #include <event2/event.h>
 
 #include "spool.h"
+#include "spool_record.h"
 
 #define SPOOL_RBUF          (1u << 20)             /* recovery buffer, read chunk */
 
-struct spool_job;
+
+#define SPOOL_STATE_NAMEMAX 128
+#define SPOOL_MAX_PAYLOAD   (UINT32_MAX - SPOOL_REC_HDR_LEN - SPOOL_REC_TRL_LEN)
+
+enum job_type {
+    J_APPEND,       /* writer: a MSG, STATE or DONE record */
+    J_FAIL,         /* completion only: refused before it was queued */
+    J_ROTATED,      /* completion only: the writer now appends to seg */
+    J_READ,         /* aux: read a message body */
+    J_STFILE,       /* aux: write a state file */
+    J_UNLINK,       /* aux: delete segment seg */
+};
+
+struct spool_job {
+    struct spool_job *next;
+    enum job_type type;
+    int err;
+    spool_cb *cb;
+    void *arg;
+    uint8_t rtype;              /* J_APPEND: enum spool_rec_type */
+    uint64_t id;
+    uint32_t seg;               /* J_APPEND (set by the writer), J_ROTATED, J_UNLINK */
+    uint64_t off;               /* J_APPEND: set by the writer */
+    uint32_t body_len;          /* J_APPEND: set by the writer */
+    struct evbuffer *buf;       /* J_APPEND: the body; J_READ: bytes read */
+    struct spool_loc *loc_out;  /* J_APPEND of a MSG */
+    uint32_t *seg_out;          /* J_APPEND of a STATE */
+    struct spool_loc rloc;      /* J_READ */
+    struct evbuffer *out;       /* J_READ: the caller's buffer (loop thread only) */
+    char *name;                 /* J_STFILE */
+    size_t meta_len;            /* J_APPEND: metadata bytes; J_STFILE: data bytes */
+    uint8_t hdr[SPOOL_REC_HDR_LEN];
+    uint8_t trl[SPOOL_REC_TRL_LEN];
+    uint8_t meta[];             /* metadata, or the state file's data */
+};
 
 struct jobq {
     struct spool_job *head, *tail;
@@ -75,5 +110,12 @@ void spool_seg_name(char *out, size_t len, uint32_t seg);
 int spool_write_full(int fd, const void *p, size_t n);
 /* Loop thread: the reference count of seg (>= sp->ref_base), grown as needed. */
 uint32_t *spool_ref_slot(struct spool *sp, uint32_t seg);
+/* pread() of all n bytes at off; EIO at the end of the file.  0 / errno. */
+int spool_pread_full(int fd, void *p, size_t n, uint64_t off);
+void spool_job_free(struct spool_job *j);
+/* Hands the completed jobs first..last to the loop thread. */
+void spool_post(struct spool *sp, struct spool_job *first, struct spool_job *last);
+/* The aux thread (spool_aux.c). */
+void *spool_aux_main(void *arg);
 
 #endif
