@@ -57,9 +57,9 @@ KICKQ_LIBS := -Wl,-Bstatic -levent_core -lconfuse -Wl,-Bdynamic -lpthread
 $(BUILD)/kickq: $(BUILD)/src/ctl/kickq.o $(BUILD)/libkm.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(KICKQ_LIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libkm.a
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libkm.a $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter-out %.h,$^) $(LDLIBS) -lcmocka
 
 run: all
 	@scripts/dev-run $(BUILD)

@@ -148,5 +148,8 @@ int spool_state_read(struct spool *sp, const char *name, struct evbuffer *out);
 /* Test hook: the next n journal batches fail with errno e (0 disables).
  * Also settable with KICKMAIL_TEST_FAIL_WRITES="ERRNO:N" in the environment. */
 void spool_test_fail(struct spool *sp, int e, int n);
+/* Test hook: the size of the spare segment ready for the next rotation,
+ * waiting up to wait_ms for one; 0 when there is none. */
+uint64_t spool_test_spare(struct spool *sp, int wait_ms);
 
 #endif

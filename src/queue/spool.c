@@ -2,7 +2,8 @@
  * spool — the durable store of spool.h: an append-only journal of segment
  * files (journal/NNNNNNNNNN.seg) written by one writer thread with group
  * commit, an aux thread (spool_aux.c) for body reads, state files and segment deletion,
- * and the segment reference counts that decide reclamation.  The replay of
+ * a spare thread (spool_spare.c) that zero-fills the next segment ahead of
+ * time, and the segment reference counts that decide reclamation.  The replay of
  * the journal at start is spool_recover.c; the struct both share is in
  * spool_int.h.  Record format: spool.h; metadata: spool_record.h.
  *
@@ -222,40 +223,78 @@ static void spool_done_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- writer thread ---- */
 
+/* What the writer thread reads under mu before a batch. */
+struct writer_in {
+    uint32_t rseg;              /* the segment recovery left, and its */
+    uint64_t rlen, rzero;       /* written length and zero-filled end */
+    uint64_t limit;             /* the segment limit */
+    int spare;                  /* a spare segment is ready */
+};
+
+/* Whether a segment with len bytes written, zero-filled up to zero_end (0: a
+ * file that grows), takes the next batch. */
+static int writer_has_room(uint64_t len, uint64_t zero_end, uint64_t limit)
+{
+    return len < limit && (zero_end == 0 || len < zero_end);
+}
+
+/* The segment being left: its unused zeros are cut off (best effort; if that
+ * is lost in a crash, recovery reads them as the end of the segment). */
+static void writer_leave(struct spool *sp)
+{
+    if (sp->w.fd < 0)
+        return;
+    if (!sp->w.broken && sp->w.zero_end > sp->w.len &&
+        ftruncate(sp->w.fd, (off_t)sp->w.len) < 0)
+        log_warn("spool: segment %010u: cannot cut its unused end: %s", sp->w.seg,
+                 strerror(errno));
+    close(sp->w.fd);
+    sp->w.fd = -1;
+}
+
 /* Makes sure there is a segment to append to: the one recovery left (first
- * batch), the current one while it is under the limit and intact, else a new
- * one (announced to the loop with J_ROTATED).  0 or an errno. */
-static int writer_segment(struct spool *sp, uint32_t rseg, uint64_t rlen,
-                          uint64_t limit)
+ * batch; but not one that grows when a spare is ready), the current one while
+ * it has room and is intact, else a new one: the spare when one is ready,
+ * else a file that grows (announced to the loop with J_ROTATED).  0 or an
+ * errno. */
+static int writer_segment(struct spool *sp, const struct writer_in *in)
 {
     char name[32];
     uint32_t seg;
+    uint64_t zero_end = 0;
     int fd;
-    if (sp->w.fd >= 0 && sp->w.len < limit && !sp->w.broken)
+    if (sp->w.fd >= 0 && !sp->w.broken &&
+        writer_has_room(sp->w.len, sp->w.zero_end, in->limit))
         return 0;
-    if (sp->w.fd < 0 && sp->w.seg == 0 && rseg && rlen < limit) {
-        spool_seg_name(name, sizeof name, rseg);
+    if (sp->w.fd < 0 && sp->w.seg == 0 && in->rseg && (in->rzero || !in->spare) &&
+        writer_has_room(in->rlen, in->rzero, in->limit)) {
+        spool_seg_name(name, sizeof name, in->rseg);
         if ((fd = openat(sp->jdfd, name, O_WRONLY | O_CLOEXEC)) < 0)
             return errno;
         sp->w.fd = fd;
-        sp->w.seg = rseg;
-        sp->w.len = rlen;
+        sp->w.seg = in->rseg;
+        sp->w.len = in->rlen;
+        sp->w.zero_end = in->rzero;
         sp->w.dir_dirty = 1;    /* a crashed process may have left it unsynced */
         return 0;
     }
     seg = sp->w.seg ? sp->w.seg + 1 : sp->next_seg;
     spool_seg_name(name, sizeof name, seg);
-    fd = openat(sp->jdfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    fd = in->spare ? spool_spare_take(sp, name, &zero_end) : -1;
+    if (fd < 0) {
+        zero_end = 0;
+        fd = openat(sp->jdfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    }
     if (fd < 0) {
         int e = errno;
         log_err("spool: cannot create segment journal/%s: %s", name, strerror(e));
         return e;
     }
-    if (sp->w.fd >= 0)
-        close(sp->w.fd);
+    writer_leave(sp);
     sp->w.fd = fd;
     sp->w.seg = seg;
     sp->w.len = 0;
+    sp->w.zero_end = zero_end;
     sp->w.dir_dirty = 1;
     sp->w.broken = 0;
     struct spool_job *j = job_new(J_ROTATED, 0, NULL, NULL);
@@ -369,18 +408,19 @@ static int writer_commit(struct spool *sp, size_t niov, uint64_t start, uint64_t
                 sp->w.seg, (unsigned long long)start, strerror(errno));
         sp->w.broken = 1;
     }
+    sp->w.zero_end = 0;         /* the zeros after start went with the cut */
     return err;
 }
 
 static void writer_batch(struct spool *sp, struct spool_job *batch, int err,
-                         uint32_t rseg, uint64_t rlen, uint64_t limit)
+                         const struct writer_in *in)
 {
     struct spool_job *j, *last = batch;
     uint64_t start, total = 0;
     size_t niov = 0;
 
     if (!err)
-        err = writer_segment(sp, rseg, rlen, limit);
+        err = writer_segment(sp, in);
     start = sp->w.len;
     if (!err) {
         for (j = batch; j; j = j->next)
@@ -415,10 +455,13 @@ static void *spool_writer_main(void *arg)
             inj = sp->fail_errno;
             sp->fail_n--;
         }
-        uint32_t rseg = sp->resume_seg;
-        uint64_t rlen = sp->resume_len, limit = sp->seg_limit;
+        struct writer_in in = {
+            .rseg = sp->resume_seg, .rlen = sp->resume_len,
+            .rzero = sp->resume_zero_end, .limit = sp->seg_limit,
+            .spare = sp->spare_fd >= 0,
+        };
         pthread_mutex_unlock(&sp->mu);
-        writer_batch(sp, batch, inj, rseg, rlen, limit);
+        writer_batch(sp, batch, inj, &in);
         pthread_mutex_lock(&sp->mu);
     }
     pthread_mutex_unlock(&sp->mu);
@@ -751,6 +794,7 @@ static void spool_env_fail(struct spool *sp)
 
 static void spool_free(struct spool *sp)
 {
+    spool_spare_close(sp);
     if (sp->w.fd >= 0)
         close(sp->w.fd);
     if (sp->a.fd >= 0)
@@ -771,6 +815,7 @@ static void spool_free(struct spool *sp)
     pthread_mutex_destroy(&sp->mu);
     pthread_cond_destroy(&sp->wcond);
     pthread_cond_destroy(&sp->acond);
+    pthread_cond_destroy(&sp->scond);
     free(sp->w.iov);
     free(sp->w.pv);
     free(sp->refs);
@@ -785,11 +830,14 @@ static void spool_stop_threads(struct spool *sp)
     sp->stop = 1;
     pthread_cond_broadcast(&sp->wcond);
     pthread_cond_broadcast(&sp->acond);
+    pthread_cond_broadcast(&sp->scond);
     pthread_mutex_unlock(&sp->mu);
     if (sp->nthreads > 0)
         pthread_join(sp->wthr, NULL);
     if (sp->nthreads > 1)
         pthread_join(sp->athr, NULL);
+    if (sp->nthreads > 2)
+        pthread_join(sp->sthr, NULL);
     sp->nthreads = 0;
 }
 
@@ -800,10 +848,12 @@ struct spool *spool_open(const char *dir, struct event_base *base,
     sp->dir = xstrdup(dir);
     sp->base = base;
     sp->lockfd = sp->jdfd = sp->sdfd = sp->cdfd = sp->w.fd = sp->a.fd = -1;
+    sp->spare_fd = -1;
     sp->seg_limit = SPOOL_SEG_LIMIT;
     pthread_mutex_init(&sp->mu, NULL);
     pthread_cond_init(&sp->wcond, NULL);
     pthread_cond_init(&sp->acond, NULL);
+    pthread_cond_init(&sp->scond, NULL);
     if (spool_open_dirs(sp, err, errlen) < 0 || spool_list_segs(sp, err, errlen) < 0)
         goto fail;
     if (!(sp->ev_done = event_new(base, -1, 0, spool_done_cb, sp))) {
@@ -823,6 +873,11 @@ struct spool *spool_open(const char *dir, struct event_base *base,
         goto fail;
     }
     sp->nthreads = 2;
+    if (pthread_create(&sp->sthr, NULL, spool_spare_main, sp) != 0) {
+        snprintf(err, errlen, "cannot start the spool spare thread");
+        goto fail;
+    }
+    sp->nthreads = 3;
     return sp;
 fail:
     spool_stop_threads(sp);
@@ -851,4 +906,5 @@ void spool_test_seg_limit(struct spool *sp, uint64_t bytes)
     pthread_mutex_lock(&sp->mu);
     sp->seg_limit = bytes;
     pthread_mutex_unlock(&sp->mu);
+    spool_spare_limit(sp);
 }

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -18,6 +19,8 @@
 #include "spool_record.h"
 
 #define SPOOL_RBUF          (1u << 20)             /* recovery buffer, read chunk */
+#define SPOOL_SPARE_MIN     (1ull << 20)           /* first spare segment (spool_spare.c) */
+#define SPOOL_SPARE_MAX     (64ull << 20)          /* spares double up to this */
 
 
 #define SPOOL_STATE_NAMEMAX 128
@@ -68,10 +71,10 @@ struct spool {
     size_t nsegs;
     uint32_t next_seg;          /* the segment to create when none is resumed */
 
-    pthread_t wthr, athr;
+    pthread_t wthr, athr, sthr;
     int nthreads;
     pthread_mutex_t mu;
-    pthread_cond_t wcond, acond;
+    pthread_cond_t wcond, acond, scond;
     /* under mu */
     struct jobq wq, aq, dq;
     int done_armed, stop;
@@ -79,11 +82,18 @@ struct spool {
     uint64_t seg_limit;
     uint32_t resume_seg;        /* from spool_recover: append to this segment */
     uint64_t resume_len;        /* ... from this offset */
+    uint64_t resume_zero_end;   /* ... zero-filled up to here (0: it grows) */
+    int spare_fd;               /* journal/.spare, ready (-1: none yet) */
+    int spare_taking;           /* the writer is renaming the spare */
+    uint64_t spare_size;        /* its size */
+    uint64_t spare_next;        /* the size of the next one to make (0: not yet) */
+    time_t spare_retry;         /* no new spare before this after a failure */
 
     struct {                    /* writer thread only */
         int fd;
         uint32_t seg;
         uint64_t len;
+        uint64_t zero_end;      /* zero-filled (spare) up to here; 0: it grows */
         int dir_dirty, broken;
         struct iovec *iov;
         size_t iovcap;
@@ -117,5 +127,22 @@ void spool_job_free(struct spool_job *j);
 void spool_post(struct spool *sp, struct spool_job *first, struct spool_job *last);
 /* The aux thread (spool_aux.c). */
 void *spool_aux_main(void *arg);
+
+/* Spare segments (spool_spare.c).  spool_spare_init: at the end of
+ * recovery (after a privilege drop, before any append): removes a leftover
+ * spare, makes the first one and lets the spare thread work (0, or -1 when
+ * it cannot: logged, segments then grow until a spare is ready). */
+int spool_spare_init(struct spool *sp);
+/* The spare thread: keeps one spare ready. */
+void *spool_spare_main(void *arg);
+/* Writer thread: renames the ready spare to journal/name and returns its fd
+ * (*size: its length, all zeros) and asks for the next one; -1 when none is
+ * ready. */
+int spool_spare_take(struct spool *sp, const char *name, uint64_t *size);
+/* After the segment limit changed: drops the spare when spares are now off
+ * (a limit below SPOOL_SPARE_MIN). */
+void spool_spare_limit(struct spool *sp);
+/* At close, after the threads stopped. */
+void spool_spare_close(struct spool *sp);
 
 #endif

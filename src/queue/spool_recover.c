@@ -9,7 +9,9 @@
  * not fit in the buffer is never read), except in the newest segment, where
  * the payload CRC of every record is checked.  A record that fails is copied
  * to corrupt/SEG-OFFSET.rec and the replay goes on at the next valid header;
- * a bad tail of the newest segment is cut off.
+ * a bad tail of the newest segment is cut off.  A zero header at a record
+ * boundary with only zeros after it ends a segment: the unwritten rest of a
+ * spare (spool_spare.c); the writer resumes there.
  *
  * Trusts: nothing read from the journal.  Guarantees: only records whose
  * header, metadata and trailer check (and, in the newest segment, payload
@@ -44,6 +46,7 @@ struct recov {
     uint32_t seg;
     int newest;
     uint64_t size;
+    uint64_t zero_end;              /* the segment's zero-filled tail ends here (0: none) */
     uint8_t *buf;                   /* file bytes [boff, boff + blen) */
     size_t cap, blen;
     uint64_t boff;
@@ -109,9 +112,37 @@ static int recov_scan(struct recov *rc, uint64_t from, uint64_t *next)
     return 1;
 }
 
+static int all_zero(const uint8_t *p, size_t n)
+{
+    return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+/* Whether [off, end of file) is all zeros: the unwritten rest of a spare
+ * segment (spool_spare.c).  Every record starts with a non-zero magic, and
+ * every byte before an acknowledged record was synced with it, so nothing
+ * acknowledged can lie after a zero header.  1 / 0, -1 on a read error. */
+static int recov_zero_tail(struct recov *rc, uint64_t off)
+{
+    size_t n = rc->size - off < SPOOL_REC_HDR_LEN ? (size_t)(rc->size - off)
+                                                  : SPOOL_REC_HDR_LEN;
+    const uint8_t *p = rr_get(rc, off, n);
+    if (!p)
+        return -1;
+    if (!all_zero(p, n))
+        return 0;
+    for (off += n; off < rc->size; off += n) {
+        n = rc->size - off < SPOOL_RBUF ? (size_t)(rc->size - off) : SPOOL_RBUF;
+        if (!(p = rr_get(rc, off, n)))
+            return -1;
+        if (!all_zero(p, n))
+            return 0;
+    }
+    return 1;
+}
+
 /* A bad record whose CRC-valid header gives its end: resume there when a
- * CRC-valid header of any version (or the end of file, or a tail too short
- * for a header) follows, else scan from just after off. */
+ * CRC-valid header of any version (or the end of file, a zero tail, or a tail
+ * too short for a header) follows, else scan from just after off. */
 static int recov_skip(struct recov *rc, uint64_t off, uint64_t end, uint64_t *next)
 {
     struct spool_rec_hdr h;
@@ -125,6 +156,11 @@ static int recov_skip(struct recov *rc, uint64_t off, uint64_t end, uint64_t *ne
     if (spool_rec_hdr_decode(p, &h) != SPOOL_HDR_NOT) {
         *next = end;
         return 1;
+    }
+    int z = recov_zero_tail(rc, end);
+    if (z != 0) {
+        *next = end;
+        return z;
     }
     return recov_scan(rc, off + 1, next);
 }
@@ -311,15 +347,33 @@ static int recov_segment(struct recov *rc, uint32_t seg, int newest,
     rc->seg = seg;
     rc->newest = newest;
     rc->size = (uint64_t)st.st_size;
+    rc->zero_end = 0;
     rc->boff = rc->blen = 0;
-    while (off < rc->size && (r = recov_record(rc, off, &next, &why)) >= 0) {
+    while (off < rc->size) {
+        if ((r = recov_zero_tail(rc, off)) != 0) {
+            if (r > 0) {            /* the end of what was written */
+                rc->zero_end = rc->size;
+                rc->size = off;
+                r = 0;
+            }
+            break;
+        }
+        if ((r = recov_record(rc, off, &next, &why)) < 0)
+            break;
         if (r > 0 && recov_set_aside(rc, off, next, why) < 0) {
             r = -1;
             break;
         }
-        if (r > 0 && newest && next == rc->size) {
-            recov_cut(rc, off);
-            break;
+        if (r > 0 && newest) {      /* a bad tail (maybe before zeros) is cut */
+            int z = next == rc->size ? 1 : recov_zero_tail(rc, next);
+            if (z < 0) {
+                r = -1;
+                break;
+            }
+            if (z) {
+                recov_cut(rc, off);
+                break;
+            }
         }
         off = next;
     }
@@ -357,11 +411,13 @@ int spool_recover(struct spool *sp, const struct spool_recover_cbs *cbs,
         pthread_mutex_lock(&sp->mu);
         sp->resume_seg = sp->active;
         sp->resume_len = rc.size;
+        sp->resume_zero_end = rc.zero_end;
         pthread_mutex_unlock(&sp->mu);
     }
     if (rc.nbad && fsync(sp->cdfd) < 0)
         log_warn("spool: fsync of corrupt/ failed: %s", strerror(errno));
     sp->recovered = 1;
+    spool_spare_init(sp);   /* here, not at open: after a privilege drop */
     sp->gc_pending = 1;     /* first loop turn: reclaim what nobody referenced */
     event_active(sp->ev_done, EV_READ, 0);
     if (max_id)

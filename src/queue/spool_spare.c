@@ -1,0 +1,221 @@
+/*
+ * spool_spare — preallocated journal segments (see spool.c).  Every accepted
+ * message waits for the fdatasync() of its batch.  Appending to a file that
+ * grows makes that sync also write the file's new size and block map; on
+ * ext4 here it takes ~0.155 ms against ~0.105 ms when the same bytes
+ * overwrite blocks that were already written and synced.  So the spool keeps
+ * a spare: journal/.spare, zero-filled and synced ahead of time by the spare
+ * thread.  When the writer needs a new segment it renames the spare to the
+ * segment's name (the directory is synced with the first batch, as for any
+ * new segment) and writes over the zeros.  A segment may therefore end in
+ * zeros; recovery (spool_recover.c) takes a zero header at a record boundary
+ * with only zeros after it as the end of what was written.
+ *
+ * Spares start at SPOOL_SPARE_MIN and double with each one taken, up to the
+ * segment limit (at most SPOOL_SPARE_MAX), so that an idle or short-lived
+ * daemon writes little and a busy one rotates rarely.  With no spare (disk
+ * full, or a segment limit below SPOOL_SPARE_MIN) the writer creates a
+ * segment that grows, as before; after a restart it resumes a segment that
+ * grows only when there is no spare.
+ *
+ * Trusts: nothing but its own file.  Guarantees: a spare handed to the writer
+ * is all zeros, synced, and exactly spare_size bytes long.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "spool.h"
+#include "spool_int.h"
+
+#define SPARE_NAME      ".spare"
+#define SPARE_CHUNK     (64 * 1024)
+#define SPARE_IOV       16              /* 1 MiB per pwritev */
+#define SPARE_RETRY     10              /* seconds after a failure */
+
+static const char spare_zeros[SPARE_CHUNK];
+
+/* The largest spare for the current segment limit (0: none).  Under mu. */
+static uint64_t spare_max(const struct spool *sp)
+{
+    uint64_t max = sp->seg_limit < SPOOL_SPARE_MAX ? sp->seg_limit : SPOOL_SPARE_MAX;
+    return max < SPOOL_SPARE_MIN ? 0 : max;
+}
+
+static int spare_stopping(struct spool *sp)
+{
+    pthread_mutex_lock(&sp->mu);
+    int stop = sp->stop;
+    pthread_mutex_unlock(&sp->mu);
+    return stop;
+}
+
+/* Writes journal/.spare: size zero bytes, synced.  Returns its fd, or -1
+ * with errno (ECANCELED when the spool is closing). */
+static int spare_make(struct spool *sp, uint64_t size)
+{
+    struct iovec iov[SPARE_IOV];
+    uint64_t off = 0;
+    int fd, err = 0;
+
+    for (int i = 0; i < SPARE_IOV; i++) {
+        iov[i].iov_base = (void *)spare_zeros;
+        iov[i].iov_len = SPARE_CHUNK;
+    }
+    fd = openat(sp->jdfd, SPARE_NAME, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    while (!err && off < size) {
+        uint64_t left = size - off;
+        int n = left >= (uint64_t)SPARE_CHUNK * SPARE_IOV ? SPARE_IOV
+              : (int)((left + SPARE_CHUNK - 1) / SPARE_CHUNK);
+        if (left < (uint64_t)SPARE_CHUNK * n)
+            iov[n - 1].iov_len = (size_t)(left - (uint64_t)SPARE_CHUNK * (n - 1));
+        ssize_t w = pwritev(fd, iov, n, (off_t)off);
+        iov[n - 1].iov_len = SPARE_CHUNK;
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            err = w < 0 ? errno : EIO;
+        else
+            off += (uint64_t)w;
+        if (!err && (off >> 20) % 8 == 0 && spare_stopping(sp))
+            err = ECANCELED;
+    }
+    if (!err && fdatasync(fd) < 0)
+        err = errno;
+    if (err) {
+        close(fd);
+        unlinkat(sp->jdfd, SPARE_NAME, 0);
+        errno = err;
+        return -1;
+    }
+    return fd;
+}
+
+int spool_spare_init(struct spool *sp)
+{
+    int fd = -1, ret = 0;
+    unlinkat(sp->jdfd, SPARE_NAME, 0);      /* a leftover may be half written */
+    pthread_mutex_lock(&sp->mu);
+    uint64_t max = spare_max(sp);
+    pthread_mutex_unlock(&sp->mu);
+    if (max && (fd = spare_make(sp, SPOOL_SPARE_MIN)) < 0) {
+        log_warn("spool: cannot prepare a spare segment: %s; segments grow as "
+                 "they are written", strerror(errno));
+        ret = -1;
+    }
+    pthread_mutex_lock(&sp->mu);
+    sp->spare_next = SPOOL_SPARE_MIN;       /* the spare thread starts work */
+    sp->spare_fd = fd;
+    sp->spare_size = fd >= 0 ? SPOOL_SPARE_MIN : 0;
+    if (fd < 0 && max)
+        sp->spare_retry = time(NULL) + SPARE_RETRY;
+    pthread_mutex_unlock(&sp->mu);
+    pthread_cond_signal(&sp->scond);
+    return ret;
+}
+
+int spool_spare_take(struct spool *sp, const char *name, uint64_t *size)
+{
+    int fd;
+    pthread_mutex_lock(&sp->mu);
+    fd = sp->spare_fd;
+    *size = sp->spare_size;
+    sp->spare_fd = -1;
+    sp->spare_taking = fd >= 0;     /* no new .spare until it is renamed */
+    pthread_mutex_unlock(&sp->mu);
+    if (fd < 0)
+        return -1;
+    if (renameat2(sp->jdfd, SPARE_NAME, sp->jdfd, name, RENAME_NOREPLACE) < 0) {
+        log_err("spool: cannot rename journal/%s to %s: %s", SPARE_NAME, name,
+                strerror(errno));
+        close(fd);
+        unlinkat(sp->jdfd, SPARE_NAME, 0);
+        fd = -1;
+    }
+    pthread_mutex_lock(&sp->mu);
+    sp->spare_taking = 0;
+    uint64_t max = spare_max(sp);
+    if (sp->spare_next < max)
+        sp->spare_next = sp->spare_next * 2 < max ? sp->spare_next * 2 : max;
+    pthread_mutex_unlock(&sp->mu);
+    pthread_cond_signal(&sp->scond);
+    return fd;
+}
+
+void *spool_spare_main(void *arg)
+{
+    struct spool *sp = arg;
+    pthread_mutex_lock(&sp->mu);
+    while (!sp->stop) {
+        uint64_t max = spare_max(sp), size;
+        time_t now = time(NULL);
+        if (!sp->spare_next || sp->spare_fd >= 0 || sp->spare_taking || !max ||
+            now < sp->spare_retry) {
+            struct timespec ts = { now + SPARE_RETRY, 0 };
+            pthread_cond_timedwait(&sp->scond, &sp->mu, &ts);   /* realtime clock */
+            continue;
+        }
+        size = sp->spare_next < max ? sp->spare_next : max;
+        pthread_mutex_unlock(&sp->mu);
+        int fd = spare_make(sp, size);
+        int e = errno;
+        pthread_mutex_lock(&sp->mu);
+        if (fd >= 0 && (sp->stop || !spare_max(sp))) {
+            close(fd);
+            unlinkat(sp->jdfd, SPARE_NAME, 0);
+        } else if (fd >= 0) {
+            sp->spare_fd = fd;
+            sp->spare_size = size;
+        } else if (e != ECANCELED) {
+            log_warn("spool: cannot prepare a spare segment of %llu bytes: %s; "
+                     "trying again in %d s", (unsigned long long)size, strerror(e),
+                     SPARE_RETRY);
+            sp->spare_retry = time(NULL) + SPARE_RETRY;
+        }
+    }
+    pthread_mutex_unlock(&sp->mu);
+    return NULL;
+}
+
+void spool_spare_limit(struct spool *sp)
+{
+    pthread_mutex_lock(&sp->mu);    /* held: the spare thread makes none meanwhile */
+    if (!spare_max(sp) && sp->spare_fd >= 0) {
+        close(sp->spare_fd);
+        sp->spare_fd = -1;
+        unlinkat(sp->jdfd, SPARE_NAME, 0);
+    }
+    if (sp->spare_next > spare_max(sp))
+        sp->spare_next = SPOOL_SPARE_MIN;
+    pthread_mutex_unlock(&sp->mu);
+    pthread_cond_signal(&sp->scond);
+}
+
+uint64_t spool_test_spare(struct spool *sp, int wait_ms)
+{
+    for (int waited = 0;; waited++) {
+        pthread_mutex_lock(&sp->mu);
+        uint64_t size = sp->spare_fd >= 0 ? sp->spare_size : 0;
+        pthread_mutex_unlock(&sp->mu);
+        if (size || waited >= wait_ms)
+            return size;
+        usleep(1000);
+    }
+}
+
+void spool_spare_close(struct spool *sp)
+{
+    if (sp->spare_fd >= 0) {
+        close(sp->spare_fd);
+        sp->spare_fd = -1;
+        unlinkat(sp->jdfd, SPARE_NAME, 0);  /* no disk held while stopped */
+    }
+}
