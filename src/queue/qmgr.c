@@ -544,27 +544,68 @@ void qmgr_shutdown(void)
     memset(&Q, 0, sizeof Q);
 }
 
+/* Whether new owns exactly the domains old owned (in r): then none of the
+ * customer's mail changes hands in a reload. */
+static int domains_same(const struct customer *old, const struct customer *new,
+                        const struct registry *r)
+{
+    if (!old || !new || old->ndomains != new->ndomains)
+        return 0;
+    for (size_t i = 0; i < old->ndomains; i++)
+        if (strcmp(old->domains[i], new->domains[i]) != 0 &&
+            registry_by_domain(r, old->domains[i]) != new)
+            return 0;
+    return 1;
+}
+
+struct moving {
+    struct qrcpt **r;
+    size_t n, cap;
+};
+
+static void moving_take(struct moving *mv, struct qrcpt_list *list)
+{
+    struct qrcpt *r;
+    while ((r = TAILQ_FIRST(list))) {
+        rcpt_detach(r);
+        if (mv->n == mv->cap) {
+            mv->cap = mv->cap ? mv->cap * 2 : 256;
+            mv->r = xrealloc(mv->r, mv->cap * sizeof *mv->r);
+        }
+        mv->r[mv->n++] = r;
+    }
+}
+
+/* Arrival order (message ID, then recipient), as the lists keep it. */
+static int moving_cmp(const void *a, const void *b)
+{
+    const struct qrcpt *x = *(const struct qrcpt *const *)a;
+    const struct qrcpt *y = *(const struct qrcpt *const *)b;
+    if (x->msg != y->msg)
+        return x->msg->id < y->msg->id ? -1 : 1;
+    return x < y ? -1 : x > y;
+}
+
+/* Only the mail of customers whose domains changed (or that left) and the
+ * orphans are detached and attached again: a reload costs O(customers + that
+ * mail), not O(all queued mail), so that it does not hold the loop. */
 void qmgr_reconfigure(const struct config *c, const struct registry *r)
 {
-    /* detach everything from the old customers, then re-attach */
-    for (size_t i = 0; i < Q.nslots; i++) {
-        struct qmsg *m = Q.msgs[i];
-        if (m)
-            for (unsigned j = 0; j < m->nrcpt; j++)
-                rcpt_detach(&m->rcpts[j]);
-    }
+    struct moving mv = {0};
+    size_t pos = 0;
+    struct qcust *qc;
+    while ((qc = qmgr_cust_next(&pos)))
+        if (!domains_same(qc->cfg, registry_by_name(r, qc->name), r))
+            moving_take(&mv, &qc->rcpts);
+    moving_take(&mv, &Q.orphans);
     Q.cfg = c;
     Q.reg = r;
     custs_sync();
-    size_t pos = 0;
-    struct qcust *qc;
-    while ((qc = qmgr_cust_next(&pos))) {
-        qc->nmsg = 0;
-        qc->bytes = 0;
-    }
-    for (size_t i = 0; i < Q.nslots; i++)
-        if (Q.msgs[i])
-            msg_attach_all(Q.msgs[i]);
+    if (mv.n > 1)
+        qsort(mv.r, mv.n, sizeof *mv.r, moving_cmp);
+    for (size_t i = 0; i < mv.n; i++)
+        rcpt_attach(mv.r[i]);
+    free(mv.r);
     deliver_reconfigured();
 }
 

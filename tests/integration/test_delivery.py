@@ -936,3 +936,37 @@ def test_kick_while_a_pass_is_running_still_retries_what_it_passed(make_daemon, 
              what="the deferred message after the kick (still %r)" % (status_of(d, first),))
     wait_gone(d, first)
     wait_gone(d, second)
+
+
+def test_reload_moving_a_domain_keeps_arrival_order_and_leaves_others(make_daemon, mta):
+    """A reload that moves a domain from one customer to another: the moved
+    mail joins the new owner's in arrival order (a kick delivers oldest
+    first), and a customer whose domains did not change keeps its mail as it
+    was."""
+    gamma = customer_conf("gamma", ["gamma.example"])
+    d = make_daemon(customers=conf(mta.port, acme=dict(connections=1)) + gamma).start()
+    order = [("bob@acme.example", "a1"), ("bob@gamma.example", "g1"),
+             ("bob@acme.example", "a2"), ("bob@gamma.example", "g2"),
+             ("carol@gamma.example", "g3")]
+    qids = {}
+    for rcpt, subj in order:
+        qids[subj] = send(d, rcpt, simple(subj, to=rcpt))
+    keep = send(d, "bob@acme.co.uk", simple("untouched", to="bob@acme.co.uk"))
+    # gamma.example moves to acme (acme's domains change); gamma keeps none
+    d.customers = conf(mta.port, acme=dict(connections=1)).replace(
+        '"acme.example", "acme.co.uk"', '"acme.example", "acme.co.uk", "gamma.example"') + \
+        customer_conf("gamma", ["gamma.co.uk"])
+    d.write_conf()
+    mark = len(d.log_text())
+    d.hup()
+    wait_for(lambda: "configuration reloaded" in d.log_text()[mark:], what="the reload")
+    owners = {m["queue_id"]: m["recipients"][0]["customer"] for m in queue(d)}
+    assert set(owners.values()) == {"acme"}, owners
+    js = {s["customer"]: s for s in d.kickq_json("summary")}
+    assert js["acme"]["messages"] == 6 and js["gamma"]["messages"] == 0, js
+    link_up(d)
+    got = mta.wait_messages(6)
+    subjects = [m.header("Subject") for m in got]
+    assert subjects == ["a1", "g1", "a2", "g2", "g3", "untouched"], subjects
+    wait_empty(d)
+    assert keep not in queue_ids(d)
