@@ -12,6 +12,10 @@
  * generation and logs why.  One load runs at a time; a reload asked for
  * while one runs is queued (any number of requests make one more run), so a
  * change made just after a load began is never missed.
+ *
+ * Log lines are written by log.c's writer thread (started by the first line,
+ * before privileges are dropped; setuid applies to every thread); the clean
+ * exit ends with log_close(), and exit() on the error paths runs it too.
  */
 #include <errno.h>
 #include <grp.h>
@@ -524,5 +528,6 @@ int main(int argc, char **argv)
     links_shutdown();
     gen_free(&D.cur);
     event_base_free(D.base);
+    log_close();                /* every queued line out before exit */
     return 0;
 }

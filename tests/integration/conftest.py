@@ -111,6 +111,13 @@ smtp {
         with open(self.log, errors="replace") as f:
             return f.read()
 
+    def wait_log(self, pattern, start=0, timeout=10.0):
+        """Waits until the regex pattern matches the log from offset start;
+        the match.  kickmaild's log thread writes a line a few ms after the
+        event that logged it, so a test waits for the lines it looks for."""
+        return wait_for(lambda: re.search(pattern, self.log_text()[start:]),
+                        timeout=timeout, what="log line matching %r" % pattern)
+
     def log_since_start(self):
         with open(self.log, errors="replace") as f:
             f.seek(self.log_offset)

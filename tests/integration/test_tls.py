@@ -87,7 +87,7 @@ def test_starttls_injection_is_discarded(tls_daemon):
         assert code(c.cmd("MAIL FROM:<alice@sender.example>")) == 250
     finally:
         c.close()
-    assert "discarded" in tls_daemon.log_text()
+    tls_daemon.wait_log(r"discarded")
 
 
 def test_starttls_injection_of_a_whole_transaction(tls_daemon):
