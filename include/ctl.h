@@ -35,8 +35,8 @@ void ctl_stop(void);
 
 /*
  * The command table shared by the server and kickq, so that both agree on
- * names, argument counts and options (implemented in src/ctl/format.c, which
- * depends on nothing in the daemon and links into kickq).
+ * names, argument counts and options (implemented in src/ctl/ctl_cmd.c,
+ * which needs nothing but the C library and links into kickq).
  */
 #define CTL_MAX_REQUEST 4096        /* bytes, the LF included */
 #define CTL_MAX_WORDS   1000

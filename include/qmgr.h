@@ -139,7 +139,9 @@ struct qmgr_kick_result {
 /* Kicks a customer: delivers its waiting mail now to its link address (link
  * up) or fixed host, without changing the link.  -1 with why in err: no
  * usable address, a maildrop/pickup customer, unknown customer; `etrn` also
- * enforces etrn_interval (err then starts with "interval"). */
+ * enforces etrn_interval (err then starts with "interval").  On 0 the first
+ * connections are already connecting (the connect() is made before anything
+ * is logged): callers log and reply after it. */
 int qmgr_kick(const char *customer, int etrn, struct qmgr_kick_result *res,
               char *err, size_t errlen);
 /* Bounces every pending recipient of a message (kickq bounce); cb when the

@@ -580,6 +580,32 @@ static void sess_read(struct ctl_sess *s, int at_eof)
     free(line);
 }
 
+/* A client sends its request right after connecting, so by the time the
+ * connection is accepted the request is usually there already: take it now
+ * instead of a loop turn later (an epoll_wait, FIONREAD and readv, and
+ * when the loop had gone to sleep, a wake-up).  The one place ctl reads the
+ * socket itself, before the io has read anything: a peek, and only when a
+ * whole request line is there are the bytes taken (what follows the line is
+ * dropped, as sess_begin does).  Anything else (part of a line, nothing,
+ * EOF, an error) stays for the io to read and report as usual.  s may be
+ * freed on return. */
+static void sess_read_now(struct ctl_sess *s, int fd)
+{
+    char buf[16384];            /* as much as one read of the io would take */
+    ssize_t n = recv(fd, buf, CTL_MAX_REQUEST, MSG_PEEK | MSG_DONTWAIT);
+    char *nl = n > 0 ? memchr(buf, '\n', (size_t)n) : NULL;
+    if (!nl)
+        return;
+    if (recv(fd, buf, sizeof buf, MSG_DONTWAIT) < n) {
+        log_warn("control: cannot read a request: %s", strerror(errno));
+        sess_free(s);
+        return;
+    }
+    *nl = 0;
+    sess_begin(s);
+    sess_request(s, buf, (size_t)(nl - buf));
+}
+
 static void sess_io(struct io *io, enum io_event ev, void *arg)
 {
     struct ctl_sess *s = arg;
@@ -638,6 +664,7 @@ static void ctl_accept(struct evconnlistener *l, evutil_socket_t fd,
         return;
     }
     io_set_timeout(s->io, CTL_TIMEOUT);
+    sess_read_now(s, fd);               /* s may be gone after this */
 }
 
 static void ctl_resume_cb(evutil_socket_t fd, short what, void *arg)

@@ -99,8 +99,10 @@ void ctl_cmd_kick(struct ctl_sess *s, const struct ctl_req *rq)
     struct qcust *qc = ctl_cust_arg(s, rq->argv[0]);
     if (!qc)
         return;
+    /* the delivery's connect() first: the log line and the answer can wait */
+    int rc = qmgr_kick(qc->name, 0, &res, err, sizeof err);
     log_info("control: uid=%ld kick %s", s->uid, qc->name);
-    if (qmgr_kick(qc->name, 0, &res, err, sizeof err) < 0) {
+    if (rc < 0) {
         ctl_reply_fail(s, 1, "%s", err);
         return;
     }

@@ -1,6 +1,6 @@
 /*
- * format — everything the control commands print, and the command table
- * shared by the server and kickq.  It reads the qmgr's index structures
+ * format — everything the control commands print (the command table they
+ * share with kickq is in ctl_cmd.c).  It reads the qmgr's index structures
  * (struct qmsg, qrcpt, qcust) but calls no qmgr function: whatever needs the
  * running daemon arrives through struct ctl_fmt_opts, so it links into kickq
  * and unit tests without a daemon.
@@ -29,100 +29,6 @@
 
 /* Appends a string literal (its length computed, never counted by hand). */
 #define PUT_LIT(out, lit) evbuffer_add((out), lit, sizeof(lit) - 1)
-
-/* ---- the command table ---- */
-
-static const struct ctl_cmd_spec ctl_specs[] = {
-    { "status",  0, 0,  CTL_OPT_JSON, "status [--json]" },
-    { "reload",  0, 0,  0,            "reload" },
-    { "list",    0, 1,  CTL_OPT_JSON, "list [CUSTOMER|DOMAIN] [--json]" },
-    { "summary", 0, 0,  CTL_OPT_JSON, "summary [--json]" },
-    { "shape",   0, 1,  0,            "shape [CUSTOMER|DOMAIN]" },
-    { "show",    1, 1,  CTL_OPT_BODY, "show QUEUEID [--body]" },
-    { "hold",    1, 1,  0,            "hold CUSTOMER|DOMAIN|QUEUEID" },
-    { "release", 1, 1,  0,            "release CUSTOMER|DOMAIN|QUEUEID" },
-    { "delete",  1, -1, 0,            "delete QUEUEID..." },
-    { "bounce",  1, -1, 0,            "bounce QUEUEID..." },
-    { "kick",    1, 1,  CTL_OPT_JSON, "kick CUSTOMER|DOMAIN [--json]" },
-    { "link",    2, 3,  CTL_OPT_TTL,  "link up CUSTOMER [ADDRESS] [--ttl DURATION] | link down CUSTOMER" },
-    { "links",   0, 0,  CTL_OPT_JSON, "links [--json]" },
-    { "stats",   0, 0,  CTL_OPT_PROM, "stats [--prometheus]" },
-};
-
-const struct ctl_cmd_spec *ctl_cmd_at(unsigned i)
-{
-    return i < sizeof ctl_specs / sizeof ctl_specs[0] ? &ctl_specs[i] : NULL;
-}
-
-const struct ctl_cmd_spec *ctl_cmd_find(const char *name)
-{
-    const struct ctl_cmd_spec *c;
-    for (unsigned i = 0; (c = ctl_cmd_at(i)); i++)
-        if (strcmp(c->name, name) == 0)
-            return c;
-    return NULL;
-}
-
-static unsigned ctl_opt_parse(const char *w)
-{
-    if (strcmp(w, "--json") == 0)
-        return CTL_OPT_JSON;
-    if (strcmp(w, "--body") == 0)
-        return CTL_OPT_BODY;
-    if (strcmp(w, "--ttl") == 0)
-        return CTL_OPT_TTL;
-    if (strcmp(w, "--prometheus") == 0)
-        return CTL_OPT_PROM;
-    return 0;
-}
-
-int ctl_req_check(int nwords, char **words, struct ctl_req *req,
-                  char *why, unsigned long whylen)
-{
-    memset(req, 0, sizeof *req);
-    if (nwords < 1 || !words[0][0]) {
-        snprintf(why, whylen, "no command given");
-        return -1;
-    }
-    const struct ctl_cmd_spec *c = ctl_cmd_find(words[0]);
-    if (!c) {
-        snprintf(why, whylen, "unknown command: %.100s", words[0]);
-        return -1;
-    }
-    int argc = 0;
-    for (int i = 1; i < nwords; i++) {
-        char *w = words[i];
-        if (w[0] == '-') {
-            unsigned o = ctl_opt_parse(w);
-            if (!(o & c->opts)) {
-                snprintf(why, whylen, "%s: unknown option %.100s", c->name, w);
-                return -1;
-            }
-            req->opts |= o;
-            if (o == CTL_OPT_TTL) {
-                if (i + 1 >= nwords || !words[i + 1][0]) {
-                    snprintf(why, whylen, "%s: --ttl needs a duration", c->name);
-                    return -1;
-                }
-                req->ttl = words[++i];
-            }
-        } else if (!w[0]) {
-            snprintf(why, whylen, "%s: empty argument", c->name);
-            return -1;
-        } else {
-            words[1 + argc++] = w;
-        }
-    }
-    int max = c->max_args < 0 ? CTL_MAX_WORDS - 1 : c->max_args;
-    if (argc < c->min_args || argc > max) {
-        snprintf(why, whylen, "usage: %s", c->usage);
-        return -1;
-    }
-    req->cmd = c;
-    req->argc = argc;
-    req->argv = words + 1;
-    return 0;
-}
 
 /* ---- small helpers ---- */
 

@@ -4,13 +4,23 @@
  * (ctl_req_check), sends it as one TAB-separated line over the control
  * socket, and relays the answer: body to stdout and exit 0, or the reason to
  * stderr and exit 1 (failure) or 2 (usage).  Usage errors found here exit 2
- * before connecting; a socket that cannot be reached exits 1.
+ * before connecting; a socket that cannot be reached exits 1.  Plain blocking
+ * socket I/O: a one-shot client needs no event loop.
+ *
+ * Two builds of this file (see the Makefile).  The full one reads the
+ * configuration with libconfuse (config_load) when no -s is given.  The
+ * front end (KICKQ_CONFIG_EXEC, built static against musl: glibc's start-up
+ * alone costs ~0.3 ms where CPUID traps to the hypervisor, as on the VMs
+ * ISPs run this on) handles -s itself and, when the configuration has to be
+ * read, execs the full build, kickq-config, with the same arguments: found
+ * beside the running program first (the build tree), else in KM_LIBEXECDIR.
  *
  * Trusts: the daemon at the other end of the socket, to send one status line
  * first.  Guarantees: it never waits forever for that line (KICKQ_TIMEOUT);
  * after it, the body is streamed as it comes, however long it is.
  */
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,15 +30,76 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#ifndef KICKQ_CONFIG_EXEC
 #include "config.h"
+#endif
 #include "ctl.h"
 
 #ifndef KM_SYSCONFDIR
 #define KM_SYSCONFDIR "/usr/local/etc/kickmail"
 #endif
+#ifndef KM_LIBEXECDIR
+#define KM_LIBEXECDIR "/usr/local/libexec/kickmail"
+#endif
 
 #define KICKQ_TIMEOUT   300             /* seconds to wait for the status line */
 #define KICKQ_LINE_MAX  65536           /* longest status line accepted */
+#define KICKQ_HELPER    "kickq-config"  /* the full build, for -c */
+
+#ifdef KICKQ_STATIC_GLIBC
+#include <pwd.h>
+/* libconfuse's cfg_tilde_expand() calls these to expand "~user/" in file
+ * names; it is reached only through cfg_parse() and include(), and kickmail
+ * uses neither (config_load reads the file itself and hands the text to
+ * cfg_parse_buf; the schema has no include).  In a static glibc program the
+ * real ones need glibc's shared NSS modules at run time (the linker warns):
+ * these stand-ins, never called, keep that code out. */
+struct passwd *getpwnam(const char *name)
+{
+    errno = ENOENT;
+    return NULL;
+}
+
+struct passwd *getpwuid(uid_t uid)
+{
+    errno = ENOENT;
+    return NULL;
+}
+#endif
+
+/* strerror() with glibc's wording, whichever C library this is built with:
+ * the front end (musl) words some errors differently, and what kickq prints
+ * must not depend on the build. */
+static const char *kickq_strerror(int e)
+{
+#ifndef __GLIBC__
+    switch (e) {
+    case EIO:          return "Input/output error";
+    case ENOTSOCK:     return "Socket operation on non-socket";
+    case ENAMETOOLONG: return "File name too long";
+    case ELOOP:        return "Too many levels of symbolic links";
+    case ETIMEDOUT:    return "Connection timed out";
+    case EAGAIN:       return "Resource temporarily unavailable";
+    case ENOEXEC:      return "Exec format error";
+    case EMFILE:       return "Too many open files";
+    case ENFILE:       return "Too many open files in system";
+    case ENOMEM:       return "Cannot allocate memory";
+    case EPROTOTYPE:   return "Protocol wrong type for socket";
+    case ECONNREFUSED: return "Connection refused";
+    case ECONNRESET:   return "Connection reset by peer";
+    case EPIPE:        return "Broken pipe";
+    case ENOENT:       return "No such file or directory";
+    case EACCES:       return "Permission denied";
+    case ENOTDIR:      return "Not a directory";
+    case ENOSPC:       return "No space left on device";
+    case EBADF:        return "Bad file descriptor";
+    case EINVAL:       return "Invalid argument";
+    case EPERM:        return "Operation not permitted";
+    default:           break;
+    }
+#endif
+    return strerror(e);
+}
 
 static void kickq_usage(FILE *f)
 {
@@ -56,6 +127,7 @@ static int kickq_usage_error(const char *fmt, ...)
     return 2;
 }
 
+#ifndef KICKQ_CONFIG_EXEC
 /* The control socket named in the configuration file; NULL (said why) on error. */
 static char *kickq_socket_from_config(const char *path)
 {
@@ -71,26 +143,47 @@ static char *kickq_socket_from_config(const char *path)
     config_free(c);
     return sock;
 }
+#else
+/* The configuration has to be read: replaces this process by the full build
+ * with the same arguments.  Returns only on failure (said why), with 1. */
+static int kickq_exec_full(char **argv)
+{
+    char self[PATH_MAX], path[PATH_MAX + sizeof KICKQ_HELPER];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+        self[n] = 0;
+        char *slash = strrchr(self, '/');
+        if (slash) {
+            slash[1] = 0;
+            snprintf(path, sizeof path, "%s%s", self, KICKQ_HELPER);
+            execv(path, argv);
+        }
+    }
+    execv(KM_LIBEXECDIR "/" KICKQ_HELPER, argv);
+    fprintf(stderr, "kickq: cannot run %s: %s\n", KM_LIBEXECDIR "/" KICKQ_HELPER,
+            kickq_strerror(errno));
+    return 1;
+}
+#endif
 
-/* words joined by TAB, LF-terminated; NULL (said why) when it cannot be sent. */
-static char *kickq_request(int n, char **words, size_t *len)
+/* words joined by TAB, LF-terminated, into req (CTL_MAX_REQUEST + 1
+ * bytes); its length, or 0 (said why) when it cannot be sent. */
+static size_t kickq_request(int n, char **words, char *req)
 {
     size_t total = 0;
     for (int i = 0; i < n; i++) {
         if (strpbrk(words[i], "\t\r\n")) {
             kickq_usage_error("arguments may not contain tabs or line breaks");
-            return NULL;
+            return 0;
         }
         total += strlen(words[i]) + 1;
     }
     if (total > CTL_MAX_REQUEST || n > CTL_MAX_WORDS) {
         kickq_usage_error("request too long (%d bytes, %d words at most)",
                           CTL_MAX_REQUEST, CTL_MAX_WORDS);
-        return NULL;
+        return 0;
     }
-    char *req = malloc(total + 1), *p = req;
-    if (!req)
-        return NULL;
+    char *p = req;
     for (int i = 0; i < n; i++) {
         size_t l = strlen(words[i]);
         memcpy(p, words[i], l);
@@ -98,8 +191,7 @@ static char *kickq_request(int n, char **words, size_t *len)
         *p++ = i + 1 < n ? '\t' : '\n';
     }
     *p = 0;
-    *len = total;
-    return req;
+    return total;
 }
 
 static int kickq_connect(const char *path)
@@ -164,7 +256,7 @@ static ssize_t kickq_read_status(int fd, char *buf, size_t size, size_t *eol)
             continue;
         if (r <= 0) {
             fprintf(stderr, "kickq: connection closed before an answer%s%s\n",
-                    r < 0 ? ": " : "", r < 0 ? strerror(errno) : "");
+                    r < 0 ? ": " : "", r < 0 ? kickq_strerror(errno) : "");
             return -1;
         }
         have += (size_t)r;
@@ -177,7 +269,7 @@ static int kickq_copy_body(int fd, const char *buf, size_t n)
     char chunk[65536];
     for (;;) {
         if (n && write_all(STDOUT_FILENO, buf, n, 0) < 0) {
-            fprintf(stderr, "kickq: write to stdout: %s\n", strerror(errno));
+            fprintf(stderr, "kickq: write to stdout: %s\n", kickq_strerror(errno));
             return 1;
         }
         ssize_t r = read(fd, chunk, sizeof chunk);
@@ -186,7 +278,7 @@ static int kickq_copy_body(int fd, const char *buf, size_t n)
             continue;
         }
         if (r < 0) {
-            fprintf(stderr, "kickq: read: %s\n", strerror(errno));
+            fprintf(stderr, "kickq: read: %s\n", kickq_strerror(errno));
             return 1;
         }
         if (r == 0)
@@ -202,7 +294,7 @@ static int kickq_talk(int fd, const char *req, size_t len)
     static char buf[KICKQ_LINE_MAX];
     size_t eol;
     if (write_all(fd, req, len, 1) < 0) {
-        fprintf(stderr, "kickq: send: %s\n", strerror(errno));
+        fprintf(stderr, "kickq: send: %s\n", kickq_strerror(errno));
         return 1;
     }
     ssize_t have = kickq_read_status(fd, buf, sizeof buf, &eol);
@@ -244,34 +336,48 @@ int main(int argc, char **argv)
         return kickq_usage_error("-c and -s exclude each other");
     if (optind >= argc)
         return kickq_usage_error("no command given");
+    /* no malloc on the way to the daemon: musl's first one costs five
+     * system calls (brk, mmap...), a tenth of kickq's own start-up */
+    static char req[CTL_MAX_REQUEST + 1];
+    char *few[64];
     int nw = argc - optind;
-    char **words = argv + optind, **check = calloc((size_t)nw, sizeof *check);
+    char **words = argv + optind;
+    char **check = nw <= (int)(sizeof few / sizeof few[0]) ? few : calloc((size_t)nw, sizeof *check);
     struct ctl_req rq;
     if (!check)
         return 1;
     memcpy(check, words, (size_t)nw * sizeof *check);
-    if (ctl_req_check(nw, check, &rq, why, sizeof why) < 0) {
+    int bad = ctl_req_check(nw, check, &rq, why, sizeof why) < 0;
+    if (check != few)
         free(check);
+    if (bad)
         return kickq_usage_error("%s", why);
-    }
-    free(check);
-    size_t len = 0;
-    char *req = kickq_request(nw, words, &len);
-    if (!req)
+    size_t len = kickq_request(nw, words, req);
+    if (!len)
         return 2;
-    char *path = sock ? strdup(sock) : kickq_socket_from_config(cfg ? cfg : KM_SYSCONFDIR "/kickmail.conf");
+#ifdef KICKQ_CONFIG_EXEC
+    if (!sock)
+        return kickq_exec_full(argv);
+    const char *path = sock;
+#else
+    char *conf_sock = NULL;
+    const char *path = sock;
     if (!path) {
-        free(req);
-        return 1;
+        conf_sock = kickq_socket_from_config(cfg ? cfg : KM_SYSCONFDIR "/kickmail.conf");
+        if (!conf_sock)
+            return 1;
+        path = conf_sock;
     }
+#endif
     int fd = kickq_connect(path), rc = 1;
     if (fd < 0)
-        fprintf(stderr, "kickq: cannot connect to %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "kickq: cannot connect to %s: %s\n", path, kickq_strerror(errno));
     else
         rc = kickq_talk(fd, req, len);
     if (fd >= 0)
         close(fd);
-    free(path);
-    free(req);
+#ifndef KICKQ_CONFIG_EXEC
+    free(conf_sock);
+#endif
     return rc;
 }

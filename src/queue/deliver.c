@@ -393,20 +393,27 @@ static int conn_open(struct qdeliv *d)
     return 0;
 }
 
-static void conns_fill(struct qdeliv *d)
+/* Opens connections up to the customer's limit while there is mail to
+ * send.  -1 when one failed to open and none is open (d->last_error says
+ * why): the caller ends the pass. */
+static int conns_open(struct qdeliv *d)
 {
     const struct customer *c = d->qc->cfg;
     if (!c || DL.stopping || d->mode == DL_IDLE || d->qc->held || !cursor_peek(d))
-        return;
+        return 0;
     unsigned want = c->connections ? c->connections : 1;
     if (want > d->qc->nmsg)
         want = d->qc->nmsg ? d->qc->nmsg : 1;
     while (d->nconn < want)
-        if (conn_open(d) < 0) {
-            if (d->nconn == 0)
-                pass_end(d);
-            break;
-        }
+        if (conn_open(d) < 0)
+            return d->nconn == 0 ? -1 : 0;
+    return 0;
+}
+
+static void conns_fill(struct qdeliv *d)
+{
+    if (conns_open(d) < 0)
+        pass_end(d);
 }
 
 /* ---- passes, retries, modes ---- */
@@ -418,12 +425,17 @@ static void retry_fire(evutil_socket_t fd, short what, void *arg)
         pass_start(d);
 }
 
-static void pass_start(struct qdeliv *d)
+/* Begins a pass: its connections are connecting when this returns.  -1
+ * when there is no destination (the customer goes idle).  With 0 and no
+ * connection open (nothing to send, held, or the connect failed at once)
+ * the caller ends the pass with pass_end(): a kick logs in between, so that
+ * its line comes after the connect but before the pass's results. */
+static int pass_open(struct qdeliv *d)
 {
     char err[256];
     if (dl_dest(d->qc, d->host, sizeof d->host, &d->port, err, sizeof err) < 0) {
         d->mode = DL_IDLE;
-        return;
+        return -1;
     }
     evtimer_del(d->retry_ev);
     d->pass++;
@@ -432,8 +444,13 @@ static void pass_start(struct qdeliv *d)
     d->deferred = 0;
     d->last_error[0] = 0;
     d->qc->cursor = TAILQ_FIRST(&d->qc->rcpts);
-    conns_fill(d);
-    if (d->nconn == 0)
+    conns_open(d);
+    return 0;
+}
+
+static void pass_start(struct qdeliv *d)
+{
+    if (pass_open(d) == 0 && d->nconn == 0)
         pass_end(d);            /* nothing to send (or held): the pass is over */
 }
 
@@ -876,9 +893,12 @@ int qmgr_kick(const char *customer, int etrn, struct qmgr_kick_result *res,
         d->last_etrn = now;
     if (d->mode != DL_ONLINE)
         d->mode = DL_KICK;
+    /* connect first, log after: the line costs a write (and a syslog send) */
+    int started = pass_open(d) == 0;
     log_info("%s: %s: %u messages to %s:%d", customer, etrn ? "ETRN" : "kick",
              res->messages, host, port);
-    pass_start(d);
+    if (started && d->nconn == 0)
+        pass_end(d);
     return 0;
 }
 

@@ -1505,8 +1505,9 @@ def main():
     # binary that runs to name its functions
     bindir = os.path.join(work, "bin")
     os.makedirs(bindir)
-    for name in ("kickmaild", "kickq", "libkm.a"):
-        shutil.copy2(os.path.join(build, name), bindir)
+    for name in ("kickmaild", "kickq", "kickq-config", "libkm.a"):
+        if name != "kickq-config" or os.path.exists(os.path.join(build, name)):
+            shutil.copy2(os.path.join(build, name), bindir)
     build = bindir
     procs = Procs(work)
     custs = accept_customers() + ["cust2", "cust3", "cust4"]

@@ -1,0 +1,108 @@
+"""The control socket spoken raw (what kickq does, byte by byte): requests
+that arrive whole with the connection (taken at accept), in pieces, with
+bytes after them, too long, or never; many clients at once; and a kick
+that makes its delivery connection before it logs and answers."""
+import socket
+import subprocess
+import threading
+import time
+
+from conftest import KICKQ, MTA_HOST, customer_conf, free_port, wait_for
+
+
+def ctl(d, *chunks, pause=0.05, timeout=10):
+    """Sends chunks on a new control connection (pausing between them) and
+    returns everything the daemon answers until it closes."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(d.control)
+    try:
+        for i, ch in enumerate(chunks):
+            if i:
+                time.sleep(pause)
+            s.sendall(ch)
+        out = b""
+        while True:
+            got = s.recv(65536)
+            if not got:
+                return out
+            out += got
+    finally:
+        s.close()
+
+
+def is_status(answer, d):
+    return answer.startswith(b"0\nkickmaild ") and \
+        (" pid %d," % d.proc.pid).encode() in answer and answer.endswith(b"\n")
+
+
+def test_request_whole_with_the_connection(daemon):
+    assert is_status(ctl(daemon, b"status\n"), daemon)
+    assert ctl(daemon, b"kick\tnosuch\n") == b"1 nosuch: no such customer\n"
+    assert ctl(daemon, b"frobnicate\n").startswith(b"2 unknown command: frobnicate")
+
+
+def test_request_in_pieces(daemon):
+    assert is_status(ctl(daemon, b"sta", b"tus", b"\n"), daemon)
+    assert is_status(ctl(daemon, b"status\r", b"\n"), daemon)
+
+
+def test_bytes_after_the_request_are_ignored(daemon):
+    assert is_status(ctl(daemon, b"status\nstatus\ngarbage"), daemon)
+    assert is_status(ctl(daemon, b"status\n" + b"y" * 2000), daemon)
+
+
+def test_request_too_long_or_bad(daemon):
+    assert ctl(daemon, b"x" * 5000) == b"2 request longer than 4096 bytes\n"
+    assert ctl(daemon, b"kick" + b"\tx" * 1001 + b"\n") == b"2 request has more than 1000 words\n"
+    assert ctl(daemon, b"status\x00\n") == b"2 bad request: NUL byte\n"
+
+
+def test_client_that_goes_away(daemon):
+    for _ in range(5):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(daemon.control)
+        s.close()
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(daemon.control)
+    s.sendall(b"sta")
+    s.close()
+    assert is_status(ctl(daemon, b"status\n"), daemon)
+
+
+def test_many_clients_at_once(daemon):
+    answers = []
+
+    def one():
+        answers.append(ctl(daemon, b"status\n"))
+    ts = [threading.Thread(target=one) for _ in range(40)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(30)
+    assert len(answers) == 40 and all(is_status(a, daemon) for a in answers)
+    procs = [subprocess.Popen([KICKQ, "-s", daemon.control, "status", "--json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(20)]
+    for p in procs:
+        out, err = p.communicate(timeout=30)
+        assert p.returncode == 0 and b'"status":"running"' in out, (out, err)
+
+
+def test_kick_connects_before_it_logs_and_answers(make_daemon):
+    """Nothing listens at the customer's host: the connect fails at once, and
+    the log still says kick, who asked, then the result, in that order."""
+    port = free_port(MTA_HOST)
+    d = make_daemon(customers=customer_conf("acme", ["acme.example"],
+                                            deliver="%s:%d" % (MTA_HOST, port),
+                                            retry_min="1h", retry_max="2h")).start()
+    qid = d.send("bob@acme.example")
+    r = d.kickq("kick", "acme")
+    assert r.stdout == "kicked acme: 1 messages to %s:%d\n" % (MTA_HOST, port)
+    wait_for(lambda: "status=deferred" in d.log_since_start(), what="the deferral")
+    log = d.log_since_start()
+    kick = log.index("acme: kick: 1 messages to %s:%d" % (MTA_HOST, port))
+    who = log.index("control: uid=")
+    result = log.index("%s: to=<bob@acme.example>" % qid)
+    assert kick < who < result, log
+    assert ctl(d, b"kick\tacme\n") == ("0\nkicked acme: 1 messages to %s:%d\n"
+                                       % (MTA_HOST, port)).encode()
