@@ -68,8 +68,9 @@ def fill(port, n, rcpt):
 
 
 def show(label, lats):
-    print("  %-34s n=%3d  p50 %6.3f ms  p99 %6.3f ms  max %6.3f ms" % (
-        label, len(lats), bench.pctl(lats, 50), bench.pctl(lats, 99), max(lats)), flush=True)
+    print("  %-36s n=%3d  p50 %6.3f  p90 %6.3f  p99 %6.3f  max %6.3f ms  >2 ms: %d" % (
+        label, len(lats), bench.pctl(lats, 50), bench.pctl(lats, 90), bench.pctl(lats, 99),
+        max(lats), sum(1 for x in lats if x > 2.0)), flush=True)
 
 
 def main():
