@@ -10,10 +10,11 @@
  * Two builds of this file (see the Makefile).  The full one reads the
  * configuration with libconfuse (config_load) when no -s is given.  The
  * front end (KICKQ_CONFIG_EXEC, built static against musl: glibc's start-up
- * alone costs ~0.3 ms where CPUID traps to the hypervisor, as on the VMs
- * ISPs run this on) handles -s itself and, when the configuration has to be
- * read, execs the full build, kickq-config, with the same arguments: found
- * beside the running program first (the build tree), else in KM_LIBEXECDIR.
+ * alone costs ~0.3 ms on a virtual machine where CPUID traps to the
+ * hypervisor, musl's nothing) handles -s itself and, when the configuration
+ * has to be read, execs the full build, kickq-config, with the same
+ * arguments: found beside the running program first (the build tree), else
+ * in KM_LIBEXECDIR.
  *
  * Trusts: the daemon at the other end of the socket, to send one status line
  * first.  Guarantees: it never waits forever for that line (KICKQ_TIMEOUT);
