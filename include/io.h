@@ -4,6 +4,10 @@
  * input and an output evbuffer and one callback for everything that happens.
  * It can switch a live plaintext stream to TLS (server side: STARTTLS/STLS;
  * client side later), discarding input that arrived before the switch.
+ * The callback runs only from the event loop, never from inside an io_*
+ * call.  Plaintext input is bounded: while 64 KB wait unconsumed in io_in()
+ * nothing more is read (reading goes on once the owner consumed some);
+ * owners that must not read at all call io_pause().
  */
 #ifndef KM_IO_H
 #define KM_IO_H
@@ -19,17 +23,21 @@ struct io;
 enum io_event {
     IO_READ,        /* new bytes in io_in() */
     IO_DRAINED,     /* output buffer fully written to the socket */
-    IO_EOF,         /* peer closed */
+    IO_EOF,         /* peer closed (once, reading stops; plaintext still writes) */
     IO_ERROR,       /* socket or TLS error (io_error() says which) */
-    IO_TIMEOUT,     /* no input for the read timeout */
+    IO_TIMEOUT,     /* no input, or no output progress, for the timeout */
     IO_CONNECTED,   /* io_connect() finished (client side) */
     IO_TLS_DONE,    /* TLS handshake finished */
 };
 
 typedef void io_cb(struct io *io, enum io_event ev, void *arg);
 
-/* Wraps a connected socket; takes ownership of fd (made non-blocking). */
+/* Wraps a connected socket; takes ownership of fd (made non-blocking).
+ * NULL when out of memory (fd is then not closed). */
 struct io *io_new(struct event_base *base, int fd, io_cb *cb, void *arg);
+/* The same for a socket already non-blocking (accept4 with SOCK_NONBLOCK, as
+ * evconnlistener accepts; socket(SOCK_NONBLOCK)): saves a system call. */
+struct io *io_new_nonblocking(struct event_base *base, int fd, io_cb *cb, void *arg);
 /* Frees: closes the socket (and the TLS session) at once; unsent output is lost. */
 void io_free(struct io *io);
 void io_set_cb(struct io *io, io_cb *cb, void *arg);
@@ -48,7 +56,9 @@ size_t io_out_pending(struct io *io);
 int io_send(struct io *io, struct evbuffer *buf);
 
 /* Read timeout in seconds (0: none); restarted on every read.  The same
- * value is the write timeout: output pending that long without progress. */
+ * value is the write timeout: output pending that long without progress.
+ * IO_TIMEOUT repeats every period while it lasts (an owner may ignore
+ * one: reading and writing go on), in plaintext as in TLS. */
 void io_set_timeout(struct io *io, int secs);
 /* The same in milliseconds (0: none). */
 void io_set_timeout_ms(struct io *io, long ms);
@@ -85,5 +95,8 @@ int io_starttls_client(struct io *io, struct tls_ctx *ctx, const char *servernam
 
 /* Peer address of a socket as text ("127.0.0.1", "::1", or "unix"). */
 void io_peer_name(int fd, char *buf, size_t len, struct sockaddr_storage *ss);
+/* The same for an address already known (the one accept() returned): no
+ * system call.  "unknown" for NULL, a short length or another family. */
+void io_addr_name(const struct sockaddr *sa, socklen_t salen, char *buf, size_t len);
 
 #endif

@@ -1,16 +1,28 @@
 /*
- * io — one connected stream over a libevent bufferevent, plaintext or TLS.
- * This is the only file that calls bufferevent_*.  It trusts nothing read
- * from the peer (it only moves bytes); it guarantees that once a stream is
- * switched to TLS no byte received in plaintext before the switch is ever
- * handed to the protocol (STARTTLS injection, CVE-2011-0411 class).
+ * io — one connected stream, plaintext or TLS.  This is the only file that
+ * calls bufferevent_*.  It trusts nothing read from the peer (it only moves
+ * bytes); it guarantees that once a stream is switched to TLS no byte
+ * received in plaintext before the switch is ever handed to the protocol
+ * (STARTTLS injection, CVE-2011-0411 class), and that a plaintext stream
+ * never holds more than IO_IN_MAX unconsumed input bytes plus one read
+ * (TLS streams read as before, without this bound).
  *
- * Ownership: the io owns the socket.  A plaintext bufferevent is created
- * without BEV_OPT_CLOSE_ON_FREE so that it can be replaced by a TLS one on
- * the same fd; the TLS bufferevent owns fd and SSL.  The client side
- * (io_connect, io_starttls_client) follows the same rules: a connecting
- * stream is an ordinary plaintext io whose first event is IO_CONNECTED or
- * IO_ERROR.
+ * Plaintext streams do without a bufferevent: a persistent EV_READ event, an
+ * EV_WRITE event added only while output is pending (or a connect is under
+ * way), and two evbuffers.  Each read is one readv() of at most IO_READ_MAX
+ * bytes into evbuffer_reserve_space() memory: no FIONREAD first (which
+ * evbuffer_read() asks before every read), and the callback runs at once,
+ * not one loop turn later.  The timeouts are the events' own: libevent
+ * restarts a persistent event's timeout whenever the event fires, which is
+ * "restarted on every read" and "output pending without progress".
+ * TLS streams are a bufferevent_openssl; STARTTLS replaces the plaintext
+ * machinery by one on the same fd.
+ *
+ * Ownership: the io owns the socket; in TLS the bufferevent owns fd and SSL.
+ * The client side (io_connect, io_starttls_client) follows the same rules: a
+ * connecting stream is an ordinary plaintext io whose first event is
+ * IO_CONNECTED or IO_ERROR.  Callbacks are never called from inside an io_*
+ * function, only from the loop (io_send() reports by its return value).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -32,17 +45,250 @@
 #include "tls.h"
 #include "util.h"
 
+/* The most one read takes.  A little under 16 KB, so that the chain the
+ * evbuffer allocates for it (data + header) is 16 KB and not 32. */
+#define IO_READ_MAX (16 * 1024 - 256)
+/* No reading while this much input waits unconsumed (a peer pipelining
+ * while its session does not read, e.g. during a commit); reading resumes
+ * once the owner consumed some.  Every caller's own line bound is lower. */
+#define IO_IN_MAX (64 * 1024)
+
 struct io {
     struct event_base *base;
-    struct bufferevent *bev;
     int fd;
     int tls;                /* bev is a TLS bufferevent (owns fd) */
     long timeout_ms;
-    int paused;
+    int paused;             /* io_pause()d by the owner */
     io_cb *cb;
     void *arg;
+    /* plaintext */
+    struct event *rev, *wev;
+    struct evbuffer *in, *out;
+    int reading, writing;   /* rev / wev added */
+    int connecting;         /* io_connect() under way: wev waits for it */
+    int eof;                /* read returned 0: no more reading */
+    int failed;             /* socket error: no more reading or writing */
+    int full;               /* IO_IN_MAX unconsumed: reading suspended */
+    /* TLS */
+    struct bufferevent *bev;
     char err[128];
 };
+
+static void io_plain_update(struct io *io);
+
+/* ---- plaintext: events and buffers ---- */
+
+static const struct timeval *io_tv(const struct io *io, struct timeval *tv)
+{
+    if (io->timeout_ms <= 0)
+        return NULL;
+    tv->tv_sec = io->timeout_ms / 1000;
+    tv->tv_usec = (io->timeout_ms % 1000) * 1000;
+    return tv;
+}
+
+static void io_event_set(struct event *ev, int *on, int want, const struct timeval *tv)
+{
+    if (want == *on)
+        return;
+    *on = want;
+    if (want)
+        event_add(ev, tv);
+    else
+        event_del(ev);
+}
+
+/* Adds or removes the two events to match the state: reading unless paused,
+ * over IO_IN_MAX, at EOF, failed or still connecting; writing while a connect
+ * is under way or output is pending (until a failure). */
+static void io_plain_update(struct io *io)
+{
+    struct timeval tv;
+    const struct timeval *tvp = io_tv(io, &tv);
+    io_event_set(io->rev, &io->reading,
+                 !io->paused && !io->full && !io->eof && !io->failed && !io->connecting,
+                 tvp);
+    io_event_set(io->wev, &io->writing,
+                 !io->failed && (io->connecting || evbuffer_get_length(io->out) > 0), tvp);
+}
+
+static void io_fail(struct io *io, int e)
+{
+    snprintf(io->err, sizeof io->err, "%s",
+             e ? evutil_socket_error_to_string(e) : "connection error");
+    io->failed = 1;
+    io_plain_update(io);
+    io->cb(io, IO_ERROR, io->arg);
+}
+
+static int io_again(int e)
+{
+    return e == EAGAIN || e == EWOULDBLOCK || e == EINTR;
+}
+
+static void io_on_read(evutil_socket_t fd, short what, void *arg)
+{
+    struct io *io = arg;
+    if (!(what & EV_READ)) {
+        io->cb(io, IO_TIMEOUT, io->arg);    /* rev stays: it fires again a period later */
+        return;
+    }
+    struct evbuffer_iovec v[2];
+    int n = evbuffer_reserve_space(io->in, IO_READ_MAX, v, 2);
+    if (n <= 0) {
+        io_fail(io, ENOMEM);
+        return;
+    }
+    size_t room = IO_READ_MAX;      /* reserve_space may offer more: take no more */
+    for (int i = 0; i < n; i++) {
+        if (v[i].iov_len > room)
+            v[i].iov_len = room;
+        room -= v[i].iov_len;
+    }
+    ssize_t r = readv(fd, v, n);
+    if (r < 0) {
+        if (!io_again(errno))
+            io_fail(io, errno);
+        return;
+    }
+    if (r == 0) {
+        io->eof = 1;
+        io_plain_update(io);
+        io->cb(io, IO_EOF, io->arg);
+        return;
+    }
+    size_t left = (size_t)r;
+    for (int i = 0; i < n; i++) {
+        if (v[i].iov_len > left)
+            v[i].iov_len = left;
+        left -= v[i].iov_len;
+    }
+    if (evbuffer_commit_space(io->in, v, n) < 0) {
+        io_fail(io, EIO);           /* cannot happen: nothing touched in between */
+        return;
+    }
+    if (evbuffer_get_length(io->in) >= IO_IN_MAX) {
+        io->full = 1;
+        io_plain_update(io);
+    }
+    io->cb(io, IO_READ, io->arg);
+}
+
+/* The connect under way finished (or not yet: spurious wake-up). */
+static void io_on_connect(struct io *io, short what)
+{
+    if (!(what & EV_WRITE)) {
+        io->cb(io, IO_TIMEOUT, io->arg);
+        return;
+    }
+    int e = 0;
+    socklen_t el = sizeof e;
+    if (getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &e, &el) < 0)
+        e = errno;
+    if (e == EINPROGRESS || e == EINTR)
+        return;
+    io->connecting = 0;
+    if (e) {
+        io_fail(io, e);
+        return;
+    }
+    io_plain_update(io);
+    io->cb(io, IO_CONNECTED, io->arg);
+}
+
+static void io_on_write(evutil_socket_t fd, short what, void *arg)
+{
+    struct io *io = arg;
+    if (io->connecting) {
+        io_on_connect(io, what);
+        return;
+    }
+    if (!(what & EV_WRITE)) {
+        io->cb(io, IO_TIMEOUT, io->arg);    /* no progress for the timeout */
+        return;
+    }
+    if (evbuffer_get_length(io->out) > 0 && evbuffer_write(io->out, fd) < 0) {
+        if (!io_again(errno))
+            io_fail(io, errno);
+        return;
+    }
+    if (evbuffer_get_length(io->out) == 0) {
+        io_plain_update(io);
+        io->cb(io, IO_DRAINED, io->arg);
+    }
+}
+
+/* Output added (io_write, io_printf, io_send or the owner's own evbuffer_add
+ * on io_out): make sure the write event waits for the socket. */
+static void io_out_cb(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
+{
+    struct io *io = arg;
+    if (info->n_added > 0 && !io->writing)
+        io_plain_update(io);
+}
+
+/* Input consumed by the owner: reading suspended at IO_IN_MAX goes on. */
+static void io_in_cb(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
+{
+    struct io *io = arg;
+    if (io->full && evbuffer_get_length(b) < IO_IN_MAX) {
+        io->full = 0;
+        io_plain_update(io);
+    }
+}
+
+static void io_plain_free(struct io *io)
+{
+    if (io->rev)
+        event_free(io->rev);
+    if (io->wev)
+        event_free(io->wev);
+    if (io->in)
+        evbuffer_free(io->in);      /* no buffer callback runs on free */
+    if (io->out)
+        evbuffer_free(io->out);
+    io->rev = io->wev = NULL;
+    io->in = io->out = NULL;
+    io->reading = io->writing = 0;
+}
+
+/* A plaintext io on fd (non-blocking), reading unless connecting; NULL when
+ * out of memory (fd is then left open for the caller). */
+static struct io *io_plain_new(struct event_base *base, int fd, int connecting,
+                               io_cb *cb, void *arg)
+{
+    struct io *io = xcalloc(1, sizeof *io);
+    io->base = base;
+    io->fd = fd;
+    io->cb = cb;
+    io->arg = arg;
+    io->connecting = connecting;
+    io->rev = event_new(base, fd, EV_READ | EV_PERSIST, io_on_read, io);
+    io->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, io_on_write, io);
+    io->in = evbuffer_new();
+    io->out = evbuffer_new();
+    if (!io->rev || !io->wev || !io->in || !io->out ||
+        !evbuffer_add_cb(io->in, io_in_cb, io) || !evbuffer_add_cb(io->out, io_out_cb, io)) {
+        io_plain_free(io);
+        free(io);
+        return NULL;
+    }
+    io_plain_update(io);
+    return io;
+}
+
+struct io *io_new(struct event_base *base, int fd, io_cb *cb, void *arg)
+{
+    evutil_make_socket_nonblocking(fd);
+    return io_plain_new(base, fd, 0, cb, arg);
+}
+
+struct io *io_new_nonblocking(struct event_base *base, int fd, io_cb *cb, void *arg)
+{
+    return io_plain_new(base, fd, 0, cb, arg);
+}
+
+/* ---- TLS: a bufferevent_openssl ---- */
 
 static void io_readcb(struct bufferevent *bev, void *arg)
 {
@@ -59,7 +305,7 @@ static void io_writecb(struct bufferevent *bev, void *arg)
 
 static void io_set_error(struct io *io)
 {
-    unsigned long e = io->tls ? bufferevent_get_openssl_error(io->bev) : 0;
+    unsigned long e = bufferevent_get_openssl_error(io->bev);
     if (e) {
         char buf[120];
         snprintf(io->err, sizeof io->err, "TLS: %s",
@@ -78,7 +324,7 @@ static void io_eventcb(struct bufferevent *bev, short what, void *arg)
 {
     struct io *io = arg;
     if (what & BEV_EVENT_CONNECTED) {
-        io->cb(io, io->tls ? IO_TLS_DONE : IO_CONNECTED, io->arg);
+        io->cb(io, IO_TLS_DONE, io->arg);
     } else if (what & BEV_EVENT_TIMEOUT) {
         io->cb(io, IO_TIMEOUT, io->arg);
     } else if (what & BEV_EVENT_ERROR) {
@@ -92,28 +338,13 @@ static void io_eventcb(struct bufferevent *bev, short what, void *arg)
 static void io_attach(struct io *io, struct bufferevent *bev)
 {
     io->bev = bev;
+    io->tls = 1;
     bufferevent_setcb(bev, io_readcb, io_writecb, io_eventcb, io);
     io_set_timeout_ms(io, io->timeout_ms);
     if (!io->paused)
         bufferevent_enable(bev, EV_READ | EV_WRITE);
     else
         bufferevent_enable(bev, EV_WRITE);
-}
-
-struct io *io_new(struct event_base *base, int fd, io_cb *cb, void *arg)
-{
-    struct bufferevent *bev;
-    evutil_make_socket_nonblocking(fd);
-    bev = bufferevent_socket_new(base, fd, BEV_OPT_DEFER_CALLBACKS);
-    if (!bev)
-        return NULL;
-    struct io *io = xcalloc(1, sizeof *io);
-    io->base = base;
-    io->fd = fd;
-    io->cb = cb;
-    io->arg = arg;
-    io_attach(io, bev);
-    return io;
 }
 
 struct io *io_new_tls_server(struct event_base *base, int fd, struct tls_ctx *ctx,
@@ -125,26 +356,32 @@ struct io *io_new_tls_server(struct event_base *base, int fd, struct tls_ctx *ct
     evutil_make_socket_nonblocking(fd);
     struct bufferevent *bev = bufferevent_openssl_socket_new(base, fd, ssl,
         BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-    if (!bev)
+    if (!bev) {
+        tls_ssl_free(ssl);
         return NULL;
+    }
     bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
     struct io *io = xcalloc(1, sizeof *io);
     io->base = base;
     io->fd = fd;
     io->cb = cb;
     io->arg = arg;
-    io->tls = 1;
     io_attach(io, bev);
     return io;
 }
+
+/* ---- both ---- */
 
 void io_free(struct io *io)
 {
     if (!io)
         return;
-    bufferevent_free(io->bev);
-    if (!io->tls)
+    if (io->tls) {
+        bufferevent_free(io->bev);      /* closes fd */
+    } else {
+        io_plain_free(io);
         close(io->fd);
+    }
     free(io);
 }
 
@@ -156,43 +393,42 @@ void io_set_cb(struct io *io, io_cb *cb, void *arg)
 
 struct evbuffer *io_in(struct io *io)
 {
-    return bufferevent_get_input(io->bev);
+    return io->tls ? bufferevent_get_input(io->bev) : io->in;
 }
 
 struct evbuffer *io_out(struct io *io)
 {
-    return bufferevent_get_output(io->bev);
+    return io->tls ? bufferevent_get_output(io->bev) : io->out;
 }
 
 void io_write(struct io *io, const void *data, size_t len)
 {
-    bufferevent_write(io->bev, data, len);
+    evbuffer_add(io_out(io), data, len);
 }
 
 void io_printf(struct io *io, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    evbuffer_add_vprintf(bufferevent_get_output(io->bev), fmt, ap);
+    evbuffer_add_vprintf(io_out(io), fmt, ap);
     va_end(ap);
 }
 
 size_t io_out_pending(struct io *io)
 {
-    return evbuffer_get_length(bufferevent_get_output(io->bev));
+    return evbuffer_get_length(io_out(io));
 }
 
 int io_send(struct io *io, struct evbuffer *buf)
 {
-    struct evbuffer *out = bufferevent_get_output(io->bev);
-    if (!io->tls && evbuffer_get_length(out) == 0) {
+    if (!io->tls && !io->connecting && !io->failed && evbuffer_get_length(io->out) == 0) {
         while (evbuffer_get_length(buf) > 0)
             if (evbuffer_write(buf, io->fd) <= 0)
-                break;          /* EAGAIN or an error: the bufferevent takes over */
+                break;          /* EAGAIN or an error: the write event takes over */
         if (evbuffer_get_length(buf) == 0)
             return 1;
     }
-    bufferevent_write_buffer(io->bev, buf);
+    evbuffer_add_buffer(io_out(io), buf);
     return 0;
 }
 
@@ -203,35 +439,52 @@ void io_set_timeout(struct io *io, int secs)
 
 void io_set_timeout_ms(struct io *io, long ms)
 {
-    io->timeout_ms = ms;
-    if (ms > 0) {
-        struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-        bufferevent_set_timeouts(io->bev, &tv, &tv);
-    } else {
-        bufferevent_set_timeouts(io->bev, NULL, NULL);
+    struct timeval tv;
+    io->timeout_ms = ms > 0 ? ms : 0;
+    const struct timeval *tvp = io_tv(io, &tv);
+    if (io->tls) {
+        bufferevent_set_timeouts(io->bev, tvp, tvp);
+        return;
+    }
+    /* pending events: the new timeout counts from now (or is removed) */
+    if (io->reading) {
+        if (tvp)
+            event_add(io->rev, tvp);
+        else
+            event_remove_timer(io->rev);
+    }
+    if (io->writing) {
+        if (tvp)
+            event_add(io->wev, tvp);
+        else
+            event_remove_timer(io->wev);
     }
 }
 
 void io_pause(struct io *io)
 {
     io->paused = 1;
-    bufferevent_disable(io->bev, EV_READ);
+    if (io->tls)
+        bufferevent_disable(io->bev, EV_READ);
+    else
+        io_plain_update(io);
 }
 
 void io_resume(struct io *io)
 {
     io->paused = 0;
-    bufferevent_enable(io->bev, EV_READ);
+    if (io->tls)
+        bufferevent_enable(io->bev, EV_READ);
+    else
+        io_plain_update(io);
 }
 
-/* Replaces the plaintext bufferevent by a TLS one on the same socket, after
- * discarding buffered plaintext input.  Returns the bytes discarded, or -1
- * (ssl is then freed by the caller's failure path below). */
+/* Replaces the plaintext machinery by a TLS bufferevent on the same socket,
+ * discarding buffered plaintext input (and output: the caller switches only
+ * once its last plaintext reply went out).  Returns the input bytes
+ * discarded, or -1 with the stream unchanged (ssl is freed). */
 static long io_switch_tls(struct io *io, void *ssl, enum bufferevent_ssl_state st)
 {
-    struct evbuffer *in = bufferevent_get_input(io->bev);
-    long discarded = (long)evbuffer_get_length(in);
-    evbuffer_drain(in, (size_t)discarded);
     struct bufferevent *tbev = bufferevent_openssl_socket_new(io->base, io->fd, ssl, st,
         BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
     if (!tbev) {
@@ -239,15 +492,16 @@ static long io_switch_tls(struct io *io, void *ssl, enum bufferevent_ssl_state s
         return -1;
     }
     bufferevent_openssl_set_allow_dirty_shutdown(tbev, 1);
-    bufferevent_free(io->bev);      /* plaintext bev: does not close fd */
-    io->tls = 1;
+    long discarded = (long)evbuffer_get_length(io->in);
+    io_plain_free(io);              /* the plaintext input goes with its buffer */
+    io->eof = io->full = io->failed = 0;
     io_attach(io, tbev);
     return discarded;
 }
 
 long io_starttls_server(struct io *io, struct tls_ctx *ctx)
 {
-    if (io->tls)
+    if (io->tls || io->connecting)
         return -1;
     void *ssl = tls_ctx_new_ssl(ctx);
     if (!ssl)
@@ -300,35 +554,19 @@ struct io *io_connect(struct event_base *base, const char *host, int port,
         errno = e;
         return NULL;
     }
-    struct bufferevent *bev = bufferevent_socket_new(base, fd, BEV_OPT_DEFER_CALLBACKS);
-    if (!bev) {
+    /* connecting: the write event reports the end (IO_CONNECTED or IO_ERROR) */
+    struct io *io = io_plain_new(base, fd, 1, cb, arg);
+    if (!io) {
         close(fd);
         errno = ENOMEM;
         return NULL;
     }
-    struct io *io = xcalloc(1, sizeof *io);
-    io->base = base;
-    io->fd = fd;
-    io->cb = cb;
-    io->arg = arg;
-    bufferevent_setcb(bev, io_readcb, io_writecb, io_eventcb, io);
-    io->bev = bev;
-    /* sa NULL: the socket is already connecting; BEV_EVENT_CONNECTED follows */
-    if (bufferevent_socket_connect(bev, NULL, 0) < 0) {
-        int e = errno;
-        bufferevent_free(bev);
-        close(fd);
-        free(io);
-        errno = e ? e : EIO;
-        return NULL;
-    }
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
     return io;
 }
 
 int io_starttls_client(struct io *io, struct tls_ctx *ctx, const char *servername)
 {
-    if (io->tls || !ctx)
+    if (io->tls || io->connecting || !ctx)
         return -1;
     void *ssl = tls_ctx_new_ssl(ctx);
     if (!ssl)
@@ -357,6 +595,23 @@ const char *io_error(const struct io *io)
     return io->err[0] ? io->err : "connection error";
 }
 
+void io_addr_name(const struct sockaddr *sa, socklen_t salen, char *buf, size_t len)
+{
+    if (!sa || salen < (socklen_t)sizeof sa->sa_family) {
+        snprintf(buf, len, "unknown");
+    } else if (sa->sa_family == AF_INET && salen >= (socklen_t)sizeof(struct sockaddr_in)) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, (socklen_t)len);
+    } else if (sa->sa_family == AF_INET6 &&
+               salen >= (socklen_t)sizeof(struct sockaddr_in6)) {
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf,
+                  (socklen_t)len);
+    } else if (sa->sa_family == AF_UNIX) {
+        snprintf(buf, len, "unix");
+    } else {
+        snprintf(buf, len, "unknown");
+    }
+}
+
 void io_peer_name(int fd, char *buf, size_t len, struct sockaddr_storage *ss)
 {
     struct sockaddr_storage tmp;
@@ -368,12 +623,5 @@ void io_peer_name(int fd, char *buf, size_t len, struct sockaddr_storage *ss)
         snprintf(buf, len, "unknown");
         return;
     }
-    if (ss->ss_family == AF_INET) {
-        inet_ntop(AF_INET, &((struct sockaddr_in *)ss)->sin_addr, buf, (socklen_t)len);
-    } else if (ss->ss_family == AF_INET6) {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
-        inet_ntop(AF_INET6, &s6->sin6_addr, buf, (socklen_t)len);
-    } else {
-        snprintf(buf, len, "unix");
-    }
+    io_addr_name((struct sockaddr *)ss, sl, buf, len);
 }

@@ -56,7 +56,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
 {
     char peer[64];
     const struct smtp_conf *sc = &smtp_env.cfg->smtp;
-    io_peer_name(fd, peer, sizeof peer, NULL);
+    io_addr_name(sa, (socklen_t)salen, peer, sizeof peer);    /* no getpeername() */
     if (S.stopped || (sc->max_connections && S.nsessions >= sc->max_connections)) {
         log_warn("refused connection from %s: too many connections", peer);
         refuse(fd, "too many connections");
@@ -68,7 +68,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
         refuse(fd, "too many connections from your host");
         return;
     }
-    struct io *io = io_new(S.base, fd, NULL, NULL);
+    struct io *io = io_new_nonblocking(S.base, fd, NULL, NULL);  /* accept4(SOCK_NONBLOCK) */
     if (!io) {
         close(fd);
         return;
