@@ -649,7 +649,7 @@ static void ctl_accept(struct evconnlistener *l, evutil_socket_t fd,
     struct ucred cred;
     socklen_t cl = sizeof cred;
     s->uid = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0 ? (long)cred.uid : -1;
-    s->io = io_new(ctl.base, fd, sess_io, s);
+    s->io = io_new_nonblocking(ctl.base, fd, sess_io, s);
     if (!s->io) {
         log_warn("control: cannot set up a connection");
         close(fd);
