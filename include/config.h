@@ -15,6 +15,7 @@ enum deliver_kind { DELIVER_LINK, DELIVER_HOST, DELIVER_MAILDROP, DELIVER_PICKUP
 enum online_kind  { ONLINE_DETECT, ONLINE_ALWAYS };
 enum tls_policy   { TLSPOL_NONE, TLSPOL_MAY, TLSPOL_ENCRYPT };
 enum dsn_return   { DSN_RETURN_HEADERS, DSN_RETURN_FULL };
+enum spool_spares_conf { SPARES_CONF_AUTO, SPARES_CONF_YES, SPARES_CONF_NO };
 enum maildrop_mode { MAILDROP_DELETE, MAILDROP_KEEP };
 
 /* One listen address, already split. */
@@ -95,6 +96,7 @@ struct config {
     char *postmaster;           /* default "postmaster@" hostname */
     enum dsn_return dsn_return;
     char *customer_map;         /* NULL when unset */
+    enum spool_spares_conf spool_spares;   /* "auto" (default), "yes", "no" */
     char *tls_certificate, *tls_key;   /* both NULL or both set */
     struct smtp_conf smtp;
     struct listener_conf submission, smtps, pop3, pop3s, odmr, radius;

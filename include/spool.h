@@ -148,6 +148,11 @@ int spool_state_read(struct spool *sp, const char *name, struct evbuffer *out);
 /* Test hook: the next n journal batches fail with errno e (0 disables).
  * Also settable with KICKMAIL_TEST_FAIL_WRITES="ERRNO:N" in the environment. */
 void spool_test_fail(struct spool *sp, int e, int n);
+/* Spare segments (zero-filled ahead of time so that appends overwrite
+ * blocks; see spool_spare.c): SPOOL_SPARES_AUTO measures at recovery whether
+ * they pay on this file system.  Call before spool_recover(). */
+enum spool_spares { SPOOL_SPARES_AUTO, SPOOL_SPARES_ON, SPOOL_SPARES_OFF };
+void spool_set_spares(struct spool *sp, enum spool_spares mode);
 /* Test hook: the size of the spare segment ready for the next rotation,
  * waiting up to wait_ms for one; 0 when there is none. */
 uint64_t spool_test_spare(struct spool *sp, int wait_ms);

@@ -437,6 +437,9 @@ static int start(void)
         log_err("spool: %s", err);
         return -1;
     }
+    spool_set_spares(D.spool, c->spool_spares == SPARES_CONF_YES ? SPOOL_SPARES_ON
+                            : c->spool_spares == SPARES_CONF_NO ? SPOOL_SPARES_OFF
+                            : SPOOL_SPARES_AUTO);
     if (pw && drop_privileges(pw) < 0)
         return -1;
     if (links_init(D.base, D.spool, qmgr_link_changed, NULL, err, sizeof err) < 0) {

@@ -421,6 +421,7 @@ static int load_globals(struct loader *ld, cfg_t *root)
     }
     c->dsn_return = (enum dsn_return)cfg_getint(root, "dsn_return");
     c->customer_map = dup_opt(root, "customer_map");
+    c->spool_spares = (enum spool_spares_conf)cfg_getint(root, "spool_spares");
     return 0;
 }
 

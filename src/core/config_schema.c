@@ -212,6 +212,9 @@ static const struct enum_word {
     {"tls", "encrypt", TLSPOL_ENCRYPT},
     {"dsn_return", "headers", DSN_RETURN_HEADERS},
     {"dsn_return", "full", DSN_RETURN_FULL},
+    {"spool_spares", "auto", SPARES_CONF_AUTO},
+    {"spool_spares", "yes", SPARES_CONF_YES},
+    {"spool_spares", "no", SPARES_CONF_NO},
     {"mode", "delete", MAILDROP_DELETE},
     {"mode", "keep", MAILDROP_KEEP},
 };
@@ -605,6 +608,7 @@ static cfg_opt_t root_opts[] = {
     CFG_STR_CB("postmaster", NULL, CFGF_NONE, cb_address),
     CFG_INT_CB("dsn_return", DSN_RETURN_HEADERS, CFGF_NONE, cb_enum),
     CFG_STR_CB("customer_map", NULL, CFGF_NONE, cb_nonempty),
+    CFG_INT_CB("spool_spares", SPARES_CONF_AUTO, CFGF_NONE, cb_enum),
     CFG_SEC("tls", tls_opts, CFGF_NONE),
     CFG_SEC("smtp", smtp_opts, CFGF_NONE),
     CFG_SEC("submission", listener_opts, CFGF_NONE),

@@ -85,6 +85,7 @@ struct spool {
     uint64_t resume_zero_end;   /* ... zero-filled up to here (0: it grows) */
     int spare_fd;               /* journal/.spare, ready (-1: none yet) */
     int spare_taking;           /* the writer is renaming the spare */
+    int spare_mode;             /* enum spool_spares (loop thread, before recovery) */
     uint64_t spare_size;        /* its size */
     uint64_t spare_next;        /* the size of the next one to make (0: not yet) */
     time_t spare_retry;         /* no new spare before this after a failure */

@@ -351,3 +351,35 @@ def test_second_daemon_on_same_spool_refused(make_daemon):
     assert p.returncode != 0, p.stdout + p.stderr
     qid = a.send("bob@acme.example")
     assert queue_ids(a) == [qid]
+
+
+@pytest.mark.parametrize("value,spare", [("yes", True), ("no", False)])
+def test_spool_spares_yes_and_no(tmp_path, value, spare):
+    """spool_spares forces spare journal segments on or off; "auto" (the
+    default) logs what it measured."""
+    d = Daemon(tmp_path, extra='spool_spares = "%s"\n' % value)
+    d.start()
+    try:
+        jdir = os.path.join(d.spool, "journal")
+        assert os.path.exists(os.path.join(jdir, ".spare")) == spare
+        assert "over written blocks" not in d.log_text()
+        d.send("bob@acme.example")
+        segs = [f for f in os.listdir(jdir) if f.endswith(".seg")]
+        assert len(segs) == 1, segs
+        size = os.path.getsize(os.path.join(jdir, segs[0]))
+        assert (size == 1 << 20) == spare, size
+    finally:
+        d.stop()
+
+
+def test_spool_spares_auto_logs_its_choice(daemon):
+    daemon.wait_log(r"fdatasync after an append [0-9.]+ ms, over written blocks "
+                    r"[0-9.]+ ms: spare segments (on|off)")
+
+
+def test_spool_spares_bad_value(tmp_path):
+    d = Daemon(tmp_path, extra='spool_spares = "maybe"\n')
+    r = run_check(d.conf)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert re.search(r"%s:\d+: .*spool_spares" % re.escape(d.conf), r.stdout + r.stderr), \
+        r.stdout + r.stderr

@@ -136,6 +136,7 @@ static struct spool *sp_open(const char *dir)
     struct spool *sp = spool_open(dir, base, err, sizeof err);
     if (!sp)
         fail_msg("spool_open: %s", err);
+    spool_set_spares(sp, SPOOL_SPARES_ON);  /* not "auto": the same on every disk */
     return sp;
 }
 

@@ -248,6 +248,45 @@ static void test_no_spare_grows(void **state)
     tdir_free(dir);
 }
 
+/* spool_spares = "no": no spare, segments grow. */
+static void test_spares_off(void **state)
+{
+    char *dir = tdir_new(), err[128];
+    struct spool *sp = sp_open(dir);
+    struct spool_loc loc[2];
+    spool_set_spares(sp, SPOOL_SPARES_OFF);
+    assert_int_equal(spool_recover(sp, &coll_cbs, NULL, NULL, err, sizeof err), 0);
+    assert_false(spare_exists(dir));
+    assert_int_equal(simple_msg(sp, 1, 100, &loc[1]), 0);
+    assert_int_equal(file_size(seg_path(dir, 1)), seg_end(dir, 1));
+    assert_int_equal(spool_test_spare(sp, 50), 0);      /* none made later either */
+    spool_close(sp);
+    tdir_free(dir);
+}
+
+/* "auto" decides by timing syncs, so either outcome is right here; what
+ * must hold: the probe file is gone, and a spare exists exactly when one is
+ * offered. */
+static void test_spares_auto(void **state)
+{
+    char *dir = tdir_new(), err[128], path[300];
+    struct spool *sp = sp_open(dir);
+    struct spool_loc loc[2];
+    spool_set_spares(sp, SPOOL_SPARES_AUTO);
+    assert_int_equal(spool_recover(sp, &coll_cbs, NULL, NULL, err, sizeof err), 0);
+    snprintf(path, sizeof path, "%s/journal/.probe-append", dir);
+    assert_false(exists(path));
+    snprintf(path, sizeof path, "%s/journal/.probe-over", dir);
+    assert_false(exists(path));
+    uint64_t size = spool_test_spare(sp, 0);
+    assert_true(size == 0 || size == MIB);
+    assert_int_equal(spare_exists(dir), size == MIB);
+    assert_int_equal(simple_msg(sp, 1, 100, &loc[1]), 0);
+    assert_int_equal(file_size(seg_path(dir, 1)), size ? (off_t)MIB : seg_end(dir, 1));
+    spool_close(sp);
+    tdir_free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -257,6 +296,8 @@ int main(void)
         cmocka_unit_test(test_garbage_after_zeros),
         cmocka_unit_test(test_bad_record_before_zeros),
         cmocka_unit_test(test_no_spare_grows),
+        cmocka_unit_test(test_spares_off),
+        cmocka_unit_test(test_spares_auto),
     };
     int rc;
     log_init("test_spool_spare", getenv("TEST_VERBOSE") != NULL);
