@@ -442,6 +442,7 @@ static void writer_batch(struct spool *sp, struct spool_job *batch, int err,
 static void *spool_writer_main(void *arg)
 {
     struct spool *sp = arg;
+    pthread_setname_np(pthread_self(), "km-writer");
     pthread_mutex_lock(&sp->mu);
     for (;;) {
         struct spool_job *batch;

@@ -171,6 +171,7 @@ static void aux_unlink(struct spool *sp, uint32_t seg)
 void *spool_aux_main(void *arg)
 {
     struct spool *sp = arg;
+    pthread_setname_np(pthread_self(), "km-aux");
     pthread_mutex_lock(&sp->mu);
     for (;;) {
         struct spool_job *j;

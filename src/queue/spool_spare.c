@@ -238,6 +238,7 @@ int spool_spare_take(struct spool *sp, const char *name, uint64_t *size)
 void *spool_spare_main(void *arg)
 {
     struct spool *sp = arg;
+    pthread_setname_np(pthread_self(), "km-spare");
     pthread_mutex_lock(&sp->mu);
     while (!sp->stop) {
         uint64_t max = spare_max(sp), size;
