@@ -1393,7 +1393,14 @@ def fs_of(path):
     lines = r.stdout.splitlines()
     if len(lines) >= 2:
         f = lines[1].split()
-        return "%s (%s, mounted on %s)" % (f[1], f[0], f[6])
+        kind = f[1]
+        if kind in ("ext3", "ext4"):
+            # a journaled ext4 has a jbd2 entry named after its device
+            dev = os.path.basename(f[0])
+            jbd = os.listdir("/proc/fs/jbd2") if os.path.isdir("/proc/fs/jbd2") else []
+            kind += " (with a journal)" if any(j.startswith(dev + "-") for j in jbd) \
+                else " (without a journal)"
+        return "%s (%s, mounted on %s)" % (kind, f[0], f[6])
     return "?"
 
 
@@ -1416,6 +1423,8 @@ def write_results(info, prof):
     out.append("- machine: %d cores (%s), %s memory, kernel %s" % (
         m["nproc"], m["cpu"], m["mem"], m["kernel"]))
     out.append("- spool and Postfix queue file system: %s" % info["fs"])
+    if info.get("spares"):
+        out.append("- kickmaild's choice at start: %s" % info["spares"])
     with open("/proc/loadavg") as f:
         load_end = " ".join(f.read().split()[:3])
     out.append("- load average (1, 5, 15 min) when the run started: %s; at its end: %s "
@@ -1551,6 +1560,13 @@ def main():
         if PROFILE and "profile" in ONLY:
             prof = phase("profile", profile_accept, procs, km, ports, work)
     finally:
+        try:
+            with open(km.logf, errors="replace") as f:
+                m = re.search(r"spool: (fdatasync after an append .*)", f.read())
+            if m:
+                info["spares"] = m.group(1)
+        except OSError:
+            pass
         km.stop()
         pf.stop()
         procs.stop_all()
