@@ -105,6 +105,7 @@ static struct {
     int sorted_ok;
     struct lop *qhead, *qtail;  /* waiting for the next batch */
     struct lbatch *writing;     /* the batch being written */
+    struct lbatch *pending;     /* applied while it was written: the next write */
     int notifying;              /* inside the callbacks of a finished batch */
 } L;
 
@@ -119,6 +120,7 @@ static const char *const source_names[] = {
 #define NSOURCES (sizeof source_names / sizeof source_names[0])
 
 static void links_pump(void);
+static void links_written(int err, void *arg);
 
 const char *links_source_name(enum link_source s)
 {
@@ -682,9 +684,42 @@ static void chg_tell_undo(struct lchg *c)
     L.fn(&snap, c->after.up, L.fnarg);
 }
 
+/* Tells fn that the changes of b were undone, last first. */
+static void batch_tell_undo(struct lbatch *b)
+{
+    size_t nops = 0, i = 0;
+    struct lop *op, **ops;
+    for (op = b->ops; op; op = op->next)
+        nops++;
+    ops = xcalloc(nops + 1, sizeof *ops);
+    for (op = b->ops; op; op = op->next)
+        ops[i++] = op;
+    while (nops-- > 0 && L.on)
+        for (i = ops[nops]->nchg; i-- > 0 && L.on;)
+            if (!ops[nops]->chg[i].expiry)
+                chg_tell_undo(&ops[nops]->chg[i]);
+    free(ops);
+}
+
+static void batch_callbacks(struct lbatch *b, int err)
+{
+    for (struct lop *op = b->ops; op && L.on; op = op->next)
+        if (op->cb)
+            op->cb(err, op->arg);
+}
+
+static void links_write(struct lbatch *b)
+{
+    struct evbuffer *buf = links_serialise();
+    L.writing = b;
+    spool_state_write(L.sp, LINKS_FILE, evbuffer_pullup(buf, -1),
+                      evbuffer_get_length(buf), links_written, b);
+    evbuffer_free(buf);
+}
+
 static void links_written(int err, void *arg)
 {
-    struct lbatch *b = arg, **pp;
+    struct lbatch *b = arg, *p, **pp;
     if (b->orphan) {
         for (pp = &links_orphans; *pp != b; pp = &(*pp)->next)
             ;
@@ -693,50 +728,64 @@ static void links_written(int err, void *arg)
         return;
     }
     L.writing = NULL;
+    p = L.pending;
+    L.pending = NULL;
     L.notifying = 1;
     if (err) {
+        /* everything not yet durable goes back: the changes applied while
+         * this write ran (p) first, then this batch's */
         log_err("links: cannot save the link table: %s; its last changes are undone",
                 strerror(err));
+        if (p)
+            batch_undo(p);
         batch_undo(b);
-        for (struct lop *op = b->ops; op && L.on; op = op->next)
-            for (size_t i = op->nchg; i-- > 0 && L.on;)
-                if (!op->chg[i].expiry)
-                    chg_tell_undo(&op->chg[i]);
+        if (p)
+            batch_tell_undo(p);
+        batch_tell_undo(b);
+        batch_callbacks(b, err);
+        if (p)
+            batch_callbacks(p, err);
+    } else {
+        batch_callbacks(b, 0);
     }
-    for (struct lop *op = b->ops; op && L.on; op = op->next)
-        if (op->cb)
-            op->cb(err, op->arg);
     L.notifying = 0;
     batch_free(b);
+    if (p && !err && L.on)
+        links_write(p);         /* its changes took effect already */
+    else if (p)
+        batch_free(p);
     links_pump();
 }
 
-/* Starts the next batch when nothing is being written.  The changes take
- * effect (fn is told) at once, before the write: a link up must start
- * delivery without waiting for a sync.  That is safe because losing the
- * change in a crash only loses the link (mail then waits), never mail; a
- * failed write undoes the changes and tells fn again. */
+/* Applies what is queued at once and tells fn (a link up must start
+ * delivery without waiting for a sync, nor for the write of an earlier
+ * change), then writes the table: now, or after the write under way (the
+ * changes then join the next write).  Losing a change in a crash only loses
+ * the link (mail then waits), never mail; a failed write undoes every change
+ * not yet written and tells fn again. */
 static void links_pump(void)
 {
-    struct lbatch *b;
-    struct evbuffer *buf;
-    if (!L.on || L.writing || L.notifying || !L.qhead)
-        return;
-    b = xcalloc(1, sizeof *b);
-    b->ops = L.qhead;
-    L.qhead = L.qtail = NULL;
-    for (struct lop *op = b->ops; op; op = op->next)
-        op_apply(op);
-    buf = links_serialise();
-    L.writing = b;
-    spool_state_write(L.sp, LINKS_FILE, evbuffer_pullup(buf, -1),
-                      evbuffer_get_length(buf), links_written, b);
-    evbuffer_free(buf);
-    L.notifying = 1;
-    for (struct lop *op = b->ops; op && L.on; op = op->next)
-        for (size_t i = 0; i < op->nchg && L.on; i++)
-            chg_tell(&op->chg[i]);
-    L.notifying = 0;
+    while (L.on && !L.notifying && L.qhead) {
+        struct lop *first = L.qhead, *op, **tail;
+        struct lbatch *b = L.writing ? L.pending : NULL;
+        L.qhead = L.qtail = NULL;
+        if (!b)
+            b = xcalloc(1, sizeof *b);
+        for (tail = &b->ops; *tail; tail = &(*tail)->next)
+            ;
+        *tail = first;
+        for (op = first; op; op = op->next)
+            op_apply(op);
+        if (L.writing)
+            L.pending = b;
+        else
+            links_write(b);
+        L.notifying = 1;
+        for (op = first; op && L.on; op = op->next)
+            for (size_t i = 0; i < op->nchg && L.on; i++)
+                chg_tell(&op->chg[i]);
+        L.notifying = 0;
+    }
 }
 
 static void links_expire_cb(evutil_socket_t fd, short what, void *arg)
@@ -875,6 +924,8 @@ void links_shutdown(void)
         L.writing->next = links_orphans;
         links_orphans = L.writing;
     }
+    if (L.pending)
+        batch_free(L.pending);
     while (hmap_next(L.by_name, &pos, &key, NULL))
         ent_put(key, NULL);
     hmap_free(L.by_name);

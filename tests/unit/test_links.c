@@ -301,29 +301,29 @@ static void test_callback_order(void **state)
     struct waiter w1 = {"1", 0, 0}, w2 = {"2", 0, 0}, w3 = {"3", 0, 0};
     char err[128];
     static const char *want[] = {
-        "fn acme up 0", "cb 1 0",
-        "fn acme down 1", "fn beta up 0", "cb 2 0", "cb 3 0",
+        "fn acme up 0", "fn acme down 1", "fn beta up 0",
+        "cb 1 0", "cb 2 0", "cb 3 0",
         "fn delta up 0", "cb inner 0",
     };
-    /* Three calls before the loop runs: the first takes effect at once and
-     * is written alone, the other two take effect together once it is
-     * written, in call order; each cb runs once its change is on disk. */
+    /* Three calls before the loop runs: each takes effect at once, in call
+     * order; the first is written alone, the other two together once it is
+     * written, and each cb runs once its change is on disk. */
     assert_int_equal(links_set("acme", 1, "192.0.2.7", 0, LINK_SRC_KICKQ, NULL,
                                set_cb, &w1, err, sizeof err), 0);
     assert_int_equal(links_set("acme", 0, NULL, 0, LINK_SRC_KICKQ, NULL,
                                set_cb, &w2, err, sizeof err), 0);
     assert_int_equal(links_set("beta", 1, "192.0.2.8", 0, LINK_SRC_AUTOTURN, "x",
                                set_again_cb, &w3, err, sizeof err), 0);
-    assert_int_equal(nev, 1);       /* the first change took effect at once */
+    assert_int_equal(nev, 3);       /* all three took effect at once */
     run_until(&inner.done, 5);
     assert_int_equal(nev, 8);
     for (size_t i = 0; i < 8; i++)
         assert_string_equal(evs[i].text, want[i]);
     /* The snapshots tell each change as it was made. */
     assert_true(evs[0].l.up);
-    assert_false(evs[2].l.up);
-    assert_int_equal(evs[3].l.source, LINK_SRC_AUTOTURN);
-    assert_string_equal(evs[3].l.session, "x");
+    assert_false(evs[1].l.up);
+    assert_int_equal(evs[2].l.source, LINK_SRC_AUTOTURN);
+    assert_string_equal(evs[2].l.session, "x");
     assert_true(links_get("delta")->up);
     inner.done = 0;
 }
@@ -600,6 +600,63 @@ static void test_write_failure(void **state)
     assert_true(links_get("beta")->up);
 }
 
+/* A change that comes while the table is being written takes effect at
+ * once (fn is told before that write ends); its callback comes after the
+ * next write, which has it, and a restart keeps it. */
+static void test_change_during_a_write(void **state)
+{
+    struct waiter w1 = {"acme", 0, 0}, w2 = {"beta", 0, 0};
+    char err[256];
+    nev = nfn = 0;
+    assert_int_equal(links_set("acme", 1, "192.0.2.7", 0, LINK_SRC_KICKQ, NULL, set_cb,
+                               &w1, err, sizeof err), 0);
+    assert_int_equal(nfn, 1);               /* acme up told, its write under way */
+    assert_int_equal(w1.done, 0);
+    assert_int_equal(links_set("beta", 1, "192.0.2.8", 0, LINK_SRC_KICKQ, NULL, set_cb,
+                               &w2, err, sizeof err), 0);
+    assert_int_equal(nfn, 2);               /* beta up told at once, too */
+    assert_true(links_get("beta")->up);
+    assert_int_equal(w1.done + w2.done, 0);
+    run_until(&w2.done, 5);
+    assert_int_equal(w1.done, 1);
+    assert_int_equal(w2.done, 1);
+    assert_int_equal(w1.err, 0);
+    assert_int_equal(w2.err, 0);
+    assert_string_equal(evs[nev - 2].text, "cb acme 0");    /* in order */
+    assert_string_equal(evs[nev - 1].text, "cb beta 0");
+    links_restart();
+    assert_true(links_get("acme")->up);
+    assert_true(links_get("beta")->up);
+}
+
+/* The write fails: the change applied while it ran goes back too, last
+ * first, and both callbacks get the error. */
+static void test_change_during_a_failed_write(void **state)
+{
+    struct waiter w1 = {"acme", 0, 0}, w2 = {"acme", 0, 0};
+    char err[256];
+    assert_int_equal(set_wait("acme", 1, "192.0.2.7", 0, LINK_SRC_KICKQ, "k"), 0);
+    nev = nfn = 0;
+    state_fail(1);
+    assert_int_equal(links_set("acme", 0, NULL, 0, LINK_SRC_KICKQ, NULL, set_cb,
+                               &w1, err, sizeof err), 0);
+    assert_int_equal(links_set("acme", 1, "192.0.2.9", 0, LINK_SRC_RADIUS, NULL, set_cb,
+                               &w2, err, sizeof err), 0);
+    assert_int_equal(nfn, 2);               /* down, then up at .9: both told */
+    assert_string_equal(links_get("acme")->address, "192.0.2.9");
+    run_until(&w2.done, 5);
+    state_fail(0);
+    assert_int_equal(w1.err, EISDIR);
+    assert_int_equal(w2.err, EISDIR);
+    assert_int_equal(nfn, 4);               /* and both undone: */
+    assert_string_equal(evs[2].text, "fn acme down 1");    /* .9 undone: down */
+    assert_string_equal(evs[3].text, "fn acme up 0");      /* down undone: up */
+    const struct link *l = links_get("acme");
+    assert_true(l->up);
+    assert_string_equal(l->address, "192.0.2.7");
+    assert_string_equal(l->session, "k");
+}
+
 /* An expiry holds even when it cannot be written: the file keeps the past
  * expiry, which brings the link down at the next start all the same. */
 static void test_expiry_write_failure(void **state)
@@ -681,6 +738,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_load_checks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_validation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_change_during_a_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_change_during_a_failed_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expiry_write_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_in_flight, setup, teardown),
