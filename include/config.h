@@ -42,6 +42,7 @@ struct smtp_conf {
     unsigned max_received_headers;  /* 50 */
     uint64_t header_size_limit;     /* 102400 */
     uint64_t line_length_limit;     /* 65536 */
+    uint64_t max_data_in_memory;    /* 256M: message data of all sessions together */
     long timeout;                   /* 300 s */
 };
 

@@ -480,7 +480,13 @@ static int load_smtp_limits(struct loader *ld, cfg_t *root)
     s->max_received_headers = (unsigned)cfg_getint(sec, "max_received_headers");
     s->header_size_limit = (uint64_t)cfg_getint(sec, "header_size_limit");
     s->line_length_limit = (uint64_t)cfg_getint(sec, "line_length_limit");
+    s->max_data_in_memory = (uint64_t)cfg_getint(sec, "max_data_in_memory");
     s->timeout = cfg_getint(sec, "timeout");
+    if (s->max_data_in_memory < s->max_message_size)
+        return fail(ld, sec ? sec->line : 0, "smtp: max_data_in_memory (%llu) is less than "
+                    "max_message_size (%llu): a message of the largest size could never "
+                    "be received", (unsigned long long)s->max_data_in_memory,
+                    (unsigned long long)s->max_message_size);
     return 0;
 }
 

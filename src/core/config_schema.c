@@ -548,6 +548,7 @@ static cfg_opt_t smtp_opts[] = {
     CFG_INT_CB("max_received_headers", 50, CFGF_NONE, cb_count),
     CFG_INT_CB("header_size_limit", 102400, CFGF_NONE, cb_size_pos),
     CFG_INT_CB("line_length_limit", 65536, CFGF_NONE, cb_size_pos),
+    CFG_INT_CB("max_data_in_memory", 256 * 1024 * 1024, CFGF_NONE, cb_size_pos),
     CFG_INT_CB("timeout", 300, CFGF_NONE, cb_duration_pos),
     CFG_END()
 };

@@ -68,6 +68,9 @@ static void txn_reset(struct smtp_sess *s)
     s->id = 0;
     if (s->body)
         evbuffer_drain(s->body, evbuffer_get_length(s->body));
+    smtp_env.data_bytes -= s->body_counted;
+    s->body_counted = 0;
+    s->over_memory = 0;
 }
 
 static void sess_free(struct smtp_sess *s)
@@ -468,10 +471,25 @@ static void sess_command(struct smtp_sess *s, const char *line, size_t len)
 
 /* ---- message data and commit ---- */
 
+/* Message data is held in memory until the final dot (then the spool
+ * writes it); max_data_in_memory bounds what all sessions hold together.
+ * A message that would go over it is discarded as it arrives and refused
+ * with a 4xx at its end: the sender tries again later. */
 static void emit_body(void *arg, const char *p, size_t n)
 {
     struct smtp_sess *s = arg;
+    if (s->over_memory)
+        return;
+    if (smtp_env.data_bytes + n > smtp_env.cfg->smtp.max_data_in_memory) {
+        s->over_memory = 1;
+        evbuffer_drain(s->body, evbuffer_get_length(s->body));
+        smtp_env.data_bytes -= s->body_counted;
+        s->body_counted = 0;
+        return;
+    }
     evbuffer_add(s->body, p, n);
+    smtp_env.data_bytes += n;
+    s->body_counted += n;
 }
 
 static void data_refuse(struct smtp_sess *s)
@@ -541,6 +559,16 @@ static void data_end(struct smtp_sess *s)
 {
     if (s->data.err) {
         data_refuse(s);
+        return;
+    }
+    if (s->over_memory) {
+        log_warn("reject: message from %s from=<%s>: messages being received use "
+                 "max_data_in_memory (%llu bytes); try again later", s->peer, s->sender,
+                 (unsigned long long)smtp_env.cfg->smtp.max_data_in_memory);
+        stats_add(ST_REJECTED, 1);
+        reply(s, "452 4.3.1 Insufficient system resources, try again later");
+        txn_reset(s);
+        s->state = SS_HELO;
         return;
     }
     size_t size = evbuffer_get_length(s->body);

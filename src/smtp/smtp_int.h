@@ -40,6 +40,7 @@ struct smtp_env {
     const struct registry *reg;
     struct tls_ctx *tls;
     int stopping;                   /* shutting down: no new transactions */
+    uint64_t data_bytes;            /* message data held by all sessions now */
 };
 
 struct smtp_sess {
@@ -60,6 +61,8 @@ struct smtp_sess {
     /* transaction */
     char *sender;
     uint64_t declared_size;
+    uint64_t body_counted;          /* this session's part of data_bytes */
+    int over_memory;                /* DATA over max_data_in_memory: discarded */
     struct smtp_rcpt *rcpts;
     unsigned nrcpt, rcpt_cap;
     uint64_t id;

@@ -1,9 +1,11 @@
 """Every bound of the smtp section, with its proper reply, and nothing queued
 half."""
 import socket
+import subprocess
 import time
 
-from conftest import Raw, code, message, queue, queue_ids, queued_id, wait_for
+from conftest import (KICKMAILD, Raw, code, message, queue, queue_ids, queued_id,
+                      wait_for)
 
 
 def _begin(c, rcpts=("bob@acme.example",), mail="MAIL FROM:<alice@sender.example>"):
@@ -66,6 +68,43 @@ def test_size_while_receiving_over_limit(make_daemon):
     r, _ = _send_data(d, message(body="z" * 1000 + "\r\n"))
     queued_id(r)
     assert len(queue(d)) == 1
+
+
+def test_data_in_memory_of_all_sessions_is_bounded(make_daemon):
+    """max_data_in_memory bounds the message data all sessions hold before
+    their final dot: a message that would go over it is read to its end and
+    refused with 452 4.3.1 (the sender tries again); the others go on, and
+    once they are done the same message is accepted."""
+    d = make_daemon(smtp_opts="max_message_size = 30000\n  max_data_in_memory = 50000").start()
+    part = ("a" * 70 + "\r\n") * 400                  # ~28.8 kB
+    with Raw(d.port) as a, Raw(d.port) as b:
+        _begin(a)
+        a.send(message(subject="first") + part)         # held, no dot yet
+        time.sleep(0.3)
+        _begin(b)
+        b.send(message(subject="second") + part + ".\r\n")
+        r = b.reply(timeout=20)
+        assert r.startswith("452 4.3.1"), r
+        assert code(b.cmd("NOOP")) == 250               # the session goes on
+        a.send(".\r\n")
+        first = queued_id(a.reply(timeout=20))
+        # memory is free again: the same message now goes through
+        r = b.cmd("MAIL FROM:<alice@sender.example>")
+        assert code(r) == 250, r
+        assert code(b.cmd("RCPT TO:<bob@acme.example>")) == 250
+        assert code(b.cmd("DATA")) == 354
+        b.send(message(subject="second") + part + ".\r\n")
+        second = queued_id(b.reply(timeout=20))
+    assert sorted(queue_ids(d)) == sorted([first, second])
+    d.wait_log(r"reject: message from .* max_data_in_memory \(50000 bytes\)")
+
+
+def test_data_in_memory_below_message_size_is_refused(make_daemon):
+    d = make_daemon(smtp_opts="max_message_size = 30000\n  max_data_in_memory = 20000")
+    r = subprocess.run([KICKMAILD, "-n", "-c", d.conf], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "max_data_in_memory" in r.stdout + r.stderr
 
 
 def test_size_far_over_limit_does_not_hang(make_daemon):
