@@ -97,6 +97,9 @@ int qmgr_quota_check(const struct customer *c, uint64_t bytes);
 typedef void qmgr_cb(int err, void *arg);
 void qmgr_submit(const struct spool_env *env, struct evbuffer *body,
                  qmgr_cb *cb, void *arg);
+/* A message starts (+1) or stops (-1) arriving: the spool's commit delay
+ * (spool_incoming()). */
+void qmgr_incoming(int delta);
 
 /* Lookups and iteration for the control socket. */
 struct qmsg *qmgr_msg_by_id(uint64_t id);

@@ -145,6 +145,13 @@ void spool_state_write(struct spool *sp, const char *name, const void *data,
 /* Synchronous, for start-up: 0 (out filled; empty when the file is absent) or -1. */
 int spool_state_read(struct spool *sp, const char *name, struct evbuffer *out);
 
+/* Commit delay: delta +1 when a message starts arriving (DATA), -1 when it
+ * ends (its final dot, or the session gave up).  While at least
+ * SPOOL_COMMIT_SIBLINGS other messages are arriving, the writer waits up to
+ * SPOOL_COMMIT_DELAY_US before it syncs a batch of one, so that one sync
+ * covers several of them.  Any thread. */
+void spool_incoming(struct spool *sp, int delta);
+
 /* Test hook: the next n journal batches fail with errno e (0 disables).
  * Also settable with KICKMAIL_TEST_FAIL_WRITES="ERRNO:N" in the environment. */
 void spool_test_fail(struct spool *sp, int e, int n);

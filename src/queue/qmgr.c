@@ -645,6 +645,12 @@ static void submit_done(int err, void *arg)
         deliver_new_mail(m);
 }
 
+void qmgr_incoming(int delta)
+{
+    if (Q.spool)
+        spool_incoming(Q.spool, delta);
+}
+
 void qmgr_submit(const struct spool_env *env, struct evbuffer *body,
                  qmgr_cb *cb, void *arg)
 {

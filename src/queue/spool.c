@@ -34,6 +34,7 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -439,6 +440,35 @@ static void writer_batch(struct spool *sp, struct spool_job *batch, int err,
     spool_post(sp, batch, last);
 }
 
+/* Group commit gathers what arrives while a sync runs; with many senders a
+ * lone message often comes just before several others.  So, when the batch
+ * would be a single record and at least SPOOL_COMMIT_SIBLINGS other
+ * messages are being received, the writer waits SPOOL_COMMIT_DELAY_US first
+ * (like PostgreSQL's commit_delay and commit_siblings).  A lone sender never
+ * waits.  Measured (smtp-source -s 20, 20,000 x 4 KB, 4 alternating pairs):
+ * 5,500-6,850 msg/s without, 5,640-7,180 with, and less CPU per message
+ * (fewer syncs); -s 1 and -s 2 unchanged; an unconditional delay cost -s 1
+ * a third.
+ * Called and returns with mu held. */
+#define SPOOL_COMMIT_DELAY_US   100
+#define SPOOL_COMMIT_SIBLINGS   2
+
+static void writer_linger(struct spool *sp)
+{
+    if (sp->wq.head != sp->wq.tail || sp->stop ||
+        atomic_load(&sp->incoming) < SPOOL_COMMIT_SIBLINGS)
+        return;
+    pthread_mutex_unlock(&sp->mu);
+    struct timespec ts = { 0, SPOOL_COMMIT_DELAY_US * 1000L };
+    nanosleep(&ts, NULL);
+    pthread_mutex_lock(&sp->mu);
+}
+
+void spool_incoming(struct spool *sp, int delta)
+{
+    atomic_fetch_add(&sp->incoming, delta);
+}
+
 static void *spool_writer_main(void *arg)
 {
     struct spool *sp = arg;
@@ -451,6 +481,7 @@ static void *spool_writer_main(void *arg)
             pthread_cond_wait(&sp->wcond, &sp->mu);
         if (!sp->wq.head)
             break;
+        writer_linger(sp);
         batch = jobq_take(&sp->wq);
         if (sp->fail_n > 0) {
             inj = sp->fail_errno;

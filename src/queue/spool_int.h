@@ -7,6 +7,7 @@
 #define KM_SPOOL_INT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -113,6 +114,7 @@ struct spool {
     uint32_t active;            /* the segment the writer appends to, as last told */
     int recovered, gc_pending;
     uint64_t nqueued;
+    _Atomic int incoming;       /* messages arriving now: spool_incoming() */
 };
 
 /* NNNNNNNNNN.seg, the name of segment seg in journal/. */

@@ -71,6 +71,10 @@ static void txn_reset(struct smtp_sess *s)
     smtp_env.data_bytes -= s->body_counted;
     s->body_counted = 0;
     s->over_memory = 0;
+    if (s->incoming) {
+        s->incoming = 0;
+        qmgr_incoming(-1);
+    }
 }
 
 static void sess_free(struct smtp_sess *s)
@@ -332,6 +336,8 @@ static void cmd_data(struct smtp_sess *s, const char *arg, size_t len)
                    sc->header_size_limit, sc->max_received_headers);
     s->state = SS_DATA;
     s->n_data++;
+    s->incoming = 1;
+    qmgr_incoming(1);
     reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
 
@@ -557,6 +563,10 @@ static int customers_over_quota(struct smtp_sess *s, uint64_t size)
 
 static void data_end(struct smtp_sess *s)
 {
+    if (s->incoming) {          /* arrived: no longer a reason to wait */
+        s->incoming = 0;
+        qmgr_incoming(-1);
+    }
     if (s->data.err) {
         data_refuse(s);
         return;

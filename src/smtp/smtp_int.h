@@ -63,6 +63,7 @@ struct smtp_sess {
     uint64_t declared_size;
     uint64_t body_counted;          /* this session's part of data_bytes */
     int over_memory;                /* DATA over max_data_in_memory: discarded */
+    int incoming;                   /* counted in qmgr_incoming() */
     struct smtp_rcpt *rcpts;
     unsigned nrcpt, rcpt_cap;
     uint64_t id;
