@@ -603,24 +603,32 @@ static void batch_free(struct lbatch *b)
     free(b);
 }
 
-/* Reverses every change of the batch but expiries, last first. */
-static void batch_undo(struct lbatch *b)
+/* The ops of a batch in reverse order (last first), NULL-terminated; free()
+ * it.  *n gets their count. */
+static struct lop **batch_ops_reversed(const struct lbatch *b, size_t *n)
 {
-    size_t nops = 0, i = 0;
+    size_t nops = 0;
     struct lop *op, **ops;
     for (op = b->ops; op; op = op->next)
         nops++;
     ops = xcalloc(nops + 1, sizeof *ops);
+    *n = nops;
     for (op = b->ops; op; op = op->next)
-        ops[i++] = op;
-    while (nops-- > 0) {
-        op = ops[nops];
-        for (i = op->nchg; i-- > 0;) {
-            struct lchg *c = &op->chg[i];
+        ops[--nops] = op;
+    return ops;
+}
+
+/* Reverses every change of the batch but expiries, last first. */
+static void batch_undo(struct lbatch *b)
+{
+    size_t n;
+    struct lop **ops = batch_ops_reversed(b, &n);
+    for (size_t k = 0; k < n; k++)
+        for (size_t i = ops[k]->nchg; i-- > 0;) {
+            struct lchg *c = &ops[k]->chg[i];
             if (!c->expiry)
                 ent_put(c->customer, c->had ? &c->before : NULL);
         }
-    }
     free(ops);
 }
 
@@ -687,17 +695,12 @@ static void chg_tell_undo(struct lchg *c)
 /* Tells fn that the changes of b were undone, last first. */
 static void batch_tell_undo(struct lbatch *b)
 {
-    size_t nops = 0, i = 0;
-    struct lop *op, **ops;
-    for (op = b->ops; op; op = op->next)
-        nops++;
-    ops = xcalloc(nops + 1, sizeof *ops);
-    for (op = b->ops; op; op = op->next)
-        ops[i++] = op;
-    while (nops-- > 0 && L.on)
-        for (i = ops[nops]->nchg; i-- > 0 && L.on;)
-            if (!ops[nops]->chg[i].expiry)
-                chg_tell_undo(&ops[nops]->chg[i]);
+    size_t n;
+    struct lop **ops = batch_ops_reversed(b, &n);
+    for (size_t k = 0; k < n && L.on; k++)
+        for (size_t i = ops[k]->nchg; i-- > 0 && L.on;)
+            if (!ops[k]->chg[i].expiry)
+                chg_tell_undo(&ops[k]->chg[i]);
     free(ops);
 }
 

@@ -37,6 +37,7 @@
 #include "log.h"
 #include "spool.h"
 #include "spool_int.h"
+#include "util.h"
 
 #define SPARE_NAME      ".spare"
 #define SPARE_CHUNK     (64 * 1024)
@@ -108,13 +109,6 @@ void spool_set_spares(struct spool *sp, enum spool_spares mode)
     sp->spare_mode = mode;
 }
 
-static double spare_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
 static int dbl_cmp(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -128,10 +122,10 @@ static int dbl_cmp(const void *a, const void *b)
 /* pwrite of PROBE_LEN zeros at off and fdatasync(): seconds, or -1. */
 static double probe_sync(int fd, off_t off)
 {
-    double t0 = spare_now();
+    double t0 = util_now_mono();
     if (pwrite(fd, spare_zeros, PROBE_LEN, off) != PROBE_LEN || fdatasync(fd) < 0)
         return -1;
-    return spare_now() - t0;
+    return util_now_mono() - t0;
 }
 
 /* "auto": whether spares pay on this file system.  A spare costs one more
