@@ -413,6 +413,18 @@ static int writer_commit(struct spool *sp, size_t niov, uint64_t start, uint64_t
     return err;
 }
 
+/* In a spare segment, the zeros from end up to the next page boundary (0 in
+ * a segment that grows, or when a batch went past the spare's end).  Written with the batch, they are the same bytes as
+ * on disk, and the page holding end is whole in the page cache for the next
+ * batch: no partial write of an uncached page, which would be read first. */
+static uint64_t writer_pad(const struct spool *sp, uint64_t end)
+{
+    uint64_t page = sp->page, to = (end + page - 1) / page * page;
+    if (end >= sp->w.zero_end || page > SPOOL_ZEROS_LEN)
+        return 0;               /* a growing segment, or past the zeros */
+    return (to < sp->w.zero_end ? to : sp->w.zero_end) - end;
+}
+
 static void writer_batch(struct spool *sp, struct spool_job *batch, int err,
                          const struct writer_in *in)
 {
@@ -426,6 +438,9 @@ static void writer_batch(struct spool *sp, struct spool_job *batch, int err,
     if (!err) {
         for (j = batch; j; j = j->next)
             total += writer_prepare(sp, j, start + total, &niov);
+        uint64_t pad = writer_pad(sp, start + total);
+        writer_iov_reserve(sp, niov + 1, 0);
+        iov_add(sp, &niov, (void *)spool_zeros, pad);
         err = writer_commit(sp, niov, start, total);
     }
     for (j = batch; j; j = j->next) {
@@ -882,6 +897,8 @@ struct spool *spool_open(const char *dir, struct event_base *base,
     sp->lockfd = sp->jdfd = sp->sdfd = sp->cdfd = sp->w.fd = sp->a.fd = -1;
     sp->spare_fd = -1;
     sp->seg_limit = SPOOL_SEG_LIMIT;
+    long page = sysconf(_SC_PAGESIZE);
+    sp->page = page > 0 ? (uint64_t)page : 4096;
     pthread_mutex_init(&sp->mu, NULL);
     pthread_cond_init(&sp->wcond, NULL);
     pthread_cond_init(&sp->acond, NULL);

@@ -90,6 +90,7 @@ struct spool {
     uint64_t spare_size;        /* its size */
     uint64_t spare_next;        /* the size of the next one to make (0: not yet) */
     time_t spare_retry;         /* no new spare before this after a failure */
+    uint64_t page;              /* the page size: the writer pads spares to it */
 
     struct {                    /* writer thread only */
         int fd;
@@ -130,6 +131,10 @@ void spool_job_free(struct spool_job *j);
 void spool_post(struct spool *sp, struct spool_job *first, struct spool_job *last);
 /* The aux thread (spool_aux.c). */
 void *spool_aux_main(void *arg);
+
+/* SPOOL_ZEROS_LEN zero bytes, 4096-aligned (spool_spare.c). */
+#define SPOOL_ZEROS_LEN (64 * 1024)
+extern const char spool_zeros[SPOOL_ZEROS_LEN];
 
 /* Spare segments (spool_spare.c).  spool_spare_init: at the end of
  * recovery (after a privilege drop, before any append): removes a leftover

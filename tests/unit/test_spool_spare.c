@@ -40,6 +40,20 @@ static int spare_exists(const char *dir)
     return exists(path);
 }
 
+/* Whether segment seg holds only zeros from off to the next page boundary
+ * (the padding the writer adds to a batch in a spare). */
+static int zeros_to_page(const char *dir, uint32_t seg, off_t off)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    size_t n = (size_t)(page - off % page) % (size_t)page;
+    uint8_t buf[65536] = {0}, zero[65536] = {0};
+    int fd = open(seg_path(dir, seg), O_RDONLY);
+    assert_true(fd >= 0 && n <= sizeof buf);
+    assert_int_equal(pread(fd, buf, n, off), (ssize_t)n);
+    close(fd);
+    return memcmp(buf, zero, n) == 0;
+}
+
 /* The first segment is the spare made by recovery; it is resumed after a
  * restart, after its last record, and the spare file goes at close. */
 static void test_spare_resumed(void **state)
@@ -61,6 +75,7 @@ static void test_spare_resumed(void **state)
                                  SPOOL_REC_TRL_LEN);
     assert_int_equal(file_size(seg_path(dir, 1)), MIB);     /* overwritten in place */
     off_t end = seg_end(dir, 1);
+    assert_true(zeros_to_page(dir, 1, end));    /* the writer's padding: zeros */
     spool_close(sp);
     assert_false(spare_exists(dir));
 
