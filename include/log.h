@@ -38,7 +38,11 @@ void log_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noretu
 void log_flush(void);
 /* Writes what is queued, stops and joins the writer, frees the queue; from
  * then on lines are written synchronously by their caller.  Idempotent;
- * also run by exit() once a writer was started. */
+ * also run by exit() once a writer was started.  Waits at most 5 s: a
+ * writer stuck in write(2) or syslog(3) (a syslogd that stopped reading) is
+ * left behind, with what it had not written, so that exit does not hang;
+ * lines logged after that are queued for it (or dropped, counted, when the
+ * queue is full). */
 void log_close(void);
 
 /* Test hooks: stderr lines go to fd (-1: back to 2); the queue's cap in
@@ -46,6 +50,8 @@ void log_close(void);
  * made for stderr lines so far. */
 void log_test_set_fd(int fd);
 void log_test_set_cap(size_t bytes);
+/* How long log_close waits for the writer (ms; < 0: the default 5 s). */
+void log_test_set_close_wait(long ms);
 unsigned long log_test_writes(void);
 
 #endif

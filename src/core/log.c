@@ -45,6 +45,7 @@
 #define LOG_CAP_MIN       8192          /* always room for one longest line */
 #define LOG_GATHER_NS     1000000L      /* after a wake-up, wait for more lines */
 #define LOG_FATAL_WAIT_MS 2000          /* log_fatal's flush, if syslog hangs */
+#define LOG_CLOSE_WAIT_MS 5000          /* log_close's, the same */
 
 enum { OUT_STDERR = 1, OUT_SYSLOG = 2 };
 enum { W_NONE, W_RUNNING, W_SYNC };     /* no writer yet / writer / synchronous */
@@ -77,6 +78,8 @@ static struct {
     pthread_t thread;
     int state;                  /* W_* */
     int stop;                   /* log_close: drain, then exit */
+    int abandoned;              /* log_close gave up waiting: detached */
+    long close_wait_ms;         /* how long log_close waits for it */
     int flushers;               /* waiting in flush_wait: do not gather */
     int hooks;                  /* atexit/atfork registered */
     struct log_buf q;           /* the queue callers append to */
@@ -93,6 +96,7 @@ static struct {
     .wake = PTHREAD_COND_INITIALIZER,
     .done = PTHREAD_COND_INITIALIZER,
     .cap = LOG_CAP,
+    .close_wait_ms = LOG_CLOSE_WAIT_MS,
     .fd = STDERR_FILENO,
     .hms_sec = -1,
 };
@@ -243,17 +247,22 @@ static void buf_write(const struct log_buf *b, int fd)
 
 /* ---- the writer thread ---- */
 
+/* The monotonic time ns nanoseconds from now. */
+static struct timespec deadline_in(long long ns)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    ns += t.tv_nsec;
+    t.tv_sec += (time_t)(ns / 1000000000L);
+    t.tv_nsec = (long)(ns % 1000000000L);
+    return t;
+}
+
 /* After a wake-up, lets more lines come (under L.mu) unless somebody waits
  * for them or the queue is half full. */
 static void writer_gather(void)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_nsec += LOG_GATHER_NS;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = deadline_in(LOG_GATHER_NS);
     while (!L.stop && !L.flushers && L.q.len < L.cap / 2)
         if (pthread_cond_clockwait(&L.wake, &L.mu, CLOCK_MONOTONIC, &until) == ETIMEDOUT)
             break;
@@ -437,16 +446,7 @@ void log_debug(const char *fmt, ...)
  * (timeout_ms < 0) or at most timeout_ms.  Not on the writer itself. */
 static void flush_wait(long timeout_ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    if (timeout_ms >= 0) {
-        until.tv_sec += timeout_ms / 1000;
-        until.tv_nsec += timeout_ms % 1000 * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-    }
+    struct timespec until = deadline_in(timeout_ms < 0 ? 0 : timeout_ms * 1000000LL);
     pthread_mutex_lock(&L.mu);
     if (L.state == W_RUNNING && !pthread_equal(pthread_self(), L.thread)) {
         uint64_t target = L.seq;
@@ -469,29 +469,56 @@ void log_flush(void)
     flush_wait(-1);
 }
 
+/* Under L.mu: waits until the stopping writer has ended, at most
+ * L.close_wait_ms.  Whether it ended. */
+static int writer_ended_wait(void)
+{
+    struct timespec until = deadline_in(L.close_wait_ms * 1000000LL);
+    while (L.state == W_RUNNING)
+        if (pthread_cond_clockwait(&L.done, &L.mu, CLOCK_MONOTONIC, &until) == ETIMEDOUT)
+            break;
+    return L.state != W_RUNNING;
+}
+
+/* Under L.mu, the writer gone: frees the queue, ready for a new one. */
+static void writer_reset(void)
+{
+    buf_free(&L.q);
+    buf_free(&L.w);
+    L.stop = L.abandoned = 0;
+}
+
 void log_close(void)
 {
     pthread_mutex_lock(&L.mu);
     if (L.state == W_NONE)
         L.state = W_SYNC;
-    if (L.state != W_RUNNING || pthread_equal(pthread_self(), L.thread)) {
+    if (L.abandoned && L.state != W_RUNNING)
+        writer_reset();                 /* the stuck writer got out since */
+    if (L.state != W_RUNNING || pthread_equal(pthread_self(), L.thread) ||
+        L.abandoned) {                  /* no second wait for a stuck one */
         pthread_mutex_unlock(&L.mu);
         return;
     }
     if (L.stop) {                       /* another thread is closing */
-        while (L.state == W_RUNNING)
-            pthread_cond_wait(&L.done, &L.mu);
+        writer_ended_wait();
         pthread_mutex_unlock(&L.mu);
         return;
     }
     L.stop = 1;
     pthread_cond_signal(&L.wake);
+    if (!writer_ended_wait()) {
+        /* Stuck in write(2) or syslog(3) (a syslogd that stopped reading, a
+         * full pipe): the process is about to exit; do not hang with it. */
+        L.abandoned = 1;
+        pthread_detach(L.thread);
+        pthread_mutex_unlock(&L.mu);
+        return;
+    }
     pthread_mutex_unlock(&L.mu);
     pthread_join(L.thread, NULL);
     pthread_mutex_lock(&L.mu);
-    buf_free(&L.q);
-    buf_free(&L.w);
-    L.stop = 0;
+    writer_reset();
     pthread_mutex_unlock(&L.mu);
 }
 
@@ -526,6 +553,13 @@ void log_test_set_cap(size_t bytes)
 {
     pthread_mutex_lock(&L.mu);
     L.cap = bytes == 0 ? LOG_CAP : bytes < LOG_CAP_MIN ? LOG_CAP_MIN : bytes;
+    pthread_mutex_unlock(&L.mu);
+}
+
+void log_test_set_close_wait(long ms)
+{
+    pthread_mutex_lock(&L.mu);
+    L.close_wait_ms = ms < 0 ? LOG_CLOSE_WAIT_MS : ms;
     pthread_mutex_unlock(&L.mu);
 }
 

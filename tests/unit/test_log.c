@@ -340,6 +340,51 @@ static void test_close_then_sync(void **state)
     free(c.buf);
 }
 
+/* The pipe is not read: the writer is stuck in write(2), like one writing to
+ * a syslogd that stopped reading.  log_close gives up after its wait instead
+ * of hanging the exit; once the pipe is read again the writer finishes what
+ * it had, and a later log_close makes logging synchronous again. */
+static void test_close_stuck_writer(void **state)
+{
+    struct cap c;
+    cap_open(&c);
+    log_test_set_close_wait(200);
+    for (int i = 0; i < 2000; i++)      /* ~150 KB: more than a pipe holds */
+        log_info("stuck n=%d %s", i, "01234567890123456789012345678901234567890123456789");
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    log_close();
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double took = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+    print_message("log_close returned after %.3f s\n", took);
+    assert_true(took >= 0.15 && took < 2.0);
+    log_close();                        /* again, at exit: no second wait */
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_true((double)(t0.tv_sec - t1.tv_sec) + (t0.tv_nsec - t1.tv_nsec) / 1e9 < 0.1);
+
+    cap_start_reader(&c);               /* unstuck: it writes the rest */
+    int sync = 0;
+    for (int i = 0; i < 500 && !sync; i++) {
+        log_close();                    /* resets once the writer ended */
+        unsigned long w0 = log_test_writes();
+        log_info("sync?");
+        sync = log_test_writes() - w0 == 1;
+        if (!sync)
+            usleep(10000);
+    }
+    assert_true(sync);
+    log_test_set_close_wait(-1);
+    cap_close(&c);
+    char **lines = calloc(4096, sizeof *lines);
+    size_t n = split_lines(c.buf, lines, 4096), stuck = 0;
+    for (size_t i = 0; i < n; i++)
+        stuck += strncmp(line_text(lines[i]), "stuck n=", 8) == 0;
+    assert_int_equal(stuck, 2000);      /* nothing queued was lost */
+    assert_string_equal(line_text(lines[n - 1]), "sync?");
+    free(lines);
+    free(c.buf);
+}
+
 static void test_long_text_cut(void **state)
 {
     struct cap c;
@@ -447,6 +492,7 @@ int main(void)
         cmocka_unit_test(test_no_output),
         cmocka_unit_test(test_fatal_in_child),
         cmocka_unit_test(test_close_then_sync),
+        cmocka_unit_test(test_close_stuck_writer),
     };
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, NULL, NULL);
