@@ -1,10 +1,13 @@
 /*
- * qmgr — the in-memory index of the spool, per customer, and the operator's
- * actions on it.  It trusts the spool's records (checked there) and the
- * registry; targets from the control socket are checked here.  It
- * guarantees that the index only ever shows what is durable: a message is
- * indexed after its record is synced, a hold/release/delete is applied to the
- * index after its record (or the holds state file) is synced.
+ * qmgr — the in-memory index of the spool, per customer: queue IDs, the
+ * message array, customers and their recipient lists, the rebuild from the
+ * spool at start (with the customer and domain holds of state/holds), new
+ * mail, and re-filing mail after a reload.  The operator's actions on the
+ * index (hold, release, delete) and the records that make delivery results
+ * durable are in qmgr_ops.c; delivery itself is in deliver.c.  It trusts the
+ * spool's records (checked there) and the registry.  It guarantees that the
+ * index only ever shows what is durable: a message is indexed after its
+ * record is synced.
  *
  * Messages live in one array sorted by queue ID (IDs grow with time, so this
  * is arrival order); deleted slots are NULL until the array is compacted.
@@ -13,7 +16,6 @@
  */
 #include <ctype.h>
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -24,24 +26,12 @@
 #include "log.h"
 #include "qmgr.h"
 #include "qmgr_int.h"
+#include "qmgr_priv.h"
 #include "registry.h"
 #include "spool.h"
 #include "util.h"
 
-static struct {
-    struct event_base *base;
-    struct spool *spool;
-    const struct config *cfg;
-    const struct registry *reg;
-    uint64_t last_id;
-    /* messages sorted by id; msgs[i] == NULL when deleted */
-    uint64_t *ids;
-    struct qmsg **msgs;
-    size_t nslots, cap, nlive;
-    struct hmap *custs;             /* name -> struct qcust */
-    struct hmap *held_domains;      /* domain -> strdup'd domain */
-    struct qrcpt_list outbound, orphans;
-} Q;
+struct qmgr_state Q;                /* shared with qmgr_ops.c: qmgr_priv.h */
 
 static const char id_alphabet[] = "0123456789ABCDEFGHIJKLMNOPQRSTUV";
 
@@ -281,7 +271,7 @@ static void msg_free(struct qmsg *m)
 }
 
 /* Removes a message from the index and drops its segment references. */
-static void msg_forget(struct qmsg *m)
+void msg_forget(struct qmsg *m)
 {
     for (unsigned i = 0; i < m->nrcpt; i++)
         rcpt_detach(&m->rcpts[i]);
@@ -384,7 +374,7 @@ static void rec_done(void *arg, uint64_t id)
 
 /* ---- holds (customer and domain), kept in state/holds ---- */
 
-static void holds_encode(struct evbuffer *out)
+void holds_encode(struct evbuffer *out)
 {
     size_t pos = 0;
     struct qcust *qc;
@@ -617,7 +607,7 @@ int qmgr_quota_check(const struct customer *c, uint64_t bytes)
     return qc->bytes + bytes > c->quota ? -1 : 0;
 }
 
-/* ---- receiving ---- */
+/* ---- receiving, reading bodies ---- */
 
 struct submit_ctx {
     struct qmsg *m;
@@ -662,278 +652,6 @@ void qmgr_submit(const struct spool_env *env, struct evbuffer *body,
     spool_append_message(Q.spool, env, body, &sc->loc, submit_done, sc);
 }
 
-/* ---- durable changes: STATE and DONE records, the holds file ---- */
-
-/* One operator request may need several records; it completes when the last
- * one does, with the first error seen. */
-struct op {
-    int pending;
-    int err;
-    qmgr_cb *cb;
-    void *arg;
-};
-
-static struct op *op_new(qmgr_cb *cb, void *arg)
-{
-    struct op *op = xcalloc(1, sizeof *op);
-    op->pending = 1;        /* released by op_start_done() */
-    op->cb = cb;
-    op->arg = arg;
-    return op;
-}
-
-static void op_finish_one(struct op *op, int err)
-{
-    if (err && !op->err)
-        op->err = err;
-    if (--op->pending == 0) {
-        op->cb(op->err, op->arg);
-        free(op);
-    }
-}
-
-struct state_ctx {
-    struct op *op;
-    uint64_t id;
-    int held;
-    uint32_t seg;
-    size_t nrcpt;
-    struct spool_rstate *rs;
-    char **reasons;
-};
-
-static void state_done(int err, void *arg)
-{
-    struct state_ctx *sx = arg;
-    struct qmsg *m = qmgr_msg_by_id(sx->id);
-    if (!err && m) {
-        m->held = (sx->held & SPOOL_MSG_HELD) != 0;
-        spool_seg_ref(Q.spool, sx->seg);
-        if (m->state_seg)
-            spool_seg_unref(Q.spool, m->state_seg);
-        m->state_seg = sx->seg;
-    }
-    if (err)
-        log_err("%s: cannot record state: %s", m ? m->idstr : "?", strerror(err));
-    for (size_t i = 0; i < sx->nrcpt; i++)
-        free(sx->reasons[i]);
-    free(sx->reasons);
-    free(sx->rs);
-    op_finish_one(sx->op, err);
-    free(sx);
-}
-
-/* Appends a STATE record for m with the given hold flag. */
-static void msg_write_state(struct qmsg *m, int held, struct op *op)
-{
-    struct state_ctx *sx = xcalloc(1, sizeof *sx);
-    sx->op = op;
-    sx->id = m->id;
-    sx->held = (held ? SPOOL_MSG_HELD : 0) | (m->warned ? SPOOL_MSG_WARNED : 0);
-    sx->nrcpt = m->nrcpt;
-    sx->rs = xcalloc(m->nrcpt, sizeof *sx->rs);
-    sx->reasons = xcalloc(m->nrcpt, sizeof *sx->reasons);
-    for (unsigned i = 0; i < m->nrcpt; i++) {
-        const struct qrcpt *r = &m->rcpts[i];
-        sx->rs[i].status = r->status == QR_DELIVERED ? SPOOL_R_DELIVERED :
-                           r->status == QR_BOUNCED ? SPOOL_R_BOUNCED : SPOOL_R_PENDING;
-        sx->reasons[i] = r->reason ? xstrdup(r->reason) : NULL;
-        sx->rs[i].reason = sx->reasons[i];
-    }
-    op->pending++;
-    spool_append_state(Q.spool, m->id, sx->held, m->nrcpt, sx->rs, &sx->seg, state_done, sx);
-}
-
-struct holds_ctx {
-    struct op *op;
-    struct evbuffer *buf;
-    void (*undo)(const char *key, int on);
-    char *key;
-    int on;
-};
-
-static void holds_done(int err, void *arg)
-{
-    struct holds_ctx *hx = arg;
-    if (err) {
-        log_err("spool: cannot write state/holds: %s", strerror(err));
-        hx->undo(hx->key, !hx->on);
-    }
-    evbuffer_free(hx->buf);
-    free(hx->key);
-    op_finish_one(hx->op, err);
-    free(hx);
-}
-
-static void hold_set_customer(const char *name, int on)
-{
-    struct qcust *qc = hmap_get(Q.custs, name);
-    if (qc)
-        qc->held = (uint8_t)on;
-}
-
-static void hold_set_domain(const char *domain, int on)
-{
-    if (on) {
-        if (!hmap_get(Q.held_domains, domain)) {
-            char *k = util_lower(xstrdup(domain));
-            hmap_put(Q.held_domains, k, k);
-        }
-    } else {
-        free(hmap_del(Q.held_domains, domain));
-    }
-}
-
-/* Applies a customer/domain hold change in memory and makes it durable;
- * undone if the write fails. */
-static void holds_change(void (*set)(const char *, int), const char *key, int on,
-                         struct op *op)
-{
-    struct holds_ctx *hx = xcalloc(1, sizeof *hx);
-    set(key, on);
-    hx->op = op;
-    hx->undo = set;
-    hx->key = xstrdup(key);
-    hx->on = on;
-    hx->buf = evbuffer_new();
-    holds_encode(hx->buf);
-    size_t len = evbuffer_get_length(hx->buf);
-    op->pending++;
-    spool_state_write(Q.spool, "holds", evbuffer_pullup(hx->buf, -1), len,
-                      holds_done, hx);
-}
-
-static int hold_or_release(const char *target, int on, qmgr_cb *cb, void *arg,
-                           char *err, size_t errlen)
-{
-    if (qmgr_id_form(target)) {
-        uint64_t id;
-        struct qmsg *m = NULL;
-        if (qmgr_id_parse(target, &id) == 0)
-            m = qmgr_msg_by_id(id);
-        if (!m) {
-            snprintf(err, errlen, "%s: no such message", target);
-            return -1;
-        }
-        struct op *op = op_new(cb, arg);
-        msg_write_state(m, on, op);
-        op_finish_one(op, 0);
-        return 0;
-    }
-    if (strchr(target, '.')) {
-        const struct customer *c = registry_by_domain(Q.reg, target);
-        if (!c) {
-            snprintf(err, errlen, "%s: not a customer domain", target);
-            return -1;
-        }
-        struct op *op = op_new(cb, arg);
-        holds_change(hold_set_domain, target, on, op);
-        op_finish_one(op, 0);
-        return 0;
-    }
-    if (!hmap_get(Q.custs, target)) {
-        snprintf(err, errlen, "%s: no such customer", target);
-        return -1;
-    }
-    struct op *op = op_new(cb, arg);
-    holds_change(hold_set_customer, target, on, op);
-    op_finish_one(op, 0);
-    return 0;
-}
-
-int qmgr_hold(const char *target, qmgr_cb *cb, void *arg, char *err, size_t errlen)
-{
-    return hold_or_release(target, 1, cb, arg, err, errlen);
-}
-
-/* After a release: the customers concerned resume delivery if reachable. */
-struct release_ctx {
-    qmgr_cb *cb;
-    void *arg;
-    char *target;
-};
-
-static void release_done(int err, void *arg)
-{
-    struct release_ctx *rx = arg;
-    if (!err) {
-        uint64_t id;
-        struct qmsg *m;
-        struct qcust *qc;
-        if (qmgr_id_form(rx->target)) {
-            if (qmgr_id_parse(rx->target, &id) == 0 && (m = qmgr_msg_by_id(id)))
-                for (unsigned i = 0; i < m->nrcpt; i++)
-                    if (m->rcpts[i].cust)
-                        deliver_resume(m->rcpts[i].cust);
-        } else if ((qc = strchr(rx->target, '.') ? qmgr_cust_by_domain(rx->target)
-                                                  : qmgr_cust_by_name(rx->target))) {
-            deliver_resume(qc);
-        }
-    }
-    rx->cb(err, rx->arg);
-    free(rx->target);
-    free(rx);
-}
-
-int qmgr_release(const char *target, qmgr_cb *cb, void *arg, char *err, size_t errlen)
-{
-    struct release_ctx *rx = xcalloc(1, sizeof *rx);
-    rx->cb = cb;
-    rx->arg = arg;
-    rx->target = xstrdup(target);
-    if (hold_or_release(target, 0, release_done, rx, err, errlen) < 0) {
-        free(rx->target);
-        free(rx);
-        return -1;
-    }
-    return 0;
-}
-
-struct done_ctx {
-    struct op *op;
-    uint64_t id;
-};
-
-static void delete_done(int err, void *arg)
-{
-    struct done_ctx *dx = arg;
-    struct qmsg *m = qmgr_msg_by_id(dx->id);
-    if (!err && m) {
-        log_info("%s: removed", m->idstr);
-        msg_forget(m);
-    }
-    op_finish_one(dx->op, err);
-    free(dx);
-}
-
-int qmgr_delete(size_t nids, const uint64_t *ids, qmgr_cb *cb, void *arg,
-                char *err, size_t errlen)
-{
-    for (size_t i = 0; i < nids; i++) {
-        struct qmsg *m = qmgr_msg_by_id(ids[i]);
-        char s[QUEUE_ID_LEN + 1];
-        qmgr_id_str(ids[i], s);
-        if (!m) {
-            snprintf(err, errlen, "%s: no such message", s);
-            return -1;
-        }
-        if (m->active) {
-            snprintf(err, errlen, "%s: being delivered now, try again", s);
-            return -1;
-        }
-    }
-    struct op *op = op_new(cb, arg);
-    for (size_t i = 0; i < nids; i++) {
-        struct done_ctx *dx = xcalloc(1, sizeof *dx);
-        dx->op = op;
-        dx->id = ids[i];
-        op->pending++;
-        spool_append_done(Q.spool, ids[i], delete_done, dx);
-    }
-    op_finish_one(op, 0);
-    return 0;
-}
-
 void qmgr_read_body(const struct qmsg *m, struct evbuffer *out, qmgr_cb *cb, void *arg)
 {
     spool_read_body(Q.spool, &m->loc, out, cb, arg);
@@ -964,46 +682,4 @@ void qmgr_rcpt_defer(struct qrcpt *r, const char *reason)
     free(r->reason);
     r->reason = xstrdup(reason && *reason ? reason : "deferred");
     r->status = QR_DEFERRED;
-}
-
-struct record_ctx {
-    uint64_t id;
-    qmgr_cb *cb;
-    void *arg;
-};
-
-static void record_done(int err, void *arg)
-{
-    struct record_ctx *rx = arg;
-    struct qmsg *m = qmgr_msg_by_id(rx->id);
-    if (err) {
-        char s[QUEUE_ID_LEN + 1];
-        qmgr_id_str(rx->id, s);
-        log_err("%s: cannot record delivery results: %s", s, strerror(err));
-    } else if (m && m->npending == 0 && !m->active) {
-        msg_forget(m);
-    }
-    if (rx->cb)
-        rx->cb(err, rx->arg);
-    free(rx);
-}
-
-static void record_state_done(int err, void *arg)
-{
-    record_done(err, arg);
-}
-
-void qmgr_msg_record(struct qmsg *m, qmgr_cb *cb, void *arg)
-{
-    struct record_ctx *rx = xcalloc(1, sizeof *rx);
-    rx->id = m->id;
-    rx->cb = cb;
-    rx->arg = arg;
-    if (m->npending == 0) {
-        spool_append_done(Q.spool, m->id, record_done, rx);
-        return;
-    }
-    struct op *op = op_new(record_state_done, rx);
-    msg_write_state(m, m->held, op);
-    op_finish_one(op, 0);
 }

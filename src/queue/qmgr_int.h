@@ -1,6 +1,8 @@
 /*
- * Internal interface between the queue index (qmgr.c) and delivery
- * (deliver.c).  Not for other modules.
+ * Internal interface between the queue index (qmgr.c, with its operator
+ * actions in qmgr_ops.c) and delivery (deliver.c).  Not for other modules.
+ * What qmgr.c and qmgr_ops.c share only between themselves is in
+ * qmgr_priv.h.
  */
 #ifndef KM_QMGR_INT_H
 #define KM_QMGR_INT_H
@@ -20,7 +22,7 @@ struct event_base *qmgr_base(void);
 /* Final results for some recipients of m were applied in memory (status
  * QR_DELIVERED / QR_BOUNCED): make them durable (STATE, or DONE when nothing
  * is pending; the message is then forgotten once DONE is synced).  cb may be
- * NULL. */
+ * NULL.  (qmgr_ops.c) */
 void qmgr_msg_record(struct qmsg *m, qmgr_cb *cb, void *arg);
 /* Marks r final (delivered or bounced) in memory: detaches it. */
 void qmgr_rcpt_final(struct qrcpt *r, enum qr_status st);

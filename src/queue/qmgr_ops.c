@@ -1,0 +1,342 @@
+/*
+ * qmgr_ops — the operator's durable actions on the queue index (qmgr.c):
+ * hold and release (of one message: a STATE record; of a customer or a
+ * domain: the state/holds file), delete (DONE records), and the STATE or
+ * DONE record that makes delivery results durable (qmgr_msg_record, for
+ * deliver.c).  Targets from the control socket are checked here; the index
+ * and the spool are trusted.  It guarantees that an operator request's
+ * callback runs once, after its last record is synced, with the first error
+ * seen; a message's hold or release and a delete reach the index only after
+ * their record is synced; a customer or domain hold is set in memory first
+ * (state/holds is written from there) and undone if the file cannot be
+ * written.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "log.h"
+#include "qmgr.h"
+#include "qmgr_int.h"
+#include "qmgr_priv.h"
+#include "registry.h"
+#include "spool.h"
+#include "util.h"
+
+/* ---- durable changes: STATE and DONE records, the holds file ---- */
+
+/* One operator request may need several records; it completes when the last
+ * one does, with the first error seen. */
+struct op {
+    int pending;
+    int err;
+    qmgr_cb *cb;
+    void *arg;
+};
+
+static struct op *op_new(qmgr_cb *cb, void *arg)
+{
+    struct op *op = xcalloc(1, sizeof *op);
+    op->pending = 1;        /* released by op_start_done() */
+    op->cb = cb;
+    op->arg = arg;
+    return op;
+}
+
+static void op_finish_one(struct op *op, int err)
+{
+    if (err && !op->err)
+        op->err = err;
+    if (--op->pending == 0) {
+        op->cb(op->err, op->arg);
+        free(op);
+    }
+}
+
+struct state_ctx {
+    struct op *op;
+    uint64_t id;
+    int held;
+    uint32_t seg;
+    size_t nrcpt;
+    struct spool_rstate *rs;
+    char **reasons;
+};
+
+static void state_done(int err, void *arg)
+{
+    struct state_ctx *sx = arg;
+    struct qmsg *m = qmgr_msg_by_id(sx->id);
+    if (!err && m) {
+        m->held = (sx->held & SPOOL_MSG_HELD) != 0;
+        spool_seg_ref(Q.spool, sx->seg);
+        if (m->state_seg)
+            spool_seg_unref(Q.spool, m->state_seg);
+        m->state_seg = sx->seg;
+    }
+    if (err)
+        log_err("%s: cannot record state: %s", m ? m->idstr : "?", strerror(err));
+    for (size_t i = 0; i < sx->nrcpt; i++)
+        free(sx->reasons[i]);
+    free(sx->reasons);
+    free(sx->rs);
+    op_finish_one(sx->op, err);
+    free(sx);
+}
+
+/* Appends a STATE record for m with the given hold flag. */
+static void msg_write_state(struct qmsg *m, int held, struct op *op)
+{
+    struct state_ctx *sx = xcalloc(1, sizeof *sx);
+    sx->op = op;
+    sx->id = m->id;
+    sx->held = (held ? SPOOL_MSG_HELD : 0) | (m->warned ? SPOOL_MSG_WARNED : 0);
+    sx->nrcpt = m->nrcpt;
+    sx->rs = xcalloc(m->nrcpt, sizeof *sx->rs);
+    sx->reasons = xcalloc(m->nrcpt, sizeof *sx->reasons);
+    for (unsigned i = 0; i < m->nrcpt; i++) {
+        const struct qrcpt *r = &m->rcpts[i];
+        sx->rs[i].status = r->status == QR_DELIVERED ? SPOOL_R_DELIVERED :
+                           r->status == QR_BOUNCED ? SPOOL_R_BOUNCED : SPOOL_R_PENDING;
+        sx->reasons[i] = r->reason ? xstrdup(r->reason) : NULL;
+        sx->rs[i].reason = sx->reasons[i];
+    }
+    op->pending++;
+    spool_append_state(Q.spool, m->id, sx->held, m->nrcpt, sx->rs, &sx->seg, state_done, sx);
+}
+
+struct holds_ctx {
+    struct op *op;
+    struct evbuffer *buf;
+    void (*undo)(const char *key, int on);
+    char *key;
+    int on;
+};
+
+static void holds_done(int err, void *arg)
+{
+    struct holds_ctx *hx = arg;
+    if (err) {
+        log_err("spool: cannot write state/holds: %s", strerror(err));
+        hx->undo(hx->key, !hx->on);
+    }
+    evbuffer_free(hx->buf);
+    free(hx->key);
+    op_finish_one(hx->op, err);
+    free(hx);
+}
+
+static void hold_set_customer(const char *name, int on)
+{
+    struct qcust *qc = hmap_get(Q.custs, name);
+    if (qc)
+        qc->held = (uint8_t)on;
+}
+
+static void hold_set_domain(const char *domain, int on)
+{
+    if (on) {
+        if (!hmap_get(Q.held_domains, domain)) {
+            char *k = util_lower(xstrdup(domain));
+            hmap_put(Q.held_domains, k, k);
+        }
+    } else {
+        free(hmap_del(Q.held_domains, domain));
+    }
+}
+
+/* Applies a customer/domain hold change in memory and makes it durable;
+ * undone if the write fails. */
+static void holds_change(void (*set)(const char *, int), const char *key, int on,
+                         struct op *op)
+{
+    struct holds_ctx *hx = xcalloc(1, sizeof *hx);
+    set(key, on);
+    hx->op = op;
+    hx->undo = set;
+    hx->key = xstrdup(key);
+    hx->on = on;
+    hx->buf = evbuffer_new();
+    holds_encode(hx->buf);
+    size_t len = evbuffer_get_length(hx->buf);
+    op->pending++;
+    spool_state_write(Q.spool, "holds", evbuffer_pullup(hx->buf, -1), len,
+                      holds_done, hx);
+}
+
+static int hold_or_release(const char *target, int on, qmgr_cb *cb, void *arg,
+                           char *err, size_t errlen)
+{
+    if (qmgr_id_form(target)) {
+        uint64_t id;
+        struct qmsg *m = NULL;
+        if (qmgr_id_parse(target, &id) == 0)
+            m = qmgr_msg_by_id(id);
+        if (!m) {
+            snprintf(err, errlen, "%s: no such message", target);
+            return -1;
+        }
+        struct op *op = op_new(cb, arg);
+        msg_write_state(m, on, op);
+        op_finish_one(op, 0);
+        return 0;
+    }
+    if (strchr(target, '.')) {
+        const struct customer *c = registry_by_domain(Q.reg, target);
+        if (!c) {
+            snprintf(err, errlen, "%s: not a customer domain", target);
+            return -1;
+        }
+        struct op *op = op_new(cb, arg);
+        holds_change(hold_set_domain, target, on, op);
+        op_finish_one(op, 0);
+        return 0;
+    }
+    if (!hmap_get(Q.custs, target)) {
+        snprintf(err, errlen, "%s: no such customer", target);
+        return -1;
+    }
+    struct op *op = op_new(cb, arg);
+    holds_change(hold_set_customer, target, on, op);
+    op_finish_one(op, 0);
+    return 0;
+}
+
+int qmgr_hold(const char *target, qmgr_cb *cb, void *arg, char *err, size_t errlen)
+{
+    return hold_or_release(target, 1, cb, arg, err, errlen);
+}
+
+/* After a release: the customers concerned resume delivery if reachable. */
+struct release_ctx {
+    qmgr_cb *cb;
+    void *arg;
+    char *target;
+};
+
+static void release_done(int err, void *arg)
+{
+    struct release_ctx *rx = arg;
+    if (!err) {
+        uint64_t id;
+        struct qmsg *m;
+        struct qcust *qc;
+        if (qmgr_id_form(rx->target)) {
+            if (qmgr_id_parse(rx->target, &id) == 0 && (m = qmgr_msg_by_id(id)))
+                for (unsigned i = 0; i < m->nrcpt; i++)
+                    if (m->rcpts[i].cust)
+                        deliver_resume(m->rcpts[i].cust);
+        } else if ((qc = strchr(rx->target, '.') ? qmgr_cust_by_domain(rx->target)
+                                                  : qmgr_cust_by_name(rx->target))) {
+            deliver_resume(qc);
+        }
+    }
+    rx->cb(err, rx->arg);
+    free(rx->target);
+    free(rx);
+}
+
+int qmgr_release(const char *target, qmgr_cb *cb, void *arg, char *err, size_t errlen)
+{
+    struct release_ctx *rx = xcalloc(1, sizeof *rx);
+    rx->cb = cb;
+    rx->arg = arg;
+    rx->target = xstrdup(target);
+    if (hold_or_release(target, 0, release_done, rx, err, errlen) < 0) {
+        free(rx->target);
+        free(rx);
+        return -1;
+    }
+    return 0;
+}
+
+struct done_ctx {
+    struct op *op;
+    uint64_t id;
+};
+
+static void delete_done(int err, void *arg)
+{
+    struct done_ctx *dx = arg;
+    struct qmsg *m = qmgr_msg_by_id(dx->id);
+    if (!err && m) {
+        log_info("%s: removed", m->idstr);
+        msg_forget(m);
+    }
+    op_finish_one(dx->op, err);
+    free(dx);
+}
+
+int qmgr_delete(size_t nids, const uint64_t *ids, qmgr_cb *cb, void *arg,
+                char *err, size_t errlen)
+{
+    for (size_t i = 0; i < nids; i++) {
+        struct qmsg *m = qmgr_msg_by_id(ids[i]);
+        char s[QUEUE_ID_LEN + 1];
+        qmgr_id_str(ids[i], s);
+        if (!m) {
+            snprintf(err, errlen, "%s: no such message", s);
+            return -1;
+        }
+        if (m->active) {
+            snprintf(err, errlen, "%s: being delivered now, try again", s);
+            return -1;
+        }
+    }
+    struct op *op = op_new(cb, arg);
+    for (size_t i = 0; i < nids; i++) {
+        struct done_ctx *dx = xcalloc(1, sizeof *dx);
+        dx->op = op;
+        dx->id = ids[i];
+        op->pending++;
+        spool_append_done(Q.spool, ids[i], delete_done, dx);
+    }
+    op_finish_one(op, 0);
+    return 0;
+}
+
+/* ---- for deliver.c: recording delivery results ---- */
+
+struct record_ctx {
+    uint64_t id;
+    qmgr_cb *cb;
+    void *arg;
+};
+
+static void record_done(int err, void *arg)
+{
+    struct record_ctx *rx = arg;
+    struct qmsg *m = qmgr_msg_by_id(rx->id);
+    if (err) {
+        char s[QUEUE_ID_LEN + 1];
+        qmgr_id_str(rx->id, s);
+        log_err("%s: cannot record delivery results: %s", s, strerror(err));
+    } else if (m && m->npending == 0 && !m->active) {
+        msg_forget(m);
+    }
+    if (rx->cb)
+        rx->cb(err, rx->arg);
+    free(rx);
+}
+
+static void record_state_done(int err, void *arg)
+{
+    record_done(err, arg);
+}
+
+void qmgr_msg_record(struct qmsg *m, qmgr_cb *cb, void *arg)
+{
+    struct record_ctx *rx = xcalloc(1, sizeof *rx);
+    rx->id = m->id;
+    rx->cb = cb;
+    rx->arg = arg;
+    if (m->npending == 0) {
+        spool_append_done(Q.spool, m->id, record_done, rx);
+        return;
+    }
+    struct op *op = op_new(record_state_done, rx);
+    msg_write_state(m, m->held, op);
+    op_finish_one(op, 0);
+}

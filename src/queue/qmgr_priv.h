@@ -1,0 +1,46 @@
+/*
+ * Private to the queue manager's own two files: the index (qmgr.c) and the
+ * operator's durable actions on it (qmgr_ops.c).  Only those two include
+ * it: delivery (deliver.c) uses qmgr_int.h, other modules qmgr.h.  It holds
+ * the state both files work on and the few index helpers qmgr_ops.c calls.
+ */
+#ifndef KM_QMGR_PRIV_H
+#define KM_QMGR_PRIV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qmgr.h"
+
+struct config;
+struct event_base;
+struct evbuffer;
+struct hmap;
+struct registry;
+struct spool;
+
+/* The queue manager's state: one instance, Q, defined in qmgr.c. */
+struct qmgr_state {
+    struct event_base *base;
+    struct spool *spool;
+    const struct config *cfg;
+    const struct registry *reg;
+    uint64_t last_id;
+    /* messages sorted by id; msgs[i] == NULL when deleted */
+    uint64_t *ids;
+    struct qmsg **msgs;
+    size_t nslots, cap, nlive;
+    struct hmap *custs;             /* name -> struct qcust */
+    struct hmap *held_domains;      /* domain -> strdup'd domain */
+    struct qrcpt_list outbound, orphans;
+};
+extern struct qmgr_state Q;
+
+/* Removes a message from the index (detaching its pending recipients) and
+ * drops its segment references; m is freed. */
+void msg_forget(struct qmsg *m);
+/* Writes the customer and domain holds to out in the format of state/holds
+ * (read back at start by qmgr.c). */
+void holds_encode(struct evbuffer *out);
+
+#endif
