@@ -271,7 +271,7 @@ static void msg_free(struct qmsg *m)
 }
 
 /* Removes a message from the index and drops its segment references. */
-void msg_forget(struct qmsg *m)
+void qmgr_msg_forget(struct qmsg *m)
 {
     for (unsigned i = 0; i < m->nrcpt; i++)
         rcpt_detach(&m->rcpts[i]);
@@ -369,12 +369,12 @@ static void rec_done(void *arg, uint64_t id)
 {
     struct qmsg *m = qmgr_msg_by_id(id);
     if (m)
-        msg_forget(m);
+        qmgr_msg_forget(m);
 }
 
 /* ---- holds (customer and domain), kept in state/holds ---- */
 
-void holds_encode(struct evbuffer *out)
+void qmgr_holds_encode(struct evbuffer *out)
 {
     size_t pos = 0;
     struct qcust *qc;

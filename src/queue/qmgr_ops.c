@@ -39,7 +39,7 @@ struct op {
 static struct op *op_new(qmgr_cb *cb, void *arg)
 {
     struct op *op = xcalloc(1, sizeof *op);
-    op->pending = 1;        /* released by op_start_done() */
+    op->pending = 1;        /* released by op_finish_one() */
     op->cb = cb;
     op->arg = arg;
     return op;
@@ -159,7 +159,7 @@ static void holds_change(void (*set)(const char *, int), const char *key, int on
     hx->key = xstrdup(key);
     hx->on = on;
     hx->buf = evbuffer_new();
-    holds_encode(hx->buf);
+    qmgr_holds_encode(hx->buf);
     size_t len = evbuffer_get_length(hx->buf);
     op->pending++;
     spool_state_write(Q.spool, "holds", evbuffer_pullup(hx->buf, -1), len,
@@ -169,37 +169,31 @@ static void holds_change(void (*set)(const char *, int), const char *key, int on
 static int hold_or_release(const char *target, int on, qmgr_cb *cb, void *arg,
                            char *err, size_t errlen)
 {
+    struct qmsg *m = NULL;
+    void (*set)(const char *, int) = hold_set_customer;
     if (qmgr_id_form(target)) {
         uint64_t id;
-        struct qmsg *m = NULL;
         if (qmgr_id_parse(target, &id) == 0)
             m = qmgr_msg_by_id(id);
         if (!m) {
             snprintf(err, errlen, "%s: no such message", target);
             return -1;
         }
-        struct op *op = op_new(cb, arg);
-        msg_write_state(m, on, op);
-        op_finish_one(op, 0);
-        return 0;
-    }
-    if (strchr(target, '.')) {
-        const struct customer *c = registry_by_domain(Q.reg, target);
-        if (!c) {
+    } else if (strchr(target, '.')) {
+        if (!registry_by_domain(Q.reg, target)) {
             snprintf(err, errlen, "%s: not a customer domain", target);
             return -1;
         }
-        struct op *op = op_new(cb, arg);
-        holds_change(hold_set_domain, target, on, op);
-        op_finish_one(op, 0);
-        return 0;
-    }
-    if (!hmap_get(Q.custs, target)) {
+        set = hold_set_domain;
+    } else if (!hmap_get(Q.custs, target)) {
         snprintf(err, errlen, "%s: no such customer", target);
         return -1;
     }
     struct op *op = op_new(cb, arg);
-    holds_change(hold_set_customer, target, on, op);
+    if (m)
+        msg_write_state(m, on, op);
+    else
+        holds_change(set, target, on, op);
     op_finish_one(op, 0);
     return 0;
 }
@@ -263,7 +257,7 @@ static void delete_done(int err, void *arg)
     struct qmsg *m = qmgr_msg_by_id(dx->id);
     if (!err && m) {
         log_info("%s: removed", m->idstr);
-        msg_forget(m);
+        qmgr_msg_forget(m);
     }
     op_finish_one(dx->op, err);
     free(dx);
@@ -314,7 +308,7 @@ static void record_done(int err, void *arg)
         qmgr_id_str(rx->id, s);
         log_err("%s: cannot record delivery results: %s", s, strerror(err));
     } else if (m && m->npending == 0 && !m->active) {
-        msg_forget(m);
+        qmgr_msg_forget(m);
     }
     if (rx->cb)
         rx->cb(err, rx->arg);

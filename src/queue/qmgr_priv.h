@@ -38,9 +38,9 @@ extern struct qmgr_state Q;
 
 /* Removes a message from the index (detaching its pending recipients) and
  * drops its segment references; m is freed. */
-void msg_forget(struct qmsg *m);
+void qmgr_msg_forget(struct qmsg *m);
 /* Writes the customer and domain holds to out in the format of state/holds
  * (read back at start by qmgr.c). */
-void holds_encode(struct evbuffer *out);
+void qmgr_holds_encode(struct evbuffer *out);
 
 #endif
