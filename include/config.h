@@ -43,6 +43,8 @@ struct smtp_conf {
     uint64_t header_size_limit;     /* 102400 */
     uint64_t line_length_limit;     /* 65536 */
     uint64_t max_data_in_memory;    /* 256M: message data of all sessions together */
+    uint64_t max_data_in_memory_per_client; /* max(max_data_in_memory / 4,
+                                       max_message_size): of one client address */
     long timeout;                   /* 300 s */
 };
 

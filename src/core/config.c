@@ -467,6 +467,18 @@ static int load_listener(struct loader *ld, cfg_t *root, size_t idx)
     return 0;
 }
 
+/* A bound on message data in memory must hold one message of the largest
+ * size, or such a message could never be received. */
+static int holds_a_message(struct loader *ld, cfg_t *sec, const char *name, uint64_t bound,
+                           const struct smtp_conf *s)
+{
+    if (bound >= s->max_message_size)
+        return 0;
+    return fail(ld, sec ? sec->line : 0, "smtp: %s (%llu) is less than max_message_size "
+                "(%llu): a message of the largest size could never be received", name,
+                (unsigned long long)bound, (unsigned long long)s->max_message_size);
+}
+
 static int load_smtp_limits(struct loader *ld, cfg_t *root)
 {
     cfg_t *sec = cfg_getsec(root, "smtp");
@@ -481,13 +493,18 @@ static int load_smtp_limits(struct loader *ld, cfg_t *root)
     s->header_size_limit = (uint64_t)cfg_getint(sec, "header_size_limit");
     s->line_length_limit = (uint64_t)cfg_getint(sec, "line_length_limit");
     s->max_data_in_memory = (uint64_t)cfg_getint(sec, "max_data_in_memory");
+    s->max_data_in_memory_per_client =
+        (uint64_t)cfg_getint(sec, "max_data_in_memory_per_client");
     s->timeout = cfg_getint(sec, "timeout");
-    if (s->max_data_in_memory < s->max_message_size)
-        return fail(ld, sec ? sec->line : 0, "smtp: max_data_in_memory (%llu) is less than "
-                    "max_message_size (%llu): a message of the largest size could never "
-                    "be received", (unsigned long long)s->max_data_in_memory,
-                    (unsigned long long)s->max_message_size);
-    return 0;
+    if (holds_a_message(ld, sec, "max_data_in_memory", s->max_data_in_memory, s) < 0)
+        return -1;
+    if (s->max_data_in_memory_per_client == 0) {    /* not set: a quarter, at least a message */
+        s->max_data_in_memory_per_client = s->max_data_in_memory / 4;
+        if (s->max_data_in_memory_per_client < s->max_message_size)
+            s->max_data_in_memory_per_client = s->max_message_size;
+    }
+    return holds_a_message(ld, sec, "max_data_in_memory_per_client",
+                           s->max_data_in_memory_per_client, s);
 }
 
 static int is_numeric_ip(const char *s)

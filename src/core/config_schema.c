@@ -549,6 +549,8 @@ static cfg_opt_t smtp_opts[] = {
     CFG_INT_CB("header_size_limit", 102400, CFGF_NONE, cb_size_pos),
     CFG_INT_CB("line_length_limit", 65536, CFGF_NONE, cb_size_pos),
     CFG_INT_CB("max_data_in_memory", 256 * 1024 * 1024, CFGF_NONE, cb_size_pos),
+    /* 0: not set; config.c derives it from max_data_in_memory */
+    CFG_INT_CB("max_data_in_memory_per_client", 0, CFGF_NONE, cb_size_pos),
     CFG_INT_CB("timeout", 300, CFGF_NONE, cb_duration_pos),
     CFG_END()
 };

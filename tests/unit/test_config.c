@@ -92,7 +92,7 @@ static const char full_conf[] =
     "  max_bad_commands = 13\n"
     "  max_received_headers = 14\n"
     "  header_size_limit = \"1k\"\n"
-    "  line_length_limit = 2000\n"
+    "  line_length_limit = 2000 max_data_in_memory = 100M max_data_in_memory_per_client = 30M\n"
     "  timeout = 2m\n"
     "}\n"
     "submission { listen = {\"127.0.0.1:587\"} }\n"
@@ -168,6 +168,8 @@ static void test_full(void **state)
     assert_int_equal(s->max_received_headers, 14);
     assert_int_equal(s->header_size_limit, 1024);
     assert_int_equal(s->line_length_limit, 2000);
+    assert_int_equal(s->max_data_in_memory, 100 * 1024 * 1024);
+    assert_int_equal(s->max_data_in_memory_per_client, 30 * 1024 * 1024);
     assert_int_equal(s->timeout, 120);
 
     assert_true(c->submission.present && c->smtps.present && c->pop3.present &&
@@ -259,6 +261,8 @@ static void test_defaults(void **state)
     assert_int_equal(c->smtp.max_received_headers, 50);
     assert_int_equal(c->smtp.header_size_limit, 102400);
     assert_int_equal(c->smtp.line_length_limit, 65536);
+    assert_int_equal(c->smtp.max_data_in_memory, 256 * 1024 * 1024);
+    assert_int_equal(c->smtp.max_data_in_memory_per_client, 64 * 1024 * 1024);
     assert_int_equal(c->smtp.timeout, 300);
     assert_int_equal(c->ncustomers, 0);
     assert_int_equal(c->nmaildrops, 0);
@@ -318,6 +322,28 @@ static void test_value_forms(void **state)
         struct config *c = load_ok(text);
         assert_int_equal(c->customers[0].link_ttl, cases[i].ttl);
         assert_int_equal(c->customers[0].quota, cases[i].quota);
+        config_free(c);
+    }
+}
+
+/* max_data_in_memory_per_client when not set: a quarter of
+ * max_data_in_memory, but never less than max_message_size. */
+static void test_data_in_memory_per_client_default(void **state)
+{
+    static const struct { const char *text; uint64_t want; } cases[] = {
+        {"max_data_in_memory = 400M", 100ULL << 20},
+        {"max_data_in_memory = 20M", 10240000},
+        {"max_message_size = 30000 max_data_in_memory = 50000", 30000},
+        {"max_message_size = 30000 max_data_in_memory = 200000", 50000},
+        {"max_message_size = 30000 max_data_in_memory_per_client = 30000", 30000},
+        {"max_data_in_memory_per_client = 1G", 1ULL << 30},   /* over the total: allowed */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[256];
+        snprintf(text, sizeof text, "smtp { listen = {\"127.0.0.1:2525\"} %s }\n",
+                 cases[i].text);
+        struct config *c = load_ok(text);
+        assert_int_equal(c->smtp.max_data_in_memory_per_client, cases[i].want);
         config_free(c);
     }
 }
@@ -468,6 +494,18 @@ static const struct bad_case {
     {"tls empty", "tls { }\n", ":1: tls section needs certificate and key"},
     {"tls unreadable", "tls {\n certificate = \"/etc/passwd\"\n key = \"/nonexistent/key.pem\"\n}\n",
      ":3: cannot read key '/nonexistent/key.pem'"},
+    /* message data in memory: each bound must hold one message */
+    {"data in memory below message size",
+     "smtp { listen = {\"127.0.0.1:25\"}\n max_message_size = 30000\n"
+     " max_data_in_memory = 20000 }\n",
+     ":3: smtp: max_data_in_memory (20000) is less than max_message_size (30000)"},
+    {"data per client below message size",
+     "\nsmtp { listen = {\"127.0.0.1:25\"}\n max_message_size = 30000\n"
+     " max_data_in_memory_per_client = 29999 }\n",
+     ":4: smtp: max_data_in_memory_per_client (29999) is less than max_message_size "
+     "(30000): a message of the largest size could never be received"},
+    {"data per client zero", "smtp {\n max_data_in_memory_per_client = 0\n}\n",
+     ":2: max_data_in_memory_per_client must be at least 1"},
     /* radius, maildrops, globals */
     {"radius client name", "radius { listen = {\"127.0.0.1:1813\"}\n client \"nas.example\" { secret = 'x' } }\n",
      ":2: radius client 'nas.example' is not a numeric IP address"},
@@ -611,6 +649,7 @@ int main(void)
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_minimal_customer),
         cmocka_unit_test(test_value_forms),
+        cmocka_unit_test(test_data_in_memory_per_client_default),
         cmocka_unit_test(test_shipped_files),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_missing_file),
