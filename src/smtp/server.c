@@ -1,7 +1,9 @@
 /*
  * server — the SMTP listeners: accepts connections, enforces
  * max_connections and max_connections_per_client (421 4.7.0 before any
- * session exists), creates sessions and frees them.  Trusts the
+ * session exists), creates sessions and frees them, and keeps the per-client
+ * record whose data_bytes the sessions account against
+ * max_data_in_memory_per_client.  Trusts the
  * configuration; the peer only gets to connect here.
  */
 #include <errno.h>
@@ -24,11 +26,6 @@
 #include "util.h"
 
 struct smtp_env smtp_env;
-
-struct client_count {
-    char addr[64];
-    unsigned n;
-};
 
 static struct {
     struct event_base *base;
@@ -83,6 +80,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
     s->io = io;
     s->fd = fd;
     s->client = cc;
+    s->mem.all = &smtp_env.data_bytes;
+    s->mem.client = &cc->data_bytes;
     snprintf(s->peer, sizeof s->peer, "%s", peer);
     LIST_INSERT_HEAD(&S.sessions, s, entry);
     S.nsessions++;
@@ -94,7 +93,13 @@ void smtp_server_release(struct smtp_sess *s)
 {
     LIST_REMOVE(s, entry);
     S.nsessions--;
+    if (s->mem.mine)        /* the session's transaction was not reset */
+        log_fatal("smtp: session from %s freed holding %llu bytes of message data",
+                  s->peer, (unsigned long long)s->mem.mine);
     if (--s->client->n == 0) {
+        if (s->client->data_bytes)
+            log_fatal("smtp: client %s gone with %llu bytes of message data counted",
+                      s->client->addr, (unsigned long long)s->client->data_bytes);
         hmap_del(S.clients, s->client->addr);
         free(s->client);
     }

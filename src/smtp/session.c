@@ -68,9 +68,8 @@ static void txn_reset(struct smtp_sess *s)
     s->id = 0;
     if (s->body)
         evbuffer_drain(s->body, evbuffer_get_length(s->body));
-    smtp_env.data_bytes -= s->body_counted;
-    s->body_counted = 0;
-    s->over_memory = 0;
+    smtp_mem_release(&s->mem);
+    s->over_memory = SMTP_MEM_OK;
     if (s->incoming) {
         s->incoming = 0;
         qmgr_incoming(-1);
@@ -478,24 +477,24 @@ static void sess_command(struct smtp_sess *s, const char *line, size_t len)
 /* ---- message data and commit ---- */
 
 /* Message data is held in memory until the final dot (then the spool
- * writes it); max_data_in_memory bounds what all sessions hold together.
- * A message that would go over it is discarded as it arrives and refused
- * with a 4xx at its end: the sender tries again later. */
+ * writes it); max_data_in_memory bounds what all sessions hold together,
+ * max_data_in_memory_per_client what the sessions of one client address
+ * hold.  A message that would go over either is discarded as it arrives
+ * and refused with a 4xx at its end: the sender tries again later. */
 static void emit_body(void *arg, const char *p, size_t n)
 {
     struct smtp_sess *s = arg;
+    const struct smtp_conf *sc = &smtp_env.cfg->smtp;
     if (s->over_memory)
         return;
-    if (smtp_env.data_bytes + n > smtp_env.cfg->smtp.max_data_in_memory) {
-        s->over_memory = 1;
+    s->over_memory = smtp_mem_take(&s->mem, n, sc->max_data_in_memory,
+                                   sc->max_data_in_memory_per_client);
+    if (s->over_memory) {
         evbuffer_drain(s->body, evbuffer_get_length(s->body));
-        smtp_env.data_bytes -= s->body_counted;
-        s->body_counted = 0;
+        smtp_mem_release(&s->mem);
         return;
     }
     evbuffer_add(s->body, p, n);
-    smtp_env.data_bytes += n;
-    s->body_counted += n;
 }
 
 static void data_refuse(struct smtp_sess *s)
@@ -572,9 +571,14 @@ static void data_end(struct smtp_sess *s)
         return;
     }
     if (s->over_memory) {
-        log_warn("reject: message from %s from=<%s>: messages being received use "
-                 "max_data_in_memory (%llu bytes); try again later", s->peer, s->sender,
-                 (unsigned long long)smtp_env.cfg->smtp.max_data_in_memory);
+        int all = s->over_memory == SMTP_MEM_OVER_ALL;
+        const struct smtp_conf *sc = &smtp_env.cfg->smtp;
+        log_warn("reject: message from %s from=<%s>: messages being received %suse "
+                 "%s (%llu bytes); try again later", s->peer, s->sender,
+                 all ? "" : "from this client ",
+                 all ? "max_data_in_memory" : "max_data_in_memory_per_client",
+                 (unsigned long long)(all ? sc->max_data_in_memory
+                                          : sc->max_data_in_memory_per_client));
         stats_add(ST_REJECTED, 1);
         reply(s, "452 4.3.1 Insufficient system resources, try again later");
         txn_reset(s);

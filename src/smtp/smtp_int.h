@@ -9,6 +9,7 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 
+#include "smtp_mem.h"
 #include "smtp_parse.h"
 
 struct io;
@@ -26,6 +27,14 @@ enum smtp_state {
     SS_COMMIT,      /* waiting for the spool */
     SS_TLS,         /* STARTTLS answered: waiting for output drain, then handshake */
     SS_CLOSING,     /* final reply queued: close when drained */
+};
+
+/* One client address: what max_connections_per_client and
+ * max_data_in_memory_per_client count.  Lives while it has sessions. */
+struct client_count {
+    char addr[64];
+    unsigned n;                     /* sessions */
+    uint64_t data_bytes;            /* message data its sessions hold now */
 };
 
 struct smtp_rcpt {
@@ -48,7 +57,7 @@ struct smtp_sess {
     struct io *io;
     int fd;
     char peer[64];                  /* IP address as text */
-    struct client_count *client;    /* per-client connection counter */
+    struct client_count *client;    /* this client address's counters */
     enum smtp_state state;
     int esmtp;
     char *helo;
@@ -61,8 +70,8 @@ struct smtp_sess {
     /* transaction */
     char *sender;
     uint64_t declared_size;
-    uint64_t body_counted;          /* this session's part of data_bytes */
-    int over_memory;                /* DATA over max_data_in_memory: discarded */
+    struct smtp_mem mem;            /* its part of data_bytes and client->data_bytes */
+    enum smtp_mem_result over_memory; /* DATA over a memory bound: discarded */
     int incoming;                   /* counted in qmgr_incoming() */
     struct smtp_rcpt *rcpts;
     unsigned nrcpt, rcpt_cap;
