@@ -70,41 +70,114 @@ def test_size_while_receiving_over_limit(make_daemon):
     assert len(queue(d)) == 1
 
 
+PART = ("a" * 70 + "\r\n") * 400                      # ~28.8 kB of message data
+
+
+def _hold(c, subject):
+    """Begins a transaction on c and sends a message of ~28.8 kB without its
+    final dot: the server holds it in memory until the dot."""
+    _begin(c)
+    c.send(message(subject=subject) + PART)
+    time.sleep(0.3)                                     # read by the server
+
+
+def _refused_for_memory(c, subject):
+    """Sends a whole message on c's new transaction; asserts the 452 4.3.1
+    and that the session goes on."""
+    _begin(c)
+    c.send(message(subject=subject) + PART + ".\r\n")
+    r = c.reply(timeout=20)
+    assert r.startswith("452 4.3.1"), r
+    assert code(c.cmd("NOOP")) == 250                   # the session goes on
+
+
+def _send_again(c, subject):
+    """A new transaction on c (already greeted) whose message is accepted."""
+    assert code(c.cmd("MAIL FROM:<alice@sender.example>")) == 250
+    assert code(c.cmd("RCPT TO:<bob@acme.example>")) == 250
+    assert code(c.cmd("DATA")) == 354
+    c.send(message(subject=subject) + PART + ".\r\n")
+    return queued_id(c.reply(timeout=20))
+
+
 def test_data_in_memory_of_all_sessions_is_bounded(make_daemon):
     """max_data_in_memory bounds the message data all sessions hold before
     their final dot: a message that would go over it is read to its end and
     refused with 452 4.3.1 (the sender tries again); the others go on, and
-    once they are done the same message is accepted."""
+    once they are done the same message is accepted.  Two client addresses,
+    so that the total is reached before either client's share."""
     d = make_daemon(smtp_opts="max_message_size = 30000\n  max_data_in_memory = 50000").start()
-    part = ("a" * 70 + "\r\n") * 400                  # ~28.8 kB
-    with Raw(d.port) as a, Raw(d.port) as b:
-        _begin(a)
-        a.send(message(subject="first") + part)         # held, no dot yet
-        time.sleep(0.3)
-        _begin(b)
-        b.send(message(subject="second") + part + ".\r\n")
-        r = b.reply(timeout=20)
-        assert r.startswith("452 4.3.1"), r
-        assert code(b.cmd("NOOP")) == 250               # the session goes on
+    with Raw(d.port) as a, Raw(d.port, source="127.0.0.2") as b:
+        _hold(a, "first")
+        _refused_for_memory(b, "second")
         a.send(".\r\n")
         first = queued_id(a.reply(timeout=20))
         # memory is free again: the same message now goes through
-        r = b.cmd("MAIL FROM:<alice@sender.example>")
-        assert code(r) == 250, r
-        assert code(b.cmd("RCPT TO:<bob@acme.example>")) == 250
-        assert code(b.cmd("DATA")) == 354
-        b.send(message(subject="second") + part + ".\r\n")
-        second = queued_id(b.reply(timeout=20))
+        second = _send_again(b, "second")
     assert sorted(queue_ids(d)) == sorted([first, second])
     d.wait_log(r"reject: message from .* max_data_in_memory \(50000 bytes\)")
 
 
+def test_data_in_memory_per_client_is_bounded(make_daemon):
+    """max_data_in_memory_per_client: the sessions of one client address
+    together hold at most its share; over it, 452 4.3.1, while another
+    client address is still served.  Once the first client's transactions
+    end (one with its dot, one by disconnecting in the middle of DATA) its
+    whole share is free again."""
+    d = make_daemon(smtp_opts="max_message_size = 30000\n  max_data_in_memory = 200000\n"
+                    "  max_data_in_memory_per_client = 60000").start()
+    ids = []
+    with Raw(d.port) as a, Raw(d.port) as b, Raw(d.port) as c:
+        _hold(a, "a")
+        _hold(b, "b")                                   # 127.0.0.1 holds ~57.6 kB
+        _refused_for_memory(c, "c")                     # ~86 kB would be over 60000
+        d.wait_log(r"reject: message from 127\.0\.0\.1 .* messages being received from "
+                   r"this client use max_data_in_memory_per_client \(60000 bytes\)")
+        # another client is not starved: the total (200000) has room
+        with Raw(d.port, source="127.0.0.2") as other:
+            other.greet()
+            ids.append(_send_again(other, "other"))
+        # the first client's transactions end: a with its dot, b by going away
+        a.send(".\r\n")
+        ids.append(queued_id(a.reply(timeout=20)))
+        mark = len(d.log_text())
+        b.close()
+        d.wait_log(r"disconnect from 127\.0\.0\.1 ", start=mark)
+        # its share is whole again: two messages held at once fit
+        with Raw(d.port) as e, Raw(d.port) as f:
+            _hold(e, "e")
+            _hold(f, "f")
+            e.send(".\r\n")
+            f.send(".\r\n")
+            ids.append(queued_id(e.reply(timeout=20)))
+            ids.append(queued_id(f.reply(timeout=20)))
+    assert sorted(queue_ids(d)) == sorted(ids)
+    assert len(ids) == 4
+
+
+def _config_check(d):
+    """`kickmaild -n` on d's configuration: the completed process."""
+    return subprocess.run([KICKMAILD, "-n", "-c", d.conf], capture_output=True, text=True,
+                          timeout=30)
+
+
 def test_data_in_memory_below_message_size_is_refused(make_daemon):
-    d = make_daemon(smtp_opts="max_message_size = 30000\n  max_data_in_memory = 20000")
-    r = subprocess.run([KICKMAILD, "-n", "-c", d.conf], capture_output=True, text=True,
-                       timeout=30)
+    r = _config_check(make_daemon(smtp_opts="max_message_size = 30000\n"
+                                  "  max_data_in_memory = 20000"))
     assert r.returncode == 1, r.stdout + r.stderr
     assert "max_data_in_memory" in r.stdout + r.stderr
+
+
+def test_data_in_memory_per_client_below_message_size_is_refused(make_daemon):
+    r = _config_check(make_daemon(smtp_opts="max_message_size = 30000\n"
+                                  "  max_data_in_memory_per_client = 29999"))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert ("max_data_in_memory_per_client (29999) is less than max_message_size (30000)"
+            in r.stdout + r.stderr), r.stdout + r.stderr
+    # exactly max_message_size is enough
+    r = _config_check(make_daemon(smtp_opts="max_message_size = 30000\n"
+                                  "  max_data_in_memory_per_client = 30000"))
+    assert r.returncode == 0 and "configuration OK" in r.stdout, r.stdout + r.stderr
 
 
 def test_size_far_over_limit_does_not_hang(make_daemon):
