@@ -10,7 +10,7 @@ PREFIX  ?= /usr/local
 LIBEXECDIR ?= $(PREFIX)/libexec/kickmail
 BUILD   ?= build
 CC      ?= cc
-PKGS    := libevent libevent_openssl libevent_pthreads libconfuse openssl sqlite3 zlib
+PKGS    := libevent libevent_openssl libevent_pthreads libconfuse openssl sqlite3 zlib libcares
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
            -Iinclude $(shell pkg-config --cflags $(PKGS) 2>/dev/null) \
