@@ -60,7 +60,9 @@ struct customer {
     size_t nrecipients;         /* 0 = every local part accepted */
     char **recipients;          /* lower-case local parts */
     enum deliver_kind deliver;
-    char *deliver_host;         /* for DELIVER_HOST: host without brackets */
+    char *deliver_host;         /* for DELIVER_HOST: host without brackets: a
+                                 * numeric address or a host name (lower-case),
+                                 * looked up at each delivery attempt */
     int deliver_port;           /* for DELIVER_HOST */
     int port;                   /* for DELIVER_LINK (25) */
     enum online_kind online;
@@ -100,6 +102,10 @@ struct config {
     enum dsn_return dsn_return;
     char *customer_map;         /* NULL when unset */
     enum spool_spares_conf spool_spares;   /* "auto" (default), "yes", "no" */
+    char *resolver;             /* DNS servers, c-ares CSV form; NULL = the
+                                 * system's (/etc/resolv.conf); "" too */
+    long resolver_timeout;      /* seconds, first try (5) */
+    unsigned resolver_tries;    /* 1-10 (2) */
     char *tls_certificate, *tls_key;   /* both NULL or both set */
     struct smtp_conf smtp;
     struct listener_conf submission, smtps, pop3, pop3s, odmr, radius;

@@ -135,7 +135,8 @@ int qmgr_delete(size_t nids, const uint64_t *ids, qmgr_cb *cb, void *arg,
 /* Result of a kick (kickq kick, ETRN). */
 struct qmgr_kick_result {
     unsigned messages;              /* messages waiting for the customer */
-    char address[64];               /* where the flush goes */
+    char address[256];              /* where the flush goes (an address, or a
+                                     * fixed host's name) */
     int port;
     int already;                    /* a flush was already running */
 };

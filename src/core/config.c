@@ -422,6 +422,9 @@ static int load_globals(struct loader *ld, cfg_t *root)
     c->dsn_return = (enum dsn_return)cfg_getint(root, "dsn_return");
     c->customer_map = dup_opt(root, "customer_map");
     c->spool_spares = (enum spool_spares_conf)cfg_getint(root, "spool_spares");
+    c->resolver = dup_opt(root, "resolver");
+    c->resolver_timeout = cfg_getint(root, "resolver_timeout");
+    c->resolver_tries = (unsigned)cfg_getint(root, "resolver_tries");
     return 0;
 }
 
@@ -716,6 +719,7 @@ void config_free(struct config *c)
     free(c->user);
     free(c->postmaster);
     free(c->customer_map);
+    free(c->resolver);
     free(c->tls_certificate);
     free(c->tls_key);
     for (size_t i = 0; i < NLISTENERS; i++)

@@ -295,27 +295,99 @@ static int chk_listen(const char *opt, const char *value, long *num, char *why, 
     return 0;
 }
 
-/* "link", "maildrop", "pickup", or "HOST:PORT" ("[V6]:PORT"). */
+/* A host name to look up at delivery: check_hostname's syntax, and not
+ * all-numeric at the end (RFC 1123 2.1: "192.0.2.300" is a bad address,
+ * not a name). */
+static const char *check_mail_host(const char *h)
+{
+    const char *bad = check_hostname(h);
+    if (bad)
+        return bad;
+    const char *last = strrchr(h, '.');
+    last = last ? last + 1 : h;
+    if (strspn(last, "0123456789") == strlen(last))
+        return "not a numeric address, and a name cannot end in a numeric label";
+    return NULL;
+}
+
+/* "link", "maildrop", "pickup", or "HOST:PORT" ("[V6]:PORT"); HOST is a
+ * numeric address or a host name (looked up when mail is delivered). */
 static int chk_deliver(const char *opt, const char *value, long *num, char *why, size_t whylen)
 {
     char host[256];
     int port;
+    const char *bad;
     if (value && (!strcmp(value, "link") || !strcmp(value, "maildrop") ||
                   !strcmp(value, "pickup")))
         return 0;
     if (value && util_parse_hostport(value, host, sizeof host, &port) == 0) {
-        int ok = value[0] == '['
-                 ? numeric_ip(AF_INET6, host)
-                 : numeric_ip(AF_INET, host);
-        if (ok)
+        if (value[0] == '[')
+            return numeric_ip(AF_INET6, host) ? 0 :
+                   util_fail(why, whylen, "bad deliver '%s': not a numeric IPv6 "
+                             "address in the brackets", V(value));
+        if (numeric_ip(AF_INET, host))
             return 0;
-        if (value[0] != '[' && check_hostname(host) == NULL)
-            return util_fail(why, whylen, "bad deliver '%s': the host must be a numeric "
-                            "address (\"IPv4:PORT\" or \"[IPv6]:PORT\"); host names "
-                            "are not resolved", V(value));
+        if (!(bad = check_mail_host(host)))
+            return 0;
+        return util_fail(why, whylen, "bad deliver '%s': bad host name: %s", V(value), bad);
     }
     return util_fail(why, whylen, "bad deliver '%s' (want \"link\", \"maildrop\", "
-                    "\"pickup\" or \"HOST:PORT\" with a numeric host)", V(value));
+                    "\"pickup\" or \"HOST:PORT\", HOST a name, an IPv4 address or "
+                    "[IPv6], port 1-65535)", V(value));
+}
+
+/* One DNS server of `resolver`: "IPv4", "IPv4:PORT", "[IPv6]" or "[IPv6]:PORT". */
+static int resolver_item_ok(const char *item)
+{
+    char host[64], tmp[160];
+    int port;
+    size_t n = strlen(item);
+    if (numeric_ip(AF_INET, item))
+        return 1;
+    if (n > 2 && item[0] == '[' && item[n - 1] == ']') {
+        snprintf(tmp, sizeof tmp, "%s:53", item);
+        item = tmp;
+    }
+    return util_parse_hostport(item, host, sizeof host, &port) == 0 &&
+           numeric_ip(item[0] == '[' ? AF_INET6 : AF_INET, host);
+}
+
+/* resolver: comma-separated DNS servers (the form of c-ares'
+ * ares_set_servers_ports_csv); "" = the system's (/etc/resolv.conf). */
+static int chk_resolver(const char *opt, const char *value, long *num, char *why, size_t whylen)
+{
+    const char *p = value ? value : "";
+    while (*p) {
+        char item[128];
+        size_t n = strcspn(p, ",");
+        if (n == 0 || n >= sizeof item || (p[n] == ',' && !p[n + 1]))
+            goto bad;
+        memcpy(item, p, n);
+        item[n] = 0;
+        if (!resolver_item_ok(item))
+            goto bad;
+        p += n + (p[n] == ',');
+    }
+    return 0;
+bad:
+    return util_fail(why, whylen, "bad %s '%s' (want comma-separated numeric "
+                     "servers: \"IPv4\", \"IPv4:PORT\", \"[IPv6]\" or "
+                     "\"[IPv6]:PORT\")", opt, V(value));
+}
+
+static int chk_tries(const char *opt, const char *value, long *num, char *why, size_t whylen)
+{
+    return check_number(opt, value, 1, 10, num, why, whylen);
+}
+
+/* resolver_timeout: 1 s to 5 min (one try; c-ares doubles it for each
+ * further try). */
+static int chk_dns_timeout(const char *opt, const char *value, long *num, char *why,
+                           size_t whylen)
+{
+    if (check_duration(opt, value, 1, num, why, whylen) < 0)
+        return -1;
+    return *num > 300 ? util_fail(why, whylen, "%s must be at most 300s", opt) : 0;
 }
 
 /* A file that must be readable now (certificate, key). */
@@ -377,6 +449,9 @@ CONFUSE_CB(cb_local, chk_local, 0)
 CONFUSE_CB(cb_ifname, chk_ifname, 0)
 CONFUSE_CB(cb_listen, chk_listen, 0)
 CONFUSE_CB(cb_deliver, chk_deliver, 0)
+CONFUSE_CB(cb_resolver, chk_resolver, 0)
+CONFUSE_CB(cb_tries, chk_tries, 1)
+CONFUSE_CB(cb_dns_timeout, chk_dns_timeout, 1)
 CONFUSE_CB(cb_file, chk_file, 0)
 CONFUSE_CB(cb_control, chk_control, 0)
 
@@ -612,6 +687,9 @@ static cfg_opt_t root_opts[] = {
     CFG_INT_CB("dsn_return", DSN_RETURN_HEADERS, CFGF_NONE, cb_enum),
     CFG_STR_CB("customer_map", NULL, CFGF_NONE, cb_nonempty),
     CFG_INT_CB("spool_spares", SPARES_CONF_AUTO, CFGF_NONE, cb_enum),
+    CFG_STR_CB("resolver", NULL, CFGF_NONE, cb_resolver),
+    CFG_INT_CB("resolver_timeout", 5, CFGF_NONE, cb_dns_timeout),
+    CFG_INT_CB("resolver_tries", 2, CFGF_NONE, cb_tries),
     CFG_SEC("tls", tls_opts, CFGF_NONE),
     CFG_SEC("smtp", smtp_opts, CFGF_NONE),
     CFG_SEC("submission", listener_opts, CFGF_NONE),

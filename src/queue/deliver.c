@@ -16,6 +16,7 @@
  * a 2xx to the final dot (delivered) or a 5xx with its DSN queued durably
  * (bounced), and that result is made durable by qmgr_msg_record().
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,7 @@
 #include "qmgr.h"
 #include "qmgr_int.h"
 #include "registry.h"
+#include "resolve.h"
 #include "smtp_client.h"
 #include "stats.h"
 #include "tls.h"
@@ -46,8 +48,12 @@ LIST_HEAD(conn_list, conn);
 struct qdeliv {
     struct qcust *qc;
     enum dl_mode mode;
-    char host[64];
+    char host[64];                  /* the numeric address connected to; "" while
+                                     * the host name is being looked up */
     int port;
+    struct resolve_req *dns;        /* lookup of the host name in flight */
+    struct resolve_result *addrs;   /* its addresses, for this pass */
+    size_t addr_next;               /* the next of them to try */
     uint32_t pass;
     unsigned nconn;
     struct conn_list conns;
@@ -90,6 +96,8 @@ static struct {
 } DL;
 
 static void pass_start(struct qdeliv *d);
+static void dl_resolved(const char *name, const struct resolve_result *res,
+                        const char *err, void *arg);
 static void conns_fill(struct qdeliv *d);
 static void bounce_rcpts(struct qmsg *m, size_t n, struct qrcpt **r, const char *status,
                          const char *const *diag, const char *remote,
@@ -107,7 +115,14 @@ static struct qdeliv *dl_get(struct qcust *qc)
     return qc->dl;
 }
 
-/* Where the customer's mail goes now: 0 with host/port, or -1 with why. */
+/* A pass is under way: connections open, or the host name being looked up. */
+static int dl_busy(const struct qdeliv *d)
+{
+    return d->nconn > 0 || d->dns;
+}
+
+/* Where the customer's mail goes now: 0 with host (a numeric address, or
+ * for a fixed host a name) and port, or -1 with why. */
 static int dl_dest(const struct qcust *qc, char *host, size_t hostlen, int *port,
                    char *err, size_t errlen)
 {
@@ -393,13 +408,47 @@ static int conn_open(struct qdeliv *d)
     return 0;
 }
 
+/* There is mail to send and nothing stops sending it now. */
+static int dl_has_work(struct qdeliv *d)
+{
+    return d->qc->cfg && !DL.stopping && d->mode != DL_IDLE && !d->qc->held &&
+           cursor_peek(d);
+}
+
+static int is_numeric(const char *host)
+{
+    unsigned char bin[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, host, bin) == 1 || inet_pton(AF_INET6, host, bin) == 1;
+}
+
+/* The customer's fixed host is a name, not an address. */
+static const char *dl_name(const struct qdeliv *d)
+{
+    const struct customer *c = d->qc->cfg;
+    return c && c->deliver == DELIVER_HOST && c->deliver_host &&
+           !is_numeric(c->deliver_host) ? c->deliver_host : NULL;
+}
+
+/* Looks the customer's host name up (when there is mail to send): no
+ * connection starts before dl_resolved().  Addresses are never reused from
+ * an earlier lookup (no cache, so no TTLs to keep). */
+static void dl_lookup(struct qdeliv *d, const char *name)
+{
+    free(d->addrs);
+    d->addrs = NULL;
+    d->host[0] = 0;
+    if (dl_has_work(d))
+        d->dns = resolve_start(name, dl_resolved, d);
+}
+
 /* Opens connections up to the customer's limit while there is mail to
- * send.  -1 when one failed to open and none is open (d->last_error says
- * why): the caller ends the pass. */
+ * send (none while the host name is being looked up).  -1 when one failed
+ * to open and none is open (d->last_error says why): the caller ends the
+ * pass. */
 static int conns_open(struct qdeliv *d)
 {
     const struct customer *c = d->qc->cfg;
-    if (!c || DL.stopping || d->mode == DL_IDLE || d->qc->held || !cursor_peek(d))
+    if (d->dns || !d->host[0] || !dl_has_work(d))
         return 0;
     unsigned want = c->connections ? c->connections : 1;
     if (want > d->qc->nmsg)
@@ -432,8 +481,10 @@ static void retry_fire(evutil_socket_t fd, short what, void *arg)
  * its line comes after the connect but before the pass's results. */
 static int pass_open(struct qdeliv *d)
 {
-    char err[256];
-    if (dl_dest(d->qc, d->host, sizeof d->host, &d->port, err, sizeof err) < 0) {
+    char err[256], host[256];
+    if (d->dns)
+        return 0;                       /* this pass's lookup is running */
+    if (dl_dest(d->qc, host, sizeof host, &d->port, err, sizeof err) < 0) {
         d->mode = DL_IDLE;
         return -1;
     }
@@ -444,13 +495,47 @@ static int pass_open(struct qdeliv *d)
     d->deferred = 0;
     d->last_error[0] = 0;
     d->qc->cursor = TAILQ_FIRST(&d->qc->rcpts);
-    conns_open(d);
+    if (is_numeric(host)) {
+        free(d->addrs);
+        d->addrs = NULL;
+        snprintf(d->host, sizeof d->host, "%.63s", host);   /* numeric: fits */
+        conns_open(d);
+    } else {
+        dl_lookup(d, host);
+    }
     return 0;
+}
+
+/* The lookup of the customer's host name ended: connect to its first
+ * address (pass_end() goes on with the next ones), or end the pass with
+ * the lookup's failure as the deferral reason. */
+static void dl_resolved(const char *name, const struct resolve_result *res,
+                        const char *err, void *arg)
+{
+    struct qdeliv *d = arg;
+    d->dns = NULL;
+    if (!res) {
+        snprintf(d->last_error, sizeof d->last_error, "%s", err);
+        log_info("%s: delivery failed: %s", d->qc->name, err);
+        pass_end(d);
+        return;
+    }
+    char list[RESOLVE_MAX_ADDRS * (RESOLVE_ADDR_LEN + 2)] = "";
+    for (size_t i = 0; i < res->n; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
+                 res->addr[i]);
+    log_info("%s: %s is %s", d->qc->name, name, list);
+    d->addrs = xmalloc(sizeof *d->addrs);
+    *d->addrs = *res;
+    d->addr_next = 1;
+    snprintf(d->host, sizeof d->host, "%s", res->addr[0]);
+    if (conns_open(d) < 0 || d->nconn == 0)
+        pass_end(d);
 }
 
 static void pass_start(struct qdeliv *d)
 {
-    if (pass_open(d) == 0 && d->nconn == 0)
+    if (pass_open(d) == 0 && !dl_busy(d))
         pass_end(d);            /* nothing to send (or held): the pass is over */
 }
 
@@ -462,11 +547,25 @@ static void pass_end(struct qdeliv *d)
         pass_start(d);
         return;
     }
+    /* the connections to one address of a looked-up name all failed:
+     * the mail not yet tried goes to the next address, in this pass */
+    while (d->last_error[0] && d->addrs && d->addr_next < d->addrs->n && dl_has_work(d)) {
+        const char *next = d->addrs->addr[d->addr_next++];
+        log_info("%s: %s:%d failed, trying the next address %s", d->qc->name, d->host,
+                 d->port, next);
+        snprintf(d->host, sizeof d->host, "%s", next);
+        d->last_error[0] = 0;
+        if (conns_open(d) == 0 && d->nconn > 0)
+            return;
+    }
     if (d->last_error[0]) {
         /* mail this pass never got to is deferred with the connection failure */
         struct qrcpt *r;
         char relay[80];
-        snprintf(relay, sizeof relay, "%s:%d", d->host, d->port);
+        if (d->host[0])
+            snprintf(relay, sizeof relay, "%s:%d", d->host, d->port);
+        else
+            snprintf(relay, sizeof relay, "none");     /* the lookup failed */
         while ((r = cursor_peek(d))) {
             r->pass = d->pass;
             qmgr_rcpt_defer(r, d->last_error);
@@ -505,6 +604,12 @@ static void dl_abort(struct qdeliv *d, const char *why)
         next = LIST_NEXT(cn, entry);
         smtp_client_abort(cn->c, why);
     }
+    if (d->dns) {                       /* ends like an aborted connection */
+        resolve_cancel(d->dns);
+        d->dns = NULL;
+        snprintf(d->last_error, sizeof d->last_error, "%s", why);
+        pass_end(d);
+    }
 }
 
 /* The customer became reachable (link up, or online "always"). */
@@ -514,7 +619,7 @@ static void dl_go_online(struct qcust *qc)
     d->mode = DL_ONLINE;
     d->backoff = 0;
     d->tls_plain = 0;
-    if (d->nconn == 0)
+    if (!dl_busy(d))
         pass_start(d);
     else
         d->restart = 1;         /* after the connections in flight end */
@@ -525,7 +630,7 @@ void deliver_resume(struct qcust *qc)
     struct qdeliv *d = qc->dl;
     if (DL.stopping || !dl_online(qc))
         return;
-    if (!d || d->mode == DL_IDLE || d->nconn == 0)
+    if (!d || d->mode == DL_IDLE || !dl_busy(d))
         dl_go_online(qc);
     else
         d->restart = 1;
@@ -567,7 +672,9 @@ void deliver_new_mail(struct qmsg *m)
         struct qdeliv *d = qc->dl;
         if (!qc->cursor)
             qc->cursor = &m->rcpts[i];
-        if (d->nconn == 0 && d->host[0] == 0)
+        if (!dl_busy(d) && d->pass && dl_name(d))
+            dl_lookup(d, dl_name(d));   /* within the pass: deferred mail waits */
+        else if (!dl_busy(d) && d->host[0] == 0)
             pass_start(d);
         else
             conns_fill(d);
@@ -855,7 +962,7 @@ int qmgr_kick(const char *customer, int etrn, struct qmgr_kick_result *res,
               char *err, size_t errlen)
 {
     struct qcust *qc = qmgr_cust_by_name(customer);
-    char host[64];
+    char host[256];
     int port;
     memset(res, 0, sizeof *res);
     if (!qc) {
@@ -866,7 +973,7 @@ int qmgr_kick(const char *customer, int etrn, struct qmgr_kick_result *res,
         return -1;
     struct qdeliv *d = dl_get(qc);
     int64_t now = time(NULL);
-    if (d->nconn > 0) {
+    if (dl_busy(d)) {
         /* a pass is running: no second one now, but what it already tried
          * is tried again as soon as it ends, whatever the backoff */
         res->messages = qc->nmsg;
@@ -897,7 +1004,7 @@ int qmgr_kick(const char *customer, int etrn, struct qmgr_kick_result *res,
     int started = pass_open(d) == 0;
     log_info("%s: %s: %u messages to %s:%d", customer, etrn ? "ETRN" : "kick",
              res->messages, host, port);
-    if (started && d->nconn == 0)
+    if (started && !dl_busy(d))
         pass_end(d);
     return 0;
 }
@@ -917,6 +1024,8 @@ static void dl_free(struct qcust *qc)
             cn->job->d = NULL;
         smtp_client_abort(cn->c, "customer removed");
     }
+    resolve_cancel(d->dns);
+    free(d->addrs);
     event_free(d->retry_ev);
     free(d);
     qc->dl = NULL;
@@ -929,8 +1038,10 @@ void deliver_cust_gone(struct qcust *qc)
 
 void deliver_reconfigured(void)
 {
+    const struct config *cfg = qmgr_config();
     size_t pos = 0;
     struct qcust *qc;
+    resolve_configure(qmgr_base(), cfg->resolver, cfg->resolver_timeout, cfg->resolver_tries);
     while ((qc = qmgr_cust_next(&pos))) {
         qc->cursor = TAILQ_FIRST(&qc->rcpts);
         if (qc->dl && qc->dl->mode != DL_IDLE && !dl_online(qc) && qc->dl->mode == DL_ONLINE) {
@@ -967,6 +1078,7 @@ void deliver_shutdown(void)
         dl_free(qc);
     if (DL.tick)
         event_free(DL.tick);
+    resolve_shutdown();
     tls_ctx_free(DL.tls);
     memset(&DL, 0, sizeof DL);
 }

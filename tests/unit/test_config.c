@@ -459,8 +459,22 @@ static const struct bad_case {
      ":2: bad value 'x' for keep_days"},
     {"deliver word", "customer \"a\" { domains = {\"a.example\"}\n deliver = \"smtp\" }\n",
      ":2: bad deliver 'smtp'"},
-    {"deliver host name", "customer \"a\" { domains = {\"a.example\"}\n deliver = \"mx.a.example:25\" }\n",
-     ":2: bad deliver 'mx.a.example:25': the host must be a numeric address"},
+    {"deliver bad name", "customer \"a\" { domains = {\"a.example\"}\n deliver = \"mx..a.example:25\" }\n",
+     ":2: bad deliver 'mx..a.example:25': bad host name: empty label"},
+    {"deliver bad v4", "customer \"a\" { domains = {\"a.example\"}\n deliver = \"192.0.2.300:25\" }\n",
+     ":2: bad deliver '192.0.2.300:25': bad host name: not a numeric address"},
+    {"deliver name in brackets", "customer \"a\" { domains = {\"a.example\"}\n deliver = \"[mx.a.example]:25\" }\n",
+     ":2: bad deliver '[mx.a.example]:25': not a numeric IPv6 address"},
+    {"resolver name", "\nresolver = \"ns.example\"\n", ":2: bad resolver 'ns.example'"},
+    {"resolver empty item", "resolver = \"127.0.0.1,,127.0.0.2\"\n",
+     ":1: bad resolver '127.0.0.1,,127.0.0.2'"},
+    {"resolver trailing comma", "resolver = \"127.0.0.1:53,\"\n", ":1: bad resolver '127.0.0.1:53,'"},
+    {"resolver bare v6", "resolver = \"::1\"\n", ":1: bad resolver '::1'"},
+    {"resolver port", "resolver = \"127.0.0.1:0\"\n", ":1: bad resolver '127.0.0.1:0'"},
+    {"resolver_tries zero", "resolver_tries = 0\n", ":1: bad value '0' for resolver_tries"},
+    {"resolver_tries big", "resolver_tries = 11\n", ":1: bad value '11' for resolver_tries"},
+    {"resolver_timeout zero", "resolver_timeout = 0\n", ":1: resolver_timeout must be at least 1s"},
+    {"resolver_timeout big", "resolver_timeout = 6m\n", ":1: resolver_timeout must be at most 300s"},
     {"deliver no port", "customer \"a\" { domains = {\"a.example\"}\n deliver = \"mx.a.example\" }\n",
      ":2: bad deliver 'mx.a.example'"},
     {"deliver bad host", "customer \"a\" { domains = {\"a.example\"}\n deliver = \"m x:25\" }\n",
@@ -548,6 +562,80 @@ static void test_missing_file(void **state)
     assert_null(config_load(path, err, sizeof err));
     assert_int_equal(strncmp(err, path, strlen(path)), 0);
     assert_non_null(strstr(err, ": cannot open: "));
+}
+
+/* deliver = "HOST:PORT": numeric addresses and host names (syntax only),
+ * through the customer map's path (config_customer_set, the same checks). */
+static void test_deliver_hosts(void **state)
+{
+    static const struct { const char *value, *host; int port; } good[] = {
+        {"192.0.2.7:25", "192.0.2.7", 25},
+        {"[2001:db8::25]:2525", "2001:db8::25", 2525},
+        {"mx.acme.example:25", "mx.acme.example", 25},
+        {"MX-1.Acme.Example:587", "mx-1.acme.example", 587},   /* lower-cased */
+        {"mailhost:25", "mailhost", 25},
+        {"1mx.9.example:25", "1mx.9.example", 25},
+    };
+    static const struct { const char *value, *why; } bad[] = {
+        {"mx.acme.example", "bad deliver 'mx.acme.example' (want"},
+        {"mx.acme.example:0", "bad deliver 'mx.acme.example:0' (want"},
+        {"mx.acme.example:65536", "bad deliver 'mx.acme.example:65536' (want"},
+        {"mx.acme.example.:25", "bad deliver 'mx.acme.example.:25': bad host name: empty label"},
+        {"-mx.acme.example:25", "label starts or ends with '-'"},
+        {"mx_1.acme.example:25", "bad character"},
+        {"m x:25", "bad character"},
+        {"10.0.0.256:25", "not a numeric address"},
+        {"mx.example.123:25", "not a numeric address"},
+        {"[mx.acme.example]:25", "not a numeric IPv6 address"},
+        {"2001:db8::25:25", "bad deliver '2001:db8::25:25' (want"},
+    };
+    char why[1024], longname[300];
+    struct customer cu;
+    memset(&cu, 0, sizeof cu);
+    config_customer_defaults(&cu);
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        if (config_customer_set(&cu, "deliver", good[i].value, why, sizeof why) < 0)
+            fail_msg("%s: %s", good[i].value, why);
+        assert_int_equal(cu.deliver, DELIVER_HOST);
+        assert_string_equal(cu.deliver_host, good[i].host);
+        assert_int_equal(cu.deliver_port, good[i].port);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        why[0] = 0;
+        assert_int_equal(config_customer_set(&cu, "deliver", bad[i].value, why, sizeof why), -1);
+        if (!strstr(why, bad[i].why))
+            fail_msg("%s: got \"%s\", want \"%s\"", bad[i].value, why, bad[i].why);
+    }
+    /* labels of 63 characters, 253 in all: the limits */
+    memset(longname, 'a', sizeof longname);
+    for (int i = 63; i < 253; i += 64)
+        longname[i] = '.';
+    strcpy(longname + 253, ":25");
+    assert_int_equal(config_customer_set(&cu, "deliver", longname, why, sizeof why), 0);
+    strcpy(longname + 253, "a:25");
+    assert_int_equal(config_customer_set(&cu, "deliver", longname, why, sizeof why), -1);
+    if (!strstr(why, "longer than 253 characters"))
+        fail_msg("254 characters: %s", why);
+    memset(longname, 'a', 64);
+    strcpy(longname + 64, ".example:25");
+    assert_int_equal(config_customer_set(&cu, "deliver", longname, why, sizeof why), -1);
+    assert_non_null(strstr(why, "label longer than 63 characters"));
+    config_customer_free(&cu);
+}
+
+static void test_resolver_options(void **state)
+{
+    struct config *c = load_ok("");
+    assert_null(c->resolver);
+    assert_int_equal(c->resolver_timeout, 5);
+    assert_int_equal(c->resolver_tries, 2);
+    config_free(c);
+    c = load_ok("resolver = \"127.0.0.1:5353,192.0.2.53,[::1]:53,[2001:db8::53]\"\n"
+                "resolver_timeout = 2s\nresolver_tries = 3\n");
+    assert_string_equal(c->resolver, "127.0.0.1:5353,192.0.2.53,[::1]:53,[2001:db8::53]");
+    assert_int_equal(c->resolver_timeout, 2);
+    assert_int_equal(c->resolver_tries, 3);
+    config_free(c);
 }
 
 static void test_check_helpers(void **state)
@@ -653,6 +741,8 @@ int main(void)
         cmocka_unit_test(test_shipped_files),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_deliver_hosts),
+        cmocka_unit_test(test_resolver_options),
         cmocka_unit_test(test_check_helpers),
         cmocka_unit_test(test_registry_lookups),
         cmocka_unit_test(test_registry_conflicts),
