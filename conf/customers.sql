@@ -69,7 +69,7 @@ COMMIT;
 -- INSERT INTO domains (domain, customer) VALUES ('acme.example', 'acme');
 -- INSERT INTO domains (domain, customer) VALUES ('acme.co.uk', 'acme');
 -- INSERT INTO recipients (customer, local_part) VALUES ('acme', 'bob');
--- INSERT INTO customers (name, deliver) VALUES ('beta', '192.0.2.25:25');  -- numeric host
+-- INSERT INTO customers (name, deliver) VALUES ('beta', '192.0.2.25:25');  -- or a host name: 'mx.beta.example:25'
 -- INSERT INTO domains (domain, customer) VALUES ('beta.example', 'beta');
 -- COMMIT;
 -- Removing a customer with its domains and recipients:
