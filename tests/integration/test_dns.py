@@ -148,7 +148,7 @@ def test_dns_server_that_never_answers_fails_within_the_timeout(make_daemon, mta
     reason = st[ACME][1]
     assert reason.startswith("DNS lookup of mx.test.example failed: "), reason
     assert re.search(r"time", reason, re.I), reason
-    assert 0.8 <= took <= 4, took           # one try of 1 s
+    assert 0.8 <= took <= 5, took           # one try of 1 s (and slack for a loaded machine)
     assert (NAME, QTYPE_A) in silent.queries
     assert qid in [m["queue_id"] for m in d.kickq_json("list")]
     assert mta.messages == []
