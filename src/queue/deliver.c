@@ -643,7 +643,8 @@ void qmgr_link_changed(const struct link *l, int was_up, void *arg)
         return;
     struct qdeliv *d = qc->dl;
     if (l->up) {
-        if (d && was_up && strcmp(d->host, l->address) && d->nconn) {
+        if (d && was_up && d->nconn && qc->cfg && qc->cfg->deliver == DELIVER_LINK &&
+            strcmp(d->host, l->address)) {      /* a fixed host stays the target */
             d->last_error[0] = 0;
             dl_abort(d, "link address changed");
         }

@@ -365,6 +365,48 @@ def test_fixed_host_online_detect_waits_for_a_kick(make_daemon, mta):
     assert mta.messages[0].header("Subject") == "dial-up fixed host"
 
 
+def test_link_refresh_does_not_abort_a_fixed_host_delivery(make_daemon, mta):
+    """A customer with a fixed deliver host and online = "detect": its link
+    coming up again with another address (a refresh) says nothing about
+    where the mail goes, so the delivery in progress goes on."""
+    customers = customer_conf("acme", ["acme.example"], deliver="%s:%d" % (MTA_HOST, mta.port))
+    d = make_daemon(customers=customers).start()
+    ids = [send(d, ACME, simple("fixed %d" % i)) for i in range(10)]
+    mta.gate_at = 3
+    link_up(d, "acme", "127.0.0.99")
+    wait_for(lambda: mta.blocked >= 1, timeout=10, what="a DATA held at the gate")
+    opened = mta.connections
+    link_up(d, "acme", "127.0.0.98")            # up again, another address
+    time.sleep(0.3)
+    mta.gate_open.set()
+    mta.wait_messages(10)
+    for qid in ids:
+        wait_gone(d, qid)
+    assert "link address changed" not in d.log_since_start()
+    assert mta.connections == opened            # the same connection went on
+
+
+def test_link_up_at_a_new_address_moves_a_link_delivery_there(make_daemon, make_mta):
+    """deliver = "link": the link coming up again at another address (the
+    customer redialled and got a new one) ends the connections to the old
+    address and sends the rest to the new one."""
+    old = make_mta()
+    new = make_mta(port=old.port, host="127.0.0.24")
+    d = make_daemon(customers=conf(old.port)).start()
+    ids = [send(d, ACME, simple("moving %d" % i)) for i in range(10)]
+    old.gate_at = 3
+    link_up(d, "acme", MTA_HOST)
+    wait_for(lambda: old.blocked >= 1, timeout=10, what="a DATA held at the gate")
+    link_up(d, "acme", "127.0.0.24")
+    d.wait_log("link address changed")
+    old.gate_open.set()
+    for qid in ids:
+        wait_gone(d, qid)
+    got = sorted(m.header("Subject") for m in old.messages + new.messages)
+    assert len(new.messages) >= 7, (len(old.messages), len(new.messages))
+    assert len(set(got)) == 10          # each once: none lost, none twice
+
+
 # ---- 11: kill -9 during a 1,000-message flush ----
 
 def test_kill9_during_a_1000_message_flush_loses_nothing(make_daemon, mta):
