@@ -130,7 +130,7 @@ int qmgr_release(const char *target, qmgr_cb *cb, void *arg, char *err, size_t e
 int qmgr_delete(size_t nids, const uint64_t *ids, qmgr_cb *cb, void *arg,
                 char *err, size_t errlen);
 
-/* ---- delivery (deliver.c) ---- */
+/* ---- delivery (deliver.c; qmgr_bounce in bounce.c) ---- */
 
 /* Result of a kick (kickq kick, ETRN). */
 struct qmgr_kick_result {

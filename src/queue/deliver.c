@@ -2,8 +2,8 @@
  * deliver — pushing customers' held mail: per customer a delivery state
  * (idle, one kicked pass, or online with retries), up to `connections` SMTP
  * client connections that take messages from the customer's recipient list
- * through a cursor, per-recipient results, retry backoff, expiry and delay
- * warnings, and bounces (DSNs queued like any mail).
+ * through a cursor, per-recipient results, and retry backoff.  Bounces, delay
+ * warnings and expiry are in bounce.c.
  *
  * Cost: everything done for one customer walks only that customer's list.
  * A pass visits each waiting recipient once (r->pass); new mail arriving
@@ -14,26 +14,25 @@
  * Trusts the qmgr index; the remote servers' replies come through
  * smtp_client (bounded there).  Guarantees: a recipient is final only after
  * a 2xx to the final dot (delivered) or a 5xx with its DSN queued durably
- * (bounced), and that result is made durable by qmgr_msg_record().
+ * by bounce.c (bounced), and that result is made durable by
+ * qmgr_msg_record().
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
 
 #include "config.h"
-#include "dsn.h"
+#include "deliver_int.h"
 #include "links.h"
 #include "log.h"
 #include "qmgr.h"
 #include "qmgr_int.h"
-#include "registry.h"
 #include "resolve.h"
 #include "smtp_client.h"
 #include "stats.h"
@@ -88,20 +87,15 @@ struct job {
 
 static struct {
     struct tls_ctx *tls;
-    struct event *tick;
-    size_t tick_pos;            /* the expiry tick's place in the customer map */
     int timeout_ms;                 /* KICKMAIL_TEST_TIMEOUT_MS */
     int stopping;                   /* shutting down: no new connections */
-    unsigned busy;                  /* jobs and bounces in progress */
+    unsigned busy;                  /* jobs in progress */
 } DL;
 
 static void pass_start(struct qdeliv *d);
 static void dl_resolved(const char *name, const struct resolve_result *res,
                         const char *err, void *arg);
 static void conns_fill(struct qdeliv *d);
-static void bounce_rcpts(struct qmsg *m, size_t n, struct qrcpt **r, const char *status,
-                         const char *const *diag, const char *remote,
-                         struct evbuffer *body, int delayed, qmgr_cb *cb, void *arg);
 
 static struct qdeliv *dl_get(struct qcust *qc)
 {
@@ -239,8 +233,8 @@ static void job_free(struct job *j)
     free(j);
 }
 
-static void log_result(const struct qmsg *m, const struct qrcpt *r, const char *relay,
-                       const char *status, const char *text)
+void deliver_log_result(const struct qmsg *m, const struct qrcpt *r, const char *relay,
+                        const char *status, const char *text)
 {
     log_info("%s: to=<%s>, relay=%s, delay=%lld, status=%s (%s)", m->idstr, r->addr,
              relay, (long long)(time(NULL) - m->arrival), status, text ? text : "");
@@ -258,7 +252,7 @@ static void job_results(struct job *j, const char *relay)
         struct qrcpt *r = j->r[i];
         const char *text = res->text ? res->text : "no result";
         if (res->code >= 200 && res->code < 300) {
-            log_result(m, r, relay, "sent", text);
+            deliver_log_result(m, r, relay, "sent", text);
             qmgr_rcpt_final(r, QR_DELIVERED);
             stats_add(ST_DELIVERED, 1);
             nfinal++;
@@ -266,7 +260,7 @@ static void job_results(struct job *j, const char *relay)
             br[nb] = r;
             bdiag[nb++] = text;
         } else {
-            log_result(m, r, relay, "deferred", text);
+            deliver_log_result(m, r, relay, "deferred", text);
             qmgr_rcpt_defer(r, text);
             stats_add(ST_DEFERRED, 1);
             if (j->d)
@@ -569,7 +563,7 @@ static void pass_end(struct qdeliv *d)
         while ((r = cursor_peek(d))) {
             r->pass = d->pass;
             qmgr_rcpt_defer(r, d->last_error);
-            log_result(r->msg, r, relay, "deferred", d->last_error);
+            deliver_log_result(r->msg, r, relay, "deferred", d->last_error);
             stats_add(ST_DEFERRED, 1);
             d->deferred = 1;
         }
@@ -682,281 +676,6 @@ void deliver_new_mail(struct qmsg *m)
     }
 }
 
-/* ---- bounces and delay warnings ---- */
-
-struct bounce {
-    struct qmsg *m;
-    size_t n;
-    struct qrcpt **r;
-    char **diag;
-    char *status;                   /* NULL: derived from each diag */
-    char *remote;
-    struct evbuffer *body;
-    int delayed;
-    qmgr_cb *cb;
-    void *arg;
-};
-
-static void bounce_free(struct bounce *b)
-{
-    DL.busy--;
-    for (size_t i = 0; i < b->n; i++)
-        free(b->diag[i]);
-    free(b->diag);
-    free(b->r);
-    free(b->status);
-    free(b->remote);
-    if (b->body)
-        evbuffer_free(b->body);
-    free(b);
-}
-
-/* "550 5.1.1 no such user" -> "5.1.1"; else "5.0.0" (or 4.0.0 for delayed). */
-static void status_of(const char *diag, int delayed, char *out, size_t len)
-{
-    int a, b, c, n = 0;
-    if (diag && sscanf(diag, "%*3d %d.%d.%d%n", &a, &b, &c, &n) == 3 && n > 0 &&
-        (a == 4 || a == 5) && b >= 0 && b < 1000 && c >= 0 && c < 1000) {
-        snprintf(out, len, "%d.%d.%d", a, b, c);
-        return;
-    }
-    snprintf(out, len, delayed ? "4.0.0" : "5.0.0");
-}
-
-static void bounce_queued(int err, void *arg)
-{
-    struct bounce *b = arg;
-    struct qmsg *m = b->m;
-    if (err) {
-        log_err("%s: cannot queue the delivery status notification: %s", m->idstr,
-                strerror(err));
-    } else if (b->delayed) {
-        m->warned = 1;
-        log_info("%s: sender delay notification queued", m->idstr);
-    } else {
-        for (size_t i = 0; i < b->n; i++) {
-            log_result(m, b->r[i], b->remote ? b->remote : "none", "bounced", b->diag[i]);
-            qmgr_rcpt_final(b->r[i], QR_BOUNCED);
-            stats_add(ST_BOUNCED, 1);
-        }
-    }
-    m->active--;
-    if (!err)
-        qmgr_msg_record(m, b->cb, b->arg);
-    else if (b->cb)
-        b->cb(err, b->arg);
-    bounce_free(b);
-}
-
-/* The DSN's recipient: the sender, or postmaster for a failed DSN; NULL when
- * none is due (delay notice of a DSN, or a DSN to postmaster that failed). */
-static const char *bounce_to(const struct bounce *b)
-{
-    const char *pm = qmgr_config()->postmaster;
-    if (b->m->sender[0])
-        return b->m->sender;
-    if (b->delayed)
-        return NULL;
-    for (size_t i = 0; i < b->n; i++)
-        if (!strcasecmp(b->r[i]->addr, pm))
-            return NULL;
-    return pm;
-}
-
-static void bounce_compose(struct bounce *b)
-{
-    const struct config *cfg = qmgr_config();
-    struct qmsg *m = b->m;
-    const char *to = bounce_to(b);
-    if (!to) {
-        log_info("%s: no notification due (null sender)", m->idstr);
-        m->active++;                    /* bounce_queued takes it back */
-        bounce_queued(0, b);
-        return;
-    }
-    char from[300], st[16];
-    snprintf(from, sizeof from, "MAILER-DAEMON@%s", cfg->hostname);
-    struct dsn_rcpt *dr = xcalloc(b->n, sizeof *dr);
-    char (*stbuf)[16] = xcalloc(b->n, sizeof *stbuf);
-    for (size_t i = 0; i < b->n; i++) {
-        status_of(b->diag[i], b->delayed, st, sizeof st);
-        snprintf(stbuf[i], sizeof stbuf[i], "%s", b->status ? b->status : st);
-        dr[i] = (struct dsn_rcpt){ b->r[i]->addr, stbuf[i], b->diag[i], b->remote };
-    }
-    struct dsn_info info = {
-        .reporting_mta = cfg->hostname, .from = from, .to = to, .queue_id = m->idstr,
-        .arrival = m->arrival, .now = time(NULL),
-        .action = b->delayed ? DSN_DELAYED : DSN_FAILED,
-        .full = cfg->dsn_return == DSN_RETURN_FULL, .nrcpt = b->n, .rcpts = dr,
-    };
-    struct evbuffer *out = evbuffer_new();
-    dsn_compose(out, &info, b->body);
-    free(dr);
-    free(stbuf);
-    const char *at = strrchr(to, '@');
-    const struct customer *c = at ? registry_by_domain(qmgr_registry(), at + 1) : NULL;
-    struct spool_rcpt rc = { to, c ? 0 : SPOOL_RCPT_OUTBOUND };
-    struct spool_env env = {
-        .id = qmgr_new_id(), .arrival = time(NULL), .sender = "", .nrcpt = 1, .rcpts = &rc,
-    };
-    m->active++;                        /* until the DSN is durable */
-    qmgr_submit(&env, out, bounce_queued, b);
-    evbuffer_free(out);
-}
-
-static void bounce_body_read(int err, void *arg)
-{
-    struct bounce *b = arg;
-    b->m->active--;
-    if (err) {
-        log_err("%s: cannot read message for its DSN: %s", b->m->idstr, strerror(err));
-        evbuffer_drain(b->body, evbuffer_get_length(b->body));
-    }
-    bounce_compose(b);
-}
-
-static void bounce_rcpts(struct qmsg *m, size_t n, struct qrcpt **r, const char *status,
-                         const char *const *diag, const char *remote,
-                         struct evbuffer *body, int delayed, qmgr_cb *cb, void *arg)
-{
-    struct bounce *b = xcalloc(1, sizeof *b);
-    DL.busy++;
-    b->m = m;
-    b->n = n;
-    b->r = xcalloc(n, sizeof *b->r);
-    b->diag = xcalloc(n, sizeof *b->diag);
-    for (size_t i = 0; i < n; i++) {
-        b->r[i] = r[i];
-        b->diag[i] = xstrdup(diag[i] ? diag[i] : "");
-    }
-    b->status = status ? xstrdup(status) : NULL;
-    b->remote = remote ? xstrdup(remote) : NULL;
-    b->delayed = delayed;
-    b->cb = cb;
-    b->arg = arg;
-    if (n == 0) {                       /* nothing pending: nothing to return */
-        if (body)
-            evbuffer_free(body);
-        m->active++;
-        bounce_queued(0, b);
-        return;
-    }
-    if (body) {
-        b->body = body;
-        bounce_compose(b);
-        return;
-    }
-    b->body = evbuffer_new();
-    m->active++;
-    qmgr_read_body(m, b->body, bounce_body_read, b);
-}
-
-int qmgr_bounce(uint64_t id, qmgr_cb *cb, void *arg, char *err, size_t errlen)
-{
-    struct qmsg *m = qmgr_msg_by_id(id);
-    if (!m) {
-        char s[QUEUE_ID_LEN + 1];
-        qmgr_id_str(id, s);
-        snprintf(err, errlen, "%s: no such message", s);
-        return -1;
-    }
-    if (m->active) {
-        snprintf(err, errlen, "%s: being delivered now, try again", m->idstr);
-        return -1;
-    }
-    struct qrcpt **r = xcalloc(m->nrcpt, sizeof *r);
-    const char **diag = xcalloc(m->nrcpt, sizeof *diag);
-    size_t n = 0;
-    for (unsigned i = 0; i < m->nrcpt; i++)
-        if (m->rcpts[i].status == QR_QUEUED || m->rcpts[i].status == QR_DEFERRED) {
-            r[n] = &m->rcpts[i];
-            diag[n++] = "message returned by the mail system administrator";
-        }
-    log_info("%s: bounced by the operator", m->idstr);
-    bounce_rcpts(m, n, r, "5.0.0", diag, NULL, NULL, 0, cb, arg);
-    free(r);
-    free(diag);
-    return 0;
-}
-
-/* Collects the pending, unheld recipients of m on qc (not in flight). */
-static size_t msg_rcpts_of(struct qmsg *m, struct qcust *qc, struct qrcpt **out)
-{
-    size_t n = 0;
-    for (unsigned i = 0; i < m->nrcpt; i++) {
-        struct qrcpt *r = &m->rcpts[i];
-        if (r->cust == qc && r->link.tqe_prev && !qmgr_rcpt_held(r))
-            out[n++] = r;
-    }
-    return n;
-}
-
-/* Expiry and delay warnings for one customer: walks from the oldest mail. */
-static void expire_customer(struct qcust *qc, int64_t now)
-{
-    const struct customer *c = qc->cfg;
-    struct qrcpt *r, *next;
-    long limit = c->warn_time > 0 && c->warn_time < c->hold_time ? c->warn_time : c->hold_time;
-    for (r = TAILQ_FIRST(&qc->rcpts); r; r = next) {
-        next = TAILQ_NEXT(r, link);
-        struct qmsg *m = r->msg;
-        if (m->arrival + limit > now)
-            break;
-        if (m->active || qmgr_rcpt_held(r))
-            continue;
-        struct qrcpt **rs = xcalloc(m->nrcpt, sizeof *rs);
-        size_t n = msg_rcpts_of(m, qc, rs);
-        const char **diag = xcalloc(n ? n : 1, sizeof *diag);
-        int expired = m->arrival + c->hold_time <= now;
-        char **text = xcalloc(n ? n : 1, sizeof *text);
-        for (size_t i = 0; i < n; i++) {
-            const char *last = rs[i]->reason ? rs[i]->reason : "never reachable";
-            size_t tl = strlen(last) + 80;
-            text[i] = xmalloc(tl);
-            snprintf(text[i], tl, expired ? "delivery time expired (last attempt: %s)"
-                                          : "not yet delivered (last attempt: %s)", last);
-            diag[i] = text[i];
-        }
-        /* skip the rest of this message's recipients on the list */
-        while (next && next->msg == m)
-            next = TAILQ_NEXT(next, link);
-        if (expired)
-            bounce_rcpts(m, n, rs, "4.4.7", diag, NULL, NULL, 0, NULL, NULL);
-        else if (c->warn_time > 0 && !m->warned && m->sender[0])
-            bounce_rcpts(m, n, rs, "4.4.7", diag, NULL, NULL, 1, NULL, NULL);
-        for (size_t i = 0; i < n; i++)
-            free(text[i]);
-        free(text);
-        free(rs);
-        free(diag);
-    }
-}
-
-/* Expiry and delay warnings, a slice of the customers at a time: every
- * EXPIRY_TICK_MS the next EXPIRY_SLICE customers (in map order, wrapping
- * around), so that a tick never holds the loop for long.  A visit costs
- * ~0.1-0.2 us (14 ms for all of 100,000 customers in one go, measured), so
- * each customer is looked at every ncustomers / 10,000 s, at least once a
- * second up to 10,000 customers. */
-#define EXPIRY_TICK_MS  100
-#define EXPIRY_SLICE    1000
-
-static void tick(evutil_socket_t fd, short what, void *arg)
-{
-    struct qcust *qc;
-    int64_t now = time(NULL);
-    if (DL.stopping)
-        return;
-    for (int n = 0; n < EXPIRY_SLICE; n++) {
-        if (!(qc = qmgr_cust_next(&DL.tick_pos))) {
-            DL.tick_pos = 0;        /* the next tick starts the next round */
-            break;
-        }
-        if (qc->cfg && !qc->held && TAILQ_FIRST(&qc->rcpts))
-            expire_customer(qc, now);
-    }
-}
-
 /* ---- kicks ---- */
 
 int qmgr_kick(const char *customer, int etrn, struct qmgr_kick_result *res,
@@ -1064,9 +783,7 @@ int deliver_init(char *err, size_t errlen)
     DL.tls = tls_client_ctx(err, errlen);
     if (!DL.tls)
         return -1;
-    DL.tick = event_new(qmgr_base(), -1, EV_PERSIST, tick, NULL);
-    struct timeval tv = { 0, EXPIRY_TICK_MS * 1000 };
-    event_add(DL.tick, &tv);
+    bounce_init();
     deliver_reconfigured();
     return 0;
 }
@@ -1077,8 +794,7 @@ void deliver_shutdown(void)
     struct qcust *qc;
     while ((qc = qmgr_cust_next(&pos)))
         dl_free(qc);
-    if (DL.tick)
-        event_free(DL.tick);
+    bounce_shutdown();
     resolve_shutdown();
     tls_ctx_free(DL.tls);
     memset(&DL, 0, sizeof DL);
@@ -1096,7 +812,12 @@ void qmgr_stop_delivery(void)
         }
 }
 
+int deliver_stopping(void)
+{
+    return DL.stopping;
+}
+
 int qmgr_delivery_busy(void)
 {
-    return DL.busy > 0;
+    return DL.busy > 0 || bounce_busy();
 }

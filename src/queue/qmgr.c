@@ -4,10 +4,10 @@
  * spool at start (with the customer and domain holds of state/holds), new
  * mail, and re-filing mail after a reload.  The operator's actions on the
  * index (hold, release, delete) and the records that make delivery results
- * durable are in qmgr_ops.c; delivery itself is in deliver.c.  It trusts the
- * spool's records (checked there) and the registry.  It guarantees that the
- * index only ever shows what is durable: a message is indexed after its
- * record is synced.
+ * durable are in qmgr_ops.c; delivery itself is in deliver.c, bounces and
+ * expiry in bounce.c.  It trusts the spool's records (checked there) and the
+ * registry.  It guarantees that the index only ever shows what is durable: a
+ * message is indexed after its record is synced.
  *
  * Messages live in one array sorted by queue ID (IDs grow with time, so this
  * is arrival order); deleted slots are NULL until the array is compacted.
@@ -657,7 +657,7 @@ void qmgr_read_body(const struct qmsg *m, struct evbuffer *out, qmgr_cb *cb, voi
     spool_read_body(Q.spool, &m->loc, out, cb, arg);
 }
 
-/* ---- for deliver.c ---- */
+/* ---- for deliver.c and bounce.c ---- */
 
 const struct config *qmgr_config(void) { return Q.cfg; }
 const struct registry *qmgr_registry(void) { return Q.reg; }

@@ -1,6 +1,7 @@
 /*
  * Internal interface between the queue index (qmgr.c, with its operator
- * actions in qmgr_ops.c) and delivery (deliver.c).  Not for other modules.
+ * actions in qmgr_ops.c) and delivery (deliver.c, with its bounces and
+ * expiry in bounce.c).  Not for other modules.
  * What qmgr.c and qmgr_ops.c share only between themselves is in
  * qmgr_priv.h.
  */

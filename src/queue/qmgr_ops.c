@@ -3,13 +3,13 @@
  * hold and release (of one message: a STATE record; of a customer or a
  * domain: the state/holds file), delete (DONE records), and the STATE or
  * DONE record that makes delivery results durable (qmgr_msg_record, for
- * deliver.c).  Targets from the control socket are checked here; the index
- * and the spool are trusted.  It guarantees that an operator request's
- * callback runs once, after its last record is synced, with the first error
- * seen; a message's hold or release and a delete reach the index only after
- * their record is synced; a customer or domain hold is set in memory first
- * (state/holds is written from there) and undone if the file cannot be
- * written.
+ * deliver.c and bounce.c).  Targets from the control socket are checked
+ * here; the index and the spool are trusted.  It guarantees that an
+ * operator request's callback runs once, after its last record is synced,
+ * with the first error seen; a message's hold or release and a delete reach
+ * the index only after their record is synced; a customer or domain hold is
+ * set in memory first (state/holds is written from there) and undone if the
+ * file cannot be written.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -291,7 +291,7 @@ int qmgr_delete(size_t nids, const uint64_t *ids, qmgr_cb *cb, void *arg,
     return 0;
 }
 
-/* ---- for deliver.c: recording delivery results ---- */
+/* ---- for deliver.c and bounce.c: recording delivery results ---- */
 
 struct record_ctx {
     uint64_t id;

@@ -1,8 +1,9 @@
 /*
  * Private to the queue manager's own two files: the index (qmgr.c) and the
  * operator's durable actions on it (qmgr_ops.c).  Only those two include
- * it: delivery (deliver.c) uses qmgr_int.h, other modules qmgr.h.  It holds
- * the state both files work on and the few index helpers qmgr_ops.c calls.
+ * it: delivery (deliver.c, bounce.c) uses qmgr_int.h, other modules qmgr.h.
+ * It holds the state both files work on and the few index helpers
+ * qmgr_ops.c calls.
  */
 #ifndef KM_QMGR_PRIV_H
 #define KM_QMGR_PRIV_H
