@@ -237,6 +237,8 @@ int qmgr_bounce(uint64_t id, qmgr_cb *cb, void *arg, char *err, size_t errlen)
     return 0;
 }
 
+/* ---- expiry ---- */
+
 /* Collects the pending, unheld recipients of m on qc (not in flight). */
 static size_t msg_rcpts_of(struct qmsg *m, struct qcust *qc, struct qrcpt **out)
 {
