@@ -72,6 +72,7 @@ struct conn {
     struct qdeliv *d;
     struct smtp_client *c;
     struct job *job;                /* message being read or sent */
+    struct job *next;               /* the one after it, its body read ahead */
 };
 
 struct job {
@@ -82,6 +83,7 @@ struct job {
     struct qrcpt **r;
     const char **addrs;
     struct evbuffer *body;
+    int read;                       /* the body is in: ready to send */
     struct smtp_client_msg cm;
 };
 
@@ -284,6 +286,29 @@ static void job_results(struct job *j, const char *relay)
 
 static void conn_next(struct conn *cn);
 
+/* A job taken but not sent (read ahead, then the connection went away or
+ * its mail was held): its recipients stay queued, untried in this pass. */
+static void job_drop(struct job *j)
+{
+    if (!j->read) {
+        j->conn = NULL;                 /* job_body_read frees it */
+        return;
+    }
+    j->m->active--;
+    job_free(j);
+}
+
+/* A job read ahead may still be sent: nothing held, deleted or re-filed
+ * its recipients meanwhile. */
+static int job_sendable(const struct job *j)
+{
+    for (size_t i = 0; i < j->n; i++)
+        if (!j->r[i]->link.tqe_prev || qmgr_rcpt_held(j->r[i]) ||
+            (j->d && j->r[i]->cust != j->d->qc))
+            return 0;
+    return 1;
+}
+
 static void job_body_read(int err, void *arg)
 {
     struct job *j = arg;
@@ -293,10 +318,13 @@ static void job_body_read(int err, void *arg)
         for (size_t i = 0; i < j->n; i++)
             qmgr_rcpt_defer(j->r[i], "cannot read message from the spool");
         j->m->active--;
-        if (cn)
+        int current = cn && cn->job == j;
+        if (cn && current)
             cn->job = NULL;
+        else if (cn)
+            cn->next = NULL;
         job_free(j);
-        if (cn)
+        if (current)
             conn_next(cn);
         return;
     }
@@ -312,20 +340,48 @@ static void job_body_read(int err, void *arg)
             j->cm.eightbit = 1;
             break;
         }
-    smtp_client_send(cn->c, &j->cm);
+    j->read = 1;
+    if (cn->job == j)
+        smtp_client_send(cn->c, &j->cm);    /* last: it may close cn */
+}
+
+/* Takes the connection's next job and starts reading its body now, so that
+ * it is in memory when the current message is done: the spool read (a
+ * round trip to the aux thread) is off each message's path. */
+static void conn_read_ahead(struct conn *cn)
+{
+    struct job *n = cn->d && !cn->next ? job_take(cn->d) : NULL;
+    if (!n)
+        return;
+    cn->next = n;
+    n->conn = cn;
+    qmgr_read_body(n->m, n->body, job_body_read, n);
 }
 
 static void conn_next(struct conn *cn)
 {
     struct qdeliv *d = cn->d;
-    struct job *j = d ? job_take(d) : NULL;
+    struct job *j = cn->next;
+    int ahead = j != NULL;
+    cn->next = NULL;
+    if (j && !job_sendable(j)) {
+        job_drop(j);
+        j = NULL;
+        ahead = 0;
+    }
+    if (!j)
+        j = d ? job_take(d) : NULL;
     if (!j) {
         smtp_client_quit(cn->c);
         return;
     }
     cn->job = j;
     j->conn = cn;
-    qmgr_read_body(j->m, j->body, job_body_read, j);
+    if (!ahead)
+        qmgr_read_body(j->m, j->body, job_body_read, j);
+    conn_read_ahead(cn);
+    if (j->read)
+        smtp_client_send(cn->c, &j->cm);    /* last: it may close cn */
 }
 
 static void on_ready(struct smtp_client *c, void *arg)
@@ -352,6 +408,10 @@ static void on_closed(struct smtp_client *c, int code, const char *reason, void 
     if (cn->job) {
         cn->job->conn = NULL;           /* body read still running */
         cn->job = NULL;
+    }
+    if (cn->next) {
+        job_drop(cn->next);
+        cn->next = NULL;
     }
     LIST_REMOVE(cn, entry);
     free(cn);
@@ -742,6 +802,8 @@ static void dl_free(struct qcust *qc)
         cn->d = NULL;
         if (cn->job)
             cn->job->d = NULL;
+        if (cn->next)
+            cn->next->d = NULL;
         smtp_client_abort(cn->c, "customer removed");
     }
     resolve_cancel(d->dns);

@@ -805,6 +805,27 @@ def test_held_customer_is_not_delivered_until_released(make_daemon, mta):
     wait_gone(d, qid)
 
 
+def test_message_held_after_its_body_was_read_ahead_is_not_sent(make_daemon, mta):
+    """Each connection reads the next message's body while the current one
+    is being sent.  A message held meanwhile must not go out: the read-ahead
+    is dropped and the message after it is sent instead."""
+    d = make_daemon(customers=conf(mta.port, acme=dict(connections=1))).start()
+    ids = [send(d, ACME, simple("ahead %d" % i)) for i in range(3)]
+    mta.gate_at = 0                     # the first DATA waits at the gate
+    link_up(d)
+    wait_for(lambda: mta.blocked >= 1, timeout=10, what="the first DATA at the gate")
+    d.kickq("hold", ids[1])             # its body is already read ahead
+    mta.gate_open.set()
+    wait_gone(d, ids[0])
+    wait_gone(d, ids[2])
+    subjects = sorted(m.header("Subject") for m in mta.messages)
+    assert subjects == ["ahead 0", "ahead 2"], subjects
+    assert queue_ids(d) == [ids[1]]
+    d.kickq("release", ids[1])
+    wait_gone(d, ids[1])
+    assert len(mta.messages) == 3
+
+
 def test_released_message_goes_out_while_the_link_is_up(make_daemon, mta):
     d = make_daemon(customers=conf(mta.port)).start()
     qid = send(d, ACME, simple("held one"))
