@@ -287,9 +287,14 @@ static void job_results(struct job *j, const char *relay)
 static void conn_next(struct conn *cn);
 
 /* A job taken but not sent (read ahead, then the connection went away or
- * its mail was held): its recipients stay queued, untried in this pass. */
+ * its mail was held): its recipients go back to the pass, untried, so that
+ * another connection or address takes them, or pass_end() defers them. */
 static void job_drop(struct job *j)
 {
+    for (size_t i = 0; i < j->n; i++)
+        j->r[i]->pass = 0;
+    if (j->d)
+        j->d->qc->cursor = TAILQ_FIRST(&j->d->qc->rcpts);   /* cursor_peek skips */
     if (!j->read) {
         j->conn = NULL;                 /* job_body_read frees it */
         return;
@@ -345,12 +350,23 @@ static void job_body_read(int err, void *arg)
         smtp_client_send(cn->c, &j->cm);    /* last: it may close cn */
 }
 
+/* Reading ahead is for a backlog of ordinary messages: with fewer than two
+ * messages per connection it would leave a connection idle (one taking
+ * two while another has none), and a large body would sit in memory. */
+#define READ_AHEAD_MAX_SIZE (1024 * 1024)
+
 /* Takes the connection's next job and starts reading its body now, so that
  * it is in memory when the current message is done: the spool read (a
  * round trip to the aux thread) is off each message's path. */
 static void conn_read_ahead(struct conn *cn)
 {
-    struct job *n = cn->d && !cn->next ? job_take(cn->d) : NULL;
+    struct qdeliv *d = cn->d;
+    if (!d || cn->next || d->qc->nmsg <= 2 * d->nconn)
+        return;
+    struct qrcpt *r = cursor_peek(d);
+    if (!r || r->msg->size > READ_AHEAD_MAX_SIZE)
+        return;
+    struct job *n = job_take(d);
     if (!n)
         return;
     cn->next = n;
@@ -826,6 +842,13 @@ void deliver_reconfigured(void)
     resolve_configure(qmgr_base(), cfg->resolver, cfg->resolver_timeout, cfg->resolver_tries);
     while ((qc = qmgr_cust_next(&pos))) {
         qc->cursor = TAILQ_FIRST(&qc->rcpts);
+        if (qc->dl && dl_busy(qc->dl)) {
+            qc->dl->restart = 1;        /* its next pass takes the new settings */
+        } else if (qc->dl && !qc->dl->dns) {
+            qc->dl->host[0] = 0;        /* new mail starts a pass: deliver may */
+            free(qc->dl->addrs);        /* have changed, a name be looked up */
+            qc->dl->addrs = NULL;
+        }
         if (qc->dl && qc->dl->mode != DL_IDLE && !dl_online(qc) && qc->dl->mode == DL_ONLINE) {
             qc->dl->mode = DL_IDLE;
             dl_abort(qc->dl, "customer no longer reachable after reload");

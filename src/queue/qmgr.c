@@ -225,6 +225,7 @@ static void rcpt_attach(struct qrcpt *r)
 {
     const struct customer *c = NULL;
     r->cust = NULL;
+    r->pass = 0;                    /* untried by whichever customer takes it */
     if (!r->outbound)
         c = registry_by_domain(Q.reg, r->domain);
     if (c)
@@ -593,8 +594,9 @@ void qmgr_reconfigure(const struct config *c, const struct registry *r)
     custs_sync();
     if (mv.n > 1)
         qsort(mv.r, mv.n, sizeof *mv.r, moving_cmp);
-    for (size_t i = 0; i < mv.n; i++)
-        rcpt_attach(mv.r[i]);
+    for (size_t i = 0; i < mv.n; i++)     /* custs_sync may have ended */
+        if (rcpt_pending(mv.r[i]))          /* deliveries: their results came */
+            rcpt_attach(mv.r[i]);
     free(mv.r);
     deliver_reconfigured();
 }

@@ -255,6 +255,8 @@ static void delete_done(int err, void *arg)
 {
     struct done_ctx *dx = arg;
     struct qmsg *m = qmgr_msg_by_id(dx->id);
+    if (m)
+        m->active--;                /* taken by qmgr_delete; on failure it stays */
     if (!err && m) {
         log_info("%s: removed", m->idstr);
         qmgr_msg_forget(m);
@@ -270,7 +272,7 @@ int qmgr_delete(size_t nids, const uint64_t *ids, qmgr_cb *cb, void *arg,
         struct qmsg *m = qmgr_msg_by_id(ids[i]);
         char s[QUEUE_ID_LEN + 1];
         qmgr_id_str(ids[i], s);
-        if (!m) {
+        if (!m || m->npending == 0) {   /* gone, or only its record is left */
             snprintf(err, errlen, "%s: no such message", s);
             return -1;
         }
@@ -282,6 +284,9 @@ int qmgr_delete(size_t nids, const uint64_t *ids, qmgr_cb *cb, void *arg,
     struct op *op = op_new(cb, arg);
     for (size_t i = 0; i < nids; i++) {
         struct done_ctx *dx = xcalloc(1, sizeof *dx);
+        /* active until its DONE is written: no delivery, bounce or expiry
+         * takes a message that is about to be freed */
+        qmgr_msg_by_id(ids[i])->active++;
         dx->op = op;
         dx->id = ids[i];
         op->pending++;

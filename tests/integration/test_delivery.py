@@ -690,6 +690,56 @@ def test_452_too_many_recipients_sends_the_rest_in_another_transaction(make_daem
     assert "status=deferred" not in d.log_text()
 
 
+def test_reload_removing_a_customer_mid_message_does_not_resend_its_delivered_part(
+        make_daemon, mta):
+    """A message's first transaction (2 of 4 recipients, the server takes 2
+    per transaction) is delivered; during the second, a reload removes the
+    customer and gives its domain to another.  The reload ends the
+    connection: the two delivered recipients stay delivered, only the other
+    two go to the new owner."""
+    mta.max_rcpts = 2
+    mta.gate_at = 1                     # the second transaction's DATA waits
+    d = make_daemon(customers=conf(mta.port)).start()
+    rcpts = ["u%d@acme.example" % i for i in range(4)]
+    qid = send(d, rcpts, simple("split"))
+    link_up(d)
+    wait_for(lambda: mta.blocked >= 1, timeout=10, what="the second DATA at the gate")
+    d.customers = customer_conf("acme2", ["acme.example"],
+                                deliver="%s:%d" % (MTA_HOST, mta.port), online="always")
+    d.write_conf()
+    mark = len(d.log_text())
+    d.hup()
+    wait_for(lambda: "configuration reloaded" in d.log_text()[mark:], what="the reload")
+    mta.gate_open.set()
+    wait_gone(d, qid)
+    mta.gate_at = None
+    time.sleep(0.5)                     # a wrong resend would come now
+    got = [r for m in mta.messages for r in m.rcpt_tos]
+    assert sorted(set(got)) == rcpts, got
+    first = mta.messages[0].rcpt_tos
+    assert all(got.count(r) == 1 for r in first), got
+
+
+def test_reload_changing_the_deliver_host_applies_to_the_next_mail(make_daemon, make_mta):
+    """online = "always", deliver = HOST:PORT changed by a reload between two
+    messages: the second goes to the new server."""
+    old, new = make_mta(), make_mta()
+    cust = lambda port: customer_conf("acme", ["acme.example"], online="always",
+                                      deliver="%s:%d" % (MTA_HOST, port))
+    d = make_daemon(customers=cust(old.port)).start()
+    send(d, ACME, simple("first"))
+    old.wait_messages(1)
+    d.customers = cust(new.port)
+    d.write_conf()
+    mark = len(d.log_text())
+    d.hup()
+    wait_for(lambda: "configuration reloaded" in d.log_text()[mark:], what="the reload")
+    qid = send(d, ACME, simple("second"))
+    new.wait_messages(1)
+    wait_gone(d, qid)
+    assert [m.header("Subject") for m in old.messages] == ["first"]
+
+
 def test_helo_fallback_when_ehlo_is_refused(make_daemon, mta):
     mta.ehlo_reply = "502 5.5.1 EHLO not implemented"
     d = make_daemon(customers=conf(mta.port)).start()
@@ -824,6 +874,48 @@ def test_message_held_after_its_body_was_read_ahead_is_not_sent(make_daemon, mta
     d.kickq("release", ids[1])
     wait_gone(d, ids[1])
     assert len(mta.messages) == 3
+
+
+def test_read_ahead_message_is_deferred_when_the_connection_fails(make_daemon, mta):
+    """The connection dies (421 to the first DATA) while the second message
+    is read ahead: that message is deferred and logged like every other one
+    the pass did not get to, not left silently untried."""
+    d = make_daemon(customers=conf(mta.port, acme=dict(connections=1))).start()
+    ids = [send(d, ACME, simple("dies %d" % i)) for i in range(6)]
+    mta.data_reply = "421 4.3.2 going down"
+    link_up(d)
+    for qid in ids:
+        d.wait_log(r"%s: to=<bob@acme\.example>, relay=[^,]+, delay=\d+, status=deferred" % qid)
+    assert sorted(queue_ids(d)) == sorted(ids)
+
+
+def test_deleting_messages_during_a_flush(make_daemon, mta):
+    """kickq delete while the customer's mail is being flushed: a message is
+    either delivered or deleted, never both, never lost, and the daemon
+    (under ASan in make check) never touches a deleted message."""
+    d = make_daemon(customers=conf(mta.port)).start()
+    ids = send_many(d, 300)
+    by_id = {v: k for k, v in ids.items()}
+    mta.data_delay = 0.001
+    link_up(d)
+    deleted = set()
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        left = [q for q in queue_ids(d) if q not in deleted]
+        if not left:
+            break
+        for qid in left[-3:]:
+            r = d.kickq("delete", qid, check=False)
+            if r.returncode == 0:
+                deleted.add(qid)
+    wait_for(lambda: queue_ids(d) == [], timeout=30, what="an empty queue")
+    got = [seq_of(m) for m in mta.messages]
+    delivered = {ids[n] for n in got}
+    assert len(got) == len(set(got)), "a message was delivered twice"
+    assert not delivered & deleted, sorted(by_id[q] for q in delivered & deleted)
+    assert len(delivered) + len(deleted) == 300
+    assert deleted, "no delete got through during the flush"
+    d.stop()
 
 
 def test_released_message_goes_out_while_the_link_is_up(make_daemon, mta):
