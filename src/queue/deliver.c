@@ -152,6 +152,13 @@ static int dl_dest(const struct qcust *qc, char *host, size_t hostlen, int *port
     }
 }
 
+/* "host:port" for logs and reasons; an IPv6 address in brackets. */
+static const char *dl_relay(const char *host, int port, char *buf, size_t len)
+{
+    snprintf(buf, len, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+    return buf;
+}
+
 /* Is the customer reachable without a kick (link up, or online "always")? */
 static int dl_online(const struct qcust *qc)
 {
@@ -435,7 +442,9 @@ static void on_closed(struct smtp_client *c, int code, const char *reason, void 
         return;
     if (code != 0 && reason) {
         snprintf(d->last_error, sizeof d->last_error, "%s", reason);
-        log_info("%s: delivery to %s:%d failed: %s", d->qc->name, d->host, d->port, reason);
+        char rl[80];
+        log_info("%s: delivery to %s failed: %s", d->qc->name,
+                 dl_relay(d->host, d->port, rl, sizeof rl), reason);
         /* opportunistic TLS (RFC 7435): a broken handshake must not keep mail
          * from a server that takes it in plaintext: retry at once without TLS */
         if (!d->tls_plain && d->qc->cfg && d->qc->cfg->tls == TLSPOL_MAY &&
@@ -471,8 +480,9 @@ static int conn_open(struct qdeliv *d)
         LIST_REMOVE(cn, entry);
         free(cn);
         d->nconn--;
-        snprintf(d->last_error, sizeof d->last_error, "cannot connect to %s:%d",
-                 d->host, d->port);
+        char rl[80];
+        snprintf(d->last_error, sizeof d->last_error, "cannot connect to %s",
+                 dl_relay(d->host, d->port, rl, sizeof rl));
         return -1;
     }
     return 0;
@@ -621,8 +631,9 @@ static void pass_end(struct qdeliv *d)
      * the mail not yet tried goes to the next address, in this pass */
     while (d->last_error[0] && d->addrs && d->addr_next < d->addrs->n && dl_has_work(d)) {
         const char *next = d->addrs->addr[d->addr_next++];
-        log_info("%s: %s:%d failed, trying the next address %s", d->qc->name, d->host,
-                 d->port, next);
+        char rl[80];
+        log_info("%s: %s failed, trying the next address %s", d->qc->name,
+                 dl_relay(d->host, d->port, rl, sizeof rl), next);
         snprintf(d->host, sizeof d->host, "%s", next);
         d->last_error[0] = 0;
         if (conns_open(d) == 0 && d->nconn > 0)
@@ -633,7 +644,7 @@ static void pass_end(struct qdeliv *d)
         struct qrcpt *r;
         char relay[80];
         if (d->host[0])
-            snprintf(relay, sizeof relay, "%s:%d", d->host, d->port);
+            dl_relay(d->host, d->port, relay, sizeof relay);
         else
             snprintf(relay, sizeof relay, "none");     /* the lookup failed */
         while ((r = cursor_peek(d))) {

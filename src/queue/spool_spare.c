@@ -62,6 +62,13 @@ static int spare_stopping(struct spool *sp)
     return stop;
 }
 
+/* Clears O_DIRECT on fd.  0 / -1 with errno. */
+static int spare_buffered(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl & ~O_DIRECT);
+}
+
 /* Writes journal/.spare: size zero bytes, synced.  Returns its fd, or -1
  * with errno (ECANCELED when the spool is closing).
  *
@@ -101,7 +108,7 @@ static int spare_make(struct spool *sp, uint64_t size)
             continue;
         if (direct && w < 0 && errno == EINVAL) {     /* alignment: go buffered */
             direct = 0;
-            if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_DIRECT) < 0)
+            if (spare_buffered(fd) < 0)
                 err = errno;
             continue;
         }
@@ -114,7 +121,7 @@ static int spare_make(struct spool *sp, uint64_t size)
     }
     if (!err && fdatasync(fd) < 0)
         err = errno;
-    if (!err && direct && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_DIRECT) < 0)
+    if (!err && direct && spare_buffered(fd) < 0)
         err = errno;
     if (err) {
         close(fd);
