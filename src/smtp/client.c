@@ -311,13 +311,20 @@ static void protocol_error(struct smtp_client *c, const char *what)
 
 /* ---- greeting, EHLO/HELO, STARTTLS ---- */
 
-/* expect_helo: 1 when the name matches (or none is expected). */
+/* 1 when the greeting may go on: the server is not ourselves (it greets
+ * with our own name, as Postfix checks: a deliver target that points back
+ * at this daemon would pass the mail round until its hop count ran out),
+ * and its name matches expect_helo (when one is expected). */
 static int greeting_ok(struct smtp_client *c, const struct smtp_reply *r)
 {
-    if (!c->expect_helo || strcasecmp(r->first_word, c->expect_helo) == 0)
+    char *why = NULL;
+    if (r->first_word[0] && strcasecmp(r->first_word, c->helo_name) == 0)
+        why = xfmt("mail loops back to myself (%s greets as %s)", c->peer, r->first_word);
+    else if (!c->expect_helo || strcasecmp(r->first_word, c->expect_helo) == 0)
         return 1;
-    char *why = xfmt("server greeted as %s, expected %s",
-                     r->first_word[0] ? r->first_word : "(nothing)", c->expect_helo);
+    else
+        why = xfmt("server greeted as %s, expected %s",
+                   r->first_word[0] ? r->first_word : "(nothing)", c->expect_helo);
     client_quit_fail(c, -1, why);
     free(why);
     return 0;

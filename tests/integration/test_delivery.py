@@ -740,6 +740,24 @@ def test_reload_changing_the_deliver_host_applies_to_the_next_mail(make_daemon, 
     assert [m.header("Subject") for m in old.messages] == ["first"]
 
 
+def test_deliver_pointing_at_this_daemon_is_a_loop_not_a_copy_storm(make_daemon):
+    """deliver = our own SMTP address: the server greets with our own
+    name, so the mail is deferred as a loop instead of being passed round
+    until its hop count runs out."""
+    d = make_daemon()
+    d.customers = customer_conf("acme", ["acme.example"], online="always",
+                                deliver="127.0.0.1:%d" % d.port, retry_min="1s",
+                                retry_max="2s")
+    d.write_conf()
+    d.start()
+    qid = send(d, ACME, simple("to myself"))
+    d.wait_log(r"%s: to=<bob@acme\.example>, relay=127\.0\.0\.1:%d, delay=\d+, "
+               r"status=deferred \(mail loops back to myself" % (qid, d.port))
+    time.sleep(1.5)                     # a retry: still one message, deferred
+    assert queue_ids(d) == [qid]
+    assert status_of(d, qid)[ACME][0] == "deferred"
+
+
 def test_helo_fallback_when_ehlo_is_refused(make_daemon, mta):
     mta.ehlo_reply = "502 5.5.1 EHLO not implemented"
     d = make_daemon(customers=conf(mta.port)).start()
