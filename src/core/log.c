@@ -43,7 +43,12 @@
 #define LOG_IDENT_MAX     64            /* of the ident in the stderr prefix */
 #define LOG_CAP           (1u << 20)    /* queued bytes before lines are dropped */
 #define LOG_CAP_MIN       8192          /* always room for one longest line */
-#define LOG_GATHER_NS     1000000L      /* after a wake-up, wait for more lines */
+/* After a wake-up the writer waits this long for more lines (or until the
+ * queue is half full, or somebody flushes).  Each wake-up is a futex wake
+ * from the loop, costly on a VM: smtp-source -s 20, 2 x 8 alternating
+ * pairs, 10 ms against 1 ms: 102 vs 108 and 97 vs 105 us of CPU per
+ * accepted message, 1.07x and 1.01x msg/s. */
+#define LOG_GATHER_NS     10000000L
 #define LOG_FATAL_WAIT_MS 2000          /* log_fatal's flush, if syslog hangs */
 #define LOG_CLOSE_WAIT_MS 5000          /* log_close's, the same */
 
