@@ -37,6 +37,7 @@ struct resolve_req {
     char *name;
     int in_ares;                    /* c-ares has not called back yet */
     struct event *done_ev;          /* hands the result to cb from the loop */
+    struct event *deadline_ev;      /* gives up on a lookup that takes too long */
     struct resolve_result res;
     char err[320];
 };
@@ -170,6 +171,7 @@ static int channel_get(char *err, size_t errlen)
 static void req_free(struct resolve_req *req)
 {
     event_free(req->done_ev);
+    event_free(req->deadline_ev);
     free(req->name);
     free(req);
 }
@@ -204,6 +206,31 @@ static void collect(struct resolve_req *req, const struct ares_addrinfo *ai)
         if (i == r->n)
             memcpy(r->addr[r->n++], a, sizeof a);
     }
+}
+
+/* A lookup's whole time is bounded, whatever the servers, tries and
+ * doubling timeouts: at most 4 tries' worth, and never over a minute.  The
+ * owner hears of the failure now; c-ares's answer, when it comes, is
+ * dropped (a single query cannot be cancelled in c-ares 1.18). */
+#define RESOLVE_DEADLINE_TRIES  4
+#define RESOLVE_DEADLINE_MAX_MS 60000
+
+static int deadline_ms(void)
+{
+    long ms = (long)R.timeout_ms * RESOLVE_DEADLINE_TRIES;
+    return ms > RESOLVE_DEADLINE_MAX_MS ? RESOLVE_DEADLINE_MAX_MS : (int)ms;
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct resolve_req *req = arg;
+    resolve_cb *cb = req->cb;
+    if (!req->in_ares || !cb)
+        return;                     /* answered meanwhile, or cancelled */
+    req->cb = NULL;                 /* on_answer frees it */
+    snprintf(req->err, sizeof req->err, "DNS lookup of %s failed: no answer within "
+             "%d s", req->name, (deadline_ms() + 999) / 1000);
+    cb(req->name, NULL, req->err, req->arg);
 }
 
 static void on_answer(void *arg, int status, int timeouts, struct ares_addrinfo *ai)
@@ -241,7 +268,8 @@ struct resolve_req *resolve_start(const char *name, resolve_cb *cb, void *arg)
     req->arg = arg;
     req->name = xstrdup(name);
     req->done_ev = event_new(R.base, -1, 0, req_done, req);
-    if (!req->done_ev)
+    req->deadline_ev = evtimer_new(R.base, on_deadline, req);
+    if (!req->done_ev || !req->deadline_ev)
         log_fatal("resolve: out of memory");
     if (channel_get(why, sizeof why) < 0) {
         snprintf(req->err, sizeof req->err, "DNS lookup of %s failed: %s", name, why);
@@ -253,6 +281,9 @@ struct resolve_req *resolve_start(const char *name, resolve_cb *cb, void *arg)
     hints.ai_family = AF_UNSPEC;
     req->in_ares = 1;
     R.in_flight++;
+    int ms = deadline_ms();
+    struct timeval tv = { ms / 1000, ms % 1000 * 1000 };
+    evtimer_add(req->deadline_ev, &tv);
     ares_getaddrinfo(R.ch, name, NULL, &hints, on_answer, req);   /* may call back now */
     timer_update();
     return req;
