@@ -150,6 +150,20 @@ static const char *line_text(const char *line)
     return line + 13 + strlen(IDENT) + 2;
 }
 
+/* What is in c->buf: n lines, the last of them with this text; then
+ * forgets them (the capture goes on). */
+static void cap_expect(struct cap *c, size_t n, const char *last)
+{
+    char *lines[8];
+    assert_non_null(c->buf);
+    assert_true(n >= 1 && n <= 8);
+    assert_int_equal(split_lines(c->buf, lines, 8), n);
+    assert_string_equal(line_text(lines[n - 1]), last);
+    free(c->buf);
+    c->buf = NULL;
+    c->len = c->size = 0;
+}
+
 /* ---- tests ---- */
 
 static void test_format(void **state)
@@ -286,19 +300,13 @@ static void test_cap_drops(void **state)
 static void test_flush(void **state)
 {
     struct cap c;
-    char *lines[8];
     cap_open(&c);
     log_info("one");
     log_info("two");
     log_info("three");
     log_flush();
     cap_drain(&c);                      /* all there, without waiting */
-    assert_non_null(c.buf);
-    assert_int_equal(split_lines(c.buf, lines, 8), 3);
-    assert_string_equal(line_text(lines[2]), "three");
-    free(c.buf);
-    c.buf = NULL;
-    c.len = c.size = 0;
+    cap_expect(&c, 3, "three");
     cap_close(&c);
     free(c.buf);
 }
@@ -306,38 +314,25 @@ static void test_flush(void **state)
 static void test_close_then_sync(void **state)
 {
     struct cap c;
-    char *lines[8];
     cap_open(&c);
     log_info("before close 1");
     log_info("before close 2");
     log_close();
     cap_drain(&c);
-    assert_non_null(c.buf);
-    assert_int_equal(split_lines(c.buf, lines, 8), 2);
-    assert_string_equal(line_text(lines[1]), "before close 2");
-    free(c.buf);
-    c.buf = NULL;
-    c.len = c.size = 0;
+    cap_expect(&c, 2, "before close 2");
 
     log_close();                        /* again: nothing to do */
     unsigned long w0 = log_test_writes();
     log_info("after close");            /* written before log_info returns */
     assert_int_equal(log_test_writes() - w0, 1);
     cap_drain(&c);
-    assert_non_null(c.buf);
-    assert_int_equal(split_lines(c.buf, lines, 8), 1);
-    assert_string_equal(line_text(lines[0]), "after close");
-    free(c.buf);
-    c.buf = NULL;
-    c.len = c.size = 0;
+    cap_expect(&c, 1, "after close");
     log_flush();                        /* no writer: returns at once */
 
     log_init(IDENT, 1);                 /* starts over: a writer again */
     log_info("restarted");
     cap_close(&c);
-    assert_int_equal(split_lines(c.buf, lines, 8), 1);
-    assert_string_equal(line_text(lines[0]), "restarted");
-    free(c.buf);
+    cap_expect(&c, 1, "restarted");
 }
 
 /* The pipe is not read: the writer is stuck in write(2), like one writing to
@@ -407,7 +402,6 @@ static void test_long_text_cut(void **state)
 static void test_debug_gating(void **state)
 {
     struct cap c;
-    char *lines[4];
     cap_open(&c);
     log_debug("hidden");
     log_set_debug(1);
@@ -415,9 +409,7 @@ static void test_debug_gating(void **state)
     log_set_debug(0);
     log_debug("hidden too");
     cap_close(&c);
-    assert_int_equal(split_lines(c.buf, lines, 4), 1);
-    assert_string_equal(line_text(lines[0]), "shown");
-    free(c.buf);
+    cap_expect(&c, 1, "shown");
 }
 
 /* Without stderr and without /dev/log nothing is queued or written. */
