@@ -16,6 +16,8 @@ int util_parse_size(const char *s, uint64_t *bytes);
 /* "HOST:PORT" or "[V6]:PORT" → host (no brackets) and port. 0 / -1.
  * host must have room for hostlen bytes. */
 int util_parse_hostport(const char *s, char *host, size_t hostlen, int *port);
+/* 1 when s is a numeric IPv4 or IPv6 address (no brackets, no port). */
+int util_numeric_ip(const char *s);
 
 /* Writes the formatted reason into err (when errlen > 0) and returns -1: the
  * house convention "return 0 / -1 with the reason in an out-parameter". */

@@ -510,12 +510,6 @@ static int load_smtp_limits(struct loader *ld, cfg_t *root)
                            s->max_data_in_memory_per_client, s);
 }
 
-static int is_numeric_ip(const char *s)
-{
-    unsigned char buf[sizeof(struct in6_addr)];
-    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
-}
-
 static int load_radius_clients(struct loader *ld, cfg_t *root)
 {
     struct config *c = ld->c;
@@ -528,7 +522,7 @@ static int load_radius_clients(struct loader *ld, cfg_t *root)
         struct radius_client *rc = &c->radius_clients[i];
         int line = hdr_line(ld, "radius", "client", i);
         rc->address = xstrdup(cfg_title(cl));
-        if (!is_numeric_ip(rc->address))
+        if (!util_numeric_ip(rc->address))
             return fail(ld, line, "radius client '%s' is not a numeric IP "
                         "address", rc->address);
         rc->secret = dup_opt(cl, "secret");

@@ -3,6 +3,7 @@
  * aborts on out-of-memory; clocks; a small open-addressing hash map.
  * Inputs are configuration or peer strings: every parse checks overflow.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -159,6 +160,12 @@ double util_now_mono(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int util_numeric_ip(const char *s)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
 }
 
 int64_t util_now_us(void)

@@ -495,18 +495,12 @@ static int dl_has_work(struct qdeliv *d)
            cursor_peek(d);
 }
 
-static int is_numeric(const char *host)
-{
-    unsigned char bin[sizeof(struct in6_addr)];
-    return inet_pton(AF_INET, host, bin) == 1 || inet_pton(AF_INET6, host, bin) == 1;
-}
-
 /* The customer's fixed host is a name, not an address. */
 static const char *dl_name(const struct qdeliv *d)
 {
     const struct customer *c = d->qc->cfg;
     return c && c->deliver == DELIVER_HOST && c->deliver_host &&
-           !is_numeric(c->deliver_host) ? c->deliver_host : NULL;
+           !util_numeric_ip(c->deliver_host) ? c->deliver_host : NULL;
 }
 
 /* Looks the customer's host name up (when there is mail to send): no
@@ -575,7 +569,7 @@ static int pass_open(struct qdeliv *d)
     d->deferred = 0;
     d->last_error[0] = 0;
     d->qc->cursor = TAILQ_FIRST(&d->qc->rcpts);
-    if (is_numeric(host)) {
+    if (util_numeric_ip(host)) {
         free(d->addrs);
         d->addrs = NULL;
         snprintf(d->host, sizeof d->host, "%.63s", host);   /* numeric: fits */

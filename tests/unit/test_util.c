@@ -91,6 +91,17 @@ static void test_size(void **state)
     }
 }
 
+static void test_numeric_ip(void **state)
+{
+    assert_true(util_numeric_ip("192.0.2.1"));
+    assert_true(util_numeric_ip("::1"));
+    assert_true(util_numeric_ip("2001:db8::25"));
+    assert_false(util_numeric_ip("192.0.2.300"));
+    assert_false(util_numeric_ip("[::1]"));
+    assert_false(util_numeric_ip("mx.example"));
+    assert_false(util_numeric_ip(""));
+}
+
 static void test_hostport(void **state)
 {
     static const struct { const char *in; int ok; const char *host; int port; } cases[] = {
@@ -280,6 +291,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_duration),
         cmocka_unit_test(test_size),
+        cmocka_unit_test(test_numeric_ip),
         cmocka_unit_test(test_hostport),
         cmocka_unit_test(test_strings),
         cmocka_unit_test(test_hmap_many),
