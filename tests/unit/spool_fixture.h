@@ -27,6 +27,7 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <event2/thread.h>
 
 #include "spool.h"
 #include "spool_record.h"
@@ -82,6 +83,21 @@ static off_t seg_end(const char *dir, uint32_t seg)
         off += (off_t)spool_rec_len(&h);
     close(fd);
     return off;
+}
+
+/* The length of the record at l, header to trailer. */
+static uint64_t rec_len(const struct spool_loc *l)
+{
+    return l->body_off + l->body_len + SPOOL_REC_TRL_LEN;
+}
+
+/* Checks that the record at seg:off was set aside, len bytes long. */
+static void check_corrupt_file(const char *dir, uint32_t seg, uint64_t off, uint64_t len)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/corrupt/%010u-%llu.rec", dir, seg,
+             (unsigned long long)off);
+    assert_int_equal(file_size(path), (off_t)len);
 }
 
 static int exists(const char *path)
@@ -338,6 +354,53 @@ static struct spool *sp_recover(const char *dir, struct coll **cp, uint64_t *max
     return c->sp;
 }
 
+/* Replays an empty (new) journal with no callbacks, as a daemon's first
+ * start does: makes the spare and lets appends begin. */
+static void recover_empty(struct spool *sp)
+{
+    char err[256] = "";
+    if (spool_recover(sp, &coll_cbs, NULL, NULL, err, sizeof err) != 0)
+        fail_msg("spool_recover: %s", err);
+}
+
+/* A new spool in dir, recovered and ready for appends. */
+static struct spool *sp_fresh(const char *dir)
+{
+    struct spool *sp = sp_open(dir);
+    recover_empty(sp);
+    return sp;
+}
+
+/* Recovers dir (sp_recover) and checks that each message of ids[] (ended by
+ * 0) came back live.  Use RECOVER_LIVE(dir, &c, 1, 2, ...). */
+static struct spool *recover_live(const char *dir, struct coll **cp, const uint64_t *ids)
+{
+    struct spool *sp = sp_recover(dir, cp, NULL);
+    for (; *ids; ids++)
+        if (!live(*cp, *ids))
+            fail_msg("message %llu is not live after recovery", (unsigned long long)*ids);
+    return sp;
+}
+
+#define RECOVER_LIVE(dir, cp, ...) recover_live((dir), (cp), (const uint64_t[]){__VA_ARGS__, 0})
+
+/* Closes a recovered spool and frees its collector. */
+static void sp_close_coll(struct spool *sp, struct coll *c)
+{
+    spool_close(sp);
+    coll_free(c);
+}
+
+/* The end of a test: closes the spool, frees the collector (if any) and
+ * removes the directory. */
+static void sp_done(struct spool *sp, struct coll *c, char *dir)
+{
+    spool_close(sp);
+    if (c)
+        coll_free(c);
+    tdir_free(dir);
+}
+
 /* Waits until the aux thread has done everything queued before (FIFO). */
 static void aux_barrier(struct spool *sp)
 {
@@ -345,6 +408,24 @@ static void aux_barrier(struct spool *sp)
     struct spool_loc loc = {0x7fffffff, 0, 0, 0};
     read_body(sp, &loc, out);
     evbuffer_free(out);
+}
+
+/* ---- the group: main() runs its tests between these ---- */
+
+/* No injected write failures from the environment, and a threaded event
+ * loop in `base` (the spool's aux thread answers through it). */
+static int spool_group_setup(void **state)
+{
+    unsetenv("KICKMAIL_TEST_FAIL_WRITES");
+    evthread_use_pthreads();
+    base = event_base_new();
+    return base ? 0 : -1;
+}
+
+static int spool_group_teardown(void **state)
+{
+    event_base_free(base);
+    return 0;
 }
 
 #endif

@@ -99,17 +99,14 @@ static void test_roundtrip(void **state)
     assert_int_equal(simple_msg(sp, 4, 100, &loc[4]), 0);
     assert_int_equal(loc[4].seg, 1);
     assert_int_equal(loc[4].off, size);
-    spool_close(sp);
-    coll_free(c);
+    sp_close_coll(sp, c);
 
     sp = sp_recover(dir, &c, &max_id);
     assert_int_equal(max_id, 4);
     assert_true(live(c, 4));
     check_body(sp, &c->m[4].loc, 4, 100);
     assert_true(exists(seg_path(dir, 1)));      /* referenced and active */
-    spool_close(sp);
-    coll_free(c);
-    tdir_free(dir);
+    sp_done(sp, c, dir);
 }
 
 /* ---- truncated tail ---- */
@@ -119,13 +116,11 @@ static void test_roundtrip(void **state)
 static void truncated_case(int64_t keep)
 {
     char *dir = tdir_new(), path[300];
-    struct spool *sp = sp_open(dir);
+    struct spool *sp = sp_fresh(dir);
     struct spool_loc loc[5];
     struct coll *c;
-    char err[128];
     uint64_t max_id;
 
-    assert_int_equal(spool_recover(sp, &coll_cbs, NULL, NULL, err, sizeof err), 0);
     assert_int_equal(simple_msg(sp, 1, 50, &loc[1]), 0);
     assert_int_equal(simple_msg(sp, 2, 60, &loc[2]), 0);
     assert_int_equal(simple_msg(sp, 3, 1000, &loc[3]), 0);
@@ -153,8 +148,7 @@ static void truncated_case(int64_t keep)
     assert_int_equal(simple_msg(sp, 4, 70, &loc[4]), 0);
     assert_int_equal(loc[4].seg, 2);
     assert_int_equal(loc[4].off, 0);
-    spool_close(sp);
-    coll_free(c);
+    sp_close_coll(sp, c);
 
     sp = sp_recover(dir, &c, &max_id);
     assert_int_equal(c->nmsg, 3);
@@ -162,9 +156,7 @@ static void truncated_case(int64_t keep)
     assert_int_equal(max_id, 4);
     check_body(sp, &c->m[4].loc, 4, 70);
     check_body(sp, &c->m[2].loc, 2, 60);
-    spool_close(sp);
-    coll_free(c);
-    tdir_free(dir);
+    sp_done(sp, c, dir);
 }
 
 static void test_truncated_tail(void **state)
@@ -181,9 +173,7 @@ static void test_truncated_tail(void **state)
 /* Segment 1: messages 1-3; segment 2 (newest): messages 4-6. */
 static void make_two_segments(const char *dir, struct spool_loc *loc)
 {
-    struct spool *sp = sp_open(dir);
-    char err[128];
-    assert_int_equal(spool_recover(sp, &coll_cbs, NULL, NULL, err, sizeof err), 0);
+    struct spool *sp = sp_fresh(dir);
     for (uint64_t id = 1; id <= 6; id++) {
         spool_test_seg_limit(sp, id == 4 ? 1 : 1ull << 30);
         assert_int_equal(simple_msg(sp, id, 500 + id, &loc[id]), 0);
@@ -192,19 +182,6 @@ static void make_two_segments(const char *dir, struct spool_loc *loc)
     spool_close(sp);
     for (int id = 1; id <= 6; id++)
         assert_int_equal(loc[id].seg, id <= 3 ? 1 : 2);
-}
-
-static uint64_t rec_len(const struct spool_loc *l)
-{
-    return l->body_off + l->body_len + SPOOL_REC_TRL_LEN;
-}
-
-static void check_corrupt_file(const char *dir, uint32_t seg, uint64_t off, uint64_t len)
-{
-    char path[300];
-    snprintf(path, sizeof path, "%s/corrupt/%010u-%llu.rec", dir, seg,
-             (unsigned long long)off);
-    assert_int_equal(file_size(path), (off_t)len);
 }
 
 static void test_corrupt_older_header(void **state)
@@ -221,9 +198,7 @@ static void test_corrupt_older_header(void **state)
         assert_true(id == 2 || live(c, id));
     check_corrupt_file(dir, 1, loc[2].off, rec_len(&loc[2]));
     check_body(sp, &c->m[3].loc, 3, 503);
-    spool_close(sp);
-    coll_free(c);
-    tdir_free(dir);
+    sp_done(sp, c, dir);
 }
 
 static void test_corrupt_older_body(void **state)
@@ -243,9 +218,7 @@ static void test_corrupt_older_body(void **state)
     check_body(sp, &c->m[1].loc, 1, 501);
     check_body(sp, &c->m[3].loc, 3, 503);
     evbuffer_free(out);
-    spool_close(sp);
-    coll_free(c);
-    tdir_free(dir);
+    sp_done(sp, c, dir);
 }
 
 static void test_corrupt_newest(void **state)
@@ -263,8 +236,7 @@ static void test_corrupt_newest(void **state)
     check_corrupt_file(dir, 2, loc[5].off, rec_len(&loc[5]));
     assert_int_equal(file_size(seg_path(dir, 2)), size);     /* not the tail: kept */
     check_body(sp, &c->m[6].loc, 6, 506);
-    spool_close(sp);
-    coll_free(c);
+    sp_close_coll(sp, c);
 
     /* damage in the last record: set aside and cut off */
     flip_byte(seg_path(dir, 2), (off_t)(loc[6].off + loc[6].body_off + 1));
@@ -276,9 +248,7 @@ static void test_corrupt_newest(void **state)
     assert_int_equal(simple_msg(sp, 7, 10, &loc[7]), 0);
     assert_int_equal(loc[7].seg, 3);           /* the spare: the cut one grows */
     assert_int_equal(loc[7].off, 0);
-    spool_close(sp);
-    coll_free(c);
-    tdir_free(dir);
+    sp_done(sp, c, dir);
 }
 
 /* ---- unknown version / type ---- */
@@ -319,9 +289,7 @@ static void test_bad_version(void **state)
     assert_int_equal(evbuffer_get_length(out), 5);
     assert_memory_equal(evbuffer_pullup(out, -1), "body3", 5);
     evbuffer_free(out);
-    spool_close(sp);
-    coll_free(c);
-    tdir_free(dir);
+    sp_done(sp, c, dir);
 }
 
 /* ---- disk full ---- */
@@ -344,14 +312,12 @@ static void many_cb(int err, void *arg)
 static void test_disk_full(void **state)
 {
     char *dir = tdir_new();
-    struct spool *sp = sp_open(dir);
+    struct spool *sp = sp_fresh(dir);
     struct spool_loc loc[16];
     struct spool_rstate rs[2] = {{0, NULL}, {0, NULL}};
     struct coll *c;
-    char err[128];
     uint32_t seg = 77;
 
-    assert_int_equal(spool_recover(sp, &coll_cbs, NULL, NULL, err, sizeof err), 0);
     spool_test_fail(sp, ENOSPC, 1);
     memset(&loc[1], 0xee, sizeof loc[1]);
     assert_int_equal(simple_msg(sp, 1, 100, &loc[1]), ENOSPC);
@@ -392,8 +358,7 @@ static void test_disk_full(void **state)
     for (int i = 0; i < 6; i++)
         assert_int_equal(c->m[3 + i].present, m.errs[i] == 0);
     assert_int_equal(c->nmsg, 1 + m.nok);
-    spool_close(sp);
-    coll_free(c);
+    sp_close_coll(sp, c);
 
     /* the same through the environment */
     setenv("KICKMAIL_TEST_FAIL_WRITES", "28:2", 1);
@@ -402,8 +367,7 @@ static void test_disk_full(void **state)
     assert_int_equal(simple_msg(sp, 20, 10, &loc[0]), ENOSPC);
     assert_int_equal(append_done(sp, 20), ENOSPC);
     assert_int_equal(simple_msg(sp, 21, 10, &loc[0]), 0);
-    spool_close(sp);
-    tdir_free(dir);
+    sp_done(sp, NULL, dir);
 }
 
 /* A real write error in the middle of a batch: RLIMIT_FSIZE makes the
@@ -411,13 +375,12 @@ static void test_disk_full(void **state)
  * the segment again and the next batch must land at the old end. */
 static void test_write_error(void **state)
 {
-    char *dir = tdir_new(), err[128];
-    struct spool *sp = sp_open(dir);
+    char *dir = tdir_new();
+    struct spool *sp = sp_fresh(dir);
     struct spool_loc loc[4];
     struct rlimit old, lim;
     struct coll *c;
 
-    assert_int_equal(spool_recover(sp, &coll_cbs, NULL, NULL, err, sizeof err), 0);
     assert_int_equal(simple_msg(sp, 1, 100, &loc[1]), 0);
     off_t size = seg_end(dir, 1);
     signal(SIGXFSZ, SIG_IGN);
@@ -439,9 +402,7 @@ static void test_write_error(void **state)
     assert_int_equal(c->nmsg, 2);
     assert_true(live(c, 1) && !c->m[2].present && live(c, 3));
     check_body(sp, &c->m[3].loc, 3, 100);
-    spool_close(sp);
-    coll_free(c);
-    tdir_free(dir);
+    sp_done(sp, c, dir);
 }
 
 /* ---- rotation and reclamation ---- */
@@ -449,12 +410,10 @@ static void test_write_error(void **state)
 static void test_rotation_reclaim(void **state)
 {
     char *dir = tdir_new();
-    struct spool *sp = sp_open(dir);
+    struct spool *sp = sp_fresh(dir);
     struct spool_loc loc[8];
     struct coll *c;
-    char err[128];
 
-    assert_int_equal(spool_recover(sp, &coll_cbs, NULL, NULL, err, sizeof err), 0);
     spool_test_seg_limit(sp, 1);            /* every batch starts a segment */
     for (uint64_t id = 1; id <= 3; id++) {
         assert_int_equal(simple_msg(sp, id, 100, &loc[id]), 0);
@@ -486,22 +445,18 @@ static void test_rotation_reclaim(void **state)
     sp = sp_recover(dir, &c, NULL);
     assert_int_equal(c->nmsg, 0);
     assert_int_equal(c->ndone, 1);
-    spool_close(sp);
-    coll_free(c);
-    tdir_free(dir);
+    sp_done(sp, c, dir);
 }
 
 static void test_reclaim_after_recovery(void **state)
 {
     char *dir = tdir_new();
-    struct spool *sp = sp_open(dir);
+    struct spool *sp = sp_fresh(dir);
     struct spool_loc loc[8];
     struct spool_rstate rs[2] = {{SPOOL_R_DELIVERED, NULL}, {SPOOL_R_PENDING, "x"}};
     uint32_t sseg;
     struct coll *c;
-    char err[128];
 
-    assert_int_equal(spool_recover(sp, &coll_cbs, NULL, NULL, err, sizeof err), 0);
     spool_test_seg_limit(sp, 1);
     assert_int_equal(simple_msg(sp, 1, 10, &loc[1]), 0);        /* seg 1 */
     spool_seg_ref(sp, 1);
@@ -525,9 +480,7 @@ static void test_reclaim_after_recovery(void **state)
     assert_false(exists(seg_path(dir, 1)));
     for (uint32_t s = 2; s <= 5; s++)
         assert_true(exists(seg_path(dir, s)));
-    spool_close(sp);
-    coll_free(c);
-    tdir_free(dir);
+    sp_done(sp, c, dir);
 }
 
 /* ---- lock ---- */
@@ -588,16 +541,15 @@ static void test_state_files(void **state)
     assert_memory_equal(evbuffer_pullup(out, -1), "x", 1);
     assert_int_equal(spool_state_read(sp, "../evil", out), -1);
     evbuffer_free(out);
-    spool_close(sp);
-    tdir_free(dir);
+    sp_done(sp, NULL, dir);
 }
 
 /* ---- refused records ---- */
 
 static void test_refused(void **state)
 {
-    char *dir = tdir_new(), err[128];
-    struct spool *sp = sp_open(dir);
+    char *dir = tdir_new();
+    struct spool *sp = sp_fresh(dir);
     struct spool_loc loc;
     struct spool_rcpt r = {"a@acme.example", 0};
     struct spool_env env = {1, 1, "s@x", 0, &r};
@@ -606,7 +558,6 @@ static void test_refused(void **state)
     struct res res = {0, -1};
     uint32_t seg;
 
-    assert_int_equal(spool_recover(sp, &coll_cbs, NULL, NULL, err, sizeof err), 0);
     evbuffer_add(b, "hello", 5);
     spool_append_message(sp, &env, b, &loc, res_cb, &res);      /* nrcpt 0 */
     assert_int_equal(evbuffer_get_length(b), 0);
@@ -644,8 +595,7 @@ static void test_refused(void **state)
     run_until(&res.n, 5);
     assert_int_equal(res.err, EINVAL);
     evbuffer_free(b);
-    spool_close(sp);
-    tdir_free(dir);
+    sp_done(sp, NULL, dir);
 }
 
 /* ---- printed figures (no timed assertions) ---- */
@@ -661,15 +611,14 @@ static void count_cb(int err, void *arg)
 static void test_throughput(void **state)
 {
     enum { N = 20000, SZ = 4096 };
-    char *dir = tdir_new(), err[128];
-    struct spool *sp = sp_open(dir);
+    char *dir = tdir_new();
+    struct spool *sp = sp_fresh(dir);
     struct spool_loc *loc = calloc(N, sizeof *loc);
     struct spool_rcpt r = {"user@acme.example", 0};
     static uint8_t body[SZ];
     struct many m = {0};
     double t0;
 
-    assert_int_equal(spool_recover(sp, &coll_cbs, NULL, NULL, err, sizeof err), 0);
     struct evbuffer **bodies = calloc(N, sizeof *bodies);
     fill_body(body, SZ, 1);
     for (int i = 0; i < N; i++) {       /* as received: already in evbuffers */
@@ -697,8 +646,7 @@ static void test_throughput(void **state)
     assert_memory_equal(evbuffer_pullup(out, -1), body, SZ);
     evbuffer_free(out);
     free(loc);
-    spool_close(sp);
-    tdir_free(dir);
+    sp_done(sp, NULL, dir);
 }
 
 struct counts {
@@ -760,8 +708,7 @@ static void test_recovery_speed(void **state)
     assert_int_equal(max_id, N);
     print_message("spool recovery: %d messages in %d segments in %.3f s = %.0f msgs/s\n",
                   N, N / PER_SEG, t1 - t0, N / (t1 - t0));
-    spool_close(sp);
-    tdir_free(dir);
+    sp_done(sp, NULL, dir);
 }
 
 /* The commit delay (spool_incoming): with other messages arriving, a lone
@@ -769,21 +716,17 @@ static void test_recovery_speed(void **state)
  * recovered (the throughput effect is measured by hand: spool.c). */
 static void test_commit_delay(void **state)
 {
-    char *dir = tdir_new(), err[128];
-    struct spool *sp = sp_open(dir);
+    char *dir = tdir_new();
+    struct spool *sp = sp_fresh(dir);
     struct spool_loc loc[4];
     struct coll *c;
-    assert_int_equal(spool_recover(sp, &coll_cbs, NULL, NULL, err, sizeof err), 0);
     spool_incoming(sp, 3);
     assert_int_equal(simple_msg(sp, 1, 100, &loc[1]), 0);  /* waited, then synced */
     spool_incoming(sp, -3);
     assert_int_equal(simple_msg(sp, 2, 100, &loc[2]), 0);
     spool_close(sp);
-    sp = sp_recover(dir, &c, NULL);
-    assert_true(live(c, 1) && live(c, 2));
-    spool_close(sp);
-    coll_free(c);
-    tdir_free(dir);
+    sp = RECOVER_LIVE(dir, &c, 1, 2);
+    sp_done(sp, c, dir);
 }
 
 int main(void)
@@ -806,12 +749,6 @@ int main(void)
         cmocka_unit_test(test_recovery_speed),
         cmocka_unit_test(test_commit_delay),
     };
-    int rc;
     log_init("test_spool", getenv("TEST_VERBOSE") != NULL);
-    unsetenv("KICKMAIL_TEST_FAIL_WRITES");
-    evthread_use_pthreads();
-    base = event_base_new();
-    rc = cmocka_run_group_tests(tests, NULL, NULL);
-    event_base_free(base);
-    return rc;
+    return cmocka_run_group_tests(tests, spool_group_setup, spool_group_teardown);
 }

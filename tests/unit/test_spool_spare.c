@@ -58,56 +58,49 @@ static int zeros_to_page(const char *dir, uint32_t seg, off_t off)
  * restart, after its last record, and the spare file goes at close. */
 static void test_spare_resumed(void **state)
 {
-    char *dir = tdir_new(), err[128];
+    char *dir = tdir_new();
     struct spool *sp = sp_open(dir);
     struct spool_loc loc[4];
     struct coll *c;
 
     assert_int_equal(spool_test_spare(sp, 0), 0);   /* made by recovery, */
     assert_false(spare_exists(dir));                /* after a privilege drop */
-    assert_int_equal(spool_recover(sp, &coll_cbs, NULL, NULL, err, sizeof err), 0);
+    recover_empty(sp);
     assert_true(spare_exists(dir));
     assert_int_equal(spool_test_spare(sp, 0), MIB);
     assert_int_equal(simple_msg(sp, 1, 100, &loc[1]), 0);
     assert_int_equal(simple_msg(sp, 2, 5000, &loc[2]), 0);
     assert_int_equal(loc[1].seg, 1);
-    assert_int_equal(loc[2].off, loc[1].off + loc[1].body_off + loc[1].body_len +
-                                 SPOOL_REC_TRL_LEN);
+    assert_int_equal(loc[2].off, loc[1].off + rec_len(&loc[1]));
     assert_int_equal(file_size(seg_path(dir, 1)), MIB);     /* overwritten in place */
     off_t end = seg_end(dir, 1);
     assert_true(zeros_to_page(dir, 1, end));    /* the writer's padding: zeros */
     spool_close(sp);
     assert_false(spare_exists(dir));
 
-    sp = sp_recover(dir, &c, NULL);
-    assert_true(live(c, 1) && live(c, 2));
+    sp = RECOVER_LIVE(dir, &c, 1, 2);
     assert_int_equal(count_files(dir, "corrupt"), 0);       /* zeros are no damage */
     check_body(sp, &c->m[2].loc, 2, 5000);
     assert_int_equal(simple_msg(sp, 3, 100, &loc[3]), 0);
     assert_int_equal(loc[3].seg, 1);
     assert_int_equal(loc[3].off, (uint64_t)end);
-    spool_close(sp);
-    coll_free(c);
+    sp_close_coll(sp, c);
 
-    sp = sp_recover(dir, &c, NULL);
-    assert_true(live(c, 1) && live(c, 2) && live(c, 3));
+    sp = RECOVER_LIVE(dir, &c, 1, 2, 3);
     check_body(sp, &c->m[3].loc, 3, 100);
-    spool_close(sp);
-    coll_free(c);
-    tdir_free(dir);
+    sp_done(sp, c, dir);
 }
 
 /* A full spare is left for the next, twice as large; the segment left keeps
  * what was written (its size is not cut below its records). */
 static void test_spare_doubles(void **state)
 {
-    char *dir = tdir_new(), err[128];
-    struct spool *sp = sp_open(dir);
+    char *dir = tdir_new();
+    struct spool *sp = sp_fresh(dir);
     struct spool_loc loc[MAXID];
     struct coll *c;
     uint64_t id;
 
-    assert_int_equal(spool_recover(sp, &coll_cbs, NULL, NULL, err, sizeof err), 0);
     assert_int_equal(simple_msg(sp, 1, 100, &loc[1]), 0);
     assert_int_equal(spool_test_spare(sp, 10000), 2 * MIB);
     for (id = 2; id < MAXID && loc[id - 1].seg == 1; id++) {
@@ -127,9 +120,7 @@ static void test_spare_doubles(void **state)
     check_body(sp, &c->m[id - 2].loc, id - 2, 40000);
     check_body(sp, &c->m[id - 1].loc, id - 1, 40000);
     assert_int_equal(count_files(dir, "corrupt"), 0);
-    spool_close(sp);
-    coll_free(c);
-    tdir_free(dir);
+    sp_done(sp, c, dir);
 }
 
 /* A spare renamed into place whose first batch never completed: all zeros,
@@ -152,27 +143,22 @@ static void test_all_zero_segment(void **state)
     assert_int_equal(simple_msg(sp, 1, 100, &loc[1]), 0);
     assert_int_equal(loc[1].seg, 1);
     assert_int_equal(loc[1].off, 0);
-    spool_close(sp);
-    coll_free(c);
+    sp_close_coll(sp, c);
 
-    sp = sp_recover(dir, &c, NULL);
-    assert_true(live(c, 1));
+    sp = RECOVER_LIVE(dir, &c, 1);
     check_body(sp, &c->m[1].loc, 1, 100);
-    spool_close(sp);
-    coll_free(c);
-    tdir_free(dir);
+    sp_done(sp, c, dir);
 }
 
 /* Bytes after the zeros are not a zero tail: what follows the last record
  * is set aside and cut off, and new records go to the next spare. */
 static void test_garbage_after_zeros(void **state)
 {
-    char *dir = tdir_new(), err[128];
-    struct spool *sp = sp_open(dir);
+    char *dir = tdir_new();
+    struct spool *sp = sp_fresh(dir);
     struct spool_loc loc[3];
     struct coll *c;
 
-    assert_int_equal(spool_recover(sp, &coll_cbs, NULL, NULL, err, sizeof err), 0);
     assert_int_equal(simple_msg(sp, 1, 300, &loc[1]), 0);
     spool_close(sp);
     off_t end = seg_end(dir, 1);
@@ -181,57 +167,44 @@ static void test_garbage_after_zeros(void **state)
     fputs("KMJ1 not a record", f);
     fclose(f);
 
-    sp = sp_recover(dir, &c, NULL);
-    assert_true(live(c, 1));
+    sp = RECOVER_LIVE(dir, &c, 1);
     assert_int_equal(count_files(dir, "corrupt"), 1);
     assert_int_equal(file_size(seg_path(dir, 1)), end);
     assert_int_equal(simple_msg(sp, 2, 300, &loc[2]), 0);
     assert_int_equal(loc[2].seg, 2);
-    spool_close(sp);
-    coll_free(c);
+    sp_close_coll(sp, c);
 
-    sp = sp_recover(dir, &c, NULL);
-    assert_true(live(c, 1) && live(c, 2));
+    sp = RECOVER_LIVE(dir, &c, 1, 2);
     check_body(sp, &c->m[2].loc, 2, 300);
-    spool_close(sp);
-    coll_free(c);
-    tdir_free(dir);
+    sp_done(sp, c, dir);
 }
 
 /* A damaged last record before the zeros: set aside (only the record) and
  * cut, like a damaged tail of a segment that grows. */
 static void test_bad_record_before_zeros(void **state)
 {
-    char *dir = tdir_new(), err[128];
-    struct spool *sp = sp_open(dir);
+    char *dir = tdir_new();
+    struct spool *sp = sp_fresh(dir);
     struct spool_loc loc[3];
     struct coll *c;
 
-    assert_int_equal(spool_recover(sp, &coll_cbs, NULL, NULL, err, sizeof err), 0);
     assert_int_equal(simple_msg(sp, 1, 300, &loc[1]), 0);
     assert_int_equal(simple_msg(sp, 2, 300, &loc[2]), 0);
     spool_close(sp);
     flip_byte(seg_path(dir, 1), (off_t)(loc[2].off + loc[2].body_off + 3));
 
-    sp = sp_recover(dir, &c, NULL);
-    assert_true(live(c, 1));
+    sp = RECOVER_LIVE(dir, &c, 1);
     assert_false(c->m[2].present);
-    char path[300];
-    snprintf(path, sizeof path, "%s/corrupt/%010u-%llu.rec", dir, 1u,
-             (unsigned long long)loc[2].off);
-    assert_int_equal(file_size(path),
-                     (off_t)(loc[2].body_off + loc[2].body_len + SPOOL_REC_TRL_LEN));
+    check_corrupt_file(dir, 1, loc[2].off, rec_len(&loc[2]));
     assert_int_equal(file_size(seg_path(dir, 1)), (off_t)loc[2].off);
-    spool_close(sp);
-    coll_free(c);
-    tdir_free(dir);
+    sp_done(sp, c, dir);
 }
 
 /* No spare (the file size limit refuses it, as a full disk would): the
  * segment grows with each batch, and nothing is lost. */
 static void test_no_spare_grows(void **state)
 {
-    char *dir = tdir_new(), err[128];
+    char *dir = tdir_new();
     struct rlimit old, lim;
     struct spool_loc loc[4];
     struct coll *c;
@@ -241,8 +214,7 @@ static void test_no_spare_grows(void **state)
     lim = old;
     lim.rlim_cur = MIB / 2;
     assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
-    struct spool *sp = sp_open(dir);
-    assert_int_equal(spool_recover(sp, &coll_cbs, NULL, NULL, err, sizeof err), 0);
+    struct spool *sp = sp_fresh(dir);
     assert_int_equal(spool_test_spare(sp, 0), 0);
     assert_false(spare_exists(dir));
     assert_int_equal(simple_msg(sp, 1, 100, &loc[1]), 0);
@@ -254,29 +226,25 @@ static void test_no_spare_grows(void **state)
     assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
     signal(SIGXFSZ, SIG_DFL);
 
-    sp = sp_recover(dir, &c, NULL);
-    assert_true(live(c, 1) && live(c, 2));
+    sp = RECOVER_LIVE(dir, &c, 1, 2);
     assert_int_equal(simple_msg(sp, 3, 100, &loc[3]), 0);
     assert_int_equal(loc[3].seg, 2);        /* a spare now: the grown one is left */
-    spool_close(sp);
-    coll_free(c);
-    tdir_free(dir);
+    sp_done(sp, c, dir);
 }
 
 /* spool_spares = "no": no spare, segments grow. */
 static void test_spares_off(void **state)
 {
-    char *dir = tdir_new(), err[128];
+    char *dir = tdir_new();
     struct spool *sp = sp_open(dir);
     struct spool_loc loc[2];
     spool_set_spares(sp, SPOOL_SPARES_OFF);
-    assert_int_equal(spool_recover(sp, &coll_cbs, NULL, NULL, err, sizeof err), 0);
+    recover_empty(sp);
     assert_false(spare_exists(dir));
     assert_int_equal(simple_msg(sp, 1, 100, &loc[1]), 0);
     assert_int_equal(file_size(seg_path(dir, 1)), seg_end(dir, 1));
     assert_int_equal(spool_test_spare(sp, 50), 0);      /* none made later either */
-    spool_close(sp);
-    tdir_free(dir);
+    sp_done(sp, NULL, dir);
 }
 
 /* "auto" decides by timing syncs, so either outcome is right here; what
@@ -284,11 +252,11 @@ static void test_spares_off(void **state)
  * offered. */
 static void test_spares_auto(void **state)
 {
-    char *dir = tdir_new(), err[128], path[300];
+    char *dir = tdir_new(), path[300];
     struct spool *sp = sp_open(dir);
     struct spool_loc loc[2];
     spool_set_spares(sp, SPOOL_SPARES_AUTO);
-    assert_int_equal(spool_recover(sp, &coll_cbs, NULL, NULL, err, sizeof err), 0);
+    recover_empty(sp);
     snprintf(path, sizeof path, "%s/journal/.probe-append", dir);
     assert_false(exists(path));
     snprintf(path, sizeof path, "%s/journal/.probe-over", dir);
@@ -298,8 +266,7 @@ static void test_spares_auto(void **state)
     assert_int_equal(spare_exists(dir), size == MIB);
     assert_int_equal(simple_msg(sp, 1, 100, &loc[1]), 0);
     assert_int_equal(file_size(seg_path(dir, 1)), size ? (off_t)MIB : seg_end(dir, 1));
-    spool_close(sp);
-    tdir_free(dir);
+    sp_done(sp, NULL, dir);
 }
 
 int main(void)
@@ -314,12 +281,6 @@ int main(void)
         cmocka_unit_test(test_spares_off),
         cmocka_unit_test(test_spares_auto),
     };
-    int rc;
     log_init("test_spool_spare", getenv("TEST_VERBOSE") != NULL);
-    unsetenv("KICKMAIL_TEST_FAIL_WRITES");
-    evthread_use_pthreads();
-    base = event_base_new();
-    rc = cmocka_run_group_tests(tests, NULL, NULL);
-    event_base_free(base);
-    return rc;
+    return cmocka_run_group_tests(tests, spool_group_setup, spool_group_teardown);
 }
