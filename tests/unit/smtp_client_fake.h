@@ -31,6 +31,8 @@
 #include "smtp_client.h"
 #include "tls.h"
 
+#include "net_fixture.h"        /* listen_loopback, the test certificate */
+
 #define MAXLINES 64
 #define MAXBODIES 8
 
@@ -261,19 +263,6 @@ static void fake_accept(evutil_socket_t lfd, short what, void *arg)
         f->pos = 1;
         fake_act(f, &f->script[0]);
     }
-}
-
-static int listen_loopback(int *port)
-{
-    struct sockaddr_in sin = { .sin_family = AF_INET };
-    socklen_t sl = sizeof sin;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sin, sizeof sin) < 0 || listen(fd, 4) < 0 ||
-        getsockname(fd, (struct sockaddr *)&sin, &sl) < 0)
-        return -1;
-    *port = ntohs(sin.sin_port);
-    return fd;
 }
 
 static void fake_start(struct fake *f, struct event_base *base, const struct step *script,

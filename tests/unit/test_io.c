@@ -32,6 +32,8 @@
 #include "io.h"
 #include "tls.h"
 
+#include "net_fixture.h"        /* listen_loopback, the test certificate */
+
 #define IN_MAX (64 * 1024)          /* io.c's IO_IN_MAX */
 #define READ_MAX (16 * 1024)        /* io.c's IO_READ_MAX, rounded up */
 
@@ -159,6 +161,14 @@ static void assert_got(struct t *t, const char *want)
     const char *p = (const char *)evbuffer_pullup(t->got, -1);
     if (n != strlen(want) || (n && memcmp(p, want, n) != 0))
         fail_msg("got \"%.*s\", want \"%s\"", (int)n, p ? p : "", want);
+}
+
+/* Takes what still waits unconsumed in io_in() into got, then checks all
+ * that came. */
+static void assert_got_with_input(struct t *t, const char *want)
+{
+    evbuffer_add_buffer(t->got, io_in(t->io));
+    assert_got(t, want);
 }
 
 static unsigned char pattern(size_t i)
@@ -325,15 +335,22 @@ static void test_read_timeout_restarted(void **state)
 
 /* ---- pause, resume, EOF ----------------------------------------------------- */
 
+/* An io whose owner neither consumes nor reads on: it pauses on its first
+ * IO_READ, which has come for first, sent by the peer. */
+static void t_init_paused_after(struct t *t, const char *first)
+{
+    t_init(t);
+    t->consume = 0;
+    t->pause_on_read = 1;
+    peer_send(t, first);
+    assert_true(t_until(t, &t->n[IO_READ], 1, 2000));
+}
+
 static void test_pause_resume_buffered(void **state)
 {
     struct t t;
 
-    t_init(&t);
-    t.consume = 0;
-    t.pause_on_read = 1;
-    peer_send(&t, "one\r\ntwo\r\n");
-    assert_true(t_until(&t, &t.n[IO_READ], 1, 2000));
+    t_init_paused_after(&t, "one\r\ntwo\r\n");
     peer_send(&t, "three\r\n");
     t_run_ms(&t, 100);
     assert_int_equal(t.n[IO_READ], 1);          /* paused: nothing more read */
@@ -344,8 +361,7 @@ static void test_pause_resume_buffered(void **state)
     assert_int_equal(t.calls, calls);           /* no callback from io_resume */
     assert_int_equal(evbuffer_get_length(io_in(t.io)), 10);    /* still there */
     assert_true(t_until(&t, &t.n[IO_READ], 2, 2000));
-    evbuffer_add_buffer(t.got, io_in(t.io));
-    assert_got(&t, "one\r\ntwo\r\nthree\r\n");
+    assert_got_with_input(&t, "one\r\ntwo\r\nthree\r\n");
     t_free(&t);
 }
 
@@ -382,11 +398,7 @@ static void test_eof_while_paused(void **state)
 {
     struct t t;
 
-    t_init(&t);
-    t.pause_on_read = 1;
-    t.consume = 0;
-    peer_send(&t, "MAIL FROM:<a@b>\r\n");
-    assert_true(t_until(&t, &t.n[IO_READ], 1, 2000));
+    t_init_paused_after(&t, "MAIL FROM:<a@b>\r\n");
     peer_send(&t, "RCPT TO:<c@d>\r\n");
     close(t.peer);
     t.peer = -1;
@@ -396,8 +408,7 @@ static void test_eof_while_paused(void **state)
     io_resume(t.io);
     assert_true(t_until(&t, &t.n[IO_EOF], 1, 2000));
     assert_int_equal(t.n[IO_READ], 2);
-    evbuffer_add_buffer(t.got, io_in(t.io));
-    assert_got(&t, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n");
+    assert_got_with_input(&t, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n");
     t_free(&t);
 }
 
@@ -599,19 +610,6 @@ static void test_free_in_callback(void **state)
 
 /* ---- client side ---------------------------------------------------------- */
 
-static int listen_loopback(int *port)
-{
-    struct sockaddr_in sin = { .sin_family = AF_INET };
-    socklen_t sl = sizeof sin;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sin, sizeof sin) < 0 || listen(fd, 4) < 0 ||
-        getsockname(fd, (struct sockaddr *)&sin, &sl) < 0)
-        return -1;
-    *port = ntohs(sin.sin_port);
-    return fd;
-}
-
 static void test_connect(void **state)
 {
     struct t t;
@@ -660,27 +658,9 @@ static void test_connect(void **state)
 
 /* ---- STARTTLS ------------------------------------------------------------------ */
 
-static char certdir[64];
-static int have_cert;
-
 static int tls_setup(void **state)
 {
-    char cmd[256];
-    snprintf(certdir, sizeof certdir, "/tmp/km-test-io-XXXXXX");
-    if (!mkdtemp(certdir))
-        return 0;
-    snprintf(cmd, sizeof cmd, "scripts/gen-test-cert %s mx.test >/dev/null 2>&1", certdir);
-    have_cert = system(cmd) == 0;
-    return 0;
-}
-
-static int tls_teardown(void **state)
-{
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", certdir);
-    if (certdir[0] && system(cmd) != 0)
-        return -1;
-    return 0;
+    return cert_setup("mx.test");
 }
 
 /* Server and client, each an io, over one socketpair.  Each side sends its
@@ -698,22 +678,26 @@ struct tls_pair {
     int srv_tls_reads;
 };
 
+/* Takes the next line from the input (before the switch): whether it is want. */
+static int next_line_is(struct io *io, const char *want)
+{
+    char *line = evbuffer_readln(io_in(io), NULL, EVBUFFER_EOL_CRLF_STRICT);
+    int is = line && strcmp(line, want) == 0;
+    free(line);
+    return is;
+}
+
 static void srv_cb(struct io *io, enum io_event ev, void *arg)
 {
     struct tls_pair *p = arg;
-    char *line;
     switch (ev) {
     case IO_READ:
-        if (!io_is_tls(io)) {
-            line = evbuffer_readln(io_in(io), NULL, EVBUFFER_EOL_CRLF_STRICT);
-            if (line && strcmp(line, "STARTTLS") == 0) {
-                io_pause(io);       /* as the session does */
-                io_write(io, "220 ready\r\n250 injected\r\n", 25);
-            }
-            free(line);
-        } else {
+        if (io_is_tls(io)) {
             p->srv_tls_reads++;
             evbuffer_add_buffer(p->srv_got, io_in(io));
+        } else if (next_line_is(io, "STARTTLS")) {
+            io_pause(io);           /* as the session does */
+            io_write(io, "220 ready\r\n250 injected\r\n", 25);
         }
         break;
     case IO_DRAINED:
@@ -734,17 +718,12 @@ static void srv_cb(struct io *io, enum io_event ev, void *arg)
 static void cli_cb(struct io *io, enum io_event ev, void *arg)
 {
     struct tls_pair *p = arg;
-    char *line;
     switch (ev) {
     case IO_READ:
-        if (!io_is_tls(io)) {
-            line = evbuffer_readln(io_in(io), NULL, EVBUFFER_EOL_CRLF_STRICT);
-            if (line && strcmp(line, "220 ready") == 0)
-                p->cli_dropped = io_starttls_client(io, p->cctx, "mx.test");
-            free(line);
-        } else {
+        if (io_is_tls(io))
             evbuffer_add_buffer(p->cli_got, io_in(io));
-        }
+        else if (next_line_is(io, "220 ready"))
+            p->cli_dropped = io_starttls_client(io, p->cctx, "mx.test");
         break;
     case IO_TLS_DONE:
         p->cli_done = 1;
@@ -761,16 +740,13 @@ static void cli_cb(struct io *io, enum io_event ev, void *arg)
 static void test_starttls_discard(void **state)
 {
     struct tls_pair p;
-    char err[256], cert[128], key[128];
+    char err[256];
     int sv[2];
 
     if (!have_cert)
         skip();
     memset(&p, 0, sizeof p);
-    snprintf(cert, sizeof cert, "%s/cert.pem", certdir);
-    snprintf(key, sizeof key, "%s/key.pem", certdir);
-    p.sctx = tls_server_ctx(cert, key, err, sizeof err);
-    assert_non_null(p.sctx);
+    p.sctx = cert_server_ctx();
     p.cctx = tls_client_ctx(err, sizeof err);
     assert_non_null(p.cctx);
     p.base = event_base_new();
@@ -873,5 +849,5 @@ int main(void)
     };
 
     signal(SIGPIPE, SIG_IGN);       /* as kickmaild does */
-    return cmocka_run_group_tests(tests, tls_setup, tls_teardown);
+    return cmocka_run_group_tests(tests, tls_setup, cert_teardown);
 }

@@ -359,39 +359,9 @@ static void test_quit_in_done(void **state)
 
 /* ---- tests: STARTTLS ------------------------------------------------------ */
 
-static char certdir[64];
-static int have_cert;
-
 static int tls_setup(void **state)
 {
-    char cmd[256];
-    snprintf(certdir, sizeof certdir, "/tmp/km-test-smtpc-XXXXXX");
-    if (!mkdtemp(certdir))
-        return 0;
-    snprintf(cmd, sizeof cmd, "scripts/gen-test-cert %s mx.acme.example >/dev/null 2>&1",
-             certdir);
-    have_cert = system(cmd) == 0;
-    return 0;
-}
-
-static int tls_teardown(void **state)
-{
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", certdir);
-    if (certdir[0] && system(cmd) != 0)
-        return -1;
-    return 0;
-}
-
-static struct tls_ctx *server_ctx(void)
-{
-    char cert[128], key[128], err[256];
-    snprintf(cert, sizeof cert, "%s/cert.pem", certdir);
-    snprintf(key, sizeof key, "%s/key.pem", certdir);
-    struct tls_ctx *t = tls_server_ctx(cert, key, err, sizeof err);
-    if (!t)
-        fail_msg("tls_server_ctx: %s", err);
-    return t;
+    return cert_setup("mx.acme.example");
 }
 
 static void test_starttls_may(void **state)
@@ -416,7 +386,7 @@ static void test_starttls_may(void **state)
     if (!have_cert)
         skip();
     run_init(&r, script, N_(script));
-    r.f.tls = server_ctx();
+    r.f.tls = cert_server_ctx();
     r.opts.tls = SMTPC_TLS_MAY;
     r.opts.tls_ctx = tls_client_ctx(err, sizeof err);
     assert_non_null(r.opts.tls_ctx);
@@ -530,5 +500,5 @@ int main(void)
         log_init("test_smtp_client_fail", 1);
         log_set_debug(1);
     }
-    return cmocka_run_group_tests(tests, tls_setup, tls_teardown);
+    return cmocka_run_group_tests(tests, tls_setup, cert_teardown);
 }
