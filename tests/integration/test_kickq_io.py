@@ -74,95 +74,73 @@ def run(*args, timeout=30, **kw):
     return subprocess.run([KICKQ] + list(args), capture_output=True, timeout=timeout, **kw)
 
 
-def test_request_line_and_body(sockpath):
-    srv = FakeCtl(sockpath, [b"0\nkicked acme: 3 messages to 192.0.2.1:25\n"])
+def run_against(sockpath, chunks, *args, pause=0.02):
+    """Runs kickq ARGS while a FakeCtl at sockpath answers with chunks; returns
+    kickq's result and the request lines the server saw.  The socket file is
+    removed afterwards, so that another server can take its place."""
+    srv = FakeCtl(sockpath, chunks, pause=pause)
     try:
-        r = run("-s", sockpath, "kick", "acme", "--json")
+        r = run(*args)
     finally:
         srv.close()
+        os.unlink(sockpath)
+    return r, srv.requests
+
+
+def write_conf(tmp_path, sockpath):
+    """A configuration file whose control socket is sockpath; returns its path."""
+    conf = tmp_path / "k.conf"
+    conf.write_text('hostname = "mx.test.example"\nspool = "%s"\ncontrol = "%s"\n'
+                    % (tmp_path / "spool", sockpath))
+    return conf
+
+
+def test_request_line_and_body(sockpath):
+    r, requests = run_against(sockpath, [b"0\nkicked acme: 3 messages to 192.0.2.1:25\n"],
+                              "-s", sockpath, "kick", "acme", "--json")
     assert r.returncode == 0, r.stderr
     assert r.stdout == b"kicked acme: 3 messages to 192.0.2.1:25\n"
     assert r.stderr == b""
-    assert srv.requests == [b"kick\tacme\t--json\n"]
+    assert requests == [b"kick\tacme\t--json\n"]
 
 
 def test_status_line_in_pieces_and_body_streamed(sockpath):
     body = b"".join(b"%06d %s\n" % (i, b"x" * 90) for i in range(20000))     # ~2 MB
     chunks = [b"0", b"\n" + body[:1000]] + [body[i:i + 65536] for i in range(1000, len(body), 65536)]
-    srv = FakeCtl(sockpath, chunks, pause=0.001)
-    try:
-        r = run("-s", sockpath, "list")
-    finally:
-        srv.close()
+    r, _ = run_against(sockpath, chunks, "-s", sockpath, "list", pause=0.001)
     assert r.returncode == 0, r.stderr
     assert r.stdout == body
 
 
-def test_failure_and_usage_answers(sockpath):
-    srv = FakeCtl(sockpath, [b"1 acme: link is down, no usable address\n"])
-    try:
-        r = run("-s", sockpath, "kick", "acme")
-    finally:
-        srv.close()
-    assert r.returncode == 1
+CLOSED = b"kickq: connection closed before an answer\n"
+
+
+@pytest.mark.parametrize("chunks, command, code, stderr", [
+    pytest.param([b"1 acme: link is down, no usable address\n"], ["kick", "acme"],
+                 1, b"kickq: acme: link is down, no usable address\n", id="failure"),
+    pytest.param([b"2 bad thing\r\n"], ["status"], 2, b"kickq: bad thing\n", id="usage"),
+    pytest.param([b"HTTP/1.0 200 OK\n"], ["status"],
+                 1, b"kickq: unexpected answer from kickmaild: HTTP/1.0 200 OK\n",
+                 id="unexpected"),
+    pytest.param([], ["status"], 1, CLOSED, id="closed-without-answer"),      # reads, closes
+    pytest.param([b"0"], ["status"], 1, CLOSED, id="closed-in-status-line"),  # half a line
+    pytest.param([b"1 " + b"x" * 70000], ["status"],
+                 1, b"kickq: status line from kickmaild too long\n", id="status-too-long"),
+])
+def test_failed_answers(sockpath, chunks, command, code, stderr):
+    """Failure and usage answers, garbage, a daemon that closes early, a
+    status line too long: kickq's exit code and message, nothing on stdout."""
+    r, _ = run_against(sockpath, chunks, "-s", sockpath, *command, pause=0)
+    assert (r.returncode, r.stderr) == (code, stderr)
     assert r.stdout == b""
-    assert r.stderr == b"kickq: acme: link is down, no usable address\n"
-    os.unlink(sockpath)
-    srv = FakeCtl(sockpath, [b"2 bad thing\r\n"])
-    try:
-        r = run("-s", sockpath, "status")
-    finally:
-        srv.close()
-    assert (r.returncode, r.stderr) == (2, b"kickq: bad thing\n")
-
-
-def test_unexpected_answer(sockpath):
-    srv = FakeCtl(sockpath, [b"HTTP/1.0 200 OK\n"])
-    try:
-        r = run("-s", sockpath, "status")
-    finally:
-        srv.close()
-    assert r.returncode == 1
-    assert r.stderr == b"kickq: unexpected answer from kickmaild: HTTP/1.0 200 OK\n"
-
-
-def test_daemon_closes_before_answering(sockpath):
-    srv = FakeCtl(sockpath, [])             # reads the request, closes
-    try:
-        r = run("-s", sockpath, "status")
-    finally:
-        srv.close()
-    assert r.returncode == 1
-    assert r.stderr == b"kickq: connection closed before an answer\n"
-    os.unlink(sockpath)
-    srv = FakeCtl(sockpath, [b"0"])         # half a status line, then closes
-    try:
-        r = run("-s", sockpath, "status")
-    finally:
-        srv.close()
-    assert r.returncode == 1
-    assert r.stderr == b"kickq: connection closed before an answer\n"
-
-
-def test_status_line_too_long(sockpath):
-    srv = FakeCtl(sockpath, [b"1 " + b"x" * 70000], pause=0)
-    try:
-        r = run("-s", sockpath, "status")
-    finally:
-        srv.close()
-    assert r.returncode == 1
-    assert r.stderr == b"kickq: status line from kickmaild too long\n"
 
 
 def test_many_words_request(sockpath):
     ids = ["A%011d" % i for i in range(300)]        # more words than kickq keeps on its stack
-    srv = FakeCtl(sockpath, [b"0\ndeleted 300 messages\n"])
-    try:
-        r = run("-s", sockpath, "delete", *ids)
-    finally:
-        srv.close()
+    r, requests = run_against(sockpath, [b"0\ndeleted 300 messages\n"],
+                              "-s", sockpath, "delete", *ids)
     assert r.returncode == 0, r.stderr
-    assert srv.requests == [("\t".join(["delete"] + ids) + "\n").encode()]
+    assert requests == [("\t".join(["delete"] + ids) + "\n").encode()]
 
 
 def test_connect_errors(tmp_path):
@@ -210,17 +188,12 @@ def test_usage_errors_never_connect(sockpath):
 
 
 def test_config_file_names_the_socket(tmp_path, sockpath):
-    conf = tmp_path / "k.conf"
-    conf.write_text('hostname = "mx.test.example"\nspool = "%s"\ncontrol = "%s"\n'
-                    % (tmp_path / "spool", sockpath))
-    srv = FakeCtl(sockpath, [b"0\nfrom the config\n"])
-    try:
-        r = run("-c", str(conf), "summary", "--json")
-    finally:
-        srv.close()
+    conf = write_conf(tmp_path, sockpath)
+    r, requests = run_against(sockpath, [b"0\nfrom the config\n"],
+                              "-c", str(conf), "summary", "--json")
     assert r.returncode == 0, r.stderr
     assert r.stdout == b"from the config\n"
-    assert srv.requests == [b"summary\t--json\n"]
+    assert requests == [b"summary\t--json\n"]
 
 
 def test_bad_config_file(tmp_path):
@@ -256,9 +229,7 @@ def test_front_end_without_the_full_build(tmp_path, sockpath):
         assert r.stderr.startswith(b"kickq: cannot run /") and \
             r.stderr.endswith(b"/kickq-config: No such file or directory\n"), r.stderr
         shutil.copy2(HELPER, alone / "kickq-config")
-        conf = tmp_path / "k.conf"
-        conf.write_text('hostname = "mx.test.example"\nspool = "%s"\ncontrol = "%s"\n'
-                        % (tmp_path / "spool", sockpath))
+        conf = write_conf(tmp_path, sockpath)
         r = subprocess.run([str(alone / "kickq"), "-c", str(conf), "status"],
                            capture_output=True, timeout=30)
         assert (r.returncode, r.stdout) == (0, b"ok\n"), r.stderr
