@@ -638,24 +638,33 @@ class MTA:
         return self.messages
 
 
+def stopped_at_end(create):
+    """The body of a factory fixture: yields make(**kw), which calls
+    create(n, **kw) (n: how many were made before) and keeps the result;
+    each one's stop() runs at the end of the test."""
+    made = []
+
+    def make(**kw):
+        made.append(create(len(made), **kw))
+        return made[-1]
+
+    yield make
+    for x in made:
+        x.stop()
+
+
 @pytest.fixture
 def make_mta(tmp_path):
     """Factory for customer MTAs; each is stopped at the end of the test.
     make_mta(start=False) gives one that is not listening yet."""
-    made = []
-
-    def make(start=True, **kw):
-        where = tmp_path / ("mta%d" % len(made))
+    def create(n, start=True, **kw):
+        where = tmp_path / ("mta%d" % n)
         os.makedirs(str(where), exist_ok=True)
         m = MTA(where, **kw)
-        made.append(m)
         if start:
             m.start()
         return m
-
-    yield make
-    for m in made:
-        m.stop()
+    yield from stopped_at_end(create)
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from conftest import KICKMAILD, MTA_HOST, Daemon, customer_conf, status_of, wait_for
+from conftest import (KICKMAILD, MTA_HOST, Daemon, customer_conf, status_of,
+                      stopped_at_end, wait_for)
 from dnsstub import QTYPE_A, QTYPE_AAAA, DNSStub
 from test_delivery import send, simple, wait_gone, wait_status
 
@@ -21,16 +22,7 @@ NAME = "mx.test.example"
 
 @pytest.fixture
 def make_dns():
-    made = []
-
-    def make(**kw):
-        s = DNSStub(**kw)
-        made.append(s)
-        return s
-
-    yield make
-    for s in made:
-        s.stop()
+    yield from stopped_at_end(lambda n, **kw: DNSStub(**kw))
 
 
 @pytest.fixture
