@@ -20,6 +20,7 @@
 
 #include <event2/buffer.h>
 
+#include "addr.h"
 #include "config.h"
 #include "io.h"
 #include "log.h"
@@ -178,6 +179,7 @@ static void cmd_mail(struct smtp_sess *s, const char *arg, size_t len)
 {
     struct smtp_mailbox mb;
     struct smtp_params p;
+    char wire[ADDR_WIRE_MAX + 1] = "";
     if (s->state == SS_INIT) {
         reply(s, "503 5.5.1 Error: send HELO/EHLO first");
         bad_command(s);
@@ -190,19 +192,18 @@ static void cmd_mail(struct smtp_sess *s, const char *arg, size_t len)
     }
     if (parse_path(s, arg, len, 0, &mb, &p) < 0)
         return;
+    if (!mb.null && addr_format(mb.local, mb.domain, wire, sizeof wire) < 0) {
+        reply(s, "501 5.1.7 Sender address syntax error");
+        bad_command(s);
+        return;
+    }
     uint64_t max = smtp_env.cfg->smtp.max_message_size;
     if (p.has_size && max && p.size > max) {
         reply(s, "552 5.3.4 Message size exceeds fixed limit");
         return;
     }
     s->declared_size = p.has_size ? p.size : 0;
-    if (mb.null) {
-        s->sender = xstrdup("");
-    } else {
-        size_t n = strlen(mb.local) + strlen(mb.domain) + 2;
-        s->sender = xmalloc(n);
-        snprintf(s->sender, n, "%s@%s", mb.local, mb.domain);
-    }
+    s->sender = xstrdup(wire);         /* the wire form: quoted again if need be */
     s->state = SS_MAIL;
     s->n_mail++;
     reply(s, "250 2.1.0 Ok");
@@ -225,30 +226,35 @@ static int rcpt_add(struct smtp_sess *s, const char *addr, uint8_t flags,
     return 0;
 }
 
-/* Decides a parsed recipient: 0 accepted (reply sent), -1 refused (reply sent). */
+/* Decides a parsed recipient: 0 accepted (reply sent), -1 refused (reply sent).
+ * The address is kept (and echoed) in its wire form, quoted again if need be. */
 static int rcpt_decide(struct smtp_sess *s, const struct smtp_mailbox *mb)
 {
     const struct config *cfg = smtp_env.cfg;
-    char addr[SMTP_LOCAL_MAX + SMTP_DOMAIN_MAX + 2];
+    char addr[ADDR_WIRE_MAX + 1];
     if (mb->postmaster) {
         const char *at = strrchr(cfg->postmaster, '@');
         const struct customer *c = at ? registry_by_domain(smtp_env.reg, at + 1) : NULL;
-        rcpt_add(s, cfg->postmaster, c ? 0 : SPOOL_RCPT_OUTBOUND, c ? c->name : NULL);
+        rcpt_add(s, addr_canon(cfg->postmaster, addr, sizeof addr) < 0 ? cfg->postmaster : addr,
+                 c ? 0 : SPOOL_RCPT_OUTBOUND, c ? c->name : NULL);
         reply(s, "250 2.1.5 Ok");
         return 0;
     }
+    if (addr_format(mb->local, mb->domain, addr, sizeof addr) < 0) {
+        reply(s, "501 5.1.3 Recipient address syntax error");
+        return -1;
+    }
     if (mb->literal || smtp_local_is_routing(mb)) {
-        reply(s, "550 5.7.1 <%s@%s>: Relay access denied", mb->local, mb->domain);
+        reply(s, "550 5.7.1 <%s>: Relay access denied", addr);
         return -1;
     }
     const struct customer *c = registry_by_domain(smtp_env.reg, mb->domain);
     if (!c) {
-        reply(s, "550 5.7.1 <%s@%s>: Relay access denied", mb->local, mb->domain);
+        reply(s, "550 5.7.1 <%s>: Relay access denied", addr);
         return -1;
     }
     if (!registry_accepts_local(c, mb->local)) {
-        reply(s, "550 5.1.1 <%s@%s>: Recipient address rejected: User unknown",
-              mb->local, mb->domain);
+        reply(s, "550 5.1.1 <%s>: Recipient address rejected: User unknown", addr);
         return -1;
     }
     if (s->nrcpt >= cfg->smtp.max_recipients) {
@@ -256,11 +262,9 @@ static int rcpt_decide(struct smtp_sess *s, const struct smtp_mailbox *mb)
         return -1;
     }
     if (qmgr_quota_check(c, s->declared_size) < 0) {
-        reply(s, "452 4.2.2 <%s@%s>: Mailbox full: customer over quota",
-              mb->local, mb->domain);
+        reply(s, "452 4.2.2 <%s>: Mailbox full: customer over quota", addr);
         return -1;
     }
-    snprintf(addr, sizeof addr, "%s@%s", mb->local, mb->domain);
     rcpt_add(s, addr, 0, c->name);
     reply(s, "250 2.1.5 Ok");
     return 0;

@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "addr.h"
 #include "smtp_parse.h"
 
 #define S(lit) lit, (sizeof(lit) - 1)
@@ -360,6 +361,59 @@ static void test_path_lengths(void **state)
         c.err = SMTP_PATH_TOO_LONG;
         n = snprintf(arg, sizeof arg, "TO:<@%s:u@b.example>", dom);
         check_path("route, path 257", arg, (size_t)n, &c);
+    }
+}
+
+/* ---- wire form: parsed mailboxes written back (addr.h) -------------------- */
+
+/* A quoted local part parses into its unquoted form; addr_format() must give
+ * a wire form that parses back into the same mailbox, alone: nothing written
+ * inside quotes may end the path or become an ESMTP parameter. */
+static const struct { const char *arg, *kw, *wire, *local; } wire_cases[] = {
+    { "TO:<\"a> NOTIFY=SUCCESS\"@acme.example>", "TO", "\"a> NOTIFY=SUCCESS\"@acme.example",
+      "a> NOTIFY=SUCCESS" },
+    { "TO:<\"a>b\"@acme.example>", "TO", "\"a>b\"@acme.example", "a>b" },
+    { "TO:<\"x y\"@acme.example>", "TO", "\"x y\"@acme.example", "x y" },
+    { "TO:<\"a\\\"b\"@acme.example>", "TO", "\"a\\\"b\"@acme.example", "a\"b" },
+    { "TO:<\"a\\\\\"@acme.example>", "TO", "\"a\\\\\"@acme.example", "a\\" },
+    { "TO:<\"plain\"@acme.example>", "TO", "plain@acme.example", "plain" },
+    { "TO:<plain@acme.example>", "TO", "plain@acme.example", "plain" },
+    { "TO:<\"\\p\\l\"@acme.example>", "TO", "pl@acme.example", "pl" },
+    { "TO:<\"\"@acme.example>", "TO", "\"\"@acme.example", "" },
+    { "TO:<\"a..b\"@acme.example>", "TO", "\"a..b\"@acme.example", "a..b" },
+    { "TO:<@relay.example:\"x y\"@acme.example>", "TO", "\"x y\"@acme.example", "x y" },
+    { "FROM:<\"a> SIZE=1 BODY=8BITMIME\"@b.example>", "FROM",
+      "\"a> SIZE=1 BODY=8BITMIME\"@b.example", "a> SIZE=1 BODY=8BITMIME" },
+    { "FROM:<\"u@v\"@[192.0.2.1]>", "FROM", "\"u@v\"@[192.0.2.1]", "u@v" },
+};
+
+static void test_wire_round_trip(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < N_(wire_cases); i++) {
+        const char *kw = wire_cases[i].kw;
+        int rcpt = kw[0] == 'T';
+        struct smtp_mailbox mb, again;
+        struct smtp_params p;
+        char wire[ADDR_WIRE_MAX + 1], arg[ADDR_WIRE_MAX + 16];
+        int n;
+
+        if (smtp_parse_path(wire_cases[i].arg, strlen(wire_cases[i].arg), kw, rcpt, &mb,
+                            &p) != SMTP_PATH_OK)
+            fail_msg("wire case %zu: %s does not parse", i, wire_cases[i].arg);
+        assert_string_equal(mb.local, wire_cases[i].local);
+        n = addr_format(mb.local, mb.domain, wire, sizeof wire);
+        if (n < 0 || strcmp(wire, wire_cases[i].wire) != 0)
+            fail_msg("wire case %zu: %s gives '%s', want '%s'", i, wire_cases[i].arg,
+                     n < 0 ? "(error)" : wire, wire_cases[i].wire);
+        /* the wire form parses back into the same mailbox and no parameter */
+        n = snprintf(arg, sizeof arg, "%s:<%s>", kw, wire);
+        if (smtp_parse_path(arg, (size_t)n, kw, rcpt, &again, &p) != SMTP_PATH_OK)
+            fail_msg("wire case %zu: '%s' does not parse back", i, arg);
+        assert_string_equal(again.local, mb.local);
+        assert_string_equal(again.domain, mb.domain);
+        assert_false(p.has_size || p.body_8bit);
+        assert_true(addr_is_canon(wire));
     }
 }
 
@@ -732,6 +786,7 @@ int main(void)
         cmocka_unit_test(test_paths),
         cmocka_unit_test(test_path_misc),
         cmocka_unit_test(test_path_lengths),
+        cmocka_unit_test(test_wire_round_trip),
         cmocka_unit_test(test_helo),
         cmocka_unit_test(test_line_is_clean),
         cmocka_unit_test(test_data_table),
