@@ -10,7 +10,8 @@
  * handled).
  *
  * Trusts: the owner's options and messages (addresses come from our own
- * spool; control characters in them are still refused, never sent).  Trusts
+ * spool; one that is not in RFC 5321 wire form, addr.h, is still refused,
+ * never sent: no control characters, no unquoted space or '>').  Trusts
  * nothing from the server: replies go through the bounded parser in reply.c,
  * a reply line without LF within SMTP_REPLY_LINE_MAX bytes is a protocol
  * error, every wait has a timeout (RFC 5321 4.5.3.2), and after STARTTLS
@@ -37,6 +38,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "addr.h"
 #include "io.h"
 #include "log.h"
 #include "smtp_client.h"
@@ -887,12 +889,11 @@ struct smtp_client *smtp_client_start(struct event_base *base,
     return c;
 }
 
+/* Only the wire form goes between "<" and ">": an address kept unquoted
+ * ("a> NOTIFY=SUCCESS@x") would end the path early and add parameters. */
 static int addr_ok(const char *a)
 {
-    for (; *a; a++)
-        if ((unsigned char)*a < 0x20 || *a == 0x7f)
-            return 0;
-    return 1;
+    return addr_is_canon(a);
 }
 
 /* Settles what can be settled before sending; returns the number of
@@ -906,13 +907,13 @@ static size_t msg_check(struct smtp_client *c)
         fail = xfmt("552 5.3.4 message too big for remote (SIZE %llu)",
                     (unsigned long long)c->size_limit);
     else if (!addr_ok(m->sender))
-        fail = xfmt("501 5.1.7 invalid sender address (control characters)");
+        fail = xfmt("501 5.1.7 invalid sender address (not in RFC 5321 form)");
     for (size_t i = 0; i < m->nrcpt; i++) {
         if (fail) {
             set_result(m, i, atoi(fail), fail);
             c->rst[i] = RS_FINAL;
         } else if (!addr_ok(m->rcpts[i])) {
-            set_result(m, i, 501, "501 5.1.3 invalid recipient address (control characters)");
+            set_result(m, i, 501, "501 5.1.3 invalid recipient address (not in RFC 5321 form)");
             c->rst[i] = RS_FINAL;
         } else {
             left++;

@@ -406,6 +406,43 @@ static void test_bad_address(void **state)
     run_free(&r);
 }
 
+/* An address not in wire form (a quoted local part kept unquoted) would
+ * end the path early and add parameters: refused, never put on the wire. */
+static void test_unquoted_address(void **state)
+{
+    static const struct step script[] = {
+        { NULL, BANNER, A_NONE },
+        { "EHLO", EHLO_PIPE, A_NONE },
+        { "MAIL FROM:<a@src.example>", "250 2.1.0 Ok\r\n", A_NONE },
+        { "RCPT TO:<\"x y\"@acme.example>", "250 2.1.5 Ok\r\n", A_NONE },
+        { "DATA", "354 go\r\n", A_NONE },
+        { "<DATA>", "250 2.0.0 Ok\r\n", A_NONE },
+        { "QUIT", "221 2.0.0 Bye\r\n", A_NONE },
+    };
+    struct run r;
+    struct tmsg m, bad_sender;
+
+    run_init(&r, script, N_(script));
+    tmsg_init(&m, "a@src.example", "a> NOTIFY=SUCCESS@acme.example",
+              "\"x y\"@acme.example", "x y@acme.example");
+    tmsg_body(&m, "x\r\n");
+    tmsg_init(&bad_sender, "x> RET=FULL@src.example", "bob@acme.example", NULL, NULL);
+    tmsg_body(&bad_sender, "x\r\n");
+    r.o.msgs[0] = &m;
+    r.o.msgs[1] = &bad_sender;
+    r.o.nmsgs = 2;
+    run_go(&r);
+    run_check_script(&r);
+    assert_string_equal(r.f.lines[2], "RCPT TO:<\"x y\"@acme.example>");
+    assert_result(&m, 0, 501, "501 5.1.3 invalid recipient address");
+    assert_result(&m, 1, 250, "250 2.0.0 Ok");
+    assert_result(&m, 2, 501, "501 5.1.3 invalid recipient address");
+    assert_result(&bad_sender, 0, 501, "501 5.1.7 invalid sender address");
+    tmsg_free(&m);
+    tmsg_free(&bad_sender);
+    run_free(&r);
+}
+
 /* ---- tests: the body on the wire ---------------------------------------- */
 
 static void test_dot_stuffing(void **state)
@@ -636,6 +673,7 @@ int main(void)
         cmocka_unit_test(test_mail_refused),
         cmocka_unit_test(test_size_too_big),
         cmocka_unit_test(test_bad_address),
+        cmocka_unit_test(test_unquoted_address),
         cmocka_unit_test(test_dot_stuffing),
         cmocka_unit_test(test_big_body),
         cmocka_unit_test(test_helo_fallback),
