@@ -12,7 +12,8 @@
  * Messages live in one array sorted by queue ID (IDs grow with time, so this
  * is arrival order); deleted slots are NULL until the array is compacted.
  * Each pending recipient is on exactly one list: its customer's, the orphan
- * list (domain without customer) or the outbound list.
+ * list (domain without customer) or the outbound list.  Addresses are kept
+ * in their RFC 5321 wire form (addr.h), whatever form the spool holds.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -22,6 +23,7 @@
 
 #include <event2/buffer.h>
 
+#include "addr.h"
 #include "config.h"
 #include "log.h"
 #include "qmgr.h"
@@ -283,6 +285,23 @@ void qmgr_msg_forget(struct qmsg *m)
     msg_free(m);
 }
 
+/* A copy of the stored address a in its wire form.  Spools written by
+ * earlier builds hold quoted local parts unquoted ("x y@acme.example"):
+ * they are quoted again here (logged), so no consumer ever sends or prints
+ * the unquoted form.  An address without a wire form (control bytes; the
+ * parser never accepted one) is kept as it is: the SMTP client refuses it. */
+static char *addr_keep(const char *idstr, const char *what, const char *a)
+{
+    char wire[ADDR_WIRE_MAX + 1];
+    if (addr_canon(a, wire, sizeof wire) < 0) {
+        log_warn("%s: %s address has no RFC 5321 form; it is never sent", idstr, what);
+        return xstrdup(a);
+    }
+    if (strcmp(wire, a) != 0)
+        log_info("%s: %s address %s quoted again as %s", idstr, what, a, wire);
+    return xstrdup(wire);
+}
+
 static struct qmsg *msg_new(const struct spool_env *env, const struct spool_loc *loc)
 {
     struct qmsg *m = xcalloc(1, sizeof *m + env->nrcpt * sizeof m->rcpts[0]);
@@ -290,13 +309,13 @@ static struct qmsg *msg_new(const struct spool_env *env, const struct spool_loc 
     qmgr_id_str(m->id, m->idstr);
     m->arrival = env->arrival;
     m->size = loc->body_len;
-    m->sender = xstrdup(env->sender);
+    m->sender = addr_keep(m->idstr, "sender", env->sender);
     m->loc = *loc;
     m->nrcpt = (uint16_t)env->nrcpt;
     m->npending = m->nrcpt;
     for (size_t i = 0; i < env->nrcpt; i++) {
         struct qrcpt *r = &m->rcpts[i];
-        r->addr = xstrdup(env->rcpts[i].addr);
+        r->addr = addr_keep(m->idstr, "recipient", env->rcpts[i].addr);
         const char *at = strrchr(r->addr, '@');
         r->domain = at ? at + 1 : r->addr + strlen(r->addr);
         r->msg = m;

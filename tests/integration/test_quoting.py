@@ -3,7 +3,9 @@ address is written back: in RCPT TO and MAIL FROM to the customer's server,
 in the Received header's "for <...>", in `kickq list`/`show` and their JSON,
 in DSNs (envelope, To:, Final-Recipient, text), in log lines.  A sender who
 writes RCPT TO:<"a> NOTIFY=SUCCESS"@acme.example> must not be able to add
-ESMTP parameters or change the recipient at the customer's side.
+ESMTP parameters or change the recipient at the customer's side.  Spools
+written by earlier builds hold the unquoted form: it is quoted again at
+start.
 
 The customer's server here is a raw line recorder (not aiosmtpd), so the
 tests see the exact bytes of every command."""
@@ -210,5 +212,97 @@ def test_quoted_sender_and_recipient_in_a_dsn(make_daemon):
         (txn, _), = rec.for_rcpt("bob@acme.example")
         assert txn == ["MAIL FROM:<%s>" % sender, "RCPT TO:<bob@acme.example>"], txn
         d.wait_log(r"%s: client=.*from=<%s>" % (qid2, re.escape(sender)))
+    finally:
+        rec.stop()
+
+
+# ---- spools of earlier builds: the unquoted form is quoted again at start ----
+
+def legacy_form(addr):
+    """The form earlier builds stored: the local part without its quotes."""
+    local, _, domain = addr.rpartition("@")
+    if local.startswith('"'):
+        local = re.sub(r"\\(.)", r"\1", local[1:-1])
+    return local + "@" + domain
+
+
+def rewrite_envelopes(spool, change):
+    """Rewrites every MSG record of the journal with change(address) applied
+    to its sender and recipients (lengths and CRCs made right again); the
+    segment keeps its size (zeros after the last record).  Returns how many
+    addresses changed."""
+    changed = 0
+    jdir = os.path.join(spool, "journal")
+    for name in sorted(os.listdir(jdir)):
+        path = os.path.join(jdir, name)
+        with open(path, "rb") as f:
+            data = f.read()
+        out, off = b"", 0
+        while off + 32 <= len(data) and data[off:off + 4] == b"KMJ1":
+            (_, version, rtype, _, plen, mlen, rid, _, _) = struct.unpack_from(
+                "<4sBBHIIQII", data, off)
+            payload = data[off + 32:off + 32 + plen]
+            assert data[off + 32 + plen:off + 40 + plen] == b"KMJE" + struct.pack("<I", plen)
+            off += 40 + plen
+            if rtype == 1:                      # MSG: rebuild the metadata
+                meta, body = payload[:mlen], payload[mlen:]
+                arrival, slen = struct.unpack_from("<qH", meta, 0)
+                p = 10
+                addrs = [meta[p:p + slen].decode()]
+                p += slen
+                (nrcpt,) = struct.unpack_from("<H", meta, p)
+                p += 2
+                flags = []
+                for _ in range(nrcpt):
+                    fl, alen = struct.unpack_from("<BH", meta, p)
+                    p += 3
+                    flags.append(fl)
+                    addrs.append(meta[p:p + alen].decode())
+                    p += alen
+                assert p == len(meta)
+                new = [change(a) for a in addrs]
+                changed += sum(a != b for a, b in zip(addrs, new))
+                enc = [a.encode() for a in new]
+                meta = struct.pack("<qH", arrival, len(enc[0])) + enc[0] + struct.pack("<H", nrcpt)
+                for fl, a in zip(flags, enc[1:]):
+                    meta += struct.pack("<BH", fl, len(a)) + a
+                payload, mlen, plen = meta + body, len(meta), len(meta) + len(body)
+            hdr = struct.pack("<4sBBHIIQI", b"KMJ1", version, rtype, 0, plen, mlen, rid,
+                              zlib.crc32(payload))
+            out += hdr + struct.pack("<I", zlib.crc32(hdr)) + payload
+            out += b"KMJE" + struct.pack("<I", plen)
+        if off == 0:
+            continue
+        assert not data[off:].strip(b"\0"), "unexpected bytes after the records of " + name
+        with open(path, "wb") as f:
+            f.write(out + b"\0" * max(0, len(data) - len(out)))
+    return changed
+
+
+def test_unquoted_addresses_of_an_old_spool_are_quoted_again(make_daemon):
+    rec = Recorder()
+    try:
+        d = make_daemon(customers=conf(rec.port)).start()
+        sender = '"s t"@beta.example'
+        wires = [w for _, w in CASES if w.startswith('"')]
+        qids = {raw_send(d, sender, w, "old %d" % i): w for i, w in enumerate(wires)}
+        d.stop()
+        assert rewrite_envelopes(d.spool, legacy_form) == 2 * len(wires)
+
+        d.start()
+        listed = {m["queue_id"]: m for m in queue(d)}
+        assert sorted(listed) == sorted(qids), listed         # nothing lost
+        for qid, wire in qids.items():
+            assert listed[qid]["sender"] == sender, listed[qid]
+            assert [r["address"] for r in listed[qid]["recipients"]] == [wire]
+            d.wait_log(r"%s: recipient address %s quoted again as %s" % (
+                qid, re.escape(legacy_form(wire)), re.escape(wire)))
+
+        d.kickq("link", "up", "acme", MTA_HOST)
+        wait_for(lambda: all(rec.for_rcpt(w) for w in wires),
+                 what="the old messages at the customer's server (lines %r)" % rec.lines)
+        for w in wires:
+            (txn, _), = rec.for_rcpt(w)
+            assert txn == ["MAIL FROM:<%s>" % sender, "RCPT TO:<%s>" % w], txn
     finally:
         rec.stop()
