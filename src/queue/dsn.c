@@ -5,11 +5,14 @@
  * fields, then one block per recipient), and the original message, its
  * headers only (text/rfc822-headers) or in full (message/rfc822).
  *
- * Trusts: nothing that came from a peer.  Addresses, the remote's reply and
- * the remote host name are written with every run of control characters
- * (CR, LF, NUL, TAB...) turned into one space and cut at a bound, so they
- * can neither start a new header line nor break the line length limit; a
- * malformed status code is replaced by the generic one of the action.
+ * Trusts: nothing that came from a peer.  The remote's reply and the remote
+ * host name are written with every run of control characters (CR, LF, NUL,
+ * TAB...) turned into one space and cut at a bound, so they can neither
+ * start a new header line nor break the line length limit; addresses too
+ * unless they are printable ASCII, which they are in their RFC 5321 wire
+ * form (addr.h): then they are written exactly, spaces inside a quoted
+ * local part included.  A malformed status code is replaced by the generic
+ * one of the action.
  * Guarantees: every line of the result ends in CRLF (bare CR or LF in the
  * original become CRLF; the original is otherwise copied as it is, and never
  * changed); the boundary occurs nowhere in the parts it separates (a
@@ -69,6 +72,24 @@ static void put_clean(struct evbuffer *out, const char *s, size_t max)
         evbuffer_add(out, s, 1);
         n++;
     }
+}
+
+/* Appends an address exactly when it is printable ASCII (a quoted local
+ * part may hold runs of spaces: they are part of it), cut at max bytes
+ * ("..." added); anything else as put_clean() writes it. */
+static void put_addr(struct evbuffer *out, const char *s, size_t max)
+{
+    size_t n = 0;
+    if (!s)
+        return;
+    for (; s[n]; n++)
+        if ((unsigned char)s[n] < 0x20 || (unsigned char)s[n] > 0x7e) {
+            put_clean(out, s, max);
+            return;
+        }
+    evbuffer_add(out, s, n > max ? max : n);
+    if (n > max)
+        evbuffer_add(out, "...", 3);
 }
 
 /* RFC 5322 date, in UTC (names spelled out: no locale). */
@@ -146,7 +167,7 @@ static void part_text(struct evbuffer *p, const struct dsn_info *info)
     for (size_t i = 0; i < info->nrcpt; i++) {
         const struct dsn_rcpt *r = &info->rcpts[i];
         evbuffer_add(p, "<", 1);
-        put_clean(p, r->addr, DSN_MAX_ADDR);
+        put_addr(p, r->addr, DSN_MAX_ADDR);
         evbuffer_add(p, ">: ", 3);
         if (r->remote_mta && *r->remote_mta) {
             evbuffer_add(p, "host ", 5);
@@ -173,7 +194,7 @@ static void part_status(struct evbuffer *p, const struct dsn_info *info)
     for (size_t i = 0; i < info->nrcpt; i++) {
         const struct dsn_rcpt *r = &info->rcpts[i];
         evbuffer_add(p, "\r\nFinal-Recipient: rfc822; ", 27);
-        put_clean(p, r->addr, DSN_MAX_ADDR);
+        put_addr(p, r->addr, DSN_MAX_ADDR);
         evbuffer_add_printf(p, "\r\nAction: %s\r\nStatus: %s\r\n",
                             info->action == DSN_DELAYED ? "delayed" : "failed",
                             rcpt_status(info, r));
@@ -311,7 +332,7 @@ static void put_headers(struct evbuffer *out, const struct dsn_info *info,
     evbuffer_add_printf(out, "From: Mail Delivery System <");
     put_clean(out, info->from, DSN_MAX_ADDR);
     evbuffer_add_printf(out, ">\r\nTo: <");
-    put_clean(out, info->to, DSN_MAX_ADDR);
+    put_addr(out, info->to, DSN_MAX_ADDR);
     evbuffer_add_printf(out, ">\r\nSubject: %s\r\nDate: ",
                         info->action == DSN_DELAYED ? "Delayed Mail (still being retried)"
                                                     : "Undelivered Mail Returned to Sender");

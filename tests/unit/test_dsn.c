@@ -3,7 +3,8 @@
  * the multipart/report structure and its boundary lines, the per-message and
  * per-recipient delivery-status fields, headers-only versus full return,
  * CRLF everywhere (also from an original with bare LF or CR), peer text that
- * tries to start header lines, an over-long reply, a malformed status, the
+ * tries to start header lines, addresses with quoted local parts written
+ * exactly, an over-long reply, a malformed status, the
  * delayed variant, and a boundary that would collide with the original.
  */
 #include <stdarg.h>
@@ -324,6 +325,36 @@ static void test_injection(void **state)
     evbuffer_free(orig);
 }
 
+/* Addresses in wire form are written exactly: a quoted local part keeps
+ * its quotes, escapes and runs of spaces in To:, Final-Recipient and the
+ * text (they are printable ASCII; control characters are cleaned above). */
+static void test_quoted_addresses(void **state)
+{
+    static const struct dsn_rcpt quoted[] = {
+        {"\"a> NOTIFY=SUCCESS\"@acme.example", "5.1.1", NULL, NULL},
+        {"\"two  spaces \\\" \\\\\"@acme.example", "5.1.1", NULL, NULL},
+    };
+    struct dsn_info info;
+    struct dsn_doc d;
+    struct evbuffer *orig = orig_new(orig_headers, orig_body);
+
+    info_init(&info, 0);
+    info.rcpts = quoted;
+    info.to = "\"x  y\"@sender.example";
+    doc_compose(&d, &info, orig);
+    assert_crlf(d.text, d.len);
+    assert_non_null(strstr(d.headers, "\r\nTo: <\"x  y\"@sender.example>\r\n"));
+    assert_non_null(strstr(d.text,
+                           "\r\nFinal-Recipient: rfc822; \"a> NOTIFY=SUCCESS\"@acme.example\r\n"));
+    assert_non_null(strstr(d.text,
+                           "\r\nFinal-Recipient: rfc822; \"two  spaces \\\" \\\\\"@acme.example\r\n"));
+    assert_non_null(strstr(part_body(d.part[0]), "\r\n<\"a> NOTIFY=SUCCESS\"@acme.example>: "));
+    assert_non_null(strstr(part_body(d.part[0]),
+                           "\r\n<\"two  spaces \\\" \\\\\"@acme.example>: "));
+    doc_free(&d);
+    evbuffer_free(orig);
+}
+
 static void test_long_diag(void **state)
 {
     char diag[6000];
@@ -422,6 +453,7 @@ int main(void)
         cmocka_unit_test(test_failed_full),
         cmocka_unit_test(test_bare_line_ends),
         cmocka_unit_test(test_injection),
+        cmocka_unit_test(test_quoted_addresses),
         cmocka_unit_test(test_long_diag),
         cmocka_unit_test(test_delayed),
         cmocka_unit_test(test_8bit),
