@@ -33,7 +33,9 @@ struct smtp_cmd {
 int smtp_parse_command(const char *line, size_t len, struct smtp_cmd *cmd);
 
 /* A mailbox after parsing: local part (unquoted form, as the sender wrote it
- * once quotes are removed) and domain (lower-cased), or the null path. */
+ * once quotes are removed) and domain (lower-cased), or the null path.
+ * Never write local back as it is: addr_format() (addr.h) gives the wire
+ * form that keeps a quoted local part quoted. */
 struct smtp_mailbox {
     int null;                           /* <> */
     int postmaster;                     /* <postmaster> without domain (RCPT only) */
