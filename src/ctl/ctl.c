@@ -2,7 +2,9 @@
  * ctl — the control socket server.  A Unix stream listener (mode 0660, a
  * stale socket file removed first); per connection one struct io that reads
  * one request line (TAB-separated words, bounded by CTL_MAX_REQUEST bytes,
- * CTL_MAX_WORDS words and CTL_TIMEOUT seconds), looks the command up in the
+ * CTL_MAX_WORDS words and CTL_TIMEOUT seconds of silence; when
+ * CTL_MAX_SESSIONS are open, the connection that has waited longest without
+ * sending a whole request is closed to make room), looks the command up in the
  * shared table (ctl_req_check) and the handler table below (the link and
  * delivery handlers are in ctl_deliver.c), and answers "0\n"+body,
  * "1 reason\n" or "2 reason\n", then closes once the output is written.
@@ -642,6 +644,24 @@ static void sess_io(struct io *io, enum io_event ev, void *arg)
 
 /* ---- the listener ---- */
 
+/* Makes room for a new connection: closes, without an answer, the one that
+ * has waited longest without sending a whole request (a real kickq sends
+ * its request at once; idle connections must not lock it out).  Sessions
+ * are inserted at the head as they are accepted, so that is the last one
+ * still reading.  Sessions being answered are never closed here. */
+static void sess_evict_idle(void)
+{
+    struct ctl_sess *s, *oldest = NULL;
+    LIST_FOREACH(s, &ctl_sessions, entry)
+        if (s->state == CS_READ)
+            oldest = s;
+    if (!oldest)
+        return;
+    log_debug("control: uid=%ld closed: idle while %d connections are open",
+              oldest->uid, CTL_MAX_SESSIONS);
+    sess_free(oldest);
+}
+
 static void ctl_accept(struct evconnlistener *l, evutil_socket_t fd,
                        struct sockaddr *sa, int salen, void *arg)
 {
@@ -656,9 +676,11 @@ static void ctl_accept(struct evconnlistener *l, evutil_socket_t fd,
         free(s);
         return;
     }
+    if (ctl.nsess >= CTL_MAX_SESSIONS)
+        sess_evict_idle();
     LIST_INSERT_HEAD(&ctl_sessions, s, entry);
     ctl.nsess++;
-    if (ctl.nsess > CTL_MAX_SESSIONS) {
+    if (ctl.nsess > CTL_MAX_SESSIONS) {     /* every one is being answered */
         sess_begin(s);
         ctl_reply_fail(s, 1, "too many control connections");
         return;

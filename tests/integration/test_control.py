@@ -106,3 +106,39 @@ def test_kick_connects_before_it_logs_and_answers(make_daemon):
     assert kick < who < result, log
     assert ctl(d, b"kick\tacme\n") == ("0\nkicked acme: 1 messages to %s:%d\n"
                                        % (MTA_HOST, port)).encode()
+
+
+def test_idle_connections_do_not_lock_kickq_out(daemon):
+    """More idle connections than the limit (64), which any member of the
+    socket's group can open: kickq still gets in at once, and the idle
+    connections waiting longest are the ones closed to make room."""
+    idle = []
+    try:
+        for _ in range(70):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(daemon.control)
+            idle.append(s)
+        t0 = time.monotonic()
+        r = daemon.kickq("status", check=False)
+        took = time.monotonic() - t0
+        assert r.returncode == 0 and "running" in r.stdout, (r.stdout, r.stderr)
+        assert took < 3, took
+        idle[0].settimeout(3)
+        assert idle[0].recv(100) == b""         # the oldest: closed, no answer
+    finally:
+        for s in idle:
+            s.close()
+
+
+def test_idle_connection_dropped_soon(daemon):
+    """A client that sends nothing is dropped after a few seconds (a real
+    kickq sends its request at once), not after 30."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(15)
+    s.connect(daemon.control)
+    t0 = time.monotonic()
+    try:
+        assert s.recv(100) == b""
+    finally:
+        s.close()
+    assert time.monotonic() - t0 < 8
