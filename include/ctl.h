@@ -29,7 +29,10 @@ struct ctl_hooks {
     void (*reload)(ctl_reload_done *done, void *arg);
 };
 
-/* Binds the socket (removing a stale one), listens.  0 / -1 with err. */
+/* Binds the socket (removing a stale one; refusing anything else at path,
+ * a symlink included), created with mode 0660 whatever the umask, and
+ * listens.  Sets the process umask around bind(): call it before threads
+ * that create files are started.  0 / -1 with err. */
 int ctl_start(struct event_base *base, const char *path, const struct ctl_hooks *hooks,
               char *err, unsigned long errlen);
 void ctl_stop(void);

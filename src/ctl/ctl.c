@@ -1,6 +1,7 @@
 /*
- * ctl — the control socket server.  A Unix stream listener (mode 0660, a
- * stale socket file removed first); per connection one struct io that reads
+ * ctl — the control socket server.  A Unix stream listener (created with
+ * mode 0660 by bind itself, never chmod-ed by name; a stale socket file
+ * removed first, anything else at the path refused); per connection one struct io that reads
  * one request line (TAB-separated words, bounded by CTL_MAX_REQUEST bytes,
  * CTL_MAX_WORDS words and CTL_TIMEOUT seconds of silence; when
  * CTL_MAX_SESSIONS are open, the connection that has waited longest without
@@ -718,6 +719,10 @@ static int ctl_remove_stale(const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
+    if (S_ISLNK(st.st_mode)) {
+        snprintf(err, errlen, "%s: is a symbolic link (not followed, not removed)", path);
+        return -1;
+    }
     if (!S_ISSOCK(st.st_mode)) {
         snprintf(err, errlen, "%s: exists and is not a socket", path);
         return -1;
@@ -740,6 +745,13 @@ static int ctl_remove_stale(const char *path, char *err, size_t errlen)
     return 0;
 }
 
+/* Binds the socket at path with mode 0660 from the start: the mode of a
+ * Unix socket file is 0777 less the umask at bind (Linux also takes an
+ * fchmod of the socket before bind into account, but still applies the
+ * umask), so the umask is set for the bind alone.  Nothing follows: no
+ * chmod by name, which would follow a symlink put there after the bind.
+ * umask is process-wide: ctl_start runs at start-up, before any thread that
+ * creates files exists (the spool's are started after it). */
 static int ctl_bind(const char *path, char *err, size_t errlen)
 {
     struct sockaddr_un sun = { .sun_family = AF_UNIX };
@@ -749,15 +761,13 @@ static int ctl_bind(const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "control socket: %s", strerror(errno));
         return -1;
     }
-    if (bind(fd, (struct sockaddr *)&sun, sizeof sun) < 0) {
-        snprintf(err, errlen, "bind %s: %s", path, strerror(errno));
+    mode_t mask = umask(0117);
+    int rc = bind(fd, (struct sockaddr *)&sun, sizeof sun);
+    int e = errno;
+    umask(mask);
+    if (rc < 0) {
+        snprintf(err, errlen, "bind %s: %s", path, strerror(e));
         close(fd);
-        return -1;
-    }
-    if (chmod(path, 0660) < 0) {
-        snprintf(err, errlen, "chmod %s: %s", path, strerror(errno));
-        close(fd);
-        unlink(path);
         return -1;
     }
     return fd;
