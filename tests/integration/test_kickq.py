@@ -4,7 +4,7 @@ import os
 import subprocess
 import time
 
-from conftest import KICKQ, ROOT, message, queue, queue_ids
+from conftest import KICKQ, MTA_HOST, ROOT, customer_conf, free_port, message, queue, queue_ids
 
 HEADER = "-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------"
 
@@ -282,3 +282,24 @@ def test_hold_release_by_domain_and_customer_in_list(daemon):
     daemon.kickq("release", "acme")
     assert (a + "!") not in daemon.kickq("list").stdout
     assert a in daemon.kickq("list").stdout
+
+
+def test_kick_held_customer_fails(make_daemon):
+    """A kick of a customer on hold sends nothing, so it says so and fails
+    instead of reporting "kicked acme: 1 messages"."""
+    port = free_port(MTA_HOST)
+    d = make_daemon(customers=customer_conf("acme", ["acme.example"],
+                                            deliver="%s:%d" % (MTA_HOST, port),
+                                            retry_min="1h", retry_max="2h")).start()
+    d.send("bob@acme.example")
+    d.kickq("hold", "acme")
+    for args in (["kick", "acme"], ["kick", "acme.example"], ["kick", "acme", "--json"]):
+        r = d.kickq(*args, check=False)
+        assert r.returncode == 1, (args, r.returncode, r.stdout, r.stderr)
+        assert r.stdout == "", args
+        assert r.stderr == "kickq: acme: customer is on hold; release it first " \
+                           "(kickq release acme)\n", (args, r.stderr)
+    assert "acme: kick:" not in d.log_since_start()
+    d.kickq("release", "acme")
+    r = d.kickq("kick", "acme")
+    assert r.stdout.startswith("kicked acme: 1 messages to %s:%d" % (MTA_HOST, port))
