@@ -1,6 +1,7 @@
 """kickq: exit codes, Postfix `postqueue -p` layout to the letter, JSON Lines,
 summary, show, filters."""
 import os
+import re
 import subprocess
 import time
 
@@ -325,3 +326,15 @@ def test_kick_held_customer_fails(make_daemon):
     d.kickq("release", "acme")
     r = d.kickq("kick", "acme")
     assert r.stdout.startswith("kicked acme: 1 messages to %s:%d" % (MTA_HOST, port))
+
+
+def test_accept_log_size_is_list_size(daemon):
+    """The size= of the line that logs a message's acceptance is the size
+    list shows: the message as stored, our Received: header included."""
+    qid = daemon.send("bob@acme.example", body=message(body="z" * 500 + "\r\n"))
+    got = daemon.wait_log(r"%s: client=\S+, from=<alice@sender\.example>, size=(\d+), "
+                          r"nrcpt=1 \(queued\)" % qid)
+    size = int(got.group(1))
+    assert [m["size"] for m in queue(daemon)] == [size]
+    row = [ln for ln in daemon.kickq("list").stdout.splitlines() if ln.startswith(qid)]
+    assert len(row) == 1 and re.match(r"^%s +%d " % (qid, size), row[0]), (row, size)
