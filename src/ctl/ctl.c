@@ -1,14 +1,15 @@
 /*
  * ctl — the control socket server.  A Unix stream listener (created with
  * mode 0660 by bind itself, never chmod-ed by name; a stale socket file
- * removed first, anything else at the path refused); per connection one struct io that reads
- * one request line (TAB-separated words, bounded by CTL_MAX_REQUEST bytes,
- * CTL_MAX_WORDS words and CTL_TIMEOUT seconds of silence; when
- * CTL_MAX_SESSIONS are open, the connection that has waited longest without
- * sending a whole request is closed to make room), looks the command up in the
- * shared table (ctl_req_check) and the handler table below (the link and
- * delivery handlers are in ctl_deliver.c), and answers "0\n"+body,
- * "1 reason\n" or "2 reason\n", then closes once the output is written.
+ * removed first, anything else at the path refused); per connection one
+ * struct io that reads one request line (TAB-separated words, bounded by
+ * CTL_MAX_REQUEST bytes, CTL_MAX_WORDS words and CTL_TIMEOUT seconds of
+ * silence; when CTL_MAX_SESSIONS are open, the connection that has waited
+ * longest without sending a whole request is closed to make room), looks
+ * the command up in the shared table (ctl_req_check) and the handler table
+ * below (the link and delivery handlers are in ctl_deliver.c), and answers
+ * "0\n"+body, "1 reason\n" or "2 reason\n", then closes once the output is
+ * written.
  *
  * Trusts: whoever can open the socket (file permissions decide) — but not
  * the bytes they send: every word is checked before it reaches the qmgr.
