@@ -8,7 +8,8 @@
  *     "1 " reason LF                  failure: kickq prints reason on stderr, exit 1
  *     "2 " reason LF                  usage error: exit 2
  * Requests are bounded (4096 bytes, 1000 words); a client that sends nothing
- * for 30 s is dropped.
+ * for CTL_TIMEOUT s before its request is whole is dropped, and so is the
+ * one waiting longest for its request when 64 connections are open.
  */
 #ifndef KM_CTL_H
 #define KM_CTL_H
@@ -28,7 +29,10 @@ struct ctl_hooks {
     void (*reload)(ctl_reload_done *done, void *arg);
 };
 
-/* Binds the socket (removing a stale one), listens.  0 / -1 with err. */
+/* Binds the socket (removing a stale one; refusing anything else at path,
+ * a symlink included), created with mode 0660 whatever the umask, and
+ * listens.  Sets the process umask around bind(): call it before threads
+ * that create files are started.  0 / -1 with err. */
 int ctl_start(struct event_base *base, const char *path, const struct ctl_hooks *hooks,
               char *err, unsigned long errlen);
 void ctl_stop(void);
@@ -40,7 +44,7 @@ void ctl_stop(void);
  */
 #define CTL_MAX_REQUEST 4096        /* bytes, the LF included */
 #define CTL_MAX_WORDS   1000
-#define CTL_TIMEOUT     30          /* seconds to send the request */
+#define CTL_TIMEOUT     5           /* seconds of silence before the request is whole */
 
 #define CTL_OPT_JSON 0x01u          /* "--json" */
 #define CTL_OPT_BODY 0x02u          /* "--body" */

@@ -430,7 +430,7 @@ static int start(void)
         log_err("cannot listen: %s", err);
         return -1;
     }
-    if (pw && chown(c->control, pw->pw_uid, pw->pw_gid) < 0)
+    if (pw && lchown(c->control, pw->pw_uid, pw->pw_gid) < 0)    /* never follows a link */
         log_warn("chown %s: %s", c->control, strerror(errno));
     D.spool = spool_open(c->spool, D.base, err, sizeof err);
     if (!D.spool) {

@@ -1,11 +1,15 @@
 /*
- * ctl — the control socket server.  A Unix stream listener (mode 0660, a
- * stale socket file removed first); per connection one struct io that reads
- * one request line (TAB-separated words, bounded by CTL_MAX_REQUEST bytes,
- * CTL_MAX_WORDS words and CTL_TIMEOUT seconds), looks the command up in the
- * shared table (ctl_req_check) and the handler table below (the link and
- * delivery handlers are in ctl_deliver.c), and answers "0\n"+body,
- * "1 reason\n" or "2 reason\n", then closes once the output is written.
+ * ctl — the control socket server.  A Unix stream listener (created with
+ * mode 0660 by bind itself, never chmod-ed by name; a stale socket file
+ * removed first, anything else at the path refused); per connection one
+ * struct io that reads one request line (TAB-separated words, bounded by
+ * CTL_MAX_REQUEST bytes, CTL_MAX_WORDS words and CTL_TIMEOUT seconds of
+ * silence; when CTL_MAX_SESSIONS are open, the connection that has waited
+ * longest without sending a whole request is closed to make room), looks
+ * the command up in the shared table (ctl_req_check) and the handler table
+ * below (the link and delivery handlers are in ctl_deliver.c), and answers
+ * "0\n"+body, "1 reason\n" or "2 reason\n", then closes once the output is
+ * written.
  *
  * Trusts: whoever can open the socket (file permissions decide) — but not
  * the bytes they send: every word is checked before it reaches the qmgr.
@@ -642,6 +646,24 @@ static void sess_io(struct io *io, enum io_event ev, void *arg)
 
 /* ---- the listener ---- */
 
+/* Makes room for a new connection: closes, without an answer, the one that
+ * has waited longest without sending a whole request (a real kickq sends
+ * its request at once; idle connections must not lock it out).  Sessions
+ * are inserted at the head as they are accepted, so that is the last one
+ * still reading.  Sessions being answered are never closed here. */
+static void sess_evict_idle(void)
+{
+    struct ctl_sess *s, *oldest = NULL;
+    LIST_FOREACH(s, &ctl_sessions, entry)
+        if (s->state == CS_READ)
+            oldest = s;
+    if (!oldest)
+        return;
+    log_debug("control: uid=%ld closed: idle while %d connections are open",
+              oldest->uid, CTL_MAX_SESSIONS);
+    sess_free(oldest);
+}
+
 static void ctl_accept(struct evconnlistener *l, evutil_socket_t fd,
                        struct sockaddr *sa, int salen, void *arg)
 {
@@ -656,9 +678,11 @@ static void ctl_accept(struct evconnlistener *l, evutil_socket_t fd,
         free(s);
         return;
     }
+    if (ctl.nsess >= CTL_MAX_SESSIONS)
+        sess_evict_idle();
     LIST_INSERT_HEAD(&ctl_sessions, s, entry);
     ctl.nsess++;
-    if (ctl.nsess > CTL_MAX_SESSIONS) {
+    if (ctl.nsess > CTL_MAX_SESSIONS) {     /* every one is being answered */
         sess_begin(s);
         ctl_reply_fail(s, 1, "too many control connections");
         return;
@@ -696,6 +720,10 @@ static int ctl_remove_stale(const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
+    if (S_ISLNK(st.st_mode)) {
+        snprintf(err, errlen, "%s: is a symbolic link (not followed, not removed)", path);
+        return -1;
+    }
     if (!S_ISSOCK(st.st_mode)) {
         snprintf(err, errlen, "%s: exists and is not a socket", path);
         return -1;
@@ -718,6 +746,13 @@ static int ctl_remove_stale(const char *path, char *err, size_t errlen)
     return 0;
 }
 
+/* Binds the socket at path with mode 0660 from the start: the mode of a
+ * Unix socket file is 0777 less the umask at bind (Linux also takes an
+ * fchmod of the socket before bind into account, but still applies the
+ * umask), so the umask is set for the bind alone.  Nothing follows: no
+ * chmod by name, which would follow a symlink put there after the bind.
+ * umask is process-wide: ctl_start runs at start-up, before any thread that
+ * creates files exists (the spool's are started after it). */
 static int ctl_bind(const char *path, char *err, size_t errlen)
 {
     struct sockaddr_un sun = { .sun_family = AF_UNIX };
@@ -727,15 +762,13 @@ static int ctl_bind(const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "control socket: %s", strerror(errno));
         return -1;
     }
-    if (bind(fd, (struct sockaddr *)&sun, sizeof sun) < 0) {
-        snprintf(err, errlen, "bind %s: %s", path, strerror(errno));
+    mode_t mask = umask(0117);
+    int rc = bind(fd, (struct sockaddr *)&sun, sizeof sun);
+    int e = errno;
+    umask(mask);
+    if (rc < 0) {
+        snprintf(err, errlen, "bind %s: %s", path, strerror(e));
         close(fd);
-        return -1;
-    }
-    if (chmod(path, 0660) < 0) {
-        snprintf(err, errlen, "chmod %s: %s", path, strerror(errno));
-        close(fd);
-        unlink(path);
         return -1;
     }
     return fd;

@@ -10,6 +10,7 @@
  * queue IDs are checked here or by the qmgr and links table before use.
  * Guarantees: every handler answers exactly once (an asynchronous one —
  * link, bounce — from its callback, the session kept meanwhile by ctl.c);
+ * a kick of a customer on hold fails (it would send nothing);
  * a bounce of several messages stops at the first failure and says so.
  */
 #include <stdlib.h>
@@ -99,6 +100,12 @@ void ctl_cmd_kick(struct ctl_sess *s, const struct ctl_req *rq)
     struct qcust *qc = ctl_cust_arg(s, rq->argv[0]);
     if (!qc)
         return;
+    if (qc->held) {                 /* a pass would send nothing: say why */
+        log_info("control: uid=%ld kick %s: refused, customer on hold", s->uid, qc->name);
+        ctl_reply_fail(s, 1, "%s: customer is on hold; release it first (kickq release %s)",
+                       qc->name, qc->name);
+        return;
+    }
     /* the delivery's connect() first: the log line and the answer can wait */
     int rc = qmgr_kick(qc->name, 0, &res, err, sizeof err);
     log_info("control: uid=%ld kick %s", s->uid, qc->name);

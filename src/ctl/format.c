@@ -10,9 +10,11 @@
  * come from peers.  Guarantees: text output carries no control characters
  * from them ('?' instead); JSON output is valid JSON and valid UTF-8 whatever
  * the bytes (invalid sequences become U+FFFD).  `list` reproduces Postfix's
- * postqueue -p layout: header, "%-11s %7ld %20.20s %s" sender lines with an
- * asctime(3) date, right-aligned "(reason)" lines, 41-column recipient
- * indent, a blank line between messages, "-- N Kbytes in M Request(s)."
+ * postqueue -p layout for long queue IDs: header, "%-17s %8ld %19.19s %s"
+ * sender lines (the ID and its '*' or '!' mark together in the first
+ * column) with an asctime(3) date, right-aligned "(reason)" lines,
+ * 47-column recipient indent, a blank line between messages,
+ * "-- N Kbytes in M Request(s)."
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,8 +191,14 @@ const char *ctl_fmt_rcpt_status(const struct qmsg *m, const struct qrcpt *r,
 
 /* ---- list (Postfix layout) ---- */
 
-#define LIST_FMT_STRING "%-11s %7s %-20s %s\n"
-#define LIST_FMT_SENDER "%-11s %7ld %20.20s "
+/* Postfix's layout for long queue IDs (showq_compat.c, used with
+ * enable_long_queue_ids = yes): ours are QUEUE_ID_LEN characters, too many
+ * for the 11 of its short layout, and the columns line up only when the ID
+ * and its mark fit the first one. */
+#define LIST_FMT_STRING "%-17s %8s %-19s %s\n"
+#define LIST_FMT_SENDER "%-17s %8ld %19.19s "
+#define LIST_FMT_INDENT "%-17s %8s %-19s "
+_Static_assert(QUEUE_ID_LEN + 1 <= 17, "a queue ID and its mark fit the first column");
 
 /* A selected recipient and the reason line it goes under (NULL: none). */
 struct list_item {
@@ -236,7 +244,7 @@ static void list_rcpts(struct evbuffer *out, struct list_item *it, size_t n)
             PUT_LIT(out, ")\n");
             shown = key;
         }
-        evbuffer_add_printf(out, "%-11s %7s %-20s ", "", "", "");
+        evbuffer_add_printf(out, LIST_FMT_INDENT, "", "", "");
         put_printable(out, it[i].r->addr);
         PUT_LIT(out, "\n");
     }
@@ -262,14 +270,13 @@ int ctl_fmt_list_msg(struct evbuffer *out, struct ctl_list_state *st,
         return 0;
     }
     if (st->count == 0)
-        evbuffer_add_printf(out, LIST_FMT_STRING, "-Queue ID-", "--Size--",
-                            "----Arrival Time----", "-Sender/Recipient-------");
+        evbuffer_add_printf(out, LIST_FMT_STRING, "----Queue ID-----", "--Size--",
+                            "---Arrival Time----", "--Sender/Recipient------");
     else
         PUT_LIT(out, "\n");
-    char id[QUEUE_ID_LEN + 8], when[CTL_ASCTIME_LEN + 1];
+    char id[QUEUE_ID_LEN + 8], when[CTL_ASCTIME_LEN];
     snprintf(id, sizeof id, "%s%s", m->idstr, m->active ? "*" : msg_held ? "!" : "");
-    ctl_fmt_asctime(m->arrival, when);
-    strcat(when, " ");                  /* asctime's newline, cut by %20.20s */
+    ctl_fmt_asctime(m->arrival, when);  /* the year is cut by %19.19s */
     evbuffer_add_printf(out, LIST_FMT_SENDER, id, (long)m->size, when);
     put_printable(out, m->sender[0] ? m->sender : "MAILER-DAEMON");
     PUT_LIT(out, "\n");

@@ -1,6 +1,7 @@
 /*
  * kickq — the operator's tool.  `kickq [-c FILE | -s SOCKET] COMMAND [ARGS]
- * [--json]`: checks the command against the table it shares with the server
+ * [--json]` (or -h / --help: the usage on stdout, exit 0): checks the
+ * command against the table it shares with the server
  * (ctl_req_check), sends it as one TAB-separated line over the control
  * socket, and relays the answer: body to stdout and exit 0, or the reason to
  * stderr and exit 1 (failure) or 2 (usage).  Usage errors found here exit 2
@@ -21,6 +22,7 @@
  * after it, the body is streamed as it comes, however long it is.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -106,7 +108,7 @@ static void kickq_usage(FILE *f)
 {
     const struct ctl_cmd_spec *c;
     fprintf(f, "usage: kickq [-c FILE | -s SOCKET] COMMAND [ARGS] [--json]\n"
-               "       kickq -h\n"
+               "       kickq -h | --help\n"
                "  -c FILE    configuration to read the control socket from\n"
                "             (default " KM_SYSCONFDIR "/kickmail.conf)\n"
                "  -s SOCKET  control socket path\n"
@@ -320,17 +322,26 @@ int main(int argc, char **argv)
 {
     const char *cfg = NULL, *sock = NULL;
     char why[256];
+    static const struct option longopts[] = { { "help", no_argument, NULL, 'h' }, { 0 } };
     int opt;
     opterr = 0;
-    while ((opt = getopt(argc, argv, "+c:s:h")) != -1) {
+    while ((opt = getopt_long(argc, argv, "+c:s:h", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c': cfg = optarg; break;
         case 's': sock = optarg; break;
         case 'h': kickq_usage(stdout); return 0;
         default:
+            if (!optopt)                /* an unknown --long option */
+                return kickq_usage_error("unknown option %s", argv[optind - 1]);
             return kickq_usage_error(optopt == 'c' || optopt == 's' ?
                                      "option -%c needs an argument" : "unknown option -%c",
                                      optopt);
+        }
+    }
+    for (int i = optind; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0) {  /* "kickq list --help" */
+            kickq_usage(stdout);
+            return 0;
         }
     }
     if (cfg && sock)

@@ -527,8 +527,8 @@ static void commit_done(int err, void *arg)
     if (err)
         log_err("%s: cannot store message from %s: %s", idstr, s->peer, strerror(err));
     else
-        log_info("%s: client=%s, from=<%s>, size=%zu, nrcpt=%u (queued)", idstr,
-                 s->peer, s->sender, (size_t)s->data.size, s->nrcpt);
+        log_info("%s: client=%s, from=<%s>, size=%llu, nrcpt=%u (queued)", idstr,
+                 s->peer, s->sender, (unsigned long long)s->stored_size, s->nrcpt);
     if (s->dead) {
         sess_free(s);
         return;
@@ -606,6 +606,7 @@ static void data_end(struct smtp_sess *s)
         .nrcpt = s->nrcpt, .rcpts = rc,
     };
     s->state = SS_COMMIT;
+    s->stored_size = size;              /* as list shows it: Received: included */
     qmgr_submit(&env, s->body, commit_done, s);
     free(rc);
 }

@@ -78,6 +78,7 @@ struct smtp_sess {
     uint64_t id;
     struct smtp_data data;
     struct evbuffer *body;
+    uint64_t stored_size;           /* body bytes handed to the spool (log's size=) */
     /* counters for the disconnect log line */
     unsigned n_cmds, n_mail, n_rcpt, n_data, n_queued;
 };

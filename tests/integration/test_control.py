@@ -1,13 +1,19 @@
 """The control socket spoken raw (what kickq does, byte by byte): requests
 that arrive whole with the connection (taken at accept), in pieces, with
-bytes after them, too long, or never; many clients at once; and a kick
-that makes its delivery connection before it logs and answers."""
+bytes after them, too long, or never; many clients at once; idle clients;
+a kick that makes its delivery connection before it logs and answers; and
+how the socket file is made (its mode from the start, links never followed)."""
+import os
+import shutil
 import socket
+import stat
 import subprocess
 import threading
 import time
 
-from conftest import KICKQ, MTA_HOST, customer_conf, free_port, wait_for
+import pytest
+
+from conftest import KICKMAILD, KICKQ, MTA_HOST, Daemon, customer_conf, free_port, wait_for
 
 
 def ctl(d, *chunks, pause=0.05, timeout=10):
@@ -106,3 +112,165 @@ def test_kick_connects_before_it_logs_and_answers(make_daemon):
     assert kick < who < result, log
     assert ctl(d, b"kick\tacme\n") == ("0\nkicked acme: 1 messages to %s:%d\n"
                                        % (MTA_HOST, port)).encode()
+
+
+def test_idle_connections_do_not_lock_kickq_out(daemon):
+    """More idle connections than the limit (64), which any member of the
+    socket's group can open: kickq still gets in at once, and the idle
+    connections waiting longest are the ones closed to make room."""
+    idle = []
+    try:
+        for _ in range(70):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(daemon.control)
+            idle.append(s)
+        t0 = time.monotonic()
+        r = daemon.kickq("status", check=False)
+        took = time.monotonic() - t0
+        assert r.returncode == 0 and "running" in r.stdout, (r.stdout, r.stderr)
+        assert took < 3, took
+        idle[0].settimeout(3)
+        assert idle[0].recv(100) == b""         # the oldest: closed, no answer
+    finally:
+        for s in idle:
+            s.close()
+
+
+def test_idle_connection_dropped_soon(daemon):
+    """A client that sends nothing is dropped after a few seconds (a real
+    kickq sends its request at once), not after 30."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(15)
+    s.connect(daemon.control)
+    t0 = time.monotonic()
+    try:
+        assert s.recv(100) == b""
+    finally:
+        s.close()
+    assert time.monotonic() - t0 < 8
+
+
+
+# bind() wrapped: right after the real bind() of the path in KM_TEST_BIND_PATH
+# it records the mode of what is there (KM_TEST_BIND_MODE_FILE) and, with
+# KM_TEST_BIND_SWAP_TO, puts a symlink to that file in its place, as someone
+# who may write to the socket's directory could between bind and chmod.
+BIND_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+int bind(int fd, const struct sockaddr *sa, socklen_t len)
+{
+    int (*real)(int, const struct sockaddr *, socklen_t) =
+        (int (*)(int, const struct sockaddr *, socklen_t))dlsym(RTLD_NEXT, "bind");
+    int rc = real(fd, sa, len);
+    const char *path = getenv("KM_TEST_BIND_PATH");
+    const char *rec = getenv("KM_TEST_BIND_MODE_FILE");
+    const char *to = getenv("KM_TEST_BIND_SWAP_TO");
+    struct stat st;
+    if (rc != 0 || !path || sa->sa_family != AF_UNIX ||
+        strcmp(((const struct sockaddr_un *)sa)->sun_path, path) != 0)
+        return rc;
+    if (rec && lstat(path, &st) == 0) {
+        FILE *f = fopen(rec, "w");
+        if (f) {
+            fprintf(f, "%o\n", (unsigned)st.st_mode);
+            fclose(f);
+        }
+    }
+    if (to) {
+        char tmp[4200];
+        snprintf(tmp, sizeof tmp, "%s.swap", path);
+        if (symlink(to, tmp) == 0)
+            rename(tmp, path);
+    }
+    return rc;
+}
+"""
+
+
+@pytest.fixture
+def bind_shim(tmp_path):
+    cc = shutil.which("cc")
+    if not cc:
+        pytest.skip("no C compiler for the bind() wrapper")
+    src = tmp_path / "bindshim.c"
+    lib = tmp_path / "bindshim.so"
+    src.write_text(BIND_SHIM)
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(lib), str(src), "-ldl"], check=True)
+    return str(lib)
+
+
+def shim_env(lib, **kw):
+    e = {"LD_PRELOAD": lib,
+         # an ASan build wants its runtime first; the wrapper is harmless
+         "ASAN_OPTIONS": ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"),
+                                                "verify_asan_link_order=0"]))}
+    e.update(kw)
+    return e
+
+
+def start_with_umask(d, mask, env):
+    old = os.umask(mask)
+    try:
+        d.start(env=env)
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.parametrize("mask", [0o000, 0o022, 0o077])
+def test_socket_mode_0660_from_bind_whatever_the_umask(tmp_path, bind_shim, mask):
+    d = Daemon(tmp_path)
+    rec = str(tmp_path / "mode-at-bind")
+    start_with_umask(d, mask, shim_env(bind_shim, KM_TEST_BIND_PATH=d.control,
+                                       KM_TEST_BIND_MODE_FILE=rec))
+    try:
+        at_bind = int(open(rec).read(), 8)
+        assert stat.S_ISSOCK(at_bind) and stat.S_IMODE(at_bind) == 0o660, oct(at_bind)
+        st = os.lstat(d.control)
+        assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o660
+        assert d.kickq("status").returncode == 0
+    finally:
+        d.stop()
+
+
+def test_link_swapped_in_after_bind_is_not_followed(tmp_path, bind_shim):
+    """Someone puts a symlink where the socket was just bound: nothing the
+    daemon does afterwards (mode, owner) reaches the file it points at."""
+    d = Daemon(tmp_path)
+    target = tmp_path / "precious"
+    target.write_text("keep\n")
+    os.chmod(str(target), 0o600)
+    start_with_umask(d, 0o022, shim_env(bind_shim, KM_TEST_BIND_PATH=d.control,
+                                        KM_TEST_BIND_SWAP_TO=str(target)))
+    try:
+        assert os.path.islink(d.control)
+        assert stat.S_IMODE(os.stat(str(target)).st_mode) == 0o600
+    finally:
+        d.stop()
+    assert target.read_text() == "keep\n"
+    assert stat.S_IMODE(os.stat(str(target)).st_mode) == 0o600
+
+
+def test_symlink_at_the_control_path_is_refused(tmp_path):
+    """A symlink already at the control path: kickmaild does not start, and
+    neither the link nor the file it points at is touched."""
+    d = Daemon(tmp_path)
+    target = tmp_path / "precious"
+    target.write_text("keep\n")
+    os.chmod(str(target), 0o600)
+    os.symlink(str(target), d.control)
+    with open(d.log, "a") as logf:
+        r = subprocess.run([KICKMAILD, "-f", "-c", d.conf], stdout=logf,
+                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=30)
+    assert r.returncode != 0
+    assert "symbolic link" in d.log_text(), d.log_text()
+    assert os.path.islink(d.control) and os.readlink(d.control) == str(target)
+    assert target.read_text() == "keep\n"
+    assert stat.S_IMODE(os.stat(str(target)).st_mode) == 0o600

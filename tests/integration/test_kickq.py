@@ -1,19 +1,21 @@
 """kickq: exit codes, Postfix `postqueue -p` layout to the letter, JSON Lines,
 summary, show, filters."""
 import os
+import re
 import subprocess
 import time
 
-from conftest import KICKQ, ROOT, message, queue, queue_ids
+from conftest import KICKQ, MTA_HOST, ROOT, customer_conf, free_port, message, queue, queue_ids
 
-HEADER = "-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------"
+# Postfix's layout for long queue IDs (ours have 13 characters)
+HEADER = "----Queue ID----- --Size-- ---Arrival Time---- --Sender/Recipient------"
 
 
-def _asctime20(t):
-    """What Postfix prints: asctime(3) cut to 20 characters."""
+def _asctime19(t):
+    """What Postfix prints: asctime(3) cut to 19 characters."""
     lt = time.localtime(t)
-    s = time.strftime("%a %b ", lt) + "%2d" % lt.tm_mday + time.strftime(" %H:%M:%S ", lt)
-    assert len(s) == 20
+    s = time.strftime("%a %b ", lt) + "%2d" % lt.tm_mday + time.strftime(" %H:%M:%S", lt)
+    assert len(s) == 19
     return s
 
 
@@ -26,17 +28,17 @@ def _expected_list(msgs):
             out.append("")
         flag = "!" if m["held"] else ""
         sender = m["sender"] or "MAILER-DAEMON"
-        # "%-11s %7ld %20.20s %s": the 20 characters of asctime end in a space
-        out.append("%-11s %7d %s %s" % (m["queue_id"] + flag, m["size"],
-                                         _asctime20(m["arrival_time"]), sender))
+        # "%-17s %8ld %19.19s %s": the ID and its mark share the first column
+        out.append("%-17s %8d %s %s" % (m["queue_id"] + flag, m["size"],
+                                         _asctime19(m["arrival_time"]), sender))
         plain = [r for r in m["recipients"] if not (r["status"] == "held" and not m["held"])]
         held = [r for r in m["recipients"] if r["status"] == "held" and not m["held"]]
         for r in plain:
-            out.append(" " * 41 + r["address"])
+            out.append(" " * 47 + r["address"])
         if held:
             out.append(" " * (76 - len("held")) + "(held)")
             for r in held:
-                out.append(" " * 41 + r["address"])
+                out.append(" " * 47 + r["address"])
         total += m["size"]
     out.append("")
     n = len(msgs)
@@ -105,6 +107,27 @@ def test_list_layout_several_messages(daemon):
     assert text.endswith("-- %d Kbytes in 3 Requests.\n" % (total // 1024))
     assert (big + "!") in text
     assert "MAILER-DAEMON" in text
+
+
+def test_list_columns_line_up_with_held_mail(daemon):
+    """The '!' of a held message takes no column of its own: its size, date
+    and sender start where those of a message that is not held do, under
+    the header's."""
+    plain = daemon.send("bob@acme.example")
+    held = daemon.send("bob@beta.example", body=message(body="h" * 900 + "\r\n"))
+    daemon.kickq("hold", held)
+    lines = daemon.kickq("list").stdout.splitlines()
+    assert lines[0] == HEADER
+    size_end = HEADER.index("--Size--") + len("--Size--")
+    sender_at = HEADER.index("--Sender/Recipient")
+    rows = {ln.split()[0]: ln for ln in lines[1:-1] if ln and not ln.startswith(" ")}
+    assert set(rows) == {plain, held + "!"}, rows
+    sizes = {m["queue_id"]: m["size"] for m in queue(daemon)}
+    for qid, ln in ((plain, rows[plain]), (held, rows[held + "!"])):
+        assert ln[:size_end].endswith(" %d" % sizes[qid]), ln
+        assert ln[sender_at - 1:] == " alice@sender.example", ln
+    assert [ln.index("bob@") for ln in lines if ln.startswith(" ") and "bob@" in ln] == \
+        [sender_at, sender_at]
 
 
 def test_list_layout_partly_held(daemon):
@@ -282,3 +305,36 @@ def test_hold_release_by_domain_and_customer_in_list(daemon):
     daemon.kickq("release", "acme")
     assert (a + "!") not in daemon.kickq("list").stdout
     assert a in daemon.kickq("list").stdout
+
+
+def test_kick_held_customer_fails(make_daemon):
+    """A kick of a customer on hold sends nothing, so it says so and fails
+    instead of reporting "kicked acme: 1 messages"."""
+    port = free_port(MTA_HOST)
+    d = make_daemon(customers=customer_conf("acme", ["acme.example"],
+                                            deliver="%s:%d" % (MTA_HOST, port),
+                                            retry_min="1h", retry_max="2h")).start()
+    d.send("bob@acme.example")
+    d.kickq("hold", "acme")
+    for args in (["kick", "acme"], ["kick", "acme.example"], ["kick", "acme", "--json"]):
+        r = d.kickq(*args, check=False)
+        assert r.returncode == 1, (args, r.returncode, r.stdout, r.stderr)
+        assert r.stdout == "", args
+        assert r.stderr == "kickq: acme: customer is on hold; release it first " \
+                           "(kickq release acme)\n", (args, r.stderr)
+    assert "acme: kick:" not in d.log_since_start()
+    d.kickq("release", "acme")
+    r = d.kickq("kick", "acme")
+    assert r.stdout.startswith("kicked acme: 1 messages to %s:%d" % (MTA_HOST, port))
+
+
+def test_accept_log_size_is_list_size(daemon):
+    """The size= of the line that logs a message's acceptance is the size
+    list shows: the message as stored, our Received: header included."""
+    qid = daemon.send("bob@acme.example", body=message(body="z" * 500 + "\r\n"))
+    got = daemon.wait_log(r"%s: client=\S+, from=<alice@sender\.example>, size=(\d+), "
+                          r"nrcpt=1 \(queued\)" % qid)
+    size = int(got.group(1))
+    assert [m["size"] for m in queue(daemon)] == [size]
+    row = [ln for ln in daemon.kickq("list").stdout.splitlines() if ln.startswith(qid)]
+    assert len(row) == 1 and re.match(r"^%s +%d " % (qid, size), row[0]), (row, size)

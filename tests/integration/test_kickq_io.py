@@ -172,6 +172,7 @@ def test_usage_errors_never_connect(sockpath):
              b"kickq: -c and -s exclude each other\n"),
             (["-s"], b"kickq: option -s needs an argument\n"),
             (["-x", "status"], b"kickq: unknown option -x\n"),
+            (["--frob", "status"], b"kickq: unknown option --frob\n"),
             (["-s", sockpath], b"kickq: no command given\n"),
         ]
         for args, first in cases:
@@ -185,6 +186,29 @@ def test_usage_errors_never_connect(sockpath):
     r = run("-h")
     assert r.returncode == 0 and r.stdout.startswith(b"usage: kickq [-c FILE | -s SOCKET]")
     assert b"  kick CUSTOMER|DOMAIN [--json]\n" in r.stdout
+
+
+@pytest.mark.parametrize("prog", [
+    pytest.param(KICKQ, id="kickq"),
+    pytest.param(HELPER, id="kickq-config", marks=pytest.mark.skipif(
+        not os.path.exists(HELPER), reason="kickq is one program in this build"))])
+def test_help_on_stdout_exit_0(sockpath, prog):
+    """-h and --help (alone, after -s or -c, or after a command) print the
+    usage on standard output and exit 0, without connecting or reading a
+    configuration."""
+    srv = FakeCtl(sockpath)
+    try:
+        for args in (["-h"], ["--help"], ["-s", sockpath, "--help"],
+                     ["-c", "/nonexistent/kickmail.conf", "--help"],
+                     ["-s", sockpath, "list", "--help"], ["kick", "acme", "--help"]):
+            r = subprocess.run([prog] + args, capture_output=True, timeout=30)
+            assert r.returncode == 0, (args, r.returncode, r.stderr)
+            assert r.stdout.startswith(b"usage: kickq [-c FILE | -s SOCKET]"), (args, r.stdout)
+            assert b"  kick CUSTOMER|DOMAIN [--json]\n" in r.stdout
+            assert r.stderr == b"", (args, r.stderr)
+        assert srv.requests == []
+    finally:
+        srv.close()
 
 
 def test_config_file_names_the_socket(tmp_path, sockpath):

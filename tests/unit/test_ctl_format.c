@@ -1,8 +1,9 @@
 /*
  * test_ctl_format — the control command output, rendered from hand-built
- * qmgr structures: the Postfix postqueue -p layout to the letter (held '!',
- * active '*', deferred reasons grouped, null sender, empty queue, Request vs
- * Requests, Kbytes rounded down over the sum), JSON Lines with escaping,
+ * qmgr structures: the Postfix postqueue -p layout to the letter (its
+ * layout for long queue IDs; held '!' and active '*' inside the ID column,
+ * columns lined up, deferred reasons grouped, null sender, empty queue,
+ * Request vs Requests, Kbytes rounded down over the sum), JSON Lines with escaping,
  * the shared command table, header extraction, status, summary, shape.
  * Expected layouts were produced independently with printf semantics from
  * Postfix's showq_compat formats.  Runs with TZ=UTC.
@@ -109,88 +110,88 @@ static void check_json(const struct qmsg *m, const struct ctl_fmt_opts *o, const
 /* ---- expected Postfix layouts ---- */
 
 #define EXP_SINGLE \
-        "-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------\n" \
-        "0A1B2C3D4E5F6    1234 Sun Nov 22 02:54:46  alice@example.org\n" \
-        "                                         bob@acme.example\n" \
+        "----Queue ID----- --Size-- ---Arrival Time---- --Sender/Recipient------\n" \
+        "0A1B2C3D4E5F6         1234 Sun Nov 22 02:54:46 alice@example.org\n" \
+        "                                               bob@acme.example\n" \
         "\n" \
         "-- 1 Kbytes in 1 Request.\n"
 
 #define EXP_HELD \
-        "-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------\n" \
-        "0A1B2C3D4E5F6!    1234 Sun Nov 22 02:54:46  alice@example.org\n" \
-        "                                         bob@acme.example\n" \
+        "----Queue ID----- --Size-- ---Arrival Time---- --Sender/Recipient------\n" \
+        "0A1B2C3D4E5F6!        1234 Sun Nov 22 02:54:46 alice@example.org\n" \
+        "                                               bob@acme.example\n" \
         "\n" \
         "-- 1 Kbytes in 1 Request.\n"
 
 #define EXP_ACTIVE \
-        "-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------\n" \
-        "0A1B2C3D4E5F6*    1234 Sun Nov 22 02:54:46  alice@example.org\n" \
-        "                                         bob@acme.example\n" \
+        "----Queue ID----- --Size-- ---Arrival Time---- --Sender/Recipient------\n" \
+        "0A1B2C3D4E5F6*        1234 Sun Nov 22 02:54:46 alice@example.org\n" \
+        "                                               bob@acme.example\n" \
         "\n" \
         "-- 1 Kbytes in 1 Request.\n"
 
 #define EXP_GROUP \
-        "-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------\n" \
-        "0B00000000001    2048 Sun Nov  1 09:05:03  MAILER-DAEMON\n" \
-        "                                         b@acme.example\n" \
+        "----Queue ID----- --Size-- ---Arrival Time---- --Sender/Recipient------\n" \
+        "0B00000000001         2048 Sun Nov  1 09:05:03 MAILER-DAEMON\n" \
+        "                                               b@acme.example\n" \
         "                                                         (451 4.3.0 try later)\n" \
-        "                                         a@acme.example\n" \
-        "                                         d@acme.example\n" \
+        "                                               a@acme.example\n" \
+        "                                               d@acme.example\n" \
         "                (connect to mx.acme.example[192.0.2.1]:25: Connection refused)\n" \
-        "                                         c@acme.example\n" \
+        "                                               c@acme.example\n" \
         "                                                          (reason unavailable)\n" \
-        "                                         f@acme.example\n" \
+        "                                               f@acme.example\n" \
         "\n" \
         "-- 2 Kbytes in 1 Request.\n"
 
 #define EXP_TWO \
-        "-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------\n" \
-        "0C00000000001     600 Sun Nov 22 02:54:46  x@example.org\n" \
-        "                                         bob@acme.example\n" \
+        "----Queue ID----- --Size-- ---Arrival Time---- --Sender/Recipient------\n" \
+        "0C00000000001          600 Sun Nov 22 02:54:46 x@example.org\n" \
+        "                                               bob@acme.example\n" \
         "\n" \
-        "0C00000000002     600 Tue Jan  5 23:00:00  y@example.org\n" \
-        "                                         carol@acme.example\n" \
+        "0C00000000002          600 Tue Jan  5 23:00:00 y@example.org\n" \
+        "                                               carol@acme.example\n" \
         "\n" \
         "-- 1 Kbytes in 2 Requests.\n"
 
 #define EXP_PARTIAL \
-        "-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------\n" \
-        "0D00000000001    5000 Sun Nov 22 02:54:46  x@example.org\n" \
-        "                                         bob@acme.example\n" \
+        "----Queue ID----- --Size-- ---Arrival Time---- --Sender/Recipient------\n" \
+        "0D00000000001         5000 Sun Nov 22 02:54:46 x@example.org\n" \
+        "                                               bob@acme.example\n" \
         "                                                                        (held)\n" \
-        "                                         eve@beta.example\n" \
+        "                                               eve@beta.example\n" \
         "\n" \
         "-- 4 Kbytes in 1 Request.\n"
 
 #define EXP_ONLY_ACME \
-        "-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------\n" \
-        "0D00000000001    5000 Sun Nov 22 02:54:46  x@example.org\n" \
-        "                                         bob@acme.example\n" \
+        "----Queue ID----- --Size-- ---Arrival Time---- --Sender/Recipient------\n" \
+        "0D00000000001         5000 Sun Nov 22 02:54:46 x@example.org\n" \
+        "                                               bob@acme.example\n" \
         "\n" \
         "-- 4 Kbytes in 1 Request.\n"
 
 #define EXP_ONLY_BETA \
-        "-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------\n" \
-        "0D00000000001    5000 Sun Nov 22 02:54:46  x@example.org\n" \
+        "----Queue ID----- --Size-- ---Arrival Time---- --Sender/Recipient------\n" \
+        "0D00000000001         5000 Sun Nov 22 02:54:46 x@example.org\n" \
         "                                                                        (held)\n" \
-        "                                         eve@beta.example\n" \
+        "                                               eve@beta.example\n" \
         "\n" \
         "-- 4 Kbytes in 1 Request.\n"
 
 #define EXP_ALL_BETA \
-        "-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------\n" \
-        "0D00000000002!    1023 Sun Nov 22 02:54:46  x@example.org\n" \
-        "                                         eve@beta.example\n" \
+        "----Queue ID----- --Size-- ---Arrival Time---- --Sender/Recipient------\n" \
+        "0D00000000002!        1023 Sun Nov 22 02:54:46 x@example.org\n" \
+        "                                               eve@beta.example\n" \
         "                                                                   (451 later)\n" \
-        "                                         zed@beta.example\n" \
+        "                                               zed@beta.example\n" \
         "\n" \
         "-- 0 Kbytes in 1 Request.\n"
 
 #define EXP_CTRL \
-        "-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------\n" \
-        "0E00000000001      10 Sun Nov 22 02:54:46  bad?sender@example.org\n" \
+        "----Queue ID----- --Size-- ---Arrival Time---- --Sender/Recipient------\n" \
+        "0E00000000001           10 Sun Nov 22 02:54:46 bad?sender@example.org\n" \
         "                                                            (5?? weird?reason)\n" \
-        "                                         a?b@acme.example\n" \
+        "                                               a?b@acme.example\n" \
         "\n" \
         "-- 0 Kbytes in 1 Request.\n"
 
@@ -215,6 +216,58 @@ static void test_list_held_and_active(void **state)
     m->held = 0;
     check_list(&m, 1, NULL, EXP_ACTIVE);
     free_msg(m);
+}
+
+/* Where each column starts in the header, and that every sender line of a
+ * plain, a held ('!') and an active ('*') message puts its size, date and
+ * sender at the same places (and every recipient line its address). */
+static void test_list_columns_line_up(void **state)
+{
+    struct qmsg *m[3];
+    for (int i = 0; i < 3; i++)
+        m[i] = mk_msg(i == 0 ? "0G00000000001" : i == 1 ? "0G00000000002" : "0G00000000003",
+                      1606013686, 100 + 1000 * i, "x@example.org", one_bob, 1);
+    m[1]->held = 1;
+    m[2]->active = 1;
+    struct evbuffer *b = evbuffer_new();
+    struct ctl_list_state st = { 0 };
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(ctl_fmt_list_msg(b, &st, m[i], NULL), 1);
+    char *text = take(b), *save = NULL, *line;
+    const char *head = strtok_r(text, "\n", &save);
+    size_t size_end = strstr(head, "--Size--") + 8 - head;
+    size_t date_at = strstr(head, "---Arrival Time----") - head;
+    size_t from_at = strstr(head, "--Sender/Recipient") - head;
+    assert_int_equal(size_end, 26);
+    assert_int_equal(date_at, 27);
+    assert_int_equal(from_at, 47);
+    int senders = 0, rcpts = 0;
+    while ((line = strtok_r(NULL, "\n", &save))) {
+        if (line[0] != ' ') {           /* "ID[mark]   SIZE DATE SENDER" */
+            const char *id = m[senders]->idstr, *mark = senders == 1 ? "!" :
+                                                        senders == 2 ? "*" : "";
+            char size[16];
+            snprintf(size, sizeof size, "%lu", (unsigned long)m[senders]->size);
+            assert_memory_equal(line, id, strlen(id));
+            assert_memory_equal(line + strlen(id), mark, strlen(mark));
+            assert_int_equal(strcspn(line, " "), strlen(id) + strlen(mark));
+            assert_memory_equal(line + size_end - strlen(size), size, strlen(size));
+            assert_int_equal(line[size_end - strlen(size) - 1], ' ');
+            assert_memory_equal(line + date_at, "Sun Nov 22 02:54:46 ", 20);
+            assert_string_equal(line + from_at, "x@example.org");
+            senders++;
+        } else {
+            assert_string_equal(line + from_at, "bob@acme.example");
+            assert_int_equal(line[from_at - 1], ' ');
+            rcpts++;
+        }
+    }
+    assert_int_equal(senders, 3);
+    assert_int_equal(rcpts, 3);
+    free(text);
+    evbuffer_free(b);
+    for (int i = 0; i < 3; i++)
+        free_msg(m[i]);
 }
 
 static void test_list_reasons_grouped(void **state)
@@ -598,6 +651,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_list_single),
         cmocka_unit_test(test_list_held_and_active),
+        cmocka_unit_test(test_list_columns_line_up),
         cmocka_unit_test(test_list_reasons_grouped),
         cmocka_unit_test(test_list_empty),
         cmocka_unit_test(test_list_requests_and_kbytes),
