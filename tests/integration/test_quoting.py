@@ -159,7 +159,7 @@ def test_quoted_recipients_stay_quoted_on_the_wire(make_daemon):
             assert listed[qid][0]["customer"] == "acme"
         text = d.kickq("list").stdout
         for wire in qids.values():
-            assert re.search(r"^ {41}%s$" % re.escape(wire), text, re.M), text
+            assert re.search(r"^ {47}%s$" % re.escape(wire), text, re.M), text
         for qid, wire in qids.items():
             assert "recipient: %s customer=acme" % wire in d.kickq("show", qid).stdout
 
