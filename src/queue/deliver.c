@@ -909,5 +909,5 @@ int deliver_stopping(void)
 
 int qmgr_delivery_busy(void)
 {
-    return DL.busy > 0 || bounce_busy();
+    return DL.busy > 0 || bounce_busy() || qmgr_defer_pending();
 }
