@@ -449,6 +449,25 @@ def test_long_reason_is_capped_in_memory_and_journal(make_daemon, mta):
     assert status_of(d, qid)["bob@acme.example"] == ("deferred", reason)
 
 
+def test_sigterm_mid_flush_records_only_the_mail_in_flight(make_daemon, mta):
+    """SIGTERM during a flush: the message in flight is deferred ("mail
+    system shutting down") and that is journalled; the mail the flush had
+    not reached keeps its state, so a stop in the middle of a large flush
+    does not write a STATE record for each message left."""
+    mta.gate_at = 0                         # every DATA waits for the gate
+    conf = customer_conf("acme", ["acme.example"], port=mta.port, connections=1,
+                         retry_min="1h", retry_max="1h")
+    d = make_daemon(customers=conf).start()
+    ids = [d.send("bob@acme.example") for _ in range(6)]
+    d.kickq("link", "up", "acme", MTA_HOST)
+    wait_for(lambda: mta.blocked == 1, what="a message in flight")
+    d.stop()
+    states = {qid: states_of(d, qid) for qid in ids}
+    recorded = [qid for qid in ids if states[qid]]
+    assert recorded == [ids[0]], states
+    assert states[ids[0]] == [[(0, b"mail system shutting down")]], states
+
+
 def record(typ, rid, meta, body=b""):
     """One journal record, version 1 (include/spool.h)."""
     payload = meta + body
