@@ -57,6 +57,7 @@ struct qmsg {
     uint8_t held;                   /* operator hold on this message */
     uint8_t warned;                 /* delay DSN sent (SPOOL_MSG_WARNED) */
     uint8_t active;                 /* deliveries/bounces/a delete in progress (0 = idle) */
+    uint8_t unrecorded;             /* a deferral changed since the last STATE was queued */
     uint16_t nrcpt;
     uint16_t npending;              /* recipients not yet delivered/bounced */
     struct qrcpt rcpts[];           /* nrcpt entries */

@@ -74,6 +74,15 @@ struct spool_rstate {
     const char *reason;     /* NULL or "" when none */
 };
 
+/* Deferral reasons come from peers' replies and from old journals: the qmgr
+ * keeps, lists and writes them only as spool_reason_clean() leaves them.
+ * out gets at most SPOOL_REASON_MAX bytes and a NUL: printable ASCII only
+ * (control characters, CR, LF and DEL become spaces, other bytes '?'), runs
+ * of spaces as one, none at either end; a longer text is cut and ends in
+ * "...".  Returns strlen(out).  Idempotent. */
+#define SPOOL_REASON_MAX 512
+size_t spool_reason_clean(char out[SPOOL_REASON_MAX + 1], const char *in);
+
 /* Recovery callbacks, called in journal order (oldest segment first).  All
  * pointers are valid during the call only. */
 struct spool_recover_cbs {

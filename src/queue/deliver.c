@@ -633,8 +633,10 @@ static void pass_end(struct qdeliv *d)
         if (conns_open(d) == 0 && d->nconn > 0)
             return;
     }
-    if (d->last_error[0]) {
-        /* mail this pass never got to is deferred with the connection failure */
+    if (d->last_error[0] && !DL.stopping) {
+        /* mail this pass never got to is deferred with the connection failure
+         * (not with our own stop: it keeps its state, and a stop in the middle
+         * of a large flush writes no STATE record for each message left) */
         struct qrcpt *r;
         char relay[80];
         if (d->host[0])
@@ -909,5 +911,5 @@ int deliver_stopping(void)
 
 int qmgr_delivery_busy(void)
 {
-    return DL.busy > 0 || bounce_busy();
+    return DL.busy > 0 || bounce_busy() || qmgr_defer_pending();
 }

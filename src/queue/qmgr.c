@@ -7,7 +7,10 @@
  * durable are in qmgr_ops.c; delivery itself is in deliver.c, bounces and
  * expiry in bounce.c.  It trusts the spool's records (checked there) and the
  * registry.  It guarantees that the index only ever shows what is durable: a
- * message is indexed after its record is synced.
+ * message is indexed after its record is synced.  (A deferral reason is the
+ * exception: shown at once, its STATE record follows without being waited
+ * for, see qmgr_rcpt_defer.)  Reasons are kept as spool_reason_clean()
+ * leaves them, also those replayed from older journals.
  *
  * Messages live in one array sorted by queue ID (IDs grow with time, so this
  * is arrival order); deleted slots are NULL until the array is compacted.
@@ -17,6 +20,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -346,8 +350,10 @@ static void msg_apply_state(struct qmsg *m, int flags, size_t nrcpt,
     m->npending = 0;
     for (size_t i = 0; i < nrcpt; i++) {
         struct qrcpt *r = &m->rcpts[i];
-        free(r->reason);
-        r->reason = rs[i].reason && *rs[i].reason ? xstrdup(rs[i].reason) : NULL;
+        char clean[SPOOL_REASON_MAX + 1];
+        free(r->reason);        /* older journals kept reasons uncut */
+        r->reason = rs[i].reason && spool_reason_clean(clean, rs[i].reason) ?
+                    xstrdup(clean) : NULL;
         if (rs[i].status == SPOOL_R_DELIVERED || rs[i].status == SPOOL_R_BOUNCED) {
             rcpt_detach(r);
             r->status = rs[i].status == SPOOL_R_DELIVERED ? QR_DELIVERED : QR_BOUNCED;
@@ -530,6 +536,7 @@ int qmgr_init(struct event_base *base, struct spool *sp, const struct config *c,
 void qmgr_shutdown(void)
 {
     deliver_shutdown();
+    qmgr_defer_shutdown();
     for (size_t i = 0; i < Q.nslots; i++)
         if (Q.msgs[i])
             msg_free(Q.msgs[i]);
@@ -698,9 +705,18 @@ void qmgr_rcpt_final(struct qrcpt *r, enum qr_status st)
 
 void qmgr_rcpt_defer(struct qrcpt *r, const char *reason)
 {
+    char clean[SPOOL_REASON_MAX + 1];
     if (!rcpt_pending(r))
         return;
+    if (!spool_reason_clean(clean, reason ? reason : ""))
+        snprintf(clean, sizeof clean, "deferred");
+    if (r->status == QR_DEFERRED && r->reason && strcmp(r->reason, clean) == 0)
+        return;                 /* recorded already, or noted to be */
     free(r->reason);
-    r->reason = xstrdup(reason && *reason ? reason : "deferred");
+    r->reason = xstrdup(clean);
     r->status = QR_DEFERRED;
+    if (!r->msg->unrecorded) {
+        r->msg->unrecorded = 1;
+        qmgr_defer_note(r->msg);
+    }
 }

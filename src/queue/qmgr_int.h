@@ -27,8 +27,16 @@ struct event_base *qmgr_base(void);
 void qmgr_msg_record(struct qmsg *m, qmgr_cb *cb, void *arg);
 /* Marks r final (delivered or bounced) in memory: detaches it. */
 void qmgr_rcpt_final(struct qrcpt *r, enum qr_status st);
-/* Sets a recipient's deferral reason (memory only). */
+/* Defers a recipient: its reason becomes spool_reason_clean(reason)
+ * ("deferred" when that is empty).  When status or reason changed, the
+ * message's STATE record is appended at the end of this loop turn (one for
+ * all the recipients of a message deferred in the turn; not waited for: a
+ * crash before its batch is synced loses only this reason).  The same
+ * reason again writes nothing.  (qmgr.c; the record: qmgr_ops.c) */
 void qmgr_rcpt_defer(struct qrcpt *r, const char *reason);
+/* Deferrals noted whose STATE records are not queued yet (part of
+ * qmgr_delivery_busy: a clean stop writes them first).  (qmgr_ops.c) */
+int qmgr_defer_pending(void);
 
 /* deliver.c, called by qmgr.c */
 int deliver_init(char *err, size_t errlen);

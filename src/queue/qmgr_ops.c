@@ -3,7 +3,9 @@
  * hold and release (of one message: a STATE record; of a customer or a
  * domain: the state/holds file), delete (DONE records), and the STATE or
  * DONE record that makes delivery results durable (qmgr_msg_record, for
- * deliver.c and bounce.c).  Targets from the control socket are checked
+ * deliver.c and bounce.c), and the STATE records of deferrals (one per
+ * message per loop turn, and only when a reason changed: repeated retries
+ * that meet the same reply add nothing to the journal).  Targets from the control socket are checked
  * here; the index and the spool are trusted.  It guarantees that an
  * operator request's callback runs once, after its last record is synced,
  * with the first error seen; a message's hold or release and a delete reach
@@ -16,6 +18,7 @@
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 
 #include "log.h"
 #include "qmgr.h"
@@ -94,6 +97,7 @@ static void msg_write_state(struct qmsg *m, int held, struct op *op)
     sx->id = m->id;
     sx->held = (held ? SPOOL_MSG_HELD : 0) | (m->warned ? SPOOL_MSG_WARNED : 0);
     sx->nrcpt = m->nrcpt;
+    m->unrecorded = 0;          /* this record carries the reasons */
     sx->rs = xcalloc(m->nrcpt, sizeof *sx->rs);
     sx->reasons = xcalloc(m->nrcpt, sizeof *sx->reasons);
     for (unsigned i = 0; i < m->nrcpt; i++) {
@@ -323,6 +327,58 @@ static void record_done(int err, void *arg)
 static void record_state_done(int err, void *arg)
 {
     record_done(err, arg);
+}
+
+/* ---- deferrals: their STATE records, gathered over a loop turn ---- */
+
+static struct {
+    struct event *ev;           /* active while ids are waiting */
+    uint64_t *ids;              /* messages with unrecorded set, noted order */
+    size_t n, cap;
+} DF;
+
+/* The end of the loop turn: one STATE per message still unrecorded (a final
+ * result's STATE may have carried the deferral meanwhile). */
+static void defer_flush(evutil_socket_t fd, short what, void *arg)
+{
+    uint64_t *ids = DF.ids;
+    size_t n = DF.n;
+    DF.ids = NULL;
+    DF.n = DF.cap = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct qmsg *m = qmgr_msg_by_id(ids[i]);
+        if (m && m->unrecorded && m->npending > 0)
+            qmgr_msg_record(m, NULL, NULL);
+    }
+    free(ids);
+}
+
+void qmgr_defer_note(struct qmsg *m)
+{
+    if (!DF.ev && !(DF.ev = event_new(Q.base, -1, 0, defer_flush, NULL)))
+        log_fatal("queue: out of memory");
+    if (DF.n == DF.cap) {
+        DF.cap = DF.cap ? DF.cap * 2 : 64;
+        DF.ids = xrealloc(DF.ids, DF.cap * sizeof *DF.ids);
+    }
+    DF.ids[DF.n++] = m->id;
+    if (DF.n == 1)
+        event_active(DF.ev, EV_TIMEOUT, 0);
+}
+
+int qmgr_defer_pending(void)
+{
+    return DF.n > 0;
+}
+
+void qmgr_defer_shutdown(void)
+{
+    if (DF.n)
+        log_warn("queue: %zu deferral reasons not written before the stop", DF.n);
+    if (DF.ev)
+        event_free(DF.ev);
+    free(DF.ids);
+    memset(&DF, 0, sizeof DF);
 }
 
 void qmgr_msg_record(struct qmsg *m, qmgr_cb *cb, void *arg)

@@ -43,5 +43,9 @@ void qmgr_msg_forget(struct qmsg *m);
 /* Writes the customer and domain holds to out in the format of state/holds
  * (read back at start by qmgr.c). */
 void qmgr_holds_encode(struct evbuffer *out);
+/* m->unrecorded was just set: its STATE is appended at the end of the loop
+ * turn (qmgr_ops.c).  qmgr_defer_shutdown() frees what it holds. */
+void qmgr_defer_note(struct qmsg *m);
+void qmgr_defer_shutdown(void);
 
 #endif

@@ -10,6 +10,11 @@
  *          nrcpt x (u8 status | u16 reason_len | reason)    (len 0: no reason)
  *   DONE:  empty
  *
+ * Deferral reasons: spool_reason_clean() (spool.h) makes any text what the
+ * journal keeps: printable ASCII, at most SPOOL_REASON_MAX bytes.  The
+ * decoders return reasons as stored (older journals may hold longer ones);
+ * the qmgr cleans them.
+ *
  * Trusts nothing it decodes: every length is checked against the bytes
  * given, decoders accept exactly one well-formed encoding (no trailing bytes,
  * no NUL inside strings, no unknown flag bits or status values) and never
@@ -323,6 +328,33 @@ int spool_meta_state_decode(struct spool_dec *d, const uint8_t *p, size_t len,
     *nrcpt = n;
     *rs = d->rs;
     return 0;
+}
+
+/* ---- deferral reasons ---- */
+
+size_t spool_reason_clean(char out[SPOOL_REASON_MAX + 1], const char *in)
+{
+    size_t n = 0;
+    int space = 0;
+    for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
+        unsigned char c = *p;
+        if (c < 0x20 || c == 0x7f || c == ' ') {
+            space = n > 0;          /* leading spaces go, runs become one */
+            continue;
+        }
+        if (n + space + 1 > SPOOL_REASON_MAX) {
+            n = n > SPOOL_REASON_MAX - 3 ? SPOOL_REASON_MAX - 3 : n;
+            memcpy(out + n, "...", 3);
+            n += 3;
+            break;
+        }
+        if (space)
+            out[n++] = ' ';
+        space = 0;
+        out[n++] = c < 0x80 ? (char)c : '?';
+    }
+    out[n] = '\0';
+    return n;
 }
 
 uint8_t *spool_rec_build(uint8_t version, uint8_t type, uint64_t id,

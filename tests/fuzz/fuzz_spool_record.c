@@ -3,7 +3,10 @@
  * recovery meets them after a crash or disk damage: header decode, trailer
  * check, record search, and both metadata decoders.  Invariants: nothing
  * reads outside the input; a metadata encoding that decodes re-encodes to
- * exactly the same bytes (one valid encoding per value).
+ * exactly the same bytes (one valid encoding per value); every reason a
+ * STATE decodes to (deferral reasons are STATE records), and the input
+ * itself as a string, comes out of spool_reason_clean() printable, at most
+ * SPOOL_REASON_MAX bytes, and unchanged by a second cleaning.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -11,6 +14,19 @@
 
 #include "spool.h"
 #include "spool_record.h"
+
+static void check_reason(const char *in)
+{
+    char out[SPOOL_REASON_MAX + 1], again[SPOOL_REASON_MAX + 1];
+    size_t n = spool_reason_clean(out, in);
+    if (n > SPOOL_REASON_MAX || n != strlen(out))
+        abort();
+    for (size_t i = 0; i < n; i++)
+        if (out[i] < 0x20 || out[i] > 0x7e || (out[i] == ' ' && (i == 0 || i + 1 == n)))
+            abort();
+    if (spool_reason_clean(again, out) != n || memcmp(again, out, n + 1) != 0)
+        abort();
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -50,7 +66,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (memcmp(out, data, len) != 0)
             abort();
         free(out);
+        for (size_t i = 0; i < nrcpt; i++)
+            if (rs[i].reason)
+                check_reason(rs[i].reason);
     }
+    char *str = malloc(size + 1);
+    memcpy(str, data, size);
+    str[size] = '\0';
+    check_reason(str);
+    free(str);
     spool_dec_free(&d);
     return 0;
 }

@@ -1,10 +1,17 @@
 """The spool: 250 only once durable; state survives kill -9 and restarts;
-hold/release/delete are durable; a write error is a 4xx, never a lost 250."""
+hold/release/delete and deferral reasons are durable; a write error is a
+4xx, never a lost 250."""
 import os
 import re
+import struct
 import threading
+import time
+import zlib
 
-from conftest import Raw, code, message, queue, queue_ids, queued_id
+import pytest
+
+from conftest import (MTA_HOST, Raw, code, customer_conf, message, queue, queue_ids,
+                      queued_id, status_of, wait_for)
 
 
 def test_kill9_right_after_250(daemon):
@@ -305,3 +312,212 @@ def test_sigterm_during_a_session_loses_nothing(daemon):
     daemon.logf.close()
     daemon.start()
     assert queue(daemon) == []
+
+
+# ---- deferral reasons are journal state (STATE records) ----
+
+REC_MSG, REC_STATE, REC_DONE = 1, 2, 3
+
+
+def qid_num(qid):
+    """A queue ID's number (the IDs are base 32, digits then A-V)."""
+    return int(qid, 32)
+
+
+def journal_records(spool):
+    """(type, id, metadata) of every record of the journal, oldest first
+    (format: include/spool.h; a spare segment's zero tail ends the walk)."""
+    out = []
+    jdir = os.path.join(spool, "journal")
+    for name in sorted(n for n in os.listdir(jdir) if n.endswith(".seg")):
+        with open(os.path.join(jdir, name), "rb") as f:
+            data = f.read()
+        off = 0
+        while off + 32 <= len(data) and data[off:off + 4] == b"KMJ1":
+            typ = data[off + 5]
+            plen, mlen, rid = struct.unpack_from("<IIQ", data, off + 8)
+            out.append((typ, rid, data[off + 32:off + 32 + mlen]))
+            off += 32 + plen + 8
+    return out
+
+
+def state_reasons(meta):
+    """[(status, reason bytes)] of a STATE record's metadata."""
+    n, = struct.unpack_from("<H", meta, 1)
+    pos, out = 3, []
+    for _ in range(n):
+        st = meta[pos]
+        ln, = struct.unpack_from("<H", meta, pos + 1)
+        out.append((st, meta[pos + 3:pos + 3 + ln]))
+        pos += 3 + ln
+    return out
+
+
+def states_of(d, qid):
+    n = qid_num(qid)
+    return [state_reasons(m) for t, i, m in journal_records(d.spool)
+            if t == REC_STATE and i == n]
+
+
+def deferral_daemon(make_daemon, mta, retry="1h"):
+    """acme delivered to the MTA at link up; one attempt per retry."""
+    conf = customer_conf("acme", ["acme.example"], port=mta.port, retry_min=retry,
+                         retry_max=retry)
+    return make_daemon(customers=conf).start()
+
+
+def wait_deferred(d, qid, addr="bob@acme.example", reason=None):
+    def ok():
+        st = status_of(d, qid)
+        return (st and st[addr][0] == "deferred" and
+                (reason is None or reason in (st[addr][1] or "")) and st)
+    return wait_for(ok, what="%s of %s deferred (now %r)" % (addr, qid, status_of(d, qid)))
+
+
+@pytest.mark.parametrize("how", ["sigterm", "kill9"])
+def test_deferral_reason_survives_restart(make_daemon, mta, how):
+    """A 451 leaves the recipient deferred with the reply as reason; after a
+    clean stop or kill -9 it is still deferred with the same reason (it came
+    back queued, with no reason, before deferrals were journalled).  A later
+    delivery ends it for good."""
+    mta.mail_reply = "451 4.7.1 greylisted, come back later"
+    d = deferral_daemon(make_daemon, mta)
+    d.kickq("link", "up", "acme", MTA_HOST)
+    qid = d.send("bob@acme.example")
+    wait_deferred(d, qid, reason="greylisted")
+    d.kickq("link", "down", "acme")         # nothing is retried after the restart
+    later = d.send("sales@acme.example")    # waits for the link: queued, no reason
+    before = queue(d)
+    st = {m["queue_id"]: m["recipients"][0] for m in before}
+    assert st[qid]["status"] == "deferred"
+    assert st[qid]["reason"] == "451 4.7.1 greylisted, come back later", st
+    assert st[later]["status"] == "queued" and st[later]["reason"] is None, st
+    if how == "kill9":
+        # the 250 of `later` came after the batch holding the deferral was
+        # synced (one writer, batches in order)
+        d.kill9()
+    else:
+        d.stop()
+    d.start()
+    assert queue(d) == before
+    text = d.kickq("list").stdout
+    assert "(451 4.7.1 greylisted, come back later)" in text, text
+    # delivered at last: gone, and it stays gone
+    mta.accept_all()
+    d.kickq("link", "up", "acme", MTA_HOST)
+    mta.wait_messages(2)
+    wait_for(lambda: queue(d) == [], what="an empty queue (have %r)" % queue(d))
+    d.kill9()
+    d.start()
+    assert queue(d) == []
+
+
+def test_same_reason_again_is_not_written_again(make_daemon, mta):
+    """Retries that meet the same reply do not append a STATE each: the
+    journal gets one per change of reason."""
+    mta.mail_reply = "451 4.3.0 try later"
+    d = deferral_daemon(make_daemon, mta, retry="1s")
+    d.kickq("link", "up", "acme", MTA_HOST)
+    qid = d.send("bob@acme.example")
+    wait_deferred(d, qid, reason="try later")
+    wait_for(lambda: len([c for c in mta.commands if c[0] == "MAIL"]) >= 3, timeout=15,
+             what="three attempts")
+    wait_deferred(d, qid, reason="try later")
+    assert states_of(d, qid) == [[(0, b"451 4.3.0 try later")]]
+    mta.mail_reply = "451 4.3.0 still busy"
+    wait_deferred(d, qid, reason="still busy")
+    wait_for(lambda: len(states_of(d, qid)) == 2, what="a second STATE record")
+    assert states_of(d, qid)[1] == [(0, b"451 4.3.0 still busy")]
+
+
+def test_long_reason_is_capped_in_memory_and_journal(make_daemon, mta):
+    """A peer's reply can be 2 KB (more when multi-line): the reason kept,
+    listed and journalled is at most 512 bytes, the same before and after a
+    restart."""
+    mta.mail_reply = "451 4.3.0 " + "too long " * 200
+    d = deferral_daemon(make_daemon, mta)
+    d.kickq("link", "up", "acme", MTA_HOST)
+    qid = d.send("bob@acme.example")
+    st = wait_deferred(d, qid, reason="451 4.3.0 too long")
+    reason = st["bob@acme.example"][1]
+    assert len(reason) <= 512 and reason.endswith("..."), (len(reason), reason)
+    d.kickq("link", "down", "acme")
+    wait_for(lambda: states_of(d, qid), what="the STATE record")
+    assert states_of(d, qid) == [[(0, reason.encode())]]
+    d.kill9()
+    d.start()
+    assert status_of(d, qid)["bob@acme.example"] == ("deferred", reason)
+
+
+def test_sigterm_mid_flush_records_only_the_mail_in_flight(make_daemon, mta):
+    """SIGTERM during a flush: the message in flight is deferred ("mail
+    system shutting down") and that is journalled; the mail the flush had
+    not reached keeps its state, so a stop in the middle of a large flush
+    does not write a STATE record for each message left."""
+    mta.gate_at = 0                         # every DATA waits for the gate
+    conf = customer_conf("acme", ["acme.example"], port=mta.port, connections=1,
+                         retry_min="1h", retry_max="1h")
+    d = make_daemon(customers=conf).start()
+    ids = [d.send("bob@acme.example") for _ in range(6)]
+    d.kickq("link", "up", "acme", MTA_HOST)
+    wait_for(lambda: mta.blocked == 1, what="a message in flight")
+    d.stop()
+    states = {qid: states_of(d, qid) for qid in ids}
+    recorded = [qid for qid in ids if states[qid]]
+    assert recorded == [ids[0]], states
+    assert states[ids[0]] == [[(0, b"mail system shutting down")]], states
+
+
+def record(typ, rid, meta, body=b""):
+    """One journal record, version 1 (include/spool.h)."""
+    payload = meta + body
+    hdr = b"KMJ1" + bytes([1, typ, 0, 0]) + struct.pack(
+        "<IIQI", len(payload), len(meta), rid, zlib.crc32(payload))
+    hdr += struct.pack("<I", zlib.crc32(hdr))
+    return hdr + payload + b"KMJE" + struct.pack("<I", len(payload))
+
+
+def msg_meta(arrival, sender, rcpts):
+    m = struct.pack("<qH", arrival, len(sender)) + sender + struct.pack("<H", len(rcpts))
+    return m + b"".join(b"\0" + struct.pack("<H", len(r)) + r for r in rcpts)
+
+
+def state_meta(flags, rstates):
+    m = bytes([flags]) + struct.pack("<H", len(rstates))
+    return m + b"".join(bytes([st]) + struct.pack("<H", len(r)) + r for st, r in rstates)
+
+
+def qid_str(n):
+    alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUV"
+    return "".join(alphabet[(n >> (5 * i)) & 31] for i in range(12, -1, -1))
+
+
+def test_journal_of_an_older_version_recovers(make_daemon):
+    """A journal as earlier versions wrote it (MSG and STATE records; a
+    deferral was never journalled, a reason never cut): a message without a
+    STATE comes back queued; a STATE's reason with line ends and 700 bytes
+    comes back deferred, cleaned and cut to 512 bytes, the delivered
+    recipient beside it still delivered."""
+    d = make_daemon()
+    os.makedirs(os.path.join(d.spool, "journal"))
+    now = int(time.time())
+    a, b = now * 10**6, now * 10**6 + 1
+    body = message().encode()
+    recs = [
+        record(REC_MSG, a, msg_meta(now, b"alice@sender.example",
+                                    [b"bob@acme.example", b"sales@acme.example"]), body),
+        record(REC_MSG, b, msg_meta(now, b"", [b"bob@beta.example"]), body),
+        record(REC_STATE, a, state_meta(0, [(0, b"451-first\r\n451  " + b"y" * 700),
+                                            (1, b"")])),
+    ]
+    with open(os.path.join(d.spool, "journal", "0000000001.seg"), "wb") as f:
+        f.write(b"".join(recs))
+    d.start()
+    assert qid_num(qid_str(a)) == a
+    st = {m["queue_id"]: {r["address"]: (r["status"], r["reason"]) for r in m["recipients"]}
+          for m in queue(d)}
+    assert st[qid_str(b)] == {"bob@beta.example": ("queued", None)}, st
+    status, reason = st[qid_str(a)]["bob@acme.example"]
+    assert status == "deferred" and "sales@acme.example" not in st[qid_str(a)], st
+    assert reason == "451-first 451 " + "y" * (512 - 17) + "...", reason
+    assert not os.listdir(os.path.join(d.spool, "corrupt"))

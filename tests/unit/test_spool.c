@@ -2,8 +2,9 @@
  * test_spool — unit tests of the spool (spool.h) and its record format
  * (spool_record.h): round trip through close and recovery, truncated and
  * corrupted records, unknown versions, injected disk-full, segment rotation
- * and reclamation, the lock, state files, refused records, and two printed
- * figures (append throughput, recovery speed).  Every test works in its own
+ * and reclamation (with deferral reasons), a bad reason set aside, the
+ * lock, state files, refused records, and two printed figures (append
+ * throughput, recovery speed).  Every test works in its own
  * mkdtemp directory and runs the event loop until the callbacks arrived.
  */
 #include <stdarg.h>
@@ -483,6 +484,87 @@ static void test_reclaim_after_recovery(void **state)
     sp_done(sp, c, dir);
 }
 
+/* Deferral reasons are STATE records: the latest one of a live message
+ * comes back after reclamation deleted the segments before it, and an
+ * older, superseded one never does. */
+static void test_deferral_reason_reclaim(void **state)
+{
+    char *dir = tdir_new();
+    struct spool *sp = sp_fresh(dir);
+    struct spool_loc loc[4];
+    struct spool_rstate a[2] = {{SPOOL_R_PENDING, "451 4.7.1 greylisted"},
+                                {SPOOL_R_PENDING, NULL}};
+    struct spool_rstate b[2] = {{SPOOL_R_PENDING, "connect to 192.0.2.7:25: Connection refused"},
+                                {SPOOL_R_DELIVERED, NULL}};
+    uint32_t sseg[3];
+    struct coll *c;
+
+    spool_test_seg_limit(sp, 1);                                /* a segment per batch */
+    assert_int_equal(simple_msg(sp, 1, 10, &loc[1]), 0);        /* seg 1 */
+    spool_seg_ref(sp, 1);
+    assert_int_equal(simple_msg(sp, 2, 10, &loc[2]), 0);        /* seg 2 */
+    spool_seg_ref(sp, 2);
+    assert_int_equal(append_state(sp, 2, 0, 2, a, &sseg[0]), 0);   /* seg 3 */
+    spool_seg_ref(sp, sseg[0]);
+    assert_int_equal(append_state(sp, 2, 0, 2, b, &sseg[1]), 0);   /* seg 4 */
+    spool_seg_ref(sp, sseg[1]);
+    spool_seg_unref(sp, sseg[0]);                               /* superseded */
+    assert_int_equal(append_done(sp, 1), 0);                    /* seg 5 */
+    spool_seg_unref(sp, 1);
+    aux_barrier(sp);
+    assert_false(exists(seg_path(dir, 1)));
+    assert_true(exists(seg_path(dir, 2)));      /* message 2: 2 and after stay */
+    spool_close(sp);
+
+    sp = RECOVER_LIVE(dir, &c, 2);
+    assert_false(c->m[1].present);
+    assert_int_equal(c->m[2].nstates, 2);
+    assert_int_equal(c->m[2].state_seg, sseg[1]);
+    assert_int_equal(c->m[2].status[0], SPOOL_R_PENDING);
+    assert_string_equal(c->m[2].reason[0], "connect to 192.0.2.7:25: Connection refused");
+    assert_int_equal(c->m[2].status[1], SPOOL_R_DELIVERED);
+    assert_null(c->m[2].reason[1]);
+    sp_done(sp, c, dir);
+}
+
+/* A STATE record whose reason is malformed (a NUL inside it, CRC-valid, as a
+ * bug or disk damage would leave it) is set aside; the message keeps its
+ * previous state, and the records after it are read. */
+static void test_bad_reason_set_aside(void **state)
+{
+    char *dir = tdir_new();
+    struct spool_rcpt r = {"u@acme.example", 0};
+    struct spool_env env = {0, 1, "s@x", 1, &r};
+    struct spool_rstate good = {SPOOL_R_PENDING, "451 4.3.0 first"};
+    uint8_t meta[64], smeta[64], *rec[4];
+    size_t mlen, slen, len[4];
+    struct coll *c;
+
+    struct spool *sp = sp_open(dir);        /* creates journal/ */
+    spool_close(sp);
+    assert_int_equal(spool_meta_msg_len(&env, &mlen), 0);
+    spool_meta_msg_encode(&env, meta);
+    assert_int_equal(spool_meta_state_len(0, 1, &good, &slen), 0);
+    spool_meta_state_encode(0, 1, &good, smeta);
+    rec[0] = spool_rec_build(1, SPOOL_REC_MSG, 1, meta, (uint32_t)mlen, "body1", 5, &len[0]);
+    rec[1] = spool_rec_build(1, SPOOL_REC_STATE, 1, smeta, (uint32_t)slen, NULL, 0, &len[1]);
+    smeta[6 + 3] = 0;                       /* "451\0..." */
+    rec[2] = spool_rec_build(1, SPOOL_REC_STATE, 1, smeta, (uint32_t)slen, NULL, 0, &len[2]);
+    rec[3] = spool_rec_build(1, SPOOL_REC_MSG, 2, meta, (uint32_t)mlen, "body2", 5, &len[3]);
+    FILE *f = fopen(seg_path(dir, 1), "w");
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(fwrite(rec[i], 1, len[i], f), len[i]);
+        free(rec[i]);
+    }
+    fclose(f);
+
+    sp = RECOVER_LIVE(dir, &c, 1, 2);
+    assert_int_equal(c->nstate, 1);
+    assert_string_equal(c->m[1].reason[0], "451 4.3.0 first");
+    check_corrupt_file(dir, 1, len[0] + len[1], len[2]);
+    sp_done(sp, c, dir);
+}
+
 /* ---- lock ---- */
 
 static void test_lock(void **state)
@@ -742,6 +824,8 @@ int main(void)
         cmocka_unit_test(test_write_error),
         cmocka_unit_test(test_rotation_reclaim),
         cmocka_unit_test(test_reclaim_after_recovery),
+        cmocka_unit_test(test_deferral_reason_reclaim),
+        cmocka_unit_test(test_bad_reason_set_aside),
         cmocka_unit_test(test_lock),
         cmocka_unit_test(test_state_files),
         cmocka_unit_test(test_refused),
