@@ -54,7 +54,8 @@ struct qmsg {
     char *sender;                   /* "" for <> */
     struct spool_loc loc;
     uint32_t state_seg;             /* segment of the latest STATE record, 0 = none */
-    uint8_t held;                   /* operator hold on this message */
+    uint8_t held;                   /* operator hold on this message (durable) */
+    uint8_t held_next;              /* the hold the newest STATE queued carries */
     uint8_t warned;                 /* delay DSN sent (SPOOL_MSG_WARNED) */
     uint8_t active;                 /* deliveries/bounces/a delete in progress (0 = idle) */
     uint8_t unrecorded;             /* a deferral changed since the last STATE was queued */

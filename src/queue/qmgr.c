@@ -340,7 +340,7 @@ static void msg_attach_all(struct qmsg *m)
 static void msg_apply_state(struct qmsg *m, int flags, size_t nrcpt,
                             const struct spool_rstate *rs)
 {
-    m->held = (flags & SPOOL_MSG_HELD) != 0;
+    m->held = m->held_next = (flags & SPOOL_MSG_HELD) != 0;
     m->warned = (flags & SPOOL_MSG_WARNED) != 0;
     if (nrcpt != m->nrcpt) {
         log_warn("%s: state record has %zu recipients, message %u; recipients ignored",

@@ -79,6 +79,8 @@ static void state_done(int err, void *arg)
             spool_seg_unref(Q.spool, m->state_seg);
         m->state_seg = sx->seg;
     }
+    if (err && m)
+        m->held_next = m->held;     /* a hold that failed is not carried on */
     if (err)
         log_err("%s: cannot record state: %s", m ? m->idstr : "?", strerror(err));
     for (size_t i = 0; i < sx->nrcpt; i++)
@@ -89,10 +91,15 @@ static void state_done(int err, void *arg)
     free(sx);
 }
 
-/* Appends a STATE record for m with the given hold flag. */
+/* Appends a STATE record for m with the given hold flag.  Records complete
+ * in the order they are queued, and each one replaces the message's whole
+ * state, so every later record must carry this hold too (held_next): a
+ * result or deferral written while a hold is being synced would otherwise
+ * undo the hold, in memory and on disk. */
 static void msg_write_state(struct qmsg *m, int held, struct op *op)
 {
     struct state_ctx *sx = xcalloc(1, sizeof *sx);
+    m->held_next = (uint8_t)(held != 0);
     sx->op = op;
     sx->id = m->id;
     sx->held = (held ? SPOOL_MSG_HELD : 0) | (m->warned ? SPOOL_MSG_WARNED : 0);
@@ -392,6 +399,6 @@ void qmgr_msg_record(struct qmsg *m, qmgr_cb *cb, void *arg)
         return;
     }
     struct op *op = op_new(record_state_done, rx);
-    msg_write_state(m, m->held, op);
+    msg_write_state(m, m->held_next, op);
     op_finish_one(op, 0);
 }

@@ -2,6 +2,8 @@
 hold/release/delete and deferral reasons are durable; a write error is a
 4xx, never a lost 250."""
 import os
+import shutil
+import subprocess
 import re
 import struct
 import threading
@@ -10,7 +12,7 @@ import zlib
 
 import pytest
 
-from conftest import (MTA_HOST, Raw, code, customer_conf, message, queue, queue_ids,
+from conftest import (KICKQ, MTA_HOST, Raw, code, customer_conf, message, queue, queue_ids,
                       queued_id, status_of, wait_for)
 
 
@@ -521,3 +523,73 @@ def test_journal_of_an_older_version_recovers(make_daemon):
     assert status == "deferred" and "sales@acme.example" not in st[qid_str(a)], st
     assert reason == "451-first 451 " + "y" * (512 - 17) + "...", reason
     assert not os.listdir(os.path.join(d.spool, "corrupt"))
+
+
+SLOW_SYNC_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+/* fdatasync() takes 600 ms while the file named by KM_TEST_SLOW_SYNC exists:
+ * a journal batch then stays in flight long enough for a test to queue
+ * another record behind it. */
+int fdatasync(int fd)
+{
+    static int (*real)(int);
+    if (!real)
+        real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
+    const char *flag = getenv("KM_TEST_SLOW_SYNC");
+    if (flag && access(flag, F_OK) == 0)
+        usleep(600000);
+    return real(fd);
+}
+"""
+
+
+@pytest.fixture
+def slow_sync_shim(tmp_path):
+    cc = shutil.which("cc")
+    if not cc:
+        pytest.skip("no C compiler for the fdatasync() wrapper")
+    src = tmp_path / "slowsync.c"
+    lib = tmp_path / "slowsync.so"
+    src.write_text(SLOW_SYNC_SHIM)
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(lib), str(src), "-ldl"], check=True)
+    return str(lib)
+
+
+def test_hold_survives_a_deferral_written_while_it_syncs(make_daemon, mta, slow_sync_shim,
+                                                         tmp_path):
+    """kickq hold ID writes a STATE record; a deferral of the same message
+    queued while that record syncs writes another one behind it.  Each STATE
+    is the message's whole state, so the second must carry the hold too: it
+    carried the hold of before (none), and the hold vanished from memory and
+    from the journal once both were synced."""
+    mta.mail_reply = "451 4.3.0 try later"
+    flag = str(tmp_path / "slow")
+    conf = customer_conf("acme", ["acme.example"], port=mta.port, retry_min="1h",
+                         retry_max="1h")
+    d = make_daemon(customers=conf)
+    d.start(env={"LD_PRELOAD": slow_sync_shim, "KM_TEST_SLOW_SYNC": flag,
+                 "ASAN_OPTIONS": ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"),
+                                                        "verify_asan_link_order=0"]))})
+    qid = d.send("bob@acme.example")
+    open(flag, "w").close()
+    hold = subprocess.Popen([KICKQ, "-c", d.conf, "hold", qid],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    time.sleep(0.1)                 # the hold's STATE is in its slow sync
+    assert d.kickq("link", "up", "acme", MTA_HOST).returncode == 0
+    # the hold is not in force until synced: the attempt goes out and meets 451
+    wait_for(lambda: any(c[0] == "MAIL" for c in mta.commands), what="the attempt")
+    assert hold.wait(timeout=10) == 0, hold.stdout.read()
+    wait_for(lambda: "try later" in (queue(d)[0]["recipients"][0]["reason"] or ""),
+             what="the deferral's reason")
+    os.unlink(flag)
+    time.sleep(0.3)                 # the deferral's STATE has synced too
+    assert [(m["held"], m["recipients"][0]["status"]) for m in queue(d)] == [(True, "held")]
+    d.kill9()
+    d.start()
+    m, = queue(d)
+    assert (m["held"], m["recipients"][0]["status"]) == (True, "held"), m
+    assert "try later" in m["recipients"][0]["reason"], m
