@@ -363,6 +363,12 @@ static void cmd_starttls(struct smtp_sess *s, const char *arg, size_t len)
         reply(s, "501 5.5.4 Syntax: STARTTLS");
         return;
     }
+    if (s->state == SS_MAIL || s->state == SS_RCPT) {
+        /* as Postfix: the transaction stays; RSET (or its end) first */
+        reply(s, "503 5.5.1 Error: MAIL transaction in progress");
+        bad_command(s);
+        return;
+    }
     reply(s, "220 2.0.0 Ready to start TLS");
     s->state = SS_TLS;
     io_pause(s->io);        /* nothing more is read in plaintext */
