@@ -758,6 +758,29 @@ def test_deliver_pointing_at_this_daemon_is_a_loop_not_a_copy_storm(make_daemon)
     assert status_of(d, qid)[ACME][0] == "deferred"
 
 
+@pytest.mark.parametrize("ours,theirs", [
+    ("localhost", "localhost"),
+    ("localhost.localdomain", "localhost.localdomain"),
+    ("kickmail", "kickmail"),                   # a name without a dot
+    ("127.0.0.1", "127.0.0.1"),
+])
+def test_generic_greeting_name_is_not_a_loop(make_daemon, make_mta, ours, theirs):
+    """A customer's server greeting with the same generic name as ours
+    (localhost on a machine whose /etc/hosts maps its name to 127.0.0.1,
+    as the README's tour meets it) is another host: delivered, not
+    deferred as a loop.  Only a real FQDN of ours proves a loop."""
+    mta = make_mta(hostname=theirs)
+    d = make_daemon(customers=conf(mta.port))
+    d.write_conf(d.conf_text().replace('hostname = "mx.test.example"',
+                                       'hostname = "%s"' % ours, 1))
+    d.start()
+    link_up(d)
+    qid = send(d, ACME, simple("same name"))
+    mta.wait_messages(1)
+    wait_gone(d, qid)
+    assert "loops back" not in d.log_text()
+
+
 def test_helo_fallback_when_ehlo_is_refused(make_daemon, mta):
     mta.ehlo_reply = "502 5.5.1 EHLO not implemented"
     d = make_daemon(customers=conf(mta.port)).start()
