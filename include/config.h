@@ -92,6 +92,8 @@ struct maildrop_conf {
     long keep_days;
 };
 
+struct hosts;
+
 struct config {
     char *path;
     char *hostname;             /* default: gethostname() */
@@ -106,6 +108,8 @@ struct config {
                                  * system's (/etc/resolv.conf); "" too */
     long resolver_timeout;      /* seconds, first try (5) */
     unsigned resolver_tries;    /* 1-10 (2) */
+    struct hosts *hosts;        /* /etc/hosts as read by kickmaild with this
+                                 * configuration (hosts_load); NULL elsewhere */
     char *tls_certificate, *tls_key;   /* both NULL or both set */
     struct smtp_conf smtp;
     struct listener_conf submission, smtps, pop3, pop3s, odmr, radius;

@@ -5,7 +5,8 @@
  * that nothing blocks.  No cache: every lookup asks the servers (delivery
  * attempts are rare).  The servers, the timeout of one try and the number
  * of tries come from resolve_configure(); the name is looked up as given
- * (/etc/hosts, then DNS; no search domains).
+ * (no search domains): in the hosts table given to resolve_configure() (the
+ * /etc/hosts read with the configuration, hosts.h), then in the DNS.
  */
 #ifndef KM_RESOLVE_H
 #define KM_RESOLVE_H
@@ -13,6 +14,7 @@
 #include <stddef.h>
 
 struct event_base;
+struct hosts;
 struct resolve_req;
 
 #define RESOLVE_MAX_ADDRS 8         /* addresses kept of one answer */
@@ -35,10 +37,12 @@ typedef void resolve_cb(const char *name, const struct resolve_result *res,
 /* Sets the servers ("" or NULL: the system's /etc/resolv.conf; else
  * c-ares' CSV form "127.0.0.1:5353,[::1]"), the timeout of the first try in
  * seconds (c-ares doubles it for each further try) and the tries per
- * server.  Cheap: the c-ares channel is made (again) at the next lookup
- * with no other lookup in flight.  Call before the first resolve_start(). */
+ * server, and the hosts table asked before the DNS (NULL: none; borrowed:
+ * it must live until the next resolve_configure() or resolve_shutdown()).
+ * Cheap: the c-ares channel is made (again) at the next lookup with no
+ * other lookup in flight.  Call before the first resolve_start(). */
 void resolve_configure(struct event_base *base, const char *servers, long timeout_s,
-                       unsigned tries);
+                       unsigned tries, const struct hosts *hosts);
 /* Starts looking up name (A and AAAA); cb follows exactly once unless
  * cancelled.  Never NULL. */
 struct resolve_req *resolve_start(const char *name, resolve_cb *cb, void *arg);

@@ -35,6 +35,7 @@
 #include "config.h"
 #include "ctl.h"
 #include "custmap.h"
+#include "hosts.h"
 #include "links.h"
 #include "log.h"
 #include "qmgr.h"
@@ -120,12 +121,13 @@ static void gen_free(struct gen *g)
     memset(g, 0, sizeof *g);
 }
 
-/* For a loaded g->cfg: loads the customer map, builds the registry and
- * (with_tls) the TLS context.  Blocks; touches no daemon state.  0, or -1
- * with err (g keeps what was built: gen_free it). */
+/* For a loaded g->cfg: reads /etc/hosts, loads the customer map, builds
+ * the registry and (with_tls) the TLS context.  Blocks; touches no daemon
+ * state.  0, or -1 with err (g keeps what was built: gen_free it). */
 static int gen_build(struct gen *g, int with_tls, char *err, size_t errlen)
 {
     struct config *c = g->cfg;
+    c->hosts = hosts_load(NULL);        /* the resolver's, until the next reload */
     if (c->customer_map) {
         double t0 = util_now_mono();
         g->map = custmap_load(c->customer_map, err, errlen);

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "hosts.h"
 #include "log.h"
 #include "util.h"
 
@@ -714,6 +715,7 @@ void config_free(struct config *c)
     free(c->postmaster);
     free(c->customer_map);
     free(c->resolver);
+    hosts_free(c->hosts);
     free(c->tls_certificate);
     free(c->tls_key);
     for (size_t i = 0; i < NLISTENERS; i++)

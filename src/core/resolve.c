@@ -10,7 +10,11 @@
  * timer, re-armed from ares_timeout() after every call into c-ares, drives
  * its timeouts and retries.  Results are handed to the owner from an event
  * of their own, so that the owner's callback never runs inside c-ares (nor
- * inside resolve_start, when c-ares answers at once: /etc/hosts, errors).
+ * inside resolve_start, when the answer is there at once: the hosts table,
+ * errors).  /etc/hosts is never read here: a name it has is answered from
+ * the table hosts.c read with the configuration (off the loop), and c-ares
+ * asks the DNS only (ARES_OPT_LOOKUPS "b"); c-ares reads /etc/resolv.conf
+ * (unless resolver is set) when it makes the channel.
  *
  * Trusts c-ares with the DNS answers (it checks IDs and questions); keeps
  * at most RESOLVE_MAX_ADDRS numeric addresses of an answer.  Bounded in
@@ -27,6 +31,7 @@
 
 #include <event2/event.h>
 
+#include "hosts.h"
 #include "log.h"
 #include "resolve.h"
 #include "util.h"
@@ -60,6 +65,7 @@ static struct {
     char *servers;                  /* NULL: the system's */
     int timeout_ms;
     int tries;
+    const struct hosts *hosts;      /* the configuration's; NULL: none */
 } R;
 
 /* ---- c-ares on the loop ---- */
@@ -151,8 +157,9 @@ static int channel_get(char *err, size_t errlen)
     o.tries = R.tries;
     o.domains = NULL;               /* no search domains: names are as given */
     o.ndomains = 0;
+    o.lookups = (char *)"b";        /* DNS only: the hosts table answered before */
     int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES |
-               ARES_OPT_DOMAINS;
+               ARES_OPT_DOMAINS | ARES_OPT_LOOKUPS;
     int rc = ares_init_options(&R.ch, &o, mask);
     if (rc != ARES_SUCCESS) {
         R.ch = NULL;
@@ -271,6 +278,10 @@ struct resolve_req *resolve_start(const char *name, resolve_cb *cb, void *arg)
     req->deadline_ev = evtimer_new(R.base, on_deadline, req);
     if (!req->done_ev || !req->deadline_ev)
         log_fatal("resolve: out of memory");
+    if (hosts_lookup(R.hosts, name, &req->res) == 0) {
+        event_active(req->done_ev, 0, 0);
+        return req;
+    }
     if (channel_get(why, sizeof why) < 0) {
         snprintf(req->err, sizeof req->err, "DNS lookup of %s failed: %s", name, why);
         event_active(req->done_ev, 0, 0);
@@ -302,7 +313,7 @@ void resolve_cancel(struct resolve_req *req)
 /* ---- set-up ---- */
 
 void resolve_configure(struct event_base *base, const char *servers, long timeout_s,
-                       unsigned tries)
+                       unsigned tries, const struct hosts *hosts)
 {
     const char *sv = servers && *servers ? servers : NULL;
     int ms = (int)(timeout_s > 0 && timeout_s <= 300 ? timeout_s * 1000 : 5000);
@@ -313,6 +324,7 @@ void resolve_configure(struct event_base *base, const char *servers, long timeou
         if (!R.timer)
             log_fatal("resolve: out of memory");
     }
+    R.hosts = hosts;
     if (ms != R.timeout_ms || t != R.tries || (!sv != !R.servers) ||
         (sv && strcmp(sv, R.servers))) {
         free(R.servers);

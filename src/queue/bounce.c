@@ -50,6 +50,7 @@ struct bounce {
     char *remote;
     struct evbuffer *body;
     int delayed;
+    uint64_t dsn_id;                /* the DSN's queue ID; 0 when none is sent */
     qmgr_cb *cb;
     void *arg;
 };
@@ -84,12 +85,17 @@ static void bounce_queued(int err, void *arg)
 {
     struct bounce *b = arg;
     struct qmsg *m = b->m;
+    char dsn[QUEUE_ID_LEN + 1];
+    qmgr_id_str(b->dsn_id, dsn);
+    /* as Postfix: who gets it (the sender, or postmaster for a failed DSN) */
+    const char *who = m->sender[0] ? "sender" : "postmaster";
     if (err) {
         log_err("%s: cannot queue the delivery status notification: %s", m->idstr,
                 strerror(err));
     } else if (b->delayed) {
         m->warned = 1;
-        log_info("%s: sender delay notification queued", m->idstr);
+        if (b->dsn_id)
+            log_info("%s: %s delay notification: %s", m->idstr, who, dsn);
     } else {
         for (size_t i = 0; i < b->n; i++) {
             deliver_log_result(m, b->r[i], b->remote ? b->remote : "none", "bounced",
@@ -97,6 +103,8 @@ static void bounce_queued(int err, void *arg)
             qmgr_rcpt_final(b->r[i], QR_BOUNCED);
             stats_add(ST_BOUNCED, 1);
         }
+        if (b->dsn_id)
+            log_info("%s: %s non-delivery notification: %s", m->idstr, who, dsn);
     }
     m->active--;
     if (!err)
@@ -157,6 +165,7 @@ static void bounce_compose(struct bounce *b)
     struct spool_env env = {
         .id = qmgr_new_id(), .arrival = time(NULL), .sender = "", .nrcpt = 1, .rcpts = &rc,
     };
+    b->dsn_id = env.id;
     m->active++;                        /* until the DSN is durable */
     qmgr_submit(&env, out, bounce_queued, b);
     evbuffer_free(out);

@@ -846,7 +846,8 @@ void deliver_reconfigured(void)
     const struct config *cfg = qmgr_config();
     size_t pos = 0;
     struct qcust *qc;
-    resolve_configure(qmgr_base(), cfg->resolver, cfg->resolver_timeout, cfg->resolver_tries);
+    resolve_configure(qmgr_base(), cfg->resolver, cfg->resolver_timeout, cfg->resolver_tries,
+                      cfg->hosts);
     while ((qc = qmgr_cust_next(&pos))) {
         qc->cursor = TAILQ_FIRST(&qc->rcpts);
         if (qc->dl && dl_busy(qc->dl)) {

@@ -313,14 +313,26 @@ static void protocol_error(struct smtp_client *c, const char *what)
 
 /* ---- greeting, EHLO/HELO, STARTTLS ---- */
 
+/* 1 when name can tell this host from others: a dotted name that is not
+ * localhost, localhost.localdomain and the like, nor an address (literal).
+ * Many hosts share "localhost" or a bare name; an equal one proves no loop. */
+static int name_is_fqdn(const char *name)
+{
+    if (!strchr(name, '.') || name[0] == '[' || util_numeric_ip(name))
+        return 0;
+    return strncasecmp(name, "localhost", 9) != 0;
+}
+
 /* 1 when the greeting may go on: the server is not ourselves (it greets
- * with our own name, as Postfix checks: a deliver target that points back
- * at this daemon would pass the mail round until its hop count ran out),
- * and its name matches expect_helo (when one is expected). */
+ * with our own name, as Postfix checks against $myhostname: a deliver
+ * target that points back at this daemon would pass the mail round until
+ * its hop count ran out; compared only when our name is a real FQDN), and
+ * its name matches expect_helo (when one is expected). */
 static int greeting_ok(struct smtp_client *c, const struct smtp_reply *r)
 {
     char *why = NULL;
-    if (r->first_word[0] && strcasecmp(r->first_word, c->helo_name) == 0)
+    if (r->first_word[0] && name_is_fqdn(c->helo_name) &&
+        strcasecmp(r->first_word, c->helo_name) == 0)
         why = xfmt("mail loops back to myself (%s greets as %s)", c->peer, r->first_word);
     else if (!c->expect_helo || strcasecmp(r->first_word, c->expect_helo) == 0)
         return 1;

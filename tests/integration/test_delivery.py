@@ -228,6 +228,10 @@ def test_5xx_bounces_with_a_dsn_to_the_sender(make_daemon, mta):
     assert "<orig.550@beta.example>" in headers
     assert "hello" not in headers                  # headers only by default
     d.wait_log(r"%s: to=<bob@acme\.example>.*status=bounced" % qid)
+    # the bounce names the DSN it made (Postfix), and that is the one delivered
+    dsn_id = d.wait_log(r"%s: sender non-delivery notification: ([A-Z0-9]{10,20})\n"
+                        % qid).group(1)
+    d.wait_log(r"%s: to=<%s>, relay=.*status=sent" % (dsn_id, re.escape(SENDER)))
 
 
 def test_5xx_with_null_sender_creates_no_dsn_to_a_sender(make_daemon, mta):
@@ -238,9 +242,12 @@ def test_5xx_with_null_sender_creates_no_dsn_to_a_sender(make_daemon, mta):
     wait_for(lambda: any(c == ("RCPT", ACME) for c in mta.commands), what="the attempt")
     wait_gone(d, qid)
     d.wait_log(r"%s: to=<bob@acme\.example>.*status=bounced" % qid)
-    # nothing goes back to a (null) sender; at most a notice to postmaster
-    for m in queue(d):
-        assert [r["address"] for r in m["recipients"]] == ["noc@isp.example"], m
+    # nothing goes back to a (null) sender: a notice to postmaster, logged
+    # with its queue ID
+    dsn_id = d.wait_log(r"%s: postmaster non-delivery notification: ([A-Z0-9]{10,20})\n"
+                        % qid).group(1)
+    assert [(m["queue_id"], [r["address"] for r in m["recipients"]]) for m in queue(d)] \
+        == [(dsn_id, ["noc@isp.example"])]
     assert mta.messages == []
 
 
@@ -463,6 +470,7 @@ def test_expiry_warns_then_bounces_with_4_4_7(make_daemon, mta):
     assert "<expire.1@beta.example>" in hdrs
     assert msg.get_param("report-type") == "delivery-status"
     assert qid in queue_ids(d)              # still waiting after the warning
+    d.wait_log(r"%s: sender delay notification: [A-Z0-9]{10,20}\n" % qid)
     # ...then, after hold_time, the failure with 4.4.7, and the original is gone
     wait_for(lambda: len(_dsns(mta)) >= 2, timeout=8, what="the failure DSN")
     wait_gone(d, qid)
@@ -756,6 +764,29 @@ def test_deliver_pointing_at_this_daemon_is_a_loop_not_a_copy_storm(make_daemon)
     time.sleep(1.5)                     # a retry: still one message, deferred
     assert queue_ids(d) == [qid]
     assert status_of(d, qid)[ACME][0] == "deferred"
+
+
+@pytest.mark.parametrize("ours,theirs", [
+    ("localhost", "localhost"),
+    ("localhost.localdomain", "localhost.localdomain"),
+    ("kickmail", "kickmail"),                   # a name without a dot
+    ("127.0.0.1", "127.0.0.1"),
+])
+def test_generic_greeting_name_is_not_a_loop(make_daemon, make_mta, ours, theirs):
+    """A customer's server greeting with the same generic name as ours
+    (localhost on a machine whose /etc/hosts maps its name to 127.0.0.1,
+    as the README's tour meets it) is another host: delivered, not
+    deferred as a loop.  Only a real FQDN of ours proves a loop."""
+    mta = make_mta(hostname=theirs)
+    d = make_daemon(customers=conf(mta.port))
+    d.write_conf(d.conf_text().replace('hostname = "mx.test.example"',
+                                       'hostname = "%s"' % ours, 1))
+    d.start()
+    link_up(d)
+    qid = send(d, ACME, simple("same name"))
+    mta.wait_messages(1)
+    wait_gone(d, qid)
+    assert "loops back" not in d.log_text()
 
 
 def test_helo_fallback_when_ehlo_is_refused(make_daemon, mta):

@@ -214,3 +214,80 @@ def test_check_bad_resolver(tmp_path):
                        timeout=30)
     assert r.returncode == 1, r.stdout + r.stderr
     assert "bad resolver 'ns.example'" in r.stdout + r.stderr
+
+
+# ---- /etc/hosts: a table read with the configuration, not by c-ares ----
+
+HOSTS_NAME = "mx.hosts.example"
+
+
+def hosts_file(tmp_path, text):
+    path = tmp_path / "hosts"
+    path.write_text(text)
+    return str(path)
+
+
+def test_hosts_file_answers_before_the_dns_and_changes_at_reload(make_daemon, make_mta,
+                                                                  tmp_path, dns):
+    """A name in the hosts file is delivered to its address without asking
+    the DNS; the file is read at start and at reload only: an edit takes
+    effect at the next reload."""
+    first = make_mta()
+    second = make_mta(host="127.0.0.25", port=first.port)
+    hosts = hosts_file(tmp_path, "# test\n127.0.0.1 localhost\n%s  %s other-alias  # first\n"
+                       % (MTA_HOST, HOSTS_NAME.upper()))
+    d = make_daemon(customers=conf(HOSTS_NAME, first.port, online="always"),
+                    extra=resolver(dns), env={"KICKMAIL_TEST_HOSTS": hosts}).start()
+    qid = send(d, ACME, simple("from the hosts file"))
+    first.wait_messages(1)
+    wait_gone(d, qid)
+    d.wait_log(r"acme: mx\.hosts\.example is 127\.0\.0\.23\b")
+    # the file changes: nothing until the reload
+    hosts_file(tmp_path, "127.0.0.25 %s\n" % HOSTS_NAME)
+    qid = send(d, ACME, simple("still the old table"))
+    first.wait_messages(2)
+    wait_gone(d, qid)
+    mark = len(d.log_text())
+    d.kickq("reload")
+    wait_for(lambda: "configuration reloaded" in d.log_text()[mark:], what="the reload")
+    qid = send(d, ACME, simple("the new table"))
+    second.wait_messages(1)
+    wait_gone(d, qid)
+    assert [m.header("Subject") for m in second.messages] == ["the new table"]
+    assert len(first.messages) == 2
+    assert not [q for q in dns.queries if q[0].lower() == HOSTS_NAME], dns.queries
+
+
+def _name_in_etc_hosts():
+    """A name /etc/hosts gives an address (not localhost..., which Debian's
+    c-ares never sends to the DNS), or None."""
+    try:
+        with open("/etc/hosts") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        words = line.split("#")[0].split()
+        for name in words[1:]:
+            if not name.lower().startswith("localhost") and \
+                    re.match(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$", name) and \
+                    not re.search(r"(^|\.)\d+$", name):
+                return name
+    return None
+
+
+def test_c_ares_does_not_read_etc_hosts_itself(make_daemon, mta, tmp_path, dns):
+    """A name that /etc/hosts has but the hosts table (read with the
+    configuration; here a test file) lacks goes to the DNS: c-ares no
+    longer reads /etc/hosts on the event loop at each lookup."""
+    name = _name_in_etc_hosts()
+    if name is None:
+        pytest.skip("/etc/hosts names no host but localhost")
+    hosts = hosts_file(tmp_path, "%s %s\n" % (MTA_HOST, HOSTS_NAME))
+    d = make_daemon(customers=conf(name, mta.port, online="always"),
+                    extra=resolver(dns), env={"KICKMAIL_TEST_HOSTS": hosts}).start()
+    qid = send(d, ACME, simple("a name of /etc/hosts"))
+    st = wait_status(d, qid, ACME, "deferred")
+    assert st[ACME][1] == "host %s not found" % name, (st, dns.queries)
+    assert (name, QTYPE_A) in dns.queries, dns.queries
+    assert mta.messages == []

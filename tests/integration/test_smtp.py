@@ -404,3 +404,54 @@ def test_helo_syntax(daemon):
         assert c.cmd("HELO")[:3] == "501"
         assert code(c.cmd("EHLO [127.0.0.1]")) == 250
         assert code(c.cmd("MAIL FROM:<alice@sender.example>")) == 250
+
+
+REJECT_CUSTOMERS = """
+customer "acme" {
+  domains = {"acme.example"}
+}
+customer "beta" {
+  domains = {"beta.example"}
+  recipients = {"bob"}
+}
+customer "full" {
+  domains = {"full.example"}
+  quota = 1k
+}
+"""
+
+
+def test_refused_recipients_are_logged(make_daemon):
+    """Every refused RCPT leaves one Postfix-style line with the reply it
+    got: NOQUEUE: reject: RCPT from unknown[addr]: REPLY; from=<> to=<>
+    proto=ESMTP|SMTP helo=<>."""
+    d = make_daemon(customers=REJECT_CUSTOMERS, smtp_opts="max_recipients = 1").start()
+    with Raw(d.port) as c:
+        c.greet("client.example")
+        assert code(c.cmd("MAIL FROM:<alice@sender.example> SIZE=2000")) == 250
+        replies = [c.cmd("RCPT TO:<%s>" % a) for a in (
+            "someone@elsewhere.example", "nobody@beta.example", "x@full.example",
+            "a b@acme.example", "bob@acme.example", "carol@acme.example")]
+    assert [code(r) for r in replies] == [550, 550, 452, 501, 250, 452], replies
+    head = r"kickmaild: NOQUEUE: reject: RCPT from unknown\[127\.0\.0\.1\]: "
+    tail = r"; from=<alice@sender\.example>%s proto=ESMTP helo=<client\.example>\n"
+    for reply, to in ((replies[0], " to=<someone@elsewhere.example>"),
+                      (replies[1], " to=<nobody@beta.example>"),
+                      (replies[2], " to=<x@full.example>"),
+                      (replies[3], ""),         # did not parse: no address
+                      (replies[5], " to=<carol@acme.example>")):
+        d.wait_log(head + re.escape(reply) + tail % re.escape(to))
+    assert replies[0] == "550 5.7.1 <someone@elsewhere.example>: Relay access denied"
+    assert d.log_text().count("NOQUEUE: reject:") == 5     # not the accepted one
+
+
+def test_refused_recipient_in_a_helo_session_is_logged_as_smtp(daemon):
+    with Raw(daemon.port) as c:
+        assert code(c.reply()) == 220
+        assert code(c.cmd("HELO old.example")) == 250
+        assert code(c.cmd("MAIL FROM:<>")) == 250
+        r = c.cmd("RCPT TO:<x@elsewhere.example>")
+        assert code(r) == 550, r
+    daemon.wait_log(r"NOQUEUE: reject: RCPT from unknown\[127\.0\.0\.1\]: 550 5\.7\.1 "
+                    r"<x@elsewhere\.example>: Relay access denied; from=<> "
+                    r"to=<x@elsewhere\.example> proto=SMTP helo=<old\.example>\n")

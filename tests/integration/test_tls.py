@@ -109,22 +109,31 @@ def test_starttls_injection_of_a_whole_transaction(tls_daemon):
     assert queue(tls_daemon) == []
 
 
-def test_transaction_reset_by_starttls(tls_daemon):
+def test_starttls_refused_inside_a_transaction(tls_daemon):
+    """After MAIL, STARTTLS gets 503 (as Postfix) and the transaction stays;
+    after RSET it is allowed, and the handshake starts afresh: no MAIL
+    survives it."""
     c = Raw(tls_daemon.port)
     try:
         c.greet()
         assert code(c.cmd("MAIL FROM:<alice@sender.example>")) == 250
-        assert code(c.cmd("RCPT TO:<bob@acme.example>")) == 250
+        r = c.cmd("STARTTLS")
+        assert r == "503 5.5.1 Error: MAIL transaction in progress", r
+        assert code(c.cmd("RCPT TO:<bob@acme.example>")) == 250   # still in it
+        r = c.cmd("STARTTLS")
+        assert r.startswith("503 5.5.1"), r
+        assert code(c.cmd("RSET")) == 250
         assert c.cmd("STARTTLS").startswith("220")
         tls = _ctx().wrap_socket(c.sock, server_hostname="localhost")
         c.sock, c.buf = tls, b""
         assert code(c.cmd("EHLO client.example")) == 250
-        r = c.cmd("DATA")
-        assert r.startswith("503"), r
+        r = c.cmd("RCPT TO:<bob@acme.example>")
+        assert r.startswith("503"), r            # need MAIL again
         r = c.cmd("STARTTLS")
         assert r[:1] == "5", r            # not twice
     finally:
         c.close()
+    assert queue(tls_daemon) == []
 
 
 def test_starttls_with_argument_refused(tls_daemon):
