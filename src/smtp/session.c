@@ -288,13 +288,15 @@ static const char *log_safe(char *dst, size_t size, const char *src, size_t n)
 }
 
 /* The one place an envelope address is printed for the log (from=, to=):
- * local part and domain joined (domain NULL or "": the local part alone),
- * through log_safe. */
+ * a parsed mailbox (domain set) in its RFC 5321 wire form (addr_format: a
+ * quoted local part stays quoted), or an address already in that form
+ * (domain NULL or ""), through log_safe. */
 static const char *log_addr(char *dst, size_t size, const char *local, const char *domain)
 {
-    char raw[SMTP_LOCAL_MAX + SMTP_DOMAIN_MAX + 2];
-    snprintf(raw, sizeof raw, "%s%s%s", local, domain && *domain ? "@" : "",
-             domain ? domain : "");
+    char raw[ADDR_WIRE_MAX + 1];
+    if (!domain || !*domain || addr_format(local, domain, raw, sizeof raw) < 0)
+        snprintf(raw, sizeof raw, "%s%s%s", local, domain && *domain ? "@" : "",
+                 domain ? domain : "");
     return log_safe(dst, size, raw, strlen(raw));
 }
 

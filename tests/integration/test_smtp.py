@@ -455,3 +455,18 @@ def test_refused_recipient_in_a_helo_session_is_logged_as_smtp(daemon):
     daemon.wait_log(r"NOQUEUE: reject: RCPT from unknown\[127\.0\.0\.1\]: 550 5\.7\.1 "
                     r"<x@elsewhere\.example>: Relay access denied; from=<> "
                     r"to=<x@elsewhere\.example> proto=SMTP helo=<old\.example>\n")
+
+
+def test_refused_quoted_recipient_is_logged_in_wire_form(daemon):
+    """to= of a reject line keeps the quotes of a quoted local part: the
+    unquoted form would read as another address (and parameters)."""
+    with Raw(daemon.port) as c:
+        c.greet("client.example")
+        assert code(c.cmd("MAIL FROM:<\"s x\"@sender.example>")) == 250
+        r = c.cmd("RCPT TO:<\"a> NOTIFY=SUCCESS\"@elsewhere.example>")
+        assert code(r) == 550, r
+    daemon.wait_log(r"NOQUEUE: reject: RCPT from unknown\[127\.0\.0\.1\]: 550 5\.7\.1 "
+                    r"<\"a> NOTIFY=SUCCESS\"@elsewhere\.example>: Relay access denied; "
+                    r"from=<\"s x\"@sender\.example> "
+                    r"to=<\"a> NOTIFY=SUCCESS\"@elsewhere\.example> proto=ESMTP "
+                    r"helo=<client\.example>\n")
