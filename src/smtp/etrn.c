@@ -1,13 +1,14 @@
 /*
  * etrn — ETRN (RFC 1985) on the smtp listeners: "ETRN [@|#]node" kicks the
  * customer(s) the node names.  The argument and the client are untrusted:
- * the node is syntax-checked and lower-cased before it is used as a key, and
- * an ETRN never changes where mail goes (it is a kick: link address or
- * fixed host).
+ * the node is syntax-checked and lower-cased before it is used as a key, an
+ * ETRN never changes where mail goes (it is a kick: link address or fixed
+ * host), and how many passes and connections ETRNs cause is bounded by
+ * qmgr_kick (one pass at a time, etrn_interval).
  * Replies for domain and @domain: 253 one customer started, 252 several,
- * 251 nothing waiting, 250 a flush already running, 458 no usable address
- * or within etrn_interval, 459 a node ETRN does not serve (an unknown
- * domain and a maildrop/pickup customer's alike); 501 syntax.
+ * 251 nothing waiting, 250 a flush running or started within
+ * etrn_interval, 458 no usable address, 459 a node ETRN does not serve (an
+ * unknown domain and a maildrop/pickup customer's alike); 501 syntax.
  * Customer names are not public, so every #name gets the same 250 whether
  * it exists or not, whatever was done (logged here).
  */
