@@ -39,7 +39,7 @@ CREATE TABLE customers (
     warn_time     TEXT,         -- 0 = no delay warnings (0)
     retry_min     TEXT,         -- backoff while the link is up (1m)
     retry_max     TEXT,         -- (1h)
-    etrn_interval TEXT          -- minimum time between ETRN flushes (0)
+    etrn_interval TEXT          -- minimum time between ETRN flushes (5s)
 );
 
 -- Every customer needs at least one domain.

@@ -77,7 +77,7 @@ struct customer {
     long hold_time;             /* 5d */
     long warn_time;             /* 0 */
     long retry_min, retry_max;  /* 1m, 1h */
-    long etrn_interval;         /* 0 */
+    long etrn_interval;         /* 5 */
     int line;                   /* line of the section in the file; 0 for a
                                  * customer of the customer map */
     const char *origin;         /* the file it came from (the configuration

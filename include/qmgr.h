@@ -140,14 +140,19 @@ struct qmgr_kick_result {
     char address[256];              /* where the flush goes (an address, or a
                                      * fixed host's name) */
     int port;
-    int already;                    /* a flush was already running */
+    int already;                    /* joined a flush running (or, for an ETRN,
+                                     * started within etrn_interval) */
 };
 /* Kicks a customer: delivers its waiting mail now to its link address (link
- * up) or fixed host, without changing the link.  -1 with why in err: no
- * usable address, a maildrop/pickup customer, unknown customer; `etrn` also
- * enforces etrn_interval (err then starts with "interval").  On 0 the first
- * connections are already connecting (the connect() is made before anything
- * is logged): callers log and reply after it. */
+ * up) or fixed host, without changing the link, the retry backoff or the
+ * time of the next retry.  -1 with why in err: no usable address, a
+ * maildrop/pickup customer, unknown customer.  A kick while a pass runs
+ * joins it (already = 1; one more pass follows once it ends), so a customer
+ * never has more than its `connections`; with `etrn`, a kick within
+ * etrn_interval of the last ETRN-started pass joins too, and that pass
+ * comes when the interval is over.  When a pass starts, its first
+ * connections are already connecting on return (the connect() is made
+ * before anything is logged): callers log and reply after it. */
 int qmgr_kick(const char *customer, int etrn, struct qmgr_kick_result *res,
               char *err, size_t errlen);
 /* Bounces every pending recipient of a message (kickq bounce); cb when the

@@ -39,7 +39,7 @@
 #define CUST_DEF_WARN_TIME      0
 #define CUST_DEF_RETRY_MIN      60
 #define CUST_DEF_RETRY_MAX      3600
-#define CUST_DEF_ETRN_INTERVAL  0
+#define CUST_DEF_ETRN_INTERVAL  5
 
 /* A check of one value of option opt: 0 (numbers stored in *num), or -1
  * with why written. */

@@ -11,6 +11,13 @@
  * connections at once.  While a customer is not online (link down, not
  * "always") nothing is retried.
  *
+ * Kicks (kickq kick, ETRN) are untrusted in number: a customer has at most
+ * one pass at a time, so never more than `connections` connections, and a
+ * kick that comes while a pass runs joins it (one more pass follows when it
+ * ends: at once for an operator's kick, not sooner than etrn_interval
+ * after the last ETRN-started pass for an ETRN).  A kick-started pass never
+ * changes the retry backoff or the time of the next retry.
+ *
  * Trusts the qmgr index; the remote servers' replies come through
  * smtp_client (bounded there).  Guarantees: a recipient is final only after
  * a 2xx to the final dot (delivered) or a 5xx with its DSN queued durably
@@ -58,11 +65,15 @@ struct qdeliv {
     struct conn_list conns;
     long backoff;                   /* current retry delay, 0 = none yet */
     struct event *retry_ev;
+    double retry_at;                /* when retry_ev fires (util_now_mono) */
     int deferred;                   /* something was deferred in this pass */
     int restart;                    /* start a new pass when this one ends */
+    int kicked;                     /* this pass was started by a kick or ETRN */
+    enum { AGAIN_NONE, AGAIN_ETRN, AGAIN_KICK } again;  /* a kick joined this pass */
     int tls_plain;                  /* tls "may": the handshake failed, go plaintext */
     char last_error[256];           /* connection-level failure in this pass */
-    int64_t last_etrn;
+    double last_etrn;               /* an ETRN last started a pass (util_now_mono), 0 never */
+    struct event *etrn_ev;          /* the pass owed to ETRNs within etrn_interval */
 };
 
 struct job;
@@ -95,6 +106,7 @@ static struct {
 } DL;
 
 static void pass_start(struct qdeliv *d);
+static void etrn_fire(evutil_socket_t fd, short what, void *arg);
 static void dl_resolved(const char *name, const struct resolve_result *res,
                         const char *err, void *arg);
 static void conns_fill(struct qdeliv *d);
@@ -106,6 +118,7 @@ static struct qdeliv *dl_get(struct qcust *qc)
         d->qc = qc;
         LIST_INIT(&d->conns);
         d->retry_ev = evtimer_new(qmgr_base(), NULL, NULL);
+        d->etrn_ev = evtimer_new(qmgr_base(), etrn_fire, d);
         qc->dl = d;
     }
     return qc->dl;
@@ -452,7 +465,10 @@ static void on_closed(struct smtp_client *c, int code, const char *reason, void 
             log_info("%s: TLS handshake failed, next attempts in plaintext", d->qc->name);
             d->tls_plain = 1;
             d->last_error[0] = 0;
-            d->restart = 1;
+            if (d->kicked)
+                d->again = AGAIN_KICK;  /* the kick's pass again: no backoff */
+            else
+                d->restart = 1;
         }
     }
     if (--d->nconn == 0)
@@ -544,8 +560,39 @@ static void conns_fill(struct qdeliv *d)
 static void retry_fire(evutil_socket_t fd, short what, void *arg)
 {
     struct qdeliv *d = arg;
-    if (d->mode == DL_ONLINE)
+    if (d->mode != DL_ONLINE)
+        return;
+    if (dl_busy(d))
+        d->restart = 1;         /* a kick's pass (or new mail) is running: after it */
+    else
         pass_start(d);
+}
+
+/* After a pass while online.  One that deferred something waits retry_min,
+ * then twice as long each time, up to retry_max; one that deferred nothing
+ * resets the backoff.  A kick's pass changes neither the backoff nor a
+ * retry already waiting (without one, it gets one at the current backoff). */
+static void retry_after(struct qdeliv *d, int kicked)
+{
+    const struct customer *c = d->qc->cfg;
+    if (!d->deferred) {
+        if (!kicked)
+            d->backoff = 0;
+        return;
+    }
+    if (!evtimer_pending(d->retry_ev, NULL)) {
+        if (!kicked)
+            d->backoff = d->backoff ? d->backoff * 2 : c->retry_min;
+        if (d->backoff > c->retry_max)
+            d->backoff = c->retry_max;
+        struct timeval tv = { d->backoff ? d->backoff : c->retry_min, 0 };
+        evtimer_assign(d->retry_ev, qmgr_base(), retry_fire, d);
+        evtimer_add(d->retry_ev, &tv);
+        d->retry_at = util_now_mono() + (double)tv.tv_sec;
+    }
+    double left = d->retry_at - util_now_mono();
+    log_info("%s: mail deferred, next attempt in %ld s", d->qc->name,
+             left > 0 ? (long)(left + 0.999) : 0L);
 }
 
 /* Begins a pass: its connections are connecting when this returns.  -1
@@ -560,9 +607,11 @@ static int pass_open(struct qdeliv *d)
         return 0;                       /* this pass's lookup is running */
     if (dl_dest(d->qc, host, sizeof host, &d->port, err, sizeof err) < 0) {
         d->mode = DL_IDLE;
+        d->kicked = 0;
         return -1;
     }
-    evtimer_del(d->retry_ev);
+    if (!d->kicked)
+        evtimer_del(d->retry_ev);       /* a kick leaves the retry where it is */
     d->pass++;
     if (d->pass == 0)
         d->pass = 1;                    /* 0 means "never taken" */
@@ -613,11 +662,14 @@ static void pass_start(struct qdeliv *d)
         pass_end(d);            /* nothing to send (or held): the pass is over */
 }
 
+static void kick_again(struct qdeliv *d);
+
 static void pass_end(struct qdeliv *d)
 {
-    const struct customer *c = d->qc->cfg;
     if (d->restart && !DL.stopping) {
         d->restart = 0;
+        d->kicked = 0;
+        d->again = AGAIN_NONE;          /* this pass covers what the kicks asked */
         pass_start(d);
         return;
     }
@@ -651,32 +703,20 @@ static void pass_end(struct qdeliv *d)
             d->deferred = 1;
         }
     }
-    if (d->mode == DL_KICK) {
+    int kicked = d->kicked;
+    d->kicked = 0;
+    if (d->mode == DL_KICK)
         d->mode = dl_online(d->qc) ? DL_ONLINE : DL_IDLE;
-        if (d->mode == DL_IDLE)
-            return;
-    }
-    if (d->mode != DL_ONLINE || !c)
-        return;
-    if (!d->deferred) {
-        d->backoff = 0;
-        return;
-    }
-    if (evtimer_pending(d->retry_ev, NULL))
-        return;
-    d->backoff = d->backoff ? d->backoff * 2 : c->retry_min;
-    if (d->backoff > c->retry_max)
-        d->backoff = c->retry_max;
-    struct timeval tv = { d->backoff, 0 };
-    evtimer_assign(d->retry_ev, qmgr_base(), retry_fire, d);
-    evtimer_add(d->retry_ev, &tv);
-    log_info("%s: mail deferred, next attempt in %ld s", d->qc->name, d->backoff);
+    if (d->mode == DL_ONLINE && d->qc->cfg)
+        retry_after(d, kicked);
+    kick_again(d);
 }
 
 static void dl_abort(struct qdeliv *d, const char *why)
 {
     struct conn *cn, *next;
     evtimer_del(d->retry_ev);
+    d->again = AGAIN_NONE;              /* the kicks were for what is ended now */
     for (cn = LIST_FIRST(&d->conns); cn; cn = next) {
         next = LIST_NEXT(cn, entry);
         smtp_client_abort(cn->c, why);
@@ -761,6 +801,80 @@ void deliver_new_mail(struct qmsg *m)
 
 /* ---- kicks ---- */
 
+/* Seconds until an ETRN may start another pass (etrn_interval after the
+ * last ETRN-started one); 0: now. */
+static double etrn_wait(const struct qdeliv *d)
+{
+    const struct customer *c = d->qc->cfg;
+    if (!c || !c->etrn_interval || d->last_etrn == 0)
+        return 0;
+    double left = d->last_etrn + (double)c->etrn_interval - util_now_mono();
+    return left > 0 ? left : 0;
+}
+
+/* Starts a kick's pass (see pass_open); it leaves the backoff and the retry
+ * alone.  Logs after the connect(): the line costs a write. */
+static int kick_start(struct qdeliv *d, int etrn, const char *host, int port)
+{
+    if (etrn)
+        d->last_etrn = util_now_mono();
+    if (d->mode != DL_ONLINE)
+        d->mode = DL_KICK;
+    d->kicked = 1;
+    int started = pass_open(d) == 0;
+    log_info("%s: %s: %u messages to %s:%d", d->qc->name, etrn ? "ETRN" : "kick",
+             d->qc->nmsg, host, port);
+    return started ? 0 : -1;
+}
+
+/* The pass kicks asked for while another ran or within etrn_interval:
+ * started now when there is still mail and somewhere to send it. */
+static void kick_owed(struct qdeliv *d, int etrn)
+{
+    char host[256], err[256];
+    int port;
+    if (DL.stopping || !d->qc->nmsg ||
+        dl_dest(d->qc, host, sizeof host, &port, err, sizeof err) < 0)
+        return;
+    if (kick_start(d, etrn, host, port) == 0 && !dl_busy(d))
+        pass_end(d);
+}
+
+/* An ETRN came within etrn_interval: one pass when the interval is over,
+ * shared by every ETRN until then. */
+static void etrn_arm(struct qdeliv *d)
+{
+    if (evtimer_pending(d->etrn_ev, NULL))
+        return;
+    double w = etrn_wait(d);
+    struct timeval tv = { (time_t)w, (suseconds_t)((w - (double)(time_t)w) * 1e6) };
+    evtimer_add(d->etrn_ev, &tv);
+}
+
+static void etrn_fire(evutil_socket_t fd, short what, void *arg)
+{
+    struct qdeliv *d = arg;
+    if (dl_busy(d)) {
+        if (d->again == AGAIN_NONE)
+            d->again = AGAIN_ETRN;      /* after the pass that runs now */
+        return;
+    }
+    kick_owed(d, 1);
+}
+
+/* The end of a pass that kicks joined: their pass follows. */
+static void kick_again(struct qdeliv *d)
+{
+    int again = d->again;
+    d->again = AGAIN_NONE;
+    if (again == AGAIN_NONE || DL.stopping)
+        return;
+    if (again == AGAIN_ETRN && etrn_wait(d) > 0)
+        etrn_arm(d);
+    else
+        kick_owed(d, again == AGAIN_ETRN);
+}
+
 int qmgr_kick(const char *customer, int etrn, struct qmgr_kick_result *res,
               char *err, size_t errlen)
 {
@@ -775,39 +889,26 @@ int qmgr_kick(const char *customer, int etrn, struct qmgr_kick_result *res,
     if (dl_dest(qc, host, sizeof host, &port, err, errlen) < 0)
         return -1;
     struct qdeliv *d = dl_get(qc);
-    int64_t now = time(NULL);
-    if (dl_busy(d)) {
-        /* a pass is running: no second one now, but what it already tried
-         * is tried again as soon as it ends, whatever the backoff */
-        res->messages = qc->nmsg;
-        snprintf(res->address, sizeof res->address, "%s", host);
-        res->port = port;
-        res->already = 1;
-        d->restart = 1;
-        if (d->mode == DL_IDLE)
-            d->mode = DL_KICK;
-        evtimer_del(d->retry_ev);
-        return 0;
-    }
-    if (etrn && qc->cfg->etrn_interval && d->last_etrn &&
-        now - d->last_etrn < qc->cfg->etrn_interval) {
-        snprintf(err, errlen, "interval: %s was flushed %lld s ago (etrn_interval %ld s)",
-                 customer, (long long)(now - d->last_etrn), qc->cfg->etrn_interval);
-        return -1;
-    }
     res->messages = qc->nmsg;
     snprintf(res->address, sizeof res->address, "%s", host);
     res->port = port;
+    if (dl_busy(d)) {
+        /* a pass is running: join it; what it already tried is tried again
+         * once it ends (an ETRN's: not before etrn_interval) */
+        res->already = 1;
+        if (!etrn)
+            d->again = AGAIN_KICK;
+        else if (d->again == AGAIN_NONE)
+            d->again = AGAIN_ETRN;
+        return 0;
+    }
+    if (etrn && etrn_wait(d) > 0) {
+        res->already = 1;               /* a pass started just now */
+        etrn_arm(d);
+        return 0;
+    }
     stats_add(etrn ? ST_KICKS_ETRN : ST_KICKS_KICKQ, 1);
-    if (etrn)
-        d->last_etrn = now;
-    if (d->mode != DL_ONLINE)
-        d->mode = DL_KICK;
-    /* connect first, log after: the line costs a write (and a syslog send) */
-    int started = pass_open(d) == 0;
-    log_info("%s: %s: %u messages to %s:%d", customer, etrn ? "ETRN" : "kick",
-             res->messages, host, port);
-    if (started && !dl_busy(d))
+    if (kick_start(d, etrn, host, port) == 0 && !dl_busy(d))
         pass_end(d);
     return 0;
 }
@@ -832,6 +933,7 @@ static void dl_free(struct qcust *qc)
     resolve_cancel(d->dns);
     free(d->addrs);
     event_free(d->retry_ev);
+    event_free(d->etrn_ev);
     free(d);
     qc->dl = NULL;
 }

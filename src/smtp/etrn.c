@@ -1,17 +1,23 @@
 /*
  * etrn — ETRN (RFC 1985) on the smtp listeners: "ETRN [@|#]node" kicks the
- * customer(s) the node names.  The argument is untrusted: it is
- * syntax-checked and lower-cased before it is used as a key, and an ETRN
- * never changes where mail goes (it is a kick: link address or fixed host).
- * Replies: 253 one customer started, 252 several, 251 nothing waiting, 250 a
- * flush already running, 458 no usable address or within etrn_interval, 459
- * unknown node or a maildrop/pickup customer, 501 syntax.
+ * customer(s) the node names.  The argument and the client are untrusted:
+ * the node is syntax-checked and lower-cased before it is used as a key, an
+ * ETRN never changes where mail goes (it is a kick: link address or fixed
+ * host), and how many passes and connections ETRNs cause is bounded by
+ * qmgr_kick (one pass at a time, etrn_interval).
+ * Replies for domain and @domain: 253 one customer started, 252 several,
+ * 251 nothing waiting, 250 a flush running or started within
+ * etrn_interval, 458 no usable address, 459 a node ETRN does not serve (an
+ * unknown domain and a maildrop/pickup customer's alike); 501 syntax.
+ * Customer names are not public, so every #name gets the same 250 whether
+ * it exists or not, whatever was done (logged here).
  */
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "config.h"
+#include "log.h"
 #include "qmgr.h"
 #include "registry.h"
 #include "smtp_etrn.h"
@@ -52,6 +58,14 @@ static enum kick_out kick_one(const struct customer *c, unsigned *msgs)
     return res.already ? K_ALREADY : K_STARTED;
 }
 
+/* 459 for a node ETRN does not serve: one text for an unknown domain and a
+ * maildrop/pickup customer's, so that the reply tells neither apart. */
+static int etrn_not_served(const char *node, char *out, size_t len)
+{
+    snprintf(out, len, "459 4.7.1 Node %s not allowed: service unavailable", node);
+    return 459;
+}
+
 static int etrn_one(const struct customer *c, const char *node, char *out, size_t len)
 {
     unsigned msgs = 0;
@@ -69,9 +83,7 @@ static int etrn_one(const struct customer *c, const char *node, char *out, size_
         snprintf(out, len, "458 4.4.0 Unable to queue messages for node %s", node);
         return 458;
     default:
-        snprintf(out, len, "459 4.7.1 Node %s not allowed: mail is held for "
-                 "retrieval", node);
-        return 459;
+        return etrn_not_served(node, out, len);
     }
 }
 
@@ -89,6 +101,8 @@ static void etrn_count(const struct customer *c, int *started, int *none, int *n
 /* @domain: every customer owning the domain or a subdomain of it. */
 static int etrn_subtree(const struct registry *reg, const char *dom, char *out, size_t len)
 {
+    char node[262];
+    snprintf(node, sizeof node, "@%s", dom);
     size_t dl = strlen(dom);
     int matched = 0, started = 0, none = 0, noaddr = 0;
     const struct customer *last = NULL;
@@ -110,26 +124,38 @@ static int etrn_subtree(const struct registry *reg, const char *dom, char *out, 
             etrn_count(last, &started, &none, &noaddr);
         etrn_count(c, &started, &none, &noaddr);
     }
-    if (!matched) {
-        snprintf(out, len, "459 4.7.1 Node @%s not allowed: not a customer domain here", dom);
-        return 459;
-    }
+    if (!matched)
+        return etrn_not_served(node, out, len);
     if (matched == 1)
-        return etrn_one(last, dom, out, len);       /* one customer: its own reply */
+        return etrn_one(last, node, out, len);      /* one customer: its own reply */
     if (started) {
-        snprintf(out, len, "252 2.0.0 Pending messages for node @%s started", dom);
+        snprintf(out, len, "252 2.0.0 Pending messages for node %s started", node);
         return 252;
     }
     if (none) {
-        snprintf(out, len, "251 2.0.0 No messages waiting for node @%s", dom);
+        snprintf(out, len, "251 2.0.0 No messages waiting for node %s", node);
         return 251;
     }
-    if (!noaddr) {
-        snprintf(out, len, "459 4.7.1 Node @%s not allowed: mail is held for retrieval", dom);
-        return 459;
-    }
-    snprintf(out, len, "458 4.4.0 Unable to queue messages for node @%s", dom);
+    if (!noaddr)
+        return etrn_not_served(node, out, len);
+    snprintf(out, len, "458 4.4.0 Unable to queue messages for node %s", node);
     return 458;
+}
+
+/* #name: kicks the customer if there is one (and it can be kicked); the
+ * reply is the same for every name, the log says what was done. */
+static int etrn_customer(const struct registry *reg, const char *name, char *out, size_t len)
+{
+    char node[262], done[320];
+    const struct customer *c = registry_by_name(reg, name);
+    snprintf(node, sizeof node, "#%s", name);
+    if (c)
+        etrn_one(c, node, done, sizeof done);
+    else
+        snprintf(done, sizeof done, "no such customer");
+    log_info("ETRN %s: %s", node, done);
+    snprintf(out, len, "250 2.0.0 Queuing for node %s started", node);
+    return 250;
 }
 
 int smtp_etrn(const struct registry *reg, const char *arg, size_t arglen,
@@ -154,12 +180,10 @@ int smtp_etrn(const struct registry *reg, const char *arg, size_t arglen,
     }
     if (kind == '@')
         return etrn_subtree(reg, node, out, len);
-    const struct customer *c = kind == '#' ? registry_by_name(reg, node)
-                                           : registry_by_domain(reg, node);
-    if (!c) {
-        snprintf(out, len, "459 4.7.1 Node %s%s not allowed: unknown here",
-                 kind == '#' ? "#" : "", node);
-        return 459;
-    }
+    if (kind == '#')
+        return etrn_customer(reg, node, out, len);
+    const struct customer *c = registry_by_domain(reg, node);
+    if (!c)
+        return etrn_not_served(node, out, len);
     return etrn_one(c, node, out, len);
 }

@@ -486,6 +486,7 @@ class Kickmail:
   domains = {"%s"}
   deliver = "127.0.0.1:%d"     # the customer's fixed mail host
   online  = "detect"           # held until a kick (or link up)
+  etrn_interval = 0            # every timed ETRN starts a flush
 }
 """ % (name, domain, dport)
         with open(self.conf, "w") as f:
@@ -1144,7 +1145,7 @@ def make_map(path, n_cust, deliver, prefix="c"):
     db.executescript(schema)
     names = ["%s%07d" % (prefix, k) for k in range(n_cust)]
     db.execute("BEGIN")
-    db.executemany("INSERT INTO customers (name, deliver) VALUES (?, ?)",
+    db.executemany("INSERT INTO customers (name, deliver, etrn_interval) VALUES (?, ?, 0)",
                    ((nm, deliver) for nm in names))
     db.executemany("INSERT INTO domains (domain, customer) VALUES (?, ?)",
                    ((nm + ".example", nm) for nm in names))

@@ -217,6 +217,7 @@ int main(int argc, char **argv)
                     prefix, k, prefix, k);
             if (deliver)
                 fprintf(f, "  deliver = \"%s\"\n", deliver);
+            fprintf(f, "  etrn_interval = 0\n");    /* the bench's ETRNs each flush */
             fprintf(f, "}\n");
         }
         if (fclose(f) != 0)

@@ -1174,3 +1174,40 @@ def test_reload_moving_a_domain_keeps_arrival_order_and_leaves_others(make_daemo
     assert subjects == ["a1", "g1", "a2", "g2", "g3", "untouched"], subjects
     wait_empty(d)
     assert keep not in queue_ids(d)
+
+
+@pytest.mark.parametrize("how", ["etrn", "kick"])
+def test_failed_kicks_leave_the_backoff_and_the_retry_time(make_daemon, make_mta, how):
+    # a link customer whose server refuses connections: the first pass at link
+    # up defers and waits retry_min (3 s); six kicks (or ETRNs, etrn_interval
+    # 0) fail in between, and must neither double the wait nor move the retry
+    dead = make_mta(start=False)            # nothing listens: connection refused
+    d = make_daemon(customers=conf(dead.port, acme=dict(retry_min="3s", retry_max="1h",
+                                                        etrn_interval=0))).start()
+    send(d, ACME, simple("backoff"))
+    link_up(d)
+    waits = re.compile(r"acme: mail deferred, next attempt in (\d+) s")
+    d.wait_log(waits.pattern)
+    t0 = time.time()
+    start = len(d.log_text())
+    assert [int(n) for n in waits.findall(d.log_text())] == [3]
+    for i in range(6):
+        n = len(waits.findall(d.log_text()[start:]))
+        if how == "etrn":
+            with d.smtp() as s:
+                s.ehlo("client.example")
+                c, msg = s.docmd("ETRN", "acme.example")
+            assert c == 253, msg
+        else:
+            assert d.kickq("kick", "acme").stdout.startswith("kicked acme: 1 messages")
+        wait_for(lambda: len(waits.findall(d.log_text()[start:])) > n,
+                 what="kick %d's pass to end" % (i + 1))
+    kicks = [int(n) for n in waits.findall(d.log_text()[start:])]
+    assert len(kicks) == 6 and all(n <= 3 for n in kicks), kicks
+    assert time.time() - t0 < 2.5, "the kicks took too long for this test"
+    # the retry comes at its time, retry_min after the first pass; only its
+    # own failure doubles the wait
+    d.wait_log(r"acme: mail deferred, next attempt in 6 s", start=start, timeout=5)
+    assert 2.0 < time.time() - t0 < 4.5, time.time() - t0
+    later = [int(n) for n in waits.findall(d.log_text()[start:])]
+    assert later[:6] == kicks and later[6] == 6, later

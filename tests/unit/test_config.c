@@ -299,7 +299,7 @@ static void test_minimal_customer(void **state)
     assert_int_equal(a->warn_time, 0);
     assert_int_equal(a->retry_min, 60);
     assert_int_equal(a->retry_max, 3600);
-    assert_int_equal(a->etrn_interval, 0);
+    assert_int_equal(a->etrn_interval, 5);
     assert_int_equal(c->maildrops[0].mode, MAILDROP_DELETE);
     assert_int_equal(c->maildrops[0].keep_days, 30);
     config_free(c);
