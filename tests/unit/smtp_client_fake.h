@@ -443,38 +443,6 @@ static void run_free(struct run *r)
 
 #define N_(a) (sizeof(a) / sizeof((a)[0]))
 
-/* Runs until the client closed and the server saw the end (or 10 s).
- * (Older form of conv_go, for the tests not yet in tables.) */
-static void run_go(struct run *r)
-{
-    struct event *guard = evtimer_new(r->base, guard_cb, r);
-    struct timeval tv = { 10, 0 };
-    evtimer_add(guard, &tv);
-    r->o.c = smtp_client_start(r->base, &r->opts, &owner_cbs, &r->o);
-    assert_non_null(r->o.c);
-    while (!r->timed_out && !(r->o.nclosed && (r->f.closed || !r->f.accepted)))
-        event_base_loop(r->base, EVLOOP_ONCE);
-    event_free(guard);
-    if (r->timed_out)
-        fail_msg("conversation did not end (server at step %zu)", r->f.pos);
-    assert_int_equal(r->o.nclosed, 1);
-}
-
-static void assert_result(const struct tmsg *t, size_t i, int code, const char *text)
-{
-    const struct smtp_rcpt_result *res = &t->res[i];
-    if (res->code != code || !res->text || strncmp(res->text, text, strlen(text)) != 0)
-        fail_msg("recipient %zu: %d \"%s\", expected %d \"%s...\"", i, res->code,
-                 res->text ? res->text : "(null)", code, text);
-}
-
-static void assert_closed(const struct run *r, int code, const char *reason)
-{
-    if (r->o.close_code != code || strncmp(r->o.close_reason, reason, strlen(reason)) != 0)
-        fail_msg("closed(%d, \"%s\"), expected (%d, \"%s...\")", r->o.close_code,
-                 r->o.close_reason, code, reason);
-}
-
 /* ---- the table driver ----------------------------------------------------- */
 
 /*
