@@ -1,7 +1,8 @@
 /*
  * links — the link table: per customer, whether it is reachable now and at
  * which address.  The one function links_set() changes it; every detector
- * (kickq, RADIUS, netlink, ODMR, AutoTURN) calls it.  Links are facts with an
+ * (kickq, RADIUS, netlink, ODMR, AutoTURN) reaches it through link_event()
+ * (link_event.h), which holds the policy.  Links are facts with an
  * expiry: an up link not refreshed within its TTL goes down by itself, and
  * one address belongs to one customer at a time (a link up at an address
  * another customer holds takes that other link down).  The table is

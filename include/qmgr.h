@@ -160,7 +160,8 @@ int qmgr_kick(const char *customer, int etrn, struct qmgr_kick_result *res,
 int qmgr_bounce(uint64_t id, qmgr_cb *cb, void *arg, char *err, size_t errlen);
 
 /* The link table's change callback (links_init's fn): link up starts
- * delivery, link down ends deliveries in flight cleanly. */
+ * delivery, link down ends deliveries in flight cleanly.  What it starts
+ * uses l (its state and address), not a fresh read of the table. */
 struct link;
 void qmgr_link_changed(const struct link *l, int was_up, void *arg);
 

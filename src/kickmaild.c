@@ -36,6 +36,8 @@
 #include "ctl.h"
 #include "custmap.h"
 #include "hosts.h"
+
+#include "link_event.h"
 #include "links.h"
 #include "log.h"
 #include "qmgr.h"
@@ -238,6 +240,7 @@ static void reload_apply(struct gen *g)
         log_warn("reload: spool and control socket changes take effect at restart");
     qmgr_reconfigure(g->cfg, g->reg);
     smtp_server_configure(g->cfg, g->reg, g->tls);
+    link_event_configure(g->reg);
     links_prune(customer_exists);
     struct gen *old = xmalloc(sizeof *old);
     *old = D.cur;
@@ -453,6 +456,7 @@ static int start(void)
         return -1;
     }
     smtp_server_configure(c, D.cur.reg, D.cur.tls);
+    link_event_configure(D.cur.reg);
     R.done_ev = event_new(D.base, -1, 0, reload_finished, NULL);
     return 0;
 }
@@ -531,6 +535,8 @@ int main(int argc, char **argv)
         event_free(sigs[i]);
     qmgr_shutdown();
     links_shutdown();
+    link_event_shutdown();
+    link_event_configure(NULL);
     gen_free(&D.cur);
     event_base_free(D.base);
     log_close();                /* every queued line out before exit */

@@ -7,7 +7,8 @@
  *
  * Trusts: requests that passed ctl_req_check (command, options and argument
  * count); not the words themselves: customers, addresses, durations and
- * queue IDs are checked here or by the qmgr and links table before use.
+ * queue IDs are checked here or by the qmgr, link_event and the links table
+ * before use.
  * Guarantees: every handler answers exactly once (an asynchronous one —
  * link, bounce — from its callback, the session kept meanwhile by ctl.c);
  * a kick of a customer on hold fails (it would send nothing);
@@ -23,6 +24,7 @@
 #include "ctl.h"
 #include "ctl_format.h"
 #include "ctl_int.h"
+#include "link_event.h"
 #include "links.h"
 #include "log.h"
 #include "qmgr.h"
@@ -130,27 +132,27 @@ void ctl_cmd_kick(struct ctl_sess *s, const struct ctl_req *rq)
     evbuffer_free(b);
 }
 
-static void link_done(int err, void *arg)
+static void link_done(const struct link_event_result *res, void *arg)
 {
     struct ctl_sess *s = arg;
-    if (err) {
-        ctl_reply_fail(s, 1, "link %s: %s", s->target, strerror(err));
+    if (res->error) {
+        ctl_reply_fail(s, 1, "%s", res->error);
         return;
     }
-    const struct link *l = links_get(s->target);
     struct evbuffer *b = evbuffer_new();
-    if (l && l->up)
-        evbuffer_add_printf(b, "link up %s at %s\n", s->target,
-                            l->address[0] ? l->address : "(fixed host)");
+    if (res->up)
+        evbuffer_add_printf(b, "link up %s at %s\n", res->customer,
+                            res->address[0] ? res->address : "(fixed host)");
     else
-        evbuffer_add_printf(b, "link down %s\n", s->target);
+        evbuffer_add_printf(b, "link down %s\n", res->customer);
     ctl_reply_ok(s, b);
     evbuffer_free(b);
 }
 
+/* link up/down: a link event (link_event.h holds the policy). */
 void ctl_cmd_link(struct ctl_sess *s, const struct ctl_req *rq)
 {
-    char err[256] = "";
+    char err[512] = "";
     const char *how = rq->argv[0];
     int up = !strcmp(how, "up");
     if (!up && strcmp(how, "down")) {
@@ -161,25 +163,23 @@ void ctl_cmd_link(struct ctl_sess *s, const struct ctl_req *rq)
         ctl_reply_fail(s, 2, "usage: %s", rq->cmd->usage);
         return;
     }
-    struct qcust *qc = qmgr_cust_by_name(rq->argv[1]);
-    if (!qc || !qc->cfg) {
-        ctl_reply_fail(s, 1, "%s: no such customer", rq->argv[1]);
+    struct link_event ev = {
+        .kind = LINK_WHO_CUSTOMER, .who = rq->argv[1], .up = up,
+        .address = up && rq->argc == 3 ? rq->argv[2] : "",
+        .ttl = LINK_EVENT_TTL_DEFAULT, .source = LINK_SRC_KICKQ, .session = "",
+    };
+    /* checked before the duration: an unknown customer is reported first */
+    const struct customer *cu = link_event_check(&ev, err, sizeof err);
+    if (!cu) {
+        ctl_reply_fail(s, 1, "%s", err);
         return;
     }
-    const char *addr = up && rq->argc == 3 ? rq->argv[2] : "";
-    if (up && !addr[0] && qc->cfg->deliver == DELIVER_LINK) {
-        ctl_reply_fail(s, 1, "%s: an ADDRESS is required (deliver = \"link\")", qc->name);
-        return;
-    }
-    long ttl = qc->cfg->link_ttl;
-    if (rq->ttl && util_parse_duration(rq->ttl, &ttl) < 0) {
+    if (rq->ttl && util_parse_duration(rq->ttl, &ev.ttl) < 0) {
         ctl_reply_fail(s, 2, "%s: not a duration", rq->ttl);
         return;
     }
-    s->target = xstrdup(qc->name);
-    log_info("control: uid=%ld link %s %s %s", s->uid, how, qc->name, addr);
-    if (links_set(qc->name, up, addr, ttl, LINK_SRC_KICKQ, "", link_done, s,
-                  err, sizeof err) < 0)
+    log_info("control: uid=%ld link %s %s %s", s->uid, how, cu->name, ev.address);
+    if (link_event(&ev, link_done, s, err, sizeof err) < 0)
         ctl_reply_fail(s, 1, "%s", err[0] ? err : "failed");
 }
 

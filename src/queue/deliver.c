@@ -103,6 +103,7 @@ static struct {
     int timeout_ms;                 /* KICKMAIL_TEST_TIMEOUT_MS */
     int stopping;                   /* shutting down: no new connections */
     unsigned busy;                  /* jobs in progress */
+    const struct link *event;       /* the change qmgr_link_changed is told of */
 } DL;
 
 static void pass_start(struct qdeliv *d);
@@ -130,6 +131,15 @@ static int dl_busy(const struct qdeliv *d)
     return d->nconn > 0 || d->dns;
 }
 
+/* The customer's link: while delivery is told of a change of it, the
+ * change's snapshot (its address is the one used), else the table's. */
+static const struct link *dl_link(const struct qcust *qc)
+{
+    if (DL.event && strcmp(DL.event->customer, qc->name) == 0)
+        return DL.event;
+    return links_get(qc->name);
+}
+
 /* Where the customer's mail goes now: 0 with host (a numeric address, or
  * for a fixed host a name) and port, or -1 with why. */
 static int dl_dest(const struct qcust *qc, char *host, size_t hostlen, int *port,
@@ -143,7 +153,7 @@ static int dl_dest(const struct qcust *qc, char *host, size_t hostlen, int *port
     }
     switch (c->deliver) {
     case DELIVER_LINK:
-        l = links_get(c->name);
+        l = dl_link(qc);
         if (!l || !l->up || !l->address[0]) {
             snprintf(err, errlen, "%s: link is down, no usable address", c->name);
             return -1;
@@ -179,7 +189,7 @@ static int dl_online(const struct qcust *qc)
     const struct link *l;
     if (!c || c->deliver == DELIVER_MAILDROP || c->deliver == DELIVER_PICKUP)
         return 0;
-    l = links_get(c->name);
+    l = dl_link(qc);
     if (l && l->up)
         return 1;
     return c->online == ONLINE_ALWAYS && c->deliver == DELIVER_HOST;
@@ -753,7 +763,7 @@ void deliver_resume(struct qcust *qc)
         d->restart = 1;
 }
 
-void qmgr_link_changed(const struct link *l, int was_up, void *arg)
+static void dl_link_changed(const struct link *l, int was_up)
 {
     struct qcust *qc = qmgr_cust_by_name(l->customer);
     if (!qc)
@@ -776,6 +786,14 @@ void qmgr_link_changed(const struct link *l, int was_up, void *arg)
     d->mode = DL_IDLE;
     d->last_error[0] = 0;
     dl_abort(d, "link went down during delivery");
+}
+
+void qmgr_link_changed(const struct link *l, int was_up, void *arg)
+{
+    const struct link *outer = DL.event;
+    DL.event = l;
+    dl_link_changed(l, was_up);
+    DL.event = outer;
 }
 
 void deliver_new_mail(struct qmsg *m)
