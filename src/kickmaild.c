@@ -36,7 +36,6 @@
 #include "ctl.h"
 #include "custmap.h"
 #include "hosts.h"
-
 #include "link_event.h"
 #include "links.h"
 #include "log.h"
