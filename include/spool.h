@@ -1,9 +1,10 @@
 /*
  * spool — the durable store: an append-only journal of records in segment
  * files (spool/journal/NNNNNNNNNN.seg), written by one writer thread with group
- * commit (many records, one write + one fdatasync), plus small state files
- * (spool/state/NAME) rewritten atomically.  The spool knows the on-disk format
- * and nothing about customers or scheduling; the qmgr owns the index.
+ * commit (many records, one write + one fdatasync).  Small state files
+ * (spool/state/NAME) share its handle and threads: spool_state.h.  The spool
+ * knows the on-disk format and nothing about customers or scheduling; the
+ * qmgr owns the index.
  *
  * Guarantees: a completion callback reporting 0 means the record is on disk
  * and synced (with the directory entry of its segment).  A failed batch is cut
@@ -146,13 +147,6 @@ void spool_seg_unref(struct spool *sp, uint32_t seg);
  * event loop runs (in the callbacks or right after spool_recover()): the
  * first loop turn after recovery runs this check by itself. */
 void spool_gc(struct spool *sp);
-
-/* Small state files under spool/state/ (customer holds, links): written
- * atomically off the loop (tmp, fsync, rename, fsync dir); read at start. */
-void spool_state_write(struct spool *sp, const char *name, const void *data,
-                       size_t len, spool_cb *cb, void *arg);
-/* Synchronous, for start-up: 0 (out filled; empty when the file is absent) or -1. */
-int spool_state_read(struct spool *sp, const char *name, struct evbuffer *out);
 
 /* Commit delay: delta +1 when a message starts arriving (DATA), -1 when it
  * ends (its final dot, or the session gave up).  While at least

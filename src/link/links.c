@@ -46,7 +46,7 @@
 #include "links.h"
 #include "log.h"
 #include "stats.h"
-#include "spool.h"
+#include "spool_state.h"
 #include "util.h"
 
 #define LINKS_FILE      "links"

@@ -35,6 +35,7 @@
 #include "qmgr_priv.h"
 #include "registry.h"
 #include "spool.h"
+#include "spool_state.h"
 #include "util.h"
 
 struct qmgr_state Q;                /* shared with qmgr_ops.c: qmgr_priv.h */

@@ -26,6 +26,7 @@
 #include "qmgr_priv.h"
 #include "registry.h"
 #include "spool.h"
+#include "spool_state.h"
 #include "util.h"
 
 /* ---- durable changes: STATE and DONE records, the holds file ---- */

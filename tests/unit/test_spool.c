@@ -3,8 +3,8 @@
  * (spool_record.h): round trip through close and recovery, truncated and
  * corrupted records, unknown versions, injected disk-full, segment rotation
  * and reclamation (with deferral reasons), a bad reason set aside, the
- * lock, state files, refused records, and two printed figures (append
- * throughput, recovery speed).  Every test works in its own
+ * lock, state files (spool_state.h), refused records, and two printed
+ * figures (append throughput, recovery speed).  Every test works in its own
  * mkdtemp directory and runs the event loop until the callbacks arrived.
  */
 #include <stdarg.h>
@@ -32,6 +32,7 @@
 #include "log.h"
 #include "spool.h"
 #include "spool_record.h"
+#include "spool_state.h"
 #include "util.h"
 
 #include "spool_fixture.h"

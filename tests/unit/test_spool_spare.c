@@ -1,6 +1,6 @@
 /*
  * test_spool_spare — unit tests of the spool's spare segments
- * (src/queue/spool_spare.c): a new segment is a zero-filled spare that
+ * (src/spool/spool_spare.c): a new segment is a zero-filled spare that
  * records overwrite, spares double in size, a zero tail is read as the end of
  * a segment (also a segment that is nothing but zeros), garbage after the
  * zeros is set aside and cut, and without a spare (the disk refuses it)

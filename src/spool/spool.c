@@ -1,11 +1,12 @@
 /*
  * spool — the durable store of spool.h: an append-only journal of segment
  * files (journal/NNNNNNNNNN.seg) written by one writer thread with group
- * commit, an aux thread (spool_aux.c) for body reads, state files and segment deletion,
- * a spare thread (spool_spare.c) that zero-fills the next segment ahead of
- * time, and the segment reference counts that decide reclamation.  The replay of
- * the journal at start is spool_recover.c; the struct both share is in
- * spool_int.h.  Record format: spool.h; metadata: spool_record.h.
+ * commit, an aux thread (spool_aux.c) for body reads, state-file writes
+ * (spool_state.c) and segment deletion, a spare thread (spool_spare.c) that
+ * zero-fills the next segment ahead of time, and the segment reference counts
+ * that decide reclamation.  The replay of the journal at start is
+ * spool_recover.c; the struct they share is in spool_int.h.  Record format:
+ * spool.h; metadata: spool_record.h.
  *
  * Threads and ownership.  The loop thread queues jobs and runs completions;
  * after spool_recover() it never touches the disk.  The writer thread owns
@@ -90,8 +91,8 @@ int spool_pread_full(int fd, void *p, size_t n, uint64_t off)
 
 /* ---- jobs and completions ---- */
 
-static struct spool_job *job_new(enum job_type type, size_t extra, spool_cb *cb,
-                                 void *arg)
+struct spool_job *spool_job_new(enum job_type type, size_t extra, spool_cb *cb,
+                                void *arg)
 {
     struct spool_job *j = xcalloc(1, sizeof *j + extra);
     j->type = type;
@@ -153,8 +154,8 @@ void spool_post(struct spool *sp, struct spool_job *first,
         event_active(sp->ev_done, EV_READ, 0);
 }
 
-static void spool_push(struct spool *sp, struct jobq *q, pthread_cond_t *cond,
-                       struct spool_job *j)
+void spool_push(struct spool *sp, struct jobq *q, pthread_cond_t *cond,
+                struct spool_job *j)
 {
     int wake;
     pthread_mutex_lock(&sp->mu);
@@ -165,9 +166,9 @@ static void spool_push(struct spool *sp, struct jobq *q, pthread_cond_t *cond,
         pthread_cond_signal(cond);
 }
 
-static void spool_fail_now(struct spool *sp, spool_cb *cb, void *arg, int err)
+void spool_fail_now(struct spool *sp, spool_cb *cb, void *arg, int err)
 {
-    struct spool_job *j = job_new(J_FAIL, 0, cb, arg);
+    struct spool_job *j = spool_job_new(J_FAIL, 0, cb, arg);
     j->err = err;
     spool_post(sp, j, j);
 }
@@ -298,7 +299,7 @@ static int writer_segment(struct spool *sp, const struct writer_in *in)
     sp->w.zero_end = zero_end;
     sp->w.dir_dirty = 1;
     sp->w.broken = 0;
-    struct spool_job *j = job_new(J_ROTATED, 0, NULL, NULL);
+    struct spool_job *j = spool_job_new(J_ROTATED, 0, NULL, NULL);
     j->seg = seg;
     spool_post(sp, j, j);
     return 0;
@@ -515,7 +516,7 @@ static void *spool_writer_main(void *arg)
     return NULL;
 }
 
-/* ---- loop thread: appends, reads, state files ---- */
+/* ---- loop thread: appends, reads ---- */
 
 static void spool_queue_append(struct spool *sp, struct spool_job *j)
 {
@@ -539,7 +540,7 @@ void spool_append_message(struct spool *sp, const struct spool_env *env,
         spool_fail_now(sp, cb, arg, EINVAL);
         return;
     }
-    j = job_new(J_APPEND, mlen, cb, arg);
+    j = spool_job_new(J_APPEND, mlen, cb, arg);
     j->rtype = SPOOL_REC_MSG;
     j->id = env->id;
     j->meta_len = mlen;
@@ -572,7 +573,7 @@ void spool_append_state(struct spool *sp, uint64_t id, int held, size_t nrcpt,
         spool_fail_now(sp, cb, arg, EINVAL);
         return;
     }
-    j = job_new(J_APPEND, mlen, cb, arg);
+    j = spool_job_new(J_APPEND, mlen, cb, arg);
     j->rtype = SPOOL_REC_STATE;
     j->id = id;
     j->meta_len = mlen;
@@ -583,7 +584,7 @@ void spool_append_state(struct spool *sp, uint64_t id, int held, size_t nrcpt,
 
 void spool_append_done(struct spool *sp, uint64_t id, spool_cb *cb, void *arg)
 {
-    struct spool_job *j = job_new(J_APPEND, 0, cb, arg);
+    struct spool_job *j = spool_job_new(J_APPEND, 0, cb, arg);
     j->rtype = SPOOL_REC_DONE;
     j->id = id;
     spool_queue_append(sp, j);
@@ -592,75 +593,12 @@ void spool_append_done(struct spool *sp, uint64_t id, spool_cb *cb, void *arg)
 void spool_read_body(struct spool *sp, const struct spool_loc *loc,
                      struct evbuffer *out, spool_cb *cb, void *arg)
 {
-    struct spool_job *j = job_new(J_READ, 0, cb, arg);
+    struct spool_job *j = spool_job_new(J_READ, 0, cb, arg);
     j->rloc = *loc;
     j->out = out;
     if (!(j->buf = evbuffer_new()))
         log_fatal("spool: out of memory");
     spool_push(sp, &sp->aq, &sp->acond, j);
-}
-
-/* State file names: [A-Za-z0-9._-], not starting with '.', no ".tmp" end. */
-static int state_name_ok(const char *name)
-{
-    size_t n = name ? strlen(name) : 0;
-    if (n == 0 || n > SPOOL_STATE_NAMEMAX || name[0] == '.' ||
-        (n >= 4 && strcmp(name + n - 4, ".tmp") == 0))
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = name[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
-            return 0;
-    }
-    return 1;
-}
-
-void spool_state_write(struct spool *sp, const char *name, const void *data,
-                       size_t len, spool_cb *cb, void *arg)
-{
-    struct spool_job *j;
-    if (!state_name_ok(name)) {
-        log_warn("spool: state file name refused: \"%s\"", name ? name : "(null)");
-        spool_fail_now(sp, cb, arg, EINVAL);
-        return;
-    }
-    j = job_new(J_STFILE, len, cb, arg);
-    if (len)
-        memcpy(j->meta, data, len);
-    j->meta_len = len;
-    j->name = xstrdup(name);
-    spool_push(sp, &sp->aq, &sp->acond, j);
-}
-
-int spool_state_read(struct spool *sp, const char *name, struct evbuffer *out)
-{
-    char buf[16384];
-    ssize_t n;
-    int fd;
-    if (!state_name_ok(name)) {
-        errno = EINVAL;
-        return -1;
-    }
-    if ((fd = openat(sp->sdfd, name, O_RDONLY | O_CLOEXEC)) < 0) {
-        if (errno == ENOENT)
-            return 0;
-        log_err("spool: cannot open state/%s: %s", name, strerror(errno));
-        return -1;
-    }
-    while ((n = read(fd, buf, sizeof buf)) != 0) {
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 || evbuffer_add(out, buf, (size_t)n) < 0) {
-            int e = n < 0 ? errno : ENOMEM;
-            log_err("spool: cannot read state/%s: %s", name, strerror(e));
-            close(fd);
-            errno = e;
-            return -1;
-        }
-    }
-    close(fd);
-    return 0;
 }
 
 /* ---- reference counts and reclamation (loop thread) ---- */
@@ -709,7 +647,7 @@ void spool_gc(struct spool *sp)
     if (!sp->recovered)
         return;     /* refs are only known once the journal was replayed */
     while (sp->gc_next < sp->active && *spool_ref_slot(sp, sp->gc_next) == 0) {
-        struct spool_job *j = job_new(J_UNLINK, 0, NULL, NULL);
+        struct spool_job *j = spool_job_new(J_UNLINK, 0, NULL, NULL);
         j->seg = sp->gc_next++;
         spool_push(sp, &sp->aq, &sp->acond, j);
     }

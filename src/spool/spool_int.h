@@ -1,7 +1,9 @@
 /*
- * Internal interface between the spool's journal writer (spool.c) and its
- * replay at start (spool_recover.c): the struct spool both work on and the
- * few helpers both call.  Not for other modules: they use spool.h.
+ * Internal interface between the spool's journal writer (spool.c), its
+ * replay at start (spool_recover.c), its aux and spare threads
+ * (spool_aux.c, spool_spare.c) and its state files (spool_state.c): the
+ * struct spool they work on and the few helpers they share.  Not for other
+ * modules: they use spool.h and spool_state.h.
  */
 #ifndef KM_SPOOL_INT_H
 #define KM_SPOOL_INT_H
@@ -23,8 +25,6 @@
 #define SPOOL_SPARE_MIN     (1ull << 20)           /* first spare segment (spool_spare.c) */
 #define SPOOL_SPARE_MAX     (64ull << 20)          /* spares double up to this */
 
-
-#define SPOOL_STATE_NAMEMAX 128
 #define SPOOL_MAX_PAYLOAD   (UINT32_MAX - SPOOL_REC_HDR_LEN - SPOOL_REC_TRL_LEN)
 
 enum job_type {
@@ -126,11 +126,21 @@ int spool_write_full(int fd, const void *p, size_t n);
 uint32_t *spool_ref_slot(struct spool *sp, uint32_t seg);
 /* pread() of all n bytes at off; EIO at the end of the file.  0 / errno. */
 int spool_pread_full(int fd, void *p, size_t n, uint64_t off);
+struct spool_job *spool_job_new(enum job_type type, size_t extra, spool_cb *cb,
+                                void *arg);
 void spool_job_free(struct spool_job *j);
+/* Loop thread: queues j on q (the writer's or the aux thread's) and wakes
+ * that thread with cond. */
+void spool_push(struct spool *sp, struct jobq *q, pthread_cond_t *cond,
+                struct spool_job *j);
+/* Loop thread: cb gets err on the loop, nothing queued. */
+void spool_fail_now(struct spool *sp, spool_cb *cb, void *arg, int err);
 /* Hands the completed jobs first..last to the loop thread. */
 void spool_post(struct spool *sp, struct spool_job *first, struct spool_job *last);
 /* The aux thread (spool_aux.c). */
 void *spool_aux_main(void *arg);
+/* Aux thread: writes the J_STFILE job j (spool_state.c).  0 / errno. */
+int spool_state_replace(struct spool *sp, struct spool_job *j);
 
 /* SPOOL_ZEROS_LEN zero bytes, 4096-aligned (spool_spare.c). */
 #define SPOOL_ZEROS_LEN (64 * 1024)

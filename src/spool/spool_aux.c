@@ -1,11 +1,11 @@
 /*
  * spool_aux — the spool's aux thread (see spool.c): reads message bodies
  * (one pread for a small record, checked: header, payload CRC, trailer),
- * writes state files atomically (tmp, fsync, rename, fsync the directory)
- * and deletes reclaimed segments.  It trusts the locations the loop thread
- * hands it only as far as the record's own checks confirm them (EIO
- * otherwise); it never touches the loop's data: results go back through
- * spool_post().
+ * writes state files (spool_state_replace() of spool_state.c: tmp, fsync,
+ * rename, fsync the directory) and deletes reclaimed segments.  It trusts
+ * the locations the loop thread hands it only as far as the record's own
+ * checks confirm them (EIO otherwise); it never touches the loop's data:
+ * results go back through spool_post().
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -124,31 +124,6 @@ out:
     return err;
 }
 
-/* NAME.tmp, fsync, rename over NAME, fsync state/.  0 / errno. */
-static int aux_state_write(struct spool *sp, struct spool_job *j)
-{
-    char tmp[SPOOL_STATE_NAMEMAX + 8];
-    int fd, err;
-    snprintf(tmp, sizeof tmp, "%s.tmp", j->name);
-    fd = openat(sp->sdfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return errno;
-    err = spool_write_full(fd, j->meta, j->meta_len);
-    if (!err && fsync(fd) < 0)
-        err = errno;
-    if (close(fd) < 0 && !err)
-        err = errno;
-    if (!err && renameat(sp->sdfd, tmp, sp->sdfd, j->name) < 0)
-        err = errno;
-    if (!err && fsync(sp->sdfd) < 0)
-        err = errno;
-    if (err) {
-        log_err("spool: cannot write state/%s: %s", j->name, strerror(err));
-        unlinkat(sp->sdfd, tmp, 0);
-    }
-    return err;
-}
-
 static void aux_unlink(struct spool *sp, uint32_t seg)
 {
     char name[32];
@@ -186,7 +161,7 @@ void *spool_aux_main(void *arg)
             aux_unlink(sp, j->seg);
             spool_job_free(j);
         } else {
-            j->err = j->type == J_READ ? aux_read(sp, j) : aux_state_write(sp, j);
+            j->err = j->type == J_READ ? aux_read(sp, j) : spool_state_replace(sp, j);
             spool_post(sp, j, j);
         }
         pthread_mutex_lock(&sp->mu);
