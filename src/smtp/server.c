@@ -18,7 +18,7 @@
 
 #include "config.h"
 #include "io.h"
-#include "listen.h"
+#include "listener.h"
 #include "log.h"
 #include "smtp_int.h"
 #include "smtp_server.h"

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "config.h"
-#include "listen.h"
+#include "listener.h"
 
 int listen_bind(const struct listen_addr *a, char *err, size_t errlen)
 {

@@ -2,8 +2,8 @@
  * listen — binding TCP listeners from configuration addresses, shared by
  * every protocol server (SMTP now; POP3, ODMR later).
  */
-#ifndef KM_LISTEN_H
-#define KM_LISTEN_H
+#ifndef KM_LISTENER_H
+#define KM_LISTENER_H
 
 #include <stddef.h>
 
