@@ -38,6 +38,8 @@ struct listener_info {
     const char *addr;           /* the bound address as configured ("0.0.0.0:25",
                                  * "[::1]:25") or the socket path; set by the
                                  * listener_add_* call from its argument */
+    int port;                   /* the port bound (from the socket: the real one
+                                 * when 0 was asked for); 0 for a Unix socket */
     int implicit_tls;           /* TLS from the first byte (smtps, pop3s) */
     int auth_required;          /* no mail/mailbox before authentication */
     unsigned cleartext;         /* LISTENER_CLEARTEXT_* / LISTENER_AUTH_CLEARTEXT */
@@ -150,6 +152,8 @@ void listener_set_stop(struct listener_set *s, void (*drained)(void *arg), void 
 /* Frees a set that has no connection left (stopping it first). */
 void listener_set_free(struct listener_set *s);
 
+/* The identity of the i-th socket added (0 first); NULL past the end. */
+const struct listener_info *listener_set_info(const struct listener_set *s, size_t i);
 /* Open connections of the set. */
 unsigned listener_set_conns(const struct listener_set *s);
 /* Calls fn for every open connection; fn may close the one it is given. */

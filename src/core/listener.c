@@ -86,6 +86,11 @@ void listener_set_limits(struct listener_set *s, unsigned max_conns,
     s->max_per_client = max_per_client;
 }
 
+const struct listener_info *listener_set_info(const struct listener_set *s, size_t i)
+{
+    return i < s->nsocks ? &s->socks[i]->info : NULL;
+}
+
 unsigned listener_set_conns(const struct listener_set *s)
 {
     return s->nconns;
@@ -273,6 +278,15 @@ static struct listener_sock *sock_add(struct listener_set *s, const char *addr,
     k->info = *tmpl;
     k->addr = xstrdup(addr);
     k->info.addr = k->addr;
+    k->info.port = 0;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET)
+            k->info.port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        else if (ss.ss_family == AF_INET6)
+            k->info.port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
     k->fd = fd;
     s->socks = xrealloc(s->socks, (s->nsocks + 1) * sizeof *s->socks);
     s->socks[s->nsocks++] = k;
