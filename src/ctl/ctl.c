@@ -1,11 +1,14 @@
 /*
- * ctl — the control socket server.  A Unix stream listener (created with
- * mode 0660 by bind itself, never chmod-ed by name; a stale socket file
- * removed first, anything else at the path refused); per connection one
+ * ctl — the control socket server.  A Unix stream socket of the listener
+ * layer (created with mode 0660 by bind itself, never chmod-ed by name; a
+ * stale socket file removed first, anything else at the path refused; at
+ * most CTL_MAX_SESSIONS connections: when they are open, the listener asks
+ * ctl to make room, and ctl closes the connection that has waited longest
+ * without sending a whole request; when all are being answered, a new one
+ * gets "1 too many control connections"); per connection one
  * struct io that reads one request line (TAB-separated words, bounded by
  * CTL_MAX_REQUEST bytes, CTL_MAX_WORDS words and CTL_TIMEOUT seconds of
- * silence; when CTL_MAX_SESSIONS are open, the connection that has waited
- * longest without sending a whole request is closed to make room), looks
+ * silence), looks
  * the command up in the shared table (ctl_req_check) and the handler table
  * below (the link and delivery handlers are in ctl_deliver.c), and answers
  * "0\n"+body, "1 reason\n" or "2 reason\n", then closes once the output is
@@ -27,20 +30,19 @@
 #include <strings.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 
 #include "config.h"
 #include "ctl.h"
 #include "ctl_format.h"
 #include "ctl_int.h"
 #include "io.h"
+#include "listener.h"
 #include "log.h"
 #include "qmgr.h"
 #include "smtp_server.h"
@@ -55,12 +57,10 @@
 
 static struct {
     struct event_base *base;
-    struct evconnlistener *lev;
-    struct event *resume;       /* re-enables accepting after an accept error */
+    struct listener_set *set;   /* the socket; counts the sessions */
     struct ctl_hooks hooks;
-    char *path;
+    char *path;                 /* NULL: not started, or stopped */
     double started;             /* monotonic time of the first ctl_start */
-    unsigned nsess;
 } ctl;
 static LIST_HEAD(, ctl_sess) ctl_sessions = LIST_HEAD_INITIALIZER(ctl_sessions);
 
@@ -69,13 +69,13 @@ static LIST_HEAD(, ctl_sess) ctl_sessions = LIST_HEAD_INITIALIZER(ctl_sessions);
 static void sess_free(struct ctl_sess *s)
 {
     LIST_REMOVE(s, entry);
-    ctl.nsess--;
     io_free(s->io);
     if (s->env)
         evbuffer_free(s->env);
     if (s->body)
         evbuffer_free(s->body);
     free(s->target);
+    listener_conn_close(s->conn);
     free(s);
 }
 
@@ -646,12 +646,13 @@ static void sess_io(struct io *io, enum io_event ev, void *arg)
 
 /* ---- the listener ---- */
 
-/* Makes room for a new connection: closes, without an answer, the one that
- * has waited longest without sending a whole request (a real kickq sends
- * its request at once; idle connections must not lock it out).  Sessions
- * are inserted at the head as they are accepted, so that is the last one
- * still reading.  Sessions being answered are never closed here. */
-static void sess_evict_idle(void)
+/* The listener's full hook: makes room for a new connection by closing,
+ * without an answer, the one that has waited longest without sending a
+ * whole request (a real kickq sends its request at once; idle connections
+ * must not lock it out).  Sessions are inserted at the head as they are
+ * accepted, so that is the last one still reading.  Sessions being
+ * answered are never closed here. */
+static void sess_evict_idle(void *arg)
 {
     struct ctl_sess *s, *oldest = NULL;
     LIST_FOREACH(s, &ctl_sessions, entry)
@@ -664,121 +665,49 @@ static void sess_evict_idle(void)
     sess_free(oldest);
 }
 
-static void ctl_accept(struct evconnlistener *l, evutil_socket_t fd,
-                       struct sockaddr *sa, int salen, void *arg)
+/* Every one of the CTL_MAX_SESSIONS is being answered. */
+static size_t ctl_refusal(enum listener_refusal why, const struct listener_info *li,
+                          const char *peer, char *buf, size_t len, void *arg)
+{
+    int n = snprintf(buf, len, "1 too many control connections\n");
+    return n < 0 ? 0 : (size_t)n < len ? (size_t)n : len;
+}
+
+static int ctl_accept(struct listener_conn *c, void *arg)
 {
     struct ctl_sess *s = xcalloc(1, sizeof *s);
     struct ucred cred;
     socklen_t cl = sizeof cred;
-    s->uid = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0 ? (long)cred.uid : -1;
-    s->io = io_new_nonblocking(ctl.base, fd, sess_io, s);
+    s->uid = getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0 ? (long)cred.uid : -1;
+    s->io = io_new_nonblocking(ctl.base, c->fd, sess_io, s);
     if (!s->io) {
         log_warn("control: cannot set up a connection");
-        close(fd);
         free(s);
-        return;
+        return -1;
     }
-    if (ctl.nsess >= CTL_MAX_SESSIONS)
-        sess_evict_idle();
+    s->conn = c;
+    c->sess = s;
     LIST_INSERT_HEAD(&ctl_sessions, s, entry);
-    ctl.nsess++;
-    if (ctl.nsess > CTL_MAX_SESSIONS) {     /* every one is being answered */
-        sess_begin(s);
-        ctl_reply_fail(s, 1, "too many control connections");
-        return;
-    }
     io_set_timeout(s->io, CTL_TIMEOUT);
-    sess_read_now(s, fd);               /* s may be gone after this */
-}
-
-static void ctl_resume_cb(evutil_socket_t fd, short what, void *arg)
-{
-    if (ctl.lev)
-        evconnlistener_enable(ctl.lev);
-}
-
-/* Out of descriptors or memory: pause accepting for a second instead of
- * spinning on the listening socket. */
-static void ctl_accept_error(struct evconnlistener *l, void *arg)
-{
-    int e = EVUTIL_SOCKET_ERROR();
-    struct timeval tv = { 1, 0 };
-    log_warn("control: accept: %s", evutil_socket_error_to_string(e));
-    evconnlistener_disable(l);
-    event_add(ctl.resume, &tv);
-}
-
-/* Removes a socket file left by a dead daemon; refuses to touch anything
- * else, or a socket somebody still listens on. */
-static int ctl_remove_stale(const char *path, char *err, size_t errlen)
-{
-    struct stat st;
-    struct sockaddr_un sun = { .sun_family = AF_UNIX };
-    if (lstat(path, &st) < 0) {
-        if (errno == ENOENT)
-            return 0;
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    if (S_ISLNK(st.st_mode)) {
-        snprintf(err, errlen, "%s: is a symbolic link (not followed, not removed)", path);
-        return -1;
-    }
-    if (!S_ISSOCK(st.st_mode)) {
-        snprintf(err, errlen, "%s: exists and is not a socket", path);
-        return -1;
-    }
-    snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd >= 0) {
-        int rc = connect(fd, (struct sockaddr *)&sun, sizeof sun);
-        int e = errno;
-        close(fd);
-        if (rc == 0 || e == EAGAIN || e == EINPROGRESS) {
-            snprintf(err, errlen, "%s: another process is listening there", path);
-            return -1;
-        }
-    }
-    if (unlink(path) < 0 && errno != ENOENT) {
-        snprintf(err, errlen, "cannot remove stale %s: %s", path, strerror(errno));
-        return -1;
-    }
+    sess_read_now(s, c->fd);            /* s may be gone after this */
     return 0;
 }
 
-/* Binds the socket at path with mode 0660 from the start: the mode of a
- * Unix socket file is 0777 less the umask at bind (Linux also takes an
- * fchmod of the socket before bind into account, but still applies the
- * umask), so the umask is set for the bind alone.  Nothing follows: no
- * chmod by name, which would follow a symlink put there after the bind.
- * umask is process-wide: ctl_start runs at start-up, before any thread that
- * creates files exists (the spool's are started after it). */
-static int ctl_bind(const char *path, char *err, size_t errlen)
-{
-    struct sockaddr_un sun = { .sun_family = AF_UNIX };
-    snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) {
-        snprintf(err, errlen, "control socket: %s", strerror(errno));
-        return -1;
-    }
-    mode_t mask = umask(0117);
-    int rc = bind(fd, (struct sockaddr *)&sun, sizeof sun);
-    int e = errno;
-    umask(mask);
-    if (rc < 0) {
-        snprintf(err, errlen, "bind %s: %s", path, strerror(e));
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
+static const struct listener_proto ctl_proto = {
+    .name = "control",
+    .pause_ms = 1000,       /* out of descriptors or memory: pause for a second */
+    .accept = ctl_accept,
+    .full = sess_evict_idle,
+    .refusal = ctl_refusal,
+};
+
+static const struct listener_info ctl_info = { .proto = "control" };
 
 int ctl_start(struct event_base *base, const char *path, const struct ctl_hooks *hooks,
               char *err, unsigned long errlen)
 {
     struct sockaddr_un sun;
-    if (ctl.lev) {
+    if (ctl.path) {
         snprintf(err, errlen, "control socket already started");
         return -1;
     }
@@ -787,21 +716,14 @@ int ctl_start(struct event_base *base, const char *path, const struct ctl_hooks 
                  path ? path : "");
         return -1;
     }
-    if (ctl_remove_stale(path, err, errlen) < 0)
-        return -1;
-    int fd = ctl_bind(path, err, errlen);
-    if (fd < 0)
-        return -1;
-    ctl.lev = evconnlistener_new(base, ctl_accept, NULL,
-                                 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 16, fd);
-    if (!ctl.lev) {
-        snprintf(err, errlen, "listen %s: %s", path, strerror(errno));
-        close(fd);
-        unlink(path);
+    struct listener_set *set = listener_set_new(base, &ctl_proto, NULL);
+    if (listener_add_unix(set, path, 0660, &ctl_info, err, errlen) < 0) {
+        listener_set_free(set);
         return -1;
     }
-    evconnlistener_set_error_cb(ctl.lev, ctl_accept_error);
-    ctl.resume = evtimer_new(base, ctl_resume_cb, NULL);
+    listener_set_limits(set, CTL_MAX_SESSIONS, 0);
+    listener_set_enable(set);
+    ctl.set = set;
     ctl.base = base;
     ctl.path = xstrdup(path);
     memset(&ctl.hooks, 0, sizeof ctl.hooks);
@@ -815,15 +737,8 @@ int ctl_start(struct event_base *base, const char *path, const struct ctl_hooks 
 void ctl_stop(void)
 {
     struct ctl_sess *s, *next;
-    if (ctl.lev) {
-        evconnlistener_free(ctl.lev);
-        ctl.lev = NULL;
-        unlink(ctl.path);
-    }
-    if (ctl.resume) {
-        event_free(ctl.resume);
-        ctl.resume = NULL;
-    }
+    if (ctl.set)
+        listener_set_stop(ctl.set, NULL, NULL);     /* closes and unlinks the socket */
     free(ctl.path);
     ctl.path = NULL;
     for (s = LIST_FIRST(&ctl_sessions); s; s = next) {
@@ -834,5 +749,9 @@ void ctl_stop(void)
         } else {
             sess_free(s);
         }
+    }
+    if (ctl.set && listener_set_conns(ctl.set) == 0) {
+        listener_set_free(ctl.set);
+        ctl.set = NULL;
     }
 }

@@ -12,6 +12,7 @@
 
 struct evbuffer;
 struct io;
+struct listener_conn;
 struct qcust;
 struct qmsg;
 struct ctl_link;
@@ -23,6 +24,7 @@ enum ctl_state {
 };
 
 struct ctl_sess {
+    struct listener_conn *conn; /* the listener's record (counts the session) */
     struct io *io;              /* NULL once the client is gone (CS_WAIT only) */
     enum ctl_state state;
     long uid;                   /* peer uid, -1 unknown */

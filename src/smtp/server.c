@@ -1,151 +1,97 @@
 /*
- * server — the SMTP listeners: accepts connections, enforces
- * max_connections and max_connections_per_client (421 4.7.0 before any
- * session exists), creates sessions and frees them, and keeps the per-client
- * record whose data_bytes the sessions account against
- * max_data_in_memory_per_client.  Trusts the
- * configuration; the peer only gets to connect here.
+ * server — the SMTP listeners, on the listener layer: binds the `smtp`
+ * section's addresses, sets max_connections and max_connections_per_client
+ * on them (a connection over a limit gets 421 4.7.0 before any session
+ * exists), creates a session for each accepted connection and frees it
+ * when the session gives its connection back (the closed hook: session.c
+ * never calls into this file).  The listener's per-client record carries
+ * the data_bytes the sessions account against
+ * max_data_in_memory_per_client.  Trusts the configuration; the peer only
+ * gets to connect here.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <event2/event.h>
-#include <event2/listener.h>
 
 #include "config.h"
 #include "io.h"
-#include "listen.h"
+#include "listener.h"
 #include "log.h"
 #include "smtp_int.h"
 #include "smtp_server.h"
 #include "stats.h"
 #include "util.h"
 
-struct smtp_env smtp_env;
-
 static struct {
     struct event_base *base;
-    struct evconnlistener **listeners;
-    size_t nlisteners;
-    LIST_HEAD(, smtp_sess) sessions;
-    unsigned nsessions;
-    struct hmap *clients;           /* peer address -> struct client_count */
+    struct listener_set *set;
     void (*stopped)(void);
 } S;
 
-static void refuse(int fd, const char *why)
+static const struct listener_info smtp_info = { .proto = "smtp" };
+
+static size_t smtp_refusal(enum listener_refusal why, const struct listener_info *li,
+                           const char *peer, char *buf, size_t len, void *arg)
 {
-    char buf[256];
-    int n = snprintf(buf, sizeof buf, "421 4.7.0 %s Error: %s\r\n",
-                     smtp_env.cfg->hostname, why);
-    if (n > 0 && write(fd, buf, (size_t)n) < 0) {
-        /* best effort: the peer is being turned away anyway */
+    const char *text = "too many connections";
+    if (why == LISTENER_FULL) {
+        log_warn("refused connection from %s: too many connections", peer);
+    } else {
+        log_warn("refused connection from %s: too many connections from this client", peer);
+        text = "too many connections from your host";
     }
-    close(fd);
+    int n = snprintf(buf, len, "421 4.7.0 %s Error: %s\r\n", smtp_env.cfg->hostname, text);
+    return n < 0 ? 0 : (size_t)n < len ? (size_t)n : len;
 }
 
-static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
-                      struct sockaddr *sa, int salen, void *arg)
+static int smtp_accept(struct listener_conn *c, void *arg)
 {
-    char peer[64];
-    const struct smtp_conf *sc = &smtp_env.cfg->smtp;
-    io_addr_name(sa, (socklen_t)salen, peer, sizeof peer);    /* no getpeername() */
-    if (S.stopped || (sc->max_connections && S.nsessions >= sc->max_connections)) {
-        log_warn("refused connection from %s: too many connections", peer);
-        refuse(fd, "too many connections");
-        return;
-    }
-    struct client_count *cc = hmap_get(S.clients, peer);
-    if (cc && sc->max_connections_per_client && cc->n >= sc->max_connections_per_client) {
-        log_warn("refused connection from %s: too many connections from this client", peer);
-        refuse(fd, "too many connections from your host");
-        return;
-    }
-    struct io *io = io_new_nonblocking(S.base, fd, NULL, NULL);  /* accept4(SOCK_NONBLOCK) */
-    if (!io) {
-        close(fd);
-        return;
-    }
-    if (!cc) {
-        cc = xcalloc(1, sizeof *cc);
-        snprintf(cc->addr, sizeof cc->addr, "%s", peer);
-        hmap_put(S.clients, cc->addr, cc);
-    }
-    cc->n++;
+    struct io *io = io_new_nonblocking(S.base, c->fd, NULL, NULL);  /* accept4(SOCK_NONBLOCK) */
+    if (!io)
+        return -1;
     struct smtp_sess *s = xcalloc(1, sizeof *s);
+    s->conn = c;
+    c->sess = s;
     s->io = io;
-    s->fd = fd;
-    s->client = cc;
+    s->fd = c->fd;
     s->mem.all = &smtp_env.data_bytes;
-    s->mem.client = &cc->data_bytes;
-    snprintf(s->peer, sizeof s->peer, "%s", peer);
-    LIST_INSERT_HEAD(&S.sessions, s, entry);
-    S.nsessions++;
+    s->mem.client = &c->client->bytes;
+    snprintf(s->peer, sizeof s->peer, "%s", c->peer);
     stats_add(ST_SESSIONS_SMTP, 1);
     smtp_sess_start(s);
+    return 0;
 }
 
-void smtp_server_release(struct smtp_sess *s)
+/* The session gave its connection back (listener_conn_close). */
+static void smtp_closed(struct listener_conn *c, void *arg)
 {
-    LIST_REMOVE(s, entry);
-    S.nsessions--;
+    struct smtp_sess *s = c->sess;
     if (s->mem.mine)        /* the session's transaction was not reset */
         log_fatal("smtp: session from %s freed holding %llu bytes of message data",
                   s->peer, (unsigned long long)s->mem.mine);
-    if (--s->client->n == 0) {
-        if (s->client->data_bytes)
-            log_fatal("smtp: client %s gone with %llu bytes of message data counted",
-                      s->client->addr, (unsigned long long)s->client->data_bytes);
-        hmap_del(S.clients, s->client->addr);
-        free(s->client);
-    }
+    if (c->client->n == 1 && c->client->bytes)
+        log_fatal("smtp: client %s gone with %llu bytes of message data counted",
+                  c->client->addr, (unsigned long long)c->client->bytes);
     free(s);
-    if (S.stopped && S.nsessions == 0)
-        S.stopped();
 }
 
-static void listener_reenable(evutil_socket_t fd, short what, void *arg)
-{
-    if (!S.stopped)         /* after shutdown the listener is gone */
-        evconnlistener_enable(arg);
-}
-
-static void on_accept_error(struct evconnlistener *l, void *arg)
-{
-    int e = EVUTIL_SOCKET_ERROR();
-    log_warn("smtp: accept: %s", evutil_socket_error_to_string(e));
-    /* EMFILE and friends: pause briefly instead of spinning */
-    evconnlistener_disable(l);
-    struct timeval tv = { 0, 100000 };
-    event_base_once(S.base, -1, EV_TIMEOUT, listener_reenable, l, &tv);
-}
+static const struct listener_proto smtp_proto = {
+    .name = "smtp",
+    .pause_ms = 100,        /* EMFILE and friends: pause briefly instead of spinning */
+    .accept = smtp_accept,
+    .closed = smtp_closed,
+    .refusal = smtp_refusal,
+};
 
 int smtp_server_bind(struct event_base *base, const struct config *c, char *err,
                      unsigned long errlen)
 {
     S.base = base;
-    LIST_INIT(&S.sessions);
-    S.clients = hmap_new(0);
+    S.set = listener_set_new(base, &smtp_proto, NULL);
     if (!c->smtp.l.present)
         return 0;
-    S.listeners = xcalloc(c->smtp.l.nlisten, sizeof *S.listeners);
     for (size_t i = 0; i < c->smtp.l.nlisten; i++) {
-        int fd = listen_bind(&c->smtp.l.listen[i], err, errlen);
-        if (fd < 0)
+        if (listener_add_tcp(S.set, &c->smtp.l.listen[i], &smtp_info, err, errlen) < 0)
             return -1;
-        struct evconnlistener *l = evconnlistener_new(base, on_accept, NULL,
-            LEV_OPT_CLOSE_ON_FREE | LEV_OPT_DISABLED, -1, fd);
-        if (!l) {
-            snprintf(err, errlen, "%s: cannot listen", c->smtp.l.listen[i].text);
-            close(fd);
-            return -1;
-        }
-        evconnlistener_set_error_cb(l, on_accept_error);
-        S.listeners[S.nlisteners++] = l;
         log_info("smtp: listening on %s", c->smtp.l.listen[i].text);
     }
     return 0;
@@ -157,27 +103,29 @@ void smtp_server_configure(const struct config *c, const struct registry *r,
     smtp_env.cfg = c;
     smtp_env.reg = r;
     smtp_env.tls = tls;
-    for (size_t i = 0; i < S.nlisteners; i++)
-        evconnlistener_enable(S.listeners[i]);
+    listener_set_limits(S.set, c->smtp.max_connections, c->smtp.max_connections_per_client);
+    listener_set_enable(S.set);
+}
+
+static void smtp_drained(void *arg)
+{
+    S.stopped();
+}
+
+static void sess_shutdown_one(struct listener_conn *c, void *arg)
+{
+    smtp_sess_shutdown(c->sess);
 }
 
 void smtp_server_shutdown(void (*done)(void))
 {
-    struct smtp_sess *s, *next;
     S.stopped = done;
     smtp_env.stopping = 1;
-    for (size_t i = 0; i < S.nlisteners; i++)
-        evconnlistener_free(S.listeners[i]);
-    S.nlisteners = 0;
-    for (s = LIST_FIRST(&S.sessions); s; s = next) {
-        next = LIST_NEXT(s, entry);
-        smtp_sess_shutdown(s);
-    }
-    if (S.nsessions == 0)
-        done();
+    listener_set_stop(S.set, smtp_drained, NULL);     /* done() once none is left */
+    listener_set_each(S.set, sess_shutdown_one, NULL);
 }
 
 unsigned smtp_server_sessions(void)
 {
-    return S.nsessions;
+    return S.set ? listener_set_conns(S.set) : 0;
 }

@@ -23,6 +23,7 @@
 #include "addr.h"
 #include "config.h"
 #include "io.h"
+#include "listener.h"
 #include "log.h"
 #include "qmgr.h"
 #include "registry.h"
@@ -33,6 +34,8 @@
 #include "util.h"
 
 #define OUT_HIGH_WATER (256 * 1024)  /* stop reading while this much is unsent */
+
+struct smtp_env smtp_env;
 
 static void sess_process(struct smtp_sess *s);
 static void sess_on_io(struct io *io, enum io_event ev, void *arg);
@@ -89,7 +92,7 @@ static void sess_free(struct smtp_sess *s)
     if (s->io)
         io_free(s->io);
     s->io = NULL;
-    smtp_server_release(s);
+    listener_conn_close(s->conn);       /* frees s */
 }
 
 static void sess_close(struct smtp_sess *s, const char *why)

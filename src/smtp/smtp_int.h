@@ -1,18 +1,19 @@
 /*
  * Internal interface between the SMTP listeners (server.c) and the session
- * state machine (session.c).  Not for other modules.
+ * state machine (session.c): server.c uses session.c, never the other way
+ * round.  Not for other modules.
  */
 #ifndef KM_SMTP_INT_H
 #define KM_SMTP_INT_H
 
 #include <stdint.h>
-#include <sys/queue.h>
 #include <sys/socket.h>
 
 #include "smtp_mem.h"
 #include "smtp_parse.h"
 
 struct io;
+struct listener_conn;
 struct config;
 struct registry;
 struct tls_ctx;
@@ -29,21 +30,14 @@ enum smtp_state {
     SS_CLOSING,     /* final reply queued: close when drained */
 };
 
-/* One client address: what max_connections_per_client and
- * max_data_in_memory_per_client count.  Lives while it has sessions. */
-struct client_count {
-    char addr[64];
-    unsigned n;                     /* sessions */
-    uint64_t data_bytes;            /* message data its sessions hold now */
-};
-
 struct smtp_rcpt {
     char *addr;
     uint8_t flags;                  /* SPOOL_RCPT_* */
     char *customer;                 /* customer name, NULL when outbound */
 };
 
-/* The settings sessions run under; swapped whole on reload. */
+/* The settings sessions run under; swapped whole on reload.  Defined in
+ * session.c; server.c sets it. */
 struct smtp_env {
     const struct config *cfg;
     const struct registry *reg;
@@ -53,11 +47,12 @@ struct smtp_env {
 };
 
 struct smtp_sess {
-    LIST_ENTRY(smtp_sess) entry;
+    struct listener_conn *conn;     /* the listener's record: which listener,
+                                     * the client address's counters
+                                     * (conn->client->bytes: its message data) */
     struct io *io;
     int fd;
     char peer[64];                  /* IP address as text */
-    struct client_count *client;    /* this client address's counters */
     enum smtp_state state;
     int esmtp;
     char *helo;
@@ -89,8 +84,7 @@ extern struct smtp_env smtp_env;
 void smtp_sess_start(struct smtp_sess *s);
 /* Server shutdown: 421 to an idle session (or close after its commit). */
 void smtp_sess_shutdown(struct smtp_sess *s);
-
-/* server.c */
-void smtp_server_release(struct smtp_sess *s);   /* session finished: free it */
+/* A session is done with its connection when it calls listener_conn_close()
+ * on s->conn: server.c's closed hook then frees s. */
 
 #endif
