@@ -247,7 +247,7 @@ static void reload_done(int rc, const char *err, void *arg)
         return;
     }
     struct evbuffer *b = evbuffer_new();
-    evbuffer_add_printf(b, "reloaded\n");
+    ctl_fmt_done(b, "reloaded", NULL);
     ctl_reply_ok(s, b);
     evbuffer_free(b);
 }
@@ -388,12 +388,7 @@ static void show_done(int err, void *arg)
         return;
     }
     struct evbuffer *b = evbuffer_new();
-    evbuffer_add_buffer(b, s->env);
-    evbuffer_add(b, "\n", 1);
-    if (s->opts & CTL_OPT_BODY)
-        evbuffer_add_buffer(b, s->body);
-    else
-        ctl_fmt_headers(b, s->body);
+    ctl_fmt_show_message(b, s->env, s->body, (s->opts & CTL_OPT_BODY) != 0);
     ctl_reply_ok(s, b);
     evbuffer_free(b);
 }
@@ -421,7 +416,7 @@ static void op_done(int err, void *arg)
         return;
     }
     struct evbuffer *b = evbuffer_new();
-    evbuffer_add_printf(b, "%s %s\n", s->done_word, s->target);
+    ctl_fmt_done(b, s->done_word, s->target);
     ctl_reply_ok(s, b);
     evbuffer_free(b);
 }

@@ -59,7 +59,7 @@ static void bounce_step(int err, void *arg)
         return;
     }
     struct evbuffer *b = evbuffer_new();
-    evbuffer_add_printf(b, "bounced %zu message%s\n", br->done, br->done == 1 ? "" : "s");
+    ctl_fmt_bounced(b, br->done);
     ctl_reply_ok(br->s, b);
     evbuffer_free(b);
     free(br->ids);
@@ -116,18 +116,7 @@ void ctl_cmd_kick(struct ctl_sess *s, const struct ctl_req *rq)
         return;
     }
     struct evbuffer *b = evbuffer_new();
-    if (rq->opts & CTL_OPT_JSON) {
-        evbuffer_add_printf(b, "{\"customer\":");
-        ctl_fmt_json_str(b, qc->name);
-        evbuffer_add_printf(b, ",\"messages\":%u,\"address\":", res.messages);
-        ctl_fmt_json_str(b, res.address);
-        evbuffer_add_printf(b, ",\"port\":%d}\n", res.port);
-    } else {
-        int v6 = strchr(res.address, ':') != NULL;
-        evbuffer_add_printf(b, "kicked %s: %u messages to %s%s%s:%d%s\n", qc->name,
-                            res.messages, v6 ? "[" : "", res.address, v6 ? "]" : "", res.port,
-                            res.already ? " (delivery already running)" : "");
-    }
+    ctl_fmt_kick(b, qc->name, &res, (rq->opts & CTL_OPT_JSON) != 0);
     ctl_reply_ok(s, b);
     evbuffer_free(b);
 }
@@ -140,11 +129,7 @@ static void link_done(const struct link_event_result *res, void *arg)
         return;
     }
     struct evbuffer *b = evbuffer_new();
-    if (res->up)
-        evbuffer_add_printf(b, "link up %s at %s\n", res->customer,
-                            res->address[0] ? res->address : "(fixed host)");
-    else
-        evbuffer_add_printf(b, "link down %s\n", res->customer);
+    ctl_fmt_link_done(b, res->up, res->customer, res->address);
     ctl_reply_ok(s, b);
     evbuffer_free(b);
 }
@@ -190,39 +175,9 @@ void ctl_cmd_links(struct ctl_sess *s, const struct ctl_req *rq)
     int json = (rq->opts & CTL_OPT_JSON) != 0;
     struct evbuffer *b = evbuffer_new();
     if (!json)
-        evbuffer_add_printf(b, "%-20s %-5s %-39s %-20s %-20s %-8s %s\n", "CUSTOMER", "STATE",
-                            "ADDRESS", "SINCE", "EXPIRES", "SOURCE", "SESSION");
-    while ((l = links_next(&pos))) {
-        if (json) {
-            evbuffer_add_printf(b, "{\"customer\":");
-            ctl_fmt_json_str(b, l->customer);
-            evbuffer_add_printf(b, ",\"state\":\"%s\",\"address\":", l->up ? "up" : "down");
-            ctl_fmt_json_str(b, l->address[0] ? l->address : NULL);
-            evbuffer_add_printf(b, ",\"since\":%lld,\"expires\":", (long long)l->since);
-            if (l->up && l->expires)
-                evbuffer_add_printf(b, "%lld", (long long)l->expires);
-            else
-                evbuffer_add_printf(b, "null");
-            evbuffer_add_printf(b, ",\"source\":");
-            ctl_fmt_json_str(b, l->source != LINK_SRC_NONE ? links_source_name(l->source) : NULL);
-            evbuffer_add_printf(b, ",\"session\":");
-            ctl_fmt_json_str(b, l->session[0] ? l->session : NULL);
-            evbuffer_add_printf(b, "}\n");
-            continue;
-        }
-        char since[32] = "-", exp[32] = "-";
-        struct tm tm;
-        time_t t = (time_t)l->since;
-        if (l->since && localtime_r(&t, &tm))
-            strftime(since, sizeof since, "%Y-%m-%dT%H:%M:%S", &tm);
-        t = (time_t)l->expires;
-        if (l->up && l->expires && localtime_r(&t, &tm))
-            strftime(exp, sizeof exp, "%Y-%m-%dT%H:%M:%S", &tm);
-        evbuffer_add_printf(b, "%-20s %-5s %-39s %-20s %-20s %-8s %s\n", l->customer,
-                            l->up ? "up" : "down", l->address[0] ? l->address : "-", since, exp,
-                            l->source != LINK_SRC_NONE ? links_source_name(l->source) : "-",
-                            l->session[0] ? l->session : "-");
-    }
+        ctl_fmt_links_head(b);
+    while ((l = links_next(&pos)))
+        ctl_fmt_link(b, l, json);
     ctl_reply_ok(s, b);
     evbuffer_free(b);
 }
