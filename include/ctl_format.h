@@ -1,8 +1,9 @@
 /*
  * ctl_format — the output of the control commands, rendered into an
- * evbuffer from the qmgr's index structures.  Pure: nothing here calls the
- * qmgr or touches the network, so unit tests build struct qmsg / struct qcust
- * by hand.  Whatever needs the running qmgr (the effective hold of a
+ * evbuffer from the qmgr's index structures, the link table's rows and the
+ * results of operations.  Pure: nothing here calls the qmgr or touches the
+ * network, so unit tests build struct qmsg / struct qcust / struct link by
+ * hand.  Whatever needs the running qmgr (the effective hold of a
  * recipient) comes in through struct ctl_fmt_opts.
  *
  * Text output replaces control characters in peer-supplied strings

@@ -1,9 +1,12 @@
 /*
  * format — everything the control commands print (the command table they
- * share with kickq is in ctl_cmd.c).  It reads the qmgr's index structures
- * (struct qmsg, qrcpt, qcust) but calls no qmgr function: whatever needs the
- * running daemon arrives through struct ctl_fmt_opts, so it links into kickq
- * and unit tests without a daemon.
+ * share with kickq is in ctl_cmd.c; the handlers, cmd_*.c, print nothing
+ * themselves).  It reads the qmgr's index structures (struct qmsg, qrcpt,
+ * qcust), the link table's rows (struct link) and results handed to it, but
+ * calls no qmgr or links function (links_source_name() aside, a constant
+ * lookup): whatever needs the running daemon arrives through struct
+ * ctl_fmt_opts or the arguments, so it links into kickq and unit tests
+ * without a daemon.
  *
  * Trusts: the structures are consistent (rcpts[] has nrcpt entries, strings
  * are NUL-terminated).  Does not trust their content: addresses and reasons

@@ -5,7 +5,8 @@
  * columns lined up, deferred reasons grouped, null sender, empty queue,
  * Request vs Requests, Kbytes rounded down over the sum), JSON Lines with escaping,
  * the shared command table, header extraction, status, summary, shape,
- * the one-line answers, kick, link and links.
+ * the one-line answers, kick, link and links; the command table and the
+ * daemon's handler table agree.
  * Expected layouts were produced independently with printf semantics from
  * Postfix's showq_compat formats.  Runs with TZ=UTC.
  */
@@ -26,6 +27,7 @@
 #include "ctl_format.h"
 #include "links.h"
 #include "qmgr.h"
+#include "../../src/ctl/ctl_table.h"
 
 /* ---- building index structures by hand ---- */
 
@@ -492,6 +494,30 @@ static void test_req_check(void **state)
     assert_string_equal(why, "link: --ttl needs a duration");
 }
 
+/* Every command of the shared table has its handler, at its own index, and
+ * a checked request carries that index. */
+static void test_cmd_tables(void **state)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; ctl_cmd_at(i); i++) {
+        const struct ctl_cmd_spec *c = ctl_cmd_at(i);
+        assert_non_null(c->name);
+        assert_ptr_equal(ctl_cmd_find(c->name), c);
+        assert_non_null(ctl_table_handler((enum ctl_cmd_id)i));
+        char name[32], arg[] = "a", arg2[] = "b", *w[] = { name, arg, arg2 };
+        snprintf(name, sizeof name, "%s", c->name);
+        struct ctl_req rq;
+        char why[160];
+        assert_int_equal(ctl_req_check(1 + c->min_args, w, &rq, why, sizeof why), 0);
+        assert_ptr_equal(rq.cmd, c);
+        assert_int_equal(rq.id, i);
+        n++;
+    }
+    assert_int_equal(n, CTL_CMD_COUNT);
+    assert_string_equal(ctl_cmd_at(CTL_CMD_KICK)->name, "kick");
+    assert_string_equal(ctl_cmd_at(CTL_CMD_STATS)->name, "stats");
+}
+
 /* ---- show ---- */
 
 static void check_headers(const char *msg, size_t len, const char *want, const char *rest)
@@ -788,6 +814,7 @@ int main(void)
         cmocka_unit_test(test_json_held_null_sender),
         cmocka_unit_test(test_json_strings),
         cmocka_unit_test(test_req_check),
+        cmocka_unit_test(test_cmd_tables),
         cmocka_unit_test(test_headers),
         cmocka_unit_test(test_show),
         cmocka_unit_test(test_show_message),

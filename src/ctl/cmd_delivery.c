@@ -1,25 +1,22 @@
 /*
- * ctl_deliver — the control commands about links and delivery: kick (a
+ * cmd_delivery — the control commands about links and delivery: kick (a
  * delivery pass for one customer now), link up/down (a link event from
- * kickq), links (the link table), bounce (return messages to their senders
- * now), and the link columns of summary.  The session, the replies and the
- * handler table are ctl.c's (ctl_int.h).
+ * kickq), links (the link table).  The session and the replies are ctl.c's
+ * (ctl_int.h); all printing is format.c's.
  *
  * Trusts: requests that passed ctl_req_check (command, options and argument
- * count); not the words themselves: customers, addresses, durations and
- * queue IDs are checked here or by the qmgr, link_event and the links table
- * before use.
- * Guarantees: every handler answers exactly once (an asynchronous one —
- * link, bounce — from its callback, the session kept meanwhile by ctl.c);
- * a kick of a customer on hold fails (it would send nothing);
- * a bounce of several messages stops at the first failure and says so.
+ * count); not the words themselves: customers, addresses and durations are
+ * checked here or by the qmgr, link_event and the links table before use.
+ * Guarantees: every handler answers exactly once (link from its callback,
+ * the session kept meanwhile by ctl.c); a kick of a customer on hold fails
+ * (it would send nothing).
  */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <event2/buffer.h>
 
+#include "cmd.h"
 #include "config.h"
 #include "ctl.h"
 #include "ctl_format.h"
@@ -29,60 +26,6 @@
 #include "log.h"
 #include "qmgr.h"
 #include "util.h"
-
-/* bounce QUEUEID...: the messages are bounced one after another. */
-struct bounce_run {
-    struct ctl_sess *s;
-    uint64_t *ids;
-    size_t n, next, done;
-};
-
-static void bounce_step(int err, void *arg)
-{
-    struct bounce_run *br = arg;
-    char why[256] = "";
-    if (err) {
-        ctl_reply_fail(br->s, 1, "bounce: %s", strerror(err));
-        free(br->ids);
-        free(br);
-        return;
-    }
-    if (br->next > 0)
-        br->done++;
-    while (br->next < br->n) {
-        uint64_t id = br->ids[br->next++];
-        if (qmgr_bounce(id, bounce_step, br, why, sizeof why) == 0)
-            return;
-        ctl_reply_fail(br->s, 1, "%s", why);
-        free(br->ids);
-        free(br);
-        return;
-    }
-    struct evbuffer *b = evbuffer_new();
-    ctl_fmt_bounced(b, br->done);
-    ctl_reply_ok(br->s, b);
-    evbuffer_free(b);
-    free(br->ids);
-    free(br);
-}
-
-void ctl_cmd_bounce(struct ctl_sess *s, const struct ctl_req *rq)
-{
-    struct bounce_run *br = xcalloc(1, sizeof *br);
-    br->s = s;
-    br->ids = xcalloc((size_t)rq->argc, sizeof *br->ids);
-    for (int i = 0; i < rq->argc; i++) {
-        struct qmsg *m = ctl_msg_arg(s, rq->argv[i]);
-        if (!m) {
-            free(br->ids);
-            free(br);
-            return;
-        }
-        br->ids[br->n++] = m->id;
-    }
-    log_info("control: uid=%ld bounce %zu message%s", s->uid, br->n, br->n == 1 ? "" : "s");
-    bounce_step(0, br);
-}
 
 /* CUSTOMER or DOMAIN → the customer's index entry; replies on failure. */
 static struct qcust *ctl_cust_arg(struct ctl_sess *s, const char *arg)
@@ -180,18 +123,4 @@ void ctl_cmd_links(struct ctl_sess *s, const struct ctl_req *rq)
         ctl_fmt_link(b, l, json);
     ctl_reply_ok(s, b);
     evbuffer_free(b);
-}
-
-/* The link columns of a customer's summary line, from the link table. */
-void ctl_link_of(const struct qcust *qc, struct ctl_link *l)
-{
-    const struct link *lk = links_get(qc->name);
-    memset(l, 0, sizeof *l);
-    l->state = lk && lk->up ? "up" : "down";
-    if (!lk)
-        return;
-    l->address = lk->address[0] ? lk->address : NULL;
-    l->since = lk->since;
-    l->expires = lk->up ? lk->expires : 0;
-    l->source = lk->source != LINK_SRC_NONE ? links_source_name(lk->source) : NULL;
 }
