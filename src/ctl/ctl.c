@@ -1,25 +1,23 @@
 /*
- * ctl — the control socket server: the listener and the sessions.  A Unix
- * stream listener (created with mode 0660 by bind itself, never chmod-ed by
- * name; a stale socket file removed first, anything else at the path
- * refused); per connection one struct io that reads one request line
- * (TAB-separated words, bounded by CTL_MAX_REQUEST bytes, CTL_MAX_WORDS
- * words and CTL_TIMEOUT seconds of silence; when CTL_MAX_SESSIONS are open,
- * the connection that has waited longest without sending a whole request is
- * closed to make room), checks it against the shared command table
- * (ctl_req_check), runs the command's handler from the handler table
- * (ctl_table.c; the handlers are in cmd_queue.c, cmd_delivery.c and
- * cmd_status.c, and answer through ctl_reply_ok/ctl_reply_fail here), and
- * answers "0\n"+body, "1 reason\n" or "2 reason\n", then closes once the
- * output is written.
+ * ctl — the control socket server.  A Unix stream listener (created with
+ * mode 0660 by bind itself, never chmod-ed by name; a stale socket file
+ * removed first, anything else at the path refused); per connection one
+ * struct io that reads one request line (TAB-separated words, bounded by
+ * CTL_MAX_REQUEST bytes, CTL_MAX_WORDS words and CTL_TIMEOUT seconds of
+ * silence; when CTL_MAX_SESSIONS are open, the connection that has waited
+ * longest without sending a whole request is closed to make room), looks
+ * the command up in the shared table (ctl_req_check) and the handler table
+ * (ctl_table.c; the handlers, by topic, are in cmd_queue.c, cmd_delivery.c
+ * and cmd_status.c and answer through ctl_reply_ok/fail here), and answers
+ * "0\n"+body, "1 reason\n" or "2 reason\n", then closes once the output is
+ * written.
  *
  * Trusts: whoever can open the socket (file permissions decide) — but not
  * the bytes they send: every word is checked before it reaches the qmgr.
  * Guarantees: a session waiting for an asynchronous callback (qmgr: hold,
- * release, delete, show, bounce; link_event; the daemon: reload) stays
- * allocated until that callback runs, even if the client went away or
- * ctl_stop() ran meanwhile; then it is freed without writing.  Nothing on
- * the loop blocks.
+ * release, delete, show; the daemon: reload) stays allocated until that
+ * callback runs, even if the client went away or ctl_stop() ran meanwhile;
+ * then it is freed without writing.  Nothing on the loop blocks.
  */
 #include <errno.h>
 #include <stdarg.h>
