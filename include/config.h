@@ -157,14 +157,4 @@ int config_customer_check(const struct customer *cu, char *why, size_t whylen);
 /* Frees what cu owns (not cu itself). */
 void config_customer_free(struct customer *cu);
 
-/* Internal to config.c: a fresh libconfuse context (a cfg_t of <confuse.h>)
- * holding kickmail's schema, from config_schema.c.  Free with cfg_free(). */
-struct cfg_t;
-struct cfg_t *config_schema_new(void);
-/* Internal to config.c: fills cu's options (as config_customer_set would)
- * from a parsed customer section, whose values the schema checked already.
- * 0, or -1 with why. */
-int config_customer_from_section(struct cfg_t *sec, struct customer *cu,
-                                 char *why, size_t whylen);
-
 #endif

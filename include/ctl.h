@@ -40,7 +40,8 @@ void ctl_stop(void);
 /*
  * The command table shared by the server and kickq, so that both agree on
  * names, argument counts and options (implemented in src/ctl/ctl_cmd.c,
- * which needs nothing but the C library and links into kickq).
+ * which needs nothing but the C library and links into kickq).  The daemon's
+ * handler table (src/ctl/ctl_table.c) is indexed by the same enum ctl_cmd_id.
  */
 #define CTL_MAX_REQUEST 4096        /* bytes, the LF included */
 #define CTL_MAX_WORDS   1000
@@ -51,6 +52,15 @@ void ctl_stop(void);
 #define CTL_OPT_TTL  0x04u          /* "--ttl DURATION" (takes the next word) */
 #define CTL_OPT_PROM 0x08u          /* "--prometheus" */
 
+/* The commands: their index in the command table (ctl_cmd_at, in the order
+ * kickq's usage lists them) and in the daemon's handler table. */
+enum ctl_cmd_id {
+    CTL_CMD_STATUS, CTL_CMD_RELOAD, CTL_CMD_LIST, CTL_CMD_SUMMARY, CTL_CMD_SHAPE,
+    CTL_CMD_SHOW, CTL_CMD_HOLD, CTL_CMD_RELEASE, CTL_CMD_DELETE, CTL_CMD_BOUNCE,
+    CTL_CMD_KICK, CTL_CMD_LINK, CTL_CMD_LINKS, CTL_CMD_STATS,
+    CTL_CMD_COUNT
+};
+
 struct ctl_cmd_spec {
     const char *name;
     int min_args, max_args;         /* max_args < 0: up to CTL_MAX_WORDS - 1 */
@@ -60,12 +70,13 @@ struct ctl_cmd_spec {
 
 /* The command named name, or NULL. */
 const struct ctl_cmd_spec *ctl_cmd_find(const char *name);
-/* The i-th command (for usage texts); NULL past the end. */
+/* The i-th command (i an enum ctl_cmd_id; for usage texts); NULL past the end. */
 const struct ctl_cmd_spec *ctl_cmd_at(unsigned i);
 
 /* A checked request: the command, its arguments (options removed), options. */
 struct ctl_req {
     const struct ctl_cmd_spec *cmd;
+    enum ctl_cmd_id id;             /* cmd's index: cmd == ctl_cmd_at(id) */
     int argc;
     char **argv;                    /* points into the caller's words */
     unsigned opts;                  /* CTL_OPT_* given */

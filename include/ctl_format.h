@@ -1,8 +1,9 @@
 /*
  * ctl_format — the output of the control commands, rendered into an
- * evbuffer from the qmgr's index structures.  Pure: nothing here calls the
- * qmgr or touches the network, so unit tests build struct qmsg / struct qcust
- * by hand.  Whatever needs the running qmgr (the effective hold of a
+ * evbuffer from the qmgr's index structures, the link table's rows and the
+ * results of operations.  Pure: nothing here calls the qmgr or touches the
+ * network, so unit tests build struct qmsg / struct qcust / struct link by
+ * hand.  Whatever needs the running qmgr (the effective hold of a
  * recipient) comes in through struct ctl_fmt_opts.
  *
  * Text output replaces control characters in peer-supplied strings
@@ -16,6 +17,8 @@
 #include <stdint.h>
 
 struct evbuffer;
+struct link;
+struct qmgr_kick_result;
 struct qmsg;
 struct qcust;
 struct qrcpt;
@@ -64,6 +67,32 @@ void ctl_fmt_show(struct evbuffer *out, const struct qmsg *m, const struct ctl_f
 /* Moves the header section of a message (up to, not including, the first
  * empty line; LF or CRLF) from body to out; the rest of body is left. */
 void ctl_fmt_headers(struct evbuffer *out, struct evbuffer *body);
+
+/* `show`: moves env (from ctl_fmt_show), an empty line, and the whole of
+ * body (whole) or its header section (ctl_fmt_headers) into out. */
+void ctl_fmt_show_message(struct evbuffer *out, struct evbuffer *env,
+                          struct evbuffer *body, int whole);
+
+/* The answer of a command that did one thing: "WHAT TARGET" ("held acme",
+ * "deleted 2 messages"), or "WHAT" alone when target is NULL ("reloaded"). */
+void ctl_fmt_done(struct evbuffer *out, const char *what, const char *target);
+/* `bounce`: "bounced N message(s)". */
+void ctl_fmt_bounced(struct evbuffer *out, size_t n);
+
+/* `kick`: "kicked acme: 3 messages to 192.0.2.1:25" (an IPv6 address in
+ * brackets; " (delivery already running)" when it joined a running flush),
+ * or one JSON line. */
+void ctl_fmt_kick(struct evbuffer *out, const char *customer,
+                  const struct qmgr_kick_result *res, int json);
+
+/* `link up/down`: "link up acme at 192.0.2.1" ("(fixed host)" when address
+ * is empty), "link down acme". */
+void ctl_fmt_link_done(struct evbuffer *out, int up, const char *customer,
+                       const char *address);
+/* `links`: the header line of the text table (none for JSON), then one line
+ * (or JSON line) per link, times in local time. */
+void ctl_fmt_links_head(struct evbuffer *out);
+void ctl_fmt_link(struct evbuffer *out, const struct link *l, int json);
 
 /* `status`. */
 void ctl_fmt_status(struct evbuffer *out, const char *version, long pid,

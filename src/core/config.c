@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "config_int.h"
 #include "hosts.h"
 #include "log.h"
 #include "util.h"

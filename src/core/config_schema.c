@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 
 #include "config.h"
+#include "config_int.h"
 #include "util.h"
 
 /* Defaults of customer options (doc/kickmail.conf.5). */

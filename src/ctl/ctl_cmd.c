@@ -1,9 +1,11 @@
 /*
  * ctl_cmd — the command table shared by the control socket server and kickq
- * (names, argument counts, options, usage texts) and the check of a request
- * against it (ctl_req_check).  Standard C only (no libevent, no daemon
- * state, nothing allocated): kickq's small front end is built from this file
- * and kickq.c alone, with another C library (see the Makefile).
+ * (names, argument counts, options, usage texts), indexed by enum
+ * ctl_cmd_id as the daemon's handler table is (ctl_table.c), and the check
+ * of a request against it (ctl_req_check).  Standard C only (no libevent,
+ * no daemon state, nothing allocated): kickq's small front end is built
+ * from this file and kickq.c alone, with another C library (see the
+ * Makefile).
  *
  * Trusts nothing in the words it checks; guarantees that a request it
  * accepts names a known command with options that command takes and an
@@ -15,21 +17,23 @@
 #include "ctl.h"
 
 static const struct ctl_cmd_spec ctl_specs[] = {
-    { "status",  0, 0,  CTL_OPT_JSON, "status [--json]" },
-    { "reload",  0, 0,  0,            "reload" },
-    { "list",    0, 1,  CTL_OPT_JSON, "list [CUSTOMER|DOMAIN] [--json]" },
-    { "summary", 0, 0,  CTL_OPT_JSON, "summary [--json]" },
-    { "shape",   0, 1,  0,            "shape [CUSTOMER|DOMAIN]" },
-    { "show",    1, 1,  CTL_OPT_BODY, "show QUEUEID [--body]" },
-    { "hold",    1, 1,  0,            "hold CUSTOMER|DOMAIN|QUEUEID" },
-    { "release", 1, 1,  0,            "release CUSTOMER|DOMAIN|QUEUEID" },
-    { "delete",  1, -1, 0,            "delete QUEUEID..." },
-    { "bounce",  1, -1, 0,            "bounce QUEUEID..." },
-    { "kick",    1, 1,  CTL_OPT_JSON, "kick CUSTOMER|DOMAIN [--json]" },
-    { "link",    2, 3,  CTL_OPT_TTL,  "link up CUSTOMER [ADDRESS] [--ttl DURATION] | link down CUSTOMER" },
-    { "links",   0, 0,  CTL_OPT_JSON, "links [--json]" },
-    { "stats",   0, 0,  CTL_OPT_PROM, "stats [--prometheus]" },
+    [CTL_CMD_STATUS]  = { "status",  0, 0,  CTL_OPT_JSON, "status [--json]" },
+    [CTL_CMD_RELOAD]  = { "reload",  0, 0,  0,            "reload" },
+    [CTL_CMD_LIST]    = { "list",    0, 1,  CTL_OPT_JSON, "list [CUSTOMER|DOMAIN] [--json]" },
+    [CTL_CMD_SUMMARY] = { "summary", 0, 0,  CTL_OPT_JSON, "summary [--json]" },
+    [CTL_CMD_SHAPE]   = { "shape",   0, 1,  0,            "shape [CUSTOMER|DOMAIN]" },
+    [CTL_CMD_SHOW]    = { "show",    1, 1,  CTL_OPT_BODY, "show QUEUEID [--body]" },
+    [CTL_CMD_HOLD]    = { "hold",    1, 1,  0,            "hold CUSTOMER|DOMAIN|QUEUEID" },
+    [CTL_CMD_RELEASE] = { "release", 1, 1,  0,            "release CUSTOMER|DOMAIN|QUEUEID" },
+    [CTL_CMD_DELETE]  = { "delete",  1, -1, 0,            "delete QUEUEID..." },
+    [CTL_CMD_BOUNCE]  = { "bounce",  1, -1, 0,            "bounce QUEUEID..." },
+    [CTL_CMD_KICK]    = { "kick",    1, 1,  CTL_OPT_JSON, "kick CUSTOMER|DOMAIN [--json]" },
+    [CTL_CMD_LINK]    = { "link",    2, 3,  CTL_OPT_TTL,  "link up CUSTOMER [ADDRESS] [--ttl DURATION] | link down CUSTOMER" },
+    [CTL_CMD_LINKS]   = { "links",   0, 0,  CTL_OPT_JSON, "links [--json]" },
+    [CTL_CMD_STATS]   = { "stats",   0, 0,  CTL_OPT_PROM, "stats [--prometheus]" },
 };
+_Static_assert(sizeof ctl_specs / sizeof ctl_specs[0] == CTL_CMD_COUNT,
+               "one command table entry per enum ctl_cmd_id");
 
 const struct ctl_cmd_spec *ctl_cmd_at(unsigned i)
 {
@@ -101,6 +105,7 @@ int ctl_req_check(int nwords, char **words, struct ctl_req *req,
         return -1;
     }
     req->cmd = c;
+    req->id = (enum ctl_cmd_id)(c - ctl_specs);
     req->argc = argc;
     req->argv = words + 1;
     return 0;

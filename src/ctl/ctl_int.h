@@ -1,11 +1,14 @@
 /*
- * Internal interface between the control socket server (ctl.c: sessions,
- * replies, the handler table) and the handlers kept apart from it
- * (ctl_deliver.c).  Not for other modules: they use ctl.h.
+ * Internal interface of the control socket server's session (ctl.c: the
+ * connection, the request, the replies) for the command handlers (cmd_*.c,
+ * declared in cmd.h) and the handler table (ctl_table.c).  Not for other
+ * modules: they use ctl.h.  Handlers include this header; ctl.c includes
+ * ctl_table.h, never a handler's header.
  */
 #ifndef KM_CTL_INT_H
 #define KM_CTL_INT_H
 
+#include <stdint.h>
 #include <sys/queue.h>
 
 #include "ctl.h"
@@ -13,9 +16,6 @@
 struct evbuffer;
 struct io;
 struct listener_conn;
-struct qcust;
-struct qmsg;
-struct ctl_link;
 
 enum ctl_state {
     CS_READ,        /* waiting for the request line */
@@ -36,20 +36,20 @@ struct ctl_sess {
     LIST_ENTRY(ctl_sess) entry;
 };
 
+/* A command's handler: answers exactly once with ctl_reply_ok or
+ * ctl_reply_fail, before returning or later from a callback (s stays
+ * allocated until then).  s may be gone when it returns. */
+typedef void ctl_handler(struct ctl_sess *s, const struct ctl_req *rq);
+
 /* "0\n" + body (drained; may be NULL).  Frees s when the client is gone. */
 void ctl_reply_ok(struct ctl_sess *s, struct evbuffer *body);
 /* "CODE reason\n" (code 1 failure, 2 usage).  Frees s when the client is gone. */
 void ctl_reply_fail(struct ctl_sess *s, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Parses a QUEUEID argument; replies and returns NULL when it is no use. */
-struct qmsg *ctl_msg_arg(struct ctl_sess *s, const char *arg);
 
-/* ctl_deliver.c: handlers of the table in ctl.c */
-void ctl_cmd_bounce(struct ctl_sess *s, const struct ctl_req *rq);
-void ctl_cmd_kick(struct ctl_sess *s, const struct ctl_req *rq);
-void ctl_cmd_link(struct ctl_sess *s, const struct ctl_req *rq);
-void ctl_cmd_links(struct ctl_sess *s, const struct ctl_req *rq);
-/* The link columns of a customer's summary line, from the link table. */
-void ctl_link_of(const struct qcust *qc, struct ctl_link *l);
+/* Seconds since the first ctl_start(). */
+int64_t ctl_uptime(void);
+/* The hooks ctl_start() was given (members NULL when none). */
+const struct ctl_hooks *ctl_hooks_get(void);
 
 #endif

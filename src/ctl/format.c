@@ -1,9 +1,12 @@
 /*
  * format — everything the control commands print (the command table they
- * share with kickq is in ctl_cmd.c).  It reads the qmgr's index structures
- * (struct qmsg, qrcpt, qcust) but calls no qmgr function: whatever needs the
- * running daemon arrives through struct ctl_fmt_opts, so it links into kickq
- * and unit tests without a daemon.
+ * share with kickq is in ctl_cmd.c; the handlers, cmd_*.c, print nothing
+ * themselves).  It reads the qmgr's index structures (struct qmsg, qrcpt,
+ * qcust), the link table's rows (struct link) and results handed to it, but
+ * calls no qmgr or links function (links_source_name() aside, a constant
+ * lookup): whatever needs the running daemon arrives through struct
+ * ctl_fmt_opts or the arguments, so it links into kickq and unit tests
+ * without a daemon.
  *
  * Trusts: the structures are consistent (rcpts[] has nrcpt entries, strings
  * are NUL-terminated).  Does not trust their content: addresses and reasons
@@ -26,6 +29,7 @@
 
 #include "ctl.h"
 #include "ctl_format.h"
+#include "links.h"
 #include "qmgr.h"
 #include "util.h"
 
@@ -390,6 +394,105 @@ void ctl_fmt_headers(struct evbuffer *out, struct evbuffer *body)
         }
         p = e;
     }
+}
+
+void ctl_fmt_show_message(struct evbuffer *out, struct evbuffer *env,
+                          struct evbuffer *body, int whole)
+{
+    evbuffer_add_buffer(out, env);
+    evbuffer_add(out, "\n", 1);
+    if (whole)
+        evbuffer_add_buffer(out, body);
+    else
+        ctl_fmt_headers(out, body);
+}
+
+/* ---- one-line answers ---- */
+
+void ctl_fmt_done(struct evbuffer *out, const char *what, const char *target)
+{
+    if (target)
+        evbuffer_add_printf(out, "%s %s\n", what, target);
+    else
+        evbuffer_add_printf(out, "%s\n", what);
+}
+
+void ctl_fmt_bounced(struct evbuffer *out, size_t n)
+{
+    evbuffer_add_printf(out, "bounced %zu message%s\n", n, n == 1 ? "" : "s");
+}
+
+/* ---- kick, link, links ---- */
+
+void ctl_fmt_kick(struct evbuffer *out, const char *customer,
+                  const struct qmgr_kick_result *res, int json)
+{
+    if (json) {
+        evbuffer_add_printf(out, "{\"customer\":");
+        ctl_fmt_json_str(out, customer);
+        evbuffer_add_printf(out, ",\"messages\":%u,\"address\":", res->messages);
+        ctl_fmt_json_str(out, res->address);
+        evbuffer_add_printf(out, ",\"port\":%d}\n", res->port);
+    } else {
+        int v6 = strchr(res->address, ':') != NULL;
+        evbuffer_add_printf(out, "kicked %s: %u messages to %s%s%s:%d%s\n", customer,
+                            res->messages, v6 ? "[" : "", res->address, v6 ? "]" : "",
+                            res->port, res->already ? " (delivery already running)" : "");
+    }
+}
+
+void ctl_fmt_link_done(struct evbuffer *out, int up, const char *customer,
+                       const char *address)
+{
+    if (up)
+        evbuffer_add_printf(out, "link up %s at %s\n", customer,
+                            address[0] ? address : "(fixed host)");
+    else
+        evbuffer_add_printf(out, "link down %s\n", customer);
+}
+
+void ctl_fmt_links_head(struct evbuffer *out)
+{
+    evbuffer_add_printf(out, "%-20s %-5s %-39s %-20s %-20s %-8s %s\n", "CUSTOMER", "STATE",
+                        "ADDRESS", "SINCE", "EXPIRES", "SOURCE", "SESSION");
+}
+
+static void link_json(struct evbuffer *out, const struct link *l)
+{
+    evbuffer_add_printf(out, "{\"customer\":");
+    ctl_fmt_json_str(out, l->customer);
+    evbuffer_add_printf(out, ",\"state\":\"%s\",\"address\":", l->up ? "up" : "down");
+    ctl_fmt_json_str(out, l->address[0] ? l->address : NULL);
+    evbuffer_add_printf(out, ",\"since\":%lld,\"expires\":", (long long)l->since);
+    if (l->up && l->expires)
+        evbuffer_add_printf(out, "%lld", (long long)l->expires);
+    else
+        evbuffer_add_printf(out, "null");
+    evbuffer_add_printf(out, ",\"source\":");
+    ctl_fmt_json_str(out, l->source != LINK_SRC_NONE ? links_source_name(l->source) : NULL);
+    evbuffer_add_printf(out, ",\"session\":");
+    ctl_fmt_json_str(out, l->session[0] ? l->session : NULL);
+    evbuffer_add_printf(out, "}\n");
+}
+
+void ctl_fmt_link(struct evbuffer *out, const struct link *l, int json)
+{
+    if (json) {
+        link_json(out, l);
+        return;
+    }
+    char since[32] = "-", exp[32] = "-";
+    struct tm tm;
+    time_t t = (time_t)l->since;
+    if (l->since && localtime_r(&t, &tm))
+        strftime(since, sizeof since, "%Y-%m-%dT%H:%M:%S", &tm);
+    t = (time_t)l->expires;
+    if (l->up && l->expires && localtime_r(&t, &tm))
+        strftime(exp, sizeof exp, "%Y-%m-%dT%H:%M:%S", &tm);
+    evbuffer_add_printf(out, "%-20s %-5s %-39s %-20s %-20s %-8s %s\n", l->customer,
+                        l->up ? "up" : "down", l->address[0] ? l->address : "-", since, exp,
+                        l->source != LINK_SRC_NONE ? links_source_name(l->source) : "-",
+                        l->session[0] ? l->session : "-");
 }
 
 /* ---- status ---- */

@@ -4,7 +4,9 @@
  * layout for long queue IDs; held '!' and active '*' inside the ID column,
  * columns lined up, deferred reasons grouped, null sender, empty queue,
  * Request vs Requests, Kbytes rounded down over the sum), JSON Lines with escaping,
- * the shared command table, header extraction, status, summary, shape.
+ * the shared command table, header extraction, status, summary, shape,
+ * the one-line answers, kick, link and links; the command table and the
+ * daemon's handler table agree.
  * Expected layouts were produced independently with printf semantics from
  * Postfix's showq_compat formats.  Runs with TZ=UTC.
  */
@@ -23,7 +25,9 @@
 #include "config.h"
 #include "ctl.h"
 #include "ctl_format.h"
+#include "links.h"
 #include "qmgr.h"
+#include "../../src/ctl/ctl_table.h"
 
 /* ---- building index structures by hand ---- */
 
@@ -490,6 +494,30 @@ static void test_req_check(void **state)
     assert_string_equal(why, "link: --ttl needs a duration");
 }
 
+/* Every command of the shared table has its handler, at its own index, and
+ * a checked request carries that index. */
+static void test_cmd_tables(void **state)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; ctl_cmd_at(i); i++) {
+        const struct ctl_cmd_spec *c = ctl_cmd_at(i);
+        assert_non_null(c->name);
+        assert_ptr_equal(ctl_cmd_find(c->name), c);
+        assert_non_null(ctl_table_handler((enum ctl_cmd_id)i));
+        char name[32], arg[] = "a", arg2[] = "b", *w[] = { name, arg, arg2 };
+        snprintf(name, sizeof name, "%s", c->name);
+        struct ctl_req rq;
+        char why[160];
+        assert_int_equal(ctl_req_check(1 + c->min_args, w, &rq, why, sizeof why), 0);
+        assert_ptr_equal(rq.cmd, c);
+        assert_int_equal(rq.id, i);
+        n++;
+    }
+    assert_int_equal(n, CTL_CMD_COUNT);
+    assert_string_equal(ctl_cmd_at(CTL_CMD_KICK)->name, "kick");
+    assert_string_equal(ctl_cmd_at(CTL_CMD_STATS)->name, "stats");
+}
+
 /* ---- show ---- */
 
 static void check_headers(const char *msg, size_t len, const char *want, const char *rest)
@@ -540,6 +568,131 @@ static void test_show(void **state)
     free(got);
     evbuffer_free(b);
     free_msg(m);
+}
+
+static void test_show_message(void **state)
+{
+    struct evbuffer *env = evbuffer_new(), *body = evbuffer_new(), *b = evbuffer_new();
+    evbuffer_add_printf(env, "queue_id: 0A1B2C3D4E5F6\n");
+    evbuffer_add_printf(body, "A: b\r\n\r\nbody\r\n");
+    ctl_fmt_show_message(b, env, body, 0);
+    char *got = take(b);
+    assert_string_equal(got, "queue_id: 0A1B2C3D4E5F6\n\nA: b\r\n");
+    free(got);
+    assert_int_equal(evbuffer_get_length(env), 0);
+    evbuffer_drain(body, evbuffer_get_length(body));
+    evbuffer_add_printf(env, "queue_id: 0A1B2C3D4E5F6\n");
+    evbuffer_add_printf(body, "A: b\n\nbody\n");
+    ctl_fmt_show_message(b, env, body, 1);
+    got = take(b);
+    assert_string_equal(got, "queue_id: 0A1B2C3D4E5F6\n\nA: b\n\nbody\n");
+    free(got);
+    assert_int_equal(evbuffer_get_length(body), 0);
+    evbuffer_free(env);
+    evbuffer_free(body);
+    evbuffer_free(b);
+}
+
+/* ---- one-line answers, kick, link, links ---- */
+
+static void test_done_lines(void **state)
+{
+    struct evbuffer *b = evbuffer_new();
+    ctl_fmt_done(b, "held", "acme");
+    ctl_fmt_done(b, "deleted", "2 messages");
+    ctl_fmt_done(b, "reloaded", NULL);
+    ctl_fmt_bounced(b, 0);
+    ctl_fmt_bounced(b, 1);
+    ctl_fmt_bounced(b, 2);
+    char *got = take(b);
+    assert_string_equal(got,
+        "held acme\n"
+        "deleted 2 messages\n"
+        "reloaded\n"
+        "bounced 0 messages\n"
+        "bounced 1 message\n"
+        "bounced 2 messages\n");
+    free(got);
+    evbuffer_free(b);
+}
+
+static void test_kick(void **state)
+{
+    struct qmgr_kick_result v4 = { .messages = 3, .address = "192.0.2.1", .port = 25 };
+    struct qmgr_kick_result v6 = { .messages = 1, .address = "2001:db8::1", .port = 2526,
+                                   .already = 1 };
+    struct qmgr_kick_result host = { .messages = 0, .address = "mx.acme.example", .port = 25 };
+    struct evbuffer *b = evbuffer_new();
+    ctl_fmt_kick(b, "acme", &v4, 0);
+    ctl_fmt_kick(b, "acme", &v6, 0);
+    ctl_fmt_kick(b, "acme", &host, 0);
+    ctl_fmt_kick(b, "acme", &v4, 1);
+    ctl_fmt_kick(b, "acme", &v6, 1);
+    char *got = take(b);
+    assert_string_equal(got,
+        "kicked acme: 3 messages to 192.0.2.1:25\n"
+        "kicked acme: 1 messages to [2001:db8::1]:2526 (delivery already running)\n"
+        "kicked acme: 0 messages to mx.acme.example:25\n"
+        "{\"customer\":\"acme\",\"messages\":3,\"address\":\"192.0.2.1\",\"port\":25}\n"
+        "{\"customer\":\"acme\",\"messages\":1,\"address\":\"2001:db8::1\",\"port\":2526}\n");
+    free(got);
+    evbuffer_free(b);
+}
+
+static void test_link_done(void **state)
+{
+    struct evbuffer *b = evbuffer_new();
+    ctl_fmt_link_done(b, 1, "acme", "192.0.2.1");
+    ctl_fmt_link_done(b, 1, "fixed", "");
+    ctl_fmt_link_done(b, 0, "acme", "192.0.2.1");
+    char *got = take(b);
+    assert_string_equal(got,
+        "link up acme at 192.0.2.1\n"
+        "link up fixed at (fixed host)\n"
+        "link down acme\n");
+    free(got);
+    evbuffer_free(b);
+}
+
+static void test_links(void **state)
+{
+    struct link up = { .customer = "acme", .up = 1, .address = "192.0.2.1",
+                       .since = 1606013686, .expires = 1606017286, .source = LINK_SRC_KICKQ };
+    struct link down = { .customer = "beta", .up = 0, .address = "2001:db8::1",
+                         .since = 1606013686, .expires = 1606017286,
+                         .source = LINK_SRC_EXPIRY, .session = "s1" };
+    struct link never = { .customer = "gamma" };
+    struct link forever = { .customer = "delta", .up = 1, .address = "192.0.2.9",
+                            .since = 1606013686, .source = LINK_SRC_RADIUS,
+                            .session = "a\"b" };
+    struct evbuffer *b = evbuffer_new();
+    ctl_fmt_links_head(b);
+    ctl_fmt_link(b, &up, 0);
+    ctl_fmt_link(b, &down, 0);
+    ctl_fmt_link(b, &never, 0);
+    char *got = take(b);
+    assert_string_equal(got,
+        "CUSTOMER             STATE ADDRESS                                 SINCE                EXPIRES              SOURCE   SESSION\n"
+        "acme                 up    192.0.2.1                               2020-11-22T02:54:46  2020-11-22T03:54:46  kickq    -\n"
+        "beta                 down  2001:db8::1                             2020-11-22T02:54:46  -                    expiry   s1\n"
+        "gamma                down  -                                       -                    -                    -        -\n");
+    free(got);
+    ctl_fmt_link(b, &up, 1);
+    ctl_fmt_link(b, &down, 1);
+    ctl_fmt_link(b, &never, 1);
+    ctl_fmt_link(b, &forever, 1);
+    got = take(b);
+    assert_string_equal(got,
+        "{\"customer\":\"acme\",\"state\":\"up\",\"address\":\"192.0.2.1\",\"since\":1606013686,"
+        "\"expires\":1606017286,\"source\":\"kickq\",\"session\":null}\n"
+        "{\"customer\":\"beta\",\"state\":\"down\",\"address\":\"2001:db8::1\",\"since\":1606013686,"
+        "\"expires\":null,\"source\":\"expiry\",\"session\":\"s1\"}\n"
+        "{\"customer\":\"gamma\",\"state\":\"down\",\"address\":null,\"since\":0,"
+        "\"expires\":null,\"source\":null,\"session\":null}\n"
+        "{\"customer\":\"delta\",\"state\":\"up\",\"address\":\"192.0.2.9\",\"since\":1606013686,"
+        "\"expires\":null,\"source\":\"radius\",\"session\":\"a\\\"b\"}\n");
+    free(got);
+    evbuffer_free(b);
 }
 
 /* ---- status, summary, shape ---- */
@@ -661,8 +814,14 @@ int main(void)
         cmocka_unit_test(test_json_held_null_sender),
         cmocka_unit_test(test_json_strings),
         cmocka_unit_test(test_req_check),
+        cmocka_unit_test(test_cmd_tables),
         cmocka_unit_test(test_headers),
         cmocka_unit_test(test_show),
+        cmocka_unit_test(test_show_message),
+        cmocka_unit_test(test_done_lines),
+        cmocka_unit_test(test_kick),
+        cmocka_unit_test(test_link_done),
+        cmocka_unit_test(test_links),
         cmocka_unit_test(test_status),
         cmocka_unit_test(test_summary),
         cmocka_unit_test(test_shape),
