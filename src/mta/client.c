@@ -1,5 +1,6 @@
 /*
- * client — one outgoing SMTP connection (RFC 5321) to a customer's server:
+ * client — one outgoing SMTP connection (RFC 5321) to a customer's server,
+ * the engine of the SMTP transport (mta/, transport_smtp.c):
  * connect, 220 greeting, EHLO (HELO when EHLO gets a 5xx), STARTTLS per
  * policy, then messages one at a time as the owner hands them over, each in
  * one transaction per recipient batch (MAIL, RCPT..., DATA, dot-stuffed
@@ -42,6 +43,7 @@
 #include "io.h"
 #include "log.h"
 #include "smtp_client.h"
+#include "smtp_reply.h"
 #include "util.h"
 
 #define BODY_CHUNK (64 * 1024)  /* body bytes queued per write-drained round */
