@@ -83,6 +83,18 @@ struct smtp_client_cbs {
 struct smtp_client *smtp_client_start(struct event_base *base,
                                       const struct smtp_client_opts *opts,
                                       const struct smtp_client_cbs *cbs, void *arg);
+/* The same on a connection already open (ODMR, RFC 2645: after ATRN the
+ * customer's side of an accepted session is the server): the client takes
+ * io over (its callback, timeouts; freed with the client) and starts by
+ * waiting for the 220 greeting.  opts->host names the peer (its numeric
+ * address, for logs and reasons); opts->port likewise; a connection already
+ * under TLS gets no STARTTLS.  NULL only on bad arguments (io then stays
+ * the caller's); every outcome comes through cbs, never from inside this
+ * call. */
+struct io;
+struct smtp_client *smtp_client_attach(struct event_base *base, struct io *io,
+                                       const struct smtp_client_opts *opts,
+                                       const struct smtp_client_cbs *cbs, void *arg);
 /* Sends one message (only after ready, once per ready; anything else is a
  * broken invariant: log_fatal).  Recipients rejected with 452 4.5.3 are
  * retried in a new transaction on the same connection.  PIPELINING is

@@ -9,8 +9,10 @@
  * customer's fixed host, whose name the scheduler looks up), and two that
  * never push (transport.c): "maildrop" (the mail waits for POP3) and
  * "pickup" (it waits for ODMR, ATRN).  To come: maildir (local delivery
- * into the maildrop), an attached connection (ODMR: smtp_client_attach()
- * on the customer's accepted connection), MX relay.
+ * into the maildrop), an attached connection (ODMR: the customer's
+ * accepted connection handed to smtp_client_attach(), which exists and is
+ * unit-tested; its transport's open() would attach instead of connect),
+ * MX relay.
  */
 #ifndef KM_MTA_TRANSPORT_H
 #define KM_MTA_TRANSPORT_H
