@@ -18,7 +18,7 @@
 
 struct evbuffer;
 struct link;
-struct qmgr_kick_result;
+struct deliver_kick_result;
 struct qmsg;
 struct qcust;
 struct qrcpt;
@@ -83,7 +83,7 @@ void ctl_fmt_bounced(struct evbuffer *out, size_t n);
  * brackets; " (delivery already running)" when it joined a running flush),
  * or one JSON line. */
 void ctl_fmt_kick(struct evbuffer *out, const char *customer,
-                  const struct qmgr_kick_result *res, int json);
+                  const struct deliver_kick_result *res, int json);
 
 /* `link up/down`: "link up acme at 192.0.2.1" ("(fixed host)" when address
  * is empty), "link down acme". */

@@ -11,6 +11,8 @@
  * Outbound recipients (flag SPOOL_RCPT_OUTBOUND) have no customer.
  *
  * Every change an operator makes is durable before its callback runs.
+ * Delivery (mta/, deliver.h) is a tier above: it registers hooks with the
+ * queue and reports results through qmgr_deliver.h.
  */
 #ifndef KM_QMGR_H
 #define KM_QMGR_H
@@ -32,6 +34,7 @@ enum qr_status { QR_QUEUED, QR_DEFERRED, QR_DELIVERED, QR_BOUNCED };
 
 struct qmsg;
 struct qcust;
+struct qdeliv;                      /* the delivery tier's, opaque here */
 
 struct qrcpt {
     char *addr;                     /* full address */
@@ -41,7 +44,9 @@ struct qrcpt {
     char *reason;                   /* NULL or last deferral reason */
     uint8_t status;                 /* enum qr_status */
     uint8_t outbound;               /* SPOOL_RCPT_OUTBOUND was set */
-    uint32_t pass;                  /* delivery pass that last took it (deliver.c) */
+    uint32_t pass;                  /* owned by the delivery tier (mta/): the pass
+                                     * that last took it; the queue only zeroes
+                                     * it when attaching r to a customer */
     TAILQ_ENTRY(qrcpt) link;        /* in cust->rcpts, or the outbound/orphan list */
 };
 TAILQ_HEAD(qrcpt_list, qrcpt);
@@ -71,8 +76,9 @@ struct qcust {
     unsigned nmsg;                  /* messages with a pending recipient here */
     uint64_t bytes;                 /* sum of those messages' sizes */
     uint8_t held;                   /* customer hold (durable, in state/holds) */
-    struct qrcpt *cursor;           /* next recipient the delivery pass looks at */
-    struct qdeliv *dl;              /* delivery state (deliver.c), NULL when idle */
+    struct qdeliv *dl;              /* owned by the delivery tier (mta/ defines it;
+                                     * released by its cust_gone hook), NULL when
+                                     * none */
 };
 
 /* Set up and rebuild from the spool (synchronous, before the loop runs). */
@@ -132,44 +138,9 @@ int qmgr_release(const char *target, qmgr_cb *cb, void *arg, char *err, size_t e
 int qmgr_delete(size_t nids, const uint64_t *ids, qmgr_cb *cb, void *arg,
                 char *err, size_t errlen);
 
-/* ---- delivery (deliver.c; qmgr_bounce in bounce.c) ---- */
-
-/* Result of a kick (kickq kick, ETRN). */
-struct qmgr_kick_result {
-    unsigned messages;              /* messages waiting for the customer */
-    char address[256];              /* where the flush goes (an address, or a
-                                     * fixed host's name) */
-    int port;
-    int already;                    /* joined a flush running (or, for an ETRN,
-                                     * started within etrn_interval) */
-};
-/* Kicks a customer: delivers its waiting mail now to its link address (link
- * up) or fixed host, without changing the link, the retry backoff or the
- * time of the next retry.  -1 with why in err: no usable address, a
- * maildrop/pickup customer, unknown customer.  A kick while a pass runs
- * joins it (already = 1; one more pass follows once it ends), so a customer
- * never has more than its `connections`; with `etrn`, a kick within
- * etrn_interval of the last ETRN-started pass joins too, and that pass
- * comes when the interval is over.  When a pass starts, its first
- * connections are already connecting on return (the connect() is made
- * before anything is logged): callers log and reply after it. */
-int qmgr_kick(const char *customer, int etrn, struct qmgr_kick_result *res,
-              char *err, size_t errlen);
 /* Bounces every pending recipient of a message (kickq bounce); cb when the
- * DSN is queued and the results are durable. */
+ * DSN is queued and the results are durable.  (bounce.c) */
 int qmgr_bounce(uint64_t id, qmgr_cb *cb, void *arg, char *err, size_t errlen);
-
-/* The link table's change callback (links_init's fn): link up starts
- * delivery, link down ends deliveries in flight cleanly.  What it starts
- * uses l (its state and address), not a fresh read of the table. */
-struct link;
-void qmgr_link_changed(const struct link *l, int was_up, void *arg);
-
-/* Shutdown: stop starting deliveries and end those in flight (what got no
- * 2xx after the final dot stays queued).  qmgr_delivery_busy() tells whether
- * reads, deliveries or bounces are still completing. */
-void qmgr_stop_delivery(void);
-int qmgr_delivery_busy(void);
 
 /* Reads a message body (for `show --body`) off the loop. */
 void qmgr_read_body(const struct qmsg *m, struct evbuffer *out, qmgr_cb *cb, void *arg);

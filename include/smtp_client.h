@@ -5,7 +5,8 @@
  * (ready callback) and reports per-recipient results (done callback), until
  * told to quit or aborted.  The owner supplies whole messages (body already
  * read from the spool).  Everything the remote server sends is untrusted:
- * replies are parsed by smtp_reply_* (bounded line length and line count).
+ * replies are parsed by smtp_reply_* (smtp_reply.h: bounded line length and
+ * line count).
  */
 #ifndef KM_SMTP_CLIENT_H
 #define KM_SMTP_CLIENT_H
@@ -82,6 +83,18 @@ struct smtp_client_cbs {
 struct smtp_client *smtp_client_start(struct event_base *base,
                                       const struct smtp_client_opts *opts,
                                       const struct smtp_client_cbs *cbs, void *arg);
+/* The same on a connection already open (ODMR, RFC 2645: after ATRN the
+ * customer's side of an accepted session is the server): the client takes
+ * io over (its callback, timeouts; freed with the client) and starts by
+ * waiting for the 220 greeting.  opts->host names the peer (its numeric
+ * address, for logs and reasons); opts->port likewise; a connection already
+ * under TLS gets no STARTTLS.  NULL only on bad arguments (io then stays
+ * the caller's); every outcome comes through cbs, never from inside this
+ * call. */
+struct io;
+struct smtp_client *smtp_client_attach(struct event_base *base, struct io *io,
+                                       const struct smtp_client_opts *opts,
+                                       const struct smtp_client_cbs *cbs, void *arg);
 /* Sends one message (only after ready, once per ready; anything else is a
  * broken invariant: log_fatal).  Recipients rejected with 452 4.5.3 are
  * retried in a new transaction on the same connection.  PIPELINING is
@@ -101,42 +114,5 @@ void smtp_client_quit(struct smtp_client *c);
 void smtp_client_abort(struct smtp_client *c, const char *why);
 /* "ip:port" of the remote, for logs. */
 const char *smtp_client_relay(const struct smtp_client *c);
-
-/* ---- reply parser (pure; unit-tested and fuzzed) ---- */
-
-#define SMTP_REPLY_LINE_MAX  2048   /* longer reply lines are a protocol error */
-#define SMTP_REPLY_LINES_MAX 100    /* more continuation lines: protocol error */
-
-struct smtp_reply {
-    int code;                   /* 200..599 */
-    int nlines;
-    char text[SMTP_REPLY_LINE_MAX + 64];   /* lines joined with "; ", codes kept
-                                            * on the first line only, truncated */
-    char first_word[256];       /* first word after the code on the first line */
-};
-
-enum smtp_reply_status { SMTP_REPLY_MORE = 0, SMTP_REPLY_DONE = 1, SMTP_REPLY_BAD = -1 };
-
-/* Incremental parser state. */
-struct smtp_reply_parser {
-    struct smtp_reply r;
-    int st;
-    int ext_pipelining, ext_size, ext_8bitmime, ext_starttls, ext_enhanced;
-    uint64_t size_limit;        /* from SIZE n, 0 = none given */
-};
-
-void smtp_reply_init(struct smtp_reply_parser *p);
-/* Feeds one complete line (without CRLF).  DONE when the reply is complete
- * (p->r valid), MORE when a continuation line was read, BAD for a malformed
- * line (no 3-digit code, code outside 200..599, mixed codes, separator not
- * ' ' or '-', too long, too many lines).  Parses EHLO keywords into ext_*
- * when `ehlo` is set (keyword lines after the first, code 250; the flags are
- * cleared when an EHLO reply starts).  A bare "250" is a valid last line.
- * After DONE the next line starts a new reply; after BAD every line is BAD
- * until smtp_reply_init().  r.text and r.first_word hold printable ASCII
- * only: any other byte is replaced by '?'.  A first word longer than 255
- * bytes is cut and ends in "...". */
-enum smtp_reply_status smtp_reply_feed(struct smtp_reply_parser *p, const char *line,
-                                       size_t len, int ehlo);
 
 #endif

@@ -35,6 +35,7 @@
 #include "config.h"
 #include "ctl.h"
 #include "custmap.h"
+#include "deliver.h"
 #include "hosts.h"
 #include "link_event.h"
 #include "links.h"
@@ -325,7 +326,7 @@ static void reload_shutdown(void)
 /* Sessions are gone: exit once deliveries in progress have completed. */
 static void stopped_poll(evutil_socket_t fd, short what, void *arg)
 {
-    if (qmgr_delivery_busy()) {
+    if (deliver_busy()) {
         struct timeval tv = { 0, 20000 };
         event_base_once(D.base, -1, EV_TIMEOUT, stopped_poll, NULL, &tv);
         return;
@@ -349,7 +350,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     D.stopping = 1;
     log_info("stopping on signal %d", (int)sig);
     ctl_stop();
-    qmgr_stop_delivery();
+    deliver_stop();
     struct timeval tv = { 10, 0 };
     event_base_loopexit(D.base, &tv);       /* sessions get at most 10 s */
     smtp_server_shutdown(stopped);
@@ -399,6 +400,23 @@ static int spool_prepare(const struct config *c, const struct passwd *pw,
     return 0;
 }
 
+/* The link table, for delivery (which does not read it itself). */
+static int link_lookup(const char *customer, struct deliver_link *out)
+{
+    const struct link *l = links_get(customer);
+    if (!l)
+        return -1;
+    out->up = l->up;
+    out->address = l->address;
+    return 0;
+}
+
+/* The link table's change callback: delivery starts or stops. */
+static void link_changed(const struct link *l, int was_up, void *arg)
+{
+    deliver_link_changed(l->customer, l->up, was_up, l->address);
+}
+
 static int drop_privileges(const struct passwd *pw)
 {
     if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
@@ -446,11 +464,12 @@ static int start(void)
                             : SPOOL_SPARES_AUTO);
     if (pw && drop_privileges(pw) < 0)
         return -1;
-    if (links_init(D.base, D.spool, qmgr_link_changed, NULL, err, sizeof err) < 0) {
+    if (links_init(D.base, D.spool, link_changed, NULL, err, sizeof err) < 0) {
         log_err("links: %s", err);
         return -1;
     }
-    if (qmgr_init(D.base, D.spool, c, D.cur.reg, err, sizeof err) < 0) {
+    if (qmgr_init(D.base, D.spool, c, D.cur.reg, err, sizeof err) < 0 ||
+        deliver_init(link_lookup, err, sizeof err) < 0) {
         log_err("spool: %s", err);
         return -1;
     }
@@ -532,6 +551,7 @@ int main(int argc, char **argv)
     log_info("kickmaild stopped");
     for (int i = 0; i < 3; i++)
         event_free(sigs[i]);
+    deliver_shutdown();
     qmgr_shutdown();
     links_shutdown();
     link_event_shutdown();

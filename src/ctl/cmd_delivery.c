@@ -21,6 +21,7 @@
 #include "ctl.h"
 #include "ctl_format.h"
 #include "ctl_int.h"
+#include "deliver.h"
 #include "link_event.h"
 #include "links.h"
 #include "log.h"
@@ -41,7 +42,7 @@ static struct qcust *ctl_cust_arg(struct ctl_sess *s, const char *arg)
 void ctl_cmd_kick(struct ctl_sess *s, const struct ctl_req *rq)
 {
     char err[256] = "";
-    struct qmgr_kick_result res;
+    struct deliver_kick_result res;
     struct qcust *qc = ctl_cust_arg(s, rq->argv[0]);
     if (!qc)
         return;
@@ -52,7 +53,7 @@ void ctl_cmd_kick(struct ctl_sess *s, const struct ctl_req *rq)
         return;
     }
     /* the delivery's connect() first: the log line and the answer can wait */
-    int rc = qmgr_kick(qc->name, 0, &res, err, sizeof err);
+    int rc = deliver_kick(qc->name, 0, &res, err, sizeof err);
     log_info("control: uid=%ld kick %s", s->uid, qc->name);
     if (rc < 0) {
         ctl_reply_fail(s, 1, "%s", err);

@@ -29,6 +29,7 @@
 
 #include "ctl.h"
 #include "ctl_format.h"
+#include "deliver.h"
 #include "links.h"
 #include "qmgr.h"
 #include "util.h"
@@ -425,7 +426,7 @@ void ctl_fmt_bounced(struct evbuffer *out, size_t n)
 /* ---- kick, link, links ---- */
 
 void ctl_fmt_kick(struct evbuffer *out, const char *customer,
-                  const struct qmgr_kick_result *res, int json)
+                  const struct deliver_kick_result *res, int json)
 {
     if (json) {
         evbuffer_add_printf(out, "{\"customer\":");

@@ -8,8 +8,8 @@
  * Cost: a tick visits at most EXPIRY_SLICE customers, and for each walks
  * its list only as far as mail old enough to act on.
  *
- * Trusts the qmgr index and the diagnostics deliver.c hands over (remote
- * servers' replies, bounded by smtp_client).  Guarantees: a recipient is
+ * Trusts the qmgr index and the diagnostics delivery (mta/) hands over
+ * through bounce_rcpts (remote servers' replies, bounded by smtp_client).  Guarantees: a recipient is
  * bounced only once its DSN is queued durably, and that result is made
  * durable by qmgr_msg_record(); the message stays active (not taken by a
  * delivery) while its DSN is being made.
@@ -24,10 +24,10 @@
 #include <event2/event.h>
 
 #include "config.h"
-#include "deliver_int.h"
 #include "dsn.h"
 #include "log.h"
 #include "qmgr.h"
+#include "qmgr_deliver.h"
 #include "qmgr_int.h"
 #include "registry.h"
 #include "stats.h"
@@ -98,7 +98,7 @@ static void bounce_queued(int err, void *arg)
             log_info("%s: %s delay notification: %s", m->idstr, who, dsn);
     } else {
         for (size_t i = 0; i < b->n; i++) {
-            deliver_log_result(m, b->r[i], b->remote ? b->remote : "none", "bounced",
+            qmgr_log_result(m, b->r[i], b->remote ? b->remote : "none", "bounced",
                                b->diag[i]);
             qmgr_rcpt_final(b->r[i], QR_BOUNCED);
             stats_add(ST_BOUNCED, 1);
@@ -314,7 +314,7 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 {
     struct qcust *qc;
     int64_t now = time(NULL);
-    if (deliver_stopping())
+    if (qmgr_stopping())
         return;
     for (int n = 0; n < EXPIRY_SLICE; n++) {
         if (!(qc = qmgr_cust_next(&BN.tick_pos))) {

@@ -4,8 +4,9 @@
  * spool at start (with the customer and domain holds of state/holds), new
  * mail, and re-filing mail after a reload.  The operator's actions on the
  * index (hold, release, delete) and the records that make delivery results
- * durable are in qmgr_ops.c; delivery itself is in deliver.c, bounces and
- * expiry in bounce.c.  It trusts the spool's records (checked there) and the
+ * durable are in qmgr_ops.c; bounces and expiry in bounce.c.  Delivery
+ * (mta/) learns of new mail, reloads and recipients leaving a customer
+ * through the hooks it registers (qmgr_deliver.h): the queue never calls it.  It trusts the spool's records (checked there) and the
  * registry.  It guarantees that the index only ever shows what is durable: a
  * message is indexed after its record is synced.  (A deferral reason is the
  * exception: shown at once, its STATE record follows without being waited
@@ -31,6 +32,7 @@
 #include "config.h"
 #include "log.h"
 #include "qmgr.h"
+#include "qmgr_deliver.h"
 #include "qmgr_int.h"
 #include "qmgr_priv.h"
 #include "registry.h"
@@ -255,7 +257,8 @@ static void rcpt_detach(struct qrcpt *r)
     if (!r->link.tqe_prev)
         return;
     if (r->cust) {
-        deliver_rcpt_leaving(r);
+        if (Q.hooks.rcpt_leaving)
+            Q.hooks.rcpt_leaving(r);
         TAILQ_REMOVE(&r->cust->rcpts, r, link);
         r->link.tqe_prev = NULL;
         if (!msg_has_cust(r->msg, r->cust, r)) {
@@ -481,7 +484,8 @@ static void custs_sync(void)
             char *k = xstrdup(qc->name);
             hmap_put(held_absent, k, k);
         }
-        deliver_cust_gone(qc);
+        if (Q.hooks.cust_gone)
+            Q.hooks.cust_gone(qc);
         hmap_del(Q.custs, qc->name);
         free(qc->name);
         free(qc);
@@ -524,8 +528,7 @@ int qmgr_init(struct event_base *base, struct spool *sp, const struct config *c,
     for (size_t i = 0; i < Q.nslots; i++)
         msg_attach_all(Q.msgs[i]);
     spool_gc(sp);
-    if (deliver_init(err, errlen) < 0)
-        return -1;
+    bounce_init();
     size_t nr = 0;
     for (size_t i = 0; i < Q.nslots; i++)
         nr += Q.msgs[i]->npending;
@@ -536,7 +539,7 @@ int qmgr_init(struct event_base *base, struct spool *sp, const struct config *c,
 
 void qmgr_shutdown(void)
 {
-    deliver_shutdown();
+    bounce_shutdown();
     qmgr_defer_shutdown();
     for (size_t i = 0; i < Q.nslots; i++)
         if (Q.msgs[i])
@@ -625,7 +628,8 @@ void qmgr_reconfigure(const struct config *c, const struct registry *r)
         if (rcpt_pending(mv.r[i]))          /* deliveries: their results came */
             rcpt_attach(mv.r[i]);
     free(mv.r);
-    deliver_reconfigured();
+    if (Q.hooks.reconfigured)
+        Q.hooks.reconfigured();
 }
 
 int qmgr_quota_check(const struct customer *c, uint64_t bytes)
@@ -660,8 +664,8 @@ static void submit_done(int err, void *arg)
     }
     sc->cb(err, sc->arg);
     free(sc);
-    if (!err)
-        deliver_new_mail(m);
+    if (!err && Q.hooks.new_mail)
+        Q.hooks.new_mail(m);
 }
 
 void qmgr_incoming(int delta)
@@ -686,12 +690,35 @@ void qmgr_read_body(const struct qmsg *m, struct evbuffer *out, qmgr_cb *cb, voi
     spool_read_body(Q.spool, &m->loc, out, cb, arg);
 }
 
-/* ---- for deliver.c and bounce.c ---- */
+/* ---- for the delivery tier (qmgr_deliver.h) and bounce.c ---- */
 
 const struct config *qmgr_config(void) { return Q.cfg; }
 const struct registry *qmgr_registry(void) { return Q.reg; }
 struct spool *qmgr_spool(void) { return Q.spool; }
 struct event_base *qmgr_base(void) { return Q.base; }
+
+void qmgr_set_hooks(const struct qmgr_hooks *h)
+{
+    if (h)
+        Q.hooks = *h;
+    else
+        memset(&Q.hooks, 0, sizeof Q.hooks);
+}
+
+void qmgr_stop(void)
+{
+    Q.stopping = 1;
+}
+
+int qmgr_stopping(void)
+{
+    return Q.stopping;
+}
+
+int qmgr_busy(void)
+{
+    return bounce_busy() || qmgr_defer_pending();
+}
 
 void qmgr_rcpt_final(struct qrcpt *r, enum qr_status st)
 {

@@ -3,7 +3,7 @@
  * hold and release (of one message: a STATE record; of a customer or a
  * domain: the state/holds file), delete (DONE records), and the STATE or
  * DONE record that makes delivery results durable (qmgr_msg_record, for
- * deliver.c and bounce.c), and the STATE records of deferrals (one per
+ * delivery and bounce.c; qmgr_log_result logs each result), and the STATE records of deferrals (one per
  * message per loop turn, and only when a reason changed: repeated retries
  * that meet the same reply add nothing to the journal).  Targets from the control socket are checked
  * here; the index and the spool are trusted.  It guarantees that an
@@ -16,12 +16,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
 
 #include "log.h"
 #include "qmgr.h"
+#include "qmgr_deliver.h"
 #include "qmgr_int.h"
 #include "qmgr_priv.h"
 #include "registry.h"
@@ -232,11 +234,12 @@ static void release_done(int err, void *arg)
         if (qmgr_id_form(rx->target)) {
             if (qmgr_id_parse(rx->target, &id) == 0 && (m = qmgr_msg_by_id(id)))
                 for (unsigned i = 0; i < m->nrcpt; i++)
-                    if (m->rcpts[i].cust)
-                        deliver_resume(m->rcpts[i].cust);
+                    if (m->rcpts[i].cust && Q.hooks.resume)
+                        Q.hooks.resume(m->rcpts[i].cust);
         } else if ((qc = strchr(rx->target, '.') ? qmgr_cust_by_domain(rx->target)
                                                   : qmgr_cust_by_name(rx->target))) {
-            deliver_resume(qc);
+            if (Q.hooks.resume)
+                Q.hooks.resume(qc);
         }
     }
     rx->cb(err, rx->arg);
@@ -308,7 +311,7 @@ int qmgr_delete(size_t nids, const uint64_t *ids, qmgr_cb *cb, void *arg,
     return 0;
 }
 
-/* ---- for deliver.c and bounce.c: recording delivery results ---- */
+/* ---- for delivery (mta/) and bounce.c: recording delivery results ---- */
 
 struct record_ctx {
     uint64_t id;
@@ -402,4 +405,11 @@ void qmgr_msg_record(struct qmsg *m, qmgr_cb *cb, void *arg)
     struct op *op = op_new(record_state_done, rx);
     msg_write_state(m, m->held_next, op);
     op_finish_one(op, 0);
+}
+
+void qmgr_log_result(const struct qmsg *m, const struct qrcpt *r, const char *relay,
+                     const char *status, const char *text)
+{
+    log_info("%s: to=<%s>, relay=%s, delay=%lld, status=%s (%s)", m->idstr, r->addr,
+             relay, (long long)(time(NULL) - m->arrival), status, text ? text : "");
 }

@@ -1,7 +1,8 @@
 /*
  * Private to the queue manager's own two files: the index (qmgr.c) and the
  * operator's durable actions on it (qmgr_ops.c).  Only those two include
- * it: delivery (deliver.c, bounce.c) uses qmgr_int.h, other modules qmgr.h.
+ * it: bounce.c uses qmgr_int.h, delivery (mta/) qmgr_deliver.h, other
+ * modules qmgr.h.
  * It holds the state both files work on and the few index helpers
  * qmgr_ops.c calls.
  */
@@ -12,6 +13,7 @@
 #include <stdint.h>
 
 #include "qmgr.h"
+#include "qmgr_deliver.h"
 
 struct config;
 struct event_base;
@@ -34,6 +36,8 @@ struct qmgr_state {
     struct hmap *custs;             /* name -> struct qcust */
     struct hmap *held_domains;      /* domain -> strdup'd domain */
     struct qrcpt_list outbound, orphans;
+    struct qmgr_hooks hooks;        /* the delivery tier's (qmgr_set_hooks) */
+    int stopping;                   /* qmgr_stop() was called */
 };
 extern struct qmgr_state Q;
 

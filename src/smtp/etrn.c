@@ -4,7 +4,7 @@
  * the node is syntax-checked and lower-cased before it is used as a key, an
  * ETRN never changes where mail goes (it is a kick: link address or fixed
  * host), and how many passes and connections ETRNs cause is bounded by
- * qmgr_kick (one pass at a time, etrn_interval).
+ * deliver_kick (one pass at a time, etrn_interval).
  * Replies for domain and @domain: 253 one customer started, 252 several,
  * 251 nothing waiting, 250 a flush running or started within
  * etrn_interval, 458 no usable address, 459 a node ETRN does not serve (an
@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "deliver.h"
 #include "log.h"
 #include "qmgr.h"
 #include "registry.h"
@@ -45,14 +46,14 @@ enum kick_out { K_STARTED, K_NONE, K_ALREADY, K_NOADDR, K_NOTALLOWED };
 
 static enum kick_out kick_one(const struct customer *c, unsigned *msgs)
 {
-    struct qmgr_kick_result res;
+    struct deliver_kick_result res;
     char err[256];
     struct qcust *qc = qmgr_cust_by_name(c->name);
     if (c->deliver == DELIVER_MAILDROP || c->deliver == DELIVER_PICKUP)
         return K_NOTALLOWED;
     if (!qc || qc->nmsg == 0)
         return K_NONE;
-    if (qmgr_kick(c->name, 1, &res, err, sizeof err) < 0)
+    if (deliver_kick(c->name, 1, &res, err, sizeof err) < 0)
         return K_NOADDR;
     *msgs = res.messages;
     return res.already ? K_ALREADY : K_STARTED;

@@ -515,6 +515,8 @@ struct conv_case {
     enum smtp_client_tls tls;               /* not NONE: with a client context */
     const char *expect_helo;
     int timeout_ms;                         /* scale_timeouts_ms */
+    int attach;                             /* smtp_client_attach() on a socket
+                                             * connected to the fake, not start */
     enum start start;
     /* the owner */
     struct msg_case msgs[3];
@@ -607,11 +609,31 @@ static void conv_setup(struct run *r, struct tmsg *tm, const struct conv_case *c
     }
 }
 
+/* A connection to the fake, made here (blocking), handed to the client as
+ * an already open one (ODMR's way). */
+static struct smtp_client *conv_attach(struct run *r)
+{
+    struct sockaddr_in sin = { .sin_family = AF_INET };
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sin.sin_port = htons((uint16_t)r->f.port);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+    struct io *io = io_new(r->base, fd, NULL, NULL);
+    assert_non_null(io);
+    struct smtp_client *c = smtp_client_attach(r->base, io, &r->opts, &owner_cbs, &r->o);
+    assert_non_null(c);
+    return c;
+}
+
 /* Starts the client and runs until it closed and the server saw the end
  * (or 10 s).  0: done; -1: START_NULL, and the client was refused. */
 static int conv_go(struct run *r, const struct conv_case *c)
 {
-    r->o.c = smtp_client_start(r->base, &r->opts, &owner_cbs, &r->o);
+    if (c->attach)
+        r->o.c = conv_attach(r);
+    else
+        r->o.c = smtp_client_start(r->base, &r->opts, &owner_cbs, &r->o);
     assert_int_equal(r->o.nclosed, 0);      /* never from inside start */
     if (c->start == START_NULL) {
         assert_null(r->o.c);

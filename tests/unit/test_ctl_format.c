@@ -25,6 +25,7 @@
 #include "config.h"
 #include "ctl.h"
 #include "ctl_format.h"
+#include "deliver.h"
 #include "links.h"
 #include "qmgr.h"
 #include "../../src/ctl/ctl_table.h"
@@ -618,10 +619,10 @@ static void test_done_lines(void **state)
 
 static void test_kick(void **state)
 {
-    struct qmgr_kick_result v4 = { .messages = 3, .address = "192.0.2.1", .port = 25 };
-    struct qmgr_kick_result v6 = { .messages = 1, .address = "2001:db8::1", .port = 2526,
+    struct deliver_kick_result v4 = { .messages = 3, .address = "192.0.2.1", .port = 25 };
+    struct deliver_kick_result v6 = { .messages = 1, .address = "2001:db8::1", .port = 2526,
                                    .already = 1 };
-    struct qmgr_kick_result host = { .messages = 0, .address = "mx.acme.example", .port = 25 };
+    struct deliver_kick_result host = { .messages = 0, .address = "mx.acme.example", .port = 25 };
     struct evbuffer *b = evbuffer_new();
     ctl_fmt_kick(b, "acme", &v4, 0);
     ctl_fmt_kick(b, "acme", &v6, 0);

@@ -14,6 +14,8 @@
  *              addresses not in wire form never sent
  *   data       dot-stuffing (missing final CR LF, empty body; a body of many
  *              evbuffer chains over several write blocks)
+ *   attach     smtp_client_attach() on a connection already open (ODMR):
+ *              the same conversation from the greeting on; a refused one
  *
  * Failures, timeouts, abort and STARTTLS are in test_smtp_client_fail.c.
  * KM_TEST_DEBUG=1 in the environment logs the client's debug lines to stderr.
@@ -467,6 +469,40 @@ static const struct conv_case data[] = {
     },
 };
 
+/* ---- attach: a connection already open (ODMR) ------------------------------ */
+
+static const struct conv_case attach[] = {
+    {
+        /* from the greeting on, as if the client had connected itself */
+        .name = "attached_delivers",
+        .attach = 1,
+        .also_dripped = 1,
+        .expect_helo = "mx.acme.example",
+        SCRIPT({ NULL, BANNER, A_NONE },
+               { "EHLO kickmail.test", EHLO_PIPE, A_NONE },
+               { "MAIL FROM:<alice@src.example> SIZE=", "250 2.1.0 Ok\r\n", A_NONE },
+               { "RCPT TO:<bob@acme.example>", "250 2.1.5 Ok\r\n", A_NONE },
+               { "DATA", "354 go\r\n", A_NONE },
+               { "<DATA>", "250 2.0.0 Ok: queued as AAA\r\n", A_NONE },
+               { "QUIT", "221 2.0.0 Bye\r\n", A_NONE }),
+        .msgs = { { .from = "alice@src.example", .to = { "bob@acme.example" },
+                    .body = "Subject: hi\r\n\r\n.hello\r\n",
+                    .want = { { 250, "250 2.0.0 Ok: queued as AAA" } } } },
+        .sent = { { 0, "EHLO kickmail.test", NULL },
+                  { 1, "MAIL FROM:<alice@src.example> SIZE=23",
+                    "RCPT TO:<bob@acme.example>\r\nDATA\r\n" } },
+        .nbodies = 1, .bodies = { "Subject: hi\r\n\r\n..hello\r\n" },
+        .nready = 2, .ndone = 1,
+    },
+    {
+        .name = "attached_banner_refused",
+        .attach = 1,
+        SCRIPT({ NULL, "554 5.7.1 go away\r\n", A_NONE },
+               { "QUIT", "221 Bye\r\n", A_NONE }),
+        .closed = { 554, "host 127.0.0.1[127.0.0.1] refused to talk to me: 554 5.7.1 go away" },
+    },
+};
+
 int main(void)
 {
     int failed = 0;
@@ -476,5 +512,6 @@ int main(void)
     failed += CONV_GROUP(ehlo, NULL, NULL);
     failed += CONV_GROUP(mail_rcpt, NULL, NULL);
     failed += CONV_GROUP(data, NULL, NULL);
+    failed += CONV_GROUP(attach, NULL, NULL);
     return failed;
 }

@@ -1,6 +1,6 @@
 /*
  * reply — the SMTP client's reply parser (RFC 5321 4.2, EHLO keywords of
- * RFC 1870, 2920, 3207, 2034, 6152).  Pure: one complete line in (CR LF
+ * RFC 1870, 2920, 3207, 2034, 6152; contract in smtp_reply.h).  Pure: one complete line in (CR LF
  * already removed by the caller), structs out; no I/O, no allocation.
  *
  * Trusts nothing in the line: it is what a customer's server (or whoever
@@ -17,7 +17,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "smtp_client.h"
+#include "smtp_reply.h"
 
 enum { RP_START = 0, RP_MORE, RP_BAD };
 

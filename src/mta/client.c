@@ -1,6 +1,8 @@
 /*
- * client — one outgoing SMTP connection (RFC 5321) to a customer's server:
- * connect, 220 greeting, EHLO (HELO when EHLO gets a 5xx), STARTTLS per
+ * client — one outgoing SMTP connection (RFC 5321) to a customer's server,
+ * the engine of the SMTP transport (mta/, transport_smtp.c):
+ * connect (or take over a connection already open, smtp_client_attach(),
+ * for ODMR), 220 greeting, EHLO (HELO when EHLO gets a 5xx), STARTTLS per
  * policy, then messages one at a time as the owner hands them over, each in
  * one transaction per recipient batch (MAIL, RCPT..., DATA, dot-stuffed
  * body, final dot; PIPELINING per RFC 2920 when offered; recipients refused
@@ -42,6 +44,7 @@
 #include "io.h"
 #include "log.h"
 #include "smtp_client.h"
+#include "smtp_reply.h"
 #include "util.h"
 
 #define BODY_CHUNK (64 * 1024)  /* body bytes queued per write-drained round */
@@ -858,7 +861,8 @@ static void connect_failed(struct smtp_client *c)
     free(why);
 }
 
-struct smtp_client *smtp_client_start(struct event_base *base,
+/* A client in SC_CONNECT without a connection yet; NULL on bad arguments. */
+static struct smtp_client *client_new(struct event_base *base,
                                       const struct smtp_client_opts *opts,
                                       const struct smtp_client_cbs *cbs, void *arg)
 {
@@ -886,6 +890,16 @@ struct smtp_client *smtp_client_start(struct event_base *base,
         log_fatal("event_new failed");
     smtp_reply_init(&c->parser);
     c->st = SC_CONNECT;
+    return c;
+}
+
+struct smtp_client *smtp_client_start(struct event_base *base,
+                                      const struct smtp_client_opts *opts,
+                                      const struct smtp_client_cbs *cbs, void *arg)
+{
+    struct smtp_client *c = client_new(base, opts, cbs, arg);
+    if (!c)
+        return NULL;
     c->io = io_connect(base, c->host, c->port, client_on_io, c);
     if (!c->io) {
         if (errno == EINVAL) {
@@ -898,6 +912,29 @@ struct smtp_client *smtp_client_start(struct event_base *base,
     }
     io_set_timeout_ms(c->io, state_timeout_ms(c, SC_CONNECT));
     log_debug("smtp client %s: connecting", c->relay);
+    return c;
+}
+
+/* The attached connection is ours from the loop on: wait for the greeting,
+ * and read what the server sent before the client took the connection. */
+static void attached(struct smtp_client *c)
+{
+    log_debug("smtp client %s: attached", c->relay);
+    enter_state(c, SC_BANNER);
+    client_read(c);
+}
+
+struct smtp_client *smtp_client_attach(struct event_base *base, struct io *io,
+                                       const struct smtp_client_opts *opts,
+                                       const struct smtp_client_cbs *cbs, void *arg)
+{
+    struct smtp_client *c = io ? client_new(base, opts, cbs, arg) : NULL;
+    if (!c)
+        return NULL;
+    c->io = io;                         /* until SC_BANNER, nothing is read */
+    io_set_cb(io, client_on_io, c);
+    io_set_timeout_ms(io, state_timeout_ms(c, SC_BANNER));
+    client_later(c, attached);          /* no callback from inside this call */
     return c;
 }
 

@@ -1,9 +1,13 @@
 /*
  * deliver — pushing customers' held mail: per customer a delivery state
- * (idle, one kicked pass, or online with retries), up to `connections` SMTP
- * client connections that take messages from the customer's recipient list
- * through a cursor, per-recipient results, and retry backoff.  Bounces, delay
- * warnings and expiry are in bounce.c.
+ * (idle, one kicked pass, or online with retries), up to `connections`
+ * transport sessions (transport.h; SMTP today) that take messages from the
+ * customer's recipient list through a cursor, per-recipient results, and
+ * retry backoff.  Kicks are in deliver_kick.c; bounces, delay warnings and
+ * expiry are the queue's (bounce.c), asked for through qmgr_deliver.h.
+ * The queue tells this file of new mail, reloads, releases and recipients
+ * leaving through the hooks deliver_init() registers; kickmaild.c tells it
+ * of link changes and gives it the link table's lookup.
  *
  * Cost: everything done for one customer walks only that customer's list.
  * A pass visits each waiting recipient once (r->pass); new mail arriving
@@ -11,15 +15,8 @@
  * connections at once.  While a customer is not online (link down, not
  * "always") nothing is retried.
  *
- * Kicks (kickq kick, ETRN) are untrusted in number: a customer has at most
- * one pass at a time, so never more than `connections` connections, and a
- * kick that comes while a pass runs joins it (one more pass follows when it
- * ends: at once for an operator's kick, not sooner than etrn_interval
- * after the last ETRN-started pass for an ETRN).  A kick-started pass never
- * changes the retry backoff or the time of the next retry.
- *
- * Trusts the qmgr index; the remote servers' replies come through
- * smtp_client (bounded there).  Guarantees: a recipient is final only after
+ * Trusts the qmgr index; the remote servers' replies come through the
+ * transport (bounded there).  Guarantees: a recipient is final only after
  * a 2xx to the final dot (delivered) or a 5xx with its DSN queued durably
  * by bounce.c (bounced), and that result is made durable by
  * qmgr_msg_record().
@@ -35,53 +32,23 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "deliver.h"
 #include "deliver_int.h"
-#include "links.h"
 #include "log.h"
 #include "qmgr.h"
-#include "qmgr_int.h"
+#include "qmgr_deliver.h"
 #include "resolve.h"
-#include "smtp_client.h"
 #include "stats.h"
-#include "tls.h"
+#include "transport.h"
 #include "util.h"
-
-enum dl_mode { DL_IDLE, DL_KICK, DL_ONLINE };
-
-struct conn;
-LIST_HEAD(conn_list, conn);
-
-struct qdeliv {
-    struct qcust *qc;
-    enum dl_mode mode;
-    char host[64];                  /* the numeric address connected to; "" while
-                                     * the host name is being looked up */
-    int port;
-    struct resolve_req *dns;        /* lookup of the host name in flight */
-    struct resolve_result *addrs;   /* its addresses, for this pass */
-    size_t addr_next;               /* the next of them to try */
-    uint32_t pass;
-    unsigned nconn;
-    struct conn_list conns;
-    long backoff;                   /* current retry delay, 0 = none yet */
-    struct event *retry_ev;
-    double retry_at;                /* when retry_ev fires (util_now_mono) */
-    int deferred;                   /* something was deferred in this pass */
-    int restart;                    /* start a new pass when this one ends */
-    int kicked;                     /* this pass was started by a kick or ETRN */
-    enum { AGAIN_NONE, AGAIN_ETRN, AGAIN_KICK } again;  /* a kick joined this pass */
-    int tls_plain;                  /* tls "may": the handshake failed, go plaintext */
-    char last_error[256];           /* connection-level failure in this pass */
-    double last_etrn;               /* an ETRN last started a pass (util_now_mono), 0 never */
-    struct event *etrn_ev;          /* the pass owed to ETRNs within etrn_interval */
-};
 
 struct job;
 
 struct conn {
     LIST_ENTRY(conn) entry;
     struct qdeliv *d;
-    struct smtp_client *c;
+    const struct transport *t;
+    struct transport_session *s;
     struct job *job;                /* message being read or sent */
     struct job *next;               /* the one after it, its body read ahead */
 };
@@ -95,24 +62,27 @@ struct job {
     const char **addrs;
     struct evbuffer *body;
     int read;                       /* the body is in: ready to send */
-    struct smtp_client_msg cm;
+    struct transport_msg tm;
+};
+
+/* A link change delivery is told of (deliver_link_changed). */
+struct dl_event {
+    const char *customer;
+    struct deliver_link link;
 };
 
 static struct {
-    struct tls_ctx *tls;
-    int timeout_ms;                 /* KICKMAIL_TEST_TIMEOUT_MS */
-    int stopping;                   /* shutting down: no new connections */
     unsigned busy;                  /* jobs in progress */
-    const struct link *event;       /* the change qmgr_link_changed is told of */
+    deliver_link_fn *links;         /* the link table's lookup */
+    const struct dl_event *event;   /* the change deliver_link_changed is told of */
 } DL;
 
 static void pass_start(struct qdeliv *d);
-static void etrn_fire(evutil_socket_t fd, short what, void *arg);
 static void dl_resolved(const char *name, const struct resolve_result *res,
                         const char *err, void *arg);
 static void conns_fill(struct qdeliv *d);
 
-static struct qdeliv *dl_get(struct qcust *qc)
+struct qdeliv *dl_get(struct qcust *qc)
 {
     if (!qc->dl) {
         struct qdeliv *d = xcalloc(1, sizeof *d);
@@ -125,54 +95,32 @@ static struct qdeliv *dl_get(struct qcust *qc)
     return qc->dl;
 }
 
-/* A pass is under way: connections open, or the host name being looked up. */
-static int dl_busy(const struct qdeliv *d)
+int dl_busy(const struct qdeliv *d)
 {
     return d->nconn > 0 || d->dns;
 }
 
 /* The customer's link: while delivery is told of a change of it, the
- * change's snapshot (its address is the one used), else the table's. */
-static const struct link *dl_link(const struct qcust *qc)
+ * change's snapshot (its address is the one used), else the table's
+ * (through the lookup kickmaild.c gave); NULL when it never had one. */
+static const struct deliver_link *dl_link(const struct qcust *qc, struct deliver_link *buf)
 {
     if (DL.event && strcmp(DL.event->customer, qc->name) == 0)
-        return DL.event;
-    return links_get(qc->name);
+        return &DL.event->link;
+    if (!DL.links || DL.links(qc->name, buf) < 0)
+        return NULL;
+    return buf;
 }
 
-/* Where the customer's mail goes now: 0 with host (a numeric address, or
- * for a fixed host a name) and port, or -1 with why. */
-static int dl_dest(const struct qcust *qc, char *host, size_t hostlen, int *port,
-                   char *err, size_t errlen)
+int dl_dest(const struct qcust *qc, struct transport_dest *dst, char *err, size_t errlen)
 {
     const struct customer *c = qc->cfg;
-    const struct link *l;
+    struct deliver_link lb;
     if (!c) {
         snprintf(err, errlen, "%s: no such customer", qc->name);
         return -1;
     }
-    switch (c->deliver) {
-    case DELIVER_LINK:
-        l = dl_link(qc);
-        if (!l || !l->up || !l->address[0]) {
-            snprintf(err, errlen, "%s: link is down, no usable address", c->name);
-            return -1;
-        }
-        snprintf(host, hostlen, "%s", l->address);
-        *port = c->port;
-        return 0;
-    case DELIVER_HOST:
-        snprintf(host, hostlen, "%s", c->deliver_host);
-        *port = c->deliver_port;
-        return 0;
-    case DELIVER_MAILDROP:
-        snprintf(err, errlen, "%s: delivers to a POP3 maildrop, not by SMTP", c->name);
-        return -1;
-    case DELIVER_PICKUP:
-    default:
-        snprintf(err, errlen, "%s: mail is held for ODMR pickup (ATRN)", c->name);
-        return -1;
-    }
+    return transport_for(c)->dest(c, dl_link(qc, &lb), dst, err, errlen);
 }
 
 /* "host:port" for logs and reasons; an IPv6 address in brackets. */
@@ -182,14 +130,14 @@ static const char *dl_relay(const char *host, int port, char *buf, size_t len)
     return buf;
 }
 
-/* Is the customer reachable without a kick (link up, or online "always")? */
-static int dl_online(const struct qcust *qc)
+int dl_online(const struct qcust *qc)
 {
     const struct customer *c = qc->cfg;
-    const struct link *l;
-    if (!c || c->deliver == DELIVER_MAILDROP || c->deliver == DELIVER_PICKUP)
-        return 0;
-    l = dl_link(qc);
+    const struct deliver_link *l;
+    struct deliver_link lb;
+    if (!c || !transport_for(c)->open)
+        return 0;                       /* mail that is fetched, never pushed */
+    l = dl_link(qc, &lb);
     if (l && l->up)
         return 1;
     return c->online == ONLINE_ALWAYS && c->deliver == DELIVER_HOST;
@@ -204,17 +152,18 @@ static int rcpt_eligible(const struct qdeliv *d, const struct qrcpt *r)
 
 static struct qrcpt *cursor_peek(struct qdeliv *d)
 {
-    struct qrcpt *r = d->qc->cursor;
+    struct qrcpt *r = d->cursor;
     while (r && !rcpt_eligible(d, r))
         r = TAILQ_NEXT(r, link);
-    d->qc->cursor = r;
+    d->cursor = r;
     return r;
 }
 
-void deliver_rcpt_leaving(struct qrcpt *r)
+/* Hook: r leaves its customer's list; the cursor moves past it. */
+static void deliver_rcpt_leaving(struct qrcpt *r)
 {
-    if (r->cust && r->cust->cursor == r)
-        r->cust->cursor = TAILQ_NEXT(r, link);
+    if (r->cust && r->cust->dl && r->cust->dl->cursor == r)
+        r->cust->dl->cursor = TAILQ_NEXT(r, link);
 }
 
 /* ---- jobs: one message's recipients for one customer on one connection ---- */
@@ -241,14 +190,14 @@ static struct job *job_take(struct qdeliv *d)
     m->active++;
     DL.busy++;
     j->body = evbuffer_new();
-    j->cm.id = m->id;
-    j->cm.idstr = m->idstr;
-    j->cm.sender = m->sender;
-    j->cm.nrcpt = j->n;
-    j->cm.rcpts = j->addrs;
-    j->cm.body = j->body;
-    j->cm.owner = j;
-    j->cm.results = xcalloc(j->n, sizeof *j->cm.results);
+    j->tm.id = m->id;
+    j->tm.idstr = m->idstr;
+    j->tm.sender = m->sender;
+    j->tm.nrcpt = j->n;
+    j->tm.rcpts = j->addrs;
+    j->tm.body = j->body;
+    j->tm.owner = j;
+    j->tm.results = xcalloc(j->n, sizeof *j->tm.results);
     return j;
 }
 
@@ -256,20 +205,13 @@ static void job_free(struct job *j)
 {
     DL.busy--;
     for (size_t i = 0; i < j->n; i++)
-        free(j->cm.results[i].text);
-    free(j->cm.results);
+        free(j->tm.results[i].text);
+    free(j->tm.results);
     free(j->r);
     free(j->addrs);
     if (j->body)
         evbuffer_free(j->body);
     free(j);
-}
-
-void deliver_log_result(const struct qmsg *m, const struct qrcpt *r, const char *relay,
-                        const char *status, const char *text)
-{
-    log_info("%s: to=<%s>, relay=%s, delay=%lld, status=%s (%s)", m->idstr, r->addr,
-             relay, (long long)(time(NULL) - m->arrival), status, text ? text : "");
 }
 
 /* Applies a finished job's per-recipient results. */
@@ -280,11 +222,11 @@ static void job_results(struct job *j, const char *relay)
     struct qrcpt **br = xcalloc(j->n, sizeof *br);
     const char **bdiag = xcalloc(j->n, sizeof *bdiag);
     for (size_t i = 0; i < j->n; i++) {
-        struct smtp_rcpt_result *res = &j->cm.results[i];
+        struct transport_result *res = &j->tm.results[i];
         struct qrcpt *r = j->r[i];
         const char *text = res->text ? res->text : "no result";
         if (res->code >= 200 && res->code < 300) {
-            deliver_log_result(m, r, relay, "sent", text);
+            qmgr_log_result(m, r, relay, "sent", text);
             qmgr_rcpt_final(r, QR_DELIVERED);
             stats_add(ST_DELIVERED, 1);
             nfinal++;
@@ -292,7 +234,7 @@ static void job_results(struct job *j, const char *relay)
             br[nb] = r;
             bdiag[nb++] = text;
         } else {
-            deliver_log_result(m, r, relay, "deferred", text);
+            qmgr_log_result(m, r, relay, "deferred", text);
             qmgr_rcpt_defer(r, text);
             stats_add(ST_DEFERRED, 1);
             if (j->d)
@@ -324,7 +266,7 @@ static void job_drop(struct job *j)
     for (size_t i = 0; i < j->n; i++)
         j->r[i]->pass = 0;
     if (j->d)
-        j->d->qc->cursor = TAILQ_FIRST(&j->d->qc->rcpts);   /* cursor_peek skips */
+        j->d->cursor = TAILQ_FIRST(&j->d->qc->rcpts);       /* cursor_peek skips */
     if (!j->read) {
         j->conn = NULL;                 /* job_body_read frees it */
         return;
@@ -372,12 +314,12 @@ static void job_body_read(int err, void *arg)
     size_t len = evbuffer_get_length(j->body);
     for (size_t i = 0; i < len; i++)
         if (p[i] & 0x80) {
-            j->cm.eightbit = 1;
+            j->tm.eightbit = 1;
             break;
         }
     j->read = 1;
     if (cn->job == j)
-        smtp_client_send(cn->c, &j->cm);    /* last: it may close cn */
+        cn->t->send(cn->s, &j->tm);         /* last: it may close cn */
 }
 
 /* Reading ahead is for a backlog of ordinary messages: with fewer than two
@@ -418,7 +360,7 @@ static void conn_next(struct conn *cn)
     if (!j)
         j = d ? job_take(d) : NULL;
     if (!j) {
-        smtp_client_quit(cn->c);
+        cn->t->quit(cn->s);
         return;
     }
     cn->job = j;
@@ -427,27 +369,25 @@ static void conn_next(struct conn *cn)
         qmgr_read_body(j->m, j->body, job_body_read, j);
     conn_read_ahead(cn);
     if (j->read)
-        smtp_client_send(cn->c, &j->cm);    /* last: it may close cn */
+        cn->t->send(cn->s, &j->tm);         /* last: it may close cn */
 }
 
-static void on_ready(struct smtp_client *c, void *arg)
+static void on_ready(void *arg)
 {
     conn_next(arg);
 }
 
-static void on_done(struct smtp_client *c, struct smtp_client_msg *msg, void *arg)
+static void on_done(struct transport_msg *msg, const char *relay, void *arg)
 {
     struct conn *cn = arg;
     struct job *j = msg->owner;
-    job_results(j, smtp_client_relay(c));
+    job_results(j, relay);
     if (cn->job == j)
         cn->job = NULL;
     job_free(j);
 }
 
-static void pass_end(struct qdeliv *d);
-
-static void on_closed(struct smtp_client *c, int code, const char *reason, void *arg)
+static void on_closed(int code, const char *reason, void *arg)
 {
     struct conn *cn = arg;
     struct qdeliv *d = cn->d;
@@ -485,24 +425,22 @@ static void on_closed(struct smtp_client *c, int code, const char *reason, void 
         pass_end(d);
 }
 
-static const struct smtp_client_cbs client_cbs = { on_ready, on_done, on_closed };
+static const struct transport_cbs conn_cbs = { on_ready, on_done, on_closed };
 
 static int conn_open(struct qdeliv *d)
 {
     const struct customer *c = d->qc->cfg;
-    struct smtp_client_opts o = {
-        .host = d->host, .port = d->port, .helo_name = qmgr_config()->hostname,
-        .tls = c->tls == TLSPOL_NONE || d->tls_plain ? SMTPC_TLS_NONE :
-               c->tls == TLSPOL_ENCRYPT ? SMTPC_TLS_ENCRYPT : SMTPC_TLS_MAY,
-        .tls_ctx = DL.tls, .expect_helo = c->expect_helo,
-        .scale_timeouts_ms = DL.timeout_ms,
+    struct transport_target tt = {
+        .cust = c, .host = d->host, .port = d->port,
+        .helo_name = qmgr_config()->hostname, .plain = d->tls_plain,
     };
     struct conn *cn = xcalloc(1, sizeof *cn);
     cn->d = d;
+    cn->t = transport_for(c);
     LIST_INSERT_HEAD(&d->conns, cn, entry);
     d->nconn++;
-    cn->c = smtp_client_start(qmgr_base(), &o, &client_cbs, cn);
-    if (!cn->c) {
+    cn->s = cn->t->open ? cn->t->open(&tt, &conn_cbs, cn) : NULL;
+    if (!cn->s) {
         LIST_REMOVE(cn, entry);
         free(cn);
         d->nconn--;
@@ -517,7 +455,7 @@ static int conn_open(struct qdeliv *d)
 /* There is mail to send and nothing stops sending it now. */
 static int dl_has_work(struct qdeliv *d)
 {
-    return d->qc->cfg && !DL.stopping && d->mode != DL_IDLE && !d->qc->held &&
+    return d->qc->cfg && !qmgr_stopping() && d->mode != DL_IDLE && !d->qc->held &&
            cursor_peek(d);
 }
 
@@ -610,12 +548,13 @@ static void retry_after(struct qdeliv *d, int kicked)
  * connection open (nothing to send, held, or the connect failed at once)
  * the caller ends the pass with pass_end(): a kick logs in between, so that
  * its line comes after the connect but before the pass's results. */
-static int pass_open(struct qdeliv *d)
+int pass_open(struct qdeliv *d)
 {
-    char err[256], host[256];
+    char err[256];
+    struct transport_dest dst;
     if (d->dns)
         return 0;                       /* this pass's lookup is running */
-    if (dl_dest(d->qc, host, sizeof host, &d->port, err, sizeof err) < 0) {
+    if (dl_dest(d->qc, &dst, err, sizeof err) < 0) {
         d->mode = DL_IDLE;
         d->kicked = 0;
         return -1;
@@ -627,14 +566,15 @@ static int pass_open(struct qdeliv *d)
         d->pass = 1;                    /* 0 means "never taken" */
     d->deferred = 0;
     d->last_error[0] = 0;
-    d->qc->cursor = TAILQ_FIRST(&d->qc->rcpts);
-    if (util_numeric_ip(host)) {
+    d->port = dst.port;
+    d->cursor = TAILQ_FIRST(&d->qc->rcpts);
+    if (util_numeric_ip(dst.host)) {
         free(d->addrs);
         d->addrs = NULL;
-        snprintf(d->host, sizeof d->host, "%.63s", host);   /* numeric: fits */
+        snprintf(d->host, sizeof d->host, "%.63s", dst.host);   /* numeric: fits */
         conns_open(d);
     } else {
-        dl_lookup(d, host);
+        dl_lookup(d, dst.host);
     }
     return 0;
 }
@@ -672,11 +612,9 @@ static void pass_start(struct qdeliv *d)
         pass_end(d);            /* nothing to send (or held): the pass is over */
 }
 
-static void kick_again(struct qdeliv *d);
-
-static void pass_end(struct qdeliv *d)
+void pass_end(struct qdeliv *d)
 {
-    if (d->restart && !DL.stopping) {
+    if (d->restart && !qmgr_stopping()) {
         d->restart = 0;
         d->kicked = 0;
         d->again = AGAIN_NONE;          /* this pass covers what the kicks asked */
@@ -695,7 +633,7 @@ static void pass_end(struct qdeliv *d)
         if (conns_open(d) == 0 && d->nconn > 0)
             return;
     }
-    if (d->last_error[0] && !DL.stopping) {
+    if (d->last_error[0] && !qmgr_stopping()) {
         /* mail this pass never got to is deferred with the connection failure
          * (not with our own stop: it keeps its state, and a stop in the middle
          * of a large flush writes no STATE record for each message left) */
@@ -708,7 +646,7 @@ static void pass_end(struct qdeliv *d)
         while ((r = cursor_peek(d))) {
             r->pass = d->pass;
             qmgr_rcpt_defer(r, d->last_error);
-            deliver_log_result(r->msg, r, relay, "deferred", d->last_error);
+            qmgr_log_result(r->msg, r, relay, "deferred", d->last_error);
             stats_add(ST_DEFERRED, 1);
             d->deferred = 1;
         }
@@ -729,7 +667,7 @@ static void dl_abort(struct qdeliv *d, const char *why)
     d->again = AGAIN_NONE;              /* the kicks were for what is ended now */
     for (cn = LIST_FIRST(&d->conns); cn; cn = next) {
         next = LIST_NEXT(cn, entry);
-        smtp_client_abort(cn->c, why);
+        cn->t->abort(cn->s, why);
     }
     if (d->dns) {                       /* ends like an aborted connection */
         resolve_cancel(d->dns);
@@ -752,10 +690,11 @@ static void dl_go_online(struct qcust *qc)
         d->restart = 1;         /* after the connections in flight end */
 }
 
-void deliver_resume(struct qcust *qc)
+/* Hook: a release concerning qc took effect. */
+static void deliver_resume(struct qcust *qc)
 {
     struct qdeliv *d = qc->dl;
-    if (DL.stopping || !dl_online(qc))
+    if (qmgr_stopping() || !dl_online(qc))
         return;
     if (!d || d->mode == DL_IDLE || !dl_busy(d))
         dl_go_online(qc);
@@ -763,9 +702,10 @@ void deliver_resume(struct qcust *qc)
         d->restart = 1;
 }
 
-static void dl_link_changed(const struct link *l, int was_up)
+static void dl_link_changed(const struct dl_event *ev, int was_up)
 {
-    struct qcust *qc = qmgr_cust_by_name(l->customer);
+    const struct deliver_link *l = &ev->link;
+    struct qcust *qc = qmgr_cust_by_name(ev->customer);
     if (!qc)
         return;
     struct qdeliv *d = qc->dl;
@@ -788,15 +728,17 @@ static void dl_link_changed(const struct link *l, int was_up)
     dl_abort(d, "link went down during delivery");
 }
 
-void qmgr_link_changed(const struct link *l, int was_up, void *arg)
+void deliver_link_changed(const char *customer, int up, int was_up, const char *address)
 {
-    const struct link *outer = DL.event;
-    DL.event = l;
-    dl_link_changed(l, was_up);
+    const struct dl_event *outer = DL.event;
+    struct dl_event ev = { customer, { up, address ? address : "" } };
+    DL.event = &ev;
+    dl_link_changed(&ev, was_up);
     DL.event = outer;
 }
 
-void deliver_new_mail(struct qmsg *m)
+/* Hook: m was just indexed. */
+static void deliver_new_mail(struct qmsg *m)
 {
     for (unsigned i = 0; i < m->nrcpt; i++) {
         struct qcust *qc = m->rcpts[i].cust;
@@ -806,8 +748,8 @@ void deliver_new_mail(struct qmsg *m)
             continue;
         }
         struct qdeliv *d = qc->dl;
-        if (!qc->cursor)
-            qc->cursor = &m->rcpts[i];
+        if (!d->cursor)
+            d->cursor = &m->rcpts[i];
         if (!dl_busy(d) && d->pass && dl_name(d))
             dl_lookup(d, dl_name(d));   /* within the pass: deferred mail waits */
         else if (!dl_busy(d) && d->host[0] == 0)
@@ -815,120 +757,6 @@ void deliver_new_mail(struct qmsg *m)
         else
             conns_fill(d);
     }
-}
-
-/* ---- kicks ---- */
-
-/* Seconds until an ETRN may start another pass (etrn_interval after the
- * last ETRN-started one); 0: now. */
-static double etrn_wait(const struct qdeliv *d)
-{
-    const struct customer *c = d->qc->cfg;
-    if (!c || !c->etrn_interval || d->last_etrn == 0)
-        return 0;
-    double left = d->last_etrn + (double)c->etrn_interval - util_now_mono();
-    return left > 0 ? left : 0;
-}
-
-/* Starts a kick's pass (see pass_open); it leaves the backoff and the retry
- * alone.  Logs after the connect(): the line costs a write. */
-static int kick_start(struct qdeliv *d, int etrn, const char *host, int port)
-{
-    if (etrn)
-        d->last_etrn = util_now_mono();
-    if (d->mode != DL_ONLINE)
-        d->mode = DL_KICK;
-    d->kicked = 1;
-    int started = pass_open(d) == 0;
-    log_info("%s: %s: %u messages to %s:%d", d->qc->name, etrn ? "ETRN" : "kick",
-             d->qc->nmsg, host, port);
-    return started ? 0 : -1;
-}
-
-/* The pass kicks asked for while another ran or within etrn_interval:
- * started now when there is still mail and somewhere to send it. */
-static void kick_owed(struct qdeliv *d, int etrn)
-{
-    char host[256], err[256];
-    int port;
-    if (DL.stopping || !d->qc->nmsg ||
-        dl_dest(d->qc, host, sizeof host, &port, err, sizeof err) < 0)
-        return;
-    if (kick_start(d, etrn, host, port) == 0 && !dl_busy(d))
-        pass_end(d);
-}
-
-/* An ETRN came within etrn_interval: one pass when the interval is over,
- * shared by every ETRN until then. */
-static void etrn_arm(struct qdeliv *d)
-{
-    if (evtimer_pending(d->etrn_ev, NULL))
-        return;
-    double w = etrn_wait(d);
-    struct timeval tv = { (time_t)w, (suseconds_t)((w - (double)(time_t)w) * 1e6) };
-    evtimer_add(d->etrn_ev, &tv);
-}
-
-static void etrn_fire(evutil_socket_t fd, short what, void *arg)
-{
-    struct qdeliv *d = arg;
-    if (dl_busy(d)) {
-        if (d->again == AGAIN_NONE)
-            d->again = AGAIN_ETRN;      /* after the pass that runs now */
-        return;
-    }
-    kick_owed(d, 1);
-}
-
-/* The end of a pass that kicks joined: their pass follows. */
-static void kick_again(struct qdeliv *d)
-{
-    int again = d->again;
-    d->again = AGAIN_NONE;
-    if (again == AGAIN_NONE || DL.stopping)
-        return;
-    if (again == AGAIN_ETRN && etrn_wait(d) > 0)
-        etrn_arm(d);
-    else
-        kick_owed(d, again == AGAIN_ETRN);
-}
-
-int qmgr_kick(const char *customer, int etrn, struct qmgr_kick_result *res,
-              char *err, size_t errlen)
-{
-    struct qcust *qc = qmgr_cust_by_name(customer);
-    char host[256];
-    int port;
-    memset(res, 0, sizeof *res);
-    if (!qc) {
-        snprintf(err, errlen, "%s: no such customer", customer);
-        return -1;
-    }
-    if (dl_dest(qc, host, sizeof host, &port, err, errlen) < 0)
-        return -1;
-    struct qdeliv *d = dl_get(qc);
-    res->messages = qc->nmsg;
-    snprintf(res->address, sizeof res->address, "%s", host);
-    res->port = port;
-    if (dl_busy(d)) {
-        /* a pass is running: join it; what it already tried is tried again
-         * once it ends (an ETRN's: not before etrn_interval) */
-        res->already = 1;
-        if (!etrn)
-            d->again = AGAIN_KICK;
-        else if (d->again == AGAIN_NONE)
-            d->again = AGAIN_ETRN;
-        return 0;
-    }
-    if (etrn && etrn_wait(d) > 0) {
-        res->already = 1;               /* a pass started just now */
-        etrn_arm(d);
-        return 0;
-    }
-    stats_add(etrn ? ST_KICKS_ETRN : ST_KICKS_KICKQ, 1);
-    if (kick_start(d, etrn, host, port) == 0 && !dl_busy(d))
-        pass_end(d);
-    return 0;
 }
 
 /* ---- set-up and reconfiguration ---- */
@@ -946,7 +774,7 @@ static void dl_free(struct qcust *qc)
             cn->job->d = NULL;
         if (cn->next)
             cn->next->d = NULL;
-        smtp_client_abort(cn->c, "customer removed");
+        cn->t->abort(cn->s, "customer removed");
     }
     resolve_cancel(d->dns);
     free(d->addrs);
@@ -956,12 +784,14 @@ static void dl_free(struct qcust *qc)
     qc->dl = NULL;
 }
 
-void deliver_cust_gone(struct qcust *qc)
+/* Hook: qc leaves the configuration. */
+static void deliver_cust_gone(struct qcust *qc)
 {
     dl_free(qc);
 }
 
-void deliver_reconfigured(void)
+/* Hook (and start): a reload re-attached the recipients. */
+static void deliver_reconfigured(void)
 {
     const struct config *cfg = qmgr_config();
     size_t pos = 0;
@@ -969,7 +799,8 @@ void deliver_reconfigured(void)
     resolve_configure(qmgr_base(), cfg->resolver, cfg->resolver_timeout, cfg->resolver_tries,
                       cfg->hosts);
     while ((qc = qmgr_cust_next(&pos))) {
-        qc->cursor = TAILQ_FIRST(&qc->rcpts);
+        if (qc->dl)
+            qc->dl->cursor = TAILQ_FIRST(&qc->rcpts);
         if (qc->dl && dl_busy(qc->dl)) {
             qc->dl->restart = 1;        /* its next pass takes the new settings */
         } else if (qc->dl && !qc->dl->dns) {
@@ -989,14 +820,17 @@ void deliver_reconfigured(void)
     }
 }
 
-int deliver_init(char *err, size_t errlen)
+int deliver_init(deliver_link_fn *links, char *err, size_t errlen)
 {
-    const char *t = getenv("KICKMAIL_TEST_TIMEOUT_MS");
-    DL.timeout_ms = t ? atoi(t) : 0;
-    DL.tls = tls_client_ctx(err, errlen);
-    if (!DL.tls)
+    static const struct qmgr_hooks hooks = {
+        .new_mail = deliver_new_mail, .cust_gone = deliver_cust_gone,
+        .reconfigured = deliver_reconfigured, .rcpt_leaving = deliver_rcpt_leaving,
+        .resume = deliver_resume,
+    };
+    DL.links = links;
+    if (transport_init(qmgr_base(), err, errlen) < 0)
         return -1;
-    bounce_init();
+    qmgr_set_hooks(&hooks);
     deliver_reconfigured();
     return 0;
 }
@@ -1007,17 +841,17 @@ void deliver_shutdown(void)
     struct qcust *qc;
     while ((qc = qmgr_cust_next(&pos)))
         dl_free(qc);
-    bounce_shutdown();
+    qmgr_set_hooks(NULL);
     resolve_shutdown();
-    tls_ctx_free(DL.tls);
+    transport_shutdown();
     memset(&DL, 0, sizeof DL);
 }
 
-void qmgr_stop_delivery(void)
+void deliver_stop(void)
 {
     size_t pos = 0;
     struct qcust *qc;
-    DL.stopping = 1;
+    qmgr_stop();
     while ((qc = qmgr_cust_next(&pos)))
         if (qc->dl) {
             qc->dl->mode = DL_IDLE;
@@ -1025,12 +859,7 @@ void qmgr_stop_delivery(void)
         }
 }
 
-int deliver_stopping(void)
+int deliver_busy(void)
 {
-    return DL.stopping;
-}
-
-int qmgr_delivery_busy(void)
-{
-    return DL.busy > 0 || bounce_busy() || qmgr_defer_pending();
+    return DL.busy > 0 || qmgr_busy();
 }

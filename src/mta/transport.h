@@ -1,0 +1,115 @@
+/*
+ * transport — how the delivery scheduler (deliver.c) hands a customer's
+ * mail to where it goes.  The scheduler decides when and what (passes,
+ * recipients, retries, kicks); a transport knows where (dest) and how: a
+ * session that takes one message at a time and reports a result for each
+ * recipient.  Private to mta/.
+ *
+ * Today: "smtp" (transport_smtp.c: SMTP to the link's address or to the
+ * customer's fixed host, whose name the scheduler looks up), and two that
+ * never push (transport.c): "maildrop" (the mail waits for POP3) and
+ * "pickup" (it waits for ODMR, ATRN).  To come: maildir (local delivery
+ * into the maildrop), an attached connection (ODMR: the customer's
+ * accepted connection handed to smtp_client_attach(), which exists and is
+ * unit-tested; its transport's open() would attach instead of connect),
+ * MX relay.
+ */
+#ifndef KM_MTA_TRANSPORT_H
+#define KM_MTA_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct customer;
+struct deliver_link;
+struct event_base;
+struct evbuffer;
+struct transport_session;
+
+/* Where a customer's mail goes now. */
+struct transport_dest {
+    char host[256];             /* a numeric address, or a host name that the
+                                 * scheduler looks up (a fixed host) */
+    int port;
+};
+
+/* One recipient's result. */
+struct transport_result {
+    int code;                   /* 2xx delivered; 4xx or 0 (not attempted,
+                                 * connection lost) later; 5xx permanent */
+    char *text;                 /* the reply or our reason, one line;
+                                 * malloc'd, owned by the message's owner */
+};
+
+/* One message for some of its recipients. */
+struct transport_msg {
+    uint64_t id;                /* queue ID, for logs */
+    const char *idstr;
+    const char *sender;         /* "" for <> */
+    size_t nrcpt;
+    const char *const *rcpts;
+    struct evbuffer *body;      /* as stored: CRLF lines, not dot-stuffed */
+    int eightbit;               /* body has 8-bit bytes */
+    void *owner;                /* free for the owner */
+    struct transport_result *results;   /* nrcpt entries, set by the transport */
+};
+
+/* What a session tells its owner. */
+struct transport_cbs {
+    /* Ready for a message: transport->send() or transport->quit(). */
+    void (*ready)(void *arg);
+    /* A message is finished, every result set; relay: where it went, for
+     * logs ("ip:port").  The owner frees msg. */
+    void (*done)(struct transport_msg *msg, const char *relay, void *arg);
+    /* The session is over (called once, last): code 0 clean, else a reply
+     * code or -1 with reason.  Never a verdict on any recipient. */
+    void (*closed)(int code, const char *reason, void *arg);
+};
+
+/* A session's target. */
+struct transport_target {
+    const struct customer *cust;
+    const char *host;           /* numeric address */
+    int port;
+    const char *helo_name;      /* our name */
+    int plain;                  /* no optional TLS: a tls = "may" handshake
+                                 * failed in this pass */
+};
+
+struct transport {
+    const char *name;
+    /* Where c's mail goes now: 0 with *dst, or -1 with why in err (link
+     * down, or mail that is never pushed but fetched).  link: c's link,
+     * NULL when it never had one. */
+    int (*dest)(const struct customer *c, const struct deliver_link *link,
+                struct transport_dest *dst, char *err, size_t errlen);
+    /* Opens a session: NULL on immediate failure, else every outcome comes
+     * through cbs (never from inside this call).  NULL for a transport that
+     * never pushes (its customers are never online). */
+    struct transport_session *(*open)(const struct transport_target *t,
+                                      const struct transport_cbs *cbs, void *arg);
+    /* Sends one message after ready (msg, its strings and body unchanged
+     * until done). */
+    void (*send)(struct transport_session *s, struct transport_msg *msg);
+    /* Ends the session once the message in flight is done; closed() follows. */
+    void (*quit)(struct transport_session *s);
+    /* Ends it now: a message in flight gets done() (nothing delivered that
+     * had no 2xx after the final dot), then closed(), both before this
+     * returns; s is gone after it. */
+    void (*abort)(struct transport_session *s, const char *why);
+};
+
+/* The transport of c's `deliver` setting (never NULL). */
+const struct transport *transport_for(const struct customer *c);
+
+/* Set up and free what the transports need (TLS client context...).
+ * 0 / -1 with why in err. */
+int transport_init(struct event_base *base, char *err, size_t errlen);
+void transport_shutdown(void);
+
+/* transport_smtp.c */
+extern const struct transport transport_smtp;
+int transport_smtp_init(struct event_base *base, char *err, size_t errlen);
+void transport_smtp_shutdown(void);
+
+#endif

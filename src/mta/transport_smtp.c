@@ -1,0 +1,145 @@
+/*
+ * transport_smtp — the "smtp" transport: SMTP to the customer's link
+ * address (deliver = "link", at the customer's port) or to its fixed host
+ * (deliver = "HOST:PORT"; a name is looked up by the scheduler before a
+ * session opens).  A session is one smtp_client connection (client.c) with
+ * the customer's TLS policy and expect_helo; this file only adapts the
+ * client's calls and callbacks to the transport interface.
+ *
+ * Trusts the configuration and the scheduler's target (a numeric address);
+ * everything the remote server says is the client's to bound.  Guarantees
+ * what the client does: done() once per message with every result set, a
+ * 2xx only from the reply to the final dot, closed() once, last (the
+ * session is freed after it).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "deliver.h"
+#include "smtp_client.h"
+#include "tls.h"
+#include "transport.h"
+#include "util.h"
+
+struct transport_session {
+    struct smtp_client *c;
+    struct transport_cbs cbs;
+    void *arg;
+    struct smtp_client_msg cm;      /* the message in flight, as the client sees it */
+};
+
+static struct {
+    struct event_base *base;
+    struct tls_ctx *tls;
+    int timeout_ms;                 /* KICKMAIL_TEST_TIMEOUT_MS */
+} TS;
+
+static int smtp_dest(const struct customer *c, const struct deliver_link *link,
+                     struct transport_dest *dst, char *err, size_t errlen)
+{
+    if (c->deliver == DELIVER_HOST) {
+        snprintf(dst->host, sizeof dst->host, "%s", c->deliver_host);
+        dst->port = c->deliver_port;
+        return 0;
+    }
+    if (!link || !link->up || !link->address[0]) {
+        snprintf(err, errlen, "%s: link is down, no usable address", c->name);
+        return -1;
+    }
+    snprintf(dst->host, sizeof dst->host, "%s", link->address);
+    dst->port = c->port;
+    return 0;
+}
+
+static void on_ready(struct smtp_client *c, void *arg)
+{
+    struct transport_session *s = arg;
+    s->cbs.ready(s->arg);
+}
+
+static void on_done(struct smtp_client *c, struct smtp_client_msg *cm, void *arg)
+{
+    struct transport_session *s = arg;
+    struct transport_msg *msg = cm->owner;
+    for (size_t i = 0; i < msg->nrcpt; i++) {
+        msg->results[i].code = cm->results[i].code;
+        msg->results[i].text = cm->results[i].text;     /* taken over */
+    }
+    free(cm->results);
+    cm->results = NULL;
+    s->cbs.done(msg, smtp_client_relay(c), s->arg);
+}
+
+static void on_closed(struct smtp_client *c, int code, const char *reason, void *arg)
+{
+    struct transport_session *s = arg;
+    s->cbs.closed(code, reason, s->arg);
+    free(s);                        /* the client is freed after this returns */
+}
+
+static const struct smtp_client_cbs client_cbs = { on_ready, on_done, on_closed };
+
+static struct transport_session *smtp_open(const struct transport_target *t,
+                                           const struct transport_cbs *cbs, void *arg)
+{
+    const struct customer *c = t->cust;
+    struct smtp_client_opts o = {
+        .host = t->host, .port = t->port, .helo_name = t->helo_name,
+        .tls = c->tls == TLSPOL_NONE || t->plain ? SMTPC_TLS_NONE :
+               c->tls == TLSPOL_ENCRYPT ? SMTPC_TLS_ENCRYPT : SMTPC_TLS_MAY,
+        .tls_ctx = TS.tls, .expect_helo = c->expect_helo,
+        .scale_timeouts_ms = TS.timeout_ms,
+    };
+    struct transport_session *s = xcalloc(1, sizeof *s);
+    s->cbs = *cbs;
+    s->arg = arg;
+    s->c = smtp_client_start(TS.base, &o, &client_cbs, s);
+    if (!s->c) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static void smtp_send(struct transport_session *s, struct transport_msg *msg)
+{
+    s->cm = (struct smtp_client_msg){
+        .id = msg->id, .idstr = msg->idstr, .sender = msg->sender,
+        .nrcpt = msg->nrcpt, .rcpts = msg->rcpts, .body = msg->body,
+        .eightbit = msg->eightbit, .owner = msg,
+        .results = xcalloc(msg->nrcpt ? msg->nrcpt : 1, sizeof *s->cm.results),
+    };
+    smtp_client_send(s->c, &s->cm);
+}
+
+static void smtp_quit(struct transport_session *s)
+{
+    smtp_client_quit(s->c);
+}
+
+static void smtp_abort(struct transport_session *s, const char *why)
+{
+    smtp_client_abort(s->c, why);
+}
+
+const struct transport transport_smtp = {
+    .name = "smtp", .dest = smtp_dest, .open = smtp_open, .send = smtp_send,
+    .quit = smtp_quit, .abort = smtp_abort,
+};
+
+int transport_smtp_init(struct event_base *base, char *err, size_t errlen)
+{
+    const char *t = getenv("KICKMAIL_TEST_TIMEOUT_MS");
+    TS.base = base;
+    TS.timeout_ms = t ? atoi(t) : 0;
+    TS.tls = tls_client_ctx(err, errlen);
+    return TS.tls ? 0 : -1;
+}
+
+void transport_smtp_shutdown(void)
+{
+    tls_ctx_free(TS.tls);
+    memset(&TS, 0, sizeof TS);
+}
