@@ -1,7 +1,6 @@
 /*
  * Internal interface between the SMTP listeners (server.c) and the session
- * state machine (session.c), whose command table its unit test
- * (tests/unit/test_smtp_command.c) reads too.  Not for other modules.
+ * state machine (session.c).  Not for other modules.
  */
 #ifndef KM_SMTP_INT_H
 #define KM_SMTP_INT_H
@@ -33,27 +32,6 @@ enum smtp_state {
     SS_CLOSING,     /* final reply queued: close when drained */
 };
 
-/* A state as a bit, for the sets of states in the command table. */
-#define SS_BIT(st)      (1u << (st))
-/* The states in which command lines are read and the table consulted. */
-#define SS_COMMANDS     (SS_BIT(SS_INIT) | SS_BIT(SS_HELO) | SS_BIT(SS_MAIL) | SS_BIT(SS_RCPT))
-
-/* What a command may need of its session.  The table checks a command's
- * needs before anything else, in this order, and the first unmet one
- * answers with its reply (bad: counts against max_bad_commands). */
-enum smtp_need {
-    SMTP_NEED_TLS_AVAIL = 1u << 0,  /* STARTTLS is offered here (a tls section):
-                                     * "502 5.5.1 Error: command not implemented", bad */
-    SMTP_NEED_PLAIN     = 1u << 1,  /* not under TLS yet:
-                                     * "554 5.5.1 Error: TLS already active" */
-    SMTP_NEED_HELO      = 1u << 2,  /* HELO/EHLO done:
-                                     * "503 5.5.1 Error: send HELO/EHLO first", bad */
-    SMTP_NEED_TLS       = 1u << 3,  /* under TLS, where the session's listener requires it:
-                                     * "530 5.7.0 Must issue a STARTTLS command first", bad */
-    SMTP_NEED_AUTH      = 1u << 4,  /* authenticated, where the listener requires it:
-                                     * "530 5.7.0 Authentication required", bad */
-};
-
 /* One client address: what max_connections_per_client and
  * max_data_in_memory_per_client count.  Lives while it has sessions. */
 struct client_count {
@@ -83,12 +61,12 @@ struct smtp_sess {
     int fd;
     char peer[64];                  /* IP address as text */
     struct client_count *client;    /* this client address's counters */
-    enum smtp_state state;          /* set only by sess_enter_state() */
+    enum smtp_state state;
+    int esmtp;
+    char *helo;
     unsigned require;               /* SMTP_NEED_TLS / SMTP_NEED_AUTH: what its listener
                                      * demands before MAIL (nothing sets them yet) */
     int authenticated;              /* AUTH succeeded (nothing sets it yet) */
-    int esmtp;
-    char *helo;
     unsigned bad;                   /* bad commands so far */
     int skipping;                   /* discarding an over-long line up to LF */
     int dead;                       /* peer gone while SS_COMMIT: free on completion */
@@ -113,6 +91,27 @@ struct smtp_sess {
 
 extern struct smtp_env smtp_env;
 
+/* A state as a bit, for the sets of states in the command table. */
+#define SS_BIT(st)      (1u << (st))
+/* The states in which command lines are read and the table consulted. */
+#define SS_COMMANDS     (SS_BIT(SS_INIT) | SS_BIT(SS_HELO) | SS_BIT(SS_MAIL) | SS_BIT(SS_RCPT))
+
+/* What a command may need of its session.  The table checks a command's
+ * needs before anything else, in this order, and the first unmet one
+ * answers with its reply (bad: counts against max_bad_commands). */
+enum smtp_need {
+    SMTP_NEED_TLS_AVAIL = 1u << 0,  /* STARTTLS is offered here (a tls section):
+                                     * "502 5.5.1 Error: command not implemented", bad */
+    SMTP_NEED_PLAIN     = 1u << 1,  /* not under TLS yet:
+                                     * "554 5.5.1 Error: TLS already active" */
+    SMTP_NEED_HELO      = 1u << 2,  /* HELO/EHLO done:
+                                     * "503 5.5.1 Error: send HELO/EHLO first", bad */
+    SMTP_NEED_TLS       = 1u << 3,  /* under TLS, where the session's listener requires it:
+                                     * "530 5.7.0 Must issue a STARTTLS command first", bad */
+    SMTP_NEED_AUTH      = 1u << 4,  /* authenticated, where the listener requires it:
+                                     * "530 5.7.0 Authentication required", bad */
+};
+
 /* A refusal the command table gives by itself. */
 struct smtp_refusal {
     const char *reply;              /* the whole reply line, without CR LF */
@@ -136,7 +135,8 @@ struct smtp_command {
     void (*proceed)(struct smtp_sess *s, const char *arg, size_t len);
 };
 
-/* session.c */
+/* session.c; also read by the command table's unit test
+ * (tests/unit/test_smtp_command.c). */
 /* The table's row for verb; NULL when it has none. */
 const struct smtp_command *smtp_command_find(enum smtp_verb verb);
 /* What the table itself answers to command c (NULL: no row) with argument
@@ -147,8 +147,6 @@ const struct smtp_command *smtp_command_find(enum smtp_verb verb);
 const struct smtp_refusal *smtp_command_refusal(const struct smtp_command *c, unsigned met,
                                                 enum smtp_state st, const char *arg,
                                                 size_t len);
-/* Starts a session the server made (io, fd, peer, client and mem set): the
- * greeting goes out. */
 void smtp_sess_start(struct smtp_sess *s);
 /* Server shutdown: 421 to an idle session (or close after its commit). */
 void smtp_sess_shutdown(struct smtp_sess *s);
