@@ -8,7 +8,11 @@
  * durable; recipients are accepted only in customer domains (plus
  * <postmaster>); after STARTTLS nothing received before the handshake is
  * used.  Commands are answered strictly in order; while a commit is pending
- * no further input is read.
+ * no further input is read.  Structure (OpenSMTPD's smtp_session.c): a
+ * command table whose rows say what each command needs of the session and
+ * in which states it may run, the table answering every refusal of those
+ * kinds itself (smtp_command_refusal, pure), and one sess_enter_state()
+ * through which every state change passes.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -109,11 +113,61 @@ static void sess_close(struct smtp_sess *s, const char *why)
     sess_free(s);
 }
 
+/* ---- states ---- */
+
+static const char *const state_names[] = {
+    [SS_INIT] = "INIT", [SS_HELO] = "HELO", [SS_MAIL] = "MAIL", [SS_RCPT] = "RCPT",
+    [SS_DATA] = "DATA", [SS_COMMIT] = "COMMIT", [SS_TLS] = "TLS", [SS_CLOSING] = "CLOSING",
+};
+
+/* The states each state may go to.  INIT -> INIT is the session's start;
+ * HELO and RCPT go to themselves on a second HELO/EHLO, RSET or RCPT. */
+static const unsigned state_next[] = {
+    [SS_INIT] = SS_BIT(SS_INIT) | SS_BIT(SS_HELO) | SS_BIT(SS_TLS) | SS_BIT(SS_CLOSING),
+    [SS_HELO] = SS_BIT(SS_HELO) | SS_BIT(SS_MAIL) | SS_BIT(SS_TLS) | SS_BIT(SS_CLOSING),
+    [SS_MAIL] = SS_BIT(SS_HELO) | SS_BIT(SS_RCPT) | SS_BIT(SS_CLOSING),
+    [SS_RCPT] = SS_BIT(SS_HELO) | SS_BIT(SS_RCPT) | SS_BIT(SS_DATA) | SS_BIT(SS_CLOSING),
+    [SS_DATA] = SS_BIT(SS_HELO) | SS_BIT(SS_COMMIT) | SS_BIT(SS_CLOSING),
+    [SS_COMMIT] = SS_BIT(SS_HELO),
+    [SS_TLS] = SS_BIT(SS_INIT) | SS_BIT(SS_CLOSING),
+    [SS_CLOSING] = 0,
+};
+
+/* The one place a session changes state.  Entering INIT (the start, or
+ * after the TLS handshake) forgets HELO/EHLO and any transaction; entering
+ * HELO ends any transaction; entering TLS or CLOSING stops reading input
+ * (nothing more is read in plaintext; a final reply is queued, and
+ * IO_DRAINED then closes the session). */
+static void sess_enter_state(struct smtp_sess *s, enum smtp_state st)
+{
+    if (!(state_next[s->state] & SS_BIT(st)))
+        log_fatal("smtp: session from %s: no move from state %s to %s", s->peer,
+                  state_names[s->state], state_names[st]);
+    log_debug("smtp: session from %s: %s -> %s", s->peer, state_names[s->state],
+              state_names[st]);
+    s->state = st;
+    switch (st) {
+    case SS_INIT:
+        txn_reset(s);
+        free(s->helo);
+        s->helo = NULL;
+        break;
+    case SS_HELO:
+        txn_reset(s);
+        break;
+    case SS_TLS:
+    case SS_CLOSING:
+        io_pause(s->io);
+        break;
+    default:
+        break;
+    }
+}
+
 /* Queue a final reply and close once it is written. */
 static void sess_finish(struct smtp_sess *s)
 {
-    s->state = SS_CLOSING;
-    io_pause(s->io);
+    sess_enter_state(s, SS_CLOSING);
     /* a reply is always queued before this: IO_DRAINED closes the session */
 }
 
@@ -128,19 +182,14 @@ static void bad_command(struct smtp_sess *s)
 
 /* ---- commands ---- */
 
+/* HELO and EHLO, their argument checked (check_helo, check_ehlo). */
 static void cmd_helo(struct smtp_sess *s, const char *arg, size_t len, int esmtp)
 {
-    if (smtp_parse_helo(arg, len) < 0) {
-        reply(s, "501 Syntax: %s hostname", esmtp ? "EHLO" : "HELO");
-        bad_command(s);
-        return;
-    }
-    txn_reset(s);
     free(s->helo);
     const char *sp = memchr(arg, ' ', len);
     s->helo = xstrndup(arg, sp ? (size_t)(sp - arg) : len);
     s->esmtp = esmtp;
-    s->state = SS_HELO;
+    sess_enter_state(s, SS_HELO);          /* ends any transaction */
     if (!esmtp) {
         reply(s, "250 %s", hostname());
         return;
@@ -183,16 +232,6 @@ static void cmd_mail(struct smtp_sess *s, const char *arg, size_t len)
     struct smtp_mailbox mb;
     struct smtp_params p;
     char wire[ADDR_WIRE_MAX + 1] = "";
-    if (s->state == SS_INIT) {
-        reply(s, "503 5.5.1 Error: send HELO/EHLO first");
-        bad_command(s);
-        return;
-    }
-    if (s->state != SS_HELO) {
-        reply(s, "503 5.5.1 Error: nested MAIL command");
-        bad_command(s);
-        return;
-    }
     if (parse_path(s, arg, len, 0, &mb, &p) < 0)
         return;
     if (!mb.null && addr_format(mb.local, mb.domain, wire, sizeof wire) < 0) {
@@ -207,7 +246,7 @@ static void cmd_mail(struct smtp_sess *s, const char *arg, size_t len)
     }
     s->declared_size = p.has_size ? p.size : 0;
     s->sender = xstrdup(wire);         /* the wire form: quoted again if need be */
-    s->state = SS_MAIL;
+    sess_enter_state(s, SS_MAIL);
     s->n_mail++;
     reply(s, "250 2.1.0 Ok");
 }
@@ -332,17 +371,12 @@ static void cmd_rcpt(struct smtp_sess *s, const char *arg, size_t len)
     struct smtp_mailbox mb;
     struct smtp_params p;
     size_t mark = evbuffer_get_length(s->out);
-    if (s->state != SS_MAIL && s->state != SS_RCPT) {
-        reply(s, "503 5.5.1 Error: need MAIL command");
-        bad_command(s);
-        return;
-    }
     if (parse_path(s, arg, len, 1, &mb, &p) < 0) {
         rcpt_log_reject(s, NULL, mark);
         return;
     }
     if (rcpt_decide(s, &mb) == 0) {
-        s->state = SS_RCPT;
+        sess_enter_state(s, SS_RCPT);
         s->n_rcpt++;
     } else {
         rcpt_log_reject(s, &mb, mark);
@@ -378,13 +412,8 @@ static void add_received(struct smtp_sess *s)
 static void cmd_data(struct smtp_sess *s, const char *arg, size_t len)
 {
     const struct smtp_conf *sc = &smtp_env.cfg->smtp;
-    if (s->state == SS_MAIL) {
+    if (s->nrcpt == 0) {               /* still in SS_MAIL */
         reply(s, "554 5.5.1 Error: no valid recipients");
-        return;
-    }
-    if (s->state != SS_RCPT) {
-        reply(s, "503 5.5.1 Error: need RCPT command");
-        bad_command(s);
         return;
     }
     if (len) {
@@ -398,7 +427,7 @@ static void cmd_data(struct smtp_sess *s, const char *arg, size_t len)
     add_received(s);
     smtp_data_init(&s->data, sc->max_message_size, sc->line_length_limit,
                    sc->header_size_limit, sc->max_received_headers);
-    s->state = SS_DATA;
+    sess_enter_state(s, SS_DATA);
     s->n_data++;
     s->incoming = 1;
     qmgr_incoming(1);
@@ -407,36 +436,15 @@ static void cmd_data(struct smtp_sess *s, const char *arg, size_t len)
 
 static void cmd_rset(struct smtp_sess *s, const char *arg, size_t len)
 {
-    txn_reset(s);
     if (s->state != SS_INIT)
-        s->state = SS_HELO;
+        sess_enter_state(s, SS_HELO);  /* ends any transaction (none in INIT) */
     reply(s, "250 2.0.0 Ok");
 }
 
 static void cmd_starttls(struct smtp_sess *s, const char *arg, size_t len)
 {
-    if (!smtp_env.tls) {
-        reply(s, "502 5.5.1 Error: command not implemented");
-        bad_command(s);
-        return;
-    }
-    if (io_is_tls(s->io)) {
-        reply(s, "554 5.5.1 Error: TLS already active");
-        return;
-    }
-    if (len) {
-        reply(s, "501 5.5.4 Syntax: STARTTLS");
-        return;
-    }
-    if (s->state == SS_MAIL || s->state == SS_RCPT) {
-        /* as Postfix: the transaction stays; RSET (or its end) first */
-        reply(s, "503 5.5.1 Error: MAIL transaction in progress");
-        bad_command(s);
-        return;
-    }
     reply(s, "220 2.0.0 Ready to start TLS");
-    s->state = SS_TLS;
-    io_pause(s->io);        /* nothing more is read in plaintext */
+    sess_enter_state(s, SS_TLS);   /* nothing more is read in plaintext */
 }
 
 /* Called when the 220 for STARTTLS has been written out. */
@@ -451,18 +459,9 @@ static void sess_tls_switch(struct smtp_sess *s)
     if (dropped > 0)
         log_warn("%s: discarded %ld bytes received in plaintext after STARTTLS",
                  s->peer, dropped);
-    txn_reset(s);
-    free(s->helo);
-    s->helo = NULL;
-    s->state = SS_INIT;
+    sess_enter_state(s, SS_INIT);  /* forgets HELO/EHLO and any transaction */
     io_resume(s->io);
 }
-
-struct smtp_command {
-    enum smtp_verb verb;
-    const char *name;
-    void (*fn)(struct smtp_sess *s, const char *arg, size_t len);
-};
 
 static void cmd_ehlo(struct smtp_sess *s, const char *a, size_t n) { cmd_helo(s, a, n, 1); }
 static void cmd_helo0(struct smtp_sess *s, const char *a, size_t n) { cmd_helo(s, a, n, 0); }
@@ -484,16 +483,6 @@ static void cmd_quit(struct smtp_sess *s, const char *a, size_t n)
 static void cmd_etrn(struct smtp_sess *s, const char *a, size_t n)
 {
     char out[512];
-    if (s->state == SS_INIT) {
-        reply(s, "503 5.5.1 Error: send HELO/EHLO first");
-        bad_command(s);
-        return;
-    }
-    if (s->state != SS_HELO) {
-        reply(s, "503 5.5.1 Error: MAIL transaction in progress");
-        bad_command(s);
-        return;
-    }
     int code = smtp_etrn(smtp_env.reg, a, n, out, sizeof out);
     log_info("ETRN %.*s from %s: %s", (int)(n > 100 ? 100 : n), a, s->peer, out);
     reply(s, "%s", out);
@@ -501,30 +490,111 @@ static void cmd_etrn(struct smtp_sess *s, const char *a, size_t n)
         bad_command(s);
 }
 
-static void cmd_unimpl(struct smtp_sess *s, const char *a, size_t n)
+/* ---- the command table ---- */
+
+static const struct smtp_refusal *check_helo(const char *arg, size_t len)
 {
-    reply(s, "502 5.5.1 Error: command not implemented");
-    bad_command(s);
+    static const struct smtp_refusal r = { "501 Syntax: HELO hostname", 1 };
+    return smtp_parse_helo(arg, len) < 0 ? &r : NULL;
 }
 
+static const struct smtp_refusal *check_ehlo(const char *arg, size_t len)
+{
+    static const struct smtp_refusal r = { "501 Syntax: EHLO hostname", 1 };
+    return smtp_parse_helo(arg, len) < 0 ? &r : NULL;
+}
+
+static const struct smtp_refusal *check_starttls(const char *arg, size_t len)
+{
+    static const struct smtp_refusal r = { "501 5.5.4 Syntax: STARTTLS", 0 };
+    return len ? &r : NULL;
+}
+
+#define IN_TXN  { "503 5.5.1 Error: MAIL transaction in progress", 1 }
+
 static const struct smtp_command commands[] = {
-    { SMTP_V_EHLO, "EHLO", cmd_ehlo },
-    { SMTP_V_HELO, "HELO", cmd_helo0 },
-    { SMTP_V_MAIL, "MAIL", cmd_mail },
-    { SMTP_V_RCPT, "RCPT", cmd_rcpt },
-    { SMTP_V_DATA, "DATA", cmd_data },
-    { SMTP_V_RSET, "RSET", cmd_rset },
-    { SMTP_V_NOOP, "NOOP", cmd_noop },
-    { SMTP_V_QUIT, "QUIT", cmd_quit },
-    { SMTP_V_VRFY, "VRFY", cmd_vrfy },
-    { SMTP_V_HELP, "HELP", cmd_help },
-    { SMTP_V_STARTTLS, "STARTTLS", cmd_starttls },
-    { SMTP_V_EXPN, "EXPN", cmd_unimpl },
-    { SMTP_V_ETRN, "ETRN", cmd_etrn },
-    { SMTP_V_AUTH, "AUTH", cmd_unimpl },
-    { SMTP_V_BDAT, "BDAT", cmd_unimpl },
-    { SMTP_V_ATRN, "ATRN", cmd_unimpl },
+    { SMTP_V_EHLO, "EHLO", 0, check_ehlo, SS_COMMANDS, { 0 }, cmd_ehlo },
+    { SMTP_V_HELO, "HELO", 0, check_helo, SS_COMMANDS, { 0 }, cmd_helo0 },
+    { SMTP_V_MAIL, "MAIL", SMTP_NEED_HELO | SMTP_NEED_TLS | SMTP_NEED_AUTH, NULL,
+      SS_BIT(SS_HELO), { "503 5.5.1 Error: nested MAIL command", 1 }, cmd_mail },
+    { SMTP_V_RCPT, "RCPT", 0, NULL, SS_BIT(SS_MAIL) | SS_BIT(SS_RCPT),
+      { "503 5.5.1 Error: need MAIL command", 1 }, cmd_rcpt },
+    { SMTP_V_DATA, "DATA", 0, NULL, SS_BIT(SS_MAIL) | SS_BIT(SS_RCPT),
+      { "503 5.5.1 Error: need RCPT command", 1 }, cmd_data },
+    { SMTP_V_RSET, "RSET", 0, NULL, SS_COMMANDS, { 0 }, cmd_rset },
+    { SMTP_V_NOOP, "NOOP", 0, NULL, SS_COMMANDS, { 0 }, cmd_noop },
+    { SMTP_V_QUIT, "QUIT", 0, NULL, SS_COMMANDS, { 0 }, cmd_quit },
+    { SMTP_V_VRFY, "VRFY", 0, NULL, SS_COMMANDS, { 0 }, cmd_vrfy },
+    { SMTP_V_HELP, "HELP", 0, NULL, SS_COMMANDS, { 0 }, cmd_help },
+    /* as Postfix: inside a transaction STARTTLS is refused and the
+     * transaction stays; RSET (or its end) first */
+    { SMTP_V_STARTTLS, "STARTTLS", SMTP_NEED_TLS_AVAIL | SMTP_NEED_PLAIN, check_starttls,
+      SS_BIT(SS_INIT) | SS_BIT(SS_HELO), IN_TXN, cmd_starttls },
+    { SMTP_V_ETRN, "ETRN", SMTP_NEED_HELO, NULL, SS_BIT(SS_HELO), IN_TXN, cmd_etrn },
+    { SMTP_V_EXPN, "EXPN", 0, NULL, 0, { 0 }, NULL },
+    { SMTP_V_AUTH, "AUTH", 0, NULL, 0, { 0 }, NULL },
+    { SMTP_V_BDAT, "BDAT", 0, NULL, 0, { 0 }, NULL },
+    { SMTP_V_ATRN, "ATRN", 0, NULL, 0, { 0 }, NULL },
 };
+
+/* The replies of the needs, in the order they are checked. */
+static const struct {
+    unsigned need;
+    struct smtp_refusal refusal;
+} need_refusals[] = {
+    { SMTP_NEED_TLS_AVAIL, { "502 5.5.1 Error: command not implemented", 1 } },
+    { SMTP_NEED_PLAIN, { "554 5.5.1 Error: TLS already active", 0 } },
+    { SMTP_NEED_HELO, { "503 5.5.1 Error: send HELO/EHLO first", 1 } },
+    { SMTP_NEED_TLS, { "530 5.7.0 Must issue a STARTTLS command first", 1 } },
+    { SMTP_NEED_AUTH, { "530 5.7.0 Authentication required", 1 } },
+};
+
+const struct smtp_command *smtp_command_find(enum smtp_verb verb)
+{
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (commands[i].verb == verb)
+            return &commands[i];
+    return NULL;
+}
+
+const struct smtp_refusal *smtp_command_refusal(const struct smtp_command *c, unsigned met,
+                                                enum smtp_state st, const char *arg,
+                                                size_t len)
+{
+    static const struct smtp_refusal unimpl = { "502 5.5.1 Error: command not implemented", 1 };
+    if (!(SS_BIT(st) & SS_COMMANDS))
+        log_fatal("smtp: a command looked up in state %s", state_names[st]);
+    if (!c || !c->proceed)
+        return &unimpl;
+    for (size_t i = 0; i < sizeof need_refusals / sizeof need_refusals[0]; i++)
+        if ((c->needs & need_refusals[i].need) && !(met & need_refusals[i].need))
+            return &need_refusals[i].refusal;
+    const struct smtp_refusal *r = c->check ? c->check(arg, len) : NULL;
+    if (r)
+        return r;
+    if (!(c->states & SS_BIT(st)))
+        return &c->wrong_state;
+    return NULL;
+}
+
+/* The needs (SMTP_NEED_*) the session meets now; SMTP_NEED_TLS and
+ * SMTP_NEED_AUTH also where its listener does not require them. */
+static unsigned sess_met(const struct smtp_sess *s)
+{
+    int tls = io_is_tls(s->io);
+    unsigned met = 0;
+    if (smtp_env.tls)
+        met |= SMTP_NEED_TLS_AVAIL;
+    if (!tls)
+        met |= SMTP_NEED_PLAIN;
+    if (s->helo)
+        met |= SMTP_NEED_HELO;
+    if (tls || !(s->require & SMTP_NEED_TLS))
+        met |= SMTP_NEED_TLS;
+    if (s->authenticated || !(s->require & SMTP_NEED_AUTH))
+        met |= SMTP_NEED_AUTH;
+    return met;
+}
 
 static void sess_command(struct smtp_sess *s, const char *line, size_t len)
 {
@@ -535,14 +605,16 @@ static void sess_command(struct smtp_sess *s, const char *line, size_t len)
         bad_command(s);
         return;
     }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
-        if (commands[i].verb == cmd.verb) {
-            commands[i].fn(s, cmd.arg, cmd.arglen);
-            return;
-        }
+    const struct smtp_command *c = smtp_command_find(cmd.verb);
+    const struct smtp_refusal *r = smtp_command_refusal(c, sess_met(s), s->state,
+                                                        cmd.arg, cmd.arglen);
+    if (r) {
+        reply(s, "%s", r->reply);
+        if (r->bad)
+            bad_command(s);
+        return;
     }
-    reply(s, "502 5.5.1 Error: command not implemented");
-    bad_command(s);
+    c->proceed(s, cmd.arg, cmd.arglen);
 }
 
 /* ---- message data and commit ---- */
@@ -582,8 +654,7 @@ static void data_refuse(struct smtp_sess *s)
              msgs[s->data.err] + 10);
     stats_add(ST_REJECTED, 1);
     reply(s, "%s", msgs[s->data.err]);
-    txn_reset(s);
-    s->state = SS_HELO;
+    sess_enter_state(s, SS_HELO);
 }
 
 static void commit_done(int err, void *arg)
@@ -609,8 +680,7 @@ static void commit_done(int err, void *arg)
     } else {
         reply(s, "451 4.3.0 Error: queue file write error");
     }
-    txn_reset(s);
-    s->state = SS_HELO;
+    sess_enter_state(s, SS_HELO);
     if (smtp_env.stopping) {
         smtp_sess_shutdown(s);
         return;
@@ -652,15 +722,13 @@ static void data_end(struct smtp_sess *s)
                                           : sc->max_data_in_memory_per_client));
         stats_add(ST_REJECTED, 1);
         reply(s, "452 4.3.1 Insufficient system resources, try again later");
-        txn_reset(s);
-        s->state = SS_HELO;
+        sess_enter_state(s, SS_HELO);
         return;
     }
     size_t size = evbuffer_get_length(s->body);
     if (customers_over_quota(s, size)) {
         reply(s, "452 4.2.2 Error: customer over quota");
-        txn_reset(s);
-        s->state = SS_HELO;
+        sess_enter_state(s, SS_HELO);
         return;
     }
     struct spool_rcpt *rc = xcalloc(s->nrcpt, sizeof *rc);
@@ -672,7 +740,7 @@ static void data_end(struct smtp_sess *s)
         .id = s->id, .arrival = (int64_t)time(NULL), .sender = s->sender,
         .nrcpt = s->nrcpt, .rcpts = rc,
     };
-    s->state = SS_COMMIT;
+    sess_enter_state(s, SS_COMMIT);
     s->stored_size = size;              /* as list shows it: Received: included */
     qmgr_submit(&env, s->body, commit_done, s);
     free(rc);
@@ -837,7 +905,7 @@ void smtp_sess_start(struct smtp_sess *s)
 {
     io_set_cb(s->io, sess_on_io, s);
     io_set_timeout(s->io, (int)smtp_env.cfg->smtp.timeout);
-    s->state = SS_INIT;
+    sess_enter_state(s, SS_INIT);
     s->out = evbuffer_new();
     log_info("connect from %s", s->peer);
     reply(s, "220 %s ESMTP kickmail", hostname());

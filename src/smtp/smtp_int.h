@@ -19,6 +19,9 @@ struct registry;
 struct tls_ctx;
 struct evbuffer;
 
+/* A session's states; it changes state only through session.c's
+ * sess_enter_state(), which knows the moves allowed (any other is a broken
+ * invariant: log_fatal) and what entering each state does. */
 enum smtp_state {
     SS_INIT,        /* greeting sent, no HELO/EHLO yet */
     SS_HELO,        /* HELO/EHLO done, no transaction */
@@ -56,6 +59,9 @@ struct smtp_sess {
     enum smtp_state state;
     int esmtp;
     char *helo;
+    unsigned require;               /* SMTP_NEED_TLS / SMTP_NEED_AUTH: what its listener
+                                     * demands before MAIL (nothing sets them yet) */
+    int authenticated;              /* AUTH succeeded (nothing sets it yet) */
     unsigned bad;                   /* bad commands so far */
     int skipping;                   /* discarding an over-long line up to LF */
     int dead;                       /* peer gone while SS_COMMIT: free on completion */
@@ -80,7 +86,62 @@ struct smtp_sess {
 
 extern struct smtp_env smtp_env;
 
-/* session.c */
+/* A state as a bit, for the sets of states in the command table. */
+#define SS_BIT(st)      (1u << (st))
+/* The states in which command lines are read and the table consulted. */
+#define SS_COMMANDS     (SS_BIT(SS_INIT) | SS_BIT(SS_HELO) | SS_BIT(SS_MAIL) | SS_BIT(SS_RCPT))
+
+/* What a command may need of its session.  The table checks a command's
+ * needs before anything else, in this order, and the first unmet one
+ * answers with its reply (bad: counts against max_bad_commands). */
+enum smtp_need {
+    SMTP_NEED_TLS_AVAIL = 1u << 0,  /* STARTTLS is offered here (a tls section):
+                                     * "502 5.5.1 Error: command not implemented", bad */
+    SMTP_NEED_PLAIN     = 1u << 1,  /* not under TLS yet:
+                                     * "554 5.5.1 Error: TLS already active" */
+    SMTP_NEED_HELO      = 1u << 2,  /* HELO/EHLO done:
+                                     * "503 5.5.1 Error: send HELO/EHLO first", bad */
+    SMTP_NEED_TLS       = 1u << 3,  /* under TLS, where the session's listener requires it:
+                                     * "530 5.7.0 Must issue a STARTTLS command first", bad */
+    SMTP_NEED_AUTH      = 1u << 4,  /* authenticated, where the listener requires it:
+                                     * "530 5.7.0 Authentication required", bad */
+};
+
+/* A refusal the command table gives by itself. */
+struct smtp_refusal {
+    const char *reply;              /* the whole reply line, without CR LF */
+    int bad;                        /* counts against max_bad_commands */
+};
+
+/* One row of the SMTP server's command table (session.c).  A command line
+ * goes through, in this order: its needs (SMTP_NEED_*: the first unmet one
+ * answers), its check (the tests of its argument that come before its
+ * state, as in Postfix: may answer), its states (in a command state not in
+ * states: wrong_state answers), then proceed, which does the command and
+ * answers it (refusing what depends on the transaction or on the argument's
+ * meaning).  proceed NULL: a known verb not implemented here (502). */
+struct smtp_command {
+    enum smtp_verb verb;
+    const char *name;
+    unsigned needs;                 /* SMTP_NEED_* */
+    const struct smtp_refusal *(*check)(const char *arg, size_t len);  /* pure; NULL: none */
+    unsigned states;                /* SS_BIT()s in which it may run */
+    struct smtp_refusal wrong_state;
+    void (*proceed)(struct smtp_sess *s, const char *arg, size_t len);
+};
+
+/* session.c; also read by the command table's unit test
+ * (tests/unit/test_smtp_command.c). */
+/* The table's row for verb; NULL when it has none. */
+const struct smtp_command *smtp_command_find(enum smtp_verb verb);
+/* What the table itself answers to command c (NULL: no row) with argument
+ * arg/len in state st, for a session that meets the needs in met
+ * (SMTP_NEED_* bits, SMTP_NEED_TLS and SMTP_NEED_AUTH set where its
+ * listener does not require them): NULL when c's proceed is to run.  Pure;
+ * st must be one of SS_COMMANDS (else log_fatal). */
+const struct smtp_refusal *smtp_command_refusal(const struct smtp_command *c, unsigned met,
+                                                enum smtp_state st, const char *arg,
+                                                size_t len);
 void smtp_sess_start(struct smtp_sess *s);
 /* Server shutdown: 421 to an idle session (or close after its commit). */
 void smtp_sess_shutdown(struct smtp_sess *s);
