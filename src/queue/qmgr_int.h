@@ -17,8 +17,9 @@ struct spool;
 const struct registry *qmgr_registry(void);
 struct spool *qmgr_spool(void);
 
-/* Deferrals noted whose STATE records are not queued yet (part of
- * qmgr_busy: a clean stop writes them first).  (qmgr_ops.c) */
+/* Deferrals noted whose STATE records are not queued yet, or result and
+ * deferral records (qmgr_msg_record) not yet synced (part of qmgr_busy: a
+ * clean stop writes them and runs their callbacks first).  (qmgr_ops.c) */
 int qmgr_defer_pending(void);
 
 /* bounce.c: starts and stops the expiry tick (from qmgr_init,

@@ -319,6 +319,10 @@ struct record_ctx {
     void *arg;
 };
 
+/* Results and deferrals queued and not yet synced: a stop waits for them
+ * (qmgr_busy), so that each one's callback runs before the spool closes. */
+static unsigned records_in_flight;
+
 static void record_done(int err, void *arg)
 {
     struct record_ctx *rx = arg;
@@ -333,6 +337,7 @@ static void record_done(int err, void *arg)
     if (rx->cb)
         rx->cb(err, rx->arg);
     free(rx);
+    records_in_flight--;
 }
 
 static void record_state_done(int err, void *arg)
@@ -379,7 +384,7 @@ void qmgr_defer_note(struct qmsg *m)
 
 int qmgr_defer_pending(void)
 {
-    return DF.n > 0;
+    return DF.n > 0 || records_in_flight > 0;
 }
 
 void qmgr_defer_shutdown(void)
@@ -398,6 +403,7 @@ void qmgr_msg_record(struct qmsg *m, qmgr_cb *cb, void *arg)
     rx->id = m->id;
     rx->cb = cb;
     rx->arg = arg;
+    records_in_flight++;
     if (m->npending == 0) {
         spool_append_done(Q.spool, m->id, record_done, rx);
         return;

@@ -300,7 +300,7 @@ def test_unquoted_addresses_of_an_old_spool_are_quoted_again(make_daemon):
 
         d.kickq("link", "up", "acme", MTA_HOST)
         wait_for(lambda: all(rec.for_rcpt(w) for w in wires),
-                 what="the old messages at the customer's server (lines %r)" % rec.lines)
+                 what="the old messages at the customer's server (lines %r)\n%s" % (rec.lines, d.log_text()))
         for w in wires:
             (txn, _), = rec.for_rcpt(w)
             assert txn == ["MAIL FROM:<%s>" % sender, "RCPT TO:<%s>" % w], txn
