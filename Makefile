@@ -57,7 +57,7 @@ UNITSRC := $(wildcard tests/unit/test_*.c)
 UNITBIN := $(UNITSRC:tests/unit/%.c=$(BUILD)/tests/%)
 PYTEST  := /usr/bin/python3 -m pytest
 
-.PHONY: all deps run check unit integration check-asan fuzz bench clean install
+.PHONY: all deps run check structure unit integration check-asan fuzz bench clean install
 
 all: deps-ok $(BUILD)/kickmaild $(KICKQ_BINS)
 
@@ -66,7 +66,7 @@ deps-ok: scripts/install-deps
 	@scripts/install-deps
 deps: deps-ok
 
-$(BUILD)/%.o: %.c $(wildcard include/*.h src/*/*.h)
+$(BUILD)/%.o: %.c $(wildcard include/*/*.h src/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
@@ -81,7 +81,7 @@ ifneq ($(SAN),1)
 $(BUILD)/src/ctl/kickq.o: CFLAGS += -DKICKQ_STATIC_GLIBC
 endif
 ifneq ($(KICKQ_FRONT),)
-$(BUILD)/kickq: $(KICKQ_SRC) include/ctl.h
+$(BUILD)/kickq: $(KICKQ_SRC) include/ctl/ctl.h
 	@mkdir -p $(dir $@)
 	$(KICKQ_FRONT) -static -std=c11 -D_GNU_SOURCE $(MUSL_CFLAGS) -Wall -Wextra -Werror \
 	  -Wshadow -Wno-unused-parameter -Iinclude -DKICKQ_CONFIG_EXEC \
@@ -108,10 +108,14 @@ unit: all $(UNITBIN)
 integration: all
 	KICKMAIL_BUILD=$(abspath $(BUILD)) $(PYTEST) -q -p no:cacheprovider tests/integration
 
+# The tiers of src/ (README, "Source layout"), read from the #include lines.
+structure:
+	$(PYTEST) -q -p no:cacheprovider tests/structure
+
 check-asan:
 	$(MAKE) BUILD=build-asan SAN=1 unit integration
 
-check: unit integration
+check: structure unit integration
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  $(MAKE) --no-print-directory check-asan
 	@echo "make check: all suites passed"

@@ -15,7 +15,7 @@
  */
 #include <string.h>
 
-#include "addr.h"
+#include "core/addr.h"
 
 #define ADDR_LEN_LIMIT 65535    /* no stored string is longer (spool format) */
 

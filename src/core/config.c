@@ -30,11 +30,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "core/config.h"
+#include "core/hosts.h"
+#include "core/log.h"
+#include "core/util.h"
 #include "config_int.h"
-#include "hosts.h"
-#include "log.h"
-#include "util.h"
 
 #define SCAN_DEPTH 8
 #define NAME_MAX_SCAN 24

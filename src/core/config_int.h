@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-#include "config.h"
+#include "core/config.h"
 
 /* A fresh libconfuse context (a cfg_t of <confuse.h>) holding kickmail's
  * schema.  Free with cfg_free(). */

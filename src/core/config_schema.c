@@ -24,9 +24,9 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "config.h"
+#include "core/config.h"
+#include "core/util.h"
 #include "config_int.h"
-#include "util.h"
 
 /* Defaults of customer options (doc/kickmail.conf.5). */
 #define CUST_DEF_DELIVER        "link"

@@ -27,9 +27,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "config.h"
-#include "custmap.h"
-#include "util.h"
+#include "core/config.h"
+#include "core/custmap.h"
+#include "core/util.h"
 
 /* The customers table's option columns: customer option names (config.h). */
 #define CM_OPT_COLUMNS \

@@ -21,9 +21,9 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "hosts.h"
-#include "log.h"
-#include "util.h"
+#include "core/hosts.h"
+#include "core/log.h"
+#include "core/util.h"
 
 struct hosts_addr {
     int family;                     /* AF_INET or AF_INET6 */

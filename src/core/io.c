@@ -41,9 +41,9 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 
-#include "io.h"
-#include "tls.h"
-#include "util.h"
+#include "core/io.h"
+#include "core/tls.h"
+#include "core/util.h"
 
 /* The most one read takes.  A little under 16 KB, so that the chain the
  * evbuffer allocates for it (data + header) is 16 KB and not 32. */

@@ -28,11 +28,11 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
-#include "config.h"
-#include "io.h"
-#include "listener.h"
-#include "log.h"
-#include "util.h"
+#include "core/config.h"
+#include "core/io.h"
+#include "core/listener.h"
+#include "core/log.h"
+#include "core/util.h"
 
 #define DGRAM_MAX   65536       /* every UDP payload fits */
 #define DGRAM_BURST 64          /* datagrams per wake-up: others get a turn */

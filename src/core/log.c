@@ -37,7 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "core/log.h"
 
 #define LOG_MSG_MAX       4096          /* a text is cut to 4095 bytes */
 #define LOG_IDENT_MAX     64            /* of the ident in the stderr prefix */

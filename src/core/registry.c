@@ -16,8 +16,8 @@
 #include <stdlib.h>
 #include <strings.h>
 
-#include "registry.h"
-#include "util.h"
+#include "core/registry.h"
+#include "core/util.h"
 
 struct registry {
     size_t n;

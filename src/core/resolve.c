@@ -31,10 +31,10 @@
 
 #include <event2/event.h>
 
-#include "hosts.h"
-#include "log.h"
-#include "resolve.h"
-#include "util.h"
+#include "core/hosts.h"
+#include "core/log.h"
+#include "core/resolve.h"
+#include "core/util.h"
 
 struct resolve_req {
     resolve_cb *cb;                 /* NULL once cancelled */

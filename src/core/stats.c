@@ -7,7 +7,7 @@
 
 #include <event2/buffer.h>
 
-#include "stats.h"
+#include "core/stats.h"
 
 static uint64_t counters[ST_COUNT];
 

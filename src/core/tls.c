@@ -15,7 +15,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include "tls.h"
+#include "core/tls.h"
 
 struct tls_ctx {
     SSL_CTX *ctx;

@@ -14,8 +14,8 @@
 #include <strings.h>
 #include <time.h>
 
-#include "log.h"
-#include "util.h"
+#include "core/log.h"
+#include "core/util.h"
 
 static int parse_scaled(const char *s, uint64_t *out, const char *units,
                         const uint64_t *mult)

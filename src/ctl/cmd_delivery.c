@@ -16,17 +16,17 @@
 
 #include <event2/buffer.h>
 
+#include "core/config.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "ctl/ctl.h"
+#include "ctl/ctl_format.h"
+#include "link/link_event.h"
+#include "link/links.h"
+#include "mta/deliver.h"
+#include "queue/qmgr.h"
 #include "cmd.h"
-#include "config.h"
-#include "ctl.h"
-#include "ctl_format.h"
 #include "ctl_int.h"
-#include "deliver.h"
-#include "link_event.h"
-#include "links.h"
-#include "log.h"
-#include "qmgr.h"
-#include "util.h"
 
 /* CUSTOMER or DOMAIN → the customer's index entry; replies on failure. */
 static struct qcust *ctl_cust_arg(struct ctl_sess *s, const char *arg)

@@ -25,15 +25,15 @@
 
 #include <event2/buffer.h>
 
+#include "core/config.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "ctl/ctl.h"
+#include "ctl/ctl_format.h"
+#include "link/links.h"
+#include "queue/qmgr.h"
 #include "cmd.h"
-#include "config.h"
-#include "ctl.h"
-#include "ctl_format.h"
 #include "ctl_int.h"
-#include "links.h"
-#include "log.h"
-#include "qmgr.h"
-#include "util.h"
 
 /* ---- scopes: which messages list and shape look at ---- */
 

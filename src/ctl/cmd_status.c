@@ -14,14 +14,14 @@
 
 #include <event2/buffer.h>
 
+#include "core/log.h"
+#include "core/stats.h"
+#include "ctl/ctl.h"
+#include "ctl/ctl_format.h"
+#include "queue/qmgr.h"
+#include "smtp/smtp_server.h"
 #include "cmd.h"
-#include "ctl.h"
-#include "ctl_format.h"
 #include "ctl_int.h"
-#include "log.h"
-#include "qmgr.h"
-#include "smtp_server.h"
-#include "stats.h"
 
 #ifndef KM_VERSION
 #define KM_VERSION "unknown"

@@ -35,13 +35,13 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
-#include "ctl.h"
+#include "core/io.h"
+#include "core/listener.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "ctl/ctl.h"
 #include "ctl_int.h"
 #include "ctl_table.h"
-#include "io.h"
-#include "listener.h"
-#include "log.h"
-#include "util.h"
 
 #define CTL_MAX_SESSIONS 64
 

@@ -14,7 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "ctl.h"
+#include "ctl/ctl.h"
 
 static const struct ctl_cmd_spec ctl_specs[] = {
     [CTL_CMD_STATUS]  = { "status",  0, 0,  CTL_OPT_JSON, "status [--json]" },

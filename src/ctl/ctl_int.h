@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
-#include "ctl.h"
+#include "ctl/ctl.h"
 
 struct evbuffer;
 struct io;

@@ -15,10 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "core/log.h"
+#include "ctl/ctl.h"
 #include "cmd.h"
-#include "ctl.h"
 #include "ctl_table.h"
-#include "log.h"
 
 static ctl_handler *const ctl_handlers[] = {
     [CTL_CMD_STATUS]  = ctl_cmd_status,

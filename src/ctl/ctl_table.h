@@ -5,7 +5,7 @@
 #ifndef KM_CTL_TABLE_H
 #define KM_CTL_TABLE_H
 
-#include "ctl.h"
+#include "ctl/ctl.h"
 #include "ctl_int.h"
 
 /* The handler of command id (a checked request's rq->id); never NULL: the

@@ -27,12 +27,12 @@
 
 #include <event2/buffer.h>
 
-#include "ctl.h"
-#include "ctl_format.h"
-#include "deliver.h"
-#include "links.h"
-#include "qmgr.h"
-#include "util.h"
+#include "core/util.h"
+#include "ctl/ctl.h"
+#include "ctl/ctl_format.h"
+#include "link/links.h"
+#include "mta/deliver.h"
+#include "queue/qmgr.h"
 
 /* Appends a string literal (its length computed, never counted by hand). */
 #define PUT_LIT(out, lit) evbuffer_add((out), lit, sizeof(lit) - 1)

@@ -34,9 +34,9 @@
 #include <unistd.h>
 
 #ifndef KICKQ_CONFIG_EXEC
-#include "config.h"
+#include "core/config.h"
 #endif
-#include "ctl.h"
+#include "ctl/ctl.h"
 
 #ifndef KM_SYSCONFDIR
 #define KM_SYSCONFDIR "/usr/local/etc/kickmail"

@@ -23,11 +23,11 @@
 #include <string.h>
 #include <sys/queue.h>
 
-#include "config.h"
-#include "link_event.h"
-#include "links.h"
-#include "registry.h"
-#include "util.h"
+#include "core/config.h"
+#include "core/registry.h"
+#include "core/util.h"
+#include "link/link_event.h"
+#include "link/links.h"
 
 #define RADIUS_USER_MAX 253     /* RFC 2865 5.1: at most 253 octets */
 #define IFNAME_MAX      15      /* IFNAMSIZ - 1 */

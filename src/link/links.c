@@ -42,12 +42,12 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
-#include "config.h"
-#include "links.h"
-#include "log.h"
-#include "stats.h"
-#include "spool_state.h"
-#include "util.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "core/stats.h"
+#include "core/util.h"
+#include "link/links.h"
+#include "spool/spool_state.h"
 
 #define LINKS_FILE      "links"
 #define LINKS_HEADER    "# kickmail links 1"

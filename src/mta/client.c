@@ -40,12 +40,12 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
-#include "addr.h"
-#include "io.h"
-#include "log.h"
-#include "smtp_client.h"
-#include "smtp_reply.h"
-#include "util.h"
+#include "core/addr.h"
+#include "core/io.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "mta/smtp_client.h"
+#include "mta/smtp_reply.h"
 
 #define BODY_CHUNK (64 * 1024)  /* body bytes queued per write-drained round */
 

@@ -13,7 +13,7 @@
 
 #include <event2/util.h>
 
-#include "qmgr.h"
+#include "queue/qmgr.h"
 
 struct event;
 struct resolve_req;

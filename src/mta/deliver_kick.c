@@ -21,15 +21,15 @@
 
 #include <event2/event.h>
 
-#include "config.h"
-#include "deliver.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "core/stats.h"
+#include "core/util.h"
+#include "mta/deliver.h"
+#include "queue/qmgr.h"
+#include "queue/qmgr_deliver.h"
 #include "deliver_int.h"
-#include "log.h"
-#include "qmgr.h"
-#include "qmgr_deliver.h"
-#include "stats.h"
 #include "transport.h"
-#include "util.h"
 
 /* Seconds until an ETRN may start another pass (etrn_interval after the
  * last ETRN-started one); 0: now. */

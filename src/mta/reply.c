@@ -17,7 +17,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "smtp_reply.h"
+#include "mta/smtp_reply.h"
 
 enum { RP_START = 0, RP_MORE, RP_BAD };
 

@@ -11,7 +11,7 @@
  */
 #include <stdio.h>
 
-#include "config.h"
+#include "core/config.h"
 #include "transport.h"
 
 static int maildrop_dest(const struct customer *c, const struct deliver_link *link,

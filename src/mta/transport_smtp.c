@@ -16,12 +16,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
-#include "deliver.h"
-#include "smtp_client.h"
-#include "tls.h"
+#include "core/config.h"
+#include "core/tls.h"
+#include "core/util.h"
+#include "mta/deliver.h"
+#include "mta/smtp_client.h"
 #include "transport.h"
-#include "util.h"
 
 struct transport_session {
     struct smtp_client *c;

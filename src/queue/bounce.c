@@ -23,15 +23,15 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
-#include "config.h"
-#include "dsn.h"
-#include "log.h"
-#include "qmgr.h"
-#include "qmgr_deliver.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "core/registry.h"
+#include "core/stats.h"
+#include "core/util.h"
+#include "queue/dsn.h"
+#include "queue/qmgr.h"
+#include "queue/qmgr_deliver.h"
 #include "qmgr_int.h"
-#include "registry.h"
-#include "stats.h"
-#include "util.h"
 
 static struct {
     struct event *tick;             /* the expiry tick */

@@ -28,9 +28,9 @@
 
 #include <event2/buffer.h>
 
-#include "dsn.h"
-#include "log.h"
-#include "util.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "queue/dsn.h"
 
 #define DSN_MAX_ADDR    512     /* an address or host name in a DSN */
 #define DSN_MAX_DIAG    900     /* the remote's reply (a line stays under 998) */

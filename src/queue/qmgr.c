@@ -28,17 +28,17 @@
 
 #include <event2/buffer.h>
 
-#include "addr.h"
-#include "config.h"
-#include "log.h"
-#include "qmgr.h"
-#include "qmgr_deliver.h"
+#include "core/addr.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "core/registry.h"
+#include "core/util.h"
+#include "queue/qmgr.h"
+#include "queue/qmgr_deliver.h"
+#include "spool/spool.h"
+#include "spool/spool_state.h"
 #include "qmgr_int.h"
 #include "qmgr_priv.h"
-#include "registry.h"
-#include "spool.h"
-#include "spool_state.h"
-#include "util.h"
 
 struct qmgr_state Q;                /* shared with qmgr_ops.c: qmgr_priv.h */
 

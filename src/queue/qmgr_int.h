@@ -8,8 +8,8 @@
 #ifndef KM_QMGR_INT_H
 #define KM_QMGR_INT_H
 
-#include "qmgr.h"
-#include "qmgr_deliver.h"
+#include "queue/qmgr.h"
+#include "queue/qmgr_deliver.h"
 
 struct registry;
 struct spool;

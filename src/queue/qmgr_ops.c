@@ -21,15 +21,15 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
-#include "log.h"
-#include "qmgr.h"
-#include "qmgr_deliver.h"
+#include "core/log.h"
+#include "core/registry.h"
+#include "core/util.h"
+#include "queue/qmgr.h"
+#include "queue/qmgr_deliver.h"
+#include "spool/spool.h"
+#include "spool/spool_state.h"
 #include "qmgr_int.h"
 #include "qmgr_priv.h"
-#include "registry.h"
-#include "spool.h"
-#include "spool_state.h"
-#include "util.h"
 
 /* ---- durable changes: STATE and DONE records, the holds file ---- */
 

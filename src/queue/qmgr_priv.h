@@ -12,8 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "qmgr.h"
-#include "qmgr_deliver.h"
+#include "queue/qmgr.h"
+#include "queue/qmgr_deliver.h"
 
 struct config;
 struct event_base;

@@ -16,12 +16,12 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "config.h"
-#include "deliver.h"
-#include "log.h"
-#include "qmgr.h"
-#include "registry.h"
-#include "smtp_etrn.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "core/registry.h"
+#include "mta/deliver.h"
+#include "queue/qmgr.h"
+#include "smtp/smtp_etrn.h"
 
 /* Lower-cases and checks a node name (domain: labels of [a-z0-9-] separated
  * by dots; #name: customer name characters). 0 / -1. */

@@ -1,11 +1,11 @@
 /*
  * mem — the two-level account of message data held in memory by SMTP
- * sessions (see include/smtp_mem.h).  Trusts its caller to pass sizes of
+ * sessions (see include/smtp/smtp_mem.h).  Trusts its caller to pass sizes of
  * data it really holds; guarantees both totals are exactly the sum of the
  * parts taken and not yet released, or aborts.
  */
-#include "log.h"
-#include "smtp_mem.h"
+#include "core/log.h"
+#include "smtp/smtp_mem.h"
 
 enum smtp_mem_result smtp_mem_take(struct smtp_mem *m, uint64_t n, uint64_t max_all,
                                    uint64_t max_client)

@@ -20,7 +20,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "smtp_parse.h"
+#include "smtp/smtp_parse.h"
 
 /* ---- character classes (ASCII only, locale independent) ---------------- */
 

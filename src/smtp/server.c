@@ -12,14 +12,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "config.h"
-#include "io.h"
-#include "listener.h"
-#include "log.h"
+#include "core/config.h"
+#include "core/io.h"
+#include "core/listener.h"
+#include "core/log.h"
+#include "core/stats.h"
+#include "core/util.h"
+#include "smtp/smtp_server.h"
 #include "smtp_int.h"
-#include "smtp_server.h"
-#include "stats.h"
-#include "util.h"
 
 static struct {
     struct event_base *base;

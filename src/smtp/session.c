@@ -24,18 +24,18 @@
 
 #include <event2/buffer.h>
 
-#include "addr.h"
-#include "config.h"
-#include "io.h"
-#include "listener.h"
-#include "log.h"
-#include "qmgr.h"
-#include "registry.h"
-#include "smtp_etrn.h"
+#include "core/addr.h"
+#include "core/config.h"
+#include "core/io.h"
+#include "core/listener.h"
+#include "core/log.h"
+#include "core/registry.h"
+#include "core/stats.h"
+#include "core/util.h"
+#include "queue/qmgr.h"
+#include "smtp/smtp_etrn.h"
+#include "spool/spool.h"
 #include "smtp_int.h"
-#include "spool.h"
-#include "stats.h"
-#include "util.h"
 
 #define OUT_HIGH_WATER (256 * 1024)  /* stop reading while this much is unsent */
 

@@ -9,8 +9,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "smtp_mem.h"
-#include "smtp_parse.h"
+#include "smtp/smtp_mem.h"
+#include "smtp/smtp_parse.h"
 
 struct io;
 struct listener_conn;

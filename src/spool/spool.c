@@ -40,11 +40,11 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
-#include "log.h"
-#include "spool.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "spool/spool.h"
+#include "spool/spool_record.h"
 #include "spool_int.h"
-#include "spool_record.h"
-#include "util.h"
 
 #define SPOOL_SEG_LIMIT     (64ull * 1024 * 1024)  /* start a new segment past this */
 

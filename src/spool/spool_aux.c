@@ -16,11 +16,11 @@
 
 #include <event2/buffer.h>
 
-#include "log.h"
-#include "spool.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "spool/spool.h"
+#include "spool/spool_record.h"
 #include "spool_int.h"
-#include "spool_record.h"
-#include "util.h"
 
 
 static int aux_seg_fd(struct spool *sp, uint32_t seg)

@@ -18,8 +18,8 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
-#include "spool.h"
-#include "spool_record.h"
+#include "spool/spool.h"
+#include "spool/spool_record.h"
 
 #define SPOOL_RBUF          (1u << 20)             /* recovery buffer, read chunk */
 #define SPOOL_SPARE_MIN     (1ull << 20)           /* first spare segment (spool_spare.c) */

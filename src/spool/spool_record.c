@@ -25,8 +25,8 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "spool_record.h"
-#include "util.h"
+#include "core/util.h"
+#include "spool/spool_record.h"
 
 static const uint8_t rec_magic[4] = {'K', 'M', 'J', '1'};
 static const uint8_t trl_magic[4] = {'K', 'M', 'J', 'E'};

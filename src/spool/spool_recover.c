@@ -27,11 +27,11 @@
 
 #include <event2/event.h>
 
-#include "log.h"
-#include "spool.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "spool/spool.h"
+#include "spool/spool_record.h"
 #include "spool_int.h"
-#include "spool_record.h"
-#include "util.h"
 
 struct recov {
     struct spool *sp;

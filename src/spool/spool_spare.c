@@ -34,10 +34,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "spool.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "spool/spool.h"
 #include "spool_int.h"
-#include "util.h"
 
 #define SPARE_NAME      ".spare"
 #define SPARE_CHUNK     SPOOL_ZEROS_LEN

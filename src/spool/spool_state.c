@@ -23,11 +23,11 @@
 
 #include <event2/buffer.h>
 
-#include "log.h"
-#include "spool.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "spool/spool.h"
+#include "spool/spool_state.h"
 #include "spool_int.h"
-#include "spool_state.h"
-#include "util.h"
 
 #define STATE_NAMEMAX 128
 

@@ -33,8 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "spool.h"
-#include "spool_record.h"
+#include "spool/spool.h"
+#include "spool/spool_record.h"
 
 #define SEG_LIMIT (64ull * 1024 * 1024)
 #define WBUF (4u << 20)

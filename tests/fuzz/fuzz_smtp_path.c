@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "smtp_parse.h"
+#include "smtp/smtp_parse.h"
 
 #define CHECK(x) do { if (!(x)) abort(); } while (0)
 

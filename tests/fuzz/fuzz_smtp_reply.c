@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "smtp_reply.h"
+#include "mta/smtp_reply.h"
 
 #define CHECK(x) do { if (!(x)) abort(); } while (0)
 

@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "spool.h"
-#include "spool_record.h"
+#include "spool/spool.h"
+#include "spool/spool_record.h"
 
 static void check_reason(const char *in)
 {

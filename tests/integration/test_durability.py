@@ -328,7 +328,7 @@ def qid_num(qid):
 
 def journal_records(spool):
     """(type, id, metadata) of every record of the journal, oldest first
-    (format: include/spool.h; a spare segment's zero tail ends the walk)."""
+    (format: include/spool/spool.h; a spare segment's zero tail ends the walk)."""
     out = []
     jdir = os.path.join(spool, "journal")
     for name in sorted(n for n in os.listdir(jdir) if n.endswith(".seg")):
@@ -471,7 +471,7 @@ def test_sigterm_mid_flush_records_only_the_mail_in_flight(make_daemon, mta):
 
 
 def record(typ, rid, meta, body=b""):
-    """One journal record, version 1 (include/spool.h)."""
+    """One journal record, version 1 (include/spool/spool.h)."""
     payload = meta + body
     hdr = b"KMJ1" + bytes([1, typ, 0, 0]) + struct.pack(
         "<IIQI", len(payload), len(meta), rid, zlib.crc32(payload))

@@ -22,7 +22,7 @@
 
 #include <cmocka.h>
 
-#include "tls.h"
+#include "core/tls.h"
 
 /* A listening TCP socket on 127.0.0.1, any port (set in *port); -1 on
  * failure. */

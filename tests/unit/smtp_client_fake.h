@@ -36,10 +36,10 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
-#include "io.h"
-#include "log.h"
-#include "smtp_client.h"
-#include "tls.h"
+#include "core/io.h"
+#include "core/log.h"
+#include "core/tls.h"
+#include "mta/smtp_client.h"
 
 #include "net_fixture.h"        /* listen_loopback, the test certificate */
 

@@ -29,8 +29,8 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
-#include "spool.h"
-#include "spool_record.h"
+#include "spool/spool.h"
+#include "spool/spool_record.h"
 
 #define MAXID 64
 

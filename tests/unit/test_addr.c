@@ -14,7 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "addr.h"
+#include "core/addr.h"
 
 #define N_(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -16,8 +16,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "registry.h"
+#include "core/config.h"
+#include "core/registry.h"
 
 static char tmpdir[PATH_MAX];
 

@@ -22,13 +22,13 @@
 
 #include <event2/buffer.h>
 
-#include "config.h"
-#include "ctl.h"
-#include "ctl_format.h"
-#include "deliver.h"
-#include "links.h"
-#include "qmgr.h"
 #include "../../src/ctl/ctl_table.h"
+#include "core/config.h"
+#include "ctl/ctl.h"
+#include "ctl/ctl_format.h"
+#include "link/links.h"
+#include "mta/deliver.h"
+#include "queue/qmgr.h"
 
 /* ---- building index structures by hand ---- */
 

@@ -23,9 +23,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "custmap.h"
-#include "registry.h"
+#include "core/config.h"
+#include "core/custmap.h"
+#include "core/registry.h"
 
 static char tmpdir[PATH_MAX];
 static char mappath[PATH_MAX + 64], confpath[PATH_MAX + 64];

@@ -19,8 +19,8 @@
 
 #include <event2/buffer.h>
 
-#include "dsn.h"
-#include "log.h"
+#include "core/log.h"
+#include "queue/dsn.h"
 
 #define NOW     1700000000      /* Tue, 14 Nov 2023 22:13:20 +0000 */
 #define ARRIVAL 1699990000      /* Tue, 14 Nov 2023 19:26:40 +0000 */

@@ -17,7 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "hosts.h"
+#include "core/hosts.h"
 
 static char *write_tmp(const char *text, size_t len)
 {

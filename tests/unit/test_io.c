@@ -29,8 +29,8 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
-#include "io.h"
-#include "tls.h"
+#include "core/io.h"
+#include "core/tls.h"
 
 #include "net_fixture.h"        /* listen_loopback, the test certificate */
 

@@ -26,13 +26,13 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
-#include "config.h"
-#include "link_event.h"
-#include "links.h"
-#include "log.h"
-#include "registry.h"
-#include "spool.h"
-#include "util.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "core/registry.h"
+#include "core/util.h"
+#include "link/link_event.h"
+#include "link/links.h"
+#include "spool/spool.h"
 
 static const char conf_text[] =
     "customer \"acme\" {\n"

@@ -26,10 +26,10 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
-#include "links.h"
-#include "log.h"
-#include "spool.h"
-#include "util.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "link/links.h"
+#include "spool/spool.h"
 
 #define MAXEV 64
 

@@ -30,8 +30,8 @@
 #include <cmocka.h>
 #include <event2/event.h>
 
-#include "config.h"
-#include "listener.h"
+#include "core/config.h"
+#include "core/listener.h"
 
 struct t {
     struct event_base *base;

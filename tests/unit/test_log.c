@@ -26,7 +26,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "core/log.h"
 
 #define IDENT    "test_log"
 #define SENTINEL "--end of capture--\n"

@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "smtp_mem.h"
+#include "smtp/smtp_mem.h"
 
 static void test_take_and_release(void **state)
 {

@@ -15,8 +15,8 @@
 
 #include <cmocka.h>
 
-#include "addr.h"
-#include "smtp_parse.h"
+#include "core/addr.h"
+#include "smtp/smtp_parse.h"
 
 #define S(lit) lit, (sizeof(lit) - 1)
 #define N_(a) (sizeof(a) / sizeof((a)[0]))

@@ -17,7 +17,7 @@
 
 #include <cmocka.h>
 
-#include "smtp_reply.h"
+#include "mta/smtp_reply.h"
 
 #define N_(a) (sizeof(a) / sizeof((a)[0]))
 #define S(lit) lit, (sizeof(lit) - 1)

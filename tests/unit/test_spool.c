@@ -29,11 +29,11 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
-#include "log.h"
-#include "spool.h"
-#include "spool_record.h"
-#include "spool_state.h"
-#include "util.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "spool/spool.h"
+#include "spool/spool_record.h"
+#include "spool/spool_state.h"
 
 #include "spool_fixture.h"
 

@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "spool.h"
-#include "spool_record.h"
+#include "spool/spool.h"
+#include "spool/spool_record.h"
 
 static void test_record_codec(void **state)
 {

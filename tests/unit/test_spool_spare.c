@@ -14,7 +14,7 @@
 
 #include <event2/thread.h>
 
-#include "log.h"
+#include "core/log.h"
 
 #define MIB (1ull << 20)
 

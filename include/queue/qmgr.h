@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/queue.h>
-#include "spool.h"
+#include "spool/spool.h"
 
 struct event_base;
 struct evbuffer;

@@ -13,7 +13,7 @@
 
 #include <stddef.h>
 
-#include "qmgr.h"
+#include "queue/qmgr.h"
 
 struct config;
 struct event_base;

@@ -17,7 +17,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "spool.h"
+#include "spool/spool.h"
 
 #define SPOOL_REC_HDR_LEN   32
 #define SPOOL_REC_TRL_LEN   8

@@ -13,7 +13,7 @@
 #ifndef KM_HOSTS_H
 #define KM_HOSTS_H
 
-#include "resolve.h"
+#include "core/resolve.h"
 
 #define HOSTS_PATH       "/etc/hosts"
 #define HOSTS_MAX_BYTES  (4 * 1024 * 1024)

@@ -20,7 +20,7 @@
 
 #include <stddef.h>
 
-#include "config.h"
+#include "core/config.h"
 
 #define CUSTMAP_SCHEMA_VERSION 1
 #define CUSTMAP_BUSY_MS 5000

@@ -8,8 +8,8 @@
 #ifndef KM_REGISTRY_H
 #define KM_REGISTRY_H
 
-#include "config.h"
-#include "custmap.h"
+#include "core/config.h"
+#include "core/custmap.h"
 
 struct registry;
 

@@ -27,7 +27,7 @@
 
 #include <stddef.h>
 
-#include "links.h"
+#include "link/links.h"
 
 struct customer;
 struct registry;
