@@ -54,6 +54,10 @@ struct link_event {
                                  * LINK_EVENT_TTL_DEFAULT; down: ignored */
     enum link_source source;    /* the detector: not NONE or EXPIRY */
     const char *session;        /* the detector's session id, or NULL */
+    int own_session;            /* down: only if the link is up with this
+                                 * session (links_down_if; session required),
+                                 * so a late down of an old call never drops
+                                 * a newer link */
 };
 
 /* What the caller needs to answer; valid during the callback only. */

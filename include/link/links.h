@@ -79,6 +79,16 @@ int links_set(const char *customer, int up, const char *address, long ttl,
               enum link_source src, const char *session, links_cb *cb, void *arg,
               char *err, size_t errlen);
 
+/* A link down that holds only for the session that raised the link: when
+ * it is applied (in call order with links_set(), after any change still
+ * in flight) the customer's link goes down only if it is up with exactly
+ * this session id (cut to 63 bytes like links_set's); otherwise nothing
+ * changes (cb(0), no change callback).  A late ip-down or RADIUS Stop of
+ * an old call thus never drops a newer link.  Same errors as links_set();
+ * also -1 when session is NULL or "". */
+int links_down_if(const char *customer, enum link_source src, const char *session,
+                  links_cb *cb, void *arg, char *err, size_t errlen);
+
 /* NULL when the customer never had a link. */
 const struct link *links_get(const char *customer);
 /* Iteration in customer-name order; *pos from 0; NULL at the end. */

@@ -156,8 +156,11 @@ int link_event(const struct link_event *ev, link_event_cb *cb, void *arg,
     w->customer = xstrdup(c->name);
     w->cb = cb;
     w->arg = arg;
-    if (links_set(w->customer, ev->up, ev->up ? ev->address : NULL, ttl, ev->source,
-                  ev->session, lev_done, w, err, errlen) < 0) {
+    int rc = !ev->up && ev->own_session ?
+             links_down_if(w->customer, ev->source, ev->session, lev_done, w, err, errlen) :
+             links_set(w->customer, ev->up, ev->up ? ev->address : NULL, ttl, ev->source,
+                       ev->session, lev_done, w, err, errlen);
+    if (rc < 0) {
         free(w->customer);
         free(w);
         return -1;

@@ -79,6 +79,7 @@ struct lop {
     long ttl;
     enum link_source src;
     char session[64];
+    int if_session;             /* SET down: only while the link has this session */
     int (*exists)(const char *customer);    /* PRUNE */
     links_cb *cb;
     void *arg;
@@ -352,7 +353,7 @@ static void op_apply(struct lop *op)
     case LOP_SET:
         if (op->up) {
             op_apply_up(op, now_us);
-        } else if (e && e->l.up) {
+        } else if (e && e->l.up && (!op->if_session || !strcmp(e->l.session, op->session))) {
             v = e->l;
             link_set_down(&v, now_us / 1000000, op->src, op->session);
             op_change(op, op->customer, &v, 0, NULL);
@@ -863,6 +864,29 @@ int links_set(const char *customer, int up, const char *address, long ttl,
     if (!(op = set_check(customer, up, address, ttl, src, err, errlen)))
         return -1;
     snprintf(op->session, sizeof op->session, "%s", session ? session : "");
+    op->cb = cb;
+    op->arg = arg;
+    op_queue(op);
+    links_pump();
+    return 0;
+}
+
+int links_down_if(const char *customer, enum link_source src, const char *session,
+                  links_cb *cb, void *arg, char *err, size_t errlen)
+{
+    struct lop *op;
+    if (!L.on) {
+        snprintf(err, errlen, "the link table is not started");
+        return -1;
+    }
+    if (!session || !*session) {
+        snprintf(err, errlen, "a session is required");
+        return -1;
+    }
+    if (!(op = set_check(customer, 0, NULL, 0, src, err, errlen)))
+        return -1;
+    snprintf(op->session, sizeof op->session, "%s", session);
+    op->if_session = 1;
     op->cb = cb;
     op->arg = arg;
     op_queue(op);

@@ -325,14 +325,14 @@ static void check_refused(const struct row *r)
     const char *who = r->who;
     char err[512] = "";
     int rc = event_wait(&(struct link_event){r->kind, who, r->up, r->address, r->ttl,
-                                             r->src, r->session}, err, sizeof err);
+                                             r->src, r->session, 0}, err, sizeof err);
     if (rc != -1)
         fail_msg("%s: accepted, expected '%s'", r->name, r->err);
     if (r->err[0] == '~' ? !strstr(err, r->err + 1) : strcmp(err, r->err) != 0)
         fail_msg("%s: err '%s', expected '%s'", r->name, err, r->err);
     /* link_event_check() says the same unless links_set() refused */
     const struct customer *c = link_event_check(&(struct link_event){r->kind, who, r->up,
-                                                    r->address, r->ttl, r->src, r->session},
+                                                    r->address, r->ttl, r->src, r->session, 0},
                                                 err, sizeof err);
     if (c && r->err[0] != '~')
         fail_msg("%s: link_event_check() accepted it", r->name);
@@ -350,7 +350,7 @@ static void check_done(const struct row *r)
     char err[512] = "";
     const struct link *l;
     if (event_wait(&(struct link_event){r->kind, r->who, r->up, r->address, r->ttl,
-                                        r->src, r->session}, err, sizeof err) < 0)
+                                        r->src, r->session, 0}, err, sizeof err) < 0)
         fail_msg("%s: refused: %s", r->name, err);
     if (seen.calls != 1 || seen.early || seen.has_error)
         fail_msg("%s: %d callbacks, %d early, error '%s'", r->name, seen.calls, seen.early,
@@ -406,7 +406,7 @@ static void test_result_is_the_durable_state(void **state)
     seen.returned = 0;
     assert_int_equal(link_event(&(struct link_event){LINK_WHO_CUSTOMER, "acme", 1,
                                                      "192.0.2.7", TTL_DEF, LINK_SRC_KICKQ,
-                                                     NULL},
+                                                     NULL, 0},
                                 event_cb, (void *)(intptr_t)7, err, sizeof err), 0);
     seen.returned = 1;
     assert_int_equal(seen.fn_calls, 1);         /* told at once, before the write */
@@ -425,6 +425,36 @@ static void test_result_is_the_durable_state(void **state)
     assert_string_equal(seen.address, "192.0.2.7");
 }
 
+/* own_session: a down of another session leaves the link up (a late
+ * ip-down or Stop of an old call); its own session's down takes it down;
+ * without a session the event is refused at once. */
+static void test_down_of_own_session_only(void **state)
+{
+    char err[256];
+    links_empty();
+    struct link_event up = {LINK_WHO_INTERFACE, "ippp3", 1, "192.0.2.7", TTL_DEF,
+                            LINK_SRC_KICKQ, "ippp3", 0};
+    assert_int_equal(event_wait(&up, err, sizeof err), 0);
+    memset(&seen, 0, sizeof seen);
+    struct link_event down = {LINK_WHO_RADIUS_USER, "acme-ppp", 0, NULL, TTL_DEF,
+                              LINK_SRC_KICKQ, "ppp9", 1};
+    assert_int_equal(event_wait(&down, err, sizeof err), 0);
+    assert_int_equal(seen.calls, 1);
+    assert_null(seen.has_error ? "error" : NULL);
+    assert_true(seen.up);
+    assert_int_equal(seen.fn_calls, 0);
+    assert_true(links_get("acme")->up);
+    memset(&seen, 0, sizeof seen);
+    down.session = "ippp3";
+    assert_int_equal(event_wait(&down, err, sizeof err), 0);
+    assert_false(seen.up);
+    assert_int_equal(seen.fn_calls, 1);
+    assert_false(links_get("acme")->up);
+    down.session = NULL;
+    assert_int_equal(link_event(&down, event_cb, NULL, err, sizeof err), -1);
+    assert_string_equal(err, "a session is required");
+}
+
 /* A failed write: the callback says so once, the link is back down. */
 static void test_write_failure(void **state)
 {
@@ -434,7 +464,7 @@ static void test_write_failure(void **state)
     assert_int_equal(mkdir(path, 0700), 0);
     assert_int_equal(event_wait(&(struct link_event){LINK_WHO_INTERFACE, "ippp3", 1,
                                                      "192.0.2.7", TTL_DEF, LINK_SRC_NETLINK,
-                                                     NULL},
+                                                     NULL, 0},
                                 err, sizeof err), 0);
     assert_int_equal(rmdir(path), 0);
     assert_int_equal(seen.calls, 1);
@@ -452,7 +482,7 @@ static void test_unconfigured(void **state)
 {
     char err[256] = "";
     struct link_event ev = {LINK_WHO_CUSTOMER, "acme", 1, "192.0.2.7", TTL_DEF,
-                            LINK_SRC_KICKQ, NULL};
+                            LINK_SRC_KICKQ, NULL, 0};
     links_empty();
     link_event_configure(NULL);
     assert_int_equal(event_wait(&ev, err, sizeof err), -1);
@@ -471,7 +501,7 @@ static void test_shutdown_in_flight(void **state)
     links_empty();
     assert_int_equal(link_event(&(struct link_event){LINK_WHO_CUSTOMER, "acme", 1,
                                                      "192.0.2.7", TTL_DEF, LINK_SRC_KICKQ,
-                                                     NULL},
+                                                     NULL, 0},
                                 event_cb, (void *)(intptr_t)7, err, sizeof err), 0);
     links_shutdown();
     link_event_shutdown();
@@ -486,6 +516,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_policy_table, setup, teardown),
         cmocka_unit_test_setup_teardown(test_result_is_the_durable_state, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_down_of_own_session_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unconfigured, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_in_flight, setup, teardown),

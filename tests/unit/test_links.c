@@ -708,6 +708,49 @@ static void test_prune(void **state)
     assert_true(links_get("gamma")->up);        /* beta's address was free */
 }
 
+/* links_down_if: only the session that raised the link takes it down, as
+ * it stands when the down is applied (after changes still in flight). */
+static void test_down_if_session(void **state)
+{
+    struct waiter w1 = {"acme", 0, 0}, w2 = {"acme", 0, 0}, w3 = {"acme", 0, 0};
+    char err[256] = "";
+    const struct link *l;
+
+    assert_int_equal(set_wait("acme", 1, "192.0.2.7", 0, LINK_SRC_RADIUS, "nas/1"), 0);
+    int fns = nfn;
+    /* an old call's Stop: nothing changes, the callback still comes */
+    assert_int_equal(links_down_if("acme", LINK_SRC_RADIUS, "nas/0", set_cb, &w1, err,
+                                   sizeof err), 0);
+    run_until(&w1.done, 5);
+    assert_int_equal(w1.err, 0);
+    assert_int_equal(nfn, fns);
+    assert_true((l = links_get("acme")) && l->up);
+    assert_string_equal(l->session, "nas/1");
+    /* its own Stop takes it down */
+    assert_int_equal(links_down_if("acme", LINK_SRC_RADIUS, "nas/1", set_cb, &w2, err,
+                                   sizeof err), 0);
+    run_until(&w2.done, 5);
+    assert_int_equal(nfn, fns + 1);
+    assert_false(links_get("acme")->up);
+    /* judged when applied: a Stop of call 1 queued behind call 2's Start
+     * leaves call 2 up */
+    assert_int_equal(links_set("acme", 1, "192.0.2.8", 0, LINK_SRC_RADIUS, "nas/1", NULL,
+                               NULL, err, sizeof err), 0);
+    assert_int_equal(links_set("acme", 1, "192.0.2.9", 0, LINK_SRC_RADIUS, "nas/2", NULL,
+                               NULL, err, sizeof err), 0);
+    assert_int_equal(links_down_if("acme", LINK_SRC_RADIUS, "nas/1", set_cb, &w3, err,
+                                   sizeof err), 0);
+    run_until(&w3.done, 5);
+    assert_true((l = links_get("acme")) && l->up);
+    assert_string_equal(l->address, "192.0.2.9");
+    assert_string_equal(l->session, "nas/2");
+    /* a session is required */
+    assert_int_equal(links_down_if("acme", LINK_SRC_RADIUS, "", set_cb, &w3, err,
+                                   sizeof err), -1);
+    assert_int_equal(links_down_if("acme", LINK_SRC_RADIUS, NULL, set_cb, &w3, err,
+                                   sizeof err), -1);
+}
+
 static void test_shutdown_in_flight(void **state)
 {
     struct waiter w = {"lost", 0, 0};
@@ -728,6 +771,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_up_refresh_down, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_down_if_session, setup, teardown),
         cmocka_unit_test_setup_teardown(test_addresses_normalised, setup, teardown),
         cmocka_unit_test_setup_teardown(test_up_without_address, setup, teardown),
         cmocka_unit_test_setup_teardown(test_iteration_and_names, setup, teardown),
