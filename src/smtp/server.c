@@ -3,8 +3,9 @@
  * max_connections and max_connections_per_client (421 4.7.0 before any
  * session exists), creates sessions and frees them, and keeps the per-client
  * record whose data_bytes the sessions account against
- * max_data_in_memory_per_client.  Trusts the
- * configuration; the peer only gets to connect here.
+ * max_data_in_memory_per_client.  smtp_server_adopt() is the same for a
+ * socket connected some other way (the session fuzzer's socketpair).  Trusts
+ * the configuration; the peer only gets to connect here.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -48,27 +49,24 @@ static void refuse(int fd, const char *why)
     close(fd);
 }
 
-static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
-                      struct sockaddr *sa, int salen, void *arg)
+int smtp_server_adopt(int fd, const char *peer)
 {
-    char peer[64];
     const struct smtp_conf *sc = &smtp_env.cfg->smtp;
-    io_addr_name(sa, (socklen_t)salen, peer, sizeof peer);    /* no getpeername() */
     if (S.stopped || (sc->max_connections && S.nsessions >= sc->max_connections)) {
         log_warn("refused connection from %s: too many connections", peer);
         refuse(fd, "too many connections");
-        return;
+        return -1;
     }
     struct client_count *cc = hmap_get(S.clients, peer);
     if (cc && sc->max_connections_per_client && cc->n >= sc->max_connections_per_client) {
         log_warn("refused connection from %s: too many connections from this client", peer);
         refuse(fd, "too many connections from your host");
-        return;
+        return -1;
     }
     struct io *io = io_new_nonblocking(S.base, fd, NULL, NULL);  /* accept4(SOCK_NONBLOCK) */
     if (!io) {
         close(fd);
-        return;
+        return -1;
     }
     if (!cc) {
         cc = xcalloc(1, sizeof *cc);
@@ -87,6 +85,15 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
     S.nsessions++;
     stats_add(ST_SESSIONS_SMTP, 1);
     smtp_sess_start(s);
+    return 0;
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
+                      struct sockaddr *sa, int salen, void *arg)
+{
+    char peer[64];
+    io_addr_name(sa, (socklen_t)salen, peer, sizeof peer);    /* no getpeername() */
+    smtp_server_adopt(fd, peer);
 }
 
 void smtp_server_release(struct smtp_sess *s)
