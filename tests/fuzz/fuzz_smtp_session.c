@@ -1,0 +1,323 @@
+/*
+ * fuzz_smtp_session — libFuzzer target for the inbound SMTP session: the
+ * input is what a client sends, fed through the real server code
+ * (smtp_server_adopt, session.c, the DATA decoder, the qmgr and a real spool)
+ * over a socketpair on one libevent loop, as Dovecot's fuzz-smtp-server does.
+ *
+ * Set up once (LLVMFuzzerInitialize): a temporary directory (in /dev/shm when
+ * there is one, so the spool's fdatasync costs nothing), a configuration
+ * with two customers (acme.example takes any local part; beta.example only
+ * bob and sales, with a small quota), small limits (32 KB messages and of
+ * message data in memory, 20 recipients) so they are crossed, STARTTLS with
+ * a throwaway certificate (scripts/gen-test-cert; without it, no STARTTLS),
+ * the spool, the link table and the qmgr, as kickmaild wires them; no line
+ * goes to syslog.
+ *
+ * Per input: the bytes are written into the client end in chunks (their
+ * size is derived from the input: all at once, or 1-64 bytes with the loop
+ * turning between them), then the client shuts its sending side; replies are
+ * read and dropped.  The loop runs until the session has ended and closed
+ * the connection (a session still there after 20 s aborts: a hang is a bug).
+ * Then every message the input got queued is deleted, so nothing piles up
+ * from one input to the next.  Checked: the session ends; the replies up to
+ * STARTTLS are well-formed lines (three digits, " " or "-", CR LF, no other
+ * CR or LF: nothing of the peer's breaks a reply) after the greeting; the
+ * server's own invariants (memory accounting: log_fatal on message bytes
+ * left counted); ASan, UBSan and LeakSanitizer on everything.
+ */
+#include <errno.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "config.h"
+#include "links.h"
+#include "log.h"
+#include "qmgr.h"
+#include "registry.h"
+#include "smtp_server.h"
+#include "spool.h"
+#include "tls.h"
+
+#ifndef KM_TOPDIR
+#define KM_TOPDIR "."
+#endif
+
+#define CHECK(x) do { if (!(x)) { fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #x); \
+                                  abort(); } } while (0)
+
+static struct {
+    char dir[256];
+    struct event_base *base;
+    struct config *cfg;
+    struct registry *reg;
+    struct tls_ctx *tls;
+    struct spool *sp;
+} F;
+
+/* ---- set-up, once ---- */
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *f)
+{
+    return remove(path);
+}
+
+static void cleanup(void)
+{
+    if (F.dir[0])
+        nftw(F.dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void die(const char *what, const char *err)
+{
+    fprintf(stderr, "fuzz_smtp_session: %s: %s\n", what, err);
+    exit(1);
+}
+
+static void write_conf(const char *path, int tls)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        die(path, strerror(errno));
+    fprintf(f, "hostname = \"mx.fuzz.example\"\n"
+               "spool = \"%s/spool\"\n"
+               "control = \"%s/control.sock\"\n"
+               "postmaster = \"noc@isp.example\"\n"
+               "spool_spares = \"no\"\n", F.dir, F.dir);
+    if (tls)
+        fprintf(f, "tls {\n  certificate = \"%s/tls/cert.pem\"\n"
+                   "  key = \"%s/tls/key.pem\"\n}\n", F.dir, F.dir);
+    fprintf(f, "smtp {\n"
+               "  listen = {\"127.0.0.1:2\"}\n"   /* required; never bound, see below */
+               "  max_message_size = 32768\n"
+               "  max_recipients = 20\n"
+               "  max_bad_commands = 20\n"
+               "  max_received_headers = 5\n"
+               "  header_size_limit = 8192\n"
+               "  line_length_limit = 2048\n"
+               "  max_data_in_memory = 32768\n"
+               "  timeout = 300\n"
+               "}\n"
+               "customer \"acme\" {\n  domains = {\"acme.example\", \"acme.co.uk\"}\n}\n"
+               "customer \"beta\" {\n  domains = {\"beta.example\"}\n"
+               "  recipients = {\"bob\", \"sales\"}\n  quota = 16k\n}\n");
+    fclose(f);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    char path[512], cmd[1024], err[1024];
+    const char *tmp = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+
+    log_test_set_syslog(0);
+    signal(SIGPIPE, SIG_IGN);
+    snprintf(F.dir, sizeof F.dir, "%s/kickmail-fuzz.XXXXXX", tmp);
+    if (!mkdtemp(F.dir))
+        die("mkdtemp", strerror(errno));
+    atexit(cleanup);
+    snprintf(cmd, sizeof cmd, "%s/scripts/gen-test-cert %s/tls fuzz.example >/dev/null 2>&1",
+             KM_TOPDIR, F.dir);
+    int tls = system(cmd) == 0;
+    snprintf(path, sizeof path, "%s/kickmail.conf", F.dir);
+    write_conf(path, tls);
+
+    evthread_use_pthreads();
+    F.base = event_base_new();
+    F.cfg = config_load(path, err, sizeof err);
+    if (!F.base || !F.cfg)
+        die("configuration", err);
+    F.reg = registry_new(F.cfg, NULL, err, sizeof err);
+    if (!F.reg)
+        die("registry", err);
+    if (tls && !(F.tls = tls_server_ctx(F.cfg->tls_certificate, F.cfg->tls_key,
+                                        err, sizeof err)))
+        die("tls", err);
+    F.sp = spool_open(F.cfg->spool, F.base, err, sizeof err);
+    if (!F.sp)
+        die("spool", err);
+    spool_set_spares(F.sp, SPOOL_SPARES_OFF);
+    if (links_init(F.base, F.sp, qmgr_link_changed, NULL, err, sizeof err) < 0)
+        die("links", err);
+    if (qmgr_init(F.base, F.sp, F.cfg, F.reg, err, sizeof err) < 0)
+        die("qmgr", err);
+    F.cfg->smtp.l.nlisten = 0;  /* no listener: only the socketpairs are served */
+    if (smtp_server_bind(F.base, F.cfg, err, sizeof err) < 0)
+        die("smtp", err);
+    smtp_server_configure(F.cfg, F.reg, F.tls);
+    fprintf(stderr, "fuzz_smtp_session: spool in %s, STARTTLS %s\n", F.dir,
+            tls ? "on" : "off (no certificate)");
+    return 0;
+}
+
+/* ---- one input ---- */
+
+/* The client end of the socketpair. */
+struct client {
+    int fd;
+    const uint8_t *data;
+    size_t size, off, chunk;    /* chunk 0: everything at once */
+    int sent;                   /* all written (or the server went away), SHUT_WR done */
+    int closed;                 /* read EOF or an error */
+    struct event *rev, *wev;
+    char *out;                  /* what the server sent, up to STARTTLS's 220 */
+    size_t nout, cap;
+    int tls;                    /* STARTTLS was answered: the rest is TLS */
+};
+
+/* Every reply line the server sent is "DDD" + " " or "-" + text + CR LF,
+ * with no other CR or LF, and the first is the greeting; after
+ * "220 2.0.0 Ready to start TLS" comes TLS. */
+static void check_replies(const struct client *c)
+{
+    static const char greeting[] = "220 mx.fuzz.example ESMTP";
+    const char *p = c->out, *end = c->out + c->nout;
+    CHECK(c->nout >= sizeof greeting - 1 && !memcmp(p, greeting, sizeof greeting - 1));
+    while (p < end) {
+        const char *lf = memchr(p, '\n', (size_t)(end - p));
+        if (!lf) {
+            CHECK(c->tls);      /* a line cut short only where TLS began */
+            break;
+        }
+        size_t n = (size_t)(lf - p);
+        CHECK(n >= 5 && p[n - 1] == '\r' && !memchr(p, '\r', n - 1));
+        CHECK(p[0] >= '2' && p[0] <= '5' && p[1] >= '0' && p[1] <= '9' &&
+              p[2] >= '0' && p[2] <= '9' && (p[3] == ' ' || p[3] == '-'));
+        p = lf + 1;
+    }
+}
+
+static void client_keep(struct client *c, const char *buf, size_t n)
+{
+    static const char tls[] = "220 2.0.0 Ready to start TLS\r\n";
+    if (c->tls)
+        return;
+    if (c->nout + n > c->cap) {
+        c->cap = (c->nout + n) * 2;
+        c->out = realloc(c->out, c->cap);
+        CHECK(c->out);
+    }
+    size_t from = c->nout > sizeof tls ? c->nout - sizeof tls : 0;
+    memcpy(c->out + c->nout, buf, n);
+    c->nout += n;
+    char *t = memmem(c->out + from, c->nout - from, tls, sizeof tls - 1);
+    if (t) {
+        c->nout = (size_t)(t - c->out) + sizeof tls - 1;
+        c->tls = 1;
+    }
+}
+
+static void client_write(evutil_socket_t fd, short what, void *arg)
+{
+    struct client *c = arg;
+    size_t n = c->size - c->off;
+    if (c->chunk && n > c->chunk)
+        n = c->chunk;
+    if (n) {
+        ssize_t w = send(fd, c->data + c->off, n, MSG_NOSIGNAL);
+        if (w > 0)
+            c->off += (size_t)w;
+        else if (w < 0 && errno != EAGAIN && errno != EINTR)
+            c->off = c->size;       /* the server closed: the rest is not read */
+    }
+    if (c->off == c->size) {
+        shutdown(fd, SHUT_WR);
+        c->sent = 1;
+        event_del(c->wev);
+    }
+}
+
+static void client_read(evutil_socket_t fd, short what, void *arg)
+{
+    struct client *c = arg;
+    char buf[16384];
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n > 0)
+        client_keep(c, buf, (size_t)n);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        c->closed = 1;
+        event_del(c->rev);
+    }
+}
+
+static void hang(evutil_socket_t fd, short what, void *arg)
+{
+    fprintf(stderr, "fuzz_smtp_session: the session did not end within 20 s\n");
+    abort();
+}
+
+/* A chunk size from the input: 0 (all at once) for a quarter of inputs,
+ * else 1-64. */
+static size_t chunk_of(const uint8_t *data, size_t size)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < size; i++)
+        h = (h ^ data[i]) * 16777619u;
+    return h % 4 == 0 ? 0 : 1 + (h >> 2) % 64;
+}
+
+static void deleted(int err, void *arg)
+{
+    CHECK(err == 0);
+    *(int *)arg = 1;
+}
+
+/* Deletes every message queued (by this input): the next starts empty. */
+static void purge(void)
+{
+    size_t n = qmgr_msg_count(), pos = 0, i = 0;
+    struct qmsg *m;
+    char err[256];
+    int done = 0;
+    if (n == 0)
+        return;
+    uint64_t *ids = calloc(n, sizeof *ids);
+    CHECK(ids);
+    while ((m = qmgr_msg_next(&pos)) && i < n)
+        ids[i++] = m->id;
+    CHECK(i == n);
+    if (qmgr_delete(n, ids, deleted, &done, err, sizeof err) < 0) {
+        fprintf(stderr, "fuzz_smtp_session: delete: %s\n", err);
+        abort();
+    }
+    while (!done)
+        event_base_loop(F.base, EVLOOP_ONCE);
+    free(ids);
+    CHECK(qmgr_msg_count() == 0);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    int sv[2];
+    struct client c = { .data = data, .size = size, .chunk = chunk_of(data, size) };
+    struct timeval limit = { 20, 0 };
+
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+    c.fd = sv[0];
+    c.rev = event_new(F.base, c.fd, EV_READ | EV_PERSIST, client_read, &c);
+    c.wev = event_new(F.base, c.fd, EV_WRITE | EV_PERSIST, client_write, &c);
+    struct event *guard = evtimer_new(F.base, hang, NULL);
+    CHECK(c.rev && c.wev && guard);
+    event_add(c.rev, NULL);
+    event_add(c.wev, NULL);
+    evtimer_add(guard, &limit);
+    CHECK(smtp_server_adopt(sv[1], "192.0.2.1") == 0);
+    while (!c.closed || smtp_server_sessions() > 0)
+        CHECK(event_base_loop(F.base, EVLOOP_ONCE) == 0);
+    check_replies(&c);
+    free(c.out);
+    event_free(guard);
+    event_free(c.rev);
+    event_free(c.wev);
+    close(c.fd);
+    purge();
+    return 0;
+}
