@@ -7,23 +7,30 @@
  * Set up once (LLVMFuzzerInitialize): a temporary directory (in /dev/shm when
  * there is one, so the spool's fdatasync costs nothing), a configuration
  * with two customers (acme.example takes any local part; beta.example only
- * bob and sales, with a small quota), small limits (32 KB messages and of
- * message data in memory, 20 recipients) so they are crossed, STARTTLS with
- * a throwaway certificate (scripts/gen-test-cert; without it, no STARTTLS),
- * the spool, the link table and the qmgr, as kickmaild wires them; no line
- * goes to syslog.
+ * bob and sales, with an 8 KB quota), small limits so that they are crossed
+ * (16 KB messages; 32 KB of message data in memory, 24 KB per client
+ * address; 20 recipients; 2 connections per client address), STARTTLS
+ * with a throwaway certificate (scripts/gen-test-cert; without it, no
+ * STARTTLS), the spool, the link table and the qmgr, as kickmaild wires
+ * them; no line goes to syslog.
  *
- * Per input: the bytes are written into the client end in chunks (their
- * size is derived from the input: all at once, or 1-64 bytes with the loop
- * turning between them), then the client shuts its sending side; replies are
- * read and dropped.  The loop runs until the session has ended and closed
- * the connection (a session still there after 20 s aborts: a hang is a bug).
- * Then every message the input got queued is deleted, so nothing piles up
- * from one input to the next.  Checked: the session ends; the replies up to
- * STARTTLS are well-formed lines (three digits, " " or "-", CR LF, no other
- * CR or LF: nothing of the peer's breaks a reply) after the greeting; the
- * server's own invariants (memory accounting: log_fatal on message bytes
- * left counted); ASan, UBSan and LeakSanitizer on everything.
+ * Per input: up to four clients, their bytes separated by "~~~" CR LF in the
+ * input (most inputs are one client), connected at once (the fourth from
+ * the same address as the first two, so it is refused).  Each client's
+ * bytes are written in chunks (their size is derived from its bytes: all at
+ * once, or 1-64 bytes with the loop turning between them), then it shuts
+ * its sending side; replies are read and kept.  The loop runs until every
+ * session has ended and closed its connection (still running after 20 s:
+ * abort, a hang is a bug).  Then every message the input got queued is
+ * deleted, so nothing piles up from one input to the next.
+ *
+ * Checked: the sessions end; each client's replies up to STARTTLS are
+ * well-formed lines (three digits, " " or "-", CR LF, no other CR or LF:
+ * nothing of the peer's breaks a reply) after the greeting, or the one 421
+ * of a refused connection; the server's own invariants (memory accounting:
+ * log_fatal on message bytes left counted); ASan, UBSan and LeakSanitizer
+ * on everything.  FUZZ_TRACE=1 in the environment shows the log and each
+ * client's replies on stderr (for replaying an input).
  */
 #include <errno.h>
 #include <ftw.h>
@@ -62,6 +69,7 @@ static struct {
     struct registry *reg;
     struct tls_ctx *tls;
     struct spool *sp;
+    int trace;                  /* FUZZ_TRACE set: log and replies on stderr */
 } F;
 
 /* ---- set-up, once ---- */
@@ -98,18 +106,20 @@ static void write_conf(const char *path, int tls)
                    "  key = \"%s/tls/key.pem\"\n}\n", F.dir, F.dir);
     fprintf(f, "smtp {\n"
                "  listen = {\"127.0.0.1:2\"}\n"   /* required; never bound, see below */
-               "  max_message_size = 32768\n"
+               "  max_message_size = 16384\n"
+               "  max_connections_per_client = 2\n"
                "  max_recipients = 20\n"
                "  max_bad_commands = 20\n"
                "  max_received_headers = 5\n"
                "  header_size_limit = 8192\n"
                "  line_length_limit = 2048\n"
                "  max_data_in_memory = 32768\n"
+               "  max_data_in_memory_per_client = 24576\n"
                "  timeout = 300\n"
                "}\n"
                "customer \"acme\" {\n  domains = {\"acme.example\", \"acme.co.uk\"}\n}\n"
                "customer \"beta\" {\n  domains = {\"beta.example\"}\n"
-               "  recipients = {\"bob\", \"sales\"}\n  quota = 16k\n}\n");
+               "  recipients = {\"bob\", \"sales\"}\n  quota = 8k\n}\n");
     fclose(f);
 }
 
@@ -119,6 +129,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     const char *tmp = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
 
     log_test_set_syslog(0);
+    F.trace = getenv("FUZZ_TRACE") != NULL;
+    if (F.trace)
+        log_init("fuzz_smtp_session", 1);
     signal(SIGPIPE, SIG_IGN);
     snprintf(F.dir, sizeof F.dir, "%s/kickmail-fuzz.XXXXXX", tmp);
     if (!mkdtemp(F.dir))
@@ -171,15 +184,22 @@ struct client {
     char *out;                  /* what the server sent, up to STARTTLS's 220 */
     size_t nout, cap;
     int tls;                    /* STARTTLS was answered: the rest is TLS */
+    int refused;                /* smtp_server_adopt said no (421 expected) */
 };
 
 /* Every reply line the server sent is "DDD" + " " or "-" + text + CR LF,
  * with no other CR or LF, and the first is the greeting; after
- * "220 2.0.0 Ready to start TLS" comes TLS. */
+ * "220 2.0.0 Ready to start TLS" comes TLS.  A refused client gets one 421. */
 static void check_replies(const struct client *c)
 {
     static const char greeting[] = "220 mx.fuzz.example ESMTP";
+    static const char refusal[] = "421 4.7.0 mx.fuzz.example Error: too many connections "
+                                  "from your host\r\n";
     const char *p = c->out, *end = c->out + c->nout;
+    if (c->refused) {
+        CHECK(c->nout == sizeof refusal - 1 && !memcmp(p, refusal, c->nout));
+        return;
+    }
     CHECK(c->nout >= sizeof greeting - 1 && !memcmp(p, greeting, sizeof greeting - 1));
     while (p < end) {
         const char *lf = memchr(p, '\n', (size_t)(end - p));
@@ -294,30 +314,72 @@ static void purge(void)
     CHECK(qmgr_msg_count() == 0);
 }
 
+/* The input is what up to MAX_CLIENTS clients send, one after the other,
+ * separated by SPLIT; they are connected at once, in that order, from
+ * these addresses (max_connections_per_client is 2: the fourth is refused
+ * while the first two are there). */
+#define MAX_CLIENTS 4
+#define SPLIT "~~~\r\n"
+static const char *const peers[MAX_CLIENTS] = {
+    "192.0.2.1", "192.0.2.1", "192.0.2.2", "192.0.2.1",
+};
+
+static int clients_open(const struct client *c, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (!c[i].closed)
+            return 1;
+    return 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    int sv[2];
-    struct client c = { .data = data, .size = size, .chunk = chunk_of(data, size) };
+    struct client c[MAX_CLIENTS];
     struct timeval limit = { 20, 0 };
+    int n = 0;
 
-    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
-    c.fd = sv[0];
-    c.rev = event_new(F.base, c.fd, EV_READ | EV_PERSIST, client_read, &c);
-    c.wev = event_new(F.base, c.fd, EV_WRITE | EV_PERSIST, client_write, &c);
+    memset(c, 0, sizeof c);
+    for (size_t off = 0; n < MAX_CLIENTS; n++) {
+        const uint8_t *end = n + 1 < MAX_CLIENTS ?
+            memmem(data + off, size - off, SPLIT, sizeof SPLIT - 1) : NULL;
+        c[n].data = data + off;
+        c[n].size = end ? (size_t)(end - (data + off)) : size - off;
+        c[n].chunk = chunk_of(c[n].data, c[n].size);
+        if (!end) {
+            n++;
+            break;
+        }
+        off = (size_t)(end - data) + sizeof SPLIT - 1;
+    }
     struct event *guard = evtimer_new(F.base, hang, NULL);
-    CHECK(c.rev && c.wev && guard);
-    event_add(c.rev, NULL);
-    event_add(c.wev, NULL);
+    CHECK(guard);
     evtimer_add(guard, &limit);
-    CHECK(smtp_server_adopt(sv[1], "192.0.2.1") == 0);
-    while (!c.closed || smtp_server_sessions() > 0)
+    for (int i = 0; i < n; i++) {
+        int sv[2];
+        CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+        c[i].fd = sv[0];
+        c[i].rev = event_new(F.base, c[i].fd, EV_READ | EV_PERSIST, client_read, &c[i]);
+        c[i].wev = event_new(F.base, c[i].fd, EV_WRITE | EV_PERSIST, client_write, &c[i]);
+        CHECK(c[i].rev && c[i].wev);
+        event_add(c[i].rev, NULL);
+        event_add(c[i].wev, NULL);
+        c[i].refused = smtp_server_adopt(sv[1], peers[i]) < 0;
+        CHECK(c[i].refused == (i == 3));
+    }
+    while (clients_open(c, n) || smtp_server_sessions() > 0)
         CHECK(event_base_loop(F.base, EVLOOP_ONCE) == 0);
-    check_replies(&c);
-    free(c.out);
+    for (int i = 0; i < n; i++) {
+        if (F.trace)
+            fprintf(stderr, "---- client %d (%s, chunks of %zu) got:\n%.*s----\n", i + 1,
+                    peers[i], c[i].chunk,
+                    (int)c[i].nout, c[i].out ? c[i].out : "");
+        check_replies(&c[i]);
+        free(c[i].out);
+        event_free(c[i].rev);
+        event_free(c[i].wev);
+        close(c[i].fd);
+    }
     event_free(guard);
-    event_free(c.rev);
-    event_free(c.wev);
-    close(c.fd);
     purge();
     return 0;
 }
