@@ -124,7 +124,7 @@ fuzz:
 	$(MAKE) -C tests/fuzz
 
 # Every fuzz target over its seed corpus (tests/fuzz/corpus/NAME/) and
-# FUZZ_CHECK_SECONDS (2) of fuzzing; skipped with a message without clang.
+# FUZZ_CHECK_SECONDS (1) of fuzzing; skipped with a message without clang.
 fuzz-check:
 	@$(MAKE) --no-print-directory -C tests/fuzz check
 
