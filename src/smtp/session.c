@@ -751,6 +751,10 @@ static void sess_on_io(struct io *io, enum io_event ev, void *arg)
             s->eof = 1;
             break;
         }
+        if (s->state != SS_DATA && io_out_pending(s->io) > 0) {
+            sess_finish(s);     /* half-closed: the replies still queued go first */
+            break;
+        }
         sess_close(s, s->state == SS_DATA ? "lost connection after DATA" : NULL);
         break;
     case IO_ERROR:
