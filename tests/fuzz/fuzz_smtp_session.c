@@ -4,25 +4,27 @@
  * (smtp_server_adopt, session.c, the DATA decoder, the qmgr and a real spool)
  * over a socketpair on one libevent loop, as Dovecot's fuzz-smtp-server does.
  *
- * Set up once (LLVMFuzzerInitialize): a temporary directory (in /dev/shm when
- * there is one, so the spool's fdatasync costs nothing), a configuration
- * with two customers (acme.example takes any local part; beta.example only
- * bob and sales, with an 8 KB quota), small limits so that they are crossed
- * (16 KB messages; 32 KB of message data in memory, 24 KB per client
- * address; 20 recipients; 2 connections per client address), STARTTLS
- * with a throwaway certificate (scripts/gen-test-cert; without it, no
- * STARTTLS), the spool, the link table and the qmgr, as kickmaild wires
- * them; no line goes to syslog.
+ * Set up once (LLVMFuzzerInitialize, with tests/unit/smtp_server_fixture.h):
+ * a temporary directory (in /dev/shm when there is one, so the spool's
+ * fdatasync costs nothing), two customers (acme.example takes any local
+ * part; beta.example only bob and sales, with an 8 KB quota), small limits
+ * so that they are crossed (16 KB messages; 32 KB of message data in
+ * memory, 24 KB per client address; 20 recipients; 2 connections per
+ * client address), STARTTLS with a throwaway certificate (without
+ * scripts/gen-test-cert, no STARTTLS), the spool, the link table and the
+ * qmgr, as kickmaild wires them; no line goes to syslog.
  *
  * Per input: up to four clients, their bytes separated by "~~~" CR LF in the
  * input (most inputs are one client), connected at once (the fourth from
  * the same address as the first two, so it is refused).  Each client's
  * bytes are written in chunks (their size is derived from its bytes: all at
  * once, or 1-64 bytes with the loop turning between them), then it shuts
- * its sending side; replies are read and kept.  The loop runs until every
- * session has ended and closed its connection (still running after 20 s:
- * abort, a hang is a bug).  Then every message the input got queued is
- * deleted, so nothing piles up from one input to the next.
+ * its sending side; replies are read and kept (by some clients only when
+ * they cannot write, with a small socket buffer: the server's output backs
+ * up and it stops reading).  The loop runs until every session has ended
+ * and closed its connection (still running after 20 s: abort, a hang is a
+ * bug).  Then every message the input got queued is deleted, so nothing
+ * piles up from one input to the next.
  *
  * Checked: the sessions end; each client's replies up to STARTTLS are
  * well-formed lines (three digits, " " or "-", CR LF, no other CR or LF:
@@ -33,27 +35,21 @@
  * client's replies on stderr (for replaying an input).
  */
 #include <errno.h>
-#include <ftw.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <event2/event.h>
-#include <event2/thread.h>
 
-#include "config.h"
-#include "links.h"
 #include "log.h"
 #include "qmgr.h"
-#include "registry.h"
 #include "smtp_server.h"
-#include "spool.h"
-#include "tls.h"
+#include "smtp_server_fixture.h"        /* tests/unit/ */
 
 #ifndef KM_TOPDIR
 #define KM_TOPDIR "."
@@ -62,112 +58,43 @@
 #define CHECK(x) do { if (!(x)) { fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #x); \
                                   abort(); } } while (0)
 
-static struct {
-    char dir[256];
-    struct event_base *base;
-    struct config *cfg;
-    struct registry *reg;
-    struct tls_ctx *tls;
-    struct spool *sp;
-    int trace;                  /* FUZZ_TRACE set: log and replies on stderr */
-} F;
+static struct srv_fixture F;
+static int trace;               /* FUZZ_TRACE set: log and replies on stderr */
 
 /* ---- set-up, once ---- */
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *f)
-{
-    return remove(path);
-}
-
 static void cleanup(void)
 {
-    if (F.dir[0])
-        nftw(F.dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static void die(const char *what, const char *err)
-{
-    fprintf(stderr, "fuzz_smtp_session: %s: %s\n", what, err);
-    exit(1);
-}
-
-static void write_conf(const char *path, int tls)
-{
-    FILE *f = fopen(path, "w");
-    if (!f)
-        die(path, strerror(errno));
-    fprintf(f, "hostname = \"mx.fuzz.example\"\n"
-               "spool = \"%s/spool\"\n"
-               "control = \"%s/control.sock\"\n"
-               "postmaster = \"noc@isp.example\"\n"
-               "spool_spares = \"no\"\n", F.dir, F.dir);
-    if (tls)
-        fprintf(f, "tls {\n  certificate = \"%s/tls/cert.pem\"\n"
-                   "  key = \"%s/tls/key.pem\"\n}\n", F.dir, F.dir);
-    fprintf(f, "smtp {\n"
-               "  listen = {\"127.0.0.1:2\"}\n"   /* required; never bound, see below */
-               "  max_message_size = 16384\n"
-               "  max_connections_per_client = 2\n"
-               "  max_recipients = 20\n"
-               "  max_bad_commands = 20\n"
-               "  max_received_headers = 5\n"
-               "  header_size_limit = 8192\n"
-               "  line_length_limit = 2048\n"
-               "  max_data_in_memory = 32768\n"
-               "  max_data_in_memory_per_client = 24576\n"
-               "  timeout = 300\n"
-               "}\n"
-               "customer \"acme\" {\n  domains = {\"acme.example\", \"acme.co.uk\"}\n}\n"
-               "customer \"beta\" {\n  domains = {\"beta.example\"}\n"
-               "  recipients = {\"bob\", \"sales\"}\n  quota = 8k\n}\n");
-    fclose(f);
+    srv_fixture_remove(&F);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    char path[512], cmd[1024], err[1024];
-    const char *tmp = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-
-    log_test_set_syslog(0);
-    F.trace = getenv("FUZZ_TRACE") != NULL;
-    if (F.trace)
+    char err[1024];
+    trace = getenv("FUZZ_TRACE") != NULL;
+    if (trace)
         log_init("fuzz_smtp_session", 1);
     signal(SIGPIPE, SIG_IGN);
-    snprintf(F.dir, sizeof F.dir, "%s/kickmail-fuzz.XXXXXX", tmp);
-    if (!mkdtemp(F.dir))
-        die("mkdtemp", strerror(errno));
     atexit(cleanup);
-    snprintf(cmd, sizeof cmd, "%s/scripts/gen-test-cert %s/tls fuzz.example >/dev/null 2>&1",
-             KM_TOPDIR, F.dir);
-    int tls = system(cmd) == 0;
-    snprintf(path, sizeof path, "%s/kickmail.conf", F.dir);
-    write_conf(path, tls);
-
-    evthread_use_pthreads();
-    F.base = event_base_new();
-    F.cfg = config_load(path, err, sizeof err);
-    if (!F.base || !F.cfg)
-        die("configuration", err);
-    F.reg = registry_new(F.cfg, NULL, err, sizeof err);
-    if (!F.reg)
-        die("registry", err);
-    if (tls && !(F.tls = tls_server_ctx(F.cfg->tls_certificate, F.cfg->tls_key,
-                                        err, sizeof err)))
-        die("tls", err);
-    F.sp = spool_open(F.cfg->spool, F.base, err, sizeof err);
-    if (!F.sp)
-        die("spool", err);
-    spool_set_spares(F.sp, SPOOL_SPARES_OFF);
-    if (links_init(F.base, F.sp, qmgr_link_changed, NULL, err, sizeof err) < 0)
-        die("links", err);
-    if (qmgr_init(F.base, F.sp, F.cfg, F.reg, err, sizeof err) < 0)
-        die("qmgr", err);
-    F.cfg->smtp.l.nlisten = 0;  /* no listener: only the socketpairs are served */
-    if (smtp_server_bind(F.base, F.cfg, err, sizeof err) < 0)
-        die("smtp", err);
-    smtp_server_configure(F.cfg, F.reg, F.tls);
+    if (srv_fixture_start(&F, access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp", KM_TOPDIR,
+                          "max_message_size = 16384\n"
+                          "max_connections_per_client = 2\n"
+                          "max_recipients = 20\n"
+                          "max_bad_commands = 20\n"
+                          "max_received_headers = 5\n"
+                          "header_size_limit = 8192\n"
+                          "line_length_limit = 2048\n"
+                          "max_data_in_memory = 32768\n"
+                          "max_data_in_memory_per_client = 24576\n",
+                          "customer \"acme\" { domains = {\"acme.example\", \"acme.co.uk\"} }\n"
+                          "customer \"beta\" {\n  domains = {\"beta.example\"}\n"
+                          "  recipients = {\"bob\", \"sales\"}\n  quota = 8k\n}\n",
+                          err, sizeof err) < 0) {
+        fprintf(stderr, "fuzz_smtp_session: %s\n", err);
+        exit(1);
+    }
     fprintf(stderr, "fuzz_smtp_session: spool in %s, STARTTLS %s\n", F.dir,
-            tls ? "on" : "off (no certificate)");
+            F.tls ? "on" : "off (no certificate)");
     return 0;
 }
 
@@ -178,6 +105,7 @@ struct client {
     int fd;
     const uint8_t *data;
     size_t size, off, chunk;    /* chunk 0: everything at once */
+    int lazy;                   /* reads only when it cannot write (a slow reader) */
     int sent;                   /* all written (or the server went away), SHUT_WR done */
     int closed;                 /* read EOF or an error */
     struct event *rev, *wev;
@@ -192,8 +120,8 @@ struct client {
  * "220 2.0.0 Ready to start TLS" comes TLS.  A refused client gets one 421. */
 static void check_replies(const struct client *c)
 {
-    static const char greeting[] = "220 mx.fuzz.example ESMTP";
-    static const char refusal[] = "421 4.7.0 mx.fuzz.example Error: too many connections "
+    static const char greeting[] = "220 mx.fixture.example ESMTP";
+    static const char refusal[] = "421 4.7.0 mx.fixture.example Error: too many connections "
                                   "from your host\r\n";
     const char *p = c->out, *end = c->out + c->nout;
     if (c->refused) {
@@ -259,6 +187,9 @@ static void client_read(evutil_socket_t fd, short what, void *arg)
 {
     struct client *c = arg;
     char buf[16384];
+    struct pollfd pw = { .fd = fd, .events = POLLOUT };
+    if (c->lazy && !c->sent && poll(&pw, 1, 0) == 1)
+        return;                     /* writing first: the replies wait */
     ssize_t n = recv(fd, buf, sizeof buf, 0);
     if (n > 0)
         client_keep(c, buf, (size_t)n);
@@ -268,20 +199,34 @@ static void client_read(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* The clients of the input being run, for hang(). */
+static struct client *running;
+static int nrunning;
+
 static void hang(evutil_socket_t fd, short what, void *arg)
 {
-    fprintf(stderr, "fuzz_smtp_session: the session did not end within 20 s\n");
+    fprintf(stderr, "fuzz_smtp_session: the session did not end within 20 s; %u sessions\n",
+            smtp_server_sessions());
+    for (int i = 0; i < nrunning; i++) {
+        const struct client *c = &running[i];
+        fprintf(stderr, "client %d: sent %zu of %zu%s%s%s, got %zu bytes\n", i + 1,
+                c->off, c->size, c->sent ? ", done" : "", c->closed ? ", closed" : "",
+                c->lazy ? ", slow reader" : "", c->nout);
+    }
     abort();
 }
 
-/* A chunk size from the input: 0 (all at once) for a quarter of inputs,
- * else 1-64. */
-static size_t chunk_of(const uint8_t *data, size_t size)
+/* How a client sends, from its bytes: in chunks of 1-64 bytes with the loop
+ * turning between them, or all at once (a quarter of inputs); a quarter of
+ * clients are slow readers (lazy) with a small socket buffer on the
+ * server's side, so that the server's output backs up. */
+static void client_pace(struct client *c)
 {
     uint32_t h = 2166136261u;
-    for (size_t i = 0; i < size; i++)
-        h = (h ^ data[i]) * 16777619u;
-    return h % 4 == 0 ? 0 : 1 + (h >> 2) % 64;
+    for (size_t i = 0; i < c->size; i++)
+        h = (h ^ c->data[i]) * 16777619u;
+    c->chunk = h % 4 == 0 ? 0 : 1 + (h >> 2) % 64;
+    c->lazy = (h >> 10) % 4 == 0;
 }
 
 static void deleted(int err, void *arg)
@@ -344,7 +289,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             memmem(data + off, size - off, SPLIT, sizeof SPLIT - 1) : NULL;
         c[n].data = data + off;
         c[n].size = end ? (size_t)(end - (data + off)) : size - off;
-        c[n].chunk = chunk_of(c[n].data, c[n].size);
+        client_pace(&c[n]);
         if (!end) {
             n++;
             break;
@@ -353,25 +298,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     struct event *guard = evtimer_new(F.base, hang, NULL);
     CHECK(guard);
+    running = c;
+    nrunning = n;
     evtimer_add(guard, &limit);
     for (int i = 0; i < n; i++) {
-        int sv[2];
-        CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
-        c[i].fd = sv[0];
+        int rc = srv_fixture_connect(&F, peers[i], c[i].lazy ? 4096 : 0, &c[i].fd);
+        CHECK(rc != -2);
+        c[i].refused = rc < 0;
+        CHECK(c[i].refused == (i == 3));
         c[i].rev = event_new(F.base, c[i].fd, EV_READ | EV_PERSIST, client_read, &c[i]);
         c[i].wev = event_new(F.base, c[i].fd, EV_WRITE | EV_PERSIST, client_write, &c[i]);
         CHECK(c[i].rev && c[i].wev);
         event_add(c[i].rev, NULL);
         event_add(c[i].wev, NULL);
-        c[i].refused = smtp_server_adopt(sv[1], peers[i]) < 0;
-        CHECK(c[i].refused == (i == 3));
     }
     while (clients_open(c, n) || smtp_server_sessions() > 0)
         CHECK(event_base_loop(F.base, EVLOOP_ONCE) == 0);
     for (int i = 0; i < n; i++) {
-        if (F.trace)
-            fprintf(stderr, "---- client %d (%s, chunks of %zu) got:\n%.*s----\n", i + 1,
-                    peers[i], c[i].chunk,
+        if (trace)
+            fprintf(stderr, "---- client %d (%s, chunks of %zu%s) got:\n%.*s----\n",
+                    i + 1, peers[i], c[i].chunk, c[i].lazy ? ", slow reader" : "",
                     (int)c[i].nout, c[i].out ? c[i].out : "");
         check_replies(&c[i]);
         free(c[i].out);
