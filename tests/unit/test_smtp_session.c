@@ -5,7 +5,8 @@
  * pipelines commands and a message, shuts down its sending side and reads
  * only then gets every reply, the 250 of its message included, even when
  * the replies had backed up in the server (found by fuzz_smtp_session: they
- * were dropped at the EOF); the same with few replies; a connection over
+ * were dropped at the EOF); the same when the client stops in the middle of
+ * a message (the replies before it); with few replies; a connection over
  * max_connections_per_client gets its 421.
  */
 #include <stdarg.h>
@@ -102,47 +103,50 @@ static char *codes_of(struct evbuffer *got)
 }
 
 /* "220 250 ..." expected: the greeting, EHLO, n times 214, MAIL, RCPT,
- * DATA, the dot. */
-static char *want_codes(int n)
+ * DATA (and, when the message is whole, the dot). */
+static char *want_codes(int n, int whole)
 {
     char *w = malloc(16 + 4 * (size_t)n + 16);
     size_t k = (size_t)sprintf(w, "220 250");
     for (int i = 0; i < n; i++)
         k += (size_t)sprintf(w + k, " 214");
-    sprintf(w + k, " 250 250 354 250");
+    sprintf(w + k, whole ? " 250 250 354 250" : " 250 250 354");
     return w;
 }
 
-static char *pipelined(int n)
+/* EHLO, n HELP, a transaction whose message is whole or stops half-way. */
+static char *pipelined(int n, int whole)
 {
     static const char txn[] = "MAIL FROM:<a@sender.example>\r\nRCPT TO:<bob@acme.example>\r\n"
-                              "DATA\r\nSubject: half\r\n\r\nx\r\n.\r\n";
-    char *s = malloc(32 + 6 * (size_t)n + sizeof txn);
+                              "DATA\r\nSubject: half\r\n\r\nx\r\n";
+    char *s = malloc(32 + 6 * (size_t)n + sizeof txn + 8);
     size_t k = (size_t)sprintf(s, "EHLO client.example\r\n");
     for (int i = 0; i < n; i++)
         k += (size_t)sprintf(s + k, "HELP\r\n");
-    strcpy(s + k, txn);
+    sprintf(s + k, "%s%s", txn, whole ? ".\r\n" : "");
     return s;
 }
 
 /* The client pipelines n HELP and a message and, without reading, waits
- * 300 ms (the message is stored: its 250 waits behind the HELP replies),
- * half-closes, waits 300 ms (the server reaches the EOF), then reads. */
-static void half_closed_reader(int n, int sndbuf)
+ * 300 ms (a whole message is stored: its 250 waits behind the HELP
+ * replies), half-closes, waits 300 ms (the server reaches the EOF), then
+ * reads. */
+static void half_closed_reader(int n, int sndbuf, int whole)
 {
     struct peer p;
     size_t before = qmgr_msg_count();
-    char *text = pipelined(n), *want = want_codes(n);
+    char *text = pipelined(n, whole), *want = want_codes(n, whole);
     peer_open(&p, sndbuf, "192.0.2.1", 0);
     peer_send(&p, text);
     run_ms(300);
-    assert_int_equal(qmgr_msg_count(), before + 1);
+    assert_int_equal(qmgr_msg_count(), before + (whole ? 1 : 0));
     assert_int_equal(shutdown(p.fd, SHUT_WR), 0);
     run_ms(300);
     peer_read_to_eof(&p);
     char *got = codes_of(p.got);
     assert_string_equal(got, want);
     assert_int_equal(smtp_server_sessions(), 0);
+    assert_int_equal(qmgr_msg_count(), before + (whole ? 1 : 0));
     free(got);
     free(want);
     free(text);
@@ -153,12 +157,19 @@ static void test_half_closed_slow_reader_gets_every_reply(void **state)
 {
     /* ~16 kB of replies against a 4 kB socket buffer: most wait in the
      * server when the EOF comes */
-    half_closed_reader(200, 4096);
+    half_closed_reader(200, 4096, 1);
+}
+
+/* The same, the client gone in the middle of the message: the replies to
+ * what came before still go out, nothing is queued. */
+static void test_half_closed_in_data_gets_the_replies_before(void **state)
+{
+    half_closed_reader(200, 4096, 0);
 }
 
 static void test_half_closed_reader_few_replies(void **state)
 {
-    half_closed_reader(2, 0);
+    half_closed_reader(2, 0, 1);
 }
 
 static void test_over_connections_per_client_gets_421(void **state)
@@ -204,6 +215,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_half_closed_slow_reader_gets_every_reply),
+        cmocka_unit_test(test_half_closed_in_data_gets_the_replies_before),
         cmocka_unit_test(test_half_closed_reader_few_replies),
         cmocka_unit_test(test_over_connections_per_client_gets_421),
     };
