@@ -2,8 +2,10 @@
 #
 #   make            build kickmaild and kickq into build/
 #   make run        build and start kickmaild on loopback with conf/dev.conf
-#   make check      build and run every test (unit, integration; also under ASan+UBSan)
+#   make check      build and run every test (unit, integration; also under ASan+UBSan;
+#                   each fuzz target over its seed corpus for a few seconds)
 #   make fuzz       build the libFuzzer targets (clang) into build-fuzz/
+#   make fuzz-long  run each fuzz target for FUZZ_SECONDS (60) seconds
 #   make bench      benchmarks against Postfix (tests/bench)
 
 PREFIX  ?= /usr/local
@@ -57,7 +59,8 @@ UNITSRC := $(wildcard tests/unit/test_*.c)
 UNITBIN := $(UNITSRC:tests/unit/%.c=$(BUILD)/tests/%)
 PYTEST  := /usr/bin/python3 -m pytest
 
-.PHONY: all deps run check structure unit integration check-asan fuzz bench clean install
+.PHONY: all deps run check structure unit integration check-asan fuzz fuzz-check fuzz-long \
+        bench clean install
 
 all: deps-ok $(BUILD)/kickmaild $(KICKQ_BINS)
 
@@ -118,10 +121,21 @@ check-asan:
 check: structure unit integration
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  $(MAKE) --no-print-directory check-asan
+	@$(MAKE) --no-print-directory fuzz-check
 	@echo "make check: all suites passed"
 
 fuzz:
 	$(MAKE) -C tests/fuzz
+
+# Every fuzz target over its seed corpus (tests/fuzz/corpus/NAME/) and
+# FUZZ_CHECK_SECONDS (1) of fuzzing; skipped with a message without clang.
+fuzz-check:
+	@$(MAKE) --no-print-directory -C tests/fuzz check
+
+# Every fuzz target (or FUZZ_TARGETS) for FUZZ_SECONDS (60) each; the corpus
+# grows in build-fuzz/corpus/NAME/, crashes land in build-fuzz/NAME-crash-*.
+fuzz-long:
+	$(MAKE) -C tests/fuzz long
 
 bench: all
 	tests/bench/run $(BUILD)

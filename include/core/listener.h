@@ -160,6 +160,15 @@ unsigned listener_set_conns(const struct listener_set *s);
 void listener_set_each(struct listener_set *s,
                        void (*fn)(struct listener_conn *c, void *arg), void *arg);
 
+/* Serves fd, a connected non-blocking stream socket, as if a socket of s
+ * with identity info (which must outlive the connection) had accepted it
+ * from peer (an address as text): the same limits, refusal and accept
+ * hook.  Takes fd (closed when refused or when the hook fails).  0, or -1
+ * when refused.  For sockets connected some other way (tests, fuzzers;
+ * later a connection handed over by another protocol). */
+int listener_adopt(struct listener_set *s, const struct listener_info *info, int fd,
+                   const char *peer);
+
 /* The protocol is done with c (it has closed or handed on c->fd): the
  * closed hook runs, c is counted out and freed; a socket paused by an
  * accept failure accepts again. */

@@ -49,6 +49,9 @@ void log_close(void);
  * bytes (0: the default 1 MiB; at least 8 KiB); the count of write(2) calls
  * made for stderr lines so far. */
 void log_test_set_fd(int fd);
+/* 0: no line goes to syslog (fuzzers: thousands of sessions a second);
+ * 1: back to the default. */
+void log_test_set_syslog(int on);
 void log_test_set_cap(size_t bytes);
 /* How long log_close waits for the writer (ms; < 0: the default 5 s). */
 void log_test_set_close_wait(long ms);

@@ -14,6 +14,8 @@
 #ifndef KM_CTL_H
 #define KM_CTL_H
 
+#include <stddef.h>
+
 struct event_base;
 
 /* The end of a reload asked for through ctl_hooks.reload: rc 0 (the new
@@ -87,6 +89,13 @@ struct ctl_req {
  * accepts, no empty word, argument count.  Moves the arguments to the front
  * of words + 1, in order.  0, or -1 with why filled (a usage error). */
 int ctl_req_check(int nwords, char **words, struct ctl_req *req,
+                  char *why, unsigned long whylen);
+/* Parses a request line as the server received it: line[0..len) without its
+ * LF, with line[len] == 0.  Refuses a NUL byte, drops one CR at the end,
+ * splits on TAB into words (room for CTL_MAX_WORDS; more is refused), then
+ * ctl_req_check.  Writes into line; req->argv points into words.  0, or -1
+ * with why filled (a usage error). */
+int ctl_req_parse(char *line, size_t len, char **words, struct ctl_req *req,
                   char *why, unsigned long whylen);
 
 #endif

@@ -23,5 +23,9 @@ void smtp_server_configure(const struct config *c, const struct registry *r,
  * the spool finish their reply first.  done() runs once no session is left. */
 void smtp_server_shutdown(void (*done)(void));
 unsigned smtp_server_sessions(void);
+/* Serves fd, a connected non-blocking stream socket, as a connection accepted
+ * from peer (an address as text): the same limits and session as accept.
+ * Takes fd (closed on refusal).  0, or -1 when refused (421 written). */
+int smtp_server_adopt(int fd, const char *peer);
 
 #endif

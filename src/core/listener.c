@@ -152,14 +152,13 @@ void listener_set_each(struct listener_set *s,
 
 /* The protocol's refusal line, sent without waiting (best effort: the peer
  * is being turned away anyway), then the socket is closed. */
-static void conn_refuse(struct listener_sock *k, enum listener_refusal why, int fd,
-                        const char *peer)
+static void conn_refuse(struct listener_set *s, const struct listener_info *info,
+                        enum listener_refusal why, int fd, const char *peer)
 {
-    struct listener_set *s = k->set;
     char line[512];
     size_t n = 0;
     if (s->p->refusal)
-        n = s->p->refusal(why, &k->info, peer, line, sizeof line, s->arg);
+        n = s->p->refusal(why, info, peer, line, sizeof line, s->arg);
     if (n > sizeof line)
         n = sizeof line;
     if (n && write(fd, line, n) < 0) {
@@ -176,23 +175,21 @@ static void conn_peer_name(const struct sockaddr *sa, int salen, char *buf, size
         io_addr_name(sa, (socklen_t)salen, buf, len);     /* no getpeername() */
 }
 
-static void sock_accept(struct evconnlistener *l, evutil_socket_t fd,
-                        struct sockaddr *sa, int salen, void *arg)
+/* The limits, then the protocol's accept hook, for a connected fd that
+ * info's socket accepted (or that was adopted as if it had). */
+static int conn_admit(struct listener_set *s, const struct listener_info *info, int fd,
+                      const struct sockaddr *sa, int salen, const char *peer)
 {
-    struct listener_sock *k = arg;
-    struct listener_set *s = k->set;
-    char peer[64];
-    conn_peer_name(sa, salen, peer, sizeof peer);
     if (s->max_conns && s->nconns >= s->max_conns && s->p->full)
         s->p->full(s->arg);                     /* may make room */
     if (s->max_conns && s->nconns >= s->max_conns) {
-        conn_refuse(k, LISTENER_FULL, fd, peer);
-        return;
+        conn_refuse(s, info, LISTENER_FULL, fd, peer);
+        return -1;
     }
     struct listener_client *cl = hmap_get(s->clients, peer);
     if (cl && s->max_per_client && cl->n >= s->max_per_client) {
-        conn_refuse(k, LISTENER_CLIENT_FULL, fd, peer);
-        return;
+        conn_refuse(s, info, LISTENER_CLIENT_FULL, fd, peer);
+        return -1;
     }
     if (!cl) {
         cl = xcalloc(1, sizeof *cl);
@@ -201,10 +198,10 @@ static void sock_accept(struct evconnlistener *l, evutil_socket_t fd,
     }
     cl->n++;
     struct listener_conn *c = xcalloc(1, sizeof *c);
-    c->info = &k->info;
+    c->info = info;
     c->fd = fd;
     snprintf(c->peer, sizeof c->peer, "%s", peer);
-    if (salen > 0 && (size_t)salen <= sizeof c->addr) {
+    if (sa && salen > 0 && (size_t)salen <= sizeof c->addr) {
         memcpy(&c->addr, sa, (size_t)salen);
         c->addrlen = (socklen_t)salen;
     }
@@ -215,7 +212,24 @@ static void sock_accept(struct evconnlistener *l, evutil_socket_t fd,
     if (s->p->accept(c, s->arg) < 0) {         /* c may be gone when 0 */
         close(fd);
         conn_forget(c);
+        return -1;
     }
+    return 0;
+}
+
+static void sock_accept(struct evconnlistener *l, evutil_socket_t fd,
+                        struct sockaddr *sa, int salen, void *arg)
+{
+    struct listener_sock *k = arg;
+    char peer[64];
+    conn_peer_name(sa, salen, peer, sizeof peer);
+    conn_admit(k->set, &k->info, fd, sa, salen, peer);
+}
+
+int listener_adopt(struct listener_set *s, const struct listener_info *info, int fd,
+                   const char *peer)
+{
+    return conn_admit(s, info, fd, NULL, 0, peer);
 }
 
 static void sock_resume_cb(evutil_socket_t fd, short what, void *arg)

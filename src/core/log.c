@@ -107,6 +107,7 @@ static struct {
 };
 
 static atomic_ulong log_writes;         /* write calls on L.fd (tests) */
+static atomic_int log_syslog_off;       /* log_test_set_syslog(0) */
 
 void log_init(const char *ident, int to_stderr)
 {
@@ -131,6 +132,8 @@ static int syslog_usable(time_t now)
 {
     static atomic_int usable;
     static atomic_llong next_check;
+    if (atomic_load_explicit(&log_syslog_off, memory_order_relaxed))
+        return 0;
     if ((long long)now >= atomic_load_explicit(&next_check, memory_order_relaxed)) {
         atomic_store_explicit(&next_check, (long long)now + 10, memory_order_relaxed);
         atomic_store(&usable, access(_PATH_LOG, W_OK) == 0);
@@ -552,6 +555,11 @@ void log_test_set_fd(int fd)
     pthread_mutex_lock(&L.mu);
     L.fd = fd < 0 ? STDERR_FILENO : fd;
     pthread_mutex_unlock(&L.mu);
+}
+
+void log_test_set_syslog(int on)
+{
+    atomic_store(&log_syslog_off, !on);
 }
 
 void log_test_set_cap(size_t bytes)

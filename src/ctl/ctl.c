@@ -131,31 +131,14 @@ const struct ctl_hooks *ctl_hooks_get(void)
 
 /* ---- reading the request ---- */
 
-/* Splits line on TAB, checks it against the command table, runs the
- * command's handler (ctl_table.c). */
+/* Parses line (ctl_req_parse: split on TAB, checked against the command
+ * table), runs the command's handler (ctl_table.c). */
 static void sess_request(struct ctl_sess *s, char *line, size_t len)
 {
     char why[256];
     struct ctl_req rq;
-    if (memchr(line, 0, len)) {
-        ctl_reply_fail(s, 2, "bad request: NUL byte");
-        return;
-    }
-    if (len && line[len - 1] == '\r')
-        line[--len] = 0;
     char **words = xcalloc(CTL_MAX_WORDS, sizeof *words);
-    int n = 0;
-    for (char *p = line; p; ) {
-        if (n == CTL_MAX_WORDS) {
-            ctl_reply_fail(s, 2, "request has more than %d words", CTL_MAX_WORDS);
-            free(words);
-            return;
-        }
-        words[n++] = p;
-        if ((p = strchr(p, '\t')))
-            *p++ = 0;
-    }
-    if (ctl_req_check(n, words, &rq, why, sizeof why) < 0) {
+    if (ctl_req_parse(line, len, words, &rq, why, sizeof why) < 0) {
         ctl_reply_fail(s, 2, "%s", why);
         free(words);
         return;

@@ -1,11 +1,12 @@
 /*
  * ctl_cmd — the command table shared by the control socket server and kickq
  * (names, argument counts, options, usage texts), indexed by enum
- * ctl_cmd_id as the daemon's handler table is (ctl_table.c), and the check
- * of a request against it (ctl_req_check).  Standard C only (no libevent,
- * no daemon state, nothing allocated): kickq's small front end is built
- * from this file and kickq.c alone, with another C library (see the
- * Makefile).
+ * ctl_cmd_id as the daemon's handler table is (ctl_table.c), the check of
+ * a request against it (ctl_req_check), and the parse of a request line
+ * the server received (ctl_req_parse: split on TAB, then checked).
+ * Standard C only (no libevent, no daemon state, nothing allocated):
+ * kickq's small front end is built from this file and kickq.c alone, with
+ * another C library (see the Makefile).
  *
  * Trusts nothing in the words it checks; guarantees that a request it
  * accepts names a known command with options that command takes and an
@@ -109,4 +110,27 @@ int ctl_req_check(int nwords, char **words, struct ctl_req *req,
     req->argc = argc;
     req->argv = words + 1;
     return 0;
+}
+
+int ctl_req_parse(char *line, size_t len, char **words, struct ctl_req *req,
+                  char *why, unsigned long whylen)
+{
+    memset(req, 0, sizeof *req);
+    if (memchr(line, 0, len)) {
+        snprintf(why, whylen, "bad request: NUL byte");
+        return -1;
+    }
+    if (len && line[len - 1] == '\r')
+        line[--len] = 0;
+    int n = 0;
+    for (char *p = line; p; ) {
+        if (n == CTL_MAX_WORDS) {
+            snprintf(why, whylen, "request has more than %d words", CTL_MAX_WORDS);
+            return -1;
+        }
+        words[n++] = p;
+        if ((p = strchr(p, '\t')))
+            *p++ = 0;
+    }
+    return ctl_req_check(n, words, req, why, whylen);
 }

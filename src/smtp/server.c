@@ -4,7 +4,9 @@
  * on them (a connection over a limit gets 421 4.7.0 before any session
  * exists), creates a session for each accepted connection and frees it
  * when the session gives its connection back (the closed hook: session.c
- * never calls into this file).  The listener's per-client record carries
+ * never calls into this file); smtp_server_adopt() does the same for a
+ * socket connected some other way (the session fuzzer's socketpair).  The
+ * listener's per-client record carries
  * the data_bytes the sessions account against
  * max_data_in_memory_per_client.  Trusts the configuration; the peer only
  * gets to connect here.
@@ -123,6 +125,11 @@ void smtp_server_shutdown(void (*done)(void))
     smtp_env.stopping = 1;
     listener_set_stop(S.set, smtp_drained, NULL);     /* done() once none is left */
     listener_set_each(S.set, sess_shutdown_one, NULL);
+}
+
+int smtp_server_adopt(int fd, const char *peer)
+{
+    return listener_adopt(S.set, &smtp_info, fd, peer);
 }
 
 unsigned smtp_server_sessions(void)

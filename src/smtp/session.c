@@ -815,7 +815,7 @@ static void sess_flush(struct smtp_sess *s)
         return;
     if (evbuffer_get_length(s->out) == 0) {
         if (s->state == SS_CLOSING && io_out_pending(s->io) == 0)
-            sess_close(s, NULL);
+            sess_close(s, s->close_why);
         return;
     }
     if (io_send(s->io, s->out))
@@ -859,7 +859,7 @@ static void sess_on_io(struct io *io, enum io_event ev, void *arg)
         break;
     case IO_DRAINED:
         if (s->state == SS_CLOSING) {
-            sess_close(s, NULL);
+            sess_close(s, s->close_why);
         } else if (s->state == SS_TLS) {
             sess_tls_switch(s);
         } else if (s->paused) {
@@ -891,7 +891,12 @@ static void sess_on_io(struct io *io, enum io_event ev, void *arg)
             s->eof = 1;
             break;
         }
-        sess_close(s, s->state == SS_DATA ? "lost connection after DATA" : NULL);
+        s->close_why = s->state == SS_DATA ? "lost connection after DATA" : NULL;
+        if (io_out_pending(s->io) > 0) {
+            sess_finish(s);     /* half-closed: the replies still queued go first */
+            break;
+        }
+        sess_close(s, s->close_why);
         break;
     case IO_ERROR:
         sess_close(s, io_error(io));

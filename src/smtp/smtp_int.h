@@ -67,6 +67,8 @@ struct smtp_sess {
     int dead;                       /* peer gone while SS_COMMIT: free on completion */
     int paused;
     int eof;                        /* peer closed while SS_COMMIT */
+    const char *close_why;          /* for the disconnect line when the close
+                                     * waits for the replies to drain */
     struct evbuffer *out;           /* replies not yet handed to the io layer */
     /* transaction */
     char *sender;

@@ -519,6 +519,50 @@ static void test_cmd_tables(void **state)
     assert_string_equal(ctl_cmd_at(CTL_CMD_STATS)->name, "stats");
 }
 
+/* ctl_req_parse: the request line as the server reads it. */
+static void parse_line(const char *text, size_t len, int rc, const char *why_want,
+                       int argc)
+{
+    char *line = malloc(len + 1), why[128] = "";
+    char **words = calloc(CTL_MAX_WORDS, sizeof *words);
+    struct ctl_req rq;
+    memcpy(line, text, len);
+    line[len] = 0;
+    assert_int_equal(ctl_req_parse(line, len, words, &rq, why, sizeof why), rc);
+    if (rc == 0)
+        assert_int_equal(rq.argc, argc);
+    else
+        assert_string_equal(why, why_want);
+    free(words);
+    free(line);
+}
+
+static void test_req_parse(void **state)
+{
+    char *line = strdup("list\tacme\t--json\r"), *words[CTL_MAX_WORDS], why[128];
+    struct ctl_req rq;
+    assert_int_equal(ctl_req_parse(line, strlen(line), words, &rq, why, sizeof why), 0);
+    assert_string_equal(rq.cmd->name, "list");
+    assert_string_equal(rq.argv[0], "acme");        /* the one CR at the end dropped */
+    assert_int_equal(rq.opts, CTL_OPT_JSON);
+    free(line);
+    parse_line("status", 6, 0, NULL, 0);
+    parse_line("status\r\r", 8, -1, "unknown command: status\r", 0);
+    parse_line("reload\0x", 8, -1, "bad request: NUL byte", 0);
+    parse_line("", 0, -1, "no command given", 0);
+    parse_line("\t", 1, -1, "no command given", 0);
+    parse_line("hold\tacme\t", 10, -1, "hold: empty argument", 0);
+    /* CTL_MAX_WORDS words at most: the command and 999 queue IDs */
+    char *big = malloc(6 + 14 * CTL_MAX_WORDS + 1);
+    size_t n = (size_t)sprintf(big, "delete");
+    for (int i = 1; i < CTL_MAX_WORDS; i++)
+        n += (size_t)sprintf(big + n, "\t0A1B2C3D4E5F6");
+    parse_line(big, n, 0, NULL, CTL_MAX_WORDS - 1);
+    n += (size_t)sprintf(big + n, "\t0A1B2C3D4E5F6");
+    parse_line(big, n, -1, "request has more than 1000 words", 0);
+    free(big);
+}
+
 /* ---- show ---- */
 
 static void check_headers(const char *msg, size_t len, const char *want, const char *rest)
@@ -816,6 +860,8 @@ int main(void)
         cmocka_unit_test(test_json_strings),
         cmocka_unit_test(test_req_check),
         cmocka_unit_test(test_cmd_tables),
+
+        cmocka_unit_test(test_req_parse),
         cmocka_unit_test(test_headers),
         cmocka_unit_test(test_show),
         cmocka_unit_test(test_show_message),
