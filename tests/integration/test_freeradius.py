@@ -16,18 +16,27 @@ kickmaild does not serve `radius`.
 import os
 import re
 import shutil
+import socket
 import subprocess
 import time
 
 import pytest
 
-from conftest import ROOT, KICKMAILD, free_port, wait_for
+from conftest import KICKMAILD, MTA_HOST, ROOT, customer_conf, free_port, wait_for
 from radiusstub import RadiusStub
 
 SNIPPETS = os.path.join(ROOT, "conf", "freeradius")
 SYSTEM_RADDB = "/etc/freeradius/3.0"
 NAS_SECRET = "nas-secret-for-tests"
 NODE_SECRETS = ("node1-secret-for-tests", "node2-secret-for-tests")
+
+
+def free_udp_port(host="127.0.0.1"):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((host, 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 
 def _freeradius_missing():
@@ -314,3 +323,63 @@ def test_detail_node_down_catches_up(make_freeradius, nodes):
     assert nodes[1].bad == 0
     # node 1 got each record once
     assert [r["Acct-Status-Type"] for r in nodes[0].decoded()] == ["Start", "Stop"]
+
+
+def _kickmaild_not_serving_radius(tmp_path):
+    """None when kickmaild serves `radius`, else why not (kickmaild -n
+    reports sections it does not serve)."""
+    conf = tmp_path / "radius-probe.conf"
+    conf.write_text('hostname = "mx.test.example"\nspool = "%s/spool"\n'
+                    'control = "%s/control.sock"\npostmaster = "noc@isp.example"\n'
+                    'smtp { listen = {"127.0.0.1:%d"} }\n'
+                    'radius {\n  listen = {"127.0.0.1:%d"}\n'
+                    '  client "127.0.0.1" { secret = \'x\' }\n}\n'
+                    % (tmp_path, tmp_path, free_port(), free_udp_port()))
+    r = subprocess.run([KICKMAILD, "-n", "-c", str(conf)], capture_output=True, text=True,
+                       timeout=30)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, "kickmaild -n refuses a radius section: " + out
+    if re.search(r"not served.*radius", out):
+        return "kickmaild does not serve radius yet (kickmaild -n: %s)" % out.strip()
+    return None
+
+
+@pytest.mark.parametrize("variant", ["replicate", "detail"])
+def test_end_to_end_two_kickmail_nodes(make_freeradius, make_daemon, mta, tmp_path, variant):
+    """Two real kickmaild behind FreeRADIUS: each holds mail for acme; one
+    Accounting-Start from the NAS to FreeRADIUS raises acme's link on BOTH
+    (source radius, at Framed-IP-Address, session NAS/Acct-Session-Id) and
+    both deliver their held mail."""
+    why = _kickmaild_not_serving_radius(tmp_path)
+    if why:
+        pytest.skip(why)
+    daemons = []
+    for i, secret in enumerate(NODE_SECRETS):
+        port = free_udp_port()
+        d = make_daemon(
+            customers=customer_conf("acme", ["acme.example"], deliver="link",
+                                    port=mta.port, radius_user="acme-ppp", link_ttl="1h"),
+            extra='radius {\n  listen = {"127.0.0.1:%d"}\n'
+                  '  client "127.0.0.1" { secret = \'%s\' }\n}\n' % (port, secret))
+        d.radius_port = port
+        d.start()
+        d.send("bob@acme.example")
+        daemons.append(d)
+    for d in daemons:
+        assert d.kickq_json("links") == [] or d.kickq_json("links")[0]["state"] == "down"
+    fr = make_freeradius(variant, [(d.radius_port, s) for d, s in zip(daemons, NODE_SECRETS)])
+    fr.start()
+    fr.account("Start", "acme-ppp", "S-1", MTA_HOST)
+    for d in daemons:
+        links = wait_for(lambda: [l for l in d.kickq_json("links")
+                                  if l["customer"] == "acme" and l["state"] == "up"],
+                         timeout=15, what="acme up on node :%d" % d.radius_port)
+        assert links[0]["address"] == MTA_HOST
+        assert links[0]["source"] == "radius"
+        assert links[0]["session"] == "192.0.2.1/S-1"
+    msgs = mta.wait_messages(2, timeout=20)
+    assert sorted(len(m.rcpt_tos) for m in msgs) == [1, 1]
+    assert all(m.rcpt_tos == ["bob@acme.example"] for m in msgs)
+    for d in daemons:
+        wait_for(lambda: "Mail queue is empty" in d.kickq("list").stdout,
+                 what="node :%d queue empty" % d.radius_port)
