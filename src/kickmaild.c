@@ -42,6 +42,7 @@
 #include "ctl/ctl.h"
 #include "link/link_event.h"
 #include "link/links.h"
+#include "link/netlink.h"
 #include "mta/deliver.h"
 #include "queue/qmgr.h"
 #include "smtp/smtp_server.h"
@@ -242,6 +243,8 @@ static void reload_apply(struct gen *g)
     smtp_server_configure(g->cfg, g->reg, g->tls);
     link_event_configure(g->reg);
     links_prune(customer_exists);
+    if (netlink_configure(D.base, g->cfg->netlink_enabled, info, sizeof info) < 0)
+        log_err("reload: the netlink watcher cannot run: %s", info);
     struct gen *old = xmalloc(sizeof *old);
     *old = D.cur;
     D.cur = *g;
@@ -475,6 +478,12 @@ static int start(void)
     }
     smtp_server_configure(c, D.cur.reg, D.cur.tls);
     link_event_configure(D.cur.reg);
+    if (netlink_configure(D.base, c->netlink_enabled, err, sizeof err) < 0) {
+        log_err("cannot start the netlink watcher: %s", err);
+        return -1;
+    }
+    if (!c->netlink_enabled)
+        log_info("netlink watcher: not running (netlink { enabled = false })");
     R.done_ev = event_new(D.base, -1, 0, reload_finished, NULL);
     return 0;
 }
@@ -492,6 +501,8 @@ static int check_only(const char *unserved)
         printf("%s: sections not served by this version: %s\n", D.path, unserved);
     if (D.cur.map)
         printf("%s: %zu customers\n", D.cur.map->path, D.cur.map->ncustomers);
+    printf("%s: netlink watcher: %s\n", D.path,
+           D.cur.cfg->netlink_enabled ? "enabled" : "not running (not enabled)");
     printf("configuration OK\n");
     gen_free(&D.cur);
     return 0;
@@ -547,6 +558,7 @@ int main(int argc, char **argv)
              qmgr_msg_count());
     event_base_dispatch(D.base);
     reload_shutdown();
+    netlink_stop();
     spool_close(D.spool);
     log_info("kickmaild stopped");
     for (int i = 0; i < 3; i++)

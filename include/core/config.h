@@ -115,6 +115,7 @@ struct config {
     struct listener_conf submission, smtps, pop3, pop3s, odmr, radius;
     size_t nradius_clients;
     struct radius_client *radius_clients;
+    int netlink_enabled;        /* netlink { enabled = true }: the watcher runs */
     size_t ncustomers;
     struct customer *customers;
     size_t nmaildrops;

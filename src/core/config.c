@@ -654,6 +654,8 @@ static int build(struct loader *ld, cfg_t *root)
     for (size_t i = 0; i < NLISTENERS; i++)
         if (load_listener(ld, root, i) < 0)
             return -1;
+    cfg_t *nl = cfg_getsec(root, "netlink");
+    ld->c->netlink_enabled = nl && cfg_getbool(nl, "enabled");
     if (load_smtp_limits(ld, root) < 0 || load_radius_clients(ld, root) < 0 ||
         load_customers(ld, root) < 0 || load_maildrops(ld, root) < 0)
         return -1;

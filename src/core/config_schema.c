@@ -648,6 +648,11 @@ static cfg_opt_t radius_opts[] = {
     CFG_END()
 };
 
+static cfg_opt_t netlink_opts[] = {
+    CFG_BOOL("enabled", cfg_false, CFGF_NONE),
+    CFG_END()
+};
+
 /* The options of cust_opts above, with the same defaults; the two lists
  * must name the same options (config_customer_from_section reads these). */
 static cfg_opt_t customer_opts[] = {
@@ -699,6 +704,7 @@ static cfg_opt_t root_opts[] = {
     CFG_SEC("pop3s", listener_opts, CFGF_NONE),
     CFG_SEC("odmr", listener_opts, CFGF_NONE),
     CFG_SEC("radius", radius_opts, CFGF_NONE),
+    CFG_SEC("netlink", netlink_opts, CFGF_NONE),
     CFG_SEC("customer", customer_opts,
             CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
     CFG_SEC("maildrop", maildrop_opts,
