@@ -10,6 +10,8 @@
 
 PREFIX  ?= /usr/local
 LIBEXECDIR ?= $(PREFIX)/libexec/kickmail
+PPPDIR  ?= /etc/ppp
+PPP_HOOKS := ip-up ip-down auth-up auth-down
 BUILD   ?= build
 CC      ?= cc
 PKGS    := libevent libevent_openssl libevent_pthreads libconfuse openssl sqlite3 zlib libcares
@@ -60,7 +62,7 @@ UNITBIN := $(UNITSRC:tests/unit/%.c=$(BUILD)/tests/%)
 PYTEST  := /usr/bin/python3 -m pytest
 
 .PHONY: all deps run check structure unit integration check-asan fuzz fuzz-check fuzz-long \
-        bench clean install
+        bench clean install uninstall
 
 all: deps-ok $(BUILD)/kickmaild $(KICKQ_BINS)
 
@@ -152,6 +154,37 @@ install: all
 	install -m 644 conf/customers.sql $(DESTDIR)$(PREFIX)/share/kickmail/
 	test -e $(DESTDIR)$(PREFIX)/etc/kickmail/kickmail.conf || \
 	  install -m 640 conf/kickmail.conf $(DESTDIR)$(PREFIX)/etc/kickmail/
+	@# the ppp hooks (scripts/ppp), calling the installed kickq by its path:
+	@# ip-up/ip-down for Debian's run-parts directories; auth-up/auth-down
+	@# (ipppd) as /etc/ppp/auth-up and auth-down unless those exist
+	@mkdir -p $(BUILD)/ppp
+	install -d $(DESTDIR)$(LIBEXECDIR)/ppp $(DESTDIR)$(PPPDIR)/ip-up.d $(DESTDIR)$(PPPDIR)/ip-down.d
+	set -e; for h in $(PPP_HOOKS); do \
+	  sed 's|^KICKQ_DEFAULT=kickq |KICKQ_DEFAULT=$(PREFIX)/sbin/kickq |' scripts/ppp/$$h >$(BUILD)/ppp/$$h; \
+	  install -m 755 $(BUILD)/ppp/$$h $(DESTDIR)$(LIBEXECDIR)/ppp/; done
+	install -m 755 $(BUILD)/ppp/ip-up $(DESTDIR)$(PPPDIR)/ip-up.d/kickmail
+	install -m 755 $(BUILD)/ppp/ip-down $(DESTDIR)$(PPPDIR)/ip-down.d/kickmail
+	set -e; for h in auth-up auth-down; do \
+	  if [ -e $(DESTDIR)$(PPPDIR)/$$h ]; then \
+	    echo "$(PPPDIR)/$$h exists: for ipppd, call $(LIBEXECDIR)/ppp/$$h \"\$$@\" from it"; \
+	  else install -m 755 $(BUILD)/ppp/$$h $(DESTDIR)$(PPPDIR)/$$h; fi; done
+
+# Removes what install put; the configuration file and /etc/ppp/auth-up and
+# auth-down only when they are unchanged.
+uninstall:
+	for h in auth-up auth-down; do \
+	  if cmp -s $(DESTDIR)$(PPPDIR)/$$h $(DESTDIR)$(LIBEXECDIR)/ppp/$$h; then \
+	    rm -f $(DESTDIR)$(PPPDIR)/$$h; fi; done
+	rm -f $(DESTDIR)$(PPPDIR)/ip-up.d/kickmail $(DESTDIR)$(PPPDIR)/ip-down.d/kickmail
+	rm -f $(addprefix $(DESTDIR)$(LIBEXECDIR)/ppp/,$(PPP_HOOKS)) $(DESTDIR)$(LIBEXECDIR)/kickq-config
+	rm -f $(DESTDIR)$(PREFIX)/sbin/kickmaild $(DESTDIR)$(PREFIX)/sbin/kickq
+	rm -f $(DESTDIR)$(PREFIX)/share/man/man8/kickmaild.8 $(DESTDIR)$(PREFIX)/share/man/man8/kickq.8
+	rm -f $(DESTDIR)$(PREFIX)/share/man/man5/kickmail.conf.5
+	rm -f $(DESTDIR)$(PREFIX)/share/kickmail/customers.sql
+	if cmp -s $(DESTDIR)$(PREFIX)/etc/kickmail/kickmail.conf conf/kickmail.conf; then \
+	  rm -f $(DESTDIR)$(PREFIX)/etc/kickmail/kickmail.conf; fi
+	-rmdir $(DESTDIR)$(LIBEXECDIR)/ppp $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(PREFIX)/share/kickmail \
+	  $(DESTDIR)$(PREFIX)/etc/kickmail 2>/dev/null
 
 clean:
 	rm -rf build build-asan build-fuzz var

@@ -47,12 +47,15 @@ void ctl_stop(void);
  */
 #define CTL_MAX_REQUEST 4096        /* bytes, the LF included */
 #define CTL_MAX_WORDS   1000
+#define CTL_SESSION_MAX 63          /* bytes of a --session id (links keep 63) */
 #define CTL_TIMEOUT     5           /* seconds of silence before the request is whole */
 
 #define CTL_OPT_JSON 0x01u          /* "--json" */
 #define CTL_OPT_BODY 0x02u          /* "--body" */
 #define CTL_OPT_TTL  0x04u          /* "--ttl DURATION" (takes the next word) */
 #define CTL_OPT_PROM 0x08u          /* "--prometheus" */
+#define CTL_OPT_USER 0x10u          /* "--user NAME" (takes the next word) */
+#define CTL_OPT_SESSION 0x20u       /* "--session ID" (takes the next word) */
 
 /* The commands: their index in the command table (ctl_cmd_at, in the order
  * kickq's usage lists them) and in the daemon's handler table. */
@@ -83,11 +86,16 @@ struct ctl_req {
     char **argv;                    /* points into the caller's words */
     unsigned opts;                  /* CTL_OPT_* given */
     const char *ttl;                /* value of --ttl, NULL when absent */
+    const char *user;               /* value of --user, NULL when absent */
+    const char *session;            /* value of --session, NULL when absent */
 };
 
 /* Checks words[0..nwords) (the command first): known command, options it
- * accepts, no empty word, argument count.  Moves the arguments to the front
- * of words + 1, in order.  0, or -1 with why filled (a usage error). */
+ * accepts, no empty word, argument count.  An option that takes a value
+ * (--ttl, --user, --session) takes the next word whatever it is (so a
+ * value may start with '-'), must have one that is not empty, and may be
+ * given once.  Moves the arguments to the front of words + 1, in order.
+ * 0, or -1 with why filled (a usage error). */
 int ctl_req_check(int nwords, char **words, struct ctl_req *req,
                   char *why, unsigned long whylen);
 /* Parses a request line as the server received it: line[0..len) without its

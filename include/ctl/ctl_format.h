@@ -89,6 +89,10 @@ void ctl_fmt_kick(struct evbuffer *out, const char *customer,
  * is empty), "link down acme". */
 void ctl_fmt_link_done(struct evbuffer *out, int up, const char *customer,
                        const char *address);
+/* `link down --session ID` that found the link up with another session:
+ * "link up acme at 192.0.2.1, left up (session ID is not its session)". */
+void ctl_fmt_link_kept(struct evbuffer *out, const char *customer, const char *address,
+                       const char *session);
 /* `links`: the header line of the text table (none for JSON), then one line
  * (or JSON line) per link, times in local time. */
 void ctl_fmt_links_head(struct evbuffer *out);

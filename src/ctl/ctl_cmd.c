@@ -29,7 +29,9 @@ static const struct ctl_cmd_spec ctl_specs[] = {
     [CTL_CMD_DELETE]  = { "delete",  1, -1, 0,            "delete QUEUEID..." },
     [CTL_CMD_BOUNCE]  = { "bounce",  1, -1, 0,            "bounce QUEUEID..." },
     [CTL_CMD_KICK]    = { "kick",    1, 1,  CTL_OPT_JSON, "kick CUSTOMER|DOMAIN [--json]" },
-    [CTL_CMD_LINK]    = { "link",    2, 3,  CTL_OPT_TTL,  "link up CUSTOMER [ADDRESS] [--ttl DURATION] | link down CUSTOMER" },
+    [CTL_CMD_LINK]    = { "link",    1, 3,  CTL_OPT_TTL | CTL_OPT_USER | CTL_OPT_SESSION,
+                          "link up CUSTOMER|--user NAME [ADDRESS] [--ttl DURATION] [--session ID]"
+                          " | link down CUSTOMER|--user NAME [--session ID]" },
     [CTL_CMD_LINKS]   = { "links",   0, 0,  CTL_OPT_JSON, "links [--json]" },
     [CTL_CMD_STATS]   = { "stats",   0, 0,  CTL_OPT_PROM, "stats [--prometheus]" },
 };
@@ -60,7 +62,23 @@ static unsigned ctl_opt_parse(const char *w)
         return CTL_OPT_TTL;
     if (strcmp(w, "--prometheus") == 0)
         return CTL_OPT_PROM;
+    if (strcmp(w, "--user") == 0)
+        return CTL_OPT_USER;
+    if (strcmp(w, "--session") == 0)
+        return CTL_OPT_SESSION;
     return 0;
+}
+
+/* Where an option's value goes, and what it is called in errors; NULL for
+ * an option without a value. */
+static const char **ctl_opt_value(unsigned o, struct ctl_req *req, const char **what)
+{
+    switch (o) {
+    case CTL_OPT_TTL:     *what = "a duration"; return &req->ttl;
+    case CTL_OPT_USER:    *what = "a name";     return &req->user;
+    case CTL_OPT_SESSION: *what = "an id";      return &req->session;
+    default:              return NULL;
+    }
 }
 
 int ctl_req_check(int nwords, char **words, struct ctl_req *req,
@@ -86,12 +104,17 @@ int ctl_req_check(int nwords, char **words, struct ctl_req *req,
                 return -1;
             }
             req->opts |= o;
-            if (o == CTL_OPT_TTL) {
+            const char *what, **val = ctl_opt_value(o, req, &what);
+            if (val) {
                 if (i + 1 >= nwords || !words[i + 1][0]) {
-                    snprintf(why, whylen, "%s: --ttl needs a duration", c->name);
+                    snprintf(why, whylen, "%s: %s needs %s", c->name, w, what);
                     return -1;
                 }
-                req->ttl = words[++i];
+                if (*val) {
+                    snprintf(why, whylen, "%s: %s given twice", c->name, w);
+                    return -1;
+                }
+                *val = words[++i];
             }
         } else if (!w[0]) {
             snprintf(why, whylen, "%s: empty argument", c->name);

@@ -452,6 +452,13 @@ void ctl_fmt_link_done(struct evbuffer *out, int up, const char *customer,
         evbuffer_add_printf(out, "link down %s\n", customer);
 }
 
+void ctl_fmt_link_kept(struct evbuffer *out, const char *customer, const char *address,
+                       const char *session)
+{
+    evbuffer_add_printf(out, "link up %s at %s, left up (session %s is not its session)\n",
+                        customer, address[0] ? address : "(fixed host)", session);
+}
+
 void ctl_fmt_links_head(struct evbuffer *out)
 {
     evbuffer_add_printf(out, "%-20s %-5s %-39s %-20s %-20s %-8s %s\n", "CUSTOMER", "STATE",

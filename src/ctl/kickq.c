@@ -9,7 +9,9 @@
  * socket I/O: a one-shot client needs no event loop.
  *
  * Two builds of this file (see the Makefile).  The full one reads the
- * configuration with libconfuse (config_load) when no -s is given.  The
+ * configuration with libconfuse (config_load) when no -s is given: the -c
+ * file, else the one KICKMAIL_CONF names (when set and not empty), else
+ * the default.  The
  * front end (KICKQ_CONFIG_EXEC, built static against musl: glibc's start-up
  * alone costs ~0.3 ms on a virtual machine where CPUID traps to the
  * hypervisor, musl's nothing) handles -s itself and, when the configuration
@@ -110,7 +112,7 @@ static void kickq_usage(FILE *f)
     fprintf(f, "usage: kickq [-c FILE | -s SOCKET] COMMAND [ARGS] [--json]\n"
                "       kickq -h | --help\n"
                "  -c FILE    configuration to read the control socket from\n"
-               "             (default " KM_SYSCONFDIR "/kickmail.conf)\n"
+               "             (default $KICKMAIL_CONF, else " KM_SYSCONFDIR "/kickmail.conf)\n"
                "  -s SOCKET  control socket path\n"
                "commands:\n");
     for (unsigned i = 0; (c = ctl_cmd_at(i)); i++)
@@ -339,6 +341,12 @@ int main(int argc, char **argv)
         }
     }
     for (int i = optind; i < argc; i++) {
+        /* an option's value is not an option: "--user --help" names a user */
+        if (!strcmp(argv[i], "--ttl") || !strcmp(argv[i], "--user") ||
+            !strcmp(argv[i], "--session")) {
+            i++;
+            continue;
+        }
         if (strcmp(argv[i], "--help") == 0) {  /* "kickq list --help" */
             kickq_usage(stdout);
             return 0;
@@ -375,6 +383,9 @@ int main(int argc, char **argv)
     char *conf_sock = NULL;
     const char *path = sock;
     if (!path) {
+        const char *env = getenv("KICKMAIL_CONF");
+        if (!cfg && env && env[0])
+            cfg = env;
         conf_sock = kickq_socket_from_config(cfg ? cfg : KM_SYSCONFDIR "/kickmail.conf");
         if (!conf_sock)
             return 1;

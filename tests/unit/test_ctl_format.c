@@ -454,6 +454,15 @@ static void test_req_check(void **state)
         { "", 0, 0, 0, "no command given" },
         { "reload\tnow", 0, 0, 0, "usage: reload" },
         { "summary\t-x", 0, 0, 0, "summary: unknown option -x" },
+        { "link\tup\t--user\tacme\t192.0.2.1", 1, 2, CTL_OPT_USER, NULL },
+        { "link\tdown\t--user\t-x y\t--session\tppp0", 1, 1,
+          CTL_OPT_USER | CTL_OPT_SESSION, NULL },
+        { "link\tdown\t--user", 0, 0, 0, "link: --user needs a name" },
+        { "link\tdown\t--user\t", 0, 0, 0, "link: --user needs a name" },
+        { "link\tdown\tacme\t--session", 0, 0, 0, "link: --session needs an id" },
+        { "link\tdown\t--user\ta\t--user\tb", 0, 0, 0, "link: --user given twice" },
+        { "link\tup\ta\t--session\ts\t--session\ts", 0, 0, 0, "link: --session given twice" },
+        { "kick\tacme\t--user\tacme", 0, 0, 0, "kick: unknown option --user" },
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         char *line = strdup(t[i].line), *words[8], why[128] = "";
@@ -490,6 +499,13 @@ static void test_req_check(void **state)
     assert_string_equal(rq.argv[0], "up");
     assert_string_equal(rq.argv[1], "acme");
     assert_string_equal(rq.argv[2], "127.0.0.23");
+    /* --user and --session too, even a value that looks like an option */
+    char *l3[] = { "link", "down", "--user", "--help", "--session", "-ppp0" };
+    assert_int_equal(ctl_req_check(6, l3, &rq, why, sizeof why), 0);
+    assert_int_equal(rq.argc, 1);
+    assert_string_equal(rq.user, "--help");
+    assert_string_equal(rq.session, "-ppp0");
+    assert_null(rq.ttl);
     char *l2[] = { "link", "up", "acme", "--ttl" };
     assert_int_equal(ctl_req_check(4, l2, &rq, why, sizeof why), -1);
     assert_string_equal(why, "link: --ttl needs a duration");
