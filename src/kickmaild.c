@@ -42,6 +42,7 @@
 #include "ctl/ctl.h"
 #include "link/link_event.h"
 #include "link/links.h"
+#include "link/radius.h"
 #include "mta/deliver.h"
 #include "queue/qmgr.h"
 #include "smtp/smtp_server.h"
@@ -241,6 +242,7 @@ static void reload_apply(struct gen *g)
     qmgr_reconfigure(g->cfg, g->reg);
     smtp_server_configure(g->cfg, g->reg, g->tls);
     link_event_configure(g->reg);
+    radius_configure(g->cfg);
     links_prune(customer_exists);
     struct gen *old = xmalloc(sizeof *old);
     *old = D.cur;
@@ -350,6 +352,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     D.stopping = 1;
     log_info("stopping on signal %d", (int)sig);
     ctl_stop();
+    radius_stop();
     deliver_stop();
     struct timeval tv = { 10, 0 };
     event_base_loopexit(D.base, &tv);       /* sessions get at most 10 s */
@@ -448,7 +451,8 @@ static int start(void)
     }
     static const struct ctl_hooks hooks = { reload_request };
     if (smtp_server_bind(D.base, c, err, sizeof err) < 0 ||
-        ctl_start(D.base, c->control, &hooks, err, sizeof err) < 0) {
+        ctl_start(D.base, c->control, &hooks, err, sizeof err) < 0 ||
+        radius_bind(D.base, c, err, sizeof err) < 0) {
         log_err("cannot listen: %s", err);
         return -1;
     }
@@ -475,6 +479,7 @@ static int start(void)
     }
     smtp_server_configure(c, D.cur.reg, D.cur.tls);
     link_event_configure(D.cur.reg);
+    radius_configure(c);
     R.done_ev = event_new(D.base, -1, 0, reload_finished, NULL);
     return 0;
 }
@@ -555,6 +560,7 @@ int main(int argc, char **argv)
     qmgr_shutdown();
     links_shutdown();
     link_event_shutdown();
+    radius_shutdown();
     link_event_configure(NULL);
     gen_free(&D.cur);
     event_base_free(D.base);
