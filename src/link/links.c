@@ -57,6 +57,9 @@
 struct lent {
     struct link l;              /* l.customer owned; the key of by_name */
     struct event *timer;        /* expiry timer, created when first needed */
+    char *line;                 /* l's line of the file, NULL until needed
+                                 * again after a change (links_serialise) */
+    size_t linelen;
 };
 
 enum lop_kind { LOP_SET, LOP_EXPIRE, LOP_PRUNE };
@@ -205,6 +208,7 @@ static void ent_put(const char *customer, const struct link *v)
             if (e->timer)
                 event_free(e->timer);
             free(e->l.customer);
+            free(e->line);
             free(e);
             L.sorted_ok = 0;
         }
@@ -219,6 +223,8 @@ static void ent_put(const char *customer, const struct link *v)
     char *name = e->l.customer;
     e->l = *v;
     e->l.customer = name;
+    free(e->line);
+    e->line = NULL;
     if (link_indexed(&e->l) && hmap_put(L.by_addr, e->l.address, e) != NULL)
         log_fatal("links: address %s held twice", e->l.address);
     ent_arm(e);
@@ -454,6 +460,23 @@ static int session_unescape(const char *s, char *out, size_t outlen)
     return 0;
 }
 
+/* Its line of the file, made once per change of the link: a write after a
+ * change of one link among many formats one line and copies the others
+ * (formatting every line at every write cost most of the loop's time under
+ * a storm of RADIUS accounting with 10,000 customers). */
+static void ent_line(struct lent *e)
+{
+    const struct link *l = &e->l;
+    char sess[SESSION_ESC_LEN];
+    int n = asprintf(&e->line, "%s\t%d\t%s\t%" PRId64 "\t%" PRId64 "\t%s\t%s\n",
+                     l->customer, l->up ? 1 : 0, l->address, l->since, l->expires,
+                     links_source_name(l->source),
+                     session_escape(l->session, sess, sizeof sess));
+    if (n < 0)
+        log_fatal("links: out of memory");
+    e->linelen = (size_t)n;
+}
+
 static struct evbuffer *links_serialise(void)
 {
     struct evbuffer *out = evbuffer_new();
@@ -462,12 +485,10 @@ static struct evbuffer *links_serialise(void)
     links_sort();
     evbuffer_add_printf(out, "%s\n", LINKS_HEADER);
     for (size_t i = 0; i < L.nsorted; i++) {
-        const struct link *l = &L.sorted[i]->l;
-        char sess[SESSION_ESC_LEN];
-        evbuffer_add_printf(out, "%s\t%d\t%s\t%" PRId64 "\t%" PRId64 "\t%s\t%s\n",
-                            l->customer, l->up ? 1 : 0, l->address, l->since,
-                            l->expires, links_source_name(l->source),
-                            session_escape(l->session, sess, sizeof sess));
+        struct lent *e = L.sorted[i];
+        if (!e->line)
+            ent_line(e);
+        evbuffer_add(out, e->line, e->linelen);
     }
     return out;
 }
