@@ -43,6 +43,7 @@
 #include "link/link_event.h"
 #include "link/links.h"
 #include "link/netlink.h"
+#include "link/radius.h"
 #include "mta/deliver.h"
 #include "queue/qmgr.h"
 #include "smtp/smtp_server.h"
@@ -242,6 +243,7 @@ static void reload_apply(struct gen *g)
     qmgr_reconfigure(g->cfg, g->reg);
     smtp_server_configure(g->cfg, g->reg, g->tls);
     link_event_configure(g->reg);
+    radius_configure(g->cfg);
     links_prune(customer_exists);
     if (netlink_configure(D.base, g->cfg->netlink_enabled, info, sizeof info) < 0)
         log_err("reload: the netlink watcher cannot run: %s", info);
@@ -353,6 +355,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     D.stopping = 1;
     log_info("stopping on signal %d", (int)sig);
     ctl_stop();
+    radius_stop();
     deliver_stop();
     struct timeval tv = { 10, 0 };
     event_base_loopexit(D.base, &tv);       /* sessions get at most 10 s */
@@ -451,7 +454,8 @@ static int start(void)
     }
     static const struct ctl_hooks hooks = { reload_request };
     if (smtp_server_bind(D.base, c, err, sizeof err) < 0 ||
-        ctl_start(D.base, c->control, &hooks, err, sizeof err) < 0) {
+        ctl_start(D.base, c->control, &hooks, err, sizeof err) < 0 ||
+        radius_bind(D.base, c, err, sizeof err) < 0) {
         log_err("cannot listen: %s", err);
         return -1;
     }
@@ -478,6 +482,7 @@ static int start(void)
     }
     smtp_server_configure(c, D.cur.reg, D.cur.tls);
     link_event_configure(D.cur.reg);
+    radius_configure(c);
     if (netlink_configure(D.base, c->netlink_enabled, err, sizeof err) < 0) {
         log_err("cannot start the netlink watcher: %s", err);
         return -1;
@@ -567,6 +572,7 @@ int main(int argc, char **argv)
     qmgr_shutdown();
     links_shutdown();
     link_event_shutdown();
+    radius_shutdown();
     link_event_configure(NULL);
     gen_free(&D.cur);
     event_base_free(D.base);

@@ -48,9 +48,16 @@ struct smtp_conf {
     long timeout;                   /* 300 s */
 };
 
+#define RADIUS_SECRET_MAX 128      /* bytes of a client's secret */
+
 struct radius_client {
-    char *address;              /* title of the client section */
-    char *secret;
+    char *address;              /* title of the client section: "ADDR" or
+                                 * "ADDR/LEN" */
+    char *secret;               /* 1..RADIUS_SECRET_MAX bytes */
+    int family;                 /* AF_INET or AF_INET6 */
+    unsigned char net[16];      /* the address, host bits cleared (4 bytes
+                                 * used for AF_INET) */
+    int prefix;                 /* 0..32 or 0..128 (a single address: all) */
 };
 
 struct customer {

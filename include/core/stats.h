@@ -21,6 +21,16 @@ enum stat_id {
     ST_LINK_KICKQ, ST_LINK_RADIUS, ST_LINK_NETLINK, ST_LINK_ODMR,
     ST_LINK_AUTOTURN, ST_LINK_EXPIRY,
     ST_SESSIONS_SMTP,       /* SMTP sessions accepted since start */
+    /* RADIUS accounting: authentic requests by Acct-Status-Type */
+    ST_RADIUS_START, ST_RADIUS_STOP, ST_RADIUS_INTERIM, ST_RADIUS_ON, ST_RADIUS_OFF,
+    ST_RADIUS_OTHER,
+    ST_RADIUS_ANSWERED,     /* Accounting-Responses sent (retransmissions too) */
+    ST_RADIUS_RETRANSMIT,   /* retransmissions seen (not acted on again) */
+    /* answered without a change: unknown User-Name, event older than
+     * link_ttl or of a stopped session, Start without an address */
+    ST_RADIUS_UNKNOWN_USER, ST_RADIUS_STALE, ST_RADIUS_NO_ADDRESS,
+    /* dropped without a reply, by reason */
+    ST_RADIUS_DROP_CLIENT, ST_RADIUS_DROP_AUTH, ST_RADIUS_DROP_MALFORMED,
     ST_COUNT
 };
 

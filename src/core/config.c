@@ -75,7 +75,7 @@ static const struct listener_def {
     {"pop3", offsetof(struct config, pop3), 0},
     {"pop3s", offsetof(struct config, pop3s), 0},
     {"odmr", offsetof(struct config, odmr), 0},
-    {"radius", offsetof(struct config, radius), 0},
+    {"radius", offsetof(struct config, radius), 1},
 };
 #define NLISTENERS (sizeof listener_defs / sizeof listener_defs[0])
 
@@ -512,6 +512,37 @@ static int load_smtp_limits(struct loader *ld, cfg_t *root)
                            s->max_data_in_memory_per_client, s);
 }
 
+/* "ADDR" or "ADDR/LEN" (numeric, v4 or v6) into rc's family, net and
+ * prefix, host bits cleared.  0 / -1. */
+static int radius_client_parse(const char *title, struct radius_client *rc)
+{
+    char host[64];
+    const char *slash = strchr(title, '/');
+    size_t hl = slash ? (size_t)(slash - title) : strlen(title);
+    if (hl == 0 || hl >= sizeof host)
+        return -1;
+    memcpy(host, title, hl);
+    host[hl] = 0;
+    if (inet_pton(AF_INET, host, rc->net) == 1)
+        rc->family = AF_INET;
+    else if (inet_pton(AF_INET6, host, rc->net) == 1)
+        rc->family = AF_INET6;
+    else
+        return -1;
+    int bits = rc->family == AF_INET ? 32 : 128;
+    rc->prefix = bits;
+    if (slash) {
+        const char *d = slash + 1;
+        if (!*d || strlen(d) > 3 || strspn(d, "0123456789") != strlen(d) ||
+            (d[0] == '0' && d[1]) || atoi(d) > bits)
+            return -1;
+        rc->prefix = atoi(d);
+    }
+    for (int i = rc->prefix; i < bits; i++)
+        rc->net[i / 8] &= (unsigned char)~(0x80u >> (i % 8));
+    return 0;
+}
+
 static int load_radius_clients(struct loader *ld, cfg_t *root)
 {
     struct config *c = ld->c;
@@ -524,13 +555,24 @@ static int load_radius_clients(struct loader *ld, cfg_t *root)
         struct radius_client *rc = &c->radius_clients[i];
         int line = hdr_line(ld, "radius", "client", i);
         rc->address = xstrdup(cfg_title(cl));
-        if (!util_numeric_ip(rc->address))
+        if (radius_client_parse(rc->address, rc) < 0)
             return fail(ld, line, "radius client '%s' is not a numeric IP "
-                        "address", rc->address);
+                        "address or ADDRESS/PREFIX-LENGTH", rc->address);
+        for (unsigned j = 0; j < i; j++) {
+            const struct radius_client *o = &c->radius_clients[j];
+            if (o->family == rc->family && o->prefix == rc->prefix &&
+                !memcmp(o->net, rc->net, sizeof rc->net))
+                return fail(ld, line, "radius client '%s' is the same as '%s' "
+                            "(line %d)", rc->address, o->address,
+                            hdr_line(ld, "radius", "client", j));
+        }
         rc->secret = dup_opt(cl, "secret");
         if (!rc->secret)
             return fail(ld, line, "radius client '%s' has no secret",
                         rc->address);
+        if (strlen(rc->secret) > RADIUS_SECRET_MAX)
+            return fail(ld, line, "radius client '%s': the secret is longer "
+                        "than %d bytes", rc->address, RADIUS_SECRET_MAX);
     }
     return 0;
 }
@@ -574,7 +616,7 @@ static int claim(struct loader *ld, struct hmap *m, const char *what,
 
 static int check_customer_conflicts(struct loader *ld)
 {
-    struct hmap *domains = hmap_new(1), *users = hmap_new(0), *ifs = hmap_new(0);
+    struct hmap *domains = hmap_new(1), *users = hmap_new(1), *ifs = hmap_new(0);
     int rc = 0;
     for (size_t i = 0; i < ld->c->ncustomers && rc == 0; i++) {
         const struct customer *cu = &ld->c->customers[i];

@@ -82,7 +82,7 @@ struct registry *registry_new(const struct config *c, const struct custmap *m,
     r->all = xcalloc(c->ncustomers + nmap, sizeof *r->all);
     r->by_name = hmap_new(0);
     r->by_domain = hmap_new(1);
-    r->by_radius = hmap_new(0);
+    r->by_radius = hmap_new(1);      /* User-Name: case-insensitive */
     r->by_ifname = hmap_new(0);
     if (err && errlen)
         err[0] = 0;

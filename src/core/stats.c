@@ -16,6 +16,7 @@ static const struct {
     const char *prom;       /* Prometheus metric name */
     const char *label;      /* Prometheus label, or NULL */
     const char *help;
+    const char *lkey;       /* the label's name; NULL: "source" */
 } info[ST_COUNT] = {
     [ST_ACCEPTED]      = { "accepted", "kickmail_accepted_total", NULL, "Messages queued." },
     [ST_REJECTED]      = { "rejected", "kickmail_rejected_total", NULL,
@@ -34,7 +35,38 @@ static const struct {
     [ST_LINK_AUTOTURN] = { "link_events.autoturn", "kickmail_link_events_total", "autoturn", NULL },
     [ST_LINK_EXPIRY]   = { "link_events.expiry", "kickmail_link_events_total", "expiry", NULL },
     [ST_SESSIONS_SMTP] = { "sessions.smtp", "kickmail_sessions_total", "smtp",
-                           "Sessions accepted since start." },
+                           "Sessions accepted since start.", "protocol" },
+    [ST_RADIUS_START]  = { "radius.requests.start", "kickmail_radius_requests_total", "start",
+                           "RADIUS Accounting-Requests by status type.", "type" },
+    [ST_RADIUS_STOP]   = { "radius.requests.stop", "kickmail_radius_requests_total", "stop",
+                           NULL, "type" },
+    [ST_RADIUS_INTERIM] = { "radius.requests.interim", "kickmail_radius_requests_total",
+                            "interim", NULL, "type" },
+    [ST_RADIUS_ON]     = { "radius.requests.on", "kickmail_radius_requests_total", "on",
+                           NULL, "type" },
+    [ST_RADIUS_OFF]    = { "radius.requests.off", "kickmail_radius_requests_total", "off",
+                           NULL, "type" },
+    [ST_RADIUS_OTHER]  = { "radius.requests.other", "kickmail_radius_requests_total", "other",
+                           NULL, "type" },
+    [ST_RADIUS_ANSWERED] = { "radius.answered", "kickmail_radius_answered_total", NULL,
+                             "RADIUS Accounting-Responses sent." },
+    [ST_RADIUS_RETRANSMIT] = { "radius.retransmissions", "kickmail_radius_retransmissions_total",
+                               NULL, "RADIUS retransmissions answered without acting again." },
+    [ST_RADIUS_UNKNOWN_USER] = { "radius.ignored.unknown_user", "kickmail_radius_ignored_total",
+                                 "unknown_user", "RADIUS requests answered without a change.",
+                                 "reason" },
+    [ST_RADIUS_STALE]  = { "radius.ignored.stale", "kickmail_radius_ignored_total", "stale",
+                           NULL, "reason" },
+    [ST_RADIUS_NO_ADDRESS] = { "radius.ignored.no_address", "kickmail_radius_ignored_total",
+                               "no_address", NULL, "reason" },
+    [ST_RADIUS_DROP_CLIENT] = { "radius.dropped.unknown_client", "kickmail_radius_dropped_total",
+                                "unknown_client", "RADIUS datagrams dropped without a reply.",
+                                "reason" },
+    [ST_RADIUS_DROP_AUTH] = { "radius.dropped.bad_authenticator",
+                              "kickmail_radius_dropped_total", "bad_authenticator", NULL,
+                              "reason" },
+    [ST_RADIUS_DROP_MALFORMED] = { "radius.dropped.malformed", "kickmail_radius_dropped_total",
+                                   "malformed", NULL, "reason" },
 };
 
 void stats_add(enum stat_id id, uint64_t n)
@@ -63,7 +95,7 @@ void stats_format(struct evbuffer *out, int prometheus, unsigned sessions_open,
         }
         if (info[i].label)
             evbuffer_add_printf(out, "%s{%s=\"%s\"} %llu\n", info[i].prom,
-                                i == ST_SESSIONS_SMTP ? "protocol" : "source",
+                                info[i].lkey ? info[i].lkey : "source",
                                 info[i].label, v);
         else
             evbuffer_add_printf(out, "%s %llu\n", info[i].prom, v);

@@ -91,9 +91,13 @@ static const struct customer *lev_resolve(const struct link_event *ev, char *err
         if (!lev_name_ok(who, RADIUS_USER_MAX, ""))
             return lev_fail(err, errlen, "bad RADIUS user name '%.64s'", who);
         c = registry_by_radius_user(lev_reg, who);
-        /* a customer without radius_user is known to RADIUS by its name */
-        if (!c && !config_check_customer_name(who) &&
-            (c = registry_by_name(lev_reg, who)) && c->radius_user)
+        /* a customer without radius_user is known to RADIUS by its name
+         * (case-insensitive too: names are lower-case) */
+        char lower[RADIUS_USER_MAX + 1];
+        snprintf(lower, sizeof lower, "%s", who);
+        util_lower(lower);
+        if (!c && !config_check_customer_name(lower) &&
+            (c = registry_by_name(lev_reg, lower)) && c->radius_user)
             c = NULL;
         return c ? c : lev_fail(err, errlen, "RADIUS user %s: no such customer", who);
     case LINK_WHO_INTERFACE:

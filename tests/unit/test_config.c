@@ -10,10 +10,12 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "core/config.h"
@@ -226,7 +228,7 @@ static void test_full(void **state)
 
     char buf[128];
     config_unserved(c, buf, sizeof buf);
-    assert_string_equal(buf, "submission, smtps, pop3, pop3s, odmr, radius");
+    assert_string_equal(buf, "submission, smtps, pop3, pop3s, odmr");
     config_unserved(c, buf, 16);           /* truncated: whole names only */
     assert_string_equal(buf, "submission");
     config_free(c);
@@ -420,6 +422,34 @@ static const struct bad_case {
     {"radius client twice",
      "radius { listen = {\"127.0.0.1:1813\"}\n client \"192.0.2.1\" { secret = 'x' }\n"
      " client \"192.0.2.1\" { secret = 'y' } }\n", ":3: client '192.0.2.1' defined twice"},
+    {"radius client not an address",
+     "radius { listen = {\"127.0.0.1:1813\"}\n client \"nas.example\" { secret = 'x' } }\n",
+     ":2: radius client 'nas.example' is not a numeric IP address or ADDRESS/PREFIX-LENGTH"},
+    {"radius prefix too long",
+     "radius { listen = {\"127.0.0.1:1813\"}\n client \"192.0.2.0/33\" { secret = 'x' } }\n",
+     ":2: radius client '192.0.2.0/33' is not"},
+    {"radius prefix empty",
+     "radius { listen = {\"127.0.0.1:1813\"}\n client \"2001:db8::/\" { secret = 'x' } }\n",
+     ":2: radius client '2001:db8::/' is not"},
+    {"radius prefix sign",
+     "radius { listen = {\"127.0.0.1:1813\"}\n client \"192.0.2.0/+8\" { secret = 'x' } }\n",
+     ":2: radius client '192.0.2.0/+8' is not"},
+    {"radius same prefix written twice",
+     "radius { listen = {\"127.0.0.1:1813\"}\n client \"192.0.2.0/24\" { secret = 'x' }\n"
+     " client \"192.0.2.7/24\" { secret = 'y' } }\n",
+     ":3: radius client '192.0.2.7/24' is the same as '192.0.2.0/24' (line 2)"},
+    {"radius v6 address twice",
+     "radius { listen = {\"127.0.0.1:1813\"}\n client \"2001:db8::1\" { secret = 'x' }\n"
+     " client \"2001:DB8:0::1/128\" { secret = 'y' } }\n",
+     ":3: radius client '2001:DB8:0::1/128' is the same as '2001:db8::1' (line 2)"},
+    {"radius secret too long",
+     "radius { listen = {\"127.0.0.1:1813\"}\n client \"192.0.2.1\" {\n secret = '"
+     "0123456789012345678901234567890123456789012345678901234567890123"
+     "0123456789012345678901234567890123456789012345678901234567890123X' } }\n",
+     ":2: radius client '192.0.2.1': the secret is longer than 128 bytes"},
+    {"radius secret empty",
+     "radius { listen = {\"127.0.0.1:1813\"}\n client \"192.0.2.1\" {\n secret = '' } }\n",
+     ":3: "},
     {"customer name upper", "\ncustomer \"Acme\" {\n domains = {\"x.example\"}\n}\n",
      ":2: bad customer name 'Acme'"},
     {"customer name dot", "customer \"a.b\" { domains = {\"x.example\"} }\n",
@@ -687,6 +717,7 @@ static void test_registry_lookups(void **state)
     assert_null(registry_by_domain(r, "sub.acme.example"));   /* exact only */
     assert_null(registry_by_domain(r, "example"));
     assert_ptr_equal(registry_by_radius_user(r, "acme-ppp"), acme);
+    assert_ptr_equal(registry_by_radius_user(r, "ACME-Ppp"), acme);   /* case-insensitive */
     assert_ptr_equal(registry_by_radius_user(r, "Beta"), &c->customers[1]);
     assert_null(registry_by_radius_user(r, "nobody"));
     assert_ptr_equal(registry_by_interface(r, "ippp3"), acme);
@@ -700,6 +731,34 @@ static void test_registry_lookups(void **state)
     assert_false(registry_accepts_local(acme, ""));
     assert_true(registry_accepts_local(&c->customers[1], "anyone"));
     registry_free(r);
+    config_free(c);
+}
+
+/* radius clients: an address or a prefix, v4 or v6, host bits cleared. */
+static void test_radius_clients(void **state)
+{
+    struct config *c = load_ok(
+        "radius {\n listen = {\"127.0.0.1:1813\"}\n"
+        " client \"192.0.2.1\" { secret = 'a' }\n"
+        " client \"192.0.2.77/24\" { secret = 'b' }\n"
+        " client \"2001:db8::/32\" { secret = 'c' }\n"
+        " client \"::ffff:0:0/96\" { secret = 'd' }\n"
+        " client \"0.0.0.0/0\" { secret = 'e' }\n}\n");
+    static const struct { int family, prefix; const char *net; } want[] = {
+        { AF_INET, 32, "192.0.2.1" }, { AF_INET, 24, "192.0.2.0" },
+        { AF_INET6, 32, "2001:db8::" }, { AF_INET6, 96, "::ffff:0.0.0.0" },
+        { AF_INET, 0, "0.0.0.0" },
+    };
+    assert_int_equal(c->nradius_clients, 5);
+    for (size_t i = 0; i < 5; i++) {
+        const struct radius_client *rc = &c->radius_clients[i];
+        unsigned char net[16] = { 0 };
+        assert_int_equal(rc->family, want[i].family);
+        assert_int_equal(rc->prefix, want[i].prefix);
+        assert_int_equal(inet_pton(want[i].family, want[i].net, net), 1);
+        assert_memory_equal(rc->net, net, want[i].family == AF_INET ? 4 : 16);
+    }
+    assert_string_equal(c->radius_clients[1].address, "192.0.2.77/24");
     config_free(c);
 }
 
@@ -746,6 +805,7 @@ int main(void)
         cmocka_unit_test(test_check_helpers),
         cmocka_unit_test(test_registry_lookups),
         cmocka_unit_test(test_registry_conflicts),
+        cmocka_unit_test(test_radius_clients),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
