@@ -37,7 +37,8 @@ enum link_who {
     LINK_WHO_CUSTOMER,          /* a customer name */
     LINK_WHO_RADIUS_USER,       /* a RADIUS User-Name or pppd PEERNAME: the
                                  * customer with that radius_user, else the
-                                 * customer of that name if it has none */
+                                 * customer of that name if it has none
+                                 * (both without regard to case) */
     LINK_WHO_INTERFACE,         /* a network interface: the customer with
                                  * that interface */
 };

@@ -292,10 +292,22 @@ def test_malformed_burst_leaves_it_answering(make_daemon, mta):
     for i in range(300):
         s.sendto(bad[i % len(bad)], ("127.0.0.1", d.radius_port))
     pkt = packet(raw_acct(1, address=MTA_HOST), ident=77)
-    assert response_ok(ask(s, d, pkt), pkt)
+    # sent again as a NAS does: the kernel may have dropped the first copy
+    # (or part of the burst) while the socket buffer was full
+    reply = None
+    for _ in range(3):
+        reply = reply or ask(s, d, pkt)
+    assert response_ok(reply, pkt)
     assert links_of(d)["acme"]["state"] == "up"
     st = stats(d)
-    assert st["radius.dropped.malformed"] == "300", st
+    burst = int(st["radius.dropped.malformed"])
+    assert 0 < burst <= 300, st
+    assert st["radius.requests.start"] == "1", st          # acted on once
+    # each kind counted exactly, one at a time
+    for i, b in enumerate(bad):
+        s.sendto(b, ("127.0.0.1", d.radius_port))
+        wait_for(lambda: stats(d)["radius.dropped.malformed"] == str(burst + i + 1),
+                 what="malformed datagram %d counted" % i)
     assert d.log_text().count("malformed packet") <= 2
 
 
@@ -326,3 +338,23 @@ def test_config_check(make_daemon, tmp_path):
     r = subprocess.run([KICKMAILD, "-n", "-c", d.conf], capture_output=True, text=True)
     assert r.returncode == 1
     assert "is the same as '10.0.0.0/8'" in r.stderr and d.conf + ":" in r.stderr, r.stderr
+
+
+def test_ipv6_listener_and_client(make_daemon, mta):
+    try:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        s.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    port = s.getsockname()[1]
+    s.close()
+    extra = ('radius {\n  listen = {"[::1]:%d"}\n  client "::1/128" { secret = \'six\' }\n}\n'
+             % port)
+    d = make_daemon(customers=conf(mta), extra=extra).start()
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.settimeout(2)
+    pkt = packet(raw_acct(1, session=b"V6", address=MTA_HOST, nas=b"nas6"), secret="six")
+    s.sendto(pkt, ("::1", port))
+    assert response_ok(s.recv(4096), pkt, "six")
+    l = links_of(d)["acme"]
+    assert l["state"] == "up" and l["session"] == "nas6/V6", l
