@@ -34,6 +34,7 @@
 #include "core/log.h"
 #include "core/util.h"
 
+#define UDP_RCVBUF (4 << 20)       /* bytes asked for a UDP socket's receive buffer */
 #define DGRAM_MAX   65536       /* every UDP payload fits */
 #define DGRAM_BURST 64          /* datagrams per wake-up: others get a turn */
 #define UNIX_BACKLOG 16
@@ -382,6 +383,13 @@ int listener_add_udp(struct listener_set *s, const struct listen_addr *a,
     int fd = bind_inet(a, SOCK_DGRAM, err, errlen);
     if (fd < 0)
         return -1;
+    /* A burst of datagrams (an access server resending its buffered
+     * accounting, a storm after an outage) waits in the kernel while the
+     * loop is busy: ask for a large receive buffer (as root past
+     * net.core.rmem_max; otherwise the kernel caps it there). */
+    int rcvbuf = UDP_RCVBUF;
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) < 0)
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     struct listener_sock *k = sock_add(s, a->text, tmpl, fd);
     k->buf = xmalloc(DGRAM_MAX);
     k->ev = event_new(s->base, fd, EV_READ | EV_PERSIST, sock_read_dgram, k);

@@ -54,9 +54,11 @@ static size_t rebuild(const struct ctl_req *rq, char *out, size_t cap)
         CHECK(k > 0 && (size_t)k < cap - n);
         n += (size_t)k;
     }
-    static const struct { unsigned o; const char *w; } opts[] = {
-        { CTL_OPT_JSON, "--json" }, { CTL_OPT_BODY, "--body" },
-        { CTL_OPT_PROM, "--prometheus" }, { CTL_OPT_TTL, "--ttl" },
+    /* options with a value (--ttl, --user, --session) take the next word */
+    static const struct { unsigned o; const char *w; int val; } opts[] = {
+        { CTL_OPT_JSON, "--json", 0 }, { CTL_OPT_BODY, "--body", 0 },
+        { CTL_OPT_PROM, "--prometheus", 0 }, { CTL_OPT_TTL, "--ttl", 1 },
+        { CTL_OPT_USER, "--user", 2 }, { CTL_OPT_SESSION, "--session", 3 },
     };
     for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
         if (!(rq->opts & opts[i].o))
@@ -64,9 +66,11 @@ static size_t rebuild(const struct ctl_req *rq, char *out, size_t cap)
         k = snprintf(out + n, cap - n, "\t%s", opts[i].w);
         CHECK(k > 0 && (size_t)k < cap - n);
         n += (size_t)k;
-        if (opts[i].o != CTL_OPT_TTL)
+        if (!opts[i].val)
             continue;
-        k = snprintf(out + n, cap - n, "\t%s", rq->ttl);
+        const char *v = opts[i].val == 1 ? rq->ttl : opts[i].val == 2 ? rq->user : rq->session;
+        CHECK(v != NULL);
+        k = snprintf(out + n, cap - n, "\t%s", v);
         CHECK(k > 0 && (size_t)k < cap - n);
         n += (size_t)k;
     }
@@ -86,9 +90,13 @@ static void check_round_trip(const struct ctl_req *rq, size_t len)
     }
     CHECK(ctl_req_parse(again, n, words2, &rq2, why, sizeof why) == 0);
     CHECK(rq2.cmd == rq->cmd && rq2.argc == rq->argc && rq2.opts == rq->opts);
-    CHECK((rq2.ttl == NULL) == (rq->ttl == NULL));
-    if (rq->ttl)
-        CHECK(strcmp(rq2.ttl, rq->ttl) == 0);
+    const char *v1[] = { rq->ttl, rq->user, rq->session };
+    const char *v2[] = { rq2.ttl, rq2.user, rq2.session };
+    for (int i = 0; i < 3; i++) {
+        CHECK((v1[i] == NULL) == (v2[i] == NULL));
+        if (v1[i])
+            CHECK(strcmp(v1[i], v2[i]) == 0);
+    }
     for (int i = 0; i < rq->argc; i++)
         CHECK(strcmp(rq2.argv[i], rq->argv[i]) == 0);
     free(again);

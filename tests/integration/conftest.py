@@ -784,3 +784,27 @@ def dsn_fields(part):
     if cur:
         blocks.append(cur)
     return blocks
+
+
+def build_shim(tmp_path, name, source):
+    """Compiles source (C) into tmp_path/NAME.so, a library for LD_PRELOAD
+    that wraps a libc call for a test; skips the test without a compiler."""
+    import shutil
+    cc = shutil.which("cc")
+    if not cc:
+        pytest.skip("no C compiler for the %s wrapper" % name)
+    src = tmp_path / (name + ".c")
+    lib = tmp_path / (name + ".so")
+    src.write_text(source)
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(lib), str(src), "-ldl"], check=True)
+    return str(lib)
+
+
+def shim_env(lib, **kw):
+    """The environment that preloads lib into kickmaild (plus kw)."""
+    e = {"LD_PRELOAD": lib,
+         # an ASan build wants its runtime first; the wrapper is harmless
+         "ASAN_OPTIONS": ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"),
+                                                "verify_asan_link_order=0"]))}
+    e.update(kw)
+    return e

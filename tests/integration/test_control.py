@@ -4,7 +4,6 @@ bytes after them, too long, or never; many clients at once; idle clients;
 a kick that makes its delivery connection before it logs and answers; and
 how the socket file is made (its mode from the start, links never followed)."""
 import os
-import shutil
 import socket
 import stat
 import subprocess
@@ -13,7 +12,8 @@ import time
 
 import pytest
 
-from conftest import KICKMAILD, KICKQ, MTA_HOST, Daemon, customer_conf, free_port, wait_for
+from conftest import (KICKMAILD, KICKQ, MTA_HOST, Daemon, build_shim, customer_conf, free_port,
+                      shim_env, wait_for)
 
 
 def ctl(d, *chunks, pause=0.05, timeout=10):
@@ -197,23 +197,7 @@ int bind(int fd, const struct sockaddr *sa, socklen_t len)
 
 @pytest.fixture
 def bind_shim(tmp_path):
-    cc = shutil.which("cc")
-    if not cc:
-        pytest.skip("no C compiler for the bind() wrapper")
-    src = tmp_path / "bindshim.c"
-    lib = tmp_path / "bindshim.so"
-    src.write_text(BIND_SHIM)
-    subprocess.run([cc, "-shared", "-fPIC", "-o", str(lib), str(src), "-ldl"], check=True)
-    return str(lib)
-
-
-def shim_env(lib, **kw):
-    e = {"LD_PRELOAD": lib,
-         # an ASan build wants its runtime first; the wrapper is harmless
-         "ASAN_OPTIONS": ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"),
-                                                "verify_asan_link_order=0"]))}
-    e.update(kw)
-    return e
+    return build_shim(tmp_path, "bindshim", BIND_SHIM)
 
 
 def start_with_umask(d, mask, env):

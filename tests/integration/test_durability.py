@@ -2,9 +2,8 @@
 hold/release/delete and deferral reasons are durable; a write error is a
 4xx, never a lost 250."""
 import os
-import shutil
-import subprocess
 import re
+import subprocess
 import struct
 import threading
 import time
@@ -12,8 +11,8 @@ import zlib
 
 import pytest
 
-from conftest import (KICKQ, MTA_HOST, Raw, code, customer_conf, message, queue, queue_ids,
-                      queued_id, status_of, wait_for)
+from conftest import (KICKQ, MTA_HOST, Raw, build_shim, code, customer_conf, message, queue,
+                      queue_ids, queued_id, shim_env, status_of, wait_for)
 
 
 def test_kill9_right_after_250(daemon):
@@ -549,14 +548,7 @@ int fdatasync(int fd)
 
 @pytest.fixture
 def slow_sync_shim(tmp_path):
-    cc = shutil.which("cc")
-    if not cc:
-        pytest.skip("no C compiler for the fdatasync() wrapper")
-    src = tmp_path / "slowsync.c"
-    lib = tmp_path / "slowsync.so"
-    src.write_text(SLOW_SYNC_SHIM)
-    subprocess.run([cc, "-shared", "-fPIC", "-o", str(lib), str(src), "-ldl"], check=True)
-    return str(lib)
+    return build_shim(tmp_path, "slowsync", SLOW_SYNC_SHIM)
 
 
 def test_hold_survives_a_deferral_written_while_it_syncs(make_daemon, mta, slow_sync_shim,
@@ -571,9 +563,7 @@ def test_hold_survives_a_deferral_written_while_it_syncs(make_daemon, mta, slow_
     conf = customer_conf("acme", ["acme.example"], port=mta.port, retry_min="1h",
                          retry_max="1h")
     d = make_daemon(customers=conf)
-    d.start(env={"LD_PRELOAD": slow_sync_shim, "KM_TEST_SLOW_SYNC": flag,
-                 "ASAN_OPTIONS": ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"),
-                                                        "verify_asan_link_order=0"]))})
+    d.start(env=shim_env(slow_sync_shim, KM_TEST_SLOW_SYNC=flag))
     qid = d.send("bob@acme.example")
     open(flag, "w").close()
     hold = subprocess.Popen([KICKQ, "-c", d.conf, "hold", qid],
