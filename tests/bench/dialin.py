@@ -237,6 +237,8 @@ def bench_dialin(procs, km, pf, ports, work, do_radius, do_hook):
     rad = RadiusKicker(ports["radius"])
     hooks = PppHooks(work, km, pf) if do_hook else None
     if do_radius:
+        note_cmd("6. reference: control socket (kickq link down between)",
+                 "connect(%s); send 'link\\tup\\t%s\\t127.0.0.1\\n'" % (km.sock, DIAL))
         note_cmd("6. RADIUS Start (Stop between samples)", "Accounting-Request from a Python "
                  "socket: Acct-Status-Type Start, User-Name %s, Acct-Session-Id lat-N, "
                  "NAS-Identifier bench-nas, Framed-IP-Address 127.0.0.1 → 127.0.0.1:%d"
@@ -253,6 +255,11 @@ def bench_dialin(procs, km, pf, ports, work, do_radius, do_hook):
         cells = []
         if do_radius:
             cells.append(("kickmail RADIUS Start", km_sink, rad.kick, rad.reap, rad.stop, None))
+            # the same link change without RADIUS, as a reference under the same load
+            ctl_kick, ctl_reap = bench.ctl_kicker(km.sock, b"link\tup\t%s\t127.0.0.1\n"
+                                                  % DIAL.encode())
+            cells.append(("kickmail control link up", km_sink, ctl_kick, ctl_reap,
+                          lambda: km.kickq("link", "down", DIAL), None))
         if do_hook:
             cells.append(("kickmail ip-up hook", km_sink, hooks.km_up, hooks.reap,
                           hooks.km_down, None))
@@ -288,6 +295,10 @@ def bench_dialin(procs, km, pf, ports, work, do_radius, do_hook):
             row(6, "RADIUS Start→Accounting-Response (link change durable), %s held, p50/p99"
                 % held, "%.2f / %.2f ms" % (pctl(ans, 50), pctl(ans, 99)), None, "ms", "—",
                 None, ratio="")
+            ref = res[("kickmail control link up", size)]
+            row(6, "reference: control-socket link up→connect, %s held, p50/p99 (n=%d)"
+                % (held, len(ref)), "%.2f / %.2f ms" % (pctl(ref, 50), pctl(ref, 99)), None,
+                "ms", "—", None, ratio="")
         if do_hook:
             k, p = res[("kickmail ip-up hook", size)], res[("Postfix ip-up hook", size)]
             n = "n=%d/%d" % (len(k), len(p))
