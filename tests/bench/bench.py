@@ -20,6 +20,12 @@ Benchmarks (numbers as in issue 4; RESULTS.md describes the method):
               index memory per message, a kick among them
   5. connections: 10,000 idle SMTP sessions to a fresh kickmaild: memory per
               session, transaction latency with and without them
+  6. radius:  RADIUS Start -> first connection at the customer's server, with
+              1, 1,000 and 10,000 held (tests/bench/dialin.py)
+  7. ppphook: the same through the pppd ip-up hook, beside Postfix's ip-up
+              hook running postqueue -s (dialin.py)
+  8. storm:   20,000 RADIUS Start/Stop for 10,000 customers from 4 senders:
+              answers/s, answer time, lost; SMTP accept during it (dialin.py)
   and a perf profile of kickmaild's accept path.
 
 Environment knobs (defaults in brackets): BENCH_MESSAGES [10000], BENCH_ROUNDS
@@ -27,8 +33,9 @@ Environment knobs (defaults in brackets): BENCH_MESSAGES [10000], BENCH_ROUNDS
 BENCH_KICKS [200], BENCH_KICK_BUDGET seconds per latency cell [25],
 BENCH_SESSIONS [10000], BENCH_PROFILE [1] (perf profile of the accept path),
 BENCH_RESULTS [tests/bench/RESULTS.md; "-" = do not write], BENCH_ONLY
-[accept,flush,sessions,latency,scale,profile: the phases to run; flush implies
-accept], BENCH_SCALE_MESSAGES [1000000], BENCH_SCALE_CUSTOMERS [100000].
+[accept,flush,sessions,latency,scale,profile,radius,ppphook,storm: the phases
+to run; flush implies accept], BENCH_SCALE_MESSAGES [1000000],
+BENCH_SCALE_CUSTOMERS [100000]; dialin.py's knobs for phases 6-8.
 """
 import datetime
 import os
@@ -57,7 +64,8 @@ MIN_KICKS = 5
 N_SESSIONS = int(os.environ.get("BENCH_SESSIONS", "10000"))
 PROFILE = os.environ.get("BENCH_PROFILE", "1") != "0"
 RESULTS = os.environ.get("BENCH_RESULTS", os.path.join(HERE, "RESULTS.md"))
-ONLY = os.environ.get("BENCH_ONLY", "accept,flush,sessions,latency,scale,profile").split(",")
+ONLY = os.environ.get("BENCH_ONLY", "accept,flush,sessions,latency,scale,profile,radius,"
+                      "ppphook,storm").split(",")
 SINK_IDLE_MS = 100          # the latency sink closes connections idle this long
 
 SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
@@ -862,11 +870,12 @@ def ctl_kicker(sockpath, line):
     return kick, reap
 
 
-def latency_cell(label, sink, kick, reap=None, between=None, extra_idle=None):
+def latency_cell(label, sink, kick, reap=None, between=None, extra_idle=None, budget=None,
+                 min_kicks=MIN_KICKS):
     lats = []
-    t_end = time.monotonic() + KICK_BUDGET
+    t_end = time.monotonic() + (KICK_BUDGET if budget is None else budget)
     for i in range(N_KICKS):
-        if i >= MIN_KICKS and time.monotonic() > t_end:
+        if i >= min_kicks and time.monotonic() > t_end:
             break
         sink.wait_quiet(extra=extra_idle)
         t0 = kick()
@@ -1516,20 +1525,28 @@ def main():
     # binary that runs to name its functions
     bindir = os.path.join(work, "bin")
     os.makedirs(bindir)
+    sys.modules["bench"] = sys.modules[__name__]   # dialin.py imports us as `bench`
+    import dialin
     for name in ("kickmaild", "kickq", "kickq-config", "libkm.a"):
         if name != "kickq-config" or os.path.exists(os.path.join(build, name)):
             shutil.copy2(os.path.join(build, name), bindir)
     build = bindir
     procs = Procs(work)
     custs = accept_customers() + ["cust2", "cust3", "cust4"]
-    ports = {"km_smtp": free_port(), "pf_smtp": free_port(), "ceiling": free_port()}
+    ports = {"km_smtp": free_port(), "pf_smtp": free_port(), "ceiling": free_port(),
+             "km_dial": free_port(), "pf_dial": free_port(), "radius": dialin.free_udp_port()}
     for c in custs:
         ports["km_" + c] = free_port()
         ports["pf_" + c] = free_port()
     km = Kickmail(build, work, procs, ports["km_smtp"],
                   {c: (c + ".example", ports["km_" + c]) for c in custs})
-    pf = Postfix(work, procs, ports["pf_smtp"],
-                 {c + ".example": ports["pf_" + c] for c in custs})
+    dial = "radius" in ONLY or "ppphook" in ONLY
+    if dial:
+        with open(km.conf, "a") as f:
+            f.write(dialin.dial_conf(ports["radius"], ports["km_dial"]))
+    pf_dests = {c + ".example": ports["pf_" + c] for c in custs}
+    pf_dests[dialin.DIAL_DOMAIN] = ports["pf_dial"]
+    pf = Postfix(work, procs, ports["pf_smtp"], pf_dests)
     info = {"fs": fs_of(work)}
     with open("/proc/loadavg") as f:
         info["load"] = " ".join(f.read().split()[:3])
@@ -1558,6 +1575,11 @@ def main():
             phase("kick latency", bench_kick_latency, procs, km, pf, ports)
         if "scale" in ONLY:
             phase("scale", bench_scale, procs, build, work)
+        if dial:
+            phase("dial-in", dialin.bench_dialin, procs, km, pf, ports, work,
+                  "radius" in ONLY, "ppphook" in ONLY)
+        if "storm" in ONLY:
+            phase("storm", dialin.bench_storm, procs, build, work)
         if PROFILE and "profile" in ONLY:
             prof = phase("profile", profile_accept, procs, km, ports, work)
     finally:
