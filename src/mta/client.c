@@ -46,6 +46,7 @@
 #include "core/util.h"
 #include "mta/smtp_client.h"
 #include "mta/smtp_reply.h"
+#include "dotstuff.h"
 
 #define BODY_CHUNK (64 * 1024)  /* body bytes queued per write-drained round */
 
@@ -93,8 +94,8 @@ struct smtp_client {
     int mail_ok;
     struct evbuffer_ptr body_pos;
     size_t body_off;
-    int body_bol, body_done;
-    char body_last[2];
+    int body_done;
+    struct dotstuff stuff;          /* the body's dot-stuffing state */
     /* lifetime */
     int depth;                      /* entry points on the stack */
     int closing;                    /* closed() dispatched or under way */
@@ -638,31 +639,6 @@ static void reply_eom(struct smtp_client *c, const struct smtp_reply *r)
 
 /* ---- message body ---- */
 
-/* Copies n body bytes to out, doubling a '.' that starts a line. */
-static void body_stuff(struct smtp_client *c, struct evbuffer *out, const char *p, size_t n)
-{
-    size_t start = 0, i = 0;
-    if (n == 0)
-        return;
-    if (c->body_bol && p[0] == '.')
-        evbuffer_add(out, ".", 1);
-    for (;;) {
-        const char *nl = memchr(p + i, '\n', n - i);
-        if (!nl)
-            break;
-        i = (size_t)(nl - p) + 1;
-        if (i < n && p[i] == '.') {
-            evbuffer_add(out, p + start, i - start);
-            evbuffer_add(out, ".", 1);
-            start = i;
-        }
-    }
-    evbuffer_add(out, p + start, n - start);
-    c->body_bol = p[n - 1] == '\n';
-    c->body_last[0] = n >= 2 ? p[n - 2] : c->body_last[1];
-    c->body_last[1] = p[n - 1];
-}
-
 /* Queues up to BODY_CHUNK more body bytes (one copy, from the owner's
  * buffer into the output); after the last, CR LF if missing and the dot. */
 static void body_fill(struct smtp_client *c)
@@ -676,18 +652,14 @@ static void body_fill(struct smtp_client *c)
         size_t n = v.iov_len < budget ? v.iov_len : budget;
         if (n > total - c->body_off)
             n = total - c->body_off;
-        body_stuff(c, out, v.iov_base, n);
+        dotstuff_add(&c->stuff, out, v.iov_base, n);
         evbuffer_ptr_set(src, &c->body_pos, n, EVBUFFER_PTR_ADD);
         c->body_off += n;
         budget -= n;
     }
     if (c->body_off < total)
         return;
-    if (total > 0 && c->body_last[1] == '\r')
-        evbuffer_add(out, "\n", 1);
-    else if (total > 0 && c->body_last[1] != '\n')
-        evbuffer_add(out, "\r\n", 2);
-    evbuffer_add(out, ".\r\n", 3);
+    dotstuff_end(&c->stuff, out);
     c->body_done = 1;
 }
 
@@ -695,9 +667,8 @@ static void enter_body(struct smtp_client *c)
 {
     io_pause(c->io);    /* nothing to read until the dot; the timeout guards each block */
     c->body_off = 0;
-    c->body_bol = 1;
     c->body_done = 0;
-    c->body_last[0] = c->body_last[1] = 0;
+    dotstuff_init(&c->stuff);
     evbuffer_ptr_set(c->msg->body, &c->body_pos, 0, EVBUFFER_PTR_SET);
     body_fill(c);
 }
