@@ -11,7 +11,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum deliver_kind { DELIVER_LINK, DELIVER_HOST, DELIVER_MAILDROP, DELIVER_PICKUP };
+/* DELIVER_LOCAL: a local domain of address maildrops (made by the registry,
+ * never written in a customer section). */
+enum deliver_kind { DELIVER_LINK, DELIVER_HOST, DELIVER_MAILDROP, DELIVER_PICKUP,
+                    DELIVER_LOCAL };
 enum online_kind  { ONLINE_DETECT, ONLINE_ALWAYS };
 enum tls_policy   { TLSPOL_NONE, TLSPOL_MAY, TLSPOL_ENCRYPT };
 enum dsn_return   { DSN_RETURN_HEADERS, DSN_RETURN_FULL };
@@ -97,6 +100,7 @@ struct maildrop_conf {
     char *password;             /* crypt(3) hash */
     enum maildrop_mode mode;
     long keep_days;
+    uint64_t quota;             /* bytes; 0 = none */
 };
 
 struct hosts;

@@ -34,4 +34,34 @@ const struct customer *registry_at(const struct registry *r, size_t i);
 /* Is local part `local` (any case) accepted for customer c? */
 int registry_accepts_local(const struct customer *c, const char *local);
 
+/*
+ * Maildrops (POP3).  Address maildrops come from `maildrop` sections and the
+ * customer map's maildrops table; each domain of theirs that no customer owns
+ * is served by a "local domain": a customer-like entry the registry makes,
+ * named after the domain (a name with a dot, so never a customer's), with
+ * deliver = DELIVER_LOCAL and online = ONLINE_ALWAYS, so the queue holds and
+ * delivers its mail like any customer's.  A customer with deliver =
+ * "maildrop" has one domain maildrop named after the customer.
+ */
+struct maildrop_ref {
+    const char *name;           /* the maildrop: "alice@isp.example", or the
+                                 * customer name of a domain maildrop; its
+                                 * directory is maildir_path(root, name) */
+    const char *password;       /* crypt(3) hash, or NULL */
+    const char *secret;         /* plaintext-equivalent secret (a domain
+                                 * maildrop: its customer's secret), or NULL */
+    enum maildrop_mode mode;
+    long keep_days;
+    uint64_t quota;             /* bytes; 0 = none */
+    const struct customer *cust;   /* a domain maildrop's customer, else NULL */
+};
+
+/* The maildrop a POP3 login name (or a local-domain recipient address)
+ * names, case-insensitively: 0 with *out, or -1 when there is none. */
+int registry_maildrop(const struct registry *r, const char *login,
+                      struct maildrop_ref *out);
+size_t registry_maildrop_count(const struct registry *r);
+/* i in [0, registry_maildrop_count): address maildrops, then domain ones. */
+void registry_maildrop_at(const struct registry *r, size_t i, struct maildrop_ref *out);
+
 #endif

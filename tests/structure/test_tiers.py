@@ -6,6 +6,7 @@ The order settled on, lowest first:
 
     1  core    io, tls, log, config, registry, listener, resolve, util ...
     2  spool   the journal with group commit, state files
+    2  maildir maildrops on disk (Maildir), their usage
     3  queue   the qmgr: index per customer, bounces, DSNs
     4  mta, smtp, link, pop3, auth, ctl    protocols and agents
     5  src/kickmaild.c                      wires everything
@@ -21,7 +22,7 @@ import sys
 import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-TIERS = {"core": 1, "spool": 2, "queue": 3,
+TIERS = {"core": 1, "spool": 2, "maildir": 2, "queue": 3,
          "mta": 4, "smtp": 4, "link": 4, "pop3": 4, "auth": 4, "ctl": 4}
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 

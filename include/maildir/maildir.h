@@ -1,0 +1,133 @@
+/*
+ * maildir — maildrops on disk, in the Maildir layout that Dovecot serves
+ * unchanged (mail_location = maildir:ROOT/%d/%n).  Tier 2 (beside spool/):
+ * it uses core/ only; mta/ (local delivery), pop3/ (the POP3 server), smtp/
+ * (quota at RCPT) and ctl/ (kickq maildrops) use it.
+ *
+ * Layout.  A maildrop is named by an address ("alice@isp.example") or, for
+ * a customer whose whole domain is batched into one maildrop, by the
+ * customer's name ("acme": names have no dot and no '@', domains always have
+ * a dot, so the two never collide):
+ *     ROOT/isp.example/alice/{tmp,new,cur}     address maildrop
+ *     ROOT/acme/{tmp,new,cur}                  domain maildrop (Dovecot's
+ *                                              ROOT/%d/%n with %d empty)
+ * Files are stored with LF line ends (the Maildir convention); a name carries
+ * Maildir++ ",S=SIZE" (bytes on disk) and Dovecot's ",W=VSIZE" (bytes with
+ * CRLF line ends, the POP3 size), so listing a maildrop reads no message.
+ *
+ * Blocking calls (they touch the disk) are marked BLOCKING: call them from a
+ * worker thread, never on the event loop.  None of them keeps global state
+ * except the usage table below, which has its own lock.
+ */
+#ifndef KM_MAILDIR_H
+#define KM_MAILDIR_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+struct evbuffer;
+
+#define MAILDIR_UIDL_LEN 32         /* hex characters of a UIDL */
+
+/* The directory of maildrop `drop` under root into out: 0, or -1 when drop
+ * is not a safe name (empty, '/', a leading '.', "..", control characters,
+ * more than one '@', an '@' at either end) or out is too small.  Pure. */
+int maildir_path(const char *root, const char *drop, char *out, size_t len);
+
+/* BLOCKING.  Creates dir and its tmp/, new/, cur/ (mode 0700, parents as
+ * needed, existing ones kept).  0, or -1 with why. */
+int maildir_create(const char *dir, char *why, size_t whylen);
+
+/* BLOCKING.  Delivers one message into maildir dir: writes prefix (header
+ * lines we add, CRLF or LF ends) and then body (the stored form: CRLF lines,
+ * not dot-stuffed) with LF line ends into tmp/, fsyncs it, links it into
+ * new/ under a unique name (time.M<usec>P<pid>Q<counter>R<random>.HOST,
+ * S=..,W=..), fsyncs new/, removes the tmp/ name.  Only a 0 return means
+ * the message is durable in new/.  name (if not NULL) gets the base name.
+ * -1 with why; *temporary is set to 1 for errors worth retrying (ENOSPC,
+ * EDQUOT, EIO, EMFILE, ...), 0 for permanent ones.  Nothing is left in tmp/
+ * or new/ on failure.  The caller must not touch body meanwhile. */
+int maildir_deliver(const char *dir, const char *host,
+                    const char *prefix, size_t prefixlen,
+                    const struct evbuffer *body,
+                    char *name, size_t namelen,
+                    int *temporary, char *why, size_t whylen);
+
+/* One message of a maildrop as listed. */
+struct maildir_msg {
+    char *file;                 /* relative to the maildir: "new/NAME" or
+                                 * "cur/NAME:2,FLAGS" */
+    uint64_t size;              /* bytes on disk */
+    uint64_t vsize;             /* bytes with CRLF line ends (POP3 size) */
+    time_t mtime;               /* delivery time (from the name, else stat) */
+    char uidl[MAILDIR_UIDL_LEN + 1];   /* persistent, unique, never reused:
+                                 * hex digest of the base name (before ':') */
+    int seen;                   /* in cur/ with the S flag */
+};
+
+struct maildir_list {
+    size_t n;
+    struct maildir_msg *msgs;   /* oldest first (mtime, then name): message
+                                 * numbers are fixed for a POP3 session */
+    uint64_t bytes;             /* sum of vsize */
+};
+
+/* BLOCKING.  Lists new/ and cur/ of dir.  Sizes come from the names; a file
+ * without ,S=/,W= (put there by another program) is stat'ed and read once to
+ * count its lines.  A missing maildir is an empty list.  0, or -1 with why. */
+int maildir_scan(const char *dir, struct maildir_list *out, char *why, size_t whylen);
+void maildir_list_free(struct maildir_list *l);
+
+/* BLOCKING.  Opens a listed message for reading: an fd, or -1 with why (a
+ * message removed meanwhile by another reader: errno ENOENT). */
+int maildir_open(const char *dir, const struct maildir_msg *m, char *why, size_t whylen);
+
+/* BLOCKING.  Removes a listed message (a file already gone is success). */
+int maildir_remove(const char *dir, const struct maildir_msg *m, char *why, size_t whylen);
+
+/* BLOCKING.  Marks a listed message seen: new/NAME -> cur/NAME:2,S (or adds
+ * S to cur/'s flags); updates m->file and m->seen. 0 / -1 with why. */
+int maildir_mark_seen(const char *dir, struct maildir_msg *m, char *why, size_t whylen);
+
+/*
+ * Keep mode.  The time a message was first retrieved is kept per maildrop in
+ * dir/kickmail-retrieved (one "UIDL EPOCH" line each; written atomically:
+ * tmp file, fsync, rename, fsync dir).  Lines for messages no longer present
+ * are dropped when the file is next written.
+ */
+/* BLOCKING.  Records now as the first retrieval of each of the n UIDLs that
+ * has none yet. */
+int maildir_retrieved_add(const char *dir, const char *const *uidls, size_t n,
+                          time_t now, char *why, size_t whylen);
+/* BLOCKING.  Removes every message first retrieved before now - keep_secs;
+ * *removed (if not NULL) gets how many.  0 / -1 with why. */
+int maildir_expire(const char *dir, long keep_secs, time_t now,
+                   size_t *removed, char *why, size_t whylen);
+
+/*
+ * Usage: bytes and messages per maildrop, kept in memory for quota checks at
+ * RCPT (on the loop: never blocks, O(1)) and for kickq maildrops.  Thread
+ * safe.  Filled at start by maildir_usage_scan() (BLOCKING; in a worker
+ * thread), then kept current by whoever adds or removes messages.
+ */
+struct maildir_usage {
+    uint64_t bytes;             /* sum of vsize */
+    uint64_t messages;
+    time_t oldest;              /* 0 when empty */
+    time_t last_login;          /* 0 = never (since start) */
+};
+/* Known usage of drop; a drop never seen is all zeros.  Never blocks. */
+void maildir_usage_get(const char *drop, struct maildir_usage *u);
+/* Adds (or with negative deltas removes) to drop's figures. */
+void maildir_usage_add(const char *drop, int64_t bytes, int64_t messages, time_t mtime);
+/* Sets drop's figures from a fresh listing (after a POP3 session's UPDATE,
+ * or the start-up scan). */
+void maildir_usage_set(const char *drop, const struct maildir_list *l);
+void maildir_usage_login(const char *drop, time_t when);
+/* BLOCKING.  Scans the maildrops named in drops[] under root into the table. */
+int maildir_usage_scan(const char *root, const char *const *drops, size_t n,
+                       char *why, size_t whylen);
+void maildir_usage_clear(void);
+
+#endif
