@@ -1,0 +1,34 @@
+/*
+ * maildir_int.h — helpers shared by the files of src/maildir/ (private).
+ */
+#ifndef KM_MAILDIR_INT_H
+#define KM_MAILDIR_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+/* What a message file's name says (parse_name in scan.c).  Pure. */
+struct maildir_name {
+    size_t baselen;             /* bytes before ':' (or the whole name) */
+    int has_size, has_vsize, has_time;
+    uint64_t size, vsize;
+    time_t time;                /* the leading decimal seconds */
+    const char *flags;          /* after ":2,", or NULL */
+};
+void maildir_name_parse(const char *name, struct maildir_name *out);
+
+/* The UIDL of a base name: hex MD5 of its first len bytes into out
+ * (MAILDIR_UIDL_LEN + 1 bytes). */
+void maildir_uidl(const char *base, size_t len, char *out);
+
+/* dir + "/" + rel into out: 0, or -1 (ENAMETOOLONG) when it does not fit. */
+int maildir_join(char *out, size_t len, const char *dir, const char *rel);
+
+/* fsync of a directory by path: 0 / -1 with errno. */
+int maildir_fsync_dir(const char *path);
+
+/* 1 when errno value e is worth retrying (disk full, I/O, limits...). */
+int maildir_errno_temporary(int e);
+
+#endif
