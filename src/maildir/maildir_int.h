@@ -31,4 +31,24 @@ int maildir_fsync_dir(const char *path);
 /* 1 when errno value e is worth retrying (disk full, I/O, limits...). */
 int maildir_errno_temporary(int e);
 
+/* Keep mode's kickmail-retrieved file in memory (keep.c). */
+#define MAILDIR_RETRIEVED "kickmail-retrieved"
+struct maildir_retrieved_entry {
+    char uidl[32 + 1];
+    time_t when;                /* first retrieval */
+};
+struct maildir_retrieved {
+    struct maildir_retrieved_entry *e;  /* sorted by uidl, each once */
+    size_t n, cap;
+};
+/* Pure.  Adds each good line of buf ("UIDL EPOCH\n": 32 lower-case hex
+ * digits, one space, 1-18 decimal digits) to t; a bad line, and a last line
+ * without its LF (a torn write), is skipped.  A UIDL seen twice keeps its
+ * earliest time.  Returns how many lines were skipped. */
+size_t maildir_retrieved_parse(const char *buf, size_t len, struct maildir_retrieved *t);
+/* The entry for uidl, or NULL. */
+struct maildir_retrieved_entry *maildir_retrieved_find(const struct maildir_retrieved *t,
+                                                       const char *uidl);
+void maildir_retrieved_free(struct maildir_retrieved *t);
+
 #endif
