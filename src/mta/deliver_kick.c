@@ -13,7 +13,9 @@
  * Trusts the customer name only as a key (unknown: refused), the qmgr
  * index and deliver.c's state.  Guarantees: a kick either starts or joins
  * a pass and reports where it goes, or fails with why (no usable address,
- * mail held for POP3 or ODMR, unknown customer) and changes nothing.
+ * mail held for ODMR, unknown customer) and changes nothing.  A kick of a
+ * local domain or a deliver = "maildrop" customer retries its deferred mail
+ * (over quota, a disk error) into the maildrops now ("local").
  */
 #include <stdio.h>
 #include <string.h>
@@ -52,8 +54,12 @@ static int kick_start(struct qdeliv *d, int etrn, const struct transport_dest *d
         d->mode = DL_KICK;
     d->kicked = 1;
     int started = pass_open(d) == 0;
-    log_info("%s: %s: %u messages to %s:%d", d->qc->name, etrn ? "ETRN" : "kick",
-             d->qc->nmsg, dst->host, dst->port);
+    if (dst->port == 0)                 /* local delivery */
+        log_info("%s: %s: %u messages to %s", d->qc->name, etrn ? "ETRN" : "kick",
+                 d->qc->nmsg, dst->host);
+    else
+        log_info("%s: %s: %u messages to %s:%d", d->qc->name, etrn ? "ETRN" : "kick",
+                 d->qc->nmsg, dst->host, dst->port);
     return started ? 0 : -1;
 }
 
