@@ -13,9 +13,13 @@
  * Trusts the customer name only as a key (unknown: refused), the qmgr
  * index and deliver.c's state.  Guarantees: a kick either starts or joins
  * a pass and reports where it goes, or fails with why (no usable address,
- * mail held for ODMR, unknown customer) and changes nothing.  A kick of a
- * local domain or a deliver = "maildrop" customer retries its deferred mail
- * (over quota, a disk error) into the maildrops now ("local").
+ * mail held for ODMR, a deliver = "maildrop" customer, unknown customer)
+ * and changes nothing.  A kick of a local domain (the address maildrops of
+ * one domain) retries its deferred mail (over quota, a disk error) into the
+ * maildrops now ("local").  A deliver = "maildrop" customer is refused as
+ * the contract (INTERFACE.md) says: its mail goes into its maildrop at once;
+ * what waits there is retried on its own (retry_min..retry_max, and when a
+ * POP3 session frees room).
  */
 #include <stdio.h>
 #include <string.h>
@@ -117,6 +121,11 @@ int deliver_kick(const char *customer, int etrn, struct deliver_kick_result *res
     memset(res, 0, sizeof *res);
     if (!qc) {
         snprintf(err, errlen, "%s: no such customer", customer);
+        return -1;
+    }
+    if (qc->cfg && qc->cfg->deliver == DELIVER_MAILDROP && !etrn) {
+        snprintf(err, errlen, "%s: delivers into its POP3 maildrop as mail arrives; "
+                 "nothing to kick", customer);
         return -1;
     }
     if (dl_dest(qc, &dst, err, errlen) < 0)
