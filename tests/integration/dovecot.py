@@ -45,7 +45,8 @@ def available():
 
 class PrivateDovecot:
     """Dovecot over maildir root `root`, IMAP and/or POP3 on loopback.
-    users: {login: password}.  After start(): .imap_port, .pop3_port."""
+    users: {login: password} (plaintext, or "{SCHEME}hash" such as
+    "{CRYPT}$6$..." checked with libcrypt as kickmail does).  After start(): .imap_port, .pop3_port."""
 
     def __init__(self, where, root, users, imap=True, pop3=False, extra=""):
         self.where = os.path.abspath(str(where))
@@ -102,7 +103,6 @@ default_internal_user = %(internal_user)s
 first_valid_uid = 1
 first_valid_gid = 1
 mail_location = maildir:%(root)s/%%d/%%n
-mail_fsync = always
 passdb {
   driver = passwd-file
   args = scheme=PLAIN username_format=%%u %(passwd)s
@@ -159,7 +159,10 @@ service pop3-login {
             path = os.path.dirname(path)
         with open(self.passwd, "w") as f:
             for user, password in self.users.items():
-                f.write("%s:{PLAIN}%s::::::\n" % (user, password))
+                # "{SCHEME}..." as given (e.g. "{CRYPT}$6$..."), else plaintext
+                if not password.startswith("{"):
+                    password = "{PLAIN}" + password
+                f.write("%s:%s::::::\n" % (user, password))
         with open(self.conf, "w") as f:
             f.write(self.conf_text())
 
