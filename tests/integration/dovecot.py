@@ -16,8 +16,10 @@ Users: Dovecot never accesses mail as root ("userdb returned 0 as uid") and
 runs its login and internal processes as unprivileged users.  As root those
 are the users the package creates (dovenull, dovecot) and mail is accessed as
 nobody: kickmail (root in CI) makes its maildirs 0700, so a test hands the
-tree to nobody with own_tree() before Dovecot reads it.  As an ordinary user
-everything runs as that user and own_tree() does nothing.
+tree to nobody with own_tree() before Dovecot reads it, and the directories
+above base_dir and the maildir root must be searchable by others: tests put
+both under traversable_tmpdir(), never under pytest's tmp_path.  As an
+ordinary user everything runs as that user and own_tree() does nothing.
 """
 import os
 import pwd
@@ -25,6 +27,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
@@ -36,6 +39,17 @@ def _free_port(host="127.0.0.1"):
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def traversable_tmpdir(prefix="kickmail-dovecot-"):
+    """A new directory under /tmp, mode 0711, for a Dovecot run and the
+    maildirs it serves.  Not under pytest's tmp_path: /tmp/pytest-of-root
+    is 0700, and every pytest session running meanwhile sets it back to
+    0700, so Dovecot's unprivileged processes could not reach anything
+    below it.  The caller removes it (shutil.rmtree)."""
+    d = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(d, 0o711)
+    return d
 
 
 def available():
@@ -148,15 +162,20 @@ service pop3-login {
     def write(self):
         for d in (self.where, self.base_dir, self.state_dir):
             os.makedirs(d, exist_ok=True)
-        # the login and internal processes (dovenull, dovecot) must reach
-        # base_dir's sockets: it must be searchable by them
+        # the login and internal processes (dovenull, dovecot) reach
+        # base_dir's sockets and nobody reads the maildirs: every directory
+        # above them must be searchable by others
         os.chmod(self.base_dir, 0o755)
-        path = self.where
-        while os.geteuid() == 0 and path not in ("/", ""):
-            st = os.stat(path)
-            if not st.st_mode & 0o001:
-                os.chmod(path, st.st_mode | 0o001)
-            path = os.path.dirname(path)
+        if os.geteuid() == 0:
+            # (the maildir root itself is nobody's after own_tree())
+            for top in (self.base_dir, os.path.dirname(self.root)):
+                path = top
+                while path not in ("/", ""):
+                    if os.path.exists(path) and not os.stat(path).st_mode & 0o001:
+                        raise AssertionError(
+                            "%s is not searchable by others, as Dovecot's unprivileged "
+                            "processes need: put the run under traversable_tmpdir()" % path)
+                    path = os.path.dirname(path)
         with open(self.passwd, "w") as f:
             for user, password in self.users.items():
                 # "{SCHEME}..." as given (e.g. "{CRYPT}$6$..."), else plaintext

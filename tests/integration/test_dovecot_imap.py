@@ -14,7 +14,7 @@ test sends mail to kickmail over SMTP and fetches it from Dovecot.
 import imaplib
 import os
 import re
-import time
+import shutil
 
 import pytest
 
@@ -24,6 +24,15 @@ import subprocess
 
 pytestmark = pytest.mark.skipif(not dovecot.available(),
                                 reason="Debian's dovecot-imapd is not installed (scripts/install-deps)")
+
+
+@pytest.fixture
+def dvdir():
+    """Where Dovecot runs and the maildirs live (see dovecot.py: not under
+    tmp_path, which Dovecot's unprivileged processes cannot reach)."""
+    d = dovecot.traversable_tmpdir()
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def _write_maildir_file(root, drop_dir, name_stem, data_lf):
@@ -70,17 +79,17 @@ def _no_dovecot_errors(dv):
     assert not errs, "\n".join(errs)
 
 
-def test_dovecot_serves_both_layouts(tmp_path):
+def test_dovecot_serves_both_layouts(dvdir):
     """ROOT/isp.example/alice for alice@isp.example and ROOT/acme for the
     domain maildrop acme (Dovecot's %d is empty for a login without '@')."""
-    root = str(tmp_path / "maildrops")
+    root = os.path.join(dvdir, "maildrops")
     alice = b"Return-Path: <x@sender.example>\nDelivered-To: alice@isp.example\n" \
             b"Subject: for alice\n\nline one\nline two\n"
     acme = b"Delivered-To: bob@acme.example\nX-Original-To: bob@acme.example\n" \
            b"Subject: for bob\n\nhello bob\n"
     _write_maildir_file(root, "isp.example/alice", "1700000000.M1P1Q1R1.mx", alice)
     _write_maildir_file(root, "acme", "1700000001.M2P1Q2R2.mx", acme)
-    dv = dovecot.PrivateDovecot(tmp_path / "dovecot", root,
+    dv = dovecot.PrivateDovecot(os.path.join(dvdir, "dovecot"), root,
                                 {"alice@isp.example": "pw-a", "acme": "pw-acme"})
     dv.own_tree()
     dv.start()
@@ -94,11 +103,11 @@ def test_dovecot_serves_both_layouts(tmp_path):
     _no_dovecot_errors(dv)
 
 
-def test_dovecot_notices_a_wrong_size_in_the_name(tmp_path):
+def test_dovecot_notices_a_wrong_size_in_the_name(dvdir):
     """The harness would see a kickmail name whose S= disagrees with the
     file: Dovecot trusts S= and logs an error (so the end-to-end test's
     clean log means kickmail's sizes are right)."""
-    root = str(tmp_path / "maildrops")
+    root = os.path.join(dvdir, "maildrops")
     data = b"Subject: x\n\nbody\n"
     d = os.path.join(root, "isp.example", "alice")
     for sub in ("tmp", "new", "cur"):
@@ -106,7 +115,7 @@ def test_dovecot_notices_a_wrong_size_in_the_name(tmp_path):
     with open(os.path.join(d, "new", "1700000000.M1P1Q1R1.mx,S=%d,W=%d"
                            % (len(data) + 1, len(data) + 4)), "wb") as f:
         f.write(data)
-    dv = dovecot.PrivateDovecot(tmp_path / "dovecot", root, {"alice@isp.example": "pw"})
+    dv = dovecot.PrivateDovecot(os.path.join(dvdir, "dovecot"), root, {"alice@isp.example": "pw"})
     dv.own_tree()
     dv.start()
     try:
@@ -148,11 +157,11 @@ SENT = (b"From: Carol <carol@sender.example>\r\n"
         b"the end\r\n")
 
 
-def test_kickmail_delivery_fetched_byte_for_byte(tmp_path, make_daemon):
+def test_kickmail_delivery_fetched_byte_for_byte(tmp_path, make_daemon, dvdir):
     why = _kickmail_delivers_maildrops(tmp_path)
     if why:
         pytest.skip(why)
-    root = tmp_path / "maildrops"
+    root = os.path.join(dvdir, "maildrops")
     d = make_daemon(customers="", extra='maildir_root = "%s"\n'
                     'maildrop "alice@isp.example" {\n  password = \'$y$j9T$x\'\n}\n' % root)
     d.start()
@@ -163,10 +172,10 @@ def test_kickmail_delivery_fetched_byte_for_byte(tmp_path, make_daemon):
         # smtplib dot-stuffs the line that starts with a dot
         code, msg = s.data(SENT)
         assert code == 250, msg
-    newdir = root / "isp.example" / "alice" / "new"
-    wait_for(lambda: newdir.is_dir() and os.listdir(newdir), what="a file in new/")
+    newdir = os.path.join(root, "isp.example", "alice", "new")
+    wait_for(lambda: os.path.isdir(newdir) and os.listdir(newdir), what="a file in new/")
     d.wait_log(r"to=<alice@isp\.example>, relay=local.*status=sent")
-    dv = dovecot.PrivateDovecot(tmp_path / "dovecot", str(root), {"alice@isp.example": "pw"})
+    dv = dovecot.PrivateDovecot(os.path.join(dvdir, "dovecot"), root, {"alice@isp.example": "pw"})
     dv.own_tree()
     dv.start()
     try:
