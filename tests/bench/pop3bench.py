@@ -92,7 +92,8 @@ def maildrop_sections(names, domain, hashed):
 def pop3_daemon(procs, build, d, port, pop_port, root, names, hashed):
     km = bench.Kickmail(build, d, procs, port, {})
     with open(km.conf, "a") as f:
-        f.write('maildir_root = "%s"\npop3 {\n  listen = {"127.0.0.1:%d"}\n}\n%s' % (
+        f.write('maildir_root = "%s"\npop3 {\n  listen = {"127.0.0.1:%d"}\n'
+                '  max_connections = 30000\n  max_connections_per_client = 30000\n}\n%s' % (
             root, pop_port, maildrop_sections(names, POP_DOMAIN, hashed)))
     km.pop3_port = pop_port
     return km
