@@ -48,7 +48,8 @@ int maildir_create(const char *dir, char *why, size_t whylen);
  * S=..,W=..), fsyncs new/, removes the tmp/ name.  Only a 0 return means
  * the message is durable in new/.  name (if not NULL) gets the base name.
  * -1 with why; *temporary is set to 1 for errors worth retrying (ENOSPC,
- * EDQUOT, EIO, EMFILE, ...), 0 for permanent ones.  Nothing is left in tmp/
+ * EDQUOT, EIO, EMFILE, ..., and an operator's EACCES, EPERM, EROFS), 0 for
+ * permanent ones.  Nothing is left in tmp/
  * or new/ on failure.  The caller must not touch body meanwhile.
  * A missing maildir is made first (maildir_create).  Line ends: CRLF -> LF;
  * a lone CR stays, except at the very end, where it is the line end; a

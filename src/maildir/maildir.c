@@ -107,6 +107,9 @@ int maildir_errno_temporary(int e)
     case ENOSPC: case EDQUOT: case EIO: case EMFILE: case ENFILE:
     case ENOMEM: case EAGAIN: case EINTR: case ESTALE: case ETIMEDOUT:
     case EBUSY: case EEXIST:
+    /* an operator's mistake (modes, owners, a read-only remount): the mail
+     * waits for the fix, as with Postfix's local(8), never bounces */
+    case EACCES: case EPERM: case EROFS:
         return 1;
     default:
         return 0;

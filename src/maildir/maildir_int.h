@@ -28,7 +28,8 @@ int maildir_join(char *out, size_t len, const char *dir, const char *rel);
 /* fsync of a directory by path: 0 / -1 with errno. */
 int maildir_fsync_dir(const char *path);
 
-/* 1 when errno value e is worth retrying (disk full, I/O, limits...). */
+/* 1 when errno value e is worth retrying (disk full, I/O, limits, and an
+ * operator's mistake: EACCES, EPERM, EROFS). */
 int maildir_errno_temporary(int e);
 
 /* Keep mode's kickmail-retrieved file in memory (keep.c). */

@@ -366,3 +366,39 @@ def test_crash_burst_loses_nothing(make_daemon):
     print("accepted %d, delivered %d files, %d duplicates" % (
         len(accepted), sum(seen.values()), dups))
     assert len(accepted) >= 50
+
+
+def test_read_only_maildir_root_defers(make_daemon):
+    """An operator's mistake (maildir_root remounted read-only) defers the
+    mail (451, EROFS), never bounces it; once writable, a kick delivers it.
+    Needs root (a tmpfs remounted read-only), else skipped."""
+    import pytest
+    d = make_daemon(customers=drops())
+    os.makedirs(d.maildirs, exist_ok=True)
+    if os.geteuid() != 0 or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", d.maildirs],
+            capture_output=True).returncode != 0:
+        pytest.skip("needs root to mount a tmpfs")
+    try:
+        for sub in ("tmp", "new", "cur"):           # alice's maildir exists
+            os.makedirs(mdir(d, "isp.example", "alice", sub))
+        subprocess.run(["mount", "-o", "remount,ro", d.maildirs], check=True)
+        d.start()
+        replies, final = smtp_send(d, ALICE, body())
+        assert code(final) == 250, final
+
+        def deferred():
+            q = queue(d)
+            return len(q) == 1 and q[0]["recipients"][0]["status"] == "deferred" and q[0]
+        msg = wait_for(deferred, what="the message deferred")
+        reason = msg["recipients"][0]["reason"]
+        assert reason.startswith("451 4.3.0 ") and "Read-only file system" in reason, reason
+        assert "bounced" not in d.log_text()
+        subprocess.run(["mount", "-o", "remount,rw", d.maildirs], check=True)
+        r = d.kickq("kick", "isp.example")
+        assert r.stdout == "kicked isp.example: 1 messages to local\n", r.stdout
+        wait_files(d, 1, "isp.example", "alice")
+        wait_for(lambda: queue(d) == [], what="the queue to drain")
+        d.stop()
+    finally:
+        subprocess.run(["umount", "-l", d.maildirs])

@@ -4,8 +4,8 @@
  * (maildir_deliver): line ends converted whatever the evbuffer's chains,
  * ,S= and ,W= equal to the file's sizes, unique names, the host escaped,
  * and the failure paths (permanent: a regular file in the way; temporary:
- * no file descriptor left, a full file system) leaving nothing in tmp/ or
- * new/.
+ * no file descriptor left, a full file system, a read-only one) leaving
+ * nothing in tmp/ or new/.
  */
 #include "maildir_fixture.h"
 
@@ -423,9 +423,51 @@ static void test_deliver_enospc(void **state)
     evbuffer_free(b);
 }
 
+/* Temporary: a read-only file system (a tmpfs remounted read-only, as after
+ * an emergency remount: needs root, else skipped).  The mail must wait for
+ * the operator, never bounce. */
+static void test_deliver_erofs(void **state)
+{
+    char mnt[4096];
+    mkpath(mnt, *state, "mnt");
+    char why[256] = "";
+    int temp = -1, rc;
+    struct evbuffer *b;
+    assert_int_equal(mkdir(mnt, 0700), 0);
+    if (geteuid() != 0 || mount("tmpfs", mnt, "tmpfs", 0, "size=64k") != 0) {
+        print_message("skipped: cannot mount a tmpfs (%s)\n", strerror(errno));
+        skip();
+    }
+    assert_int_equal(maildir_create(at(mnt, "md"), why, sizeof why), 0);
+    if (mount(NULL, mnt, NULL, MS_REMOUNT | MS_RDONLY, NULL) != 0) {
+        print_message("skipped: cannot remount read-only (%s)\n", strerror(errno));
+        umount(mnt);
+        skip();
+    }
+    b = evbuffer_new();
+    evbuffer_add(b, "x\r\n", 3);
+    rc = maildir_deliver(at(mnt, "md"), "h", NULL, 0, b, NULL, 0, &temp, why, sizeof why);
+    /* a maildir not made yet fails the same way */
+    int temp2 = -1;
+    int rc2 = maildir_deliver(at(mnt, "md2"), "h", NULL, 0, b, NULL, 0, &temp2, why,
+                              sizeof why);
+    size_t nnew = count_entries(at(mnt, "md/new"));
+    assert_int_equal(umount(mnt), 0);
+    assert_int_equal(rc, -1);
+    assert_int_equal(temp, 1);
+    assert_int_equal(rc2, -1);
+    assert_int_equal(temp2, 1);
+    assert_non_null(strstr(why, "Read-only file system"));
+    assert_int_equal(nnew, 0);
+    evbuffer_free(b);
+}
+
+/* EACCES, EPERM and EROFS are an operator's mistake (modes, owners, a
+ * read-only remount): temporary, as Postfix's local(8) defers on them. */
 static void test_errno_classes(void **state)
 {
-    static const int temp[] = { ENOSPC, EDQUOT, EIO, EMFILE, ENFILE, ENOMEM, EAGAIN };
+    static const int temp[] = { ENOSPC, EDQUOT, EIO, EMFILE, ENFILE, ENOMEM, EAGAIN,
+                                EACCES, EPERM, EROFS };
     static const int perm[] = { ENOTDIR, EISDIR, ENAMETOOLONG, EINVAL, ELOOP, ENOENT };
     for (size_t i = 0; i < sizeof temp / sizeof temp[0]; i++)
         assert_int_equal(maildir_errno_temporary(temp[i]), 1);
@@ -449,6 +491,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deliver_permanent, tdir_setup, tdir_teardown),
         cmocka_unit_test_setup_teardown(test_deliver_emfile, tdir_setup, tdir_teardown),
         cmocka_unit_test_setup_teardown(test_deliver_enospc, tdir_setup, tdir_teardown),
+        cmocka_unit_test_setup_teardown(test_deliver_erofs, tdir_setup, tdir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
