@@ -55,12 +55,41 @@ int maildir_create(const char *dir, char *why, size_t whylen);
  * a lone CR stays, except at the very end, where it is the line end; a
  * message not ending with a line end gets LF.  W = S + the number of LFs
  * not preceded by CR in the file: a reader that sends each such bare LF as
- * CRLF (and nothing else changed) sends exactly W bytes, as Dovecot does. */
+ * CRLF (and nothing else changed) sends exactly W bytes, as Dovecot does.
+ * A batch of one (maildir_deliver_batch). */
 int maildir_deliver(const char *dir, const char *host,
                     const char *prefix, size_t prefixlen,
                     const struct evbuffer *body,
                     char *name, size_t namelen,
                     int *temporary, char *why, size_t whylen);
+
+/* One message of a batch (maildir_deliver_batch).  The caller sets the
+ * first four fields (as maildir_deliver's arguments); the batch the rest. */
+struct maildir_item {
+    const char *dir;
+    const char *prefix;
+    size_t prefixlen;
+    const struct evbuffer *body;
+    int ok;                     /* 1: durable in new/ */
+    int temporary;              /* when not ok: worth retrying */
+    char name[256];             /* when ok: the base name in new/ */
+    char why[512];              /* when not ok */
+};
+
+#define MAILDIR_BATCH_MAX 256       /* items under one round of syncs */
+
+/* BLOCKING.  Delivers n messages, each as maildir_deliver() does (names,
+ * line ends, sizes, a missing maildir made, error classes, nothing left in
+ * tmp/ or new/ on failure), under one round of syncs per MAILDIR_BATCH_MAX
+ * items: writes every tmp/ file and starts its write-back, then fdatasyncs
+ * each (on ext4 the first journal commit carries the others' blocks), links
+ * each into new/, fsyncs each distinct new/ once, and removes the tmp/
+ * names.  An item is ok only once its file and its new/ entry are synced;
+ * one item's failure fails only that item (a failed fsync of a new/ fails
+ * the items linked into it).  Returns how many are ok.  The items may name
+ * the same maildir and share a body; the caller must not touch the bodies
+ * meanwhile. */
+size_t maildir_deliver_batch(struct maildir_item *items, size_t n, const char *host);
 
 /* One message of a maildrop as listed. */
 struct maildir_msg {

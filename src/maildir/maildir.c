@@ -1,17 +1,21 @@
 /*
  * maildir — where maildrops live (maildir_path), making them
- * (maildir_create) and delivering into them (maildir_deliver): the message
- * is written with LF line ends into tmp/, fsync'ed, linked into new/ under a
- * unique name carrying ",S=" (bytes on disk) and ",W=" (bytes with CRLF
- * ends), new/ is fsync'ed and the tmp/ name removed.
+ * (maildir_create) and delivering into them (maildir_deliver_batch, and
+ * maildir_deliver, a batch of one): each message is written with LF line
+ * ends into tmp/, fdatasync'ed, linked into new/ under a unique name
+ * carrying ",S=" (bytes on disk) and ",W=" (bytes with CRLF ends), new/ is
+ * fsync'ed and the tmp/ name removed.  A batch does each step for all its
+ * messages before the next (every write-back started before the first
+ * sync, every link made before new/ is synced, each distinct new/ synced
+ * once), so that one journal commit carries many messages.
  *
  * Trusts: the root and dir its callers pass (configuration); nothing in a
  * maildrop name (maildir_path refuses whatever could leave its directory or
  * hide: '/', a leading '.', control and non-ASCII bytes) nor in a host name
  * (escaped into the file name).  Message bytes are copied, never parsed
- * beyond line ends.  Guarantees: maildir_deliver returns 0 only once the
- * file and its new/ entry are synced, and on failure leaves nothing in
- * tmp/ or new/; names are unique per process (time, microseconds, pid, a
+ * beyond line ends.  Guarantees: a message is reported delivered only once
+ * its file and its new/ entry are synced, and a failed one leaves nothing
+ * in tmp/ or new/ (one message's failure fails no other); names are unique per process (time, microseconds, pid, a
  * counter, 64 random bits).  Every call here blocks: worker threads only.
  */
 #include <errno.h>
@@ -310,7 +314,9 @@ static void unique_base(const char *host, char *out, size_t len)
              ts.tv_nsec / 1000, (long)getpid(), q, r, h);
 }
 
-/* Writes prefix and body converted into fd: 0 with sizes, or -1 with errno. */
+/* Writes prefix and body converted into fd and starts the write-back of
+ * the data (the sync comes later, for the whole batch): 0 with sizes, or
+ * -1 with errno. */
 static int write_message(int fd, const char *prefix, size_t prefixlen,
                          const struct evbuffer *body, uint64_t *size, uint64_t *vsize)
 {
@@ -321,40 +327,41 @@ static int write_message(int fd, const char *prefix, size_t prefixlen,
     conv_evbuffer(&c, body);
     conv_end(&c);
     free(c.buf);
-    if (!c.err && fdatasync(fd) < 0)     /* data and size: all a reader needs */
-        c.err = errno;
+    /* block allocation and I/O start now for every file of the batch, so
+     * that the first fdatasync's journal commit carries them all; a file
+     * system without it only loses that overlap */
+    if (!c.err)
+        (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
     *size = c.size;
     *vsize = c.vsize;
     errno = c.err;
     return c.err ? -1 : 0;
 }
 
-/* Links tmp to new (or renames where the file system has no hard links)
- * and fsyncs new/.  0 / -1 with errno; on failure new is gone. */
-static int publish(const char *dir, const char *tmp, const char *newpath)
+static atomic_ulong syncs_file, syncs_dir;
+
+void maildir_sync_counts(unsigned long *files, unsigned long *dirs)
 {
-    char nd[PATH_MAX];
-    int e;
-    if (link(tmp, newpath) < 0) {
-        if (errno != EPERM && errno != ENOSYS && errno != EOPNOTSUPP)
-            return -1;
-        if (rename(tmp, newpath) < 0)
-            return -1;
-    }
-    if (maildir_join(nd, sizeof nd, dir, "new") == 0 && maildir_fsync_dir(nd) == 0)
-        return 0;
-    e = errno;
-    unlink(newpath);
-    errno = e;
-    return -1;
+    *files = atomic_load(&syncs_file);
+    *dirs = atomic_load(&syncs_dir);
 }
 
-static int deliver_fail(int e, const char *what, const char *path, int *temporary,
-                        char *why, size_t whylen)
+/* One item's progress through a round (private to the batch). */
+struct pending {
+    int fd;                     /* open tmp/ file, or -1 */
+    int made;                   /* the tmp/ file is ours (to remove) */
+    int state;                  /* P_* */
+    char base[NAME_MAX + 1];
+};
+enum { P_FAILED, P_WRITTEN, P_SYNCED, P_LINKED, P_DONE };
+
+static void item_fail(struct maildir_item *it, struct pending *p, int e, const char *what,
+                      const char *path)
 {
-    if (temporary)
-        *temporary = maildir_errno_temporary(e);
-    return util_fail(why, whylen, "maildir: %s %s: %s", what, path, strerror(e));
+    it->ok = 0;
+    it->temporary = maildir_errno_temporary(e);
+    util_fail(it->why, sizeof it->why, "maildir: %s %s: %s", what, path, strerror(e));
+    p->state = P_FAILED;
 }
 
 static int open_tmp(const char *dir, const char *tmp)
@@ -369,50 +376,179 @@ static int open_tmp(const char *dir, const char *tmp)
     return fd;
 }
 
+/* Step 1: the tmp/ file written, its write-back started, its final name
+ * (with ,S= and ,W=) in it->name; namemax bounds that name's length. */
+static void round_write(struct maildir_item *it, struct pending *p, const char *host,
+                        size_t namemax)
+{
+    char rel[NAME_MAX + 8], tmp[PATH_MAX];
+    uint64_t size = 0, vsize = 0;
+    int e, n;
+    unique_base(host, p->base, sizeof p->base);
+    snprintf(rel, sizeof rel, "tmp/%s", p->base);
+    if (!it->dir || maildir_join(tmp, sizeof tmp, it->dir, rel) < 0) {
+        item_fail(it, p, ENAMETOOLONG, "path", it->dir ? it->dir : "(null)");
+        return;
+    }
+    if ((p->fd = open_tmp(it->dir, tmp)) < 0) {
+        item_fail(it, p, errno, "create", tmp);
+        return;
+    }
+    p->made = 1;
+    if (write_message(p->fd, it->prefix, it->prefixlen, it->body, &size, &vsize) < 0) {
+        e = errno;
+        item_fail(it, p, e, "write", tmp);
+        return;
+    }
+    n = snprintf(it->name, sizeof it->name, "%s,S=%llu,W=%llu", p->base,
+                 (unsigned long long)size, (unsigned long long)vsize);
+    if (n < 0 || (size_t)n >= sizeof it->name || (size_t)n >= namemax ||
+        (size_t)n > NAME_MAX) {
+        item_fail(it, p, ENAMETOOLONG, "name", it->name);
+        return;
+    }
+    p->state = P_WRITTEN;
+}
+
+/* Step 2: the data synced, the file closed. */
+static void round_sync(struct maildir_item *it, struct pending *p)
+{
+    char tmp[PATH_MAX];
+    const char *what = NULL;
+    int e = 0;
+    if (fdatasync(p->fd) < 0) {         /* data and size: all a reader needs */
+        e = errno;
+        what = "sync";
+    }
+    atomic_fetch_add(&syncs_file, 1);
+    if (close(p->fd) < 0 && !what) {
+        e = errno;
+        what = "close";
+    }
+    p->fd = -1;
+    if (what) {
+        snprintf(tmp, sizeof tmp, "%s/tmp/%s", it->dir, p->base);
+        item_fail(it, p, e, what, tmp);
+        return;
+    }
+    p->state = P_SYNCED;
+}
+
+/* Step 3: linked into new/ (renamed where the file system has no hard
+ * links). */
+static void round_link(struct maildir_item *it, struct pending *p)
+{
+    char tmp[PATH_MAX], newpath[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s/tmp/%s", it->dir, p->base) >= (int)sizeof tmp ||
+        snprintf(newpath, sizeof newpath, "%s/new/%s", it->dir, it->name) >=
+        (int)sizeof newpath) {
+        item_fail(it, p, ENAMETOOLONG, "link", it->name);
+        return;
+    }
+    if (link(tmp, newpath) < 0) {
+        if ((errno != EPERM && errno != ENOSYS && errno != EOPNOTSUPP) ||
+            rename(tmp, newpath) < 0) {
+            item_fail(it, p, errno, "link", newpath);
+            return;
+        }
+    }
+    p->state = P_LINKED;
+}
+
+/* Step 4: each distinct new/ of the linked items fsync'ed once; a failure
+ * fails (and unlinks) the items linked into it. */
+static void round_publish(struct maildir_item *items, struct pending *ps, size_t n)
+{
+    char nd[PATH_MAX], path[PATH_MAX];
+    for (size_t i = 0; i < n; i++) {
+        if (ps[i].state != P_LINKED)
+            continue;
+        int rc = -1, e = ENAMETOOLONG;
+        if (maildir_join(nd, sizeof nd, items[i].dir, "new") == 0) {
+            rc = maildir_fsync_dir(nd);
+            e = errno;
+            atomic_fetch_add(&syncs_dir, 1);
+        }
+        for (size_t k = i; k < n; k++) {
+            if (ps[k].state != P_LINKED || (k != i && strcmp(items[k].dir, items[i].dir)))
+                continue;
+            if (rc == 0) {
+                ps[k].state = P_DONE;
+                continue;
+            }
+            snprintf(path, sizeof path, "%s/new/%s", items[k].dir, items[k].name);
+            unlink(path);
+            item_fail(&items[k], &ps[k], e, "sync", nd);
+        }
+    }
+}
+
+/* One round of at most MAILDIR_BATCH_MAX items. */
+static void deliver_round(struct maildir_item *items, size_t n, const char *host,
+                          size_t namemax)
+{
+    struct pending *ps = xcalloc(n, sizeof *ps);
+    char tmp[PATH_MAX];
+    for (size_t i = 0; i < n; i++) {
+        ps[i].fd = -1;
+        items[i].ok = items[i].temporary = 0;
+        items[i].why[0] = '\0';
+        round_write(&items[i], &ps[i], host, namemax);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (ps[i].state == P_WRITTEN)
+            round_sync(&items[i], &ps[i]);
+    for (size_t i = 0; i < n; i++)
+        if (ps[i].state == P_SYNCED)
+            round_link(&items[i], &ps[i]);
+    round_publish(items, ps, n);
+    for (size_t i = 0; i < n; i++) {
+        if (ps[i].fd >= 0)
+            close(ps[i].fd);
+        /* the tmp/ name: gone already after a rename; a failure's file */
+        if (ps[i].made &&
+            snprintf(tmp, sizeof tmp, "%s/tmp/%s", items[i].dir, ps[i].base) < (int)sizeof tmp)
+            unlink(tmp);
+        items[i].ok = ps[i].state == P_DONE;
+        if (!items[i].ok)
+            items[i].name[0] = '\0';
+    }
+    free(ps);
+}
+
+static size_t deliver_items(struct maildir_item *items, size_t n, const char *host,
+                            size_t namemax)
+{
+    size_t ok = 0;
+    for (size_t off = 0; off < n; off += MAILDIR_BATCH_MAX) {
+        size_t k = n - off < MAILDIR_BATCH_MAX ? n - off : MAILDIR_BATCH_MAX;
+        deliver_round(items + off, k, host, namemax);
+        for (size_t i = off; i < off + k; i++)
+            ok += items[i].ok;
+    }
+    return ok;
+}
+
+size_t maildir_deliver_batch(struct maildir_item *items, size_t n, const char *host)
+{
+    return deliver_items(items, n, host, sizeof items->name);
+}
+
 int maildir_deliver(const char *dir, const char *host,
                     const char *prefix, size_t prefixlen,
                     const struct evbuffer *body,
                     char *name, size_t namelen,
                     int *temporary, char *why, size_t whylen)
 {
-    char base[NAME_MAX + 1], final[NAME_MAX + 1], rel[NAME_MAX + 8];
-    char tmp[PATH_MAX], newpath[PATH_MAX];
-    uint64_t size = 0, vsize = 0;
-    int fd, e, n;
+    struct maildir_item it = {
+        .dir = dir, .prefix = prefix, .prefixlen = prefixlen, .body = body,
+    };
+    deliver_items(&it, 1, host, name ? namelen : sizeof it.name);
     if (temporary)
-        *temporary = 0;
-    unique_base(host, base, sizeof base);
-    snprintf(rel, sizeof rel, "tmp/%s", base);
-    if (!dir || maildir_join(tmp, sizeof tmp, dir, rel) < 0)
-        return deliver_fail(ENAMETOOLONG, "path", dir ? dir : "(null)", temporary, why, whylen);
-    if ((fd = open_tmp(dir, tmp)) < 0)
-        return deliver_fail(errno, "create", tmp, temporary, why, whylen);
-    if (write_message(fd, prefix, prefixlen, body, &size, &vsize) < 0) {
-        e = errno;
-        close(fd);
-        unlink(tmp);
-        return deliver_fail(e, "write", tmp, temporary, why, whylen);
-    }
-    if (close(fd) < 0) {
-        e = errno;
-        unlink(tmp);
-        return deliver_fail(e, "close", tmp, temporary, why, whylen);
-    }
-    n = snprintf(final, sizeof final, "%s,S=%llu,W=%llu", base,
-                 (unsigned long long)size, (unsigned long long)vsize);
-    snprintf(rel, sizeof rel, "new/%s", final);
-    if (n < 0 || (size_t)n >= sizeof final || (name && (size_t)n >= namelen) ||
-        maildir_join(newpath, sizeof newpath, dir, rel) < 0) {
-        unlink(tmp);
-        return deliver_fail(ENAMETOOLONG, "name", final, temporary, why, whylen);
-    }
-    if (publish(dir, tmp, newpath) < 0) {
-        e = errno;
-        unlink(tmp);
-        return deliver_fail(e, "link", newpath, temporary, why, whylen);
-    }
-    unlink(tmp);        /* gone already after a rename; a stale tmp/ name is harmless */
+        *temporary = it.ok ? 0 : it.temporary;
+    if (!it.ok)
+        return util_fail(why, whylen, "%s", it.why);
     if (name)
-        memcpy(name, final, (size_t)n + 1);
+        memcpy(name, it.name, strlen(it.name) + 1);
     return 0;
 }

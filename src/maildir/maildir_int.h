@@ -28,6 +28,10 @@ int maildir_join(char *out, size_t len, const char *dir, const char *rel);
 /* fsync of a directory by path: 0 / -1 with errno. */
 int maildir_fsync_dir(const char *path);
 
+/* Syncs deliveries made since the start, for tests: tmp/ files
+ * fdatasync'ed, new/ directories fsync'ed. */
+void maildir_sync_counts(unsigned long *files, unsigned long *dirs);
+
 /* 1 when errno value e is worth retrying (disk full, I/O, limits, and an
  * operator's mistake: EACCES, EPERM, EROFS). */
 int maildir_errno_temporary(int e);
