@@ -22,6 +22,7 @@
 #ifndef KM_MAILDIR_H
 #define KM_MAILDIR_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -64,12 +65,15 @@ int maildir_deliver(const char *dir, const char *host,
                     int *temporary, char *why, size_t whylen);
 
 /* One message of a batch (maildir_deliver_batch).  The caller sets the
- * first four fields (as maildir_deliver's arguments); the batch the rest. */
+ * first five fields (dir to body as maildir_deliver's arguments); the
+ * batch the rest. */
 struct maildir_item {
     const char *dir;
     const char *prefix;
     size_t prefixlen;
     const struct evbuffer *body;
+    const atomic_int *cancel;   /* optional: non-zero before the link into
+                                 * new/ drops the item (temporary failure) */
     int ok;                     /* 1: durable in new/ */
     int temporary;              /* when not ok: worth retrying */
     char name[256];             /* when ok: the base name in new/ */
@@ -81,14 +85,16 @@ struct maildir_item {
 /* BLOCKING.  Delivers n messages, each as maildir_deliver() does (names,
  * line ends, sizes, a missing maildir made, error classes, nothing left in
  * tmp/ or new/ on failure), under one round of syncs per MAILDIR_BATCH_MAX
- * items: writes every tmp/ file and starts its write-back, then fdatasyncs
- * each (on ext4 the first journal commit carries the others' blocks), links
- * each into new/, fsyncs each distinct new/ once, and removes the tmp/
- * names.  An item is ok only once its file and its new/ entry are synced;
- * one item's failure fails only that item (a failed fsync of a new/ fails
- * the items linked into it).  Returns how many are ok.  The items may name
- * the same maildir and share a body; the caller must not touch the bodies
- * meanwhile. */
+ * items: writes every tmp/ file and starts its write-back, syncs them all,
+ * links each into new/ (unless cancelled), syncs the new/ entries, and
+ * removes the tmp/ names.  The syncs: for two or more items on one file
+ * system one syncfs(2) (and a cache flush) for all their files, and one
+ * again for all their new/ entries; else (one item, or syncfs failed) an
+ * fdatasync per file and an fsync per distinct new/.  An item is ok only
+ * once its file and its new/ entry are synced; one item's failure fails
+ * only that item (a failed sync of a new/ fails the items linked into it).
+ * Returns how many are ok.  The items may name the same maildir and share a
+ * body; the caller must not touch the bodies meanwhile. */
 size_t maildir_deliver_batch(struct maildir_item *items, size_t n, const char *host);
 
 /* One message of a maildrop as listed. */

@@ -29,8 +29,12 @@ int maildir_join(char *out, size_t len, const char *dir, const char *rel);
 int maildir_fsync_dir(const char *path);
 
 /* Syncs deliveries made since the start, for tests: tmp/ files
- * fdatasync'ed, new/ directories fsync'ed. */
-void maildir_sync_counts(unsigned long *files, unsigned long *dirs);
+ * fdatasync'ed, new/ directories fsync'ed, file systems syncfs'ed. */
+void maildir_sync_counts(unsigned long *files, unsigned long *dirs, unsigned long *fs);
+/* For tests: 0 never syncfs, 1 (the default) syncfs for rounds of two or
+ * more messages; as 1 but (the per-file fallbacks) 2: each syncfs fails,
+ * 3: the syncfs of the new/ entries fails. */
+void maildir_syncfs_mode(int mode);
 
 /* 1 when errno value e is worth retrying (disk full, I/O, limits, and an
  * operator's mistake: EACCES, EPERM, EROFS). */

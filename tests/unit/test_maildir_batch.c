@@ -2,10 +2,13 @@
  * test_maildir_batch — maildir_deliver_batch(): many messages into several
  * maildirs under one round of syncs.  Every item delivered is in new/ under
  * the name the batch reports (,S= and ,W= equal to the file's sizes, the
- * content converted as maildir_deliver converts it), each file was synced
- * once and each distinct new/ once per round; a failing member (something
- * not a directory in the way, new/ a regular file, a read-only file system)
- * fails alone with its own error class; nothing is left in any tmp/.
+ * content converted as maildir_deliver converts it); the syncs of a round:
+ * two syncfs of the file system (files, then new/ entries), or where that
+ * is off or fails each file synced once and each distinct new/ once, and a
+ * single message that way too; a failing member (something not a
+ * directory in the way, new/ a regular file, a read-only file system, a
+ * cancelled one) fails alone with its own error class; nothing is left in
+ * any tmp/.  Each test runs with each sync mode where the counts differ.
  */
 #include "maildir_fixture.h"
 
@@ -14,14 +17,36 @@
 #include "../../src/maildir/maildir_int.h"
 
 struct syncs {
-    unsigned long files, dirs;
+    unsigned long files, dirs, fs;
 };
 
 static struct syncs syncs_now(void)
 {
     struct syncs s;
-    maildir_sync_counts(&s.files, &s.dirs);
+    maildir_sync_counts(&s.files, &s.dirs, &s.fs);
     return s;
+}
+
+/* The syncs since s0 are files, dirs, fs. */
+static void check_syncs(struct syncs s0, unsigned long files, unsigned long dirs,
+                        unsigned long fs)
+{
+    struct syncs s1 = syncs_now();
+    if (s1.files - s0.files != files || s1.dirs - s0.dirs != dirs || s1.fs - s0.fs != fs)
+        fail_msg("syncs: files %lu dirs %lu fs %lu, want %lu %lu %lu", s1.files - s0.files,
+                 s1.dirs - s0.dirs, s1.fs - s0.fs, files, dirs, fs);
+}
+
+static int mode_setup(void **state)
+{
+    maildir_syncfs_mode(1);
+    return tdir_setup(state);
+}
+
+static int mode_teardown(void **state)
+{
+    maildir_syncfs_mode(1);
+    return tdir_teardown(state);
 }
 
 static struct evbuffer *text_buf(const char *text)
@@ -56,8 +81,10 @@ static void check_item(const struct maildir_item *it, const char *want)
 }
 
 /* 40 messages into 5 maildirs (3 not made yet), bodies of every kind: all
- * delivered, 40 file syncs, 5 directory syncs, tmp/ empty. */
-static void test_batch_delivers_all(void **state)
+ * delivered, tmp/ empty; synced by two syncfs (mode 1), by 40 file syncs
+ * and 5 directory syncs (mode 0), by those after a failed syncfs (mode 2),
+ * or by a syncfs and, after the second failed, 5 directory syncs (mode 3). */
+static void batch_delivers_all(void **state, int mode)
 {
     enum { N = 40, D = 5 };
     static const char *const bodies[] = {
@@ -91,11 +118,15 @@ static void test_batch_delivers_all(void **state)
         items[i].prefixlen = strlen(items[i].prefix);
         items[i].body = b[i % 4];
     }
+    maildir_syncfs_mode(mode);
     struct syncs s0 = syncs_now();
     assert_int_equal(maildir_deliver_batch(items, N, "host.example"), N);
-    struct syncs s1 = syncs_now();
-    assert_int_equal(s1.files - s0.files, N);
-    assert_int_equal(s1.dirs - s0.dirs, D);
+    if (mode == 1)
+        check_syncs(s0, 0, 0, 2);
+    else if (mode == 3)             /* files by syncfs, new/ entries each */
+        check_syncs(s0, 0, D, 2);
+    else
+        check_syncs(s0, N, D, mode == 2 ? 1 : 0);
     for (int i = 0; i < N; i++) {
         check_item(&items[i], want[i % 4]);
         assert_non_null(strstr(items[i].name, ".host.example,S="));
@@ -112,8 +143,28 @@ static void test_batch_delivers_all(void **state)
     }
 }
 
-/* More than MAILDIR_BATCH_MAX items into one maildir: two rounds, two
- * syncs of new/. */
+static void test_batch_delivers_all(void **state)
+{
+    batch_delivers_all(state, 1);
+}
+
+static void test_batch_delivers_all_per_file(void **state)
+{
+    batch_delivers_all(state, 0);
+}
+
+static void test_batch_delivers_all_fallback(void **state)
+{
+    batch_delivers_all(state, 2);
+}
+
+static void test_batch_delivers_all_fallback_entries(void **state)
+{
+    batch_delivers_all(state, 3);
+}
+
+/* More than MAILDIR_BATCH_MAX items into one maildir: two rounds, each
+ * with its two syncfs (or, per file, two syncs of new/ in all). */
 static void test_batch_rounds(void **state)
 {
     enum { N = MAILDIR_BATCH_MAX + 10 };
@@ -127,10 +178,12 @@ static void test_batch_rounds(void **state)
     }
     struct syncs s0 = syncs_now();
     assert_int_equal(maildir_deliver_batch(items, N, "h"), N);
-    struct syncs s1 = syncs_now();
-    assert_int_equal(s1.files - s0.files, N);
-    assert_int_equal(s1.dirs - s0.dirs, 2);
-    assert_int_equal(count_entries(at(dir, "new")), N);
+    check_syncs(s0, 0, 0, 4);
+    maildir_syncfs_mode(0);
+    s0 = syncs_now();
+    assert_int_equal(maildir_deliver_batch(items, N, "h"), N);
+    check_syncs(s0, N, 2, 0);
+    assert_int_equal(count_entries(at(dir, "new")), 2 * N);
     assert_int_equal(count_entries(at(dir, "tmp")), 0);
     check_item(&items[N - 1], "x\n");
     evbuffer_free(b);
@@ -139,7 +192,7 @@ static void test_batch_rounds(void **state)
 
 /* Failing members among good ones: each fails alone, with its class; the
  * good ones are delivered; nothing is left in tmp/ or in a failed new/. */
-static void test_batch_failing_members(void **state)
+static void batch_failing_members(void **state, int mode)
 {
     const char *t = *state;
     char good1[4096], good2[4096], plain[4096], badnew[4096], why[256];
@@ -159,11 +212,13 @@ static void test_batch_failing_members(void **state)
         items[i].dir = dirs[i];
         items[i].body = b;
     }
+    maildir_syncfs_mode(mode);
     struct syncs s0 = syncs_now();
     assert_int_equal(maildir_deliver_batch(items, 6, "h"), 3);
-    struct syncs s1 = syncs_now();
-    assert_int_equal(s1.files - s0.files, 4);      /* the 3 good ones and badnew's */
-    assert_int_equal(s1.dirs - s0.dirs, 2);        /* good1/new, good2/new */
+    if (mode == 1)
+        check_syncs(s0, 0, 0, 2);
+    else        /* the 3 good ones and badnew's; good1/new, good2/new */
+        check_syncs(s0, 4, 2, 0);
     check_item(&items[0], "body\n");
     check_item(&items[2], "body\n");
     check_item(&items[4], "body\n");
@@ -181,6 +236,41 @@ static void test_batch_failing_members(void **state)
     assert_int_equal(count_entries(at(good1, "tmp")), 0);
     assert_int_equal(count_entries(at(good2, "tmp")), 0);
     assert_int_equal(count_entries(at(badnew, "tmp")), 0);
+    evbuffer_free(b);
+}
+
+static void test_batch_failing_members(void **state)
+{
+    batch_failing_members(state, 1);
+}
+
+static void test_batch_failing_members_per_file(void **state)
+{
+    batch_failing_members(state, 0);
+}
+
+/* Members cancelled before their link (the delivery was aborted): dropped,
+ * temporary, nothing of theirs left; the others delivered. */
+static void test_batch_cancelled_members(void **state)
+{
+    char dir[4096];
+    mkpath(dir, *state, "md");
+    atomic_int no = 0, yes = 1;
+    struct evbuffer *b = text_buf("x\r\n");
+    struct maildir_item items[4] = {
+        { .dir = dir, .body = b, .cancel = &no }, { .dir = dir, .body = b, .cancel = &yes },
+        { .dir = dir, .body = b }, { .dir = dir, .body = b, .cancel = &yes },
+    };
+    assert_int_equal(maildir_deliver_batch(items, 4, "h"), 2);
+    check_item(&items[0], "x\n");
+    check_item(&items[2], "x\n");
+    for (int i = 1; i < 4; i += 2) {
+        assert_int_equal(items[i].ok, 0);
+        assert_int_equal(items[i].temporary, 1);
+        assert_non_null(strstr(items[i].why, "cancelled"));
+    }
+    assert_int_equal(count_entries(at(dir, "new")), 2);
+    assert_int_equal(count_entries(at(dir, "tmp")), 0);
     evbuffer_free(b);
 }
 
@@ -222,16 +312,15 @@ static void test_batch_read_only_member(void **state)
     evbuffer_free(b);
 }
 
-/* maildir_deliver() is a batch of one: one file sync, one directory sync. */
+/* maildir_deliver() is a batch of one: one file sync, one directory sync,
+ * never a syncfs. */
 static void test_single_is_one_round(void **state)
 {
     char dir[4096], name[256];
     mkpath(dir, *state, "md");
     struct syncs s0 = syncs_now();
     deliver_text(dir, "x\r\n", name, sizeof name);
-    struct syncs s1 = syncs_now();
-    assert_int_equal(s1.files - s0.files, 1);
-    assert_int_equal(s1.dirs - s0.dirs, 1);
+    check_syncs(s0, 1, 1, 0);
     assert_int_equal(count_entries(at(dir, "new")), 1);
     assert_int_equal(count_entries(at(dir, "tmp")), 0);
 }
@@ -239,11 +328,20 @@ static void test_single_is_one_round(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_batch_delivers_all, tdir_setup, tdir_teardown),
-        cmocka_unit_test_setup_teardown(test_batch_rounds, tdir_setup, tdir_teardown),
-        cmocka_unit_test_setup_teardown(test_batch_failing_members, tdir_setup, tdir_teardown),
-        cmocka_unit_test_setup_teardown(test_batch_read_only_member, tdir_setup, tdir_teardown),
-        cmocka_unit_test_setup_teardown(test_single_is_one_round, tdir_setup, tdir_teardown),
+        cmocka_unit_test_setup_teardown(test_batch_delivers_all, mode_setup, mode_teardown),
+        cmocka_unit_test_setup_teardown(test_batch_delivers_all_per_file, mode_setup,
+                                        mode_teardown),
+        cmocka_unit_test_setup_teardown(test_batch_delivers_all_fallback, mode_setup,
+                                        mode_teardown),
+        cmocka_unit_test_setup_teardown(test_batch_delivers_all_fallback_entries, mode_setup,
+                                        mode_teardown),
+        cmocka_unit_test_setup_teardown(test_batch_rounds, mode_setup, mode_teardown),
+        cmocka_unit_test_setup_teardown(test_batch_failing_members, mode_setup, mode_teardown),
+        cmocka_unit_test_setup_teardown(test_batch_failing_members_per_file, mode_setup,
+                                        mode_teardown),
+        cmocka_unit_test_setup_teardown(test_batch_cancelled_members, mode_setup, mode_teardown),
+        cmocka_unit_test_setup_teardown(test_batch_read_only_member, mode_setup, mode_teardown),
+        cmocka_unit_test_setup_teardown(test_single_is_one_round, mode_setup, mode_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
