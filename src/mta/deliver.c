@@ -1,10 +1,12 @@
 /*
  * deliver — pushing customers' held mail: per customer a delivery state
  * (idle, one kicked pass, or online with retries), up to `connections`
- * transport sessions (transport.h; SMTP today) that take messages from the
- * customer's recipient list through a cursor, per-recipient results, and
- * retry backoff.  Kicks are in deliver_kick.c; bounces, delay warnings and
- * expiry are the queue's (bounce.c), asked for through qmgr_deliver.h.
+ * transport sessions (transport.h: SMTP, local delivery; a local customer
+ * gets up to DL_LOCAL_SESSIONS within a memory budget) that take messages
+ * from the customer's recipient list through a cursor, per-recipient
+ * results, and retry backoff.  Kicks are in deliver_kick.c; bounces, delay
+ * warnings and expiry are the queue's (bounce.c), asked for through
+ * qmgr_deliver.h.
  * The queue tells this file of new mail, reloads, releases and recipients
  * leaving through the hooks deliver_init() registers; kickmaild.c tells it
  * of link changes and gives it the link table's lookup.
@@ -51,7 +53,18 @@ struct conn {
     struct transport_session *s;
     struct job *job;                /* message being read or sent */
     struct job *next;               /* the one after it, its body read ahead */
+    int extra;                      /* local delivery: a session beyond the
+                                     * customer's `connections` (takes a
+                                     * message only within DL_LOCAL_BYTES) */
 };
+
+/* Local delivery has no server to spare: a local customer gets up to
+ * DL_LOCAL_SESSIONS sessions (one message each in flight), so that the
+ * maildir workers find many messages to write under one round of syncs.
+ * The sessions beyond its `connections` take a message only while the
+ * bodies of all local deliveries in memory stay within DL_LOCAL_BYTES. */
+#define DL_LOCAL_SESSIONS 64
+#define DL_LOCAL_BYTES (32 * 1024 * 1024)
 
 struct job {
     struct conn *conn;              /* NULL once the connection is gone */
@@ -62,6 +75,7 @@ struct job {
     const char **addrs;
     struct evbuffer *body;
     int read;                       /* the body is in: ready to send */
+    uint64_t local_bytes;           /* counted in DL.local_bytes */
     struct transport_msg tm;
 };
 
@@ -73,6 +87,7 @@ struct dl_event {
 
 static struct {
     unsigned busy;                  /* jobs in progress */
+    uint64_t local_bytes;           /* bodies of local deliveries' jobs */
     deliver_link_fn *links;         /* the link table's lookup */
     const struct dl_event *event;   /* the change deliver_link_changed is told of */
 } DL;
@@ -195,6 +210,10 @@ static struct job *job_take(struct qdeliv *d)
     }
     m->active++;
     DL.busy++;
+    if (d->qc->cfg && transport_for(d->qc->cfg)->local) {
+        j->local_bytes = m->size;
+        DL.local_bytes += m->size;
+    }
     j->body = evbuffer_new();
     j->tm.id = m->id;
     j->tm.idstr = m->idstr;
@@ -210,6 +229,7 @@ static struct job *job_take(struct qdeliv *d)
 static void job_free(struct job *j)
 {
     DL.busy--;
+    DL.local_bytes -= j->local_bytes;
     for (size_t i = 0; i < j->n; i++)
         free(j->tm.results[i].text);
     free(j->tm.results);
@@ -336,13 +356,25 @@ static void job_body_read(int err, void *arg)
  * two while another has none), and a large body would sit in memory. */
 #define READ_AHEAD_MAX_SIZE (1024 * 1024)
 
+/* May cn take the next message?  Yes, but for an extra local session when
+ * that message's body would take the local deliveries' bodies in memory
+ * over DL_LOCAL_BYTES (it quits instead; the customer's first sessions go
+ * on). */
+static int conn_may_take(struct conn *cn)
+{
+    struct qrcpt *r;
+    if (!cn->extra || !cn->d || !(r = cursor_peek(cn->d)))
+        return 1;
+    return DL.local_bytes + r->msg->size <= DL_LOCAL_BYTES;
+}
+
 /* Takes the connection's next job and starts reading its body now, so that
  * it is in memory when the current message is done: the spool read (a
  * round trip to the aux thread) is off each message's path. */
 static void conn_read_ahead(struct conn *cn)
 {
     struct qdeliv *d = cn->d;
-    if (!d || cn->next || d->qc->nmsg <= 2 * d->nconn)
+    if (!d || cn->next || d->qc->nmsg <= 2 * d->nconn || !conn_may_take(cn))
         return;
     struct qrcpt *r = cursor_peek(d);
     if (!r || r->msg->size > READ_AHEAD_MAX_SIZE)
@@ -367,7 +399,7 @@ static void conn_next(struct conn *cn)
         ahead = 0;
     }
     if (!j)
-        j = d ? job_take(d) : NULL;
+        j = d && conn_may_take(cn) ? job_take(d) : NULL;
     if (!j) {
         cn->t->quit(cn->s);
         return;
@@ -446,6 +478,7 @@ static int conn_open(struct qdeliv *d)
     struct conn *cn = xcalloc(1, sizeof *cn);
     cn->d = d;
     cn->t = transport_for(c);
+    cn->extra = cn->t->local && d->nconn >= (c->connections ? c->connections : 1);
     LIST_INSERT_HEAD(&d->conns, cn, entry);
     d->nconn++;
     cn->s = cn->t->open ? cn->t->open(&tt, &conn_cbs, cn) : NULL;
@@ -498,6 +531,8 @@ static int conns_open(struct qdeliv *d)
     if (d->dns || !d->host[0] || !dl_has_work(d))
         return 0;
     unsigned want = c->connections ? c->connections : 1;
+    if (transport_for(c)->local && want < DL_LOCAL_SESSIONS)
+        want = DL_LOCAL_SESSIONS;
     if (want > d->qc->nmsg)
         want = d->qc->nmsg ? d->qc->nmsg : 1;
     while (d->nconn < want)

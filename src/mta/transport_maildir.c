@@ -5,10 +5,14 @@
  * needs no network: open() always succeeds and is ready at once; send()
  * resolves each recipient's maildrop on the loop (registry, maildir_root,
  * the prefix of local_prefix.c) and hands the message to a small pool of
- * worker threads, which for each recipient check the Delivered-To loop
- * (5.4.6, bounced), the maildrop's quota (4.2.2, deferred: never bounced
- * for quota), make the maildir and deliver into it (maildir_deliver: tmp,
- * fsync, link into new/, fsync new/), then count it (maildir_usage_add).
+ * worker threads.  A worker takes every message queued (up to
+ * MD_BATCH_JOBS, MD_BATCH_FILES files) as one batch: for each recipient it
+ * checks the Delivered-To loop (5.4.6, bounced) and the maildrop's quota
+ * (4.2.2, deferred: never bounced for quota; the bytes are reserved until
+ * the file is counted, so that two batches never both fill the last room)
+ * and makes the maildir, then writes all the batch's files under one round
+ * of syncs (maildir_deliver_batch: tmp, sync, link into new/, sync), then
+ * counts each (maildir_usage_add).
  * The results come back to the loop (event_active on one event for all
  * finished jobs) and done() is called there.  The same pool reads the
  * maildrops' usage at start and after a reload (maildrops not read yet),
@@ -17,17 +21,19 @@
  * Trusts the queue's recipients and sender (RFC 5321 wire form; checked
  * again for control bytes before they go into a header line) and the
  * registry; reads only the header section of a message for the loop check.
- * Guarantees: a 2xx result only after maildir_deliver() returned 0 (the
- * message durable in new/); nothing on the loop blocks on the disk; the
- * work queued is bounded by the sessions (one message each) and the scan
- * batches.  abort() with a message in a worker takes the body over and
- * reports the results known so far (the others: not attempted); the one
- * recipient being written at that moment may be delivered anyway, so a
- * stop or a crash can deliver a message twice, never lose it (as Postfix's
- * local(8)).
+ * Guarantees: a 2xx result only after maildir_deliver_batch() said the
+ * file is durable in new/; one file's failure fails only its recipient;
+ * nothing on the loop blocks on the disk; the work queued is bounded by the
+ * sessions (one message each) and the scan batches.  abort() with a message
+ * in a worker takes the body over and reports the results known so far
+ * (the others: not attempted); its files not yet linked into new/ are
+ * dropped (maildir_item.cancel), those linked already are delivered
+ * anyway, so a stop or a crash can deliver a message twice, never lose it
+ * (as Postfix's local(8)).
  */
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,10 +51,12 @@
 #include "local_prefix.h"
 #include "transport.h"
 
-#define MD_THREADS      4           /* worker threads: syncs overlap */
+#define MD_THREADS      4           /* worker threads: batches overlap */
+#define MD_BATCH_JOBS   64          /* messages one worker takes at once */
+#define MD_BATCH_FILES  MAILDIR_BATCH_MAX   /* and their files (one round of syncs) */
 #define MD_SCAN_BATCH   256         /* maildrops per scan job */
 #define MD_HEADER_MAX   (1024 * 1024)   /* bytes read for the loop check */
-#define MD_DROP_LOCKS   64          /* deliveries to one maildrop: one at a time */
+#define MD_DROP_LOCKS   64          /* quota checks of one maildrop: one at a time */
 #define MD_RESCAN_SECS  30          /* a full maildrop is read again at most this often */
 
 struct md_rcpt {
@@ -78,12 +86,18 @@ struct md_rescan {                  /* a maildrop found full at RCPT */
     double at;                      /* its last rescan (util_now_mono) */
 };
 
+struct md_resv {                    /* bytes reserved in a maildrop with a quota */
+    char *drop;
+    uint64_t bytes;
+};
+
 struct md_job {
     struct md_job *next;
     enum md_kind kind;
     struct transport_session *s;    /* NULL once detached (abort) */
     struct transport_msg *msg;      /* the session's; not touched once detached */
-    int detached;
+    atomic_int detached;            /* aborted: its files not linked yet are
+                                     * dropped (maildir_item.cancel) */
     int done;                       /* results final */
     char idstr[32];
     char *host;
@@ -121,20 +135,13 @@ static struct {
                                      * keys owned (the values) */
     struct hmap *rescans;           /* drop -> struct md_rescan (loop) */
     char *root;                     /* maildir_root of those */
-    /* the quota check, the delivery and the count of one maildrop happen
-     * under the lock of its stripe, so that two workers never both see room
-     * for one message */
+    /* a maildrop with a quota: the check and the reservation of the bytes
+     * of a delivery, and the count that ends it, happen under the lock of
+     * its stripe, so that two deliveries never both see room for one
+     * message; resv[]: drop -> struct md_resv, under the same lock */
     pthread_mutex_t drop_mu[MD_DROP_LOCKS];
+    struct hmap *resv[MD_DROP_LOCKS];
 } MD = { .mu = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
-
-static pthread_mutex_t *drop_lock(const char *drop)
-{
-    uint32_t h = 2166136261u;               /* FNV-1a of the lower-cased name */
-    for (const char *p = drop; *p; p++)
-        h = (h ^ (uint32_t)(unsigned char)(*p | (*p >= 'A' && *p <= 'Z' ? 0x20 : 0))) *
-            16777619u;
-    return &MD.drop_mu[h % MD_DROP_LOCKS];
-}
 
 static void job_free(struct md_job *j)
 {
@@ -202,74 +209,170 @@ static int job_detached(struct md_job *j)
     return d;
 }
 
-/* Would vsize more bytes take r's maildrop over its quota?  Before saying
- * yes the maildrop is listed again (names only): another program may have
- * removed files. */
-static int over_quota(const struct md_rcpt *r, uint64_t vsize)
+/* Stripe of maildrop drop: its lock and its reservations. */
+static unsigned drop_stripe(const char *drop)
 {
+    uint32_t h = 2166136261u;               /* FNV-1a of the lower-cased name */
+    for (const char *p = drop; *p; p++)
+        h = (h ^ (uint32_t)(unsigned char)(*p | (*p >= 'A' && *p <= 'Z' ? 0x20 : 0))) *
+            16777619u;
+    return h % MD_DROP_LOCKS;
+}
+
+/* Bytes reserved for drop by deliveries under way (stripe lock held);
+ * delta added (a reservation) or taken off (its end). */
+static uint64_t resv_add(unsigned st, const char *drop, int64_t delta)
+{
+    struct md_resv *v = hmap_get(MD.resv[st], drop);
+    if (!v) {
+        if (delta <= 0)
+            return 0;
+        v = xcalloc(1, sizeof *v);
+        v->drop = xstrdup(drop);
+        hmap_put(MD.resv[st], v->drop, v);
+    }
+    v->bytes = delta < 0 && (uint64_t)-delta > v->bytes ? 0 : v->bytes + (uint64_t)delta;
+    uint64_t left = v->bytes;
+    if (!left) {
+        hmap_del(MD.resv[st], v->drop);
+        free(v->drop);
+        free(v);
+    }
+    return left;
+}
+
+/* Would vsize more bytes take r's maildrop over its quota?  If not, they
+ * are reserved (quota_end gives them back).  Before saying yes, a maildrop
+ * with no delivery under way is listed again (names only): another program
+ * may have removed files.  (With one under way the listing could count its
+ * file before it is counted: the recipient is deferred instead, and the
+ * retry lists the maildrop.) */
+static int quota_take(const struct md_rcpt *r, uint64_t vsize)
+{
+    unsigned st = drop_stripe(r->drop);
     struct maildir_usage u;
     struct maildir_list l;
     char why[256];
+    int over;
+    pthread_mutex_lock(&MD.drop_mu[st]);
+    uint64_t held = resv_add(st, r->drop, 0);
     maildir_usage_get(r->drop, &u);
-    if (u.bytes + vsize <= r->quota)
-        return 0;
-    if (maildir_scan(r->dir, &l, why, sizeof why) < 0)
-        return 1;
-    maildir_usage_set(r->drop, &l);
-    maildir_list_free(&l);
-    maildir_usage_get(r->drop, &u);
-    return u.bytes + vsize > r->quota;
+    over = u.bytes + held + vsize > r->quota;
+    if (over && !held && maildir_scan(r->dir, &l, why, sizeof why) == 0) {
+        maildir_usage_set(r->drop, &l);
+        maildir_list_free(&l);
+        maildir_usage_get(r->drop, &u);
+        over = u.bytes + vsize > r->quota;
+    }
+    if (!over)
+        resv_add(st, r->drop, (int64_t)vsize);
+    pthread_mutex_unlock(&MD.drop_mu[st]);
+    return over;
 }
 
-/* One recipient: loop check, quota, maildir, delivery, usage. */
-static void deliver_one(struct md_job *j, size_t i, const char *hdr, size_t hlen)
+/* A delivery under r's quota is over: its reservation ends and what it
+ * stored (done: vsize bytes) is counted, at once. */
+static void quota_end(const struct md_rcpt *r, uint64_t reserved, int done, uint64_t vsize)
+{
+    unsigned st = drop_stripe(r->drop);
+    pthread_mutex_lock(&MD.drop_mu[st]);
+    resv_add(st, r->drop, -(int64_t)reserved);
+    if (done)
+        maildir_usage_add(r->drop, (int64_t)vsize, 1, time(NULL));
+    pthread_mutex_unlock(&MD.drop_mu[st]);
+}
+
+/* One recipient of a batch: its job, index, and the bytes reserved. */
+struct md_slot {
+    struct md_job *j;
+    size_t i;
+    uint64_t reserved;
+};
+
+/* Recipient i of j before the batch: loop check, quota, maildir.  1 when
+ * it goes into the batch (*it set), 0 when its result is set already. */
+static int rcpt_begin(struct md_job *j, size_t i, const char *hdr, size_t hlen,
+                      struct maildir_item *it, struct md_slot *slot)
 {
     struct md_rcpt *r = &j->r[i];
-    char why[512], name[256];
-    int temporary = 0;
+    char why[512];
     uint64_t vsize = (uint64_t)r->plen + evbuffer_get_length(j->body);
     if (local_loop_found(hdr, hlen, r->addr)) {
         set_result(j, i, 554, "554 5.4.6 mail forwarding loop for <%s>", r->addr);
-        return;
+        return 0;
     }
-    if (r->quota && over_quota(r, vsize)) {
+    if (r->quota && quota_take(r, vsize)) {
         set_result(j, i, 452, "452 4.2.2 maildrop over quota");
-        return;
+        return 0;
     }
     if (maildir_create(r->dir, why, sizeof why) < 0) {
+        if (r->quota)
+            quota_end(r, vsize, 0, 0);
         set_result(j, i, 451, "451 4.3.0 cannot make the maildir: %s", why);
-        return;
+        return 0;
     }
-    if (maildir_deliver(r->dir, j->host, r->prefix, (size_t)r->plen, j->body, name,
-                        sizeof name, &temporary, why, sizeof why) < 0) {
-        if (temporary)
-            set_result(j, i, 451, "451 4.3.0 maildir delivery failed: %s", why);
-        else
-            set_result(j, i, 554, "554 5.3.0 maildir delivery failed: %s", why);
-        return;
-    }
-    const char *w = strstr(name, ",W=");       /* the exact POP3 size */
-    if (w)
-        vsize = strtoull(w + 3, NULL, 10);
-    maildir_usage_add(r->drop, (int64_t)vsize, 1, time(NULL));
-    set_result(j, i, 250, "delivered to maildir");
+    it->dir = r->dir;
+    it->prefix = r->prefix;
+    it->prefixlen = (size_t)r->plen;
+    it->body = j->body;
+    it->cancel = &j->detached;
+    slot->j = j;
+    slot->i = i;
+    slot->reserved = r->quota ? vsize : 0;
+    return 1;
 }
 
-static void job_deliver(struct md_job *j)
+/* Recipient of slot after the batch: its result, its maildrop's count. */
+static void rcpt_end(const struct maildir_item *it, const struct md_slot *slot)
 {
-    size_t len = evbuffer_get_length(j->body);
-    size_t take = len < MD_HEADER_MAX ? len : MD_HEADER_MAX;
-    char *hdr = xmalloc(take ? take : 1);
-    evbuffer_copyout(j->body, hdr, take);
-    size_t hlen = local_header_len(hdr, take);
-    for (size_t i = 0; i < j->n && !job_detached(j); i++)
-        if (j->r[i].drop) {
-            pthread_mutex_t *mu = drop_lock(j->r[i].drop);
-            pthread_mutex_lock(mu);
-            deliver_one(j, i, hdr, hlen);
-            pthread_mutex_unlock(mu);
-        }
-    free(hdr);
+    struct md_job *j = slot->j;
+    struct md_rcpt *r = &j->r[slot->i];
+    uint64_t vsize = slot->reserved;
+    const char *w = it->ok ? strstr(it->name, ",W=") : NULL;  /* the exact POP3 size */
+    if (w)
+        vsize = strtoull(w + 3, NULL, 10);
+    if (r->quota)
+        quota_end(r, slot->reserved, it->ok, vsize);
+    else if (it->ok)
+        maildir_usage_add(r->drop, (int64_t)vsize, 1, time(NULL));
+    if (it->ok)
+        set_result(j, slot->i, 250, "delivered to maildir");
+    else if (it->temporary)
+        set_result(j, slot->i, 451, "451 4.3.0 maildir delivery failed: %s", it->why);
+    else
+        set_result(j, slot->i, 554, "554 5.3.0 maildir delivery failed: %s", it->why);
+}
+
+/* The messages of a batch (jobs j[0..n)), every recipient's file under one
+ * round of syncs (maildir_deliver_batch).  A job detached (aborted) before
+ * is left out. */
+static void jobs_deliver(struct md_job **jobs, size_t n)
+{
+    size_t total = 0, k = 0;
+    for (size_t b = 0; b < n; b++)
+        total += jobs[b]->n;
+    struct maildir_item *items = xcalloc(total ? total : 1, sizeof *items);
+    struct md_slot *slots = xcalloc(total ? total : 1, sizeof *slots);
+    for (size_t b = 0; b < n; b++) {
+        struct md_job *j = jobs[b];
+        if (job_detached(j))
+            continue;
+        size_t len = evbuffer_get_length(j->body);
+        size_t take = len < MD_HEADER_MAX ? len : MD_HEADER_MAX;
+        char *hdr = xmalloc(take ? take : 1);
+        evbuffer_copyout(j->body, hdr, take);
+        size_t hlen = local_header_len(hdr, take);
+        for (size_t i = 0; i < j->n; i++)
+            if (j->r[i].drop && rcpt_begin(j, i, hdr, hlen, &items[k], &slots[k]))
+                k++;
+        free(hdr);
+    }
+    if (k)
+        maildir_deliver_batch(items, k, jobs[0]->host);
+    for (size_t i = 0; i < k; i++)
+        rcpt_end(&items[i], &slots[i]);
+    free(items);
+    free(slots);
 }
 
 static void job_scan(struct md_job *j)
@@ -281,27 +384,48 @@ static void job_scan(struct md_job *j)
                  j->nnames, j->root, why);
 }
 
-static void *worker_main(void *arg)
+/* Takes the next job and, for a delivery, the deliveries queued after it
+ * (up to MD_BATCH_JOBS messages and MD_BATCH_FILES files; a scan ends the
+ * batch) into jobs (mu held).  How many. */
+static size_t jobs_take(struct md_job **jobs)
 {
-    pthread_setname_np(pthread_self(), "km-local");
-    pthread_mutex_lock(&MD.mu);
-    for (;;) {
-        struct md_job *j;
-        while (!MD.todo && !MD.stop)
-            pthread_cond_wait(&MD.cond, &MD.mu);
-        if (MD.stop || !(j = MD.todo))
+    size_t n = 0, files = 0;
+    while (MD.todo && n < MD_BATCH_JOBS) {
+        struct md_job *j = MD.todo;
+        if (n && (j->kind != MD_DELIVER || files + j->n > MD_BATCH_FILES))
             break;
         if (!(MD.todo = j->next))
             MD.todo_tail = NULL;
+        jobs[n++] = j;
+        files += j->n;
+        if (j->kind != MD_DELIVER)
+            break;
+    }
+    return n;
+}
+
+static void *worker_main(void *arg)
+{
+    struct md_job *jobs[MD_BATCH_JOBS];
+    pthread_setname_np(pthread_self(), "km-local");
+    pthread_mutex_lock(&MD.mu);
+    for (;;) {
+        while (!MD.todo && !MD.stop)
+            pthread_cond_wait(&MD.cond, &MD.mu);
+        if (MD.stop || !MD.todo)
+            break;
+        size_t n = jobs_take(jobs);
         pthread_mutex_unlock(&MD.mu);
-        if (j->kind == MD_SCAN)
-            job_scan(j);
-        else if (!job_detached(j))
-            job_deliver(j);
+        if (jobs[0]->kind == MD_SCAN)
+            job_scan(jobs[0]);
+        else
+            jobs_deliver(jobs, n);
         pthread_mutex_lock(&MD.mu);
-        j->done = 1;
         int wake = !MD.done;
-        queue_push(&MD.done, &MD.done_tail, j);
+        for (size_t b = 0; b < n; b++) {
+            jobs[b]->done = 1;
+            queue_push(&MD.done, &MD.done_tail, jobs[b]);
+        }
         if (wake)
             event_active(MD.done_ev, EV_READ, 0);
     }
@@ -517,8 +641,10 @@ int transport_maildir_init(struct event_base *base, char *err, size_t errlen)
 {
     MD.base = base;
     MD.stop = 0;
-    for (int i = 0; i < MD_DROP_LOCKS; i++)
+    for (int i = 0; i < MD_DROP_LOCKS; i++) {
         pthread_mutex_init(&MD.drop_mu[i], NULL);
+        MD.resv[i] = hmap_new(1);
+    }
     MD.done_ev = event_new(base, -1, 0, on_jobs_done, NULL);
     MD.scanned = hmap_new(1);
     MD.rescans = hmap_new(1);
@@ -654,6 +780,16 @@ void transport_maildir_shutdown(void)
         rescans_free();
     hmap_free(MD.scanned);
     MD.scanned = NULL;
+    for (int i = 0; i < MD_DROP_LOCKS; i++) {
+        size_t pos = 0;
+        void *v;
+        while (MD.resv[i] && hmap_next(MD.resv[i], &pos, NULL, &v)) {
+            free(((struct md_resv *)v)->drop);
+            free(v);
+        }
+        hmap_free(MD.resv[i]);
+        MD.resv[i] = NULL;
+    }
     free(MD.root);
     MD.root = NULL;
 }

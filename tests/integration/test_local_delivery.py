@@ -402,3 +402,90 @@ def test_read_only_maildir_root_defers(make_daemon):
         d.stop()
     finally:
         subprocess.run(["umount", "-l", d.maildirs])
+
+
+def send_many(d, rcpt, n, size=0, tag="m"):
+    """n messages to rcpt over one connection; their queue IDs."""
+    ids = []
+    with Raw(d.port) as c:
+        c.greet()
+        for i in range(n):
+            assert code(c.cmd("MAIL FROM:<someone@sender.example>")) == 250
+            assert code(c.cmd("RCPT TO:<%s>" % rcpt)) == 250
+            assert code(c.cmd("DATA")) == 354
+            data = body("%s%d" % (tag, i), extra="X-Seq: %s%d\r\n" % (tag, i), size=size)
+            c.send(data.replace("\r\n.", "\r\n..") + ".\r\n")
+            final = c.reply(timeout=30)
+            assert code(final) == 250, final
+            ids.append(final.split("queued as ")[1].strip())
+        c.cmd("QUIT")
+    return ids
+
+
+def test_batch_quota_reserved_exactly(make_daemon):
+    """Messages released at once are written in batches (up to 64 messages in
+    delivery for the local domain): the quota still lets exactly those in
+    that fit, each file counted once, the rest deferred 452 (never bounced)."""
+    d = make_daemon(customers=drops(quota="100k")).start()
+    d.kickq("hold", "isp.example")
+    send_many(d, ALICE, 8, size=3000)
+    d.customers = drops(quota="10k")                # room for three of them
+    d.write_conf()
+    m = len(d.log_text())
+    d.hup()
+    d.wait_log(r"configuration reloaded", start=m)
+    d.kickq("release", "isp.example")
+
+    def settled():
+        q = queue(d)
+        return len(q) == 5 and all(x["recipients"][0]["status"] == "deferred" for x in q) and q
+    q = wait_for(settled, what="five messages deferred")
+    assert {x["recipients"][0]["reason"] for x in q} == {"452 4.2.2 maildrop over quota"}
+    files = new_files(d, "isp.example", "alice")
+    assert len(files) == 3, files
+    used = sum(len(read(f)) + read(f).count(b"\n") for f in files)
+    assert used <= 10 * 1024
+    assert "bounced" not in d.log_text()
+    assert os.listdir(mdir(d, "isp.example", "alice", "tmp")) == []
+
+
+def test_batch_broken_maildrop_fails_alone(make_daemon, tmp_path):
+    """A batch that holds mail for a maildrop whose new/ is on another file
+    system than its tmp/ (an operator's mess: a symbolic link to /dev/shm;
+    the maildir looks whole, the link into new/ fails with EXDEV): only that
+    maildrop's recipients fail; the others, written in the same rounds of
+    syncs, are all delivered."""
+    import pytest
+    import shutil
+    import tempfile
+    d = make_daemon(customers=drops()).start()
+    if not os.path.isdir("/dev/shm") or os.stat("/dev/shm").st_dev == os.stat(d.tmp).st_dev:
+        pytest.skip("needs /dev/shm on another file system")
+    elsewhere = tempfile.mkdtemp(dir="/dev/shm")
+    try:
+        bob = mdir(d, "isp.example", "bob")
+        for sub in ("tmp", "cur"):
+            os.makedirs(os.path.join(bob, sub))
+        os.symlink(elsewhere, os.path.join(bob, "new"))
+        d.kickq("hold", "isp.example")
+        alice_ids = send_many(d, ALICE, 40, tag="a")
+        bob_ids = send_many(d, "bob@isp.example", 10, tag="b")
+        d.kickq("release", "isp.example")
+        wait_files(d, 40, "isp.example", "alice")
+        for qid in bob_ids:
+            d.wait_log(r"%s: to=<bob@isp\.example>, relay=local, .*status=\w+ \(\d\d\d "
+                       r"\d\.\d\.\d maildir delivery failed: maildir: link .*"
+                       r"Invalid cross-device link" % qid)
+        wait_for(lambda: not any(x["queue_id"] in alice_ids and
+                                 x["recipients"][0]["address"] == ALICE for x in queue(d)),
+                 what="alice's mail done")
+        seqs = sorted(re.search(rb"\nX-Seq: (\S+)\n", read(f)).group(1).decode()
+                      for f in new_files(d, "isp.example", "alice"))
+        assert seqs == sorted("a%d" % i for i in range(40))
+        for qid in alice_ids:
+            d.wait_log(r"%s: to=<alice@isp\.example>, relay=local, .*status=sent" % qid)
+        assert os.listdir(mdir(d, "isp.example", "alice", "tmp")) == []
+        assert os.listdir(os.path.join(bob, "tmp")) == []
+        assert os.listdir(elsewhere) == []
+    finally:
+        shutil.rmtree(elsewhere, ignore_errors=True)
