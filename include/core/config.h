@@ -113,7 +113,10 @@ struct maildrop_conf {
     char *password;             /* crypt(3) hash */
     enum maildrop_mode mode;
     long keep_days;
-    uint64_t quota;             /* bytes; 0 = none */
+    uint64_t quota;             /* bytes; 0 = none (the default) */
+    int line;                   /* line of the section; 0 for a row of the
+                                 * customer map */
+    const char *origin;         /* the file it came from, for messages */
 };
 
 struct hosts;
@@ -127,6 +130,8 @@ struct config {
     char *postmaster;           /* default "postmaster@" hostname */
     enum dsn_return dsn_return;
     char *customer_map;         /* NULL when unset */
+    char *maildir_root;         /* where maildrops live ("/var/lib/kickmail/
+                                 * maildrops"): maildir_path(maildir_root, ..) */
     enum spool_spares_conf spool_spares;   /* "auto" (default), "yes", "no" */
     char *resolver;             /* DNS servers, c-ares CSV form; NULL = the
                                  * system's (/etc/resolv.conf); "" too */
@@ -182,5 +187,23 @@ int config_customer_set(struct customer *cu, const char *opt, const char *value,
 int config_customer_check(const struct customer *cu, char *why, size_t whylen);
 /* Frees what cu owns (not cu itself). */
 void config_customer_free(struct customer *cu);
+
+/*
+ * Maildrop options, shared by maildrop sections and the customer map's
+ * maildrops table in the same way.
+ */
+/* A maildrop address (already lower-cased): a dot-atom local part of at
+ * most 64 characters without '/' (so never a path, never hidden: no leading
+ * '.', no "..") '@' a domain as config_check_domain wants.  NULL when fine,
+ * else a static message. */
+const char *config_check_maildrop_address(const char *address);
+/* Sets mode, keep_days and quota to their defaults (password NULL). */
+void config_maildrop_defaults(struct maildrop_conf *md);
+/* Sets option opt ("password", "mode", "keep_days", "quota") from its text
+ * form, checked as in a maildrop section.  0, or -1 with why. */
+int config_maildrop_set(struct maildrop_conf *md, const char *opt, const char *value,
+                        char *why, size_t whylen);
+/* Frees what md owns (not md itself). */
+void config_maildrop_free(struct maildrop_conf *md);
 
 #endif

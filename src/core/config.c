@@ -423,6 +423,7 @@ static int load_globals(struct loader *ld, cfg_t *root)
     }
     c->dsn_return = (enum dsn_return)cfg_getint(root, "dsn_return");
     c->customer_map = dup_opt(root, "customer_map");
+    c->maildir_root = dup_opt(root, "maildir_root");
     c->spool_spares = (enum spool_spares_conf)cfg_getint(root, "spool_spares");
     c->resolver = dup_opt(root, "resolver");
     c->resolver_timeout = cfg_getint(root, "resolver_timeout");
@@ -668,28 +669,47 @@ static int load_customers(struct loader *ld, cfg_t *root)
 static int load_maildrop(struct loader *ld, cfg_t *sec, int line,
                          struct maildrop_conf *md)
 {
-    const char *at;
+    const char *bad;
     md->address = util_lower(xstrdup(cfg_title(sec)));
-    at = strrchr(md->address, '@');
-    if (!at)
+    md->line = line;
+    md->origin = ld->c->path;
+    if (!strchr(md->address, '@'))
         return fail(ld, line, "maildrop address '%s' has no '@'", md->address);
-    if (at == md->address || !at[1] || strpbrk(md->address, " \t<>"))
-        return fail(ld, line, "bad maildrop address '%s' (want local@domain)",
-                    md->address);
+    if ((bad = config_check_maildrop_address(md->address)) != NULL)
+        return fail(ld, line, "bad maildrop address '%s': %s", md->address, bad);
     md->password = dup_opt(sec, "password");
     if (!md->password)
         return fail(ld, line, "maildrop '%s' has no password", md->address);
     md->mode = (enum maildrop_mode)cfg_getint(sec, "mode");
     md->keep_days = cfg_getint(sec, "keep_days");
+    md->quota = (uint64_t)cfg_getint(sec, "quota");
     return 0;
+}
+
+/* A maildrop's domain is served by local delivery: a customer may not own
+ * it (its mail would go two ways). */
+static int maildrop_domain_free(struct loader *ld, struct hmap *owners,
+                                const struct maildrop_conf *md)
+{
+    const char *domain = strrchr(md->address, '@') + 1;
+    const struct customer *cu = hmap_get(owners, domain);
+    if (!cu)
+        return 0;
+    return fail(ld, md->line, "maildrop '%s': its domain '%s' belongs to customer '%s' "
+                "(line %d); a domain is either a customer's or served by maildrops "
+                "(use deliver = \"maildrop\" for a customer's domain maildrop)",
+                md->address, domain, cu->name, cu->line);
 }
 
 static int load_maildrops(struct loader *ld, cfg_t *root)
 {
     struct config *c = ld->c;
     unsigned n = cfg_size(root, "maildrop");
-    struct hmap *seen = hmap_new(1);
+    struct hmap *seen = hmap_new(1), *owners = hmap_new(1);
     int rc = 0;
+    for (size_t i = 0; i < c->ncustomers; i++)
+        for (size_t j = 0; j < c->customers[i].ndomains; j++)
+            hmap_put(owners, c->customers[i].domains[j], &c->customers[i]);
     c->maildrops = xcalloc(n, sizeof *c->maildrops);
     c->nmaildrops = n;
     for (unsigned i = 0; i < n && rc == 0; i++) {
@@ -698,8 +718,11 @@ static int load_maildrops(struct loader *ld, cfg_t *root)
         rc = load_maildrop(ld, cfg_getnsec(root, "maildrop", i), line, md);
         if (rc == 0 && hmap_put(seen, md->address, md))
             rc = fail(ld, line, "maildrop '%s' defined twice", md->address);
+        if (rc == 0)
+            rc = maildrop_domain_free(ld, owners, md);
     }
     hmap_free(seen);
+    hmap_free(owners);
     return rc;
 }
 
@@ -777,6 +800,7 @@ void config_free(struct config *c)
     free(c->user);
     free(c->postmaster);
     free(c->customer_map);
+    free(c->maildir_root);
     free(c->resolver);
     hosts_free(c->hosts);
     free(c->tls_certificate);
@@ -791,10 +815,8 @@ void config_free(struct config *c)
     for (size_t i = 0; i < c->ncustomers; i++)
         config_customer_free(&c->customers[i]);
     free(c->customers);
-    for (size_t i = 0; i < c->nmaildrops; i++) {
-        free(c->maildrops[i].address);
-        free(c->maildrops[i].password);
-    }
+    for (size_t i = 0; i < c->nmaildrops; i++)
+        config_maildrop_free(&c->maildrops[i]);
     free(c->maildrops);
     free(c);
 }

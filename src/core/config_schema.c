@@ -42,6 +42,11 @@
 #define CUST_DEF_RETRY_MAX      3600
 #define CUST_DEF_ETRN_INTERVAL  5
 
+/* Defaults of maildrop options (doc/kickmail.conf.5). */
+#define MD_DEF_MODE             MAILDROP_DELETE
+#define MD_DEF_KEEP_DAYS        30
+#define MD_DEF_QUOTA            0       /* none, as Dovecot without a quota plugin */
+
 /* A check of one value of option opt: 0 (numbers stored in *num), or -1
  * with why written. */
 typedef int value_check(const char *opt, const char *value, long *num,
@@ -606,6 +611,74 @@ void config_customer_free(struct customer *cu)
     free(cu->secret);
 }
 
+/* ---- maildrop options: sections and the customer map ---- */
+
+/* RFC 5322 atext without '/': a local part that is never a path. */
+static int md_atext(int ch)
+{
+    return isalnum(ch) || (ch && strchr("!#$%&'*+-=?^_`{|}~", ch));
+}
+
+const char *config_check_maildrop_address(const char *address)
+{
+    const char *at = address ? strrchr(address, '@') : NULL;
+    if (!at)
+        return "want an address local@domain";
+    size_t n = (size_t)(at - address);
+    if (n == 0 || n > 64)
+        return "the local part must have 1 to 64 characters";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)address[i];
+        if (ch == '.' && (i == 0 || i == n - 1 || address[i - 1] == '.'))
+            return "a '.' may not start or end the local part, nor follow another";
+        if (ch != '.' && !md_atext(ch))
+            return "the local part takes letters, digits, '.' and "
+                   "!#$%&'*+-=?^_`{|}~ only";
+    }
+    const char *bad = config_check_domain(at + 1);
+    return bad ? bad : NULL;
+}
+
+void config_maildrop_defaults(struct maildrop_conf *md)
+{
+    md->mode = MD_DEF_MODE;
+    md->keep_days = MD_DEF_KEEP_DAYS;
+    md->quota = MD_DEF_QUOTA;
+}
+
+int config_maildrop_set(struct maildrop_conf *md, const char *opt, const char *value,
+                        char *why, size_t whylen)
+{
+    long num = 0;
+    if (!strcmp(V(opt), "password")) {
+        if (chk_nonempty("password", value, &num, why, whylen) < 0)
+            return -1;
+        free(md->password);
+        md->password = xstrdup(value);
+    } else if (!strcmp(V(opt), "mode")) {
+        if (chk_enum("mode", value, &num, why, whylen) < 0)
+            return -1;
+        md->mode = (enum maildrop_mode)num;
+    } else if (!strcmp(V(opt), "keep_days")) {
+        if (chk_uint("keep_days", value, &num, why, whylen) < 0)
+            return -1;
+        md->keep_days = num;
+    } else if (!strcmp(V(opt), "quota")) {
+        if (chk_size("quota", value, &num, why, whylen) < 0)
+            return -1;
+        md->quota = (uint64_t)num;
+    } else {
+        return util_fail(why, whylen, "unknown maildrop option '%s'", V(opt));
+    }
+    return 0;
+}
+
+void config_maildrop_free(struct maildrop_conf *md)
+{
+    free(md->address);
+    free(md->password);
+}
+
 /* ---- the schema ---- */
 
 static cfg_opt_t tls_opts[] = {
@@ -689,8 +762,9 @@ static cfg_opt_t customer_opts[] = {
 
 static cfg_opt_t maildrop_opts[] = {
     CFG_STR_CB("password", NULL, CFGF_NONE, cb_nonempty),
-    CFG_INT_CB("mode", MAILDROP_DELETE, CFGF_NONE, cb_enum),
-    CFG_INT_CB("keep_days", 30, CFGF_NONE, cb_uint),
+    CFG_INT_CB("mode", MD_DEF_MODE, CFGF_NONE, cb_enum),
+    CFG_INT_CB("keep_days", MD_DEF_KEEP_DAYS, CFGF_NONE, cb_uint),
+    CFG_INT_CB("quota", MD_DEF_QUOTA, CFGF_NONE, cb_size),
     CFG_END()
 };
 
@@ -702,6 +776,7 @@ static cfg_opt_t root_opts[] = {
     CFG_STR_CB("postmaster", NULL, CFGF_NONE, cb_address),
     CFG_INT_CB("dsn_return", DSN_RETURN_HEADERS, CFGF_NONE, cb_enum),
     CFG_STR_CB("customer_map", NULL, CFGF_NONE, cb_nonempty),
+    CFG_STR_CB("maildir_root", "/var/lib/kickmail/maildrops", CFGF_NONE, cb_nonempty),
     CFG_INT_CB("spool_spares", SPARES_CONF_AUTO, CFGF_NONE, cb_enum),
     CFG_STR_CB("resolver", NULL, CFGF_NONE, cb_resolver),
     CFG_INT_CB("resolver_timeout", 5, CFGF_NONE, cb_dns_timeout),

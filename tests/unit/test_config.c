@@ -83,6 +83,7 @@ static const char full_conf[] =
     "postmaster = \"noc@isp.example\"\n"
     "dsn_return = full\n"
     "customer_map = \"/var/lib/kickmail/c.sqlite\"\n"
+    "maildir_root = \"/srv/maildrops\"\n"
     "/* a block\n   comment */\n"
     "tls { certificate = \"%s/cert.pem\"\n key = '%s/key.pem' }\n"
     "smtp {\n"
@@ -137,6 +138,7 @@ static const char full_conf[] =
     "  password  = '$y$j9T$abc'\n"
     "  mode      = \"keep\"\n"
     "  keep_days = 7\n"
+    "  quota     = 100M\n"
     "}\n";
 
 static void test_full(void **state)
@@ -194,7 +196,7 @@ static void test_full(void **state)
     assert_int_equal(c->ncustomers, 5);
     const struct customer *a = &c->customers[0];
     assert_string_equal(a->name, "acme");
-    assert_int_equal(a->line, 35);
+    assert_int_equal(a->line, 36);
     assert_int_equal(a->ndomains, 2);
     assert_string_equal(a->domains[0], "acme.example");       /* lower-cased */
     assert_string_equal(a->domains[1], "acme.co.uk");
@@ -221,7 +223,7 @@ static void test_full(void **state)
     assert_int_equal(c->customers[1].deliver, DELIVER_HOST);
     assert_string_equal(c->customers[1].deliver_host, "2001:db8::25");
     assert_int_equal(c->customers[1].deliver_port, 2525);
-    assert_int_equal(c->customers[1].line, 55);
+    assert_int_equal(c->customers[1].line, 56);
     assert_string_equal(c->customers[2].deliver_host, "192.0.2.77");
     assert_int_equal(c->customers[2].deliver_port, 25);
     assert_int_equal(c->customers[3].deliver, DELIVER_MAILDROP);
@@ -232,6 +234,10 @@ static void test_full(void **state)
     assert_string_equal(c->maildrops[0].password, "$y$j9T$abc");
     assert_int_equal(c->maildrops[0].mode, MAILDROP_KEEP);
     assert_int_equal(c->maildrops[0].keep_days, 7);
+    assert_int_equal(c->maildrops[0].quota, 100 * 1024 * 1024);
+    assert_int_equal(c->maildrops[0].line, 61);
+    assert_string_equal(c->maildrops[0].origin, c->path);
+    assert_string_equal(c->maildir_root, "/srv/maildrops");
 
     char buf[128];
     config_unserved(c, buf, sizeof buf);
@@ -255,6 +261,7 @@ static void test_defaults(void **state)
     assert_string_equal(c->control, "/run/kickmail/control.sock");
     assert_null(c->user);
     assert_null(c->customer_map);
+    assert_string_equal(c->maildir_root, "/var/lib/kickmail/maildrops");
     assert_null(c->tls_certificate);
     assert_null(c->tls_key);
     assert_int_equal(c->dsn_return, DSN_RETURN_HEADERS);
@@ -291,7 +298,7 @@ static void test_minimal_customer(void **state)
     struct config *c = load_ok(
         "smtp { listen = {\"127.0.0.1:2525\"} }\n"
         "customer \"a\" { domains = {\"A.Example\"} }\n"
-        "maildrop \"bob@a.example\" { password = 'x' }\n");
+        "maildrop \"bob@b.example\" { password = 'x' }\n");
     const struct customer *a = &c->customers[0];
     assert_true(c->smtp.l.present);
     assert_int_equal(a->line, 2);
@@ -315,6 +322,8 @@ static void test_minimal_customer(void **state)
     assert_int_equal(a->etrn_interval, 5);
     assert_int_equal(c->maildrops[0].mode, MAILDROP_DELETE);
     assert_int_equal(c->maildrops[0].keep_days, 30);
+    assert_int_equal(c->maildrops[0].quota, 0);        /* none */
+    assert_int_equal(c->maildrops[0].line, 3);
     config_free(c);
 }
 
@@ -573,6 +582,34 @@ static const struct bad_case {
     {"maildrop no at", "\nmaildrop \"alice\" {\n password = 'x'\n}\n",
      ":2: maildrop address 'alice' has no '@'"},
     {"maildrop no password", "maildrop \"a@b.example\" { }\n", ":1: maildrop 'a@b.example' has no password"},
+    {"maildrop slash", "\nmaildrop \"../x@b.example\" { password = 'x' }\n",
+     ":2: bad maildrop address '../x@b.example': a '.' may not start"},
+    {"maildrop slash inside", "maildrop \"a/b@b.example\" { password = 'x' }\n",
+     ":1: bad maildrop address 'a/b@b.example': the local part takes letters"},
+    {"maildrop leading dot", "maildrop \".alice@b.example\" { password = 'x' }\n",
+     ":1: bad maildrop address '.alice@b.example': a '.' may not start"},
+    {"maildrop double dot", "maildrop \"a..b@b.example\" { password = 'x' }\n",
+     ":1: bad maildrop address 'a..b@b.example'"},
+    {"maildrop two ats", "maildrop \"a@b@b.example\" { password = 'x' }\n",
+     ":1: bad maildrop address 'a@b@b.example'"},
+    {"maildrop control char", "maildrop \"a\tb@b.example\" { password = 'x' }\n",
+     ":1: bad maildrop address 'a\\tb@b.example'"},
+    {"maildrop domain slash", "maildrop \"a@b.example/..\" { password = 'x' }\n",
+     ":1: bad maildrop address 'a@b.example/..'"},
+    {"maildrop domain no dot", "maildrop \"a@localhost\" { password = 'x' }\n",
+     ":1: bad maildrop address 'a@localhost': a domain must contain a dot"},
+    {"maildrop empty local", "maildrop \"@b.example\" { password = 'x' }\n",
+     ":1: bad maildrop address '@b.example'"},
+    {"maildrop long local",
+     "maildrop \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@b.example\""
+     " { password = 'x' }\n", ":1: bad maildrop address"},
+    {"maildrop quota", "maildrop \"a@b.example\" { password = 'x'\n quota = 5X }\n",
+     ":2: bad size '5X' for quota"},
+    {"maildrop in a customer's domain",
+     "customer \"acme\" {\n domains = {\"x.example\", \"Acme.Example\"}\n}\n\n"
+     "maildrop \"bob@ACME.example\" { password = 'x' }\n",
+     ":5: maildrop 'bob@acme.example': its domain 'acme.example' belongs to customer 'acme' (line 1)"},
+    {"maildrop_root empty", "maildir_root = \"\"\n", ":1: maildir_root must not be empty"},
     {"maildrop twice", "maildrop \"a@b.example\" { password = 'x' }\nmaildrop \"A@B.example\" { password = 'y' }\n",
      ":2: maildrop 'a@b.example' defined twice"},
     {"postmaster no at", "postmaster = \"noc\"\n", ":1: bad postmaster 'noc'"},
