@@ -1,4 +1,4 @@
--- kickmail customer map, schema version 1 (kickmail.conf(5), customer_map).
+-- kickmail customer map, schema version 2 (kickmail.conf(5), customer_map).
 --
 -- Customers for large sites, in an SQLite database that kickmaild reads
 -- (read-only) at start and on every reload (SIGHUP, `kickq reload`).
@@ -18,7 +18,11 @@
 -- also in kickmail.conf is an error too.  Make changes that span several
 -- rows in one transaction (BEGIN; ... COMMIT;) so that a reload never sees
 -- half of them.  Extra columns and tables are ignored.
-PRAGMA user_version = 1;
+--
+-- Version 2 adds the table maildrops.  A version 1 map still loads (it has no
+-- maildrops); to upgrade one, run the CREATE TABLE maildrops below on it and
+-- set PRAGMA user_version = 2.
+PRAGMA user_version = 2;
 
 BEGIN;
 
@@ -59,6 +63,18 @@ CREATE TABLE recipients (
     PRIMARY KEY (customer, local_part)
 );
 
+-- POP3 maildrops, one row per maildrop section of kickmail.conf: mail for
+-- the address is delivered into its Maildir (maildir_root/DOMAIN/LOCAL/).
+-- Its domain must not be a customer's; the domain's other local parts are
+-- refused (550 5.1.1).
+CREATE TABLE maildrops (
+    address       TEXT PRIMARY KEY NOT NULL COLLATE NOCASE,  -- local@domain
+    password      TEXT NOT NULL, -- crypt(3) hash (yescrypt, SHA-512 crypt)
+    mode          TEXT,         -- 'delete' (default) or 'keep'
+    keep_days     INTEGER,      -- retrieved mail kept this long in keep mode (30)
+    quota         TEXT          -- maildrop bytes plus its queued mail; 0 = none (0)
+);
+
 COMMIT;
 
 -- Example (the sqlite3 tool enforces REFERENCES and ON DELETE CASCADE only
@@ -71,6 +87,8 @@ COMMIT;
 -- INSERT INTO recipients (customer, local_part) VALUES ('acme', 'bob');
 -- INSERT INTO customers (name, deliver) VALUES ('beta', '192.0.2.25:25');  -- or a host name: 'mx.beta.example:25'
 -- INSERT INTO domains (domain, customer) VALUES ('beta.example', 'beta');
+-- INSERT INTO maildrops (address, password, quota)
+--     VALUES ('alice@isp.example', '$y$j9T$...', '100M');   -- kickq hash-password
 -- COMMIT;
 -- Removing a customer with its domains and recipients:
 --     sqlite3 -cmd 'PRAGMA foreign_keys = ON' customers.sqlite \

@@ -1,10 +1,13 @@
 /*
  * custmap — the SQLite customer map of large sites (customer_map = "PATH").
- * The schema (version 1, PRAGMA user_version = 1) is conf/customers.sql and
+ * The schema (version 2, PRAGMA user_version = 2) is conf/customers.sql and
  * doc/kickmail.conf.5: tables customers (one row per customer, one column per
- * customer option, NULL = the default), domains (domain → customer) and
- * recipients (customer, local_part).  Operators manage it with the sqlite3
- * tool; kickmaild only reads it.
+ * customer option, NULL = the default), domains (domain → customer),
+ * recipients (customer, local_part) and maildrops (address, password, mode,
+ * keep_days, quota: one row per maildrop section, NULL = the default).  A
+ * map of version 1 (no maildrops table) still loads; so does any map
+ * without that table.  Operators manage it with the sqlite3 tool; kickmaild
+ * only reads it.
  *
  * custmap_load() reads the whole map in one read transaction into struct
  * customer values filled exactly like inline customer sections (the same
@@ -12,8 +15,8 @@
  * It blocks (disk, and up to CUSTMAP_BUSY_MS while a writer holds the lock):
  * call it before serving or from a worker thread, never on the event loop.
  * It touches no global state, so it may run in any thread.  A loaded map is
- * immutable; conflicts with other customers (a domain or name also inline)
- * are the registry's to find.
+ * immutable; conflicts with other customers and maildrops (a domain or name
+ * also inline, a maildrop in a customer's domain) are the registry's to find.
  */
 #ifndef KM_CUSTMAP_H
 #define KM_CUSTMAP_H
@@ -22,7 +25,8 @@
 
 #include "core/config.h"
 
-#define CUSTMAP_SCHEMA_VERSION 1
+#define CUSTMAP_SCHEMA_VERSION 2      /* written by customers.sql */
+#define CUSTMAP_SCHEMA_OLDEST 1       /* the oldest version still read */
 #define CUSTMAP_BUSY_MS 5000
 
 struct custmap {
@@ -30,6 +34,9 @@ struct custmap {
     size_t ncustomers;
     struct customer *customers;     /* in the customers table's order; each
                                      * has line 0 and origin = path */
+    size_t nmaildrops;
+    struct maildrop_conf *maildrops;    /* the maildrops table's rows (checked
+                                     * like sections; line 0, origin = path) */
 };
 
 /* Loads the map at path.  On failure returns NULL with "PATH: what is wrong"

@@ -31,7 +31,9 @@ size_t registry_count(const struct registry *r);
 /* i in [0, registry_count) */
 const struct customer *registry_at(const struct registry *r, size_t i);
 
-/* Is local part `local` (any case) accepted for customer c? */
+/* Is local part `local` (any case) accepted for customer c?  For a local
+ * domain (DELIVER_LOCAL, made by the registry): exactly its maildrops' local
+ * parts, in O(1). */
 int registry_accepts_local(const struct customer *c, const char *local);
 
 /*

@@ -32,7 +32,9 @@ struct evbuffer;
 
 /* The directory of maildrop `drop` under root into out: 0, or -1 when drop
  * is not a safe name (empty, '/', a leading '.', "..", control characters,
- * more than one '@', an '@' at either end) or out is too small.  Pure. */
+ * non-ASCII bytes, more than one '@', an '@' at either end, a part longer
+ * than NAME_MAX, a name without '@' that has a dot: it would be a domain's
+ * directory) or out is too small.  Case is kept: callers lower-case.  Pure. */
 int maildir_path(const char *root, const char *drop, char *out, size_t len);
 
 /* BLOCKING.  Creates dir and its tmp/, new/, cur/ (mode 0700, parents as
@@ -47,7 +49,12 @@ int maildir_create(const char *dir, char *why, size_t whylen);
  * the message is durable in new/.  name (if not NULL) gets the base name.
  * -1 with why; *temporary is set to 1 for errors worth retrying (ENOSPC,
  * EDQUOT, EIO, EMFILE, ...), 0 for permanent ones.  Nothing is left in tmp/
- * or new/ on failure.  The caller must not touch body meanwhile. */
+ * or new/ on failure.  The caller must not touch body meanwhile.
+ * A missing maildir is made first (maildir_create).  Line ends: CRLF -> LF;
+ * a lone CR stays, except at the very end, where it is the line end; a
+ * message not ending with a line end gets LF.  W = S + the number of LFs
+ * not preceded by CR in the file: a reader that sends each such bare LF as
+ * CRLF (and nothing else changed) sends exactly W bytes, as Dovecot does. */
 int maildir_deliver(const char *dir, const char *host,
                     const char *prefix, size_t prefixlen,
                     const struct evbuffer *body,
@@ -75,12 +82,15 @@ struct maildir_list {
 
 /* BLOCKING.  Lists new/ and cur/ of dir.  Sizes come from the names; a file
  * without ,S=/,W= (put there by another program) is stat'ed and read once to
- * count its lines.  A missing maildir is an empty list.  0, or -1 with why. */
+ * count its lines (vsize: each bare LF counts 2; a missing final line end
+ * is not counted).  A missing maildir is an empty list.  0, or -1 with why. */
 int maildir_scan(const char *dir, struct maildir_list *out, char *why, size_t whylen);
 void maildir_list_free(struct maildir_list *l);
 
 /* BLOCKING.  Opens a listed message for reading: an fd, or -1 with why (a
- * message removed meanwhile by another reader: errno ENOENT). */
+ * message removed meanwhile by another reader: errno ENOENT).  Open, remove
+ * and mark_seen also find a message another reader moved between new/ and
+ * cur/ or whose flags it changed since the listing. */
 int maildir_open(const char *dir, const struct maildir_msg *m, char *why, size_t whylen);
 
 /* BLOCKING.  Removes a listed message (a file already gone is success). */

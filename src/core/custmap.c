@@ -2,13 +2,17 @@
  * custmap — loads the SQLite customer map (schema: conf/customers.sql).
  *
  * The file is opened read-only with a busy timeout, its schema version
- * checked (PRAGMA user_version), and the three tables read with one SELECT
- * each inside one read transaction, so that an operator's concurrent change
+ * checked (PRAGMA user_version: 1 or 2), and the tables read with one SELECT
+ * each inside one read transaction (maildrops only when the map has that
+ * table: version 1 maps have none), so that an operator's concurrent change
  * is seen whole or not at all.  Every customer starts from
  * config_customer_defaults(); every non-NULL column goes through
  * config_customer_set() as its text (integers as their decimal form), and
  * config_customer_check() runs on the finished customer: a map customer is
- * defaulted and checked exactly like an inline section.
+ * defaulted and checked exactly like an inline section.  Maildrop rows go
+ * through config_check_maildrop_address() and config_maildrop_set() alike;
+ * a maildrop in a domain of the map's customers fails here, one in an
+ * inline customer's domain in the registry.
  *
  * Trusts nothing in the file: names, domains and local parts are checked
  * like the configuration's; BLOBs and text with NUL bytes are refused.  A bad
@@ -52,6 +56,8 @@ struct cm_loader {
     struct custmap *m;
     size_t cap;                 /* of m->customers */
     struct hmap *by_name;       /* name → struct customer, after the first table */
+    size_t mdcap;               /* of m->maildrops */
+    int version;                /* the map's PRAGMA user_version */
 };
 
 static int cm_fail(struct cm_loader *ld, const char *fmt, ...)
@@ -133,10 +139,12 @@ static int cm_check_version(struct cm_loader *ld)
     sqlite3_finalize(st);
     if (version < 0)
         return cm_sql_fail(ld, "cannot read the schema version");
-    if (version != CUSTMAP_SCHEMA_VERSION)
-        return cm_fail(ld, "schema version %d (PRAGMA user_version), want %d: "
+    ld->version = version;
+    if (version < CUSTMAP_SCHEMA_OLDEST || version > CUSTMAP_SCHEMA_VERSION)
+        return cm_fail(ld, "schema version %d (PRAGMA user_version), want %d or %d: "
                        "not a kickmail customer map, or of another version "
-                       "(see customers.sql)", version, CUSTMAP_SCHEMA_VERSION);
+                       "(see customers.sql)", version, CUSTMAP_SCHEMA_OLDEST,
+                       CUSTMAP_SCHEMA_VERSION);
     return 0;
 }
 
@@ -186,7 +194,7 @@ static int cm_each_row(struct cm_loader *ld, const char *sql, const char *table,
     if (sqlite3_prepare_v2(ld->db, sql, -1, &st, NULL) != SQLITE_OK) {
         char what[64];
         snprintf(what, sizeof what, "table %s (schema version %d)", table,
-                 CUSTMAP_SCHEMA_VERSION);
+                 ld->version);
         return cm_sql_fail(ld, what);
     }
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
@@ -254,6 +262,90 @@ static int cm_recipient_row(struct cm_loader *ld, sqlite3_stmt *st)
     return 0;
 }
 
+/* ---- maildrops (schema version 2) ---- */
+
+static const char *const cm_md_opts[] = { "password", "mode", "keep_days", "quota" };
+#define CM_MD_NOPTS (sizeof cm_md_opts / sizeof cm_md_opts[0])
+
+/* maildrops: address, then cm_md_opts in order. */
+static int cm_maildrop_row(struct cm_loader *ld, sqlite3_stmt *st)
+{
+    struct custmap *m = ld->m;
+    const char *a, *bad, *v;
+    char who[160], why[512];
+    if (cm_text(ld, st, 0, "maildrops", &a) < 0)
+        return -1;
+    if (!a)
+        return cm_fail(ld, "maildrops: a row without an address");
+    if (m->nmaildrops == ld->mdcap) {
+        ld->mdcap = ld->mdcap ? ld->mdcap * 2 : 1024;
+        m->maildrops = xrealloc(m->maildrops, ld->mdcap * sizeof *m->maildrops);
+    }
+    struct maildrop_conf *md = &m->maildrops[m->nmaildrops++];
+    memset(md, 0, sizeof *md);
+    config_maildrop_defaults(md);
+    md->address = util_lower(xstrdup(a));
+    md->origin = m->path;
+    if ((bad = config_check_maildrop_address(md->address)) != NULL)
+        return cm_fail(ld, "bad maildrop address '%s': %s", md->address, bad);
+    snprintf(who, sizeof who, "maildrop '%s'", md->address);
+    for (size_t i = 0; i < CM_MD_NOPTS; i++) {
+        if (cm_text(ld, st, (int)i + 1, who, &v) < 0)
+            return -1;
+        if (v && config_maildrop_set(md, cm_md_opts[i], v, why, sizeof why) < 0)
+            return cm_fail(ld, "%s: %s", who, why);
+    }
+    if (!md->password)
+        return cm_fail(ld, "%s has no password", who);
+    return 0;
+}
+
+/* Is there a table `name`?  1 / 0, or -1 (reported). */
+static int cm_has_table(struct cm_loader *ld, const char *name)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+    if (sqlite3_prepare_v2(ld->db, "SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                           "AND name = ?", -1, &st, NULL) != SQLITE_OK)
+        return cm_sql_fail(ld, "cannot read the schema");
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return cm_sql_fail(ld, "cannot read the schema");
+    return rc == SQLITE_ROW;
+}
+
+/* The maildrops table, when there is one: each address once, none in a
+ * domain of the map's customers. */
+static int cm_read_maildrops(struct cm_loader *ld)
+{
+    struct custmap *m = ld->m;
+    int has = cm_has_table(ld, "maildrops");
+    if (has <= 0)
+        return has;
+    if (cm_each_row(ld, "SELECT address, password, mode, keep_days, quota FROM maildrops",
+                    "maildrops", cm_maildrop_row) < 0)
+        return -1;
+    struct hmap *seen = hmap_new(1), *owners = hmap_new(1);
+    for (size_t i = 0; i < m->ncustomers; i++)
+        for (size_t j = 0; j < m->customers[i].ndomains; j++)
+            hmap_put(owners, m->customers[i].domains[j], &m->customers[i]);
+    for (size_t i = 0; i < m->nmaildrops && !ld->failed; i++) {
+        const struct maildrop_conf *md = &m->maildrops[i];
+        const char *domain = strrchr(md->address, '@') + 1;
+        const struct customer *cu = hmap_get(owners, domain);
+        if (hmap_put(seen, md->address, (void *)md))
+            cm_fail(ld, "maildrop '%s' is in table maildrops twice", md->address);
+        else if (cu)
+            cm_fail(ld, "maildrop '%s': its domain '%s' belongs to customer '%s'",
+                    md->address, domain, cu->name);
+    }
+    hmap_free(seen);
+    hmap_free(owners);
+    return ld->failed ? -1 : 0;
+}
+
 static int cm_read(struct cm_loader *ld)
 {
     struct custmap *m = ld->m;
@@ -274,7 +366,7 @@ static int cm_read(struct cm_loader *ld)
     for (size_t i = 0; i < m->ncustomers; i++)
         if (config_customer_check(&m->customers[i], why, sizeof why) < 0)
             return cm_fail(ld, "%s", why);
-    return 0;
+    return cm_read_maildrops(ld);
 }
 
 /* ---- the public functions ---- */
@@ -301,6 +393,9 @@ struct custmap *custmap_load(const char *path, char *err, size_t errlen)
     if (ld.m->ncustomers && ld.m->ncustomers < ld.cap)   /* give back the slack */
         ld.m->customers = xrealloc(ld.m->customers,
                                    ld.m->ncustomers * sizeof *ld.m->customers);
+    if (ld.m->nmaildrops && ld.m->nmaildrops < ld.mdcap)
+        ld.m->maildrops = xrealloc(ld.m->maildrops,
+                                   ld.m->nmaildrops * sizeof *ld.m->maildrops);
     return ld.m;
 }
 
@@ -311,6 +406,9 @@ void custmap_free(struct custmap *m)
     for (size_t i = 0; i < m->ncustomers; i++)
         config_customer_free(&m->customers[i]);
     free(m->customers);
+    for (size_t i = 0; i < m->nmaildrops; i++)
+        config_maildrop_free(&m->maildrops[i]);
+    free(m->maildrops);
     free(m->path);
     free(m);
 }

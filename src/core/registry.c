@@ -6,23 +6,52 @@
  * checks conflicts between all customers here, since config only sees its
  * own sections and the map only its own rows.
  *
+ * Maildrops: the maildrop sections and the map's maildrops rows (address
+ * maildrops), then one domain maildrop per deliver = "maildrop" customer,
+ * indexed by login (address or customer name) in one case-insensitive map.
+ * Each domain of address maildrops that no customer owns becomes a "local
+ * domain": a struct customer the registry makes and owns (struct
+ * reg_local), named after the domain, deliver = DELIVER_LOCAL, online
+ * always, quota 0 (each maildrop has its own), the other options at their
+ * defaults; its recipients are its maildrops' local parts, indexed in a
+ * hash set so that registry_accepts_local() is O(1) for it.  A maildrop in
+ * a customer's domain, or the same address twice (section and map row),
+ * is a conflict.
+ *
  * Guarantees: a registry that exists has at most one customer per name,
- * domain, RADIUS user and interface.  It points into the config and map it
- * was built from: lookups need them alive; registry_free() never touches the
- * customers, so they may be freed in either order.  Lookups never allocate.
+ * domain, RADIUS user and interface, and one maildrop per login.  It points
+ * into the config and map it was built from: lookups need them alive;
+ * registry_free() never touches their customers and maildrops (only the
+ * local domains it made), so they may be freed in either order.  Lookups
+ * never allocate.
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <strings.h>
 
 #include "core/registry.h"
 #include "core/util.h"
 
+/* A local domain: cu first, so that registry_accepts_local() can get from
+ * the customer to its set of local parts. */
+struct reg_local {
+    struct customer cu;
+    size_t cap;                         /* of cu.recipients */
+    struct hmap *locals;                /* local part (any case) → non-NULL */
+};
+
 struct registry {
     size_t n;
-    const struct customer **all;        /* inline in config order, then the map's */
+    const struct customer **all;        /* inline in config order, then the map's,
+                                         * then the local domains */
     struct hmap *by_name, *by_domain, *by_radius, *by_ifname;
+    size_t nlocal;
+    struct reg_local **locals;          /* owned */
+    size_t ndrops, naddr;               /* maildrops; the first naddr by address */
+    struct maildrop_ref *drops;
+    struct hmap *by_login;              /* login → struct maildrop_ref */
 };
 
 
@@ -33,6 +62,16 @@ static const char *reg_where(const struct customer *cu, char *buf, size_t len)
         snprintf(buf, len, "%s:%d", cu->origin ? cu->origin : "?", cu->line);
     else
         snprintf(buf, len, "%s", cu->origin ? cu->origin : "?");
+    return buf;
+}
+
+/* Where md comes from: "FILE:LINE" (a section) or the map's path. */
+static const char *md_where(const struct maildrop_conf *md, char *buf, size_t len)
+{
+    if (md->line > 0)
+        snprintf(buf, len, "%s:%d", md->origin ? md->origin : "?", md->line);
+    else
+        snprintf(buf, len, "%s", md->origin ? md->origin : "?");
     return buf;
 }
 
@@ -74,16 +113,129 @@ static int reg_add(struct registry *r, const struct customer *cu,
     return 0;
 }
 
+/* The local domain `domain` (new: made, indexed, owned by r). */
+static struct reg_local *reg_local_get(struct registry *r, const char *domain,
+                                       const struct maildrop_conf *md)
+{
+    const struct customer *c = hmap_get(r->by_domain, domain);
+    if (c)
+        return (struct reg_local *)c;   /* the caller checked it is a local domain */
+    struct reg_local *l = xcalloc(1, sizeof *l);
+    struct customer *cu = &l->cu;
+    config_customer_defaults(cu);
+    cu->name = util_lower(xstrdup(domain));
+    cu->ndomains = 1;
+    cu->domains = xcalloc(1, sizeof *cu->domains);
+    cu->domains[0] = cu->name;
+    cu->deliver = DELIVER_LOCAL;
+    cu->online = ONLINE_ALWAYS;
+    cu->quota = 0;                      /* each maildrop has its own */
+    cu->line = md->line;
+    cu->origin = md->origin;
+    l->locals = hmap_new(1);
+    r->locals[r->nlocal++] = l;
+    r->all[r->n++] = cu;
+    hmap_put(r->by_name, cu->name, cu);
+    hmap_put(r->by_domain, cu->name, cu);
+    return l;
+}
+
+static void reg_local_free(struct reg_local *l)
+{
+    hmap_free(l->locals);
+    l->cu.domains[0] = NULL;            /* the name's */
+    config_customer_free(&l->cu);
+}
+
+/* Adds the address maildrop md: its login, and its local part to its local
+ * domain (made when new).  A customer's domain or the address twice (seen:
+ * address → the maildrop_conf that has it) is a conflict. */
+static int reg_add_maildrop(struct registry *r, struct hmap *seen,
+                            const struct maildrop_conf *md, char *err, size_t errlen)
+{
+    char w1[300], w2[300];
+    const char *at = strrchr(md->address, '@');
+    const struct maildrop_conf *prev = hmap_get(seen, md->address);
+    if (!at)
+        return util_fail(err, errlen, "maildrop '%s' (%s) has no domain", md->address,
+                         md_where(md, w1, sizeof w1));
+    if (prev)
+        return util_fail(err, errlen, "maildrop '%s' defined twice (%s and %s)",
+                         md->address, md_where(prev, w1, sizeof w1),
+                         md_where(md, w2, sizeof w2));
+    hmap_put(seen, md->address, (void *)md);
+    const struct customer *c = hmap_get(r->by_domain, at + 1);
+    if (c && c->deliver != DELIVER_LOCAL)
+        return util_fail(err, errlen, "maildrop '%s' (%s) is in domain '%s' of customer "
+                         "'%s' (%s)", md->address, md_where(md, w1, sizeof w1), at + 1,
+                         c->name, reg_where(c, w2, sizeof w2));
+    struct reg_local *l = reg_local_get(r, at + 1, md);
+    struct customer *cu = &l->cu;
+    if (cu->nrecipients == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 4;
+        cu->recipients = xrealloc(cu->recipients, l->cap * sizeof *cu->recipients);
+    }
+    char *local = xstrndup(md->address, (size_t)(at - md->address));
+    cu->recipients[cu->nrecipients++] = local;
+    hmap_put(l->locals, local, local);
+    struct maildrop_ref *ref = &r->drops[r->ndrops++];
+    *ref = (struct maildrop_ref){
+        .name = md->address, .password = md->password, .mode = md->mode,
+        .keep_days = md->keep_days, .quota = md->quota,
+    };
+    hmap_put(r->by_login, ref->name, ref);
+    return 0;
+}
+
+/* The domain maildrop of a deliver = "maildrop" customer. */
+static void reg_add_domain_maildrop(struct registry *r, const struct customer *cu)
+{
+    struct maildrop_ref *ref = &r->drops[r->ndrops++];
+    *ref = (struct maildrop_ref){
+        .name = cu->name, .secret = cu->secret, .mode = MAILDROP_DELETE,
+        .keep_days = 30, .quota = cu->quota, .cust = cu,
+    };
+    hmap_put(r->by_login, ref->name, ref);
+}
+
+/* Every maildrop of c (sections) and m (rows), then the domain maildrops. */
+static int reg_add_maildrops(struct registry *r, const struct config *c,
+                             const struct custmap *m, char *err, size_t errlen)
+{
+    size_t nmap = m ? m->nmaildrops : 0;
+    struct hmap *seen = hmap_new(1);
+    for (size_t i = 0; i < c->nmaildrops + nmap; i++) {
+        const struct maildrop_conf *md = i < c->nmaildrops ? &c->maildrops[i]
+                                         : &m->maildrops[i - c->nmaildrops];
+        if (reg_add_maildrop(r, seen, md, err, errlen) < 0) {
+            hmap_free(seen);
+            return -1;
+        }
+    }
+    hmap_free(seen);
+    r->naddr = r->ndrops;
+    for (size_t i = 0; i < r->n; i++)
+        if (r->all[i]->deliver == DELIVER_MAILDROP)
+            reg_add_domain_maildrop(r, r->all[i]);
+    return 0;
+}
+
 struct registry *registry_new(const struct config *c, const struct custmap *m,
                               char *err, size_t errlen)
 {
     struct registry *r = xcalloc(1, sizeof *r);
     size_t nmap = m ? m->ncustomers : 0;
-    r->all = xcalloc(c->ncustomers + nmap, sizeof *r->all);
+    size_t nmd = c->nmaildrops + (m ? m->nmaildrops : 0);
+    /* room for the customers, one local domain per maildrop at most, and
+     * a domain maildrop per customer at most */
+    r->all = xcalloc(c->ncustomers + nmap + nmd, sizeof *r->all);
+    r->locals = xcalloc(nmd ? nmd : 1, sizeof *r->locals);
+    r->drops = xcalloc(nmd + c->ncustomers + nmap + 1, sizeof *r->drops);
     r->by_name = hmap_new(0);
     r->by_domain = hmap_new(1);
     r->by_radius = hmap_new(1);      /* User-Name: case-insensitive */
     r->by_ifname = hmap_new(0);
+    r->by_login = hmap_new(1);
     if (err && errlen)
         err[0] = 0;
     for (size_t i = 0; i < c->ncustomers + nmap; i++) {
@@ -93,6 +245,10 @@ struct registry *registry_new(const struct config *c, const struct custmap *m,
             registry_free(r);
             return NULL;
         }
+    }
+    if (reg_add_maildrops(r, c, m, err, errlen) < 0) {
+        registry_free(r);
+        return NULL;
     }
     return r;
 }
@@ -105,6 +261,13 @@ void registry_free(struct registry *r)
     hmap_free(r->by_domain);
     hmap_free(r->by_radius);
     hmap_free(r->by_ifname);
+    hmap_free(r->by_login);
+    for (size_t i = 0; i < r->nlocal; i++) {
+        reg_local_free(r->locals[i]);
+        free(r->locals[i]);
+    }
+    free(r->locals);
+    free(r->drops);
     free(r->all);
     free(r);
 }
@@ -141,6 +304,8 @@ const struct customer *registry_at(const struct registry *r, size_t i)
 
 int registry_accepts_local(const struct customer *c, const char *local)
 {
+    if (c->deliver == DELIVER_LOCAL)    /* only the registry makes these */
+        return local && hmap_get(((const struct reg_local *)c)->locals, local) != NULL;
     if (c->nrecipients == 0)
         return 1;
     if (!local)
@@ -149,4 +314,27 @@ int registry_accepts_local(const struct customer *c, const char *local)
         if (strcasecmp(c->recipients[i], local) == 0)
             return 1;
     return 0;
+}
+
+int registry_maildrop(const struct registry *r, const char *login,
+                      struct maildrop_ref *out)
+{
+    const struct maildrop_ref *ref = login ? hmap_get(r->by_login, login) : NULL;
+    if (!ref)
+        return -1;
+    *out = *ref;
+    return 0;
+}
+
+size_t registry_maildrop_count(const struct registry *r)
+{
+    return r->ndrops;
+}
+
+void registry_maildrop_at(const struct registry *r, size_t i, struct maildrop_ref *out)
+{
+    if (i < r->ndrops)
+        *out = r->drops[i];
+    else
+        memset(out, 0, sizeof *out);
 }

@@ -307,6 +307,31 @@ static const struct bad_case {
      "customer 'a': bad recipients entry 'aaaa"},
     {"recipient of nobody", ROW("port", "25") "INSERT INTO recipients VALUES ('b', 'bob');",
      "recipient 'bob': no customer 'b' in table customers"},
+    /* maildrops */
+    {"maildrop no at", "INSERT INTO maildrops (address, password) VALUES ('alice', 'x');",
+     "bad maildrop address 'alice': want an address local@domain"},
+    {"maildrop path", "INSERT INTO maildrops (address, password) VALUES ('../x@b.example', 'x');",
+     "bad maildrop address '../x@b.example'"},
+    {"maildrop slash", "INSERT INTO maildrops (address, password) VALUES ('a/b@b.example', 'x');",
+     "bad maildrop address 'a/b@b.example'"},
+    {"maildrop domain", "INSERT INTO maildrops (address, password) VALUES ('a@b', 'x');",
+     "bad maildrop address 'a@b': a domain must contain a dot"},
+    {"maildrop newline", "INSERT INTO maildrops (address, password) VALUES "
+     "('a' || char(10) || 'b@b.example', 'x');", "bad maildrop address 'a?b@b.example'"},
+    {"maildrop mode", "INSERT INTO maildrops (address, password, mode) VALUES "
+     "('a@b.example', 'x', 'remove');",
+     "maildrop 'a@b.example': bad value 'remove' for mode (\"delete\", \"keep\")"},
+    {"maildrop keep_days", "INSERT INTO maildrops (address, password, keep_days) VALUES "
+     "('a@b.example', 'x', -1);", "maildrop 'a@b.example': bad value '-1' for keep_days"},
+    {"maildrop quota", "INSERT INTO maildrops (address, password, quota) VALUES "
+     "('a@b.example', 'x', '1T');", "maildrop 'a@b.example': bad size '1T' for quota"},
+    {"maildrop empty password", "INSERT INTO maildrops (address, password) VALUES "
+     "('a@b.example', '');", "maildrop 'a@b.example': password must not be empty"},
+    {"maildrop blob", "INSERT INTO maildrops (address, password) VALUES (x'61', 'x');",
+     "maildrops: address is a BLOB"},
+    {"maildrop in a customer's domain", ROW("port", "25")
+     "INSERT INTO maildrops (address, password) VALUES ('bob@A.example', 'x');",
+     "maildrop 'bob@a.example': its domain 'a.example' belongs to customer 'a'"},
 };
 
 static void test_bad_rows(void **state)
@@ -374,14 +399,40 @@ static void test_loose_schema(void **state)
     custmap_free(m);
 }
 
+/* The maildrops table: every column, the defaults, addresses in any case. */
+static void test_maildrops(void **state)
+{
+    struct custmap *m = load_ok(
+        "INSERT INTO maildrops VALUES ('Alice@ISP.example', '$y$j9T$abc', 'keep', 7, '100M');\n"
+        "INSERT INTO maildrops (address, password) VALUES ('bob.b+x@isp.example', '$6$x');\n"
+        "INSERT INTO maildrops VALUES ('carol@other.example', 'h', NULL, '5', 1024);\n");
+    assert_int_equal(m->nmaildrops, 3);
+    const struct maildrop_conf *a = &m->maildrops[0], *b = &m->maildrops[1],
+                               *c = &m->maildrops[2];
+    assert_string_equal(a->address, "alice@isp.example");
+    assert_string_equal(a->password, "$y$j9T$abc");
+    assert_int_equal(a->mode, MAILDROP_KEEP);
+    assert_int_equal(a->keep_days, 7);
+    assert_int_equal(a->quota, 100 * 1024 * 1024);
+    assert_int_equal(a->line, 0);
+    assert_string_equal(a->origin, mappath);
+    assert_string_equal(b->address, "bob.b+x@isp.example");
+    assert_int_equal(b->mode, MAILDROP_DELETE);     /* the defaults of a section */
+    assert_int_equal(b->keep_days, 30);
+    assert_int_equal(b->quota, 0);
+    assert_int_equal(c->keep_days, 5);
+    assert_int_equal(c->quota, 1024);
+    custmap_free(m);
+}
+
 /* ---- files and schema ---- */
 
 static void test_schema_version(void **state)
 {
     char err[512];
-    static const char *versions[] = {"PRAGMA user_version = 0;", "PRAGMA user_version = 2;"};
-    static const char *wants[] = {": schema version 0 (PRAGMA user_version), want 1",
-                                  ": schema version 2 (PRAGMA user_version), want 1"};
+    static const char *versions[] = {"PRAGMA user_version = 0;", "PRAGMA user_version = 3;"};
+    static const char *wants[] = {": schema version 0 (PRAGMA user_version), want 1 or 2",
+                                  ": schema version 3 (PRAGMA user_version), want 1 or 2"};
     for (int i = 0; i < 2; i++) {
         make_map(NULL, versions[i]);
         assert_null(custmap_load(mappath, err, sizeof err));
@@ -394,6 +445,19 @@ static void test_schema_version(void **state)
     make_map("PRAGMA user_version = 1;", NULL);
     assert_null(custmap_load(mappath, err, sizeof err));
     assert_non_null(strstr(err, "no such table: customers"));
+    /* a version 1 map (no maildrops table) still loads */
+    make_map(NULL, "PRAGMA user_version = 1; DROP TABLE maildrops;"
+             "INSERT INTO customers (name) VALUES ('a');"
+             "INSERT INTO domains VALUES ('a.example', 'a');");
+    struct custmap *m = custmap_load(mappath, err, sizeof err);
+    assert_non_null(m);
+    assert_int_equal(m->ncustomers, 1);
+    assert_int_equal(m->nmaildrops, 0);
+    custmap_free(m);
+    /* a maildrops table of the wrong shape is reported as such */
+    make_map(NULL, "DROP TABLE maildrops; CREATE TABLE maildrops (address);");
+    assert_null(custmap_load(mappath, err, sizeof err));
+    assert_non_null(strstr(err, ": table maildrops (schema version 2): no such column: password"));
 }
 
 static void test_missing_and_junk_files(void **state)
@@ -576,6 +640,7 @@ int main(void)
         cmocka_unit_test(test_empty_map),
         cmocka_unit_test(test_bad_rows),
         cmocka_unit_test(test_loose_schema),
+        cmocka_unit_test(test_maildrops),
         cmocka_unit_test(test_schema_version),
         cmocka_unit_test(test_missing_and_junk_files),
         cmocka_unit_test(test_shipped_example),

@@ -1,0 +1,365 @@
+/*
+ * test_registry — the registry's maildrops and local domains: address
+ * maildrops from sections and from the customer map's maildrops table, the
+ * domain maildrops of deliver = "maildrop" customers, the local domain made
+ * for each maildrop domain no customer owns (its options, its accepted local
+ * parts), lookups by login in any case, the order of registry_maildrop_at,
+ * the conflicts (a maildrop in a customer's domain, an address twice) with
+ * the place of each party, and 100,000 maildrops in the map (timed and
+ * printed; lookups checked).  Maps are built with the sqlite3 C API from
+ * the shipped conf/customers.sql (KM_TOP, default ".") in a mkdtemp()
+ * directory.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/config.h"
+#include "core/custmap.h"
+#include "core/registry.h"
+
+static char tmpdir[PATH_MAX];
+static char mappath[PATH_MAX + 64], confpath[PATH_MAX + 64];
+static char *schema;            /* conf/customers.sql */
+
+static char *read_all(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char *buf = calloc(1, 1 << 16);
+    assert_non_null(buf);
+    size_t n = fread(buf, 1, (1 << 16) - 1, f);
+    assert_true(n > 0 && n < (1 << 16) - 1);
+    fclose(f);
+    return buf;
+}
+
+static void exec_ok(sqlite3 *db, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        print_error("sql failed: %s\n%s\n", msg ? msg : "?", sql);
+        sqlite3_free(msg);
+        fail();
+    }
+}
+
+static sqlite3 *map_new(void)
+{
+    sqlite3 *db;
+    unlink(mappath);
+    assert_int_equal(sqlite3_open(mappath, &db), SQLITE_OK);
+    exec_ok(db, schema);
+    return db;
+}
+
+static struct custmap *map_ok(const char *sql)
+{
+    char err[512];
+    sqlite3 *db = map_new();
+    if (sql)
+        exec_ok(db, sql);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    struct custmap *m = custmap_load(mappath, err, sizeof err);
+    if (!m)
+        print_error("map: %s\n", err);
+    assert_non_null(m);
+    return m;
+}
+
+static struct config *conf_ok(const char *text)
+{
+    char err[512];
+    FILE *f = fopen(confpath, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    struct config *c = config_load(confpath, err, sizeof err);
+    if (!c)
+        print_error("config: %s\n", err);
+    assert_non_null(c);
+    return c;
+}
+
+static int setup(void **state)
+{
+    const char *top = getenv("KM_TOP") ? getenv("KM_TOP") : ".";
+    char path[PATH_MAX];
+    snprintf(tmpdir, sizeof tmpdir, "%s/kmreg.XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(tmpdir))
+        return -1;
+    snprintf(mappath, sizeof mappath, "%s/customers.sqlite", tmpdir);
+    snprintf(confpath, sizeof confpath, "%s/kickmail.conf", tmpdir);
+    snprintf(path, sizeof path, "%s/conf/customers.sql", top);
+    schema = read_all(path);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    static const char *names[] = {"customers.sqlite", "customers.sqlite-journal",
+                                  "kickmail.conf"};
+    char path[PATH_MAX + 64];
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", tmpdir, names[i]);
+        unlink(path);
+    }
+    free(schema);
+    return rmdir(tmpdir);
+}
+
+static const char conf_text[] =
+    "customer \"acme\" { domains = {\"acme.example\"} }\n"
+    "customer \"drop\" {\n domains = {\"drop.example\", \"drop.co.uk\"}\n"
+    " deliver = maildrop\n secret = 'pop-secret'\n quota = 2M\n}\n"
+    "maildrop \"Alice@ISP.example\" { password = 'h1' mode = keep keep_days = 7 quota = 1M }\n"
+    "maildrop \"bob@isp.example\" { password = 'h2' }\n"
+    "maildrop \"carol@other.example\" { password = 'h3' }\n";
+
+static const char map_rows[] =
+    "INSERT INTO customers (name, deliver, secret) VALUES ('mapdrop', 'maildrop', 's2');\n"
+    "INSERT INTO domains VALUES ('mapdrop.example', 'mapdrop');\n"
+    "INSERT INTO maildrops (address, password, quota) VALUES ('dave@isp.example', 'h4', '3k');\n"
+    "INSERT INTO maildrops (address, password) VALUES ('eve@mapped.example', 'h5');\n";
+
+/* The local domains and what they accept. */
+static void test_local_domains(void **state)
+{
+    char err[512];
+    struct config *c = conf_ok(conf_text);
+    struct custmap *m = map_ok(map_rows);
+    struct registry *r = registry_new(c, m, err, sizeof err);
+    if (!r)
+        print_error("%s\n", err);
+    assert_non_null(r);
+    /* acme, drop, mapdrop, then isp.example, other.example, mapped.example */
+    assert_int_equal(registry_count(r), 6);
+    static const char *names[] = {"acme", "drop", "mapdrop", "isp.example",
+                                  "other.example", "mapped.example"};
+    for (size_t i = 0; i < 6; i++)
+        assert_string_equal(registry_at(r, i)->name, names[i]);
+
+    const struct customer *isp = registry_by_domain(r, "ISP.Example");
+    assert_non_null(isp);
+    assert_ptr_equal(registry_by_name(r, "isp.example"), isp);
+    assert_string_equal(isp->name, "isp.example");
+    assert_int_equal(isp->ndomains, 1);
+    assert_string_equal(isp->domains[0], "isp.example");
+    assert_int_equal(isp->deliver, DELIVER_LOCAL);
+    assert_int_equal(isp->online, ONLINE_ALWAYS);
+    assert_int_equal(isp->quota, 0);
+    assert_int_equal(isp->hold_time, 5 * 86400);
+    assert_int_equal(isp->retry_min, 60);
+    assert_int_equal(isp->retry_max, 3600);
+    assert_int_equal(isp->line, 8);                 /* its first maildrop's */
+    assert_string_equal(isp->origin, confpath);
+    assert_null(isp->secret);
+    assert_null(registry_by_radius_user(r, "isp.example"));
+
+    static const struct { const char *dom, *local; int ok; } accepts[] = {
+        {"isp.example", "alice", 1}, {"isp.example", "ALICE", 1}, {"isp.example", "bob", 1},
+        {"isp.example", "dave", 1},                 /* a map row in a section's domain */
+        {"isp.example", "carol", 0}, {"isp.example", "eve", 0},
+        {"isp.example", "alic", 0}, {"isp.example", "alicex", 0}, {"isp.example", "", 0},
+        {"isp.example", "alice@isp.example", 0}, {"isp.example", NULL, 0},
+        {"other.example", "carol", 1}, {"other.example", "alice", 0},
+        {"mapped.example", "eve", 1}, {"mapped.example", "Eve", 1},
+        {"mapped.example", "bob", 0},
+        {"acme.example", "anyone", 1},              /* customers as before */
+        {"drop.example", "anyone", 1},
+    };
+    for (size_t i = 0; i < sizeof accepts / sizeof accepts[0]; i++) {
+        const struct customer *cu = registry_by_domain(r, accepts[i].dom);
+        assert_non_null(cu);
+        if (registry_accepts_local(cu, accepts[i].local) != accepts[i].ok) {
+            print_error("%s@%s: want %d\n", accepts[i].local ? accepts[i].local : "(null)",
+                        accepts[i].dom, accepts[i].ok);
+            fail();
+        }
+    }
+    registry_free(r);
+    custmap_free(m);
+    config_free(c);
+}
+
+/* Maildrops by login, and in order. */
+static void test_maildrop_lookups(void **state)
+{
+    char err[512];
+    struct config *c = conf_ok(conf_text);
+    struct custmap *m = map_ok(map_rows);
+    struct registry *r = registry_new(c, m, err, sizeof err);
+    assert_non_null(r);
+    struct maildrop_ref md;
+
+    assert_int_equal(registry_maildrop(r, "ALICE@isp.EXAMPLE", &md), 0);
+    assert_string_equal(md.name, "alice@isp.example");
+    assert_string_equal(md.password, "h1");
+    assert_null(md.secret);
+    assert_int_equal(md.mode, MAILDROP_KEEP);
+    assert_int_equal(md.keep_days, 7);
+    assert_int_equal(md.quota, 1024 * 1024);
+    assert_null(md.cust);
+
+    assert_int_equal(registry_maildrop(r, "dave@isp.example", &md), 0);
+    assert_string_equal(md.password, "h4");
+    assert_int_equal(md.quota, 3 * 1024);
+    assert_int_equal(md.mode, MAILDROP_DELETE);
+
+    /* a domain maildrop: the customer's name, secret and quota */
+    assert_int_equal(registry_maildrop(r, "Drop", &md), 0);
+    assert_string_equal(md.name, "drop");
+    assert_null(md.password);
+    assert_string_equal(md.secret, "pop-secret");
+    assert_int_equal(md.mode, MAILDROP_DELETE);
+    assert_int_equal(md.keep_days, 30);
+    assert_int_equal(md.quota, 2 * 1024 * 1024);
+    assert_ptr_equal(md.cust, registry_by_name(r, "drop"));
+    assert_int_equal(registry_maildrop(r, "mapdrop", &md), 0);
+    assert_string_equal(md.secret, "s2");
+    assert_int_equal(md.quota, 500ULL * 1024 * 1024);     /* the customer default */
+
+    static const char *none[] = {"acme", "isp.example", "zed@isp.example", "alice",
+                                 "alice@other.example", "", "drop.example"};
+    for (size_t i = 0; i < sizeof none / sizeof none[0]; i++)
+        assert_int_equal(registry_maildrop(r, none[i], &md), -1);
+    assert_int_equal(registry_maildrop(r, NULL, &md), -1);
+
+    /* address maildrops (sections, then rows), then domain maildrops */
+    static const char *order[] = {"alice@isp.example", "bob@isp.example",
+                                  "carol@other.example", "dave@isp.example",
+                                  "eve@mapped.example", "drop", "mapdrop"};
+    assert_int_equal(registry_maildrop_count(r), 7);
+    for (size_t i = 0; i < 7; i++) {
+        registry_maildrop_at(r, i, &md);
+        assert_string_equal(md.name, order[i]);
+    }
+    registry_maildrop_at(r, 7, &md);
+    assert_null(md.name);
+    registry_free(r);
+
+    /* no maildrops at all */
+    struct config *c0 = conf_ok("customer \"acme\" { domains = {\"acme.example\"} }\n");
+    r = registry_new(c0, NULL, err, sizeof err);
+    assert_int_equal(registry_maildrop_count(r), 0);
+    assert_int_equal(registry_count(r), 1);
+    assert_int_equal(registry_maildrop(r, "acme", &md), -1);
+    registry_free(r);
+    config_free(c0);
+    custmap_free(m);
+    config_free(c);
+}
+
+/* Conflicts between sections and rows, each party named with its place. */
+static void test_conflicts(void **state)
+{
+    static const struct { const char *conf, *sql, *want; } cases[] = {
+        {"\nmaildrop \"bob@mapco.example\" { password = 'x' }\n",
+         "INSERT INTO customers (name) VALUES ('mapco');"
+         "INSERT INTO domains VALUES ('MapCo.example', 'mapco');",
+         "maildrop 'bob@mapco.example' (%1$s:2) is in domain 'mapco.example' of "
+         "customer 'mapco' (%2$s)"},
+        {"customer \"acme\" {\n domains = {\"acme.example\"}\n}\n",
+         "INSERT INTO maildrops (address, password) VALUES ('bob@ACME.example', 'x');",
+         "maildrop 'bob@acme.example' (%2$s) is in domain 'acme.example' of "
+         "customer 'acme' (%1$s:1)"},
+        {"\n\nmaildrop \"bob@isp.example\" { password = 'x' }\n",
+         "INSERT INTO maildrops (address, password) VALUES ('Bob@isp.example', 'y');",
+         "maildrop 'bob@isp.example' defined twice (%1$s:3 and %2$s)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char err[512] = "", want[1024];
+        struct config *c = conf_ok(cases[i].conf);
+        struct custmap *m = map_ok(cases[i].sql);
+        snprintf(want, sizeof want, cases[i].want, confpath, mappath);
+        assert_null(registry_new(c, m, err, sizeof err));
+        if (strcmp(err, want) != 0) {
+            print_error("case %zu: got \"%s\", want \"%s\"\n", i, err, want);
+            fail();
+        }
+        custmap_free(m);
+        config_free(c);
+    }
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* 100,000 maildrops in 100 domains of the map. */
+static void test_100k_maildrops(void **state)
+{
+    const size_t n = 100000;
+    char err[512], addr[64];
+    sqlite3 *db = map_new();
+    sqlite3_stmt *st;
+    exec_ok(db, "BEGIN");
+    assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO maildrops (address, password, quota)"
+                                        " VALUES (?, '$y$j9T$x', '100M')", -1, &st, NULL),
+                     SQLITE_OK);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(addr, sizeof addr, "user%06zu@d%03zu.example", i, i % 100);
+        sqlite3_bind_text(st, 1, addr, -1, SQLITE_TRANSIENT);
+        assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    exec_ok(db, "COMMIT");
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+
+    struct config *c = conf_ok("customer \"acme\" { domains = {\"acme.example\"} }\n");
+    double t0 = now();
+    struct custmap *m = custmap_load(mappath, err, sizeof err);
+    double t1 = now();
+    assert_non_null(m);
+    struct registry *r = registry_new(c, m, err, sizeof err);
+    double t2 = now();
+    assert_non_null(r);
+    assert_int_equal(registry_maildrop_count(r), n);
+    assert_int_equal(registry_count(r), 101);
+    size_t hits = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct maildrop_ref md;
+        snprintf(addr, sizeof addr, "USER%06zu@D%03zu.example", i, i % 100);
+        hits += registry_maildrop(r, addr, &md) == 0 && md.quota == 100ULL * 1024 * 1024;
+        addr[10] = 0;
+        const struct customer *cu = registry_by_domain(r, addr + 11);
+        snprintf(addr, sizeof addr, "user%06zu", i);
+        hits += cu && registry_accepts_local(cu, addr);
+        snprintf(addr, sizeof addr, "user%06zu", (i + 1) % n);
+        hits += cu && (i + 1) % 100 != i % 100 && !registry_accepts_local(cu, addr);
+    }
+    double t3 = now();
+    assert_int_equal(hits, 3 * n);
+    printf("[   INFO   ] %zu maildrops in 100 domains: custmap_load %.3f s, registry_new "
+           "%.3f s; %zu lookups (login, local part, absent local part) %.3f s\n",
+           n, t1 - t0, t2 - t1, 3 * n, t3 - t2);
+    registry_free(r);
+    custmap_free(m);
+    config_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_local_domains),
+        cmocka_unit_test(test_maildrop_lookups),
+        cmocka_unit_test(test_conflicts),
+        cmocka_unit_test(test_100k_maildrops),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
