@@ -126,6 +126,74 @@ int pop3_plaintext_ok(int tls, int cleartext, const char *peer)
     return 0;
 }
 
+/* ---- AUTH PLAIN ---- */
+
+static int b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/* Copies field [p, p+n) into out (size len) with a NUL: 0, or -1 when it
+ * does not fit or holds CR or LF. */
+static int plain_field(const unsigned char *p, size_t n, char *out, size_t len)
+{
+    if (n >= len || memchr(p, '\r', n) || memchr(p, '\n', n))
+        return -1;
+    memcpy(out, p, n);
+    out[n] = 0;
+    return 0;
+}
+
+int pop3_parse_sasl_plain(const char *b64, size_t len, char *authzid, size_t zlen,
+                          char *authcid, size_t clen, char *passwd, size_t plen)
+{
+    unsigned char buf[POP3_LINE_MAX];
+    size_t n = 0;
+    int rc = -1;
+    if (len % 4 || len / 4 * 3 > sizeof buf)
+        return -1;
+    for (size_t i = 0; i < len; i += 4) {
+        int v[4], pad = 0;
+        for (int k = 0; k < 4; k++) {
+            unsigned char c = (unsigned char)b64[i + k];
+            if (c == '=' && i + 4 == len && k >= 2 && (k == 3 || b64[i + 3] == '=')) {
+                v[k] = 0;
+                pad++;
+                continue;
+            }
+            if ((v[k] = b64_value(c)) < 0 || pad)
+                goto out;
+        }
+        unsigned x = (unsigned)(v[0] << 18 | v[1] << 12 | v[2] << 6 | v[3]);
+        buf[n++] = (unsigned char)(x >> 16);
+        if (pad < 2)
+            buf[n++] = (unsigned char)(x >> 8);
+        if (pad < 1)
+            buf[n++] = (unsigned char)x;
+    }
+    const unsigned char *z1 = memchr(buf, 0, n);
+    const unsigned char *z2 = z1 ? memchr(z1 + 1, 0, n - (size_t)(z1 + 1 - buf)) : NULL;
+    if (!z2 || z2 == z1 + 1)        /* two NULs, a non-empty authcid */
+        goto out;
+    if (plain_field(buf, (size_t)(z1 - buf), authzid, zlen) < 0 ||
+        plain_field(z1 + 1, (size_t)(z2 - z1 - 1), authcid, clen) < 0 ||
+        memchr(z2 + 1, 0, n - (size_t)(z2 + 1 - buf)) ||
+        plain_field(z2 + 1, n - (size_t)(z2 + 1 - buf), passwd, plen) < 0)
+        goto out;
+    rc = 0;
+out:
+    explicit_bzero(buf, sizeof buf);
+    if (rc < 0 && plen)
+        explicit_bzero(passwd, plen);
+    return rc;
+}
+
 /* ---- the RETR/TOP encoder ---- */
 
 void pop3_enc_init(struct pop3_enc *e, long body_lines)
