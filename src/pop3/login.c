@@ -85,14 +85,17 @@ static int plaintext_ok(struct pop3_sess *s)
 
 /* ---- the end of an attempt ---- */
 
-/* Logged in: the maildrop is locked and listed (drop.c answers). */
-static void login_succeeded(struct pop3_sess *s, const struct maildrop_ref *ref)
+/* Logged in: the maildrop is locked and listed (drop.c answers).  Never
+ * resumes the session (APOP calls it from inside a command): 0 when the
+ * listing is under way, -1 when refused (answered, back in AUTHORIZATION). */
+static int login_succeeded(struct pop3_sess *s, const struct maildrop_ref *ref)
 {
     auth_guard_ok(s->peer, time(NULL));
     if (pop3_drop_open(s, ref->name, ref->mode, ref->keep_days) < 0) {
         pop3_enter_state(s, P3_AUTH);   /* [IN-USE] answered */
-        pop3_sess_resume(s);
+        return -1;
     }
+    return 0;
 }
 
 /* A failed attempt's delay has passed: the answer. */
@@ -134,10 +137,10 @@ static void check_done(int ok, void *arg)
         ok = 0;
     wipe_free(s->secret_try);
     s->secret_try = NULL;
-    if (ok)
-        login_succeeded(s, &ref);
-    else
-        login_failed(s);
+    if (!ok)
+        login_failed(s);                /* answered after the delay */
+    else if (login_succeeded(s, &ref) < 0)
+        pop3_sess_resume(s);            /* on the loop: the refusal goes out */
 }
 
 /* An address over the guard's limit tries no more on this connection. */

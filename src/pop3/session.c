@@ -397,11 +397,11 @@ static void sess_flush(struct pop3_sess *s)
 
 static void sess_process(struct pop3_sess *s)
 {
-    while (s->io && (P3_BIT(s->state) & P3_READING) && !s->paused) {
-        if (!sess_line(s))
-            break;
+    while (s->io && (P3_BIT(s->state) & P3_READING)) {
         if (io_out_pending(s->io) + evbuffer_get_length(s->out) > OUT_HIGH_WATER)
             break;          /* the rest waits until the replies drain */
+        if (!sess_line(s))
+            break;
     }
     if (!s->io)
         return;
