@@ -74,14 +74,6 @@ int pop3_parse_number(const struct pop3_arg *a, uint32_t *out);
  * (Dovecot counts localhost as secure).  1 or 0. */
 int pop3_plaintext_ok(int tls, int cleartext, const char *peer);
 
-/* AUTH PLAIN's response (RFC 4616): strict base64 (padding required, no
- * spaces) of authzid NUL authcid NUL password.  Each field is copied with a
- * NUL into its buffer; fields holding NUL, CR or LF, an empty authcid, or a
- * field too long for its buffer make it fail.  0, or -1 (the buffers hold
- * nothing useful; passwd is wiped). */
-int pop3_parse_sasl_plain(const char *b64, size_t len, char *authzid, size_t zlen,
-                          char *authcid, size_t clen, char *passwd, size_t plen);
-
 /*
  * The encoder of RETR and TOP: a message as stored (LF line ends, or CR LF
  * in files other programs put there) into the POP3 multi-line form: every

@@ -24,6 +24,7 @@
 
 #include "auth/guard.h"
 #include "auth/passwd.h"
+#include "auth/sasl.h"
 #include "core/digest.h"
 #include "core/io.h"
 #include "core/log.h"
@@ -217,9 +218,9 @@ void pop3_cmd_pass(struct pop3_sess *s, const struct pop3_cmd *c)
 /* AUTH PLAIN's response (base64 of authzid NUL authcid NUL password). */
 static void sasl_plain(struct pop3_sess *s, const char *b64, size_t len)
 {
-    char authzid[POP3_ARG_MAX + 1], authcid[POP3_ARG_MAX + 1];
-    char passwd[AUTH_PASSWORD_MAX + 1];
-    if (pop3_parse_sasl_plain(b64, len, authzid, sizeof authzid, authcid, sizeof authcid,
+    char authzid[SASL_FIELD_MAX + 1], authcid[SASL_FIELD_MAX + 1];
+    char passwd[SASL_FIELD_MAX + 1];
+    if (sasl_plain_decode(b64, len, authzid, sizeof authzid, authcid, sizeof authcid,
                           passwd, sizeof passwd) < 0 ||
         (authzid[0] && strcasecmp(authzid, authcid))) {
         explicit_bzero(passwd, sizeof passwd);

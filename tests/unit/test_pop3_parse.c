@@ -143,45 +143,6 @@ static void test_numbers(void **state)
     }
 }
 
-/* ---- AUTH PLAIN ---- */
-
-static const struct {
-    const char *b64;
-    int rc;
-    const char *z, *c, *p;
-} plains[] = {
-    { "AGFsaWNlAHNlY3JldA==", 0, "", "alice", "secret" },           /* \0alice\0secret */
-    { "YWxpY2UAYWxpY2UAcHc=", 0, "alice", "alice", "pw" },          /* alice\0alice\0pw */
-    { "AGEAYg==", 0, "", "a", "b" },
-    { "AGEA", 0, "", "a", "" },                                     /* an empty password */
-    { "", -1, NULL, NULL, NULL },
-    { "AAA=", -1, NULL, NULL, NULL },                               /* \0\0: no authcid */
-    { "AGFsaWNlAHNlY3JldA", -1, NULL, NULL, NULL },                 /* no padding */
-    { "AGFsaWNlAHNlY3JldA=", -1, NULL, NULL, NULL },
-    { "AGFsaWNl AHNlY3JldA==", -1, NULL, NULL, NULL },              /* a space */
-    { "AGFsaWNlAHNlY3Jl=A==", -1, NULL, NULL, NULL },               /* '=' inside */
-    { "YWxpY2U=", -1, NULL, NULL, NULL },                           /* no NUL */
-    { "AGFsaWNlAHBhc3MAeA==", -1, NULL, NULL, NULL },               /* a third NUL */
-    { "AGENCgBi", -1, NULL, NULL, NULL },                           /* CR LF in authcid */
-};
-
-static void test_sasl_plain(void **state)
-{
-    for (size_t i = 0; i < sizeof plains / sizeof plains[0]; i++) {
-        char z[16], c[16], p[16];
-        int rc = pop3_parse_sasl_plain(plains[i].b64, strlen(plains[i].b64), z, sizeof z,
-                                       c, sizeof c, p, sizeof p);
-        if (rc != plains[i].rc)
-            fail_msg("'%s': rc %d", plains[i].b64, rc);
-        if (rc == 0 && (strcmp(z, plains[i].z) || strcmp(c, plains[i].c) || strcmp(p, plains[i].p)))
-            fail_msg("'%s': '%s' '%s' '%s'", plains[i].b64, z, c, p);
-    }
-    /* a field longer than its buffer */
-    char z[4], c[4], p[4];
-    assert_int_equal(pop3_parse_sasl_plain("AGFsaWNlAHB3", 12, z, sizeof z, c, sizeof c,
-                                           p, sizeof p), -1);
-}
-
 /* ---- the cleartext rule ---- */
 
 static const struct {
@@ -300,7 +261,6 @@ int main(void)
         cmocka_unit_test(test_nul_and_lengths),
         cmocka_unit_test(test_numbers),
         cmocka_unit_test(test_plaintext_rule),
-        cmocka_unit_test(test_sasl_plain),
         cmocka_unit_test(test_encoder),
         cmocka_unit_test(test_encoder_size),
     };
