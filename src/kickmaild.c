@@ -533,6 +533,7 @@ static int start(void)
         return -1;
     }
     smtp_server_configure(c, D.cur.reg, D.cur.tls);
+    pop3_server_set_room_hook(deliver_maildrop_room);
     pop3_server_configure(c, D.cur.reg, D.cur.tls);
     link_event_configure(D.cur.reg);
     radius_configure(c);

@@ -29,6 +29,10 @@ void pop3_server_shutdown(void (*done)(void));
 /* After the loop: stops the worker threads, frees what is left. */
 void pop3_server_free(void);
 unsigned pop3_server_sessions(void);
+/* fn (on the loop) is told the maildrop name after a session's QUIT
+ * removed or expired some of its messages: room for mail that waits for
+ * it (deferred for quota).  kickmaild.c wires it to delivery. */
+void pop3_server_set_room_hook(void (*fn)(const char *drop));
 /* Serves fd, a connected non-blocking stream socket, as a connection the
  * pop3 listener (tls 0) or the pop3s listener (tls 1) accepted from peer
  * (an address as text): the same limits and session as accept.  Takes fd.

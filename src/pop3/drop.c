@@ -381,6 +381,12 @@ static void update_run(struct pop3_work *w)
     }
     if (s->mode == MAILDROP_KEEP)
         update_keep(s, now);
+    /* "+OK" to QUIT says the deletions happened: they must not come back
+     * after a crash */
+    if ((s->removed || s->expired) && maildir_sync(s->dir, why, sizeof why) < 0) {
+        log_err("pop3: %s: %s", s->drop, why);
+        s->update_failed++;
+    }
     if (s->expired) {               /* the figures again from the names */
         struct maildir_list l = { 0 };
         if (maildir_scan(s->dir, &l, why, sizeof why) == 0)
@@ -399,6 +405,8 @@ static void update_done(struct pop3_work *w)
     if (s->expired)
         log_info("pop3: %s: %zu messages expired (kept %ld days after retrieval)", s->drop,
                  s->expired, s->keep_days);
+    if ((s->removed || s->expired) && pop3_env.room)
+        pop3_env.room(s->drop);
     if (pop3_sess_work_ended(s))
         return;
     if (s->update_failed)

@@ -81,6 +81,7 @@ struct pop3_env {
     struct tls_ctx *tls;
     int stopping;
     char expire_auth[64];       /* the EXPIRE line of CAPA before login */
+    void (*room)(const char *drop);     /* pop3_server_set_room_hook */
 };
 extern struct pop3_env pop3_env;
 

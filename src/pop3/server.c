@@ -193,6 +193,11 @@ int pop3_server_adopt(int fd, const char *peer, int tls)
     return listener_adopt(S.set[tls ? 1 : 0], &infos[tls ? 1 : 0], fd, peer);
 }
 
+void pop3_server_set_room_hook(void (*fn)(const char *drop))
+{
+    pop3_env.room = fn;
+}
+
 unsigned pop3_server_sessions(void)
 {
     unsigned n = 0;

@@ -702,3 +702,42 @@ def test_shutdown_deletes_nothing(pd):
     pd.d.stop()                         # SIGTERM: exit 0 (checked by stop)
     assert p.file.readline().startswith(b"-ERR [SYS/TEMP] Server shutting down")
     assert os.path.exists(path)
+
+
+def test_quit_that_frees_room_delivers_the_waiting_mail(make_daemon, tmp_path):
+    # alice's maildrop is full at delivery: mail for her waits in the queue
+    # (deferred, retried after retry_min = 1 min).  A POP3 session that
+    # deletes a message makes room, and the waiting mail goes in at once,
+    # not a minute later.
+    drops = ('maildrop "alice@isp.example" { password = \'%s\' quota = 20k }\n'
+             % pw_hash("alice-pw"))
+    pd = Pop3Daemon(make_daemon, tmp_path, drops=drops)
+    pd.put("alice@isp.example", b"Subject: old\n\n" + b"x" * 3000 + b"\n")
+    pd.start()
+    pd.d.wait_log(r"maildrops: usage of \d+ maildrops read in")
+    pd.d.kickq("hold", "isp.example")
+    import smtplib
+    s = smtplib.SMTP("127.0.0.1", pd.d.port, timeout=10)
+    s.sendmail("someone@sender.example", ["alice@isp.example"],
+               b"Subject: new\r\n\r\n" + b"y" * 2000 + b"\r\n")
+    s.quit()
+    pd.d.extra = pd.d.extra.replace("quota = 20k", "quota = 4k")   # now full
+    pd.d.write_conf()
+    m = len(pd.d.log_text())
+    pd.d.hup()
+    pd.d.wait_log(r"configuration reloaded", start=m)
+    pd.d.kickq("release", "isp.example")
+    pd.d.wait_log(r"to=<alice@isp\.example>, relay=local, .*status=deferred .*over quota")
+    assert len(pd.files("alice@isp.example")) == 1
+    p = pd.login()
+    assert p.stat()[0] == 1
+    p.dele(1)
+    assert p.quit().startswith(b"+OK")
+    pd.d.wait_log(r"isp\.example: room in maildrop alice@isp\.example: retrying 1 messages",
+                  timeout=5)
+
+    def delivered():
+        f = pd.files("alice@isp.example")
+        return len(f) == 1 and b"Subject: new" in open(
+            os.path.join(pd.root, "isp.example", "alice", f[0]), "rb").read()
+    wait_for(delivered, timeout=5, what="the waiting message delivered after the QUIT")
