@@ -42,10 +42,10 @@ MUSL_CC     ?= musl-gcc
 MUSL_CFLAGS ?= -O2 -g
 KICKQ_SRC   := src/ctl/kickq.c src/ctl/ctl_cmd.c
 ifeq ($(SAN),1)
-KICKQ_FULL_LINK := -Wl,-Bstatic -lconfuse -Wl,-Bdynamic
+KICKQ_FULL_LINK := -Wl,-Bstatic -lconfuse -Wl,-Bdynamic -lcrypt
 KICKQ_FRONT :=
 else
-KICKQ_FULL_LINK := -static -lconfuse
+KICKQ_FULL_LINK := -static -lconfuse -lcrypt
 KICKQ_FRONT := $(MUSL_CC)
 endif
 ifneq ($(KICKQ_FRONT),)

@@ -44,6 +44,7 @@
 #include "link/links.h"
 #include "link/netlink.h"
 #include "link/radius.h"
+#include "maildir/maildir.h"
 #include "mta/deliver.h"
 #include "queue/qmgr.h"
 #include "smtp/smtp_server.h"
@@ -125,6 +126,22 @@ static void gen_free(struct gen *g)
     memset(g, 0, sizeof *g);
 }
 
+/* Every maildrop has a directory under maildir_root (maildir_path: a safe
+ * name, and a path that fits). */
+static int maildrops_check(const struct gen *g, char *err, size_t errlen)
+{
+    char dir[4096];
+    for (size_t i = 0; i < registry_maildrop_count(g->reg); i++) {
+        struct maildrop_ref md;
+        registry_maildrop_at(g->reg, i, &md);
+        if (maildir_path(g->cfg->maildir_root, md.name, dir, sizeof dir) < 0)
+            return util_fail(err, errlen, "%s: maildrop '%s' has no usable directory "
+                             "under maildir_root '%s'", g->cfg->path, md.name,
+                             g->cfg->maildir_root);
+    }
+    return 0;
+}
+
 /* For a loaded g->cfg: reads /etc/hosts, loads the customer map, builds
  * the registry and (with_tls) the TLS context.  Blocks; touches no daemon
  * state.  0, or -1 with err (g keeps what was built: gen_free it). */
@@ -140,7 +157,7 @@ static int gen_build(struct gen *g, int with_tls, char *err, size_t errlen)
         g->map_secs = util_now_mono() - t0;
     }
     g->reg = registry_new(c, g->map, err, errlen);
-    if (!g->reg)
+    if (!g->reg || maildrops_check(g, err, errlen) < 0)
         return -1;
     if (with_tls && c->tls_certificate) {
         g->tls = tls_server_ctx(c->tls_certificate, c->tls_key, err, errlen);
@@ -406,6 +423,30 @@ static int spool_prepare(const struct config *c, const struct passwd *pw,
     return 0;
 }
 
+/* When there are maildrops: maildir_root (and its parents) made if missing,
+ * owned by the run-time user when started as root.  A failure is logged,
+ * not fatal: local deliveries defer with the reason until it is fixed. */
+static void maildir_prepare(const struct config *c, const struct registry *reg,
+                            const struct passwd *pw)
+{
+    char err[1024];
+    const char *root = c->maildir_root;
+    if (registry_maildrop_count(reg) == 0)
+        return;
+    if (mkdir_parents(root, err, sizeof err) < 0) {
+        log_warn("maildir_root: %s; local delivery defers until it can be written", err);
+        return;
+    }
+    if (mkdir(root, 0700) < 0) {
+        if (errno != EEXIST)
+            log_warn("maildir_root: %s: %s; local delivery defers until it can be "
+                     "written", root, strerror(errno));
+        return;
+    }
+    if (pw && chown(root, pw->pw_uid, pw->pw_gid) < 0)
+        log_warn("maildir_root: chown %s: %s", root, strerror(errno));
+}
+
 /* The link table, for delivery (which does not read it itself). */
 static int link_lookup(const char *customer, struct deliver_link *out)
 {
@@ -452,6 +493,7 @@ static int start(void)
         log_err("%s", err);
         return -1;
     }
+    maildir_prepare(c, D.cur.reg, pw);
     static const struct ctl_hooks hooks = { reload_request };
     if (smtp_server_bind(D.base, c, err, sizeof err) < 0 ||
         ctl_start(D.base, c->control, &hooks, err, sizeof err) < 0 ||
@@ -505,7 +547,13 @@ static int check_only(const char *unserved)
     if (unserved[0])
         printf("%s: sections not served by this version: %s\n", D.path, unserved);
     if (D.cur.map)
-        printf("%s: %zu customers\n", D.cur.map->path, D.cur.map->ncustomers);
+        printf("%s: %zu customers, %zu maildrops\n", D.cur.map->path,
+               D.cur.map->ncustomers, D.cur.map->nmaildrops);
+    size_t nlocal = 0;
+    for (size_t i = 0; i < registry_count(D.cur.reg); i++)
+        nlocal += registry_at(D.cur.reg, i)->deliver == DELIVER_LOCAL;
+    printf("%s: maildir_root %s: %zu maildrops, %zu local domains\n", D.path,
+           D.cur.cfg->maildir_root, registry_maildrop_count(D.cur.reg), nlocal);
     printf("%s: netlink watcher: %s\n", D.path,
            D.cur.cfg->netlink_enabled ? "enabled" : "not running (not enabled)");
     printf("configuration OK\n");

@@ -16,6 +16,8 @@ struct event_base;
 struct auth_check;
 
 #define AUTH_PASSWORD_MAX 1024      /* longer: refused without hashing */
+/* libcrypt hashes at most CRYPT_MAX_PASSPHRASE_SIZE - 1 (511) bytes: a
+ * longer password never matches either, and is not hashed. */
 
 /* Starts the worker threads (threads 0: 2).  0 / -1 with why. */
 int auth_passwd_init(struct event_base *base, unsigned threads, char *why, size_t whylen);

@@ -93,7 +93,8 @@ void maildir_list_free(struct maildir_list *l);
  * cur/ or whose flags it changed since the listing. */
 int maildir_open(const char *dir, const struct maildir_msg *m, char *why, size_t whylen);
 
-/* BLOCKING.  Removes a listed message (a file already gone is success). */
+/* BLOCKING.  Removes a listed message (a file already gone is success).
+ * Not synced: after a crash a removed message may come back. */
 int maildir_remove(const char *dir, const struct maildir_msg *m, char *why, size_t whylen);
 
 /* BLOCKING.  Marks a listed message seen: new/NAME -> cur/NAME:2,S (or adds
@@ -129,7 +130,9 @@ struct maildir_usage {
 };
 /* Known usage of drop; a drop never seen is all zeros.  Never blocks. */
 void maildir_usage_get(const char *drop, struct maildir_usage *u);
-/* Adds (or with negative deltas removes) to drop's figures. */
+/* Adds (or with negative deltas removes) to drop's figures; a removal
+ * clamps at zero and leaves oldest as it was (until the next set()), or 0
+ * once the drop is empty. */
 void maildir_usage_add(const char *drop, int64_t bytes, int64_t messages, time_t mtime);
 /* Sets drop's figures from a fresh listing (after a POP3 session's UPDATE,
  * or the start-up scan). */

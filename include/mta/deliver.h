@@ -1,7 +1,8 @@
 /*
  * deliver — the delivery tier (mta/): pushes customers' held mail through a
- * transport (SMTP to the link's address or a fixed host today) when the
- * customer is reachable (link up, or online "always") or kicked.  It sits
+ * transport (SMTP to the link's address or a fixed host, or local delivery
+ * into maildrops) when the customer is reachable (link up, online "always",
+ * or local delivery, always) or kicked.  It sits
  * above the queue: it registers its hooks with the qmgr (qmgr_deliver.h) in
  * deliver_init() and learns of new mail, reloads and releases through them.
  * It does not read the link table itself: kickmaild.c hands it the table's
@@ -41,7 +42,9 @@ struct deliver_kick_result {
 /* Kicks a customer: delivers its waiting mail now to its link address (link
  * up) or fixed host, without changing the link, the retry backoff or the
  * time of the next retry.  -1 with why in err: no usable address, a
- * maildrop/pickup customer, unknown customer.  A kick while a pass runs
+ * pickup customer, unknown customer.  A local domain or a deliver =
+ * "maildrop" customer delivers into its maildrops (address "local", port
+ * 0): a kick retries its deferred mail now.  A kick while a pass runs
  * joins it (already = 1; one more pass follows once it ends), so a customer
  * never has more than its `connections`; with `etrn`, a kick within
  * etrn_interval of the last ETRN-started pass joins too, and that pass

@@ -44,6 +44,8 @@ struct qrcpt {
     char *reason;                   /* NULL or last deferral reason */
     uint8_t status;                 /* enum qr_status */
     uint8_t outbound;               /* SPOOL_RCPT_OUTBOUND was set */
+    uint8_t local;                  /* counted in its address's queued bytes
+                                     * (attached to a local domain) */
     uint32_t pass;                  /* owned by the delivery tier (mta/): the pass
                                      * that last took it; the queue only zeroes
                                      * it when attaching r to a customer */
@@ -100,8 +102,19 @@ int qmgr_id_form(const char *s);
 /* Parses a queue ID (10-20 upper-case letters and digits); 0 / -1. */
 int qmgr_id_parse(const char *s, uint64_t *id);
 
-/* May the customer take `bytes` more?  0 yes, -1 over quota. */
+/* May the customer take `bytes` more?  Its held bytes, and for deliver =
+ * "maildrop" also those in its domain maildrop (maildir_usage), against its
+ * quota.  0 yes, -1 over quota. */
 int qmgr_quota_check(const struct customer *c, uint64_t bytes);
+/* May recipient addr of customer c take `bytes` more?  The customer's quota
+ * as qmgr_quota_check(), then for a local domain (DELIVER_LOCAL) the quota of
+ * addr's maildrop: the bytes in it (maildir_usage) plus those of its mail
+ * still queued.  0 yes, -1 the customer is over quota, -2 the maildrop is.
+ * O(1). */
+int qmgr_quota_check_rcpt(const struct customer *c, const char *addr, uint64_t bytes);
+/* Bytes of the queued messages with a pending recipient addr (any case) of
+ * a local domain.  O(1). */
+uint64_t qmgr_local_bytes(const char *addr);
 
 /* Stores and indexes a received message; cb(0) once durable, or cb(errno).
  * body is drained.  env->id comes from qmgr_new_id(). */

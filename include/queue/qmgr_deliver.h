@@ -18,6 +18,7 @@
 struct config;
 struct event_base;
 struct evbuffer;
+struct registry;
 
 /* What the queue tells the delivery tier.  Every member may be NULL. */
 struct qmgr_hooks {
@@ -31,12 +32,18 @@ struct qmgr_hooks {
     void (*rcpt_leaving)(struct qrcpt *r);
     /* A release concerning qc took effect (durable). */
     void (*resume)(struct qcust *qc);
+    /* A recipient was refused at RCPT because maildrop `drop` is full by its
+     * known usage: its files may have been removed by another program
+     * (Dovecot, a POP3 client of another server), so delivery may read the
+     * maildrop again. */
+    void (*maildrop_full)(const char *drop);
 };
 /* Registers the hooks (copied; NULL: none).  After qmgr_init(), which
  * starts with none. */
 void qmgr_set_hooks(const struct qmgr_hooks *h);
 
 const struct config *qmgr_config(void);
+const struct registry *qmgr_registry(void);
 struct event_base *qmgr_base(void);
 
 /* Final results for some recipients of m were applied in memory (status

@@ -436,9 +436,14 @@ void ctl_fmt_kick(struct evbuffer *out, const char *customer,
         evbuffer_add_printf(out, ",\"port\":%d}\n", res->port);
     } else {
         int v6 = strchr(res->address, ':') != NULL;
-        evbuffer_add_printf(out, "kicked %s: %u messages to %s%s%s:%d%s\n", customer,
-                            res->messages, v6 ? "[" : "", res->address, v6 ? "]" : "",
-                            res->port, res->already ? " (delivery already running)" : "");
+        if (res->port == 0)             /* local delivery: "local", no port */
+            evbuffer_add_printf(out, "kicked %s: %u messages to %s%s\n", customer,
+                                res->messages, res->address,
+                                res->already ? " (delivery already running)" : "");
+        else
+            evbuffer_add_printf(out, "kicked %s: %u messages to %s%s%s:%d%s\n", customer,
+                                res->messages, v6 ? "[" : "", res->address, v6 ? "]" : "",
+                                res->port, res->already ? " (delivery already running)" : "");
     }
 }
 

@@ -19,6 +19,11 @@
  * arguments: found beside the running program first (the build tree), else
  * in KM_LIBEXECDIR.
  *
+ * One command needs no daemon: `kickq hash-password` reads one password
+ * line on stdin (echo off and a prompt on stderr when stdin is a terminal)
+ * and prints a yescrypt hash for a maildrop's `password` (auth/passwd's
+ * auth_passwd_hash, libcrypt: the full build only; the front end execs it).
+ *
  * Trusts: the daemon at the other end of the socket, to send one status line
  * first.  Guarantees: it never waits forever for that line (KICKQ_TIMEOUT);
  * after it, the body is streamed as it comes, however long it is.
@@ -36,6 +41,10 @@
 #include <unistd.h>
 
 #ifndef KICKQ_CONFIG_EXEC
+#include <signal.h>
+#include <termios.h>
+
+#include "auth/passwd.h"
 #include "core/config.h"
 #endif
 #include "ctl/ctl.h"
@@ -50,6 +59,8 @@
 #define KICKQ_TIMEOUT   300             /* seconds to wait for the status line */
 #define KICKQ_LINE_MAX  65536           /* longest status line accepted */
 #define KICKQ_HELPER    "kickq-config"  /* the full build, for -c */
+#define KICKQ_HASH_CMD  "hash-password"
+#define KICKQ_HASH_USAGE KICKQ_HASH_CMD "   (no daemon: a yescrypt hash of the password on stdin)"
 
 #ifdef KICKQ_STATIC_GLIBC
 #include <pwd.h>
@@ -117,6 +128,7 @@ static void kickq_usage(FILE *f)
                "commands:\n");
     for (unsigned i = 0; (c = ctl_cmd_at(i)); i++)
         fprintf(f, "  %s\n", c->usage);
+    fprintf(f, "  %s\n", KICKQ_HASH_USAGE);
 }
 
 static int kickq_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -168,6 +180,103 @@ static int kickq_exec_full(char **argv)
     fprintf(stderr, "kickq: cannot run %s: %s\n", KM_LIBEXECDIR "/" KICKQ_HELPER,
             kickq_strerror(errno));
     return 1;
+}
+#endif
+
+#ifndef KICKQ_CONFIG_EXEC
+/* The terminal's settings while echo is off (restored on a signal too). */
+static struct termios kickq_tty_saved;
+static volatile sig_atomic_t kickq_tty_quiet;
+
+static void kickq_tty_restore(void)
+{
+    if (kickq_tty_quiet) {
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &kickq_tty_saved);
+        kickq_tty_quiet = 0;
+    }
+}
+
+static void kickq_tty_signal(int sig)
+{
+    kickq_tty_restore();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* Turns echo off on the terminal stdin is, and prompts on stderr. */
+static void kickq_tty_quiet_start(void)
+{
+    struct termios t;
+    if (tcgetattr(STDIN_FILENO, &kickq_tty_saved) == 0) {
+        static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP };
+        for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+            signal(sigs[i], kickq_tty_signal);
+        t = kickq_tty_saved;
+        t.c_lflag &= ~(tcflag_t)ECHO;
+        kickq_tty_quiet = tcsetattr(STDIN_FILENO, TCSAFLUSH, &t) == 0;
+    }
+    fputs("Password: ", stderr);
+    fflush(stderr);
+}
+
+/* Reads the first line of stdin into pw (size bytes), without its LF (and
+ * a CR before it); a line that does not fit is cut at size - 1 bytes (more
+ * than libcrypt hashes, so auth_passwd_hash refuses it).  Its length; -1
+ * (said why) on a read error or a NUL byte. */
+static ssize_t kickq_read_password(char *pw, size_t size)
+{
+    size_t n = 0;
+    char *nl = NULL;
+    while (n < size - 1 && !(nl = memchr(pw, '\n', n))) {
+        ssize_t r = read(STDIN_FILENO, pw + n, size - 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            fprintf(stderr, "kickq: " KICKQ_HASH_CMD ": read: %s\n", kickq_strerror(errno));
+            return -1;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    if (nl || (nl = memchr(pw, '\n', n))) {
+        n = (size_t)(nl - pw);
+        if (n && pw[n - 1] == '\r')
+            n--;
+    }
+    pw[n] = 0;
+    if (memchr(pw, 0, n)) {
+        fprintf(stderr, "kickq: " KICKQ_HASH_CMD ": the password contains a NUL byte\n");
+        return -1;
+    }
+    return (ssize_t)n;
+}
+
+/* kickq hash-password: one password line on stdin, its yescrypt hash on
+ * stdout.  The exit status. */
+static int kickq_hash_password(void)
+{
+    static char pw[AUTH_PASSWORD_MAX + 2];
+    char hash[256], why[256];
+    int tty = isatty(STDIN_FILENO);
+    if (tty)
+        kickq_tty_quiet_start();
+    ssize_t n = kickq_read_password(pw, sizeof pw);
+    if (tty) {
+        kickq_tty_restore();
+        fputc('\n', stderr);
+    }
+    int rc = 1;
+    if (n >= 0 && auth_passwd_hash(pw, hash, sizeof hash, why, sizeof why) < 0)
+        fprintf(stderr, "kickq: " KICKQ_HASH_CMD ": %s\n", why);
+    else if (n >= 0) {
+        printf("%s\n", hash);
+        rc = fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
+        if (rc)
+            fprintf(stderr, "kickq: write to stdout: %s\n", kickq_strerror(errno));
+    }
+    explicit_bzero(pw, sizeof pw);
+    return rc;
 }
 #endif
 
@@ -320,6 +429,19 @@ static int kickq_talk(int fd, const char *req, size_t len)
     return kickq_copy_body(fd, buf + eol + 1, (size_t)have - eol - 1);
 }
 
+/* kickq [options] hash-password (nwords words from the command on): run
+ * here, or by the full build, which has libcrypt.  The exit status. */
+static int kickq_hash_command(int nwords, char **argv)
+{
+    if (nwords != 1)
+        return kickq_usage_error("usage: " KICKQ_HASH_CMD);
+#ifdef KICKQ_CONFIG_EXEC
+    return kickq_exec_full(argv);
+#else
+    return kickq_hash_password();
+#endif
+}
+
 int main(int argc, char **argv)
 {
     const char *cfg = NULL, *sock = NULL;
@@ -356,6 +478,8 @@ int main(int argc, char **argv)
         return kickq_usage_error("-c and -s exclude each other");
     if (optind >= argc)
         return kickq_usage_error("no command given");
+    if (strcmp(argv[optind], KICKQ_HASH_CMD) == 0)         /* needs no daemon */
+        return kickq_hash_command(argc - optind, argv);
     /* no malloc on the way to the daemon: musl's first one costs five
      * system calls (brk, mmap...), a tenth of kickq's own start-up */
     static char req[CTL_MAX_REQUEST + 1];

@@ -318,7 +318,7 @@ static int write_message(int fd, const char *prefix, size_t prefixlen,
     conv_evbuffer(&c, body);
     conv_end(&c);
     free(c.buf);
-    if (!c.err && fsync(fd) < 0)
+    if (!c.err && fdatasync(fd) < 0)     /* data and size: all a reader needs */
         c.err = errno;
     *size = c.size;
     *vsize = c.vsize;

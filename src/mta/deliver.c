@@ -123,10 +123,14 @@ int dl_dest(const struct qcust *qc, struct transport_dest *dst, char *err, size_
     return transport_for(c)->dest(c, dl_link(qc, &lb), dst, err, errlen);
 }
 
-/* "host:port" for logs and reasons; an IPv6 address in brackets. */
+/* "host:port" for logs and reasons; an IPv6 address in brackets; "local"
+ * (port 0) for local delivery. */
 static const char *dl_relay(const char *host, int port, char *buf, size_t len)
 {
-    snprintf(buf, len, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+    if (port == 0)
+        snprintf(buf, len, "%s", host);
+    else
+        snprintf(buf, len, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
     return buf;
 }
 
@@ -137,6 +141,8 @@ int dl_online(const struct qcust *qc)
     struct deliver_link lb;
     if (!c || !transport_for(c)->open)
         return 0;                       /* mail that is fetched, never pushed */
+    if (transport_for(c)->local)
+        return 1;                       /* local delivery: no link to wait for */
     l = dl_link(qc, &lb);
     if (l && l->up)
         return 1;
@@ -209,7 +215,7 @@ static void job_free(struct job *j)
     free(j->tm.results);
     free(j->r);
     free(j->addrs);
-    if (j->body)
+    if (j->body && j->tm.body == j->body)   /* not taken over by the transport */
         evbuffer_free(j->body);
     free(j);
 }
@@ -243,10 +249,13 @@ static void job_results(struct job *j, const char *relay)
     }
     m->active--;
     if (nb) {
-        /* the results are recorded once the DSN is queued */
-        bounce_rcpts(m, nb, br, NULL, bdiag, j->d ? j->d->host : NULL, j->body, 0,
+        /* the results are recorded once the DSN is queued; a body the
+         * transport took over is read again from the spool */
+        struct evbuffer *body = j->tm.body == j->body ? j->body : NULL;
+        bounce_rcpts(m, nb, br, NULL, bdiag, j->d ? j->d->host : NULL, body, 0,
                      NULL, NULL);
-        j->body = NULL;
+        if (body)
+            j->body = j->tm.body = NULL;
     } else if (nfinal) {
         qmgr_msg_record(m, NULL, NULL);
     }
@@ -568,7 +577,7 @@ int pass_open(struct qdeliv *d)
     d->last_error[0] = 0;
     d->port = dst.port;
     d->cursor = TAILQ_FIRST(&d->qc->rcpts);
-    if (util_numeric_ip(dst.host)) {
+    if (transport_for(d->qc->cfg)->local || util_numeric_ip(dst.host)) {
         free(d->addrs);
         d->addrs = NULL;
         snprintf(d->host, sizeof d->host, "%.63s", dst.host);   /* numeric: fits */
@@ -723,6 +732,8 @@ static void dl_link_changed(const struct dl_event *ev, int was_up)
         return;
     if (qc->cfg && qc->cfg->online == ONLINE_ALWAYS && qc->cfg->deliver == DELIVER_HOST)
         return;                         /* leased line: the link does not matter */
+    if (qc->cfg && transport_for(qc->cfg)->local)
+        return;                         /* local delivery: nor here */
     d->mode = DL_IDLE;
     d->last_error[0] = 0;
     dl_abort(d, "link went down during delivery");
@@ -798,6 +809,7 @@ static void deliver_reconfigured(void)
     struct qcust *qc;
     resolve_configure(qmgr_base(), cfg->resolver, cfg->resolver_timeout, cfg->resolver_tries,
                       cfg->hosts);
+    transport_maildir_configure();      /* the usage of new maildrops */
     while ((qc = qmgr_cust_next(&pos))) {
         if (qc->dl)
             qc->dl->cursor = TAILQ_FIRST(&qc->rcpts);
@@ -825,7 +837,7 @@ int deliver_init(deliver_link_fn *links, char *err, size_t errlen)
     static const struct qmgr_hooks hooks = {
         .new_mail = deliver_new_mail, .cust_gone = deliver_cust_gone,
         .reconfigured = deliver_reconfigured, .rcpt_leaving = deliver_rcpt_leaving,
-        .resume = deliver_resume,
+        .resume = deliver_resume, .maildrop_full = transport_maildir_rescan,
     };
     DL.links = links;
     if (transport_init(qmgr_base(), err, errlen) < 0)

@@ -13,7 +13,13 @@
  * Trusts the customer name only as a key (unknown: refused), the qmgr
  * index and deliver.c's state.  Guarantees: a kick either starts or joins
  * a pass and reports where it goes, or fails with why (no usable address,
- * mail held for POP3 or ODMR, unknown customer) and changes nothing.
+ * mail held for ODMR, a deliver = "maildrop" customer, unknown customer)
+ * and changes nothing.  A kick of a local domain (the address maildrops of
+ * one domain) retries its deferred mail (over quota, a disk error) into the
+ * maildrops now ("local").  A deliver = "maildrop" customer is refused as
+ * the contract (INTERFACE.md) says: its mail goes into its maildrop at once;
+ * what waits there is retried on its own (retry_min..retry_max, and when a
+ * POP3 session frees room).
  */
 #include <stdio.h>
 #include <string.h>
@@ -52,8 +58,12 @@ static int kick_start(struct qdeliv *d, int etrn, const struct transport_dest *d
         d->mode = DL_KICK;
     d->kicked = 1;
     int started = pass_open(d) == 0;
-    log_info("%s: %s: %u messages to %s:%d", d->qc->name, etrn ? "ETRN" : "kick",
-             d->qc->nmsg, dst->host, dst->port);
+    if (dst->port == 0)                 /* local delivery */
+        log_info("%s: %s: %u messages to %s", d->qc->name, etrn ? "ETRN" : "kick",
+                 d->qc->nmsg, dst->host);
+    else
+        log_info("%s: %s: %u messages to %s:%d", d->qc->name, etrn ? "ETRN" : "kick",
+                 d->qc->nmsg, dst->host, dst->port);
     return started ? 0 : -1;
 }
 
@@ -111,6 +121,11 @@ int deliver_kick(const char *customer, int etrn, struct deliver_kick_result *res
     memset(res, 0, sizeof *res);
     if (!qc) {
         snprintf(err, errlen, "%s: no such customer", customer);
+        return -1;
+    }
+    if (qc->cfg && qc->cfg->deliver == DELIVER_MAILDROP && !etrn) {
+        snprintf(err, errlen, "%s: delivers into its POP3 maildrop as mail arrives; "
+                 "nothing to kick", customer);
         return -1;
     }
     if (dl_dest(qc, &dst, err, errlen) < 0)

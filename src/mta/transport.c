@@ -1,10 +1,10 @@
 /*
  * transport — the transport lookup (a customer's `deliver` setting to its
- * transport) and the two transports that never push: "maildrop" (the mail
- * waits in the customer's POP3 maildrop) and "pickup" (it waits for the
- * customer to fetch it over ODMR, ATRN).  Their dest() refuses with the
- * reason a kick reports; they have no sessions, so their customers are
- * never online.
+ * transport) and the one transport that never pushes: "pickup" (the mail
+ * waits for the customer to fetch it over ODMR, ATRN).  Its dest() refuses
+ * with the reason a kick reports; it has no sessions, so its customers are
+ * never online.  Local domains and deliver = "maildrop" customers go to
+ * the maildir transport (transport_maildir.c).
  *
  * Trusts the configuration (checked at load).  Guarantees: transport_for()
  * never returns NULL.
@@ -14,13 +14,6 @@
 #include "core/config.h"
 #include "transport.h"
 
-static int maildrop_dest(const struct customer *c, const struct deliver_link *link,
-                         struct transport_dest *dst, char *err, size_t errlen)
-{
-    snprintf(err, errlen, "%s: delivers to a POP3 maildrop, not by SMTP", c->name);
-    return -1;
-}
-
 static int pickup_dest(const struct customer *c, const struct deliver_link *link,
                        struct transport_dest *dst, char *err, size_t errlen)
 {
@@ -28,8 +21,6 @@ static int pickup_dest(const struct customer *c, const struct deliver_link *link
     return -1;
 }
 
-static const struct transport transport_maildrop = { .name = "maildrop",
-                                                      .dest = maildrop_dest };
 static const struct transport transport_pickup = { .name = "pickup",
                                                     .dest = pickup_dest };
 
@@ -40,7 +31,8 @@ const struct transport *transport_for(const struct customer *c)
     case DELIVER_HOST:
         return &transport_smtp;
     case DELIVER_MAILDROP:
-        return &transport_maildrop;
+    case DELIVER_LOCAL:
+        return &transport_maildir;
     case DELIVER_PICKUP:
     default:
         return &transport_pickup;
@@ -49,10 +41,13 @@ const struct transport *transport_for(const struct customer *c)
 
 int transport_init(struct event_base *base, char *err, size_t errlen)
 {
-    return transport_smtp_init(base, err, errlen);
+    if (transport_smtp_init(base, err, errlen) < 0)
+        return -1;
+    return transport_maildir_init(base, err, errlen);
 }
 
 void transport_shutdown(void)
 {
+    transport_maildir_shutdown();
     transport_smtp_shutdown();
 }

@@ -6,13 +6,13 @@
  * recipient.  Private to mta/.
  *
  * Today: "smtp" (transport_smtp.c: SMTP to the link's address or to the
- * customer's fixed host, whose name the scheduler looks up), and two that
- * never push (transport.c): "maildrop" (the mail waits for POP3) and
- * "pickup" (it waits for ODMR, ATRN).  To come: maildir (local delivery
- * into the maildrop), an attached connection (ODMR: the customer's
- * accepted connection handed to smtp_client_attach(), which exists and is
- * unit-tested; its transport's open() would attach instead of connect),
- * MX relay.
+ * customer's fixed host, whose name the scheduler looks up), "maildir"
+ * (transport_maildir.c: local delivery into the maildrops of local domains
+ * and of deliver = "maildrop" customers), and one that never pushes
+ * (transport.c): "pickup" (the mail waits for ODMR, ATRN).  To come: an
+ * attached connection (ODMR: the customer's accepted connection handed to
+ * smtp_client_attach(), which exists and is unit-tested; its transport's
+ * open() would attach instead of connect), MX relay.
  */
 #ifndef KM_MTA_TRANSPORT_H
 #define KM_MTA_TRANSPORT_H
@@ -48,7 +48,9 @@ struct transport_msg {
     const char *sender;         /* "" for <> */
     size_t nrcpt;
     const char *const *rcpts;
-    struct evbuffer *body;      /* as stored: CRLF lines, not dot-stuffed */
+    struct evbuffer *body;      /* as stored: CRLF lines, not dot-stuffed; a
+                                 * transport's abort() may take it over (sets
+                                 * it NULL and frees it itself) */
     int eightbit;               /* body has 8-bit bytes */
     void *owner;                /* free for the owner */
     struct transport_result *results;   /* nrcpt entries, set by the transport */
@@ -78,6 +80,8 @@ struct transport_target {
 
 struct transport {
     const char *name;
+    int local;                  /* delivers on this host: always reachable,
+                                 * no link, no address (dest is "local") */
     /* Where c's mail goes now: 0 with *dst, or -1 with why in err (link
      * down, or mail that is never pushed but fetched).  link: c's link,
      * NULL when it never had one. */
@@ -111,5 +115,16 @@ void transport_shutdown(void);
 extern const struct transport transport_smtp;
 int transport_smtp_init(struct event_base *base, char *err, size_t errlen);
 void transport_smtp_shutdown(void);
+
+/* transport_maildir.c: its worker threads; _configure (at start and after
+ * each reload, on the loop) queues the usage scan of the maildrops not read
+ * yet; _shutdown joins the threads (a delivery being written finishes). */
+extern const struct transport transport_maildir;
+int transport_maildir_init(struct event_base *base, char *err, size_t errlen);
+void transport_maildir_configure(void);
+void transport_maildir_shutdown(void);
+/* Reads maildrop drop's usage again soon (not more often than every
+ * MD_RESCAN_SECS): it was found full at RCPT, and files may have gone. */
+void transport_maildir_rescan(const char *drop);
 
 #endif

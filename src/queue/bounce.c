@@ -147,7 +147,9 @@ static void bounce_compose(struct bounce *b)
     for (size_t i = 0; i < b->n; i++) {
         status_of(b->diag[i], b->delayed, st, sizeof st);
         snprintf(stbuf[i], sizeof stbuf[i], "%s", b->status ? b->status : st);
-        dr[i] = (struct dsn_rcpt){ b->r[i]->addr, stbuf[i], b->diag[i], b->remote };
+        /* "local" (local delivery into a maildrop) is no remote MTA */
+        const char *remote = b->remote && strcmp(b->remote, "local") ? b->remote : NULL;
+        dr[i] = (struct dsn_rcpt){ b->r[i]->addr, stbuf[i], b->diag[i], remote };
     }
     struct dsn_info info = {
         .reporting_mta = cfg->hostname, .from = from, .to = to, .queue_id = m->idstr,

@@ -33,6 +33,7 @@
 #include "core/log.h"
 #include "core/registry.h"
 #include "core/util.h"
+#include "maildir/maildir.h"
 #include "queue/qmgr.h"
 #include "queue/qmgr_deliver.h"
 #include "spool/spool.h"
@@ -230,6 +231,46 @@ static int msg_has_cust(const struct qmsg *m, const struct qcust *qc,
     return 0;
 }
 
+/* Queued bytes per recipient address of a local domain (a maildrop's), for
+ * the maildrop's quota at RCPT.  A message counts once per address: SMTP
+ * takes an address once per message (any case). */
+struct qlocal {
+    char *addr;
+    uint64_t bytes;
+    unsigned nmsg;
+};
+
+static void local_count(struct qrcpt *r, int delta)
+{
+    struct qlocal *l = hmap_get(Q.local_bytes, r->addr);
+    if (delta > 0) {
+        if (!l) {
+            l = xcalloc(1, sizeof *l);
+            l->addr = xstrdup(r->addr);
+            hmap_put(Q.local_bytes, l->addr, l);
+        }
+        l->bytes += r->msg->size;
+        l->nmsg++;
+        r->local = 1;
+        return;
+    }
+    r->local = 0;
+    if (!l)
+        return;
+    l->bytes -= l->bytes < r->msg->size ? l->bytes : r->msg->size;
+    if (--l->nmsg == 0) {
+        hmap_del(Q.local_bytes, l->addr);
+        free(l->addr);
+        free(l);
+    }
+}
+
+uint64_t qmgr_local_bytes(const char *addr)
+{
+    const struct qlocal *l = addr && Q.local_bytes ? hmap_get(Q.local_bytes, addr) : NULL;
+    return l ? l->bytes : 0;
+}
+
 static void rcpt_attach(struct qrcpt *r)
 {
     const struct customer *c = NULL;
@@ -245,6 +286,8 @@ static void rcpt_attach(struct qrcpt *r)
             r->cust->bytes += r->msg->size;
         }
         TAILQ_INSERT_TAIL(&r->cust->rcpts, r, link);
+        if (r->cust->cfg && r->cust->cfg->deliver == DELIVER_LOCAL)
+            local_count(r, 1);
     } else if (r->outbound) {
         TAILQ_INSERT_TAIL(&Q.outbound, r, link);
     } else {
@@ -261,6 +304,8 @@ static void rcpt_detach(struct qrcpt *r)
             Q.hooks.rcpt_leaving(r);
         TAILQ_REMOVE(&r->cust->rcpts, r, link);
         r->link.tqe_prev = NULL;
+        if (r->local)
+            local_count(r, -1);
         if (!msg_has_cust(r->msg, r->cust, r)) {
             r->cust->nmsg--;
             r->cust->bytes -= r->msg->size;
@@ -513,6 +558,7 @@ int qmgr_init(struct event_base *base, struct spool *sp, const struct config *c,
     Q.reg = r;
     Q.custs = hmap_new(0);
     Q.held_domains = hmap_new(1);
+    Q.local_bytes = hmap_new(1);
     held_absent = hmap_new(0);
     TAILQ_INIT(&Q.outbound);
     TAILQ_INIT(&Q.orphans);
@@ -558,6 +604,12 @@ void qmgr_shutdown(void)
     while (hmap_next(Q.held_domains, &pos, NULL, &v))
         free(v);
     hmap_free(Q.held_domains);
+    pos = 0;
+    while (hmap_next(Q.local_bytes, &pos, NULL, &v)) {
+        free(((struct qlocal *)v)->addr);
+        free(v);
+    }
+    hmap_free(Q.local_bytes);
     pos = 0;
     while (hmap_next(held_absent, &pos, NULL, &v))
         free(v);
@@ -632,12 +684,45 @@ void qmgr_reconfigure(const struct config *c, const struct registry *r)
         Q.hooks.reconfigured();
 }
 
-int qmgr_quota_check(const struct customer *c, uint64_t bytes)
+/* The customer's quota; *maildrop (when not NULL) is set when its domain
+ * maildrop's bytes count. */
+static int quota_check(const struct customer *c, uint64_t bytes, int *maildrop)
 {
     struct qcust *qc = hmap_get(Q.custs, c->name);
+    struct maildir_usage u = { 0 };
     if (!qc || c->quota == 0)
         return 0;
-    return qc->bytes + bytes > c->quota ? -1 : 0;
+    if (c->deliver == DELIVER_MAILDROP)
+        maildir_usage_get(c->name, &u);         /* its domain maildrop */
+    if (maildrop)
+        *maildrop = u.bytes > 0;
+    return qc->bytes + u.bytes + bytes > c->quota ? -1 : 0;
+}
+
+int qmgr_quota_check(const struct customer *c, uint64_t bytes)
+{
+    return quota_check(c, bytes, NULL);
+}
+
+int qmgr_quota_check_rcpt(const struct customer *c, const char *addr, uint64_t bytes)
+{
+    struct maildrop_ref md;
+    struct maildir_usage u;
+    int maildrop = 0;
+    if (quota_check(c, bytes, &maildrop) < 0) {
+        if (maildrop && Q.hooks.maildrop_full)
+            Q.hooks.maildrop_full(c->name);
+        return -1;
+    }
+    if (c->deliver != DELIVER_LOCAL || registry_maildrop(Q.reg, addr, &md) < 0 ||
+        md.quota == 0)
+        return 0;
+    maildir_usage_get(md.name, &u);
+    if (u.bytes + qmgr_local_bytes(addr) + bytes <= md.quota)
+        return 0;
+    if (u.bytes > 0 && Q.hooks.maildrop_full)
+        Q.hooks.maildrop_full(md.name);
+    return -2;
 }
 
 /* ---- receiving, reading bodies ---- */

@@ -11,10 +11,8 @@
 #include "queue/qmgr.h"
 #include "queue/qmgr_deliver.h"
 
-struct registry;
 struct spool;
 
-const struct registry *qmgr_registry(void);
 struct spool *qmgr_spool(void);
 
 /* Deferrals noted whose STATE records are not queued yet, or result and

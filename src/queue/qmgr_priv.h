@@ -36,6 +36,8 @@ struct qmgr_state {
     struct hmap *custs;             /* name -> struct qcust */
     struct hmap *held_domains;      /* domain -> strdup'd domain */
     struct qrcpt_list outbound, orphans;
+    struct hmap *local_bytes;       /* recipient address of a local domain ->
+                                     * struct qlocal: its queued bytes */
     struct qmgr_hooks hooks;        /* the delivery tier's (qmgr_set_hooks) */
     int stopping;                   /* qmgr_stop() was called */
 };

@@ -49,7 +49,8 @@ static enum kick_out kick_one(const struct customer *c, unsigned *msgs)
     struct deliver_kick_result res;
     char err[256];
     struct qcust *qc = qmgr_cust_by_name(c->name);
-    if (c->deliver == DELIVER_MAILDROP || c->deliver == DELIVER_PICKUP)
+    if (c->deliver == DELIVER_MAILDROP || c->deliver == DELIVER_PICKUP ||
+        c->deliver == DELIVER_LOCAL)
         return K_NOTALLOWED;
     if (!qc || qc->nmsg == 0)
         return K_NONE;

@@ -303,8 +303,10 @@ static int rcpt_decide(struct smtp_sess *s, const struct smtp_mailbox *mb)
         reply(s, "452 4.5.3 Error: too many recipients");
         return -1;
     }
-    if (qmgr_quota_check(c, s->declared_size) < 0) {
-        reply(s, "452 4.2.2 <%s>: Mailbox full: customer over quota", addr);
+    int over = qmgr_quota_check_rcpt(c, addr, s->declared_size);
+    if (over < 0) {
+        reply(s, "452 4.2.2 <%s>: Mailbox full: %s over quota", addr,
+              over == -2 ? "maildrop" : "customer");
         return -1;
     }
     rcpt_add(s, addr, 0, c->name);
@@ -688,15 +690,18 @@ static void commit_done(int err, void *arg)
     sess_process(s);
 }
 
+/* 0, or what is over quota for a message of size bytes: -1 a customer,
+ * -2 a maildrop. */
 static int customers_over_quota(struct smtp_sess *s, uint64_t size)
 {
     for (unsigned i = 0; i < s->nrcpt; i++) {
         const struct customer *c;
+        int over;
         if (!s->rcpts[i].customer)
             continue;
         c = registry_by_name(smtp_env.reg, s->rcpts[i].customer);
-        if (c && qmgr_quota_check(c, size) < 0)
-            return 1;
+        if (c && (over = qmgr_quota_check_rcpt(c, s->rcpts[i].addr, size)) < 0)
+            return over;
     }
     return 0;
 }
@@ -726,8 +731,9 @@ static void data_end(struct smtp_sess *s)
         return;
     }
     size_t size = evbuffer_get_length(s->body);
-    if (customers_over_quota(s, size)) {
-        reply(s, "452 4.2.2 Error: customer over quota");
+    int over = customers_over_quota(s, size);
+    if (over < 0) {
+        reply(s, "452 4.2.2 Error: %s over quota", over == -2 ? "maildrop" : "customer");
         sess_enter_state(s, SS_HELO);
         return;
     }

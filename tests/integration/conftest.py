@@ -58,6 +58,7 @@ class Daemon:
         self.port = free_port()
         self.spool = os.path.join(self.tmp, "spool")
         self.control = os.path.join(self.tmp, "control.sock")
+        self.maildirs = os.path.join(self.tmp, "maildrops")     # maildir_root
         self.conf = os.path.join(self.tmp, "kickmail.conf")
         self.log = os.path.join(self.tmp, "kickmaild.log")
         self.customers = customers
@@ -79,6 +80,7 @@ class Daemon:
         return """hostname = "mx.test.example"
 spool = "%s"
 control = "%s"
+maildir_root = "%s"
 postmaster = "noc@isp.example"
 %s
 smtp {
@@ -87,7 +89,8 @@ smtp {
 }
 %s
 %s
-""" % (self.spool, self.control, tls, self.port, self.smtp_opts, self.customers, self.extra)
+""" % (self.spool, self.control, self.maildirs, tls, self.port, self.smtp_opts,
+       self.customers, self.extra)
 
     def write_conf(self, text=None):
         with open(self.conf, "w") as f:

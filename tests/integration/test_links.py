@@ -1,5 +1,6 @@
 """The link table: kickq link up/down, links, TTL expiry, one address per
 customer, summary link fields, persistence across restarts; kickq kick."""
+import os
 import time
 
 from conftest import MTA_HOST, customer_conf, links_of, queue_ids, status_of, wait_for
@@ -217,12 +218,29 @@ def test_kick_with_the_link_down_fails(make_daemon, mta):
 
 
 def test_kick_maildrop_customer_fails(make_daemon, mta):
+    # a maildrop customer's mail goes into its maildrop at once (issue 12),
+    # never by SMTP; a kick of it stays refused with the reason, exit 1, as
+    # INTERFACE.md says
     customers = conf(mta) + customer_conf("drop", ["drop.example"], deliver="maildrop",
                                           secret="x")
     d = make_daemon(customers=customers).start()
     send(d, "bob@drop.example")
+    new = os.path.join(d.maildirs, "drop", "new")
+    wait_for(lambda: os.path.isdir(new) and len(os.listdir(new)) == 1,
+             what="the message in drop's maildrop")
     r = d.kickq("kick", "drop", check=False)
-    assert r.returncode == 1 and r.stderr.strip(), (r.returncode, r.stderr)
+    assert r.returncode == 1 and "maildrop" in r.stderr, (r.returncode, r.stderr)
+    assert mta.connections == 0
+
+
+def test_kick_pickup_customer_fails(make_daemon, mta):
+    customers = conf(mta) + customer_conf("pick", ["pick.example"], deliver="pickup",
+                                          secret="x")
+    d = make_daemon(customers=customers).start()
+    send(d, "bob@pick.example")
+    r = d.kickq("kick", "pick", check=False)
+    assert r.returncode == 1 and "ODMR" in r.stderr, (r.returncode, r.stderr)
+    assert mta.connections == 0
 
 
 def test_kick_with_the_link_up_delivers_and_keeps_the_link(make_daemon, mta):

@@ -5,7 +5,8 @@
  * for each maildrop domain no customer owns (its options, its accepted local
  * parts), lookups by login in any case, the order of registry_maildrop_at,
  * the conflicts (a maildrop in a customer's domain, an address twice) with
- * the place of each party, and 100,000 maildrops in the map (timed and
+ * the place of each party, that every name config accepts has a
+ * maildir_path() directory, and 100,000 maildrops in the map (timed and
  * printed; lookups checked).  Maps are built with the sqlite3 C API from
  * the shipped conf/customers.sql (KM_TOP, default ".") in a mkdtemp()
  * directory.
@@ -27,6 +28,7 @@
 #include "core/config.h"
 #include "core/custmap.h"
 #include "core/registry.h"
+#include "maildir/maildir.h"
 
 static char tmpdir[PATH_MAX];
 static char mappath[PATH_MAX + 64], confpath[PATH_MAX + 64];
@@ -293,6 +295,50 @@ static void test_conflicts(void **state)
     }
 }
 
+/* Whatever config accepts as a maildrop has a directory: config's address
+ * rule is at least as strict as maildir_path()'s (which core may not call),
+ * and a domain maildrop's name is a customer name. */
+static void test_names_have_paths(void **state)
+{
+    static const char *good[] = {
+        "a@b.example", "a.b@b.example", "a+tag@b.example", "o'brien@b.example",
+        "!#$%&'*+-=?^_`{|}~@b.example", "x-y_z@sub.b-c.example",
+    };
+    static const char *bad[] = {
+        ".a@b.example", "a.@b.example", "a..b@b.example", "a/b@b.example", "../a@b.example",
+        "a@b@b.example", "a b@b.example", "\"a\"@b.example", "a@.b.example", "a@b..example",
+        "a@b.example/x", "a@localhost", "@b.example", "a@", "a\x01@b.example",
+        "\xc3\xa9@b.example", "a\\b@b.example", "a(b)@b.example", "a,b@b.example",
+    };
+    char dir[4096];
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        assert_null(config_check_maildrop_address(good[i]));
+        if (maildir_path("/srv/md", good[i], dir, sizeof dir) < 0) {
+            print_error("%s: accepted by config, refused by maildir_path\n", good[i]);
+            fail();
+        }
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (config_check_maildrop_address(bad[i]) == NULL) {
+            print_error("%s: accepted\n", bad[i]);
+            fail();
+        }
+    /* every maildrop of a registry, domain maildrops included */
+    char err[512];
+    struct config *c = conf_ok(conf_text);
+    struct custmap *m = map_ok(map_rows);
+    struct registry *r = registry_new(c, m, err, sizeof err);
+    assert_non_null(r);
+    for (size_t i = 0; i < registry_maildrop_count(r); i++) {
+        struct maildrop_ref md;
+        registry_maildrop_at(r, i, &md);
+        assert_int_equal(maildir_path("/srv/md", md.name, dir, sizeof dir), 0);
+    }
+    registry_free(r);
+    custmap_free(m);
+    config_free(c);
+}
+
 static double now(void)
 {
     struct timespec ts;
@@ -359,6 +405,7 @@ int main(void)
         cmocka_unit_test(test_local_domains),
         cmocka_unit_test(test_maildrop_lookups),
         cmocka_unit_test(test_conflicts),
+        cmocka_unit_test(test_names_have_paths),
         cmocka_unit_test(test_100k_maildrops),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

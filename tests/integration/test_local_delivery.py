@@ -1,0 +1,368 @@
+"""Local delivery into maildrops (issue 12): address maildrops of a local
+domain (maildrop sections and the customer map's maildrops table) and the
+domain maildrop of a deliver = "maildrop" customer, in the Maildir layout
+under maildir_root; RCPT refusals (unknown user, over quota); quota met at
+delivery (the mail waits, never bounced for quota); the Delivered-To loop
+(bounced 5.4.6); one copy per envelope recipient with X-Original-To;
+kickq kick of local mail; crash safety (kill -9 in a burst: every accepted
+message is in a maildrop or still queued); kickmaild -n on bad maildrops.
+"""
+import os
+import re
+import sqlite3
+import subprocess
+import threading
+import time
+
+from conftest import (KICKMAILD, ROOT, Raw, code, customer_conf, queue, wait_for)
+
+PASSWORD = "'$6$kickmaildev$jb4n5zLcivFHyqMpsGeAZDS7k7hYnUapJD68cVfLXdCWKCrPTW1bdoE6Usa0ZbchbLqYetzbwaeuib9UTTfHj0'"
+
+
+def maildrop_conf(address, **opts):
+    lines = ['maildrop "%s" {' % address, "  password = %s" % PASSWORD]
+    for k, v in opts.items():
+        lines.append("  %s = %s" % (k, v if isinstance(v, int) else '"%s"' % v))
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+ALICE = "alice@isp.example"
+
+
+def drops(**quota):
+    """alice@ and bob@isp.example, carol@other.example; quota= for alice."""
+    return (maildrop_conf(ALICE, **quota) + maildrop_conf("bob@isp.example")
+            + maildrop_conf("carol@other.example"))
+
+
+def mdir(d, *parts):
+    return os.path.join(d.maildirs, *parts)
+
+
+def new_files(d, *parts):
+    p = mdir(d, *(parts + ("new",)))
+    if not os.path.isdir(p):
+        return []
+    return sorted(os.path.join(p, f) for f in os.listdir(p))
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def wait_files(d, n, *parts, timeout=10):
+    return wait_for(lambda: len(new_files(d, *parts)) >= n and new_files(d, *parts),
+                    timeout=timeout, what="%d files in %s" % (n, "/".join(parts)))
+
+
+def smtp_send(d, rcpts, data, sender="someone@sender.example", size=None):
+    """One transaction over a raw connection: (RCPT replies, final reply);
+    size: declared with SIZE=."""
+    if isinstance(rcpts, str):
+        rcpts = [rcpts]
+    with Raw(d.port) as c:
+        c.greet()
+        r = c.cmd("MAIL FROM:<%s>%s" % (sender, " SIZE=%d" % size if size else ""))
+        assert code(r) == 250, r
+        replies = [c.cmd("RCPT TO:<%s>" % rc) for rc in rcpts]
+        if not any(code(r) == 250 for r in replies):
+            c.cmd("QUIT")
+            return replies, None
+        r = c.cmd("DATA")
+        assert code(r) == 354, r
+        stuffed = ("." if data.startswith(".") else "") + data.replace("\r\n.", "\r\n..")
+        c.send(stuffed + ".\r\n")
+        final = c.reply(timeout=30)
+        c.cmd("QUIT")
+        return replies, final
+
+
+def body(subject="test", extra="", size=0):
+    text = "x" * (size - 200) + "\r\n" if size > 200 else ""
+    return ("From: <someone@sender.example>\r\nTo: <%s>\r\nSubject: %s\r\n%s\r\n"
+            "hello\r\n.leading dot, stuffed on the wire\r\n\r\n%send\r\n"
+            % (ALICE, subject, extra, text))
+
+
+def test_delivered_into_the_maildir(make_daemon):
+    d = make_daemon(customers=drops()).start()
+    data = body(extra="X-Test: one\r\n")
+    replies, final = smtp_send(d, ALICE, data)
+    assert code(final) == 250, final
+    qid = final.split("queued as ")[1].strip()
+    (path,) = wait_files(d, 1, "isp.example", "alice")
+    name = os.path.basename(path)
+    content = read(path)
+    assert re.search(r",S=%d,W=%d$" % (len(content), len(content) + content.count(b"\n")),
+                     name), name
+    assert b"\r" not in content
+    lines = content.split(b"\n")
+    assert lines[0] == b"Return-Path: <someone@sender.example>"
+    assert lines[1] == b"Delivered-To: alice@isp.example"
+    assert lines[2].startswith(b"Received: from ")             # ours, at receipt
+    assert content.endswith(data.replace("\r\n", "\n").encode())   # byte for byte
+    assert b"X-Original-To" not in content
+    wait_for(lambda: queue(d) == [], what="an empty queue")
+    d.wait_log(r"%s: to=<alice@isp.example>, relay=local, delay=\d+, "
+               r"status=sent \(delivered to maildir\)" % qid)
+    assert os.path.isdir(mdir(d, "isp.example", "alice", "cur"))
+    assert os.path.isdir(mdir(d, "isp.example", "alice", "tmp"))
+    assert os.listdir(mdir(d, "isp.example", "alice", "tmp")) == []
+    assert new_files(d, "isp.example", "bob") == []
+
+
+def test_unknown_user_550(make_daemon):
+    d = make_daemon(customers=drops()).start()
+    replies, final = smtp_send(d, ["nobody@isp.example", "ALICE@isp.example",
+                                   "alice@other.example"], body())
+    assert replies[0].startswith("550 5.1.1 <nobody@isp.example>"), replies
+    assert code(replies[1]) == 250, replies                 # any case
+    assert replies[2].startswith("550 5.1.1"), replies      # carol's domain, not alice's
+    assert code(final) == 250
+    d.wait_log(r"NOQUEUE: reject: RCPT from unknown\[127\.0\.0\.1\]: 550 5\.1\.1 "
+               r"<nobody@isp\.example>.*to=<nobody@isp\.example>")
+    wait_files(d, 1, "isp.example", "alice")
+
+
+def test_over_quota_at_rcpt_counts_queued_and_stored_bytes(make_daemon):
+    d = make_daemon(customers=drops(quota="5k")).start()
+    d.kickq("hold", "isp.example")                  # the mail stays queued
+    for i in range(2):
+        replies, final = smtp_send(d, ALICE, body("queued %d" % i, size=2000))
+        assert code(final) == 250, (replies, final)
+    third = body("third", size=2000)
+    replies, final = smtp_send(d, [ALICE, "bob@isp.example"], third, size=len(third))
+    assert replies[0].startswith("452 4.2.2 <alice@isp.example>: Mailbox full: maildrop "
+                                 "over quota"), replies
+    assert code(replies[1]) == 250 and code(final) == 250, (replies, final)
+    d.wait_log(r"NOQUEUE: reject: RCPT from .*452 4\.2\.2 <alice@isp\.example>")
+    # without SIZE the message is refused at the end of DATA
+    replies, final = smtp_send(d, ALICE, third)
+    assert code(replies[0]) == 250 and final == "452 4.2.2 Error: maildrop over quota", final
+    d.kickq("release", "isp.example")
+    wait_files(d, 2, "isp.example", "alice")
+    wait_for(lambda: queue(d) == [], what="an empty queue")
+    # another program (a POP3 client of Dovecot...) removes the files: the
+    # over-quota RCPT has the maildrop read again, and a later try gets in
+    for f in new_files(d, "isp.example", "alice"):
+        os.unlink(f)
+    replies, final = smtp_send(d, ALICE, third, size=len(third))
+    assert replies[0].startswith("452 4.2.2"), replies
+    wait_for(lambda: code(smtp_send(d, ALICE, third, size=len(third))[1] or "") == 250,
+             timeout=15, what="the rescan to make room")
+
+
+def test_stored_usage_read_at_start(make_daemon):
+    d = make_daemon(customers=drops(quota="4k"))
+    new = mdir(d, "isp.example", "alice", "new")
+    os.makedirs(new)
+    for sub in ("cur", "tmp"):
+        os.makedirs(mdir(d, "isp.example", "alice", sub))
+    with open(os.path.join(new, "1700000000.M1P1Q1.old,S=5000,W=5000"), "wb") as f:
+        f.write(b"x" * 5000)
+    d.start()
+    d.wait_log(r"maildrops: usage of 3 maildrops read in")
+    replies, final = smtp_send(d, ALICE, body())
+    assert replies[0].startswith("452 4.2.2"), replies
+
+
+def test_reload_reads_the_new_maildrops(make_daemon):
+    d = make_daemon(customers=drops()).start()
+    d.wait_log(r"maildrops: usage of 3 maildrops read in")
+    new = mdir(d, "isp.example", "dave", "new")
+    os.makedirs(new)
+    with open(os.path.join(new, "1700000000.M1P1Q1.old,S=5000,W=5000"), "wb") as f:
+        f.write(b"x" * 5000)
+    replies, _ = smtp_send(d, "dave@isp.example", body())
+    assert replies[0].startswith("550 5.1.1"), replies
+    d.customers = drops() + maildrop_conf("dave@isp.example", quota="4k")
+    d.write_conf()
+    m = len(d.log_text())
+    d.hup()
+    d.wait_log(r"maildrops: usage of 1 maildrops read in", start=m)   # dave only
+    replies, _ = smtp_send(d, "dave@isp.example", body())
+    assert replies[0].startswith("452 4.2.2 <dave@isp.example>"), replies
+
+
+def test_quota_met_at_delivery_waits_then_goes(make_daemon):
+    d = make_daemon(customers=drops(quota="20k")).start()
+    d.kickq("hold", "isp.example")
+    qids = []
+    for i in range(2):
+        replies, final = smtp_send(d, ALICE, body("m%d" % i, size=3000))
+        assert code(final) == 250, final
+        qids.append(final.split("queued as ")[1].strip())
+    d.customers = drops(quota="4k")                 # room for one of them now
+    d.write_conf()
+    m = len(d.log_text())
+    d.hup()
+    d.wait_log(r"configuration reloaded", start=m)
+    d.kickq("release", "isp.example")
+    wait_files(d, 1, "isp.example", "alice")
+
+    def waiting():
+        q = queue(d)
+        return len(q) == 1 and q[0]["recipients"][0]["status"] == "deferred" and q[0]
+    msg = wait_for(waiting, what="one message deferred")
+    assert msg["recipients"][0]["reason"] == "452 4.2.2 maildrop over quota", msg
+    assert "maildrop over quota" in d.kickq("list").stdout
+    time.sleep(0.5)
+    assert len(new_files(d, "isp.example", "alice")) == 1
+    assert "bounced" not in d.log_text()
+    for f in new_files(d, "isp.example", "alice"):      # the user fetched it
+        os.unlink(f)
+    r = d.kickq("kick", "isp.example")
+    assert r.stdout == "kicked isp.example: 1 messages to local\n", r.stdout
+    wait_for(lambda: queue(d) == [], what="the deferred message delivered")
+    assert len(new_files(d, "isp.example", "alice")) == 1
+    d.wait_log(r"%s: to=<alice@isp\.example>, relay=local, .*status=sent" % msg["queue_id"])
+
+
+def test_loop_bounces_5_4_6(make_daemon):
+    d = make_daemon(customers=drops()).start()
+    data = body(extra="Delivered-To: Alice@ISP.example\r\n")
+    replies, final = smtp_send(d, ALICE, data, sender="bob@isp.example")
+    assert code(final) == 250, final
+    qid = final.split("queued as ")[1].strip()
+    d.wait_log(r"%s: to=<alice@isp\.example>, relay=local, .*status=bounced "
+               r"\(554 5\.4\.6 mail forwarding loop for <alice@isp\.example>\)" % qid)
+    # the DSN went to the sender, bob, whose maildrop is local too
+    (dsn,) = wait_files(d, 1, "isp.example", "bob")
+    text = read(dsn).decode()
+    assert "Status: 5.4.6" in text and "Final-Recipient: rfc822; alice@isp.example" in text
+    assert "Remote-MTA" not in text
+    assert text.startswith("Return-Path: <>\nDelivered-To: bob@isp.example\n")
+    assert new_files(d, "isp.example", "alice") == []
+    # a Delivered-To for someone else, or in the body, is no loop
+    smtp_send(d, ALICE, body(extra="Delivered-To: bob@isp.example\r\n")
+              + "Delivered-To: alice@isp.example\r\n")
+    wait_files(d, 1, "isp.example", "alice")
+
+
+def test_domain_maildrop_one_copy_per_recipient(make_daemon):
+    customers = customer_conf("acme", ["acme.example", "acme.co.uk"], deliver="maildrop",
+                              secret="pop")
+    d = make_daemon(customers=customers).start()
+    rcpts = ["a@acme.example", "B@acme.example", "c@acme.co.uk"]
+    data = body()
+    replies, final = smtp_send(d, rcpts, data)
+    assert [code(r) for r in replies] == [250, 250, 250] and code(final) == 250
+    files = wait_files(d, 3, "acme")
+    got = {}
+    for f in files:
+        content = read(f).decode()
+        head = content.split("\n")
+        assert head[0] == "Return-Path: <someone@sender.example>"
+        assert head[1].startswith("Delivered-To: ") and head[2].startswith("X-Original-To: ")
+        assert head[1][len("Delivered-To: "):] == head[2][len("X-Original-To: "):]
+        assert content.endswith(data.replace("\r\n", "\n"))
+        got[head[2][len("X-Original-To: "):]] = f
+    assert sorted(got) == ["B@acme.example", "a@acme.example", "c@acme.co.uk"]
+    wait_for(lambda: queue(d) == [], what="an empty queue")
+    # a kick is allowed (it retries deferred mail), ETRN is not
+    assert d.kickq("kick", "acme").stdout == "kicked acme: 0 messages to local\n"
+    with Raw(d.port) as c:
+        c.greet()
+        assert code(c.cmd("ETRN acme.example")) == 459
+
+
+def test_domain_maildrop_quota_counts_the_maildrop(make_daemon):
+    customers = customer_conf("acme", ["acme.example"], deliver="maildrop", secret="pop",
+                              quota="4k")
+    d = make_daemon(customers=customers)
+    for sub in ("new", "cur", "tmp"):
+        os.makedirs(mdir(d, "acme", sub))
+    with open(mdir(d, "acme", "new", "1700000000.M1P1Q1.old,S=3000,W=3000"), "wb") as f:
+        f.write(b"x" * 3000)
+    d.start()
+    d.wait_log(r"maildrops: usage of 1 maildrops read in")
+    data = body(size=2000)
+    replies, final = smtp_send(d, "bob@acme.example", data, size=len(data))
+    assert replies[0].startswith("452 4.2.2 <bob@acme.example>: Mailbox full: customer "
+                                 "over quota"), replies
+    replies, final = smtp_send(d, "bob@acme.example", body(size=500), size=700)
+    assert code(final) == 250, (replies, final)
+    wait_files(d, 2, "acme")
+
+
+def test_map_maildrops_and_kickmaild_n(make_daemon, tmp_path):
+    path = os.path.join(str(tmp_path), "customers.sqlite")
+    db = sqlite3.connect(path)
+    with open(os.path.join(ROOT, "conf", "customers.sql")) as f:
+        db.executescript(f.read())
+    db.execute("INSERT INTO maildrops (address, password, quota) VALUES (?, ?, '1M')",
+               ("dave@mapped.example", "$6$x$y"))
+    db.commit()
+    db.close()
+    d = make_daemon(customers=drops(), extra='customer_map = "%s"\n' % path)
+    r = subprocess.run([KICKMAILD, "-n", "-c", d.conf], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "%s: 0 customers, 1 maildrops" % path in r.stdout
+    assert "%s: maildir_root %s: 4 maildrops, 3 local domains" % (d.conf, d.maildirs) in r.stdout
+    d.start()
+    replies, final = smtp_send(d, ["dave@mapped.example", "eve@mapped.example"], body())
+    assert code(replies[0]) == 250 and replies[1].startswith("550 5.1.1"), replies
+    wait_files(d, 1, "mapped.example", "dave")
+    summary = {c["customer"]: c for c in d.kickq_json("summary")}
+    assert summary["mapped.example"]["domains"] == ["mapped.example"], summary
+
+
+def test_kickmaild_n_refuses_bad_maildrops(make_daemon):
+    cases = [
+        (maildrop_conf("../x@isp.example"), r":1: bad maildrop address '\.\./x@isp\.example'"),
+        (maildrop_conf("a/b@isp.example"), r":1: bad maildrop address 'a/b@isp\.example'"),
+        (customer_conf("acme", ["acme.example"]) + "\n" + maildrop_conf("bob@acme.example"),
+         r":5: maildrop 'bob@acme\.example': its domain 'acme\.example' belongs to "
+         r"customer 'acme' \(line 1\)"),
+        (maildrop_conf("bob@isp.example") + maildrop_conf("BOB@isp.example"),
+         r":4: maildrop 'bob@isp\.example' defined twice"),
+    ]
+    d = make_daemon(customers="")
+    for text, want in cases:
+        d.write_conf(text)              # the sections alone: their lines as written
+        r = subprocess.run([KICKMAILD, "-n", "-c", d.conf], capture_output=True, text=True)
+        assert r.returncode == 1, (text, r.stdout)
+        assert r.stderr.startswith(d.conf + ":"), r.stderr
+        assert re.search(want, r.stderr), (r.stderr, want)
+
+
+def test_crash_burst_loses_nothing(make_daemon):
+    d = make_daemon(customers=drops()).start()
+    accepted = {}
+    stop = threading.Event()
+
+    def sender(k):
+        i = 0
+        while not stop.is_set() and i < 400:
+            seq = "%d-%d" % (k, i)
+            try:
+                replies, final = smtp_send(d, ALICE, body(extra="X-Seq: %s\r\n" % seq))
+            except (OSError, AssertionError):
+                return                      # the daemon died under us
+            if final and code(final) == 250:
+                accepted[seq] = final.split("queued as ")[1].strip()
+            i += 1
+    threads = [threading.Thread(target=sender, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    wait_for(lambda: len(new_files(d, "isp.example", "alice")) >= 50, timeout=30,
+             what="deliveries under way")
+    d.kill9()
+    stop.set()
+    for t in threads:
+        t.join(30)
+    d.start()
+    wait_for(lambda: queue(d) == [], timeout=60, what="the queue to drain after restart")
+    seen = {}
+    for f in new_files(d, "isp.example", "alice"):
+        m = re.search(rb"\nX-Seq: (\S+)\n", read(f))
+        assert m, f
+        seen[m.group(1).decode()] = seen.get(m.group(1).decode(), 0) + 1
+    lost = sorted(set(accepted) - set(seen))
+    assert not lost, "accepted but neither delivered nor queued: %r" % lost[:10]
+    dups = sum(n - 1 for n in seen.values())
+    print("accepted %d, delivered %d files, %d duplicates" % (
+        len(accepted), sum(seen.values()), dups))
+    assert len(accepted) >= 50
