@@ -51,6 +51,19 @@ struct smtp_conf {
     long timeout;                   /* 300 s */
 };
 
+/* The pop3 (STLS) and pop3s (implicit TLS) sections. */
+struct pop3_conf {
+    struct listener_conf l;
+    int cleartext;                  /* cleartext = true: USER/PASS and AUTH PLAIN
+                                     * without TLS from any address (else from
+                                     * loopback only) */
+    int apop;                       /* apop = true: APOP for maildrops with a
+                                     * plaintext-equivalent secret (false) */
+    long timeout;                   /* the autologout timer: 600 s */
+    unsigned max_connections;       /* 1000 */
+    unsigned max_connections_per_client; /* 50 */
+};
+
 #define RADIUS_SECRET_MAX 128      /* bytes of a client's secret */
 
 struct radius_client {
@@ -128,7 +141,8 @@ struct config {
                                  * configuration (hosts_load); NULL elsewhere */
     char *tls_certificate, *tls_key;   /* both NULL or both set */
     struct smtp_conf smtp;
-    struct listener_conf submission, smtps, pop3, pop3s, odmr, radius;
+    struct listener_conf submission, smtps, odmr, radius;
+    struct pop3_conf pop3, pop3s;
     size_t nradius_clients;
     struct radius_client *radius_clients;
     int netlink_enabled;        /* netlink { enabled = true }: the watcher runs */

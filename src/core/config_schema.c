@@ -709,6 +709,16 @@ static cfg_opt_t listener_opts[] = {
     CFG_END()
 };
 
+static cfg_opt_t pop3_opts[] = {
+    CFG_STR_LIST_CB("listen", NULL, CFGF_NONE, cb_listen),
+    CFG_BOOL("cleartext", cfg_false, CFGF_NONE),
+    CFG_BOOL("apop", cfg_false, CFGF_NONE),
+    CFG_INT_CB("timeout", 600, CFGF_NONE, cb_duration_pos),
+    CFG_INT_CB("max_connections", 1000, CFGF_NONE, cb_count),
+    CFG_INT_CB("max_connections_per_client", 50, CFGF_NONE, cb_count),
+    CFG_END()
+};
+
 static cfg_opt_t radius_client_opts[] = {
     CFG_STR_CB("secret", NULL, CFGF_NONE, cb_nonempty),
     CFG_END()
@@ -775,8 +785,8 @@ static cfg_opt_t root_opts[] = {
     CFG_SEC("smtp", smtp_opts, CFGF_NONE),
     CFG_SEC("submission", listener_opts, CFGF_NONE),
     CFG_SEC("smtps", listener_opts, CFGF_NONE),
-    CFG_SEC("pop3", listener_opts, CFGF_NONE),
-    CFG_SEC("pop3s", listener_opts, CFGF_NONE),
+    CFG_SEC("pop3", pop3_opts, CFGF_NONE),
+    CFG_SEC("pop3s", pop3_opts, CFGF_NONE),
     CFG_SEC("odmr", listener_opts, CFGF_NONE),
     CFG_SEC("radius", radius_opts, CFGF_NONE),
     CFG_SEC("netlink", netlink_opts, CFGF_NONE),

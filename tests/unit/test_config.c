@@ -100,7 +100,8 @@ static const char full_conf[] =
     "}\n"
     "submission { listen = {\"127.0.0.1:587\"} }\n"
     "smtps      { listen = \"127.0.0.1:465\" }\n"
-    "pop3       { listen = {\"127.0.0.1:110\"} }\n"
+    "pop3       { listen = {\"127.0.0.1:110\"} cleartext = true apop = true timeout = 15m "
+    "max_connections = 10 max_connections_per_client = 3 }\n"
     "pop3s      { listen = {\"127.0.0.1:995\"} }\n"
     "odmr       { listen = {\"[::1]:366\"} }\n"
     "radius {\n"
@@ -176,8 +177,14 @@ static void test_full(void **state)
     assert_int_equal(s->max_data_in_memory_per_client, 30 * 1024 * 1024);
     assert_int_equal(s->timeout, 120);
 
-    assert_true(c->submission.present && c->smtps.present && c->pop3.present &&
-                c->pop3s.present && c->odmr.present && c->radius.present);
+    assert_true(c->submission.present && c->smtps.present && c->pop3.l.present &&
+                c->pop3s.l.present && c->odmr.present && c->radius.present);
+    assert_true(c->pop3.cleartext && c->pop3.apop);
+    assert_int_equal(c->pop3.timeout, 900);
+    assert_int_equal(c->pop3.max_connections, 10);
+    assert_int_equal(c->pop3.max_connections_per_client, 3);
+    assert_false(c->pop3s.cleartext || c->pop3s.apop);
+    assert_int_equal(c->pop3s.timeout, 600);
     assert_int_equal(c->smtps.nlisten, 1);
     assert_int_equal(c->smtps.listen[0].port, 465);
     assert_string_equal(c->odmr.listen[0].host, "::1");
@@ -234,7 +241,7 @@ static void test_full(void **state)
 
     char buf[128];
     config_unserved(c, buf, sizeof buf);
-    assert_string_equal(buf, "submission, smtps, pop3, pop3s, odmr");
+    assert_string_equal(buf, "submission, smtps, odmr");
     config_unserved(c, buf, 16);           /* truncated: whole names only */
     assert_string_equal(buf, "submission");
     config_free(c);
@@ -260,8 +267,12 @@ static void test_defaults(void **state)
     assert_int_equal(c->dsn_return, DSN_RETURN_HEADERS);
     assert_false(c->smtp.l.present);
     assert_int_equal(c->smtp.l.nlisten, 0);
-    assert_false(c->submission.present || c->smtps.present || c->pop3.present ||
-                 c->pop3s.present || c->odmr.present || c->radius.present);
+    assert_false(c->submission.present || c->smtps.present || c->pop3.l.present ||
+                 c->pop3s.l.present || c->odmr.present || c->radius.present);
+    assert_false(c->pop3.cleartext || c->pop3.apop);
+    assert_int_equal(c->pop3.timeout, 600);
+    assert_int_equal(c->pop3.max_connections, 1000);
+    assert_int_equal(c->pop3.max_connections_per_client, 50);
     assert_int_equal(c->smtp.max_message_size, 10240000);
     assert_int_equal(c->smtp.max_recipients, 1000);
     assert_int_equal(c->smtp.max_connections, 1000);
@@ -415,6 +426,10 @@ static const struct bad_case {
     {"listen second item", "smtp { listen = {\"127.0.0.1:25\",\n \"[::1]:x\"} }\n",
      ":2: bad listen address '[::1]:x'"},
     {"listener without listen", "\npop3 { }\n", ":2: pop3 section has no listen address"},
+    {"pop3s without tls", "\n\npop3s { listen = {\"127.0.0.1:995\"} }\n",
+     ":3: pop3s section needs a tls section"},
+    {"pop3 option elsewhere", "odmr { listen = {\"127.0.0.1:366\"} apop = true }\n",
+     ":1: unknown option 'apop'"},
     /* customers */
     {"domain twice",
      "customer \"a\" {\n domains = {\"x.example\"}\n}\n\ncustomer \"b\" {\n"
