@@ -278,7 +278,8 @@ static void read_done(struct pop3_work *w)
     }
     pop3_enc_feed(&s->enc, s->chunk, s->chunklen, s->out);
     s->off += s->chunklen;
-    if (s->chunklen == 0 || s->enc.done) {
+    /* a short read of a regular file is its end: no read more to learn it */
+    if (s->chunklen < POP3_CHUNK || s->enc.done) {
         pop3_enc_end(&s->enc, s->out);
         if (s->whole) {
             s->flags[s->msg] |= P3_RETRIEVED;
