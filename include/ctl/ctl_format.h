@@ -138,4 +138,29 @@ void ctl_shape_add_msg(struct ctl_shape *sh, const struct qmsg *m,
 void ctl_fmt_shape(struct evbuffer *out, const struct ctl_shape *sh);
 void ctl_shape_free(struct ctl_shape *sh);
 
+/* Cells shared by the tables: an age "45s", "12m07s", "3h05m", "5d03h";
+ * a local time "2024-05-01T12:00:00", or "-" for t <= 0. */
+void ctl_fmt_age(char *buf, size_t len, int64_t age);
+void ctl_fmt_when(char *buf, size_t len, int64_t t);
+
+/* `maildrops` (format_maildrop.c): one row per maildrop, figures from the
+ * usage table (maildir.h).  Text: a header line and aligned columns
+ * MAILDROP MODE MESSAGES BYTES QUOTA OLDEST LAST-LOGIN (mode "keep 30d" in
+ * keep mode; "-" for no quota, no message, no login since start); JSON
+ * Lines: maildrop, customer (a domain maildrop's, else null), mode,
+ * keep_days, messages, bytes, quota (null: none), oldest (epoch s or null),
+ * oldest_age (s), last_login (epoch s or null). */
+struct ctl_maildrop_row {
+    const char *name;           /* "alice@isp.example" or a customer name */
+    const char *customer;       /* a domain maildrop's customer, else NULL */
+    int keep;                   /* keep mode (else delete mode) */
+    long keep_days;
+    uint64_t quota;             /* bytes, 0: none */
+    uint64_t messages, bytes;
+    int64_t oldest;             /* epoch s, 0: no message */
+    int64_t last_login;         /* epoch s, 0: none since start */
+};
+void ctl_fmt_maildrops(struct evbuffer *out, const struct ctl_maildrop_row *rows, size_t n,
+                       int64_t now, int json);
+
 #endif

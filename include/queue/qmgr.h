@@ -89,6 +89,9 @@ int qmgr_init(struct event_base *base, struct spool *sp, const struct config *c,
 void qmgr_shutdown(void);
 /* After a reload: re-attach every recipient to the new registry's customers. */
 void qmgr_reconfigure(const struct config *c, const struct registry *r);
+/* The registry in force (the last one qmgr_init/qmgr_reconfigure got; on
+ * the loop only).  For readers such as kickq maildrops. */
+const struct registry *qmgr_registry(void);
 
 /* Queue IDs: unique, increasing, stable across restarts. */
 uint64_t qmgr_new_id(void);

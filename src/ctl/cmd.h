@@ -28,4 +28,7 @@ void ctl_cmd_status(struct ctl_sess *s, const struct ctl_req *rq);
 void ctl_cmd_stats(struct ctl_sess *s, const struct ctl_req *rq);
 void ctl_cmd_reload(struct ctl_sess *s, const struct ctl_req *rq);
 
+/* cmd_maildrop.c: the maildrops (POP3) */
+void ctl_cmd_maildrops(struct ctl_sess *s, const struct ctl_req *rq);
+
 #endif

@@ -34,6 +34,7 @@ static const struct ctl_cmd_spec ctl_specs[] = {
                           " | link down CUSTOMER|--user NAME [--session ID]" },
     [CTL_CMD_LINKS]   = { "links",   0, 0,  CTL_OPT_JSON, "links [--json]" },
     [CTL_CMD_STATS]   = { "stats",   0, 0,  CTL_OPT_PROM, "stats [--prometheus]" },
+    [CTL_CMD_MAILDROPS] = { "maildrops", 0, 1, CTL_OPT_JSON, "maildrops [ADDRESS] [--json]" },
 };
 _Static_assert(sizeof ctl_specs / sizeof ctl_specs[0] == CTL_CMD_COUNT,
                "one command table entry per enum ctl_cmd_id");

@@ -35,6 +35,7 @@ static ctl_handler *const ctl_handlers[] = {
     [CTL_CMD_LINK]    = ctl_cmd_link,
     [CTL_CMD_LINKS]   = ctl_cmd_links,
     [CTL_CMD_STATS]   = ctl_cmd_stats,
+    [CTL_CMD_MAILDROPS] = ctl_cmd_maildrops,
 };
 _Static_assert(sizeof ctl_handlers / sizeof ctl_handlers[0] == CTL_CMD_COUNT,
                "one handler per enum ctl_cmd_id");

@@ -728,6 +728,11 @@ void ctl_fmt_summary(struct evbuffer *out, const struct ctl_sum_row *rows, size_
     free(cells);
 }
 
+/* For the other formatters of ctl_format.h (format_maildrop.c): the age
+ * and time cells of `summary`. */
+void ctl_fmt_age(char *buf, size_t len, int64_t age) { fmt_age(buf, len, age); }
+void ctl_fmt_when(char *buf, size_t len, int64_t t) { fmt_when(buf, len, t); }
+
 /* ---- shape ---- */
 
 #define SHAPE_NB 10             /* buckets: < 5, 10, 20 ... 1280 minutes, then more */

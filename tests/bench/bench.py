@@ -26,6 +26,10 @@ Benchmarks (numbers as in issue 4; RESULTS.md describes the method):
               hook running postqueue -s (dialin.py)
   8. storm:   20,000 RADIUS Start/Stop for 10,000 customers from 4 senders:
               answers/s, answer time, lost; SMTP accept during it (dialin.py)
+  9. pop3:    POP3 side by side with a private Dovecot over the same maildir
+              files (pop3bench.py, pop3load.py)
+  10. local:  10,000 messages into 100 maildrops, kickmail vs Postfix
+              virtual(8) (pop3bench.py)
   and a perf profile of kickmaild's accept path.
 
 Environment knobs (defaults in brackets): BENCH_MESSAGES [10000], BENCH_ROUNDS
@@ -33,9 +37,10 @@ Environment knobs (defaults in brackets): BENCH_MESSAGES [10000], BENCH_ROUNDS
 BENCH_KICKS [200], BENCH_KICK_BUDGET seconds per latency cell [25],
 BENCH_SESSIONS [10000], BENCH_PROFILE [1] (perf profile of the accept path),
 BENCH_RESULTS [tests/bench/RESULTS.md; "-" = do not write], BENCH_ONLY
-[accept,flush,sessions,latency,scale,profile,radius,ppphook,storm: the phases
-to run; flush implies accept], BENCH_SCALE_MESSAGES [1000000],
-BENCH_SCALE_CUSTOMERS [100000]; dialin.py's knobs for phases 6-8.
+[accept,flush,sessions,latency,scale,profile,radius,ppphook,storm,pop3,local:
+the phases to run; flush implies accept], BENCH_SCALE_MESSAGES [1000000],
+BENCH_SCALE_CUSTOMERS [100000]; dialin.py's knobs for phases 6-8,
+pop3bench.py's for 9-10.
 """
 import datetime
 import os
@@ -65,7 +70,7 @@ N_SESSIONS = int(os.environ.get("BENCH_SESSIONS", "10000"))
 PROFILE = os.environ.get("BENCH_PROFILE", "1") != "0"
 RESULTS = os.environ.get("BENCH_RESULTS", os.path.join(HERE, "RESULTS.md"))
 ONLY = os.environ.get("BENCH_ONLY", "accept,flush,sessions,latency,scale,profile,radius,"
-                      "ppphook,storm").split(",")
+                      "ppphook,storm,pop3,local").split(",")
 SINK_IDLE_MS = 100          # the latency sink closes connections idle this long
 
 SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
@@ -1527,6 +1532,7 @@ def main():
     os.makedirs(bindir)
     sys.modules["bench"] = sys.modules[__name__]   # dialin.py imports us as `bench`
     import dialin
+    import pop3bench
     for name in ("kickmaild", "kickq", "kickq-config", "libkm.a"):
         if name != "kickq-config" or os.path.exists(os.path.join(build, name)):
             shutil.copy2(os.path.join(build, name), bindir)
@@ -1547,6 +1553,8 @@ def main():
     pf_dests = {c + ".example": ports["pf_" + c] for c in custs}
     pf_dests[dialin.DIAL_DOMAIN] = ports["pf_dial"]
     pf = Postfix(work, procs, ports["pf_smtp"], pf_dests)
+    if "local" in ONLY:
+        pop3bench.postfix_virtual(pf, work)
     info = {"fs": fs_of(work)}
     with open("/proc/loadavg") as f:
         info["load"] = " ".join(f.read().split()[:3])
@@ -1580,6 +1588,10 @@ def main():
                   "radius" in ONLY, "ppphook" in ONLY)
         if "storm" in ONLY:
             phase("storm", dialin.bench_storm, procs, build, work)
+        if "pop3" in ONLY:
+            phase("pop3", pop3bench.bench_pop3, procs, build, work)
+        if "local" in ONLY:
+            phase("local", pop3bench.bench_local, procs, build, work, pf)
         if PROFILE and "profile" in ONLY:
             prof = phase("profile", profile_accept, procs, km, ports, work)
     finally:
