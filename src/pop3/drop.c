@@ -280,8 +280,12 @@ static void read_done(struct pop3_work *w)
     s->off += s->chunklen;
     /* a short read of a regular file is its end: no read more to learn it */
     if (s->chunklen < POP3_CHUNK || s->enc.done) {
+        /* a TOP whose line count reached past the end sent the whole
+         * message: a retrieval as well (fetchmail fetches with TOP n
+         * 99999999) */
+        int whole = s->whole || !s->enc.done;
         pop3_enc_end(&s->enc, s->out);
-        if (s->whole) {
+        if (whole) {
             s->flags[s->msg] |= P3_RETRIEVED;
             s->n_retrieved++;
             s->n_bytes += m->vsize;

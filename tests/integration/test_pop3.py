@@ -357,6 +357,23 @@ def test_keep_mode_and_expiry(pd):
     pd.d.wait_log(r"pop3: kim@isp\.example: 1 messages expired")
 
 
+
+def test_top_of_the_whole_message_is_a_retrieval(pd):
+    # fetchmail fetches with TOP n 99999999: a TOP that reaches past the end
+    # sent the whole message, so keep mode records it (and the counters and
+    # the logout line count it); a TOP of fewer lines does not
+    pd.put("kim@isp.example", body(1))
+    pd.put("kim@isp.example", body(2))
+    p = pd.login("kim@isp.example")
+    p.top(1, 99999999)
+    p.top(2, 0)
+    p.quit()
+    files = pd.files("kim@isp.example")
+    assert sorted(f[:4] for f in files) == ["cur/", "new/"], files
+    rec = open(os.path.join(str(pd.root), "isp.example", "kim", "kickmail-retrieved")).read()
+    assert len(rec.split()) == 2, rec
+    pd.d.wait_log(r"pop3: logout user=<?kim@isp\.example>? .*retrieved=1 ")
+
 # ---- CAPA, STLS, pop3s, the cleartext rule ----
 
 
