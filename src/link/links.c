@@ -516,10 +516,9 @@ static void chg_count(const struct lchg *c)
         stats_add(ids[src], 1);
 }
 
+/* Tells fn of a change: first of all (delivery starts at once). */
 static void chg_tell(struct lchg *c)
 {
-    chg_log(c);
-    chg_count(c);
     if (c->has && L.fn) {
         struct link snap = c->after;
         snap.customer = c->customer;
@@ -696,15 +695,26 @@ static void links_pump(void)
         *tail = first;
         for (op = first; op; op = op->next)
             op_apply(op);
-        if (L.writing)
-            L.pending = b;
-        else
-            links_write(b);
+        L.pending = b;
+        /* fn first: a link up's connection is under way before the write
+         * wakes the aux thread and the log lines wake the log writer (each
+         * wake-up may take the CPU from the loop on a busy machine) */
         L.notifying = 1;
         for (op = first; op && L.on; op = op->next)
             for (size_t i = 0; i < op->nchg && L.on; i++)
                 chg_tell(&op->chg[i]);
         L.notifying = 0;
+        if (!L.on)
+            break;
+        if (!L.writing) {
+            L.pending = NULL;
+            links_write(b);
+        }
+        for (op = first; op; op = op->next)
+            for (size_t i = 0; i < op->nchg; i++) {
+                chg_log(&op->chg[i]);
+                chg_count(&op->chg[i]);
+            }
     }
 }
 

@@ -1109,6 +1109,33 @@ static void test_stale_journal(void **state)
     evbuffer_free(b);
 }
 
+/* fn hears of a change before its write is handed to the spool: a link
+ * up's delivery starts before the aux thread (and the log writer) are
+ * woken.  fn waits 50 ms here, and the journal still lacks the change. */
+static int fn_saw_record = -1;
+
+static void peek_fn(const struct link *l, int was_up, void *arg)
+{
+    char *journal;
+    usleep(50000);
+    journal = read_state("links.journal", NULL);
+    fn_saw_record = journal && strstr(journal, "\tpeek\t1\t") != NULL;
+    free(journal);
+}
+
+static void test_fn_before_the_write(void **state)
+{
+    char err[256];
+    assert_int_equal(set_wait("acme", 1, "192.0.2.7", 0, LINK_SRC_KICKQ, NULL), 0);
+    links_shutdown();
+    assert_int_equal(links_init(base, sp, peek_fn, NULL, err, sizeof err), 0);
+    assert_int_equal(set_wait("peek", 1, "192.0.2.8", 0, LINK_SRC_RADIUS, "s"), 0);
+    assert_int_equal(fn_saw_record, 0);
+    char *journal = read_state("links.journal", NULL);
+    assert_non_null(strstr(journal, "\tpeek\t1\t"));      /* written after it */
+    free(journal);
+}
+
 static void test_shutdown_in_flight(void **state)
 {
     struct waiter w = {"lost", 0, 0};
@@ -1151,6 +1178,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_old_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_compacts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_journal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fn_before_the_write, setup, teardown),
     };
     int rc;
     log_init("test_links", getenv("TEST_VERBOSE") != NULL);
