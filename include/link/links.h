@@ -37,8 +37,10 @@ struct link {
     char session[64];           /* detector's session id ("" when none) */
 };
 
-/* Told after every change that took effect (on the loop thread), once it is
- * on disk: up, down, a refresh (was_up and l->up both 1: compare the address
+/* Told of every change as it takes effect (on the loop thread), before its
+ * write is even queued, so that delivery starts at once; a write that fails
+ * tells it again with the link as it was (was_up then says whether the
+ * undone change had it up).  Changes: up, down, a refresh (was_up and l->up both 1: compare the address
  * to tell a move), a link taken down because another customer got its
  * address, an expiry.  l is a snapshot of the link right after that change,
  * valid during the call only (links_get() gives the current state).  Not
