@@ -562,11 +562,13 @@ smtp {
 class LatencySink:
     """tests/bench/sink.py in its own process, its events read by a thread."""
 
-    def __init__(self, procs, port, accept=False):
+    def __init__(self, procs, port, accept=False, rt=False):
         argv = [sys.executable, os.path.join(HERE, "sink.py"), "127.0.0.1", str(port),
                 "--idle-ms", str(SINK_IDLE_MS)]
         if accept:
             argv.append("--accept")
+        if rt:
+            argv.append("--rt")
         self.port = port
         self.procs = procs
         self.proc = procs.spawn(argv, stdout=subprocess.PIPE, bufsize=0)
