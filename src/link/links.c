@@ -88,6 +88,7 @@ struct lop {
 struct lbatch {
     struct lbatch *next;        /* in the orphan list */
     struct lop *ops;            /* applied, in order */
+    struct lop **tail;          /* where the next op goes (NULL: &ops) */
     int orphan;                 /* links_shutdown() came before the write ended */
     uint64_t gen;               /* written by a compaction: its generation */
     size_t snap_bytes;          /* ... and the snapshot's size */
@@ -685,14 +686,14 @@ static void links_written(int err, void *arg)
 static void links_pump(void)
 {
     while (L.on && !L.stopping && !L.notifying && L.qhead) {
-        struct lop *first = L.qhead, *op, **tail;
+        struct lop *first = L.qhead, *op;
         struct lbatch *b = L.writing ? L.pending : NULL;
-        L.qhead = L.qtail = NULL;
+        L.qtail->next = NULL;
         if (!b)
             b = xcalloc(1, sizeof *b);
-        for (tail = &b->ops; *tail; tail = &(*tail)->next)
-            ;
-        *tail = first;
+        *(b->tail ? b->tail : &b->ops) = first;     /* O(1): a batch may hold thousands */
+        b->tail = &L.qtail->next;
+        L.qhead = L.qtail = NULL;
         for (op = first; op; op = op->next)
             op_apply(op);
         L.pending = b;
