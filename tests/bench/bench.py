@@ -677,12 +677,30 @@ def table_lines():
     return lines
 
 
-def print_table():
+def goal_lines(load=None):
+    """Every measure that has a goal, one line each: met or not, plainly."""
+    out = []
+    for r in ROWS:
+        if r["met"] is None:
+            continue
+        out.append("  %-3s %s: %s (goal %s)" % ("yes" if r["met"] else "NO", r["what"],
+                                                fmt(r["km"], r["unit"]), r["goal"]))
+    if out:
+        out.insert(0, "Goals%s:" % (" (load average at the start %s; a busy machine misses "
+                                    "them more often)" % load if load else ""))
+    return out
+
+
+def print_table(load=None):
     print()
     print("\n".join(table_lines()))
     print()
     for n in NOTES:
         print("- " + n)
+    goals = goal_lines(load)
+    if goals:
+        print()
+        print("\n".join(goals))
     sys.stdout.flush()
 
 
@@ -1595,7 +1613,7 @@ def main():
         km.stop()
         pf.stop()
         procs.stop_all()
-    print_table()
+    print_table(info.get("load"))
     write_results(info, prof)
     return 0
 
