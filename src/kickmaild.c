@@ -626,6 +626,7 @@ int main(int argc, char **argv)
     pop3_server_free();         /* its worker threads */
     auth_passwd_shutdown();
     netlink_stop();
+    links_stop();               /* the whole link table in one file: spool_close writes it */
     spool_close(D.spool);
     log_info("kickmaild stopped");
     for (int i = 0; i < 3; i++)
