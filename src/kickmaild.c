@@ -32,6 +32,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include "auth/guard.h"
 #include "auth/passwd.h"
 #include "core/config.h"
 #include "core/custmap.h"
@@ -253,6 +254,16 @@ static void reload_start(void)
     tell_waiters(&R.current, -1, R.err);
 }
 
+/* The auth section's limits for failed logins, every protocol's. */
+static void guard_configure(const struct config *c)
+{
+    struct auth_guard_conf gc = {
+        .max_failures = c->auth.max_failures, .window = c->auth.failure_window,
+        .delay_ms = c->auth.failure_delay * 1000, .max_delay_ms = c->auth.failure_delay_max * 1000,
+    };
+    auth_guard_configure(&gc);
+}
+
 /* Swaps a loaded generation in (on the loop). */
 static void reload_apply(struct gen *g)
 {
@@ -261,6 +272,7 @@ static void reload_apply(struct gen *g)
     if (strcmp(g->cfg->spool, D.cur.cfg->spool) || strcmp(g->cfg->control, D.cur.cfg->control))
         log_warn("reload: spool and control socket changes take effect at restart");
     qmgr_reconfigure(g->cfg, g->reg);
+    guard_configure(g->cfg);
     smtp_server_configure(g->cfg, g->reg, g->tls);
     pop3_server_configure(g->cfg, g->reg, g->tls);
     link_event_configure(g->reg);
@@ -532,6 +544,7 @@ static int start(void)
         log_err("spool: %s", err);
         return -1;
     }
+    guard_configure(c);
     smtp_server_configure(c, D.cur.reg, D.cur.tls);
     pop3_server_set_room_hook(deliver_maildrop_room);
     pop3_server_configure(c, D.cur.reg, D.cur.tls);

@@ -59,8 +59,9 @@ def test_check_unserved_sections(tmp_path):
     assert "configuration OK" in r.stdout
     line = [ln for ln in r.stdout.splitlines() if "not served" in ln]
     assert len(line) == 1, r.stdout
-    assert "submission" in line[0] and "odmr" in line[0]
+    assert "odmr" in line[0]
     assert "pop3" not in line[0]            # served since issue 12
+    assert "submission" not in line[0]      # served since issue 13
 
 
 def test_version():
