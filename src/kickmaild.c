@@ -32,6 +32,8 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include "auth/guard.h"
+#include "auth/passwd.h"
 #include "core/config.h"
 #include "core/custmap.h"
 #include "core/hosts.h"
@@ -46,6 +48,7 @@
 #include "link/radius.h"
 #include "maildir/maildir.h"
 #include "mta/deliver.h"
+#include "pop3/pop3_server.h"
 #include "queue/qmgr.h"
 #include "smtp/smtp_server.h"
 #include "spool/spool.h"
@@ -72,6 +75,7 @@ static struct {
     struct gen cur;
     struct spool *spool;
     int stopping;
+    int servers;                /* servers whose sessions are not gone yet */
 } D;
 
 /* Somebody waiting for the end of a reload (kickq reload). */
@@ -250,6 +254,16 @@ static void reload_start(void)
     tell_waiters(&R.current, -1, R.err);
 }
 
+/* The auth section's limits for failed logins, every protocol's. */
+static void guard_configure(const struct config *c)
+{
+    struct auth_guard_conf gc = {
+        .max_failures = c->auth.max_failures, .window = c->auth.failure_window,
+        .delay_ms = c->auth.failure_delay * 1000, .max_delay_ms = c->auth.failure_delay_max * 1000,
+    };
+    auth_guard_configure(&gc);
+}
+
 /* Swaps a loaded generation in (on the loop). */
 static void reload_apply(struct gen *g)
 {
@@ -258,7 +272,9 @@ static void reload_apply(struct gen *g)
     if (strcmp(g->cfg->spool, D.cur.cfg->spool) || strcmp(g->cfg->control, D.cur.cfg->control))
         log_warn("reload: spool and control socket changes take effect at restart");
     qmgr_reconfigure(g->cfg, g->reg);
+    guard_configure(g->cfg);
     smtp_server_configure(g->cfg, g->reg, g->tls);
+    pop3_server_configure(g->cfg, g->reg, g->tls);
     link_event_configure(g->reg);
     radius_configure(g->cfg);
     links_prune(customer_exists);
@@ -356,9 +372,11 @@ static void stopped_poll(evutil_socket_t fd, short what, void *arg)
     event_base_loopexit(D.base, NULL);
 }
 
+/* The SMTP and the POP3 server each call this once their sessions are gone. */
 static void stopped(void)
 {
-    stopped_poll(-1, 0, NULL);
+    if (--D.servers == 0)
+        stopped_poll(-1, 0, NULL);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -376,7 +394,9 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     deliver_stop();
     struct timeval tv = { 10, 0 };
     event_base_loopexit(D.base, &tv);       /* sessions get at most 10 s */
+    D.servers = 2;
     smtp_server_shutdown(stopped);
+    pop3_server_shutdown(stopped);
 }
 
 /* Creates the spool directories owned by the run-time user (as root). */
@@ -496,6 +516,8 @@ static int start(void)
     maildir_prepare(c, D.cur.reg, pw);
     static const struct ctl_hooks hooks = { reload_request };
     if (smtp_server_bind(D.base, c, err, sizeof err) < 0 ||
+        pop3_server_bind(D.base, c, err, sizeof err) < 0 ||
+        auth_passwd_init(D.base, 0, err, sizeof err) < 0 ||
         ctl_start(D.base, c->control, &hooks, err, sizeof err) < 0 ||
         radius_bind(D.base, c, err, sizeof err) < 0) {
         log_err("cannot listen: %s", err);
@@ -522,7 +544,10 @@ static int start(void)
         log_err("spool: %s", err);
         return -1;
     }
+    guard_configure(c);
     smtp_server_configure(c, D.cur.reg, D.cur.tls);
+    pop3_server_set_room_hook(deliver_maildrop_room);
+    pop3_server_configure(c, D.cur.reg, D.cur.tls);
     link_event_configure(D.cur.reg);
     radius_configure(c);
     if (netlink_configure(D.base, c->netlink_enabled, err, sizeof err) < 0) {
@@ -611,7 +636,10 @@ int main(int argc, char **argv)
              qmgr_msg_count());
     event_base_dispatch(D.base);
     reload_shutdown();
+    pop3_server_free();         /* its worker threads */
+    auth_passwd_shutdown();
     netlink_stop();
+    links_stop();               /* the whole link table in one file: spool_close writes it */
     spool_close(D.spool);
     log_info("kickmaild stopped");
     for (int i = 0; i < 3; i++)

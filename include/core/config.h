@@ -49,6 +49,36 @@ struct smtp_conf {
     uint64_t max_data_in_memory_per_client; /* max(max_data_in_memory / 4,
                                        max_message_size): of one client address */
     long timeout;                   /* 300 s */
+    int auth;                       /* auth = true: AUTH offered on port 25 too (false) */
+    int auth_cleartext;             /* auth_cleartext = true: AUTH before TLS (false) */
+};
+
+/* The submission (STARTTLS, then AUTH) and smtps (implicit TLS) sections:
+ * their sessions run under the smtp section's limits. */
+struct submission_conf {
+    struct listener_conf l;
+    int auth_cleartext;             /* AUTH before TLS (false; smtps: always TLS) */
+};
+
+/* The auth section: failed logins of every protocol (auth_guard_conf). */
+struct auth_conf {
+    long failure_delay;             /* s before the first failure is answered (1) */
+    long failure_delay_max;         /* s, the doubling's cap (15) */
+    unsigned max_failures;          /* per client address within failure_window (20) */
+    long failure_window;            /* s (600) */
+};
+
+/* The pop3 (STLS) and pop3s (implicit TLS) sections. */
+struct pop3_conf {
+    struct listener_conf l;
+    int cleartext;                  /* cleartext = true: USER/PASS and AUTH PLAIN
+                                     * without TLS from any address (else from
+                                     * loopback only) */
+    int apop;                       /* apop = true: APOP for maildrops with a
+                                     * plaintext-equivalent secret (false) */
+    long timeout;                   /* the autologout timer: 600 s */
+    unsigned max_connections;       /* 1000 */
+    unsigned max_connections_per_client; /* 50 */
 };
 
 #define RADIUS_SECRET_MAX 128      /* bytes of a client's secret */
@@ -128,7 +158,10 @@ struct config {
                                  * configuration (hosts_load); NULL elsewhere */
     char *tls_certificate, *tls_key;   /* both NULL or both set */
     struct smtp_conf smtp;
-    struct listener_conf submission, smtps, pop3, pop3s, odmr, radius;
+    struct submission_conf submission, smtps;
+    struct listener_conf odmr, radius;
+    struct auth_conf auth;
+    struct pop3_conf pop3, pop3s;
     size_t nradius_clients;
     struct radius_client *radius_clients;
     int netlink_enabled;        /* netlink { enabled = true }: the watcher runs */

@@ -21,6 +21,7 @@ enum stat_id {
     ST_LINK_KICKQ, ST_LINK_RADIUS, ST_LINK_NETLINK, ST_LINK_ODMR,
     ST_LINK_AUTOTURN, ST_LINK_EXPIRY,
     ST_SESSIONS_SMTP,       /* SMTP sessions accepted since start */
+    ST_SESSIONS_POP3,       /* POP3 sessions accepted since start */
     /* RADIUS accounting: authentic requests by Acct-Status-Type */
     ST_RADIUS_START, ST_RADIUS_STOP, ST_RADIUS_INTERIM, ST_RADIUS_ON, ST_RADIUS_OFF,
     ST_RADIUS_OTHER,
@@ -31,6 +32,9 @@ enum stat_id {
     ST_RADIUS_UNKNOWN_USER, ST_RADIUS_STALE, ST_RADIUS_NO_ADDRESS,
     /* dropped without a reply, by reason */
     ST_RADIUS_DROP_CLIENT, ST_RADIUS_DROP_AUTH, ST_RADIUS_DROP_MALFORMED,
+    /* POP3: logins, and messages retrieved (RETR) and deleted (at QUIT) */
+    ST_POP3_LOGIN_OK, ST_POP3_LOGIN_FAILED,
+    ST_POP3_RETRIEVED, ST_POP3_DELETED, ST_POP3_BYTES,
     ST_COUNT
 };
 

@@ -6,9 +6,12 @@
  * expiry: an up link not refreshed within its TTL goes down by itself, and
  * one address belongs to one customer at a time (a link up at an address
  * another customer holds takes that other link down).  The table is
- * persisted (spool state file "links") before a change is reported done, so
- * a restart keeps each link with its original expiry.  On link down the last
- * address is kept for display only.
+ * persisted (spool state files "links", a snapshot, and "links.journal",
+ * the changes since: format in src/link/links_file.h) before a change is
+ * reported done, so a restart keeps each link with its original expiry.
+ * A batch of changes costs an append of its changed links and one
+ * fdatasync, whatever the table's size.  On link down the last address is
+ * kept for display only.
  */
 #ifndef KM_LINKS_H
 #define KM_LINKS_H
@@ -34,18 +37,28 @@ struct link {
     char session[64];           /* detector's session id ("" when none) */
 };
 
-/* Told after every change that took effect (on the loop thread), once it is
- * on disk: up, down, a refresh (was_up and l->up both 1: compare the address
+/* Told of every change as it takes effect (on the loop thread), before its
+ * write is even queued, so that delivery starts at once; a write that fails
+ * tells it again with the link as it was (was_up then says whether the
+ * undone change had it up).  Changes: up, down, a refresh (was_up and l->up both 1: compare the address
  * to tell a move), a link taken down because another customer got its
  * address, an expiry.  l is a snapshot of the link right after that change,
  * valid during the call only (links_get() gives the current state).  Not
  * called for links loaded at start, nor for links_prune(). */
 typedef void links_change_fn(const struct link *l, int was_up, void *arg);
 
-/* Loads state/links (links already expired come back down) and arms expiry
- * timers.  0 / -1 with err. */
+/* Loads state/links and its journal (links already expired come back down;
+ * a journal's torn tail is ignored) and arms expiry timers.  Reads state
+ * files written by earlier versions (state/links without a journal).
+ * 0 / -1 with err. */
 int links_init(struct event_base *base, struct spool *sp, links_change_fn *fn,
                void *arg, char *err, size_t errlen);
+/* A clean stop, before spool_close() (which completes the write): queues
+ * the whole table as a new snapshot behind any write in flight, so that the
+ * next start reads one file; from then on links_set() refuses and nothing
+ * more is written (callbacks of changes not yet written never come).  Then
+ * links_shutdown(). */
+void links_stop(void);
 /* Frees the table.  Callbacks of changes not yet written are never called
  * (as with spool_close); before or after spool_close(). */
 void links_shutdown(void);

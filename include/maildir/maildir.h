@@ -130,8 +130,13 @@ void maildir_list_free(struct maildir_list *l);
 int maildir_open(const char *dir, const struct maildir_msg *m, char *why, size_t whylen);
 
 /* BLOCKING.  Removes a listed message (a file already gone is success).
- * Not synced: after a crash a removed message may come back. */
+ * Not synced by itself: maildir_sync() after a batch of removals. */
 int maildir_remove(const char *dir, const struct maildir_msg *m, char *why, size_t whylen);
+
+/* BLOCKING.  Makes removals and renames in new/ and cur/ durable (fsyncs
+ * both directories; a missing one is fine): after it, a removed message
+ * cannot come back in a crash.  0 / -1 with why. */
+int maildir_sync(const char *dir, char *why, size_t whylen);
 
 /* BLOCKING.  Marks a listed message seen: new/NAME -> cur/NAME:2,S (or adds
  * S to cur/'s flags); updates m->file and m->seen. 0 / -1 with why. */

@@ -42,9 +42,9 @@ struct deliver_kick_result {
 /* Kicks a customer: delivers its waiting mail now to its link address (link
  * up) or fixed host, without changing the link, the retry backoff or the
  * time of the next retry.  -1 with why in err: no usable address, a
- * pickup customer, unknown customer.  A local domain or a deliver =
- * "maildrop" customer delivers into its maildrops (address "local", port
- * 0): a kick retries its deferred mail now.  A kick while a pass runs
+ * pickup or deliver = "maildrop" customer, unknown customer.  A local
+ * domain delivers into its maildrops (address "local", port 0): a kick
+ * retries its deferred mail now.  A kick while a pass runs
  * joins it (already = 1; one more pass follows once it ends), so a customer
  * never has more than its `connections`; with `etrn`, a kick within
  * etrn_interval of the last ETRN-started pass joins too, and that pass
@@ -53,6 +53,12 @@ struct deliver_kick_result {
  * before anything is logged): callers log and reply after it. */
 int deliver_kick(const char *customer, int etrn, struct deliver_kick_result *res,
                  char *err, size_t errlen);
+
+/* Maildrop drop got room (a POP3 session removed or expired messages): the
+ * mail of its local domain or maildrop customer that waits (deferred for
+ * quota) is tried now, without changing the backoff; joins a pass that
+ * runs.  Nothing when nothing waits. */
+void deliver_maildrop_room(const char *drop);
 
 /* A customer's link changed (the link table's change callback, wired by
  * kickmaild.c): link up starts delivery, link down ends deliveries in

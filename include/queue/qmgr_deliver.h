@@ -43,7 +43,6 @@ struct qmgr_hooks {
 void qmgr_set_hooks(const struct qmgr_hooks *h);
 
 const struct config *qmgr_config(void);
-const struct registry *qmgr_registry(void);
 struct event_base *qmgr_base(void);
 
 /* Final results for some recipients of m were applied in memory (status

@@ -1,5 +1,6 @@
 /*
- * smtp_server — the SMTP listeners (the `smtp` section) and their sessions:
+ * smtp_server — the SMTP listeners (the `smtp`, `submission` and `smtps`
+ * sections) and their sessions:
  * receive mail for customer domains, hand it to the qmgr, answer 250 only
  * once it is durable.
  */

@@ -1,6 +1,8 @@
 /*
  * auth/sasl — SASL mechanisms, pure: PLAIN (RFC 4616) decoded from the
- * client's base64 into authzid, authcid and password.
+ * client's base64 into authzid, authcid and password; LOGIN's responses;
+ * CRAM-MD5's challenge and the parsing of its response (the HMAC is
+ * checked in cram.c); strict base64 both ways.
  *
  * Trusts nothing in its input: the base64 text is checked character by
  * character (RFC 4648 alphabet, '=' padding only at the end and required,
@@ -12,6 +14,7 @@
  * empty ones; the decoded copy (it holds the password) wiped either way.
  * No allocation, no I/O, no global state.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "auth/sasl.h"
@@ -115,4 +118,88 @@ int sasl_plain_decode(const char *b64, size_t len, char *authzid, size_t authzid
             explicit_bzero(passwd, passwd_size);
     }
     return rc;
+}
+
+long sasl_b64_decode(const char *b64, size_t len, unsigned char *out, size_t outsize)
+{
+    if (!b64 || len == 0 || len % 4 || len / 4 * 3 > outsize)
+        return -1;
+    long n = b64_decode(b64, len, out);
+    return n > 0 ? n : -1;
+}
+
+long sasl_b64_encode(const void *in, size_t n, char *out, size_t outsize)
+{
+    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const unsigned char *p = in;
+    size_t o = 0;
+    if ((n + 2) / 3 * 4 + 1 > outsize)
+        return -1;
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned long q = (unsigned long)p[i] << 16;
+        if (i + 1 < n)
+            q |= (unsigned long)p[i + 1] << 8;
+        if (i + 2 < n)
+            q |= p[i + 2];
+        out[o++] = a[q >> 18 & 63];
+        out[o++] = a[q >> 12 & 63];
+        out[o++] = i + 1 < n ? a[q >> 6 & 63] : '=';
+        out[o++] = i + 2 < n ? a[q & 63] : '=';
+    }
+    out[o] = 0;
+    return (long)o;
+}
+
+/* Decodes one text of 1..SASL_FIELD_MAX bytes without NUL, CR, LF into
+ * out: its length, or -1 (out wiped). */
+static long text_decode(const char *b64, size_t len, char *out, size_t outsize)
+{
+    unsigned char m[SASL_PLAIN_B64_MAX / 4 * 3];
+    long n = len <= SASL_PLAIN_B64_MAX ? sasl_b64_decode(b64, len, m, sizeof m) : -1;
+    if (n < 0 || n > SASL_FIELD_MAX || (size_t)n >= outsize || memchr(m, 0, (size_t)n) ||
+        memchr(m, '\r', (size_t)n) || memchr(m, '\n', (size_t)n))
+        n = -1;
+    if (n > 0) {
+        memcpy(out, m, (size_t)n);
+        out[n] = 0;
+    } else if (outsize) {
+        explicit_bzero(out, outsize);
+    }
+    explicit_bzero(m, sizeof m);
+    return n;
+}
+
+int sasl_text_decode(const char *b64, size_t len, char *out, size_t outsize)
+{
+    return text_decode(b64, len, out, outsize) > 0 ? 0 : -1;
+}
+
+int sasl_cram_parse(const char *b64, size_t len, char *user, size_t usersize,
+                    char hex[SASL_CRAM_HEX + 1])
+{
+    char m[SASL_FIELD_MAX + 1];
+    long n = text_decode(b64, len, m, sizeof m);
+    char *sp = n > 0 ? strrchr(m, ' ') : NULL;
+    hex[0] = 0;
+    if (usersize)
+        user[0] = 0;
+    if (!sp || sp == m || strlen(sp + 1) != SASL_CRAM_HEX ||
+        strspn(sp + 1, "0123456789abcdefABCDEF") != SASL_CRAM_HEX ||
+        (size_t)(sp - m) >= usersize)
+        return -1;
+    memcpy(user, m, (size_t)(sp - m));
+    user[sp - m] = 0;
+    for (int i = 0; i < SASL_CRAM_HEX; i++) {
+        char c = sp[1 + i];
+        hex[i] = c >= 'A' && c <= 'F' ? (char)(c - 'A' + 'a') : c;
+    }
+    hex[SASL_CRAM_HEX] = 0;
+    return 0;
+}
+
+int sasl_cram_challenge(unsigned long long rand, long long now, const char *host,
+                        char *out, size_t outsize)
+{
+    int w = snprintf(out, outsize, "<%llu.%lld@%s>", rand, now, host);
+    return w < 0 || (size_t)w >= outsize ? -1 : 0;
 }

@@ -70,10 +70,10 @@ static const struct listener_def {
     int served;
 } listener_defs[] = {
     {"smtp", offsetof(struct config, smtp.l), 1},
-    {"submission", offsetof(struct config, submission), 0},
-    {"smtps", offsetof(struct config, smtps), 0},
-    {"pop3", offsetof(struct config, pop3), 0},
-    {"pop3s", offsetof(struct config, pop3s), 0},
+    {"submission", offsetof(struct config, submission.l), 1},
+    {"smtps", offsetof(struct config, smtps.l), 1},
+    {"pop3", offsetof(struct config, pop3.l), 1},
+    {"pop3s", offsetof(struct config, pop3s.l), 1},
     {"odmr", offsetof(struct config, odmr), 0},
     {"radius", offsetof(struct config, radius), 1},
 };
@@ -502,6 +502,8 @@ static int load_smtp_limits(struct loader *ld, cfg_t *root)
     s->max_data_in_memory_per_client =
         (uint64_t)cfg_getint(sec, "max_data_in_memory_per_client");
     s->timeout = cfg_getint(sec, "timeout");
+    s->auth = cfg_getbool(sec, "auth");
+    s->auth_cleartext = cfg_getbool(sec, "auth_cleartext");
     if (holds_a_message(ld, sec, "max_data_in_memory", s->max_data_in_memory, s) < 0)
         return -1;
     if (s->max_data_in_memory_per_client == 0) {    /* not set: a quarter, at least a message */
@@ -511,6 +513,40 @@ static int load_smtp_limits(struct loader *ld, cfg_t *root)
     }
     return holds_a_message(ld, sec, "max_data_in_memory_per_client",
                            s->max_data_in_memory_per_client, s);
+}
+
+/* The options of the pop3 and pop3s sections (their listen addresses are
+ * read by load_listener); pop3s serves TLS only, so it needs a tls section. */
+static int load_pop3(struct loader *ld, cfg_t *root, const char *name, struct pop3_conf *p)
+{
+    cfg_t *sec = cfg_getsec(root, name);
+    p->cleartext = cfg_getbool(sec, "cleartext");
+    p->apop = cfg_getbool(sec, "apop");
+    p->timeout = cfg_getint(sec, "timeout");
+    p->max_connections = (unsigned)cfg_getint(sec, "max_connections");
+    p->max_connections_per_client = (unsigned)cfg_getint(sec, "max_connections_per_client");
+    if (!strcmp(name, "pop3s") && p->l.present && !ld->c->tls_certificate)
+        return fail(ld, hdr_line(ld, "", name, 0), "pop3s section needs a tls section "
+                    "(certificate and key)");
+    return 0;
+}
+
+/* The submission and smtps sections' options, and the auth section.  smtps
+ * serves TLS only, so it needs a tls section. */
+static int load_submission(struct loader *ld, cfg_t *root)
+{
+    struct config *c = ld->c;
+    cfg_t *a = cfg_getsec(root, "auth");
+    c->submission.auth_cleartext = cfg_getbool(cfg_getsec(root, "submission"), "auth_cleartext");
+    c->smtps.auth_cleartext = 0;
+    c->auth.failure_delay = cfg_getint(a, "failure_delay");
+    c->auth.failure_delay_max = cfg_getint(a, "failure_delay_max");
+    c->auth.max_failures = (unsigned)cfg_getint(a, "max_failures");
+    c->auth.failure_window = cfg_getint(a, "failure_window");
+    if (c->smtps.l.present && !c->tls_certificate)
+        return fail(ld, hdr_line(ld, "", "smtps", 0), "smtps section needs a tls section "
+                    "(certificate and key)");
+    return 0;
 }
 
 /* "ADDR" or "ADDR/LEN" (numeric, v4 or v6) into rc's family, net and
@@ -722,6 +758,8 @@ static int build(struct loader *ld, cfg_t *root)
     cfg_t *nl = cfg_getsec(root, "netlink");
     ld->c->netlink_enabled = nl && cfg_getbool(nl, "enabled");
     if (load_smtp_limits(ld, root) < 0 || load_radius_clients(ld, root) < 0 ||
+        load_pop3(ld, root, "pop3", &ld->c->pop3) < 0 ||
+        load_pop3(ld, root, "pop3s", &ld->c->pop3s) < 0 || load_submission(ld, root) < 0 ||
         load_customers(ld, root) < 0 || load_maildrops(ld, root) < 0)
         return -1;
     return ld->failed ? -1 : 0;

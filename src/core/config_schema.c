@@ -701,11 +701,42 @@ static cfg_opt_t smtp_opts[] = {
     /* 0: not set; config.c derives it from max_data_in_memory */
     CFG_INT_CB("max_data_in_memory_per_client", 0, CFGF_NONE, cb_size_pos),
     CFG_INT_CB("timeout", 300, CFGF_NONE, cb_duration_pos),
+    CFG_BOOL("auth", cfg_false, CFGF_NONE),
+    CFG_BOOL("auth_cleartext", cfg_false, CFGF_NONE),
+    CFG_END()
+};
+
+static cfg_opt_t submission_opts[] = {
+    CFG_STR_LIST_CB("listen", NULL, CFGF_NONE, cb_listen),
+    CFG_BOOL("auth_cleartext", cfg_false, CFGF_NONE),
+    CFG_END()
+};
+
+static cfg_opt_t smtps_opts[] = {
+    CFG_STR_LIST_CB("listen", NULL, CFGF_NONE, cb_listen),
+    CFG_END()
+};
+
+static cfg_opt_t auth_opts[] = {
+    CFG_INT_CB("failure_delay", 1, CFGF_NONE, cb_duration),
+    CFG_INT_CB("failure_delay_max", 15, CFGF_NONE, cb_duration),
+    CFG_INT_CB("max_failures", 20, CFGF_NONE, cb_count),
+    CFG_INT_CB("failure_window", 600, CFGF_NONE, cb_duration_pos),
     CFG_END()
 };
 
 static cfg_opt_t listener_opts[] = {
     CFG_STR_LIST_CB("listen", NULL, CFGF_NONE, cb_listen),
+    CFG_END()
+};
+
+static cfg_opt_t pop3_opts[] = {
+    CFG_STR_LIST_CB("listen", NULL, CFGF_NONE, cb_listen),
+    CFG_BOOL("cleartext", cfg_false, CFGF_NONE),
+    CFG_BOOL("apop", cfg_false, CFGF_NONE),
+    CFG_INT_CB("timeout", 600, CFGF_NONE, cb_duration_pos),
+    CFG_INT_CB("max_connections", 1000, CFGF_NONE, cb_count),
+    CFG_INT_CB("max_connections_per_client", 50, CFGF_NONE, cb_count),
     CFG_END()
 };
 
@@ -773,10 +804,11 @@ static cfg_opt_t root_opts[] = {
     CFG_INT_CB("resolver_tries", 2, CFGF_NONE, cb_tries),
     CFG_SEC("tls", tls_opts, CFGF_NONE),
     CFG_SEC("smtp", smtp_opts, CFGF_NONE),
-    CFG_SEC("submission", listener_opts, CFGF_NONE),
-    CFG_SEC("smtps", listener_opts, CFGF_NONE),
-    CFG_SEC("pop3", listener_opts, CFGF_NONE),
-    CFG_SEC("pop3s", listener_opts, CFGF_NONE),
+    CFG_SEC("submission", submission_opts, CFGF_NONE),
+    CFG_SEC("smtps", smtps_opts, CFGF_NONE),
+    CFG_SEC("auth", auth_opts, CFGF_NONE),
+    CFG_SEC("pop3", pop3_opts, CFGF_NONE),
+    CFG_SEC("pop3s", pop3_opts, CFGF_NONE),
     CFG_SEC("odmr", listener_opts, CFGF_NONE),
     CFG_SEC("radius", radius_opts, CFGF_NONE),
     CFG_SEC("netlink", netlink_opts, CFGF_NONE),

@@ -1,5 +1,5 @@
 /*
- * digest — MD5 over a list of buffers through OpenSSL's EVP interface (see
+ * digest — MD5 over a list of buffers, and HMAC-MD5, through OpenSSL (see
  * digest.h).  With core/tls.c, the only file that includes OpenSSL.
  * Trusts its callers' buffers and lengths; guarantees out is always
  * written (zeros on failure) and nothing is allocated past the call.
@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "core/digest.h"
 
@@ -24,4 +25,17 @@ int digest_md5(const struct digest_part *parts, size_t n,
     if (!ok)
         memset(out, 0, DIGEST_MD5_LEN);
     return ok ? 0 : -1;
+}
+
+int digest_hmac_md5(const void *key, size_t keylen, const void *msg, size_t msglen,
+                    unsigned char out[DIGEST_MD5_LEN])
+{
+    unsigned int len = 0;
+    static const unsigned char none;
+    if (!HMAC(EVP_md5(), keylen ? key : &none, (int)keylen, msglen ? msg : &none, msglen,
+              out, &len) || len != DIGEST_MD5_LEN) {
+        memset(out, 0, DIGEST_MD5_LEN);
+        return -1;
+    }
+    return 0;
 }

@@ -36,6 +36,7 @@ static const struct {
     [ST_LINK_EXPIRY]   = { "link_events.expiry", "kickmail_link_events_total", "expiry", NULL, NULL },
     [ST_SESSIONS_SMTP] = { "sessions.smtp", "kickmail_sessions_total", "smtp",
                            "Sessions accepted since start.", "protocol" },
+    [ST_SESSIONS_POP3] = { "sessions.pop3", "kickmail_sessions_total", "pop3", NULL, "protocol" },
     [ST_RADIUS_START]  = { "radius.requests.start", "kickmail_radius_requests_total", "start",
                            "RADIUS Accounting-Requests by status type.", "type" },
     [ST_RADIUS_STOP]   = { "radius.requests.stop", "kickmail_radius_requests_total", "stop",
@@ -67,6 +68,16 @@ static const struct {
                               "reason" },
     [ST_RADIUS_DROP_MALFORMED] = { "radius.dropped.malformed", "kickmail_radius_dropped_total",
                                    "malformed", NULL, "reason" },
+    [ST_POP3_LOGIN_OK] = { "pop3.logins.ok", "kickmail_pop3_logins_total", "ok",
+                           "POP3 logins by result.", "result" },
+    [ST_POP3_LOGIN_FAILED] = { "pop3.logins.failed", "kickmail_pop3_logins_total", "failed",
+                               NULL, "result" },
+    [ST_POP3_RETRIEVED] = { "pop3.retrieved", "kickmail_pop3_retrieved_total", NULL,
+                            "Messages retrieved whole (RETR) over POP3.", NULL },
+    [ST_POP3_DELETED]  = { "pop3.deleted", "kickmail_pop3_deleted_total", NULL,
+                           "Messages deleted over POP3 (at QUIT).", NULL },
+    [ST_POP3_BYTES]    = { "pop3.bytes_retrieved", "kickmail_pop3_retrieved_bytes_total", NULL,
+                           "Octets of messages retrieved over POP3 (RETR).", NULL },
 };
 
 void stats_add(enum stat_id id, uint64_t n)

@@ -23,20 +23,30 @@
  * line on stdin (echo off and a prompt on stderr when stdin is a terminal)
  * and prints a yescrypt hash for a maildrop's `password` (auth/passwd's
  * auth_passwd_hash, libcrypt: the full build only; the front end execs it).
+ * -w SECONDS (--timeout SECONDS) bounds the whole command: an interval timer
+ * (ITIMER_REAL, so it also cuts short a connect() to a socket whose backlog
+ * is full, or a configuration read) whose SIGALRM handler says so on stderr
+ * and exits 1.  The front end disarms it before it execs the full build,
+ * which arms it again.  This is what lets the ppp hooks bound kickq without
+ * starting timeout(1).
  *
  * Trusts: the daemon at the other end of the socket, to send one status line
  * first.  Guarantees: it never waits forever for that line (KICKQ_TIMEOUT);
- * after it, the body is streamed as it comes, however long it is.
+ * after it, the body is streamed as it comes, however long it is, unless -w
+ * gave the whole command a bound.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <math.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -61,6 +71,7 @@
 #define KICKQ_HELPER    "kickq-config"  /* the full build, for -c */
 #define KICKQ_HASH_CMD  "hash-password"
 #define KICKQ_HASH_USAGE KICKQ_HASH_CMD "   (no daemon: a yescrypt hash of the password on stdin)"
+#define KICKQ_WAIT_MAX  86400           /* the longest -w, seconds */
 
 #ifdef KICKQ_STATIC_GLIBC
 #include <pwd.h>
@@ -120,12 +131,15 @@ static const char *kickq_strerror(int e)
 static void kickq_usage(FILE *f)
 {
     const struct ctl_cmd_spec *c;
-    fprintf(f, "usage: kickq [-c FILE | -s SOCKET] COMMAND [ARGS] [--json]\n"
+    fprintf(f, "usage: kickq [-c FILE | -s SOCKET] [-w SECONDS] COMMAND [ARGS] [--json]\n"
                "       kickq -h | --help\n"
                "  -c FILE    configuration to read the control socket from\n"
                "             (default $KICKMAIL_CONF, else " KM_SYSCONFDIR "/kickmail.conf)\n"
                "  -s SOCKET  control socket path\n"
-               "commands:\n");
+               "  -w SECONDS, --timeout SECONDS\n"
+               "             give up (exit 1) if the command has not ended by then\n"
+               "             (decimals allowed, at most %d)\n"
+               "commands:\n", KICKQ_WAIT_MAX);
     for (unsigned i = 0; (c = ctl_cmd_at(i)); i++)
         fprintf(f, "  %s\n", c->usage);
     fprintf(f, "  %s\n", KICKQ_HASH_USAGE);
@@ -142,6 +156,53 @@ static int kickq_usage_error(const char *fmt, ...)
     fprintf(stderr, "\n");
     kickq_usage(stderr);
     return 2;
+}
+
+/* -w: what the SIGALRM handler writes before it exits 1. */
+static char kickq_wait_msg[128];
+static size_t kickq_wait_len;
+
+static void kickq_on_alarm(int sig)
+{
+    ssize_t w = write(STDERR_FILENO, kickq_wait_msg, kickq_wait_len);
+    (void)w;
+    _exit(1);
+}
+
+/* -w's value: decimal seconds (digits and a point) in (0, KICKQ_WAIT_MAX].
+ * 0 / -1. */
+static int kickq_wait_parse(const char *s, double *secs)
+{
+    char *end;
+    if (!*s || strspn(s, "0123456789.") != strlen(s))
+        return -1;
+    errno = 0;
+    *secs = strtod(s, &end);
+    if (errno || *end || !isfinite(*secs) || *secs <= 0 || *secs > KICKQ_WAIT_MAX)
+        return -1;
+    return 0;
+}
+
+/* Arms the whole-command bound (secs > 0) or disarms it (0). */
+static void kickq_wait_arm(double secs, const char *text)
+{
+    struct itimerval it = { { 0, 0 }, { 0, 0 } };
+    if (secs > 0) {
+        struct sigaction sa;
+        int n = snprintf(kickq_wait_msg, sizeof kickq_wait_msg,
+                         "kickq: no answer from kickmaild within %.40s s (-w)\n", text);
+        kickq_wait_len = n > 0 && (size_t)n < sizeof kickq_wait_msg ? (size_t)n : 0;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = kickq_on_alarm;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGALRM, &sa, NULL);
+        long long us = (long long)(secs * 1e6);     /* rounded up: never early */
+        if ((double)us < secs * 1e6)
+            us++;
+        it.it_value.tv_sec = (time_t)(us / 1000000);
+        it.it_value.tv_usec = (suseconds_t)(us % 1000000);
+    }
+    setitimer(ITIMER_REAL, &it, NULL);
 }
 
 #ifndef KICKQ_CONFIG_EXEC
@@ -167,6 +228,7 @@ static int kickq_exec_full(char **argv)
 {
     char self[PATH_MAX], path[PATH_MAX + sizeof KICKQ_HELPER];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    kickq_wait_arm(0, NULL);    /* the full build arms -w again */
     if (n > 0) {
         self[n] = 0;
         char *slash = strrchr(self, '/');
@@ -442,22 +504,37 @@ static int kickq_hash_command(int nwords, char **argv)
 #endif
 }
 
-int main(int argc, char **argv)
+struct kickq_opts {
+    const char *cfg, *sock;
+};
+
+/* kickq's own options (before the command), and -h/--help anywhere.
+ * Returns -1 to go on, else the exit status (usage said, or help given). */
+static int kickq_options(int argc, char **argv, struct kickq_opts *o)
 {
-    const char *cfg = NULL, *sock = NULL;
-    char why[256];
-    static const struct option longopts[] = { { "help", no_argument, NULL, 'h' }, { 0 } };
+    static const struct option longopts[] = {
+        { "help", no_argument, NULL, 'h' },
+        { "timeout", required_argument, NULL, 'w' },
+        { 0 },
+    };
+    double wait = 0;
     int opt;
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, "+c:s:h", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "+c:s:hw:", longopts, NULL)) != -1) {
         switch (opt) {
-        case 'c': cfg = optarg; break;
-        case 's': sock = optarg; break;
+        case 'c': o->cfg = optarg; break;
+        case 's': o->sock = optarg; break;
+        case 'w':
+            if (kickq_wait_parse(optarg, &wait) < 0)
+                return kickq_usage_error("-w: a number of seconds above 0, at most %d, "
+                                         "is needed, not \"%.40s\"", KICKQ_WAIT_MAX, optarg);
+            kickq_wait_arm(wait, optarg);
+            break;
         case 'h': kickq_usage(stdout); return 0;
         default:
             if (!optopt)                /* an unknown --long option */
                 return kickq_usage_error("unknown option %s", argv[optind - 1]);
-            return kickq_usage_error(optopt == 'c' || optopt == 's' ?
+            return kickq_usage_error(optopt == 'c' || optopt == 's' || optopt == 'w' ?
                                      "option -%c needs an argument" : "unknown option -%c",
                                      optopt);
         }
@@ -474,12 +551,22 @@ int main(int argc, char **argv)
             return 0;
         }
     }
-    if (cfg && sock)
+    if (o->cfg && o->sock)
         return kickq_usage_error("-c and -s exclude each other");
     if (optind >= argc)
         return kickq_usage_error("no command given");
     if (strcmp(argv[optind], KICKQ_HASH_CMD) == 0)         /* needs no daemon */
         return kickq_hash_command(argc - optind, argv);
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    struct kickq_opts o = { NULL, NULL };
+    char why[256];
+    int rc0 = kickq_options(argc, argv, &o);
+    if (rc0 >= 0)
+        return rc0;
     /* no malloc on the way to the daemon: musl's first one costs five
      * system calls (brk, mmap...), a tenth of kickq's own start-up */
     static char req[CTL_MAX_REQUEST + 1];
@@ -500,17 +587,17 @@ int main(int argc, char **argv)
     if (!len)
         return 2;
 #ifdef KICKQ_CONFIG_EXEC
-    if (!sock)
+    if (!o.sock)
         return kickq_exec_full(argv);
-    const char *path = sock;
+    const char *path = o.sock;
 #else
     char *conf_sock = NULL;
-    const char *path = sock;
+    const char *path = o.sock;
     if (!path) {
         const char *env = getenv("KICKMAIL_CONF");
-        if (!cfg && env && env[0])
-            cfg = env;
-        conf_sock = kickq_socket_from_config(cfg ? cfg : KM_SYSCONFDIR "/kickmail.conf");
+        if (!o.cfg && env && env[0])
+            o.cfg = env;
+        conf_sock = kickq_socket_from_config(o.cfg ? o.cfg : KM_SYSCONFDIR "/kickmail.conf");
         if (!conf_sock)
             return 1;
         path = conf_sock;

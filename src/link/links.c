@@ -3,34 +3,28 @@
  * address, since when, until when, set by which detector.  Every change goes
  * through one queue: links_set(), the expiry timers and links_prune() queue
  * an operation; when no write is in flight, all queued operations are
- * applied in memory in order (a batch), the whole table is written to the
- * spool state file "links", and only when that write completed are the
- * change callback and the callers' callbacks told.  A failed write undoes
- * the batch (in reverse order) except for expiries, which hold anyway (see
- * below).  So the file always holds every change reported done, and a batch
- * never waits for more than one write.
+ * applied in memory in order (a batch), the batch's changed links are
+ * appended to the journal state/links.journal (one fdatasync), and only
+ * when that write completed are the callers' callbacks told.  When the
+ * journal has grown past LINKS_COMPACT_RATIO times the snapshot (or cannot
+ * be trusted: none of the snapshot's generation, a torn tail at load, a
+ * failed write) the batch is written instead as a compaction: the whole
+ * table as a new snapshot state/links (atomic replace), then a fresh
+ * journal of the new generation; links_stop() writes a last snapshot.  A
+ * failed write undoes the batch (in reverse order) except for expiries,
+ * which hold anyway (see below).  So the files always hold every change
+ * reported done, and a batch never waits for more than one write.  The
+ * formats, and how a snapshot and its journal are read back, are in
+ * links_file.h / links_file.c.
  *
  * Trusts: nothing it is given.  Names are checked against the customer name
- * rule, addresses parsed as numeric IPv4/IPv6 and stored normalised, session
- * ids escaped in the file; every line of the file is checked when loaded and
- * a bad line is logged and skipped.
+ * rule, addresses parsed as numeric IPv4/IPv6 and stored normalised; the
+ * files are parsed by links_file.c, which checks every line and record.
  * Guarantees: at most one up link per address (a link going up at an address
  * another customer holds takes that one down first); an up link with an
  * expiry is brought down by a timer (wall clock) or, when the daemon was
  * stopped meanwhile, at load, with since = the expiry time and source
- * "expiry" in both cases: the file need not record an expiry for it to hold.
- *
- * File format (state/links), version 1, text, one line per customer in name
- * order, LF-terminated, fields separated by one TAB:
- *   # kickmail links 1
- *   CUSTOMER  UP  ADDRESS  SINCE  EXPIRES  SOURCE  SESSION
- * CUSTOMER follows the customer name rule; UP is 0 or 1; ADDRESS is empty
- * (never known, or up without one: a customer with a fixed host) or a
- * normalised numeric address; SINCE and EXPIRES are
- * decimal epoch seconds (EXPIRES 0 = none; always 0 when down); SOURCE is a
- * links_source_name() ("" for none); SESSION is the detector's session id
- * with '\\', bytes below 0x20 and bytes from 0x7f up written as \xHH.
- * Lines starting with '#' are comments.
+ * "expiry" in both cases: the files need not record an expiry for it to hold.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -47,12 +41,13 @@
 #include "core/stats.h"
 #include "core/util.h"
 #include "link/links.h"
+#include "links_file.h"
 #include "spool/spool_state.h"
 
-#define LINKS_FILE      "links"
-#define LINKS_HEADER    "# kickmail links 1"
 #define LINKS_TTL_MAX   (3650L * 86400)     /* ten years */
-#define LINKS_FIELDS    7
+/* A compaction once the journal is larger than both: */
+#define LINKS_COMPACT_MIN   (256 * 1024)    /* bytes */
+#define LINKS_COMPACT_RATIO 4               /* times the snapshot */
 
 struct lent {
     struct link l;              /* l.customer owned; the key of by_name */
@@ -93,7 +88,10 @@ struct lop {
 struct lbatch {
     struct lbatch *next;        /* in the orphan list */
     struct lop *ops;            /* applied, in order */
+    struct lop **tail;          /* where the next op goes (NULL: &ops) */
     int orphan;                 /* links_shutdown() came before the write ended */
+    uint64_t gen;               /* written by a compaction: its generation */
+    size_t snap_bytes;          /* ... and the snapshot's size */
 };
 
 static struct {
@@ -111,6 +109,13 @@ static struct {
     struct lbatch *writing;     /* the batch being written */
     struct lbatch *pending;     /* applied while it was written: the next write */
     int notifying;              /* inside the callbacks of a finished batch */
+    int stopping;               /* links_stop(): no more writes */
+    uint64_t gen;               /* the generation of state/links */
+    uint64_t gen_max;           /* the highest one seen or taken */
+    int journal_ok;             /* state/links.journal is gen's and whole: append */
+    size_t journal_bytes;       /* its length, as far as known */
+    size_t journal_base;        /* ... with no record (its header only) */
+    size_t snap_bytes;          /* the length of state/links */
 } L;
 
 static int (*links_exists)(const char *customer);
@@ -125,6 +130,7 @@ static const char *const source_names[] = {
 
 static void links_pump(void);
 static void links_written(int err, void *arg);
+static void links_journal_made(int err, void *arg);
 
 const char *links_source_name(enum link_source s)
 {
@@ -137,29 +143,6 @@ void links_restrict(int (*exists)(const char *customer))
 }
 
 /* ---- small helpers ---- */
-
-/* Numeric IPv4/IPv6 → normalised text (IPv4-mapped IPv6 as IPv4).  Refuses
- * unspecified, multicast and broadcast addresses.  0 / -1. */
-static int addr_norm(const char *in, char *out, size_t outlen)
-{
-    struct in_addr a4;
-    struct in6_addr a6;
-    if (inet_pton(AF_INET6, in, &a6) == 1) {
-        if (IN6_IS_ADDR_V4MAPPED(&a6)) {
-            memcpy(&a4, a6.s6_addr + 12, 4);
-        } else {
-            if (IN6_IS_ADDR_UNSPECIFIED(&a6) || IN6_IS_ADDR_MULTICAST(&a6))
-                return -1;
-            return inet_ntop(AF_INET6, &a6, out, (socklen_t)outlen) ? 0 : -1;
-        }
-    } else if (inet_pton(AF_INET, in, &a4) != 1) {
-        return -1;
-    }
-    uint32_t h = ntohl(a4.s_addr);
-    if (h == 0 || h == 0xffffffffu || (h >> 28) == 0xe)
-        return -1;
-    return inet_ntop(AF_INET, &a4, out, (socklen_t)outlen) ? 0 : -1;
-}
 
 /* Has an expiry at epoch second exp passed?  (1 ms early counts: the timer
  * runs on the monotonic clock.) */
@@ -399,91 +382,25 @@ static void op_queue(struct lop *op)
     L.qtail = op;
 }
 
-/* ---- the file ---- */
+/* ---- the files (their format: links_file.h) ---- */
 
-/* The session id with '\\', control bytes and bytes from 0x7f up as \xHH,
- * into out (4 * 63 + 1 bytes are enough for any session id). */
-static const char *session_escape(const char *s, char *out, size_t outlen)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t n = 0;
-    for (; *s && n + 5 <= outlen; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '\\' || c < 0x20 || c >= 0x7f) {
-            out[n++] = '\\';
-            out[n++] = 'x';
-            out[n++] = hex[c >> 4];
-            out[n++] = hex[c & 15];
-        } else {
-            out[n++] = (char)c;
-        }
-    }
-    out[n] = 0;
-    return out;
-}
-
-#define SESSION_ESC_LEN (4 * sizeof ((struct link *)0)->session + 1)
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* The inverse of session_escape into out[outlen].  0 / -1. */
-static int session_unescape(const char *s, char *out, size_t outlen)
-{
-    size_t n = 0;
-    for (; *s; s++) {
-        int c = (unsigned char)*s;
-        if (c == '\\') {
-            int hi, lo;
-            if (s[1] != 'x' || (hi = hexval(s[2])) < 0 || (lo = hexval(s[3])) < 0)
-                return -1;
-            c = hi * 16 + lo;
-            s += 3;
-            if (c == 0)
-                return -1;
-        } else if (c < 0x20 || c == 0x7f) {
-            return -1;
-        }
-        if (n + 1 >= outlen)
-            return -1;
-        out[n++] = (char)c;
-    }
-    out[n] = 0;
-    return 0;
-}
-
-/* Its line of the file, made once per change of the link: a write after a
- * change of one link among many formats one line and copies the others
- * (formatting every line at every write cost most of the loop's time under
- * a storm of RADIUS accounting with 10,000 customers). */
+/* Its snapshot line, made once per change of the link: a compaction after
+ * changes of a few links among many formats a few lines and copies the
+ * others. */
 static void ent_line(struct lent *e)
 {
-    const struct link *l = &e->l;
-    char sess[SESSION_ESC_LEN];
-    int n = asprintf(&e->line, "%s\t%d\t%s\t%" PRId64 "\t%" PRId64 "\t%s\t%s\n",
-                     l->customer, l->up ? 1 : 0, l->address, l->since, l->expires,
-                     links_source_name(l->source),
-                     session_escape(l->session, sess, sizeof sess));
-    if (n < 0)
-        log_fatal("links: out of memory");
-    e->linelen = (size_t)n;
+    e->line = links_line_new(e->l.customer, &e->l, &e->linelen);
 }
 
-static struct evbuffer *links_serialise(void)
+/* The whole table as a snapshot of generation gen. */
+static struct evbuffer *links_serialise(uint64_t gen)
 {
+    char hdr[64];
     struct evbuffer *out = evbuffer_new();
     if (!out)
         log_fatal("links: out of memory");
     links_sort();
-    evbuffer_add_printf(out, "%s\n", LINKS_HEADER);
+    evbuffer_add(out, hdr, links_snapshot_header(gen, hdr, sizeof hdr));
     for (size_t i = 0; i < L.nsorted; i++) {
         struct lent *e = L.sorted[i];
         if (!e->line)
@@ -493,73 +410,18 @@ static struct evbuffer *links_serialise(void)
     return out;
 }
 
-static int parse_i64(const char *s, int64_t *v)
+/* The journal records of a batch: the state after each change, in order. */
+static struct evbuffer *batch_records(const struct lbatch *b)
 {
-    char *end;
-    long long x;
-    if (*s < '0' || *s > '9')
-        return -1;
-    errno = 0;
-    x = strtoll(s, &end, 10);
-    if (errno || *end || x < 0)
-        return -1;
-    *v = x;
-    return 0;
-}
-
-static int parse_source(const char *s, enum link_source *src)
-{
-    for (size_t i = 0; i < NSOURCES; i++)
-        if (strcmp(s, source_names[i]) == 0) {
-            *src = (enum link_source)i;
-            return 0;
+    struct evbuffer *out = evbuffer_new();
+    if (!out)
+        log_fatal("links: out of memory");
+    for (const struct lop *op = b->ops; op; op = op->next)
+        for (size_t i = 0; i < op->nchg; i++) {
+            const struct lchg *c = &op->chg[i];
+            links_record_add(out, L.gen, c->customer, c->has ? &c->after : NULL);
         }
-    return -1;
-}
-
-/* Splits line at TABs into exactly LINKS_FIELDS fields (in place). */
-static int split_fields(char *line, char **f)
-{
-    size_t n = 0;
-    for (char *p = line;; p++) {
-        if (*p == '\t' || *p == 0) {
-            if (n == LINKS_FIELDS)
-                return -1;
-            f[n++] = line;
-            if (*p == 0)
-                break;
-            *p = 0;
-            line = p + 1;
-        }
-    }
-    return n == LINKS_FIELDS ? 0 : -1;
-}
-
-/* One line of the file → *v (customer in f[0]).  NULL or what is wrong. */
-static const char *parse_line(char *line, char **f, struct link *v)
-{
-    const char *why;
-    memset(v, 0, sizeof *v);
-    if (split_fields(line, f) < 0)
-        return "not 7 fields";
-    if ((why = config_check_customer_name(f[0])) != NULL)
-        return why;
-    if (hmap_get(L.by_name, f[0]))
-        return "customer listed twice";
-    if (strcmp(f[1], "0") != 0 && strcmp(f[1], "1") != 0)
-        return "bad state";
-    v->up = f[1][0] == '1';
-    if (f[2][0] && addr_norm(f[2], v->address, sizeof v->address) < 0)
-        return "bad address";
-    if (parse_i64(f[3], &v->since) < 0 || parse_i64(f[4], &v->expires) < 0)
-        return "bad time";
-    if (!v->up && v->expires)
-        return "expiry on a link down";
-    if (parse_source(f[5], &v->source) < 0)
-        return "unknown source";
-    if (session_unescape(f[6], v->session, sizeof v->session) < 0)
-        return "bad session id";
-    return NULL;
+    return out;
 }
 
 /* Adds one loaded link: expired → down; an address up twice → both down. */
@@ -580,37 +442,6 @@ static void load_link(const char *customer, struct link *v)
         link_set_down(v, v->since, v->source, NULL);
     }
     ent_put(customer, v);
-}
-
-static void links_load(struct evbuffer *in)
-{
-    size_t lineno = 0, len;
-    char *line, *f[LINKS_FIELDS];
-    struct link v;
-    const char *why;
-
-    while ((line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF)) != NULL ||
-           (len = evbuffer_get_length(in)) > 0) {
-        if (!line) {            /* a last line without LF: written by someone else */
-            line = xmalloc(len + 1);
-            evbuffer_remove(in, line, len);
-            line[len] = 0;
-        }
-        lineno++;
-        if (len == 0 || line[0] == '#') {
-            free(line);
-            continue;
-        }
-        if (strlen(line) != len)
-            why = "NUL byte";
-        else
-            why = parse_line(line, f, &v);
-        if (why)
-            log_warn("links: state/links line %zu ignored: %s", lineno, why);
-        else
-            load_link(f[0], &v);
-        free(line);
-    }
 }
 
 /* ---- batches: apply, write, tell ---- */
@@ -657,8 +488,8 @@ static void batch_undo(struct lbatch *b)
 static void chg_log(const struct lchg *c)
 {
     const struct link *a = &c->after;
-    char sess[SESSION_ESC_LEN];
-    session_escape(a->session, sess, sizeof sess);
+    char sess[LINKS_SESSION_ESC_LEN];
+    links_session_escape(a->session, sess, sizeof sess);
     if (!c->has)
         log_info("links: link of %s forgotten: no such customer", c->customer);
     else if (a->up)
@@ -686,10 +517,9 @@ static void chg_count(const struct lchg *c)
         stats_add(ids[src], 1);
 }
 
+/* Tells fn of a change: first of all (delivery starts at once). */
 static void chg_tell(struct lchg *c)
 {
-    chg_log(c);
-    chg_count(c);
     if (c->has && L.fn) {
         struct link snap = c->after;
         snap.customer = c->customer;
@@ -733,12 +563,76 @@ static void batch_callbacks(struct lbatch *b, int err)
             op->cb(err, op->arg);
 }
 
+/* The next write is a compaction: when appends cannot be trusted (no
+ * journal of this snapshot's generation, or a write failed), or the journal
+ * has grown past LINKS_COMPACT_RATIO times the snapshot. */
+static int links_compaction_due(void)
+{
+    return !L.journal_ok ||
+           (L.journal_bytes > LINKS_COMPACT_MIN &&
+            L.journal_bytes / LINKS_COMPACT_RATIO > L.snap_bytes);
+}
+
+/* Compaction, second step: the snapshot of b->gen holds the table (or its
+ * write failed); a fresh journal of that generation follows. */
+static void links_snapshot_written(int err, void *arg)
+{
+    struct lbatch *b = arg;
+    char hdr[64];
+    if (b->orphan || err) {
+        if (!b->orphan)
+            L.journal_ok = 0;       /* the snapshot may be the new one: no appends */
+        links_written(err, b);
+        return;
+    }
+    L.gen = b->gen;
+    L.snap_bytes = b->snap_bytes;
+    L.journal_ok = 0;
+    if (L.stopping) {
+        links_written(0, b);
+        return;
+    }
+    L.journal_bytes = L.journal_base = links_journal_header(b->gen, hdr, sizeof hdr);
+    spool_state_write(L.sp, LINKS_JOURNAL, hdr, L.journal_bytes, links_journal_made, b);
+}
+
+/* Compaction, last step: the batch was durable with the snapshot already;
+ * appends may follow if the fresh journal was written. */
+static void links_journal_made(int err, void *arg)
+{
+    struct lbatch *b = arg;
+    if (!b->orphan)
+        L.journal_ok = err == 0;
+    links_written(0, b);
+}
+
+/* Writes the whole table as a new snapshot, then a fresh journal; cb(err,
+ * arg) once both are done (or the snapshot failed).  The generation is
+ * taken at once, so that a later compaction never reuses it. */
+static void links_write_snapshot(struct lbatch *b)
+{
+    b->gen = ++L.gen_max;
+    struct evbuffer *buf = links_serialise(b->gen);
+    b->snap_bytes = evbuffer_get_length(buf);
+    spool_state_write(L.sp, LINKS_FILE, evbuffer_pullup(buf, -1), b->snap_bytes,
+                      links_snapshot_written, b);
+    evbuffer_free(buf);
+}
+
+/* Makes b's changes durable: appended to the journal (O(changes)), or with
+ * the whole table when a compaction is due. */
 static void links_write(struct lbatch *b)
 {
-    struct evbuffer *buf = links_serialise();
     L.writing = b;
-    spool_state_write(L.sp, LINKS_FILE, evbuffer_pullup(buf, -1),
-                      evbuffer_get_length(buf), links_written, b);
+    if (links_compaction_due()) {
+        links_write_snapshot(b);
+        return;
+    }
+    struct evbuffer *buf = batch_records(b);
+    size_t len = evbuffer_get_length(buf);
+    L.journal_bytes += len;
+    spool_state_append(L.sp, LINKS_JOURNAL, evbuffer_pullup(buf, -1), len,
+                       links_written, b);
     evbuffer_free(buf);
 }
 
@@ -761,6 +655,7 @@ static void links_written(int err, void *arg)
          * this write ran (p) first, then this batch's */
         log_err("links: cannot save the link table: %s; its last changes are undone",
                 strerror(err));
+        L.journal_ok = 0;           /* the journal's end is unknown: compact next */
         if (p)
             batch_undo(p);
         batch_undo(b);
@@ -775,7 +670,7 @@ static void links_written(int err, void *arg)
     }
     L.notifying = 0;
     batch_free(b);
-    if (p && !err && L.on)
+    if (p && !err && L.on && !L.stopping)
         links_write(p);         /* its changes took effect already */
     else if (p)
         batch_free(p);
@@ -790,26 +685,37 @@ static void links_written(int err, void *arg)
  * not yet written and tells fn again. */
 static void links_pump(void)
 {
-    while (L.on && !L.notifying && L.qhead) {
-        struct lop *first = L.qhead, *op, **tail;
+    while (L.on && !L.stopping && !L.notifying && L.qhead) {
+        struct lop *first = L.qhead, *op;
         struct lbatch *b = L.writing ? L.pending : NULL;
-        L.qhead = L.qtail = NULL;
+        L.qtail->next = NULL;
         if (!b)
             b = xcalloc(1, sizeof *b);
-        for (tail = &b->ops; *tail; tail = &(*tail)->next)
-            ;
-        *tail = first;
+        *(b->tail ? b->tail : &b->ops) = first;     /* O(1): a batch may hold thousands */
+        b->tail = &L.qtail->next;
+        L.qhead = L.qtail = NULL;
         for (op = first; op; op = op->next)
             op_apply(op);
-        if (L.writing)
-            L.pending = b;
-        else
-            links_write(b);
+        L.pending = b;
+        /* fn first: a link up's connection is under way before the write
+         * wakes the aux thread and the log lines wake the log writer (each
+         * wake-up may take the CPU from the loop on a busy machine) */
         L.notifying = 1;
         for (op = first; op && L.on; op = op->next)
             for (size_t i = 0; i < op->nchg && L.on; i++)
                 chg_tell(&op->chg[i]);
         L.notifying = 0;
+        if (!L.on)
+            break;
+        if (!L.writing) {
+            L.pending = NULL;
+            links_write(b);
+        }
+        for (op = first; op; op = op->next)
+            for (size_t i = 0; i < op->nchg; i++) {
+                chg_log(&op->chg[i]);
+                chg_count(&op->chg[i]);
+            }
     }
 }
 
@@ -852,7 +758,7 @@ static struct lop *set_check(const char *customer, int up, const char *address,
         return NULL;
     }
     norm[0] = 0;
-    if (up && address && *address && addr_norm(address, norm, sizeof norm) < 0) {
+    if (up && address && *address && links_addr_norm(address, norm, sizeof norm) < 0) {
         snprintf(err, errlen, "bad address '%.64s': a numeric unicast IPv4 or IPv6 "
                  "address is needed", address);
         return NULL;
@@ -878,8 +784,8 @@ int links_set(const char *customer, int up, const char *address, long ttl,
               char *err, size_t errlen)
 {
     struct lop *op;
-    if (!L.on) {
-        snprintf(err, errlen, "the link table is not started");
+    if (!L.on || L.stopping) {
+        snprintf(err, errlen, "the link table is %s", L.on ? "stopping" : "not started");
         return -1;
     }
     if (!(op = set_check(customer, up, address, ttl, src, err, errlen)))
@@ -896,8 +802,8 @@ int links_down_if(const char *customer, enum link_source src, const char *sessio
                   links_cb *cb, void *arg, char *err, size_t errlen)
 {
     struct lop *op;
-    if (!L.on) {
-        snprintf(err, errlen, "the link table is not started");
+    if (!L.on || L.stopping) {
+        snprintf(err, errlen, "the link table is %s", L.on ? "stopping" : "not started");
         return -1;
     }
     if (!session || !*session) {
@@ -918,7 +824,7 @@ int links_down_if(const char *customer, enum link_source src, const char *sessio
 void links_prune(int (*exists)(const char *customer))
 {
     struct lop *op;
-    if (!L.on || !exists)
+    if (!L.on || L.stopping || !exists)
         return;
     op = xcalloc(1, sizeof *op);
     op->kind = LOP_PRUNE;
@@ -927,21 +833,41 @@ void links_prune(int (*exists)(const char *customer))
     links_pump();
 }
 
+/* Reads state/NAME into a new buffer; NULL + err. */
+static struct evbuffer *links_read(struct spool *sp, const char *name, char *err,
+                                   size_t errlen)
+{
+    struct evbuffer *in = evbuffer_new();
+    if (!in)
+        log_fatal("links: out of memory");
+    if (spool_state_read(sp, name, in) < 0) {
+        snprintf(err, errlen, "cannot read state/%s: %s", name, strerror(errno));
+        evbuffer_free(in);
+        return NULL;
+    }
+    return in;
+}
+
 int links_init(struct event_base *base, struct spool *sp, links_change_fn *fn,
                void *arg, char *err, size_t errlen)
 {
-    struct evbuffer *in;
+    struct evbuffer *snap, *journal;
+    struct links_image img;
     if (L.on) {
         snprintf(err, errlen, "the link table is already started");
         return -1;
     }
-    if (!(in = evbuffer_new()))
-        log_fatal("links: out of memory");
-    if (spool_state_read(sp, LINKS_FILE, in) < 0) {
-        snprintf(err, errlen, "cannot read state/%s: %s", LINKS_FILE, strerror(errno));
-        evbuffer_free(in);
+    if (!(snap = links_read(sp, LINKS_FILE, err, errlen)))
+        return -1;
+    if (!(journal = links_read(sp, LINKS_JOURNAL, err, errlen))) {
+        evbuffer_free(snap);
         return -1;
     }
+    links_image_parse((const char *)evbuffer_pullup(snap, -1), evbuffer_get_length(snap),
+                      (const char *)evbuffer_pullup(journal, -1),
+                      evbuffer_get_length(journal), &img);
+    evbuffer_free(snap);
+    evbuffer_free(journal);
     memset(&L, 0, sizeof L);
     L.base = base;
     L.sp = sp;
@@ -949,11 +875,37 @@ int links_init(struct event_base *base, struct spool *sp, links_change_fn *fn,
     L.fnarg = arg;
     L.by_name = hmap_new(0);
     L.by_addr = hmap_new(0);
-    links_load(in);
-    evbuffer_free(in);
+    for (size_t i = 0; i < img.nlinks; i++)
+        load_link(img.links[i].customer, &img.links[i]);
+    L.gen = img.gen;
+    L.gen_max = img.gen_max;
+    L.snap_bytes = img.snap_bytes;
+    L.journal_ok = img.journal == LINKS_J_OK;
+    L.journal_bytes = img.journal_bytes;
+    L.journal_base = img.journal_base;
     L.on = 1;
-    log_info("links: %zu links loaded", hmap_count(L.by_name));
+    log_info("links: %zu links loaded (state/%s generation %" PRIu64 ", %zu journal "
+             "records)", hmap_count(L.by_name), LINKS_FILE, img.gen, img.records);
+    links_image_free(&img);
     return 0;
+}
+
+void links_stop(void)
+{
+    if (!L.on || L.stopping)
+        return;
+    L.stopping = 1;
+    if (L.journal_ok && L.journal_bytes == L.journal_base && !L.writing && !L.qhead)
+        return;                 /* state/links holds it all already */
+    /* Behind any write in flight on the spool's aux thread: the snapshot
+     * holds whatever that write holds.  The journal is left as it is: of
+     * an older generation now, it is ignored at the next start (resetting
+     * it here could not wait for the snapshot to be durable). */
+    struct evbuffer *buf = links_serialise(++L.gen_max);
+    spool_state_write(L.sp, LINKS_FILE, evbuffer_pullup(buf, -1), evbuffer_get_length(buf),
+                      NULL, NULL);
+    evbuffer_free(buf);
+    L.journal_ok = 0;
 }
 
 void links_shutdown(void)

@@ -320,6 +320,19 @@ int maildir_remove(const char *dir, const struct maildir_msg *m, char *why, size
     return util_fail(why, whylen, "maildir: remove %s: %s", path, strerror(errno));
 }
 
+int maildir_sync(const char *dir, char *why, size_t whylen)
+{
+    static const char *const sub[] = { "new", "cur" };
+    char path[PATH_MAX];
+    for (size_t i = 0; i < 2; i++) {
+        if (maildir_join(path, sizeof path, dir, sub[i]) < 0)
+            return util_fail(why, whylen, "maildir %s: path too long", dir);
+        if (maildir_fsync_dir(path) < 0 && errno != ENOENT)
+            return util_fail(why, whylen, "maildir: fsync %s: %s", path, strerror(errno));
+    }
+    return 0;
+}
+
 static int char_cmp(const void *a, const void *b)
 {
     return *(const unsigned char *)a - *(const unsigned char *)b;

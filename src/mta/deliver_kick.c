@@ -155,3 +155,25 @@ int deliver_kick(const char *customer, int etrn, struct deliver_kick_result *res
     return 0;
 }
 
+void deliver_maildrop_room(const char *drop)
+{
+    /* "alice@isp.example" waits under its local domain "isp.example"; a
+     * domain maildrop under its customer of the same name */
+    const char *at = strrchr(drop, '@');
+    struct qcust *qc = qmgr_cust_by_name(at ? at + 1 : drop);
+    struct transport_dest dst;
+    char err[256];
+    if (!qc || !qc->nmsg || !qc->cfg || qmgr_stopping() ||
+        (qc->cfg->deliver != DELIVER_LOCAL && qc->cfg->deliver != DELIVER_MAILDROP) ||
+        dl_dest(qc, &dst, err, sizeof err) < 0)
+        return;
+    struct qdeliv *d = dl_get(qc);
+    if (dl_busy(d)) {
+        if (d->again == AGAIN_NONE)
+            d->again = AGAIN_KICK;      /* once the pass that runs ends */
+        return;
+    }
+    log_info("%s: room in maildrop %s: retrying %u messages", qc->name, drop, qc->nmsg);
+    if (kick_start(d, 0, &dst) == 0 && !dl_busy(d))
+        pass_end(d);
+}

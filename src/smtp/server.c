@@ -1,8 +1,10 @@
 /*
- * server — the SMTP listeners, on the listener layer: binds the `smtp`
- * section's addresses, sets max_connections and max_connections_per_client
- * on them (a connection over a limit gets 421 4.7.0 before any session
- * exists), creates a session for each accepted connection and frees it
+ * server — the SMTP listeners, on the listener layer: binds the `smtp`,
+ * `submission` (STARTTLS and AUTH required before MAIL) and `smtps`
+ * (implicit TLS, AUTH required) sections' addresses in one set, sets the
+ * smtp section's max_connections and max_connections_per_client on them (a
+ * connection over a limit gets 421 4.7.0 before any session exists; an
+ * smtps one is closed), tells each session its listener's AUTH policy, creates a session for each accepted connection and frees it
  * when the session gives its connection back (the closed hook: session.c
  * never calls into this file); smtp_server_adopt() does the same for a
  * socket connected some other way (the session fuzzer's socketpair).  The
@@ -13,6 +15,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/config.h"
 #include "core/io.h"
@@ -30,11 +33,20 @@ static struct {
 } S;
 
 static const struct listener_info smtp_info = { .proto = "smtp" };
+static const struct listener_info submission_info = { .proto = "submission",
+                                                      .auth_required = 1 };
+static const struct listener_info smtps_info = { .proto = "smtps", .implicit_tls = 1,
+                                                 .auth_required = 1 };
 
 static size_t smtp_refusal(enum listener_refusal why, const struct listener_info *li,
                            const char *peer, char *buf, size_t len, void *arg)
 {
     const char *text = "too many connections";
+    if (li->implicit_tls) {
+        log_warn("refused connection from %s: too many connections%s", peer,
+                 why == LISTENER_FULL ? "" : " from this client");
+        return 0;       /* no plaintext line where TLS is expected */
+    }
     if (why == LISTENER_FULL) {
         log_warn("refused connection from %s: too many connections", peer);
     } else {
@@ -45,9 +57,32 @@ static size_t smtp_refusal(enum listener_refusal why, const struct listener_info
     return n < 0 ? 0 : (size_t)n < len ? (size_t)n : len;
 }
 
+/* The AUTH policy of the listener li under the configuration now. */
+static void sess_policy(struct smtp_sess *s, const struct listener_info *li)
+{
+    const struct config *cfg = smtp_env.cfg;
+    if (!strcmp(li->proto, "submission")) {
+        s->auth_listener = 1;
+        s->auth_cleartext = cfg->submission.auth_cleartext;
+        s->require = SMTP_NEED_AUTH | (s->auth_cleartext ? 0 : SMTP_NEED_TLS);
+    } else if (li->implicit_tls) {
+        s->auth_listener = 1;
+        s->require = SMTP_NEED_AUTH;
+    } else {
+        s->auth_listener = cfg->smtp.auth;
+        s->auth_cleartext = cfg->smtp.auth_cleartext;
+    }
+}
+
 static int smtp_accept(struct listener_conn *c, void *arg)
 {
-    struct io *io = io_new_nonblocking(S.base, c->fd, NULL, NULL);  /* accept4(SOCK_NONBLOCK) */
+    int tls = c->info->implicit_tls;
+    if (tls && !smtp_env.tls) {
+        log_warn("smtps: connection from %s refused: no TLS certificate loaded", c->peer);
+        return -1;
+    }
+    struct io *io = tls ? io_new_tls_server(S.base, c->fd, smtp_env.tls, NULL, NULL)
+                        : io_new_nonblocking(S.base, c->fd, NULL, NULL);  /* accept4(SOCK_NONBLOCK) */
     if (!io)
         return -1;
     struct smtp_sess *s = xcalloc(1, sizeof *s);
@@ -58,6 +93,7 @@ static int smtp_accept(struct listener_conn *c, void *arg)
     s->mem.all = &smtp_env.data_bytes;
     s->mem.client = &c->client->bytes;
     snprintf(s->peer, sizeof s->peer, "%s", c->peer);
+    sess_policy(s, c->info);
     stats_add(ST_SESSIONS_SMTP, 1);
     smtp_sess_start(s);
     return 0;
@@ -87,14 +123,17 @@ static const struct listener_proto smtp_proto = {
 int smtp_server_bind(struct event_base *base, const struct config *c, char *err,
                      unsigned long errlen)
 {
+    const struct listener_conf *l[3] = { &c->smtp.l, &c->submission.l, &c->smtps.l };
+    const struct listener_info *info[3] = { &smtp_info, &submission_info, &smtps_info };
     S.base = base;
+    smtp_env.base = base;
     S.set = listener_set_new(base, &smtp_proto, NULL);
-    if (!c->smtp.l.present)
-        return 0;
-    for (size_t i = 0; i < c->smtp.l.nlisten; i++) {
-        if (listener_add_tcp(S.set, &c->smtp.l.listen[i], &smtp_info, err, errlen) < 0)
-            return -1;
-        log_info("smtp: listening on %s", c->smtp.l.listen[i].text);
+    for (int k = 0; k < 3; k++) {
+        for (size_t i = 0; l[k]->present && i < l[k]->nlisten; i++) {
+            if (listener_add_tcp(S.set, &l[k]->listen[i], info[k], err, errlen) < 0)
+                return -1;
+            log_info("%s: listening on %s", info[k]->proto, l[k]->listen[i].text);
+        }
     }
     return 0;
 }

@@ -89,6 +89,7 @@ static void sess_free(struct smtp_sess *s)
     txn_reset(s);
     free(s->rcpts);
     free(s->helo);
+    smtp_auth_free(s);
     if (s->body)
         evbuffer_free(s->body);
     if (s->out)
@@ -118,23 +119,28 @@ static void sess_close(struct smtp_sess *s, const char *why)
 static const char *const state_names[] = {
     [SS_INIT] = "INIT", [SS_HELO] = "HELO", [SS_MAIL] = "MAIL", [SS_RCPT] = "RCPT",
     [SS_DATA] = "DATA", [SS_COMMIT] = "COMMIT", [SS_TLS] = "TLS", [SS_CLOSING] = "CLOSING",
+    [SS_AUTH] = "AUTH", [SS_AUTHCHECK] = "AUTHCHECK",
 };
 
 /* The states each state may go to.  INIT -> INIT is the session's start;
  * HELO and RCPT go to themselves on a second HELO/EHLO, RSET or RCPT. */
 static const unsigned state_next[] = {
     [SS_INIT] = SS_BIT(SS_INIT) | SS_BIT(SS_HELO) | SS_BIT(SS_TLS) | SS_BIT(SS_CLOSING),
-    [SS_HELO] = SS_BIT(SS_HELO) | SS_BIT(SS_MAIL) | SS_BIT(SS_TLS) | SS_BIT(SS_CLOSING),
+    [SS_HELO] = SS_BIT(SS_HELO) | SS_BIT(SS_MAIL) | SS_BIT(SS_TLS) | SS_BIT(SS_CLOSING) |
+                SS_BIT(SS_AUTH) | SS_BIT(SS_AUTHCHECK),
     [SS_MAIL] = SS_BIT(SS_HELO) | SS_BIT(SS_RCPT) | SS_BIT(SS_CLOSING),
     [SS_RCPT] = SS_BIT(SS_HELO) | SS_BIT(SS_RCPT) | SS_BIT(SS_DATA) | SS_BIT(SS_CLOSING),
     [SS_DATA] = SS_BIT(SS_HELO) | SS_BIT(SS_COMMIT) | SS_BIT(SS_CLOSING),
     [SS_COMMIT] = SS_BIT(SS_HELO),
     [SS_TLS] = SS_BIT(SS_INIT) | SS_BIT(SS_CLOSING),
     [SS_CLOSING] = 0,
+    [SS_AUTH] = SS_BIT(SS_HELO) | SS_BIT(SS_AUTHCHECK) | SS_BIT(SS_CLOSING),
+    [SS_AUTHCHECK] = SS_BIT(SS_HELO) | SS_BIT(SS_CLOSING),
 };
 
 /* The one place a session changes state.  Entering INIT (the start, or
- * after the TLS handshake) forgets HELO/EHLO and any transaction; entering
+ * after the TLS handshake) forgets HELO/EHLO, any transaction and any
+ * authentication (RFC 3207: nothing from before TLS counts); entering
  * HELO ends any transaction; entering TLS or CLOSING stops reading input
  * (nothing more is read in plaintext; a final reply is queued, and
  * IO_DRAINED then closes the session). */
@@ -151,6 +157,7 @@ static void sess_enter_state(struct smtp_sess *s, enum smtp_state st)
         txn_reset(s);
         free(s->helo);
         s->helo = NULL;
+        smtp_auth_free(s);
         break;
     case SS_HELO:
         txn_reset(s);
@@ -199,6 +206,8 @@ static void cmd_helo(struct smtp_sess *s, const char *arg, size_t len, int esmtp
     reply(s, "250-SIZE %llu", (unsigned long long)smtp_env.cfg->smtp.max_message_size);
     if (smtp_env.tls && !io_is_tls(s->io))
         reply(s, "250-STARTTLS");
+    if (smtp_auth_offered(s))
+        reply(s, "250-AUTH PLAIN LOGIN CRAM-MD5");
     reply(s, "250-ETRN");
     reply(s, "250-ENHANCEDSTATUSCODES");
     reply(s, "250 8BITMIME");
@@ -227,6 +236,8 @@ static int parse_path(struct smtp_sess *s, const char *arg, size_t len, int is_r
     return -1;
 }
 
+static const char *log_safe(char *dst, size_t size, const char *src, size_t n);
+
 static void cmd_mail(struct smtp_sess *s, const char *arg, size_t len)
 {
     struct smtp_mailbox mb;
@@ -237,6 +248,15 @@ static void cmd_mail(struct smtp_sess *s, const char *arg, size_t len)
     if (!mb.null && addr_format(mb.local, mb.domain, wire, sizeof wire) < 0) {
         reply(s, "501 5.1.7 Sender address syntax error");
         bad_command(s);
+        return;
+    }
+    if (!mb.null && s->authenticated && !smtp_auth_sender_ok(s, mb.local, mb.domain)) {
+        char text[1100];
+        log_info("NOQUEUE: reject: MAIL from unknown[%s]: 553 5.7.1 <%s>: Sender address "
+                 "rejected: not owned by user %s", s->peer, log_safe(text, sizeof text, wire,
+                 strlen(wire)), s->auth_user);
+        reply(s, "553 5.7.1 <%s>: Sender address rejected: not owned by user %s", wire,
+              s->auth_user);
         return;
     }
     uint64_t max = smtp_env.cfg->smtp.max_message_size;
@@ -291,8 +311,17 @@ static int rcpt_decide(struct smtp_sess *s, const struct smtp_mailbox *mb)
         return -1;
     }
     const struct customer *c = registry_by_domain(smtp_env.reg, mb->domain);
-    if (!c) {
+    if (!c && !s->authenticated) {
         reply(s, "550 5.7.1 <%s>: Relay access denied", addr);
+        return -1;
+    }
+    if (!c && s->nrcpt < cfg->smtp.max_recipients) {
+        rcpt_add(s, addr, SPOOL_RCPT_OUTBOUND, NULL);   /* relayed: the outbound queue */
+        reply(s, "250 2.1.5 Ok");
+        return 0;
+    }
+    if (!c) {
+        reply(s, "452 4.5.3 Error: too many recipients");
         return -1;
     }
     if (!registry_accepts_local(c, mb->local)) {
@@ -402,7 +431,9 @@ static void add_received(struct smtp_sess *s)
     io_tls_info(s->io, tls, sizeof tls);
     evbuffer_add_printf(s->body, "Received: from %s ([%s])\r\n\tby %s (kickmail) with %s id %s",
                         s->helo ? s->helo : "unknown", s->peer, hostname(),
-                        io_is_tls(s->io) ? "ESMTPS" : s->esmtp ? "ESMTP" : "SMTP",
+                        io_is_tls(s->io) ? (s->authenticated ? "ESMTPSA" : "ESMTPS")
+                                         : s->authenticated ? "ESMTPA"
+                                         : s->esmtp ? "ESMTP" : "SMTP",
                         idstr);
     if (tls[0])
         evbuffer_add_printf(s->body, "\r\n\t(%s)", tls);
@@ -512,6 +543,12 @@ static const struct smtp_refusal *check_starttls(const char *arg, size_t len)
     return len ? &r : NULL;
 }
 
+static const struct smtp_refusal *check_auth(const char *arg, size_t len)
+{
+    static const struct smtp_refusal r = { "501 5.5.4 Syntax: AUTH mechanism", 1 };
+    return len ? NULL : &r;
+}
+
 #define IN_TXN  { "503 5.5.1 Error: MAIL transaction in progress", 1 }
 
 static const struct smtp_command commands[] = {
@@ -534,7 +571,7 @@ static const struct smtp_command commands[] = {
       SS_BIT(SS_INIT) | SS_BIT(SS_HELO), IN_TXN, cmd_starttls },
     { SMTP_V_ETRN, "ETRN", SMTP_NEED_HELO, NULL, SS_BIT(SS_HELO), IN_TXN, cmd_etrn },
     { SMTP_V_EXPN, "EXPN", 0, NULL, 0, { 0 }, NULL },
-    { SMTP_V_AUTH, "AUTH", 0, NULL, 0, { 0 }, NULL },
+    { SMTP_V_AUTH, "AUTH", SMTP_NEED_HELO, check_auth, SS_BIT(SS_HELO), IN_TXN, smtp_cmd_auth },
     { SMTP_V_BDAT, "BDAT", 0, NULL, 0, { 0 }, NULL },
     { SMTP_V_ATRN, "ATRN", 0, NULL, 0, { 0 }, NULL },
 };
@@ -667,8 +704,12 @@ static void commit_done(int err, void *arg)
     if (err)
         log_err("%s: cannot store message from %s: %s", idstr, s->peer, strerror(err));
     else
-        log_info("%s: client=%s, from=<%s>, size=%llu, nrcpt=%u (queued)", idstr,
-                 s->peer, s->sender, (unsigned long long)s->stored_size, s->nrcpt);
+        log_info("%s: client=%s%s%s%s%s, from=<%s>, size=%llu, nrcpt=%u (queued)", idstr,
+                 s->peer, s->authenticated ? ", sasl_method=" : "",
+                 s->authenticated ? s->auth_method : "",
+                 s->authenticated ? ", sasl_username=" : "",
+                 s->authenticated ? s->auth_user : "",
+                 s->sender, (unsigned long long)s->stored_size, s->nrcpt);
     if (s->dead) {
         sess_free(s);
         return;
@@ -807,7 +848,12 @@ static int sess_line(struct smtp_sess *s)
     }
     char *copy = xstrndup(line, n - 2);
     evbuffer_drain(in, n);
-    sess_command(s, copy, n - 2);
+    if (s->state == SS_AUTH) {
+        smtp_auth_response(s, copy, n - 2);    /* may hold a password */
+        explicit_bzero(copy, n - 2);
+    } else {
+        sess_command(s, copy, n - 2);
+    }
     free(copy);
     return 1;
 }
@@ -837,7 +883,8 @@ static void sess_process(struct smtp_sess *s)
                 break;
             continue;
         }
-        if (s->state == SS_COMMIT || s->state == SS_TLS || s->state == SS_CLOSING)
+        if (s->state == SS_COMMIT || s->state == SS_TLS || s->state == SS_CLOSING ||
+            s->state == SS_AUTHCHECK)
             break;
         if (!sess_line(s))
             break;
@@ -880,7 +927,7 @@ static void sess_on_io(struct io *io, enum io_event ev, void *arg)
         break;
     }
     case IO_TIMEOUT:
-        if (s->state == SS_COMMIT)
+        if (s->state == SS_COMMIT || s->state == SS_AUTHCHECK)
             break;
         if (s->state == SS_CLOSING) {
             sess_close(s, "timeout");
@@ -927,8 +974,42 @@ void smtp_sess_shutdown(struct smtp_sess *s)
 {
     if (s->state == SS_COMMIT || s->state == SS_CLOSING)
         return;     /* the commit reply comes first; closing ones close anyway */
+    if (s->state == SS_AUTHCHECK)
+        smtp_auth_free(s);      /* no answer to the attempt: the 421 instead */
     reply(s, "421 4.3.2 %s Service shutting down, closing transmission channel",
           hostname());
     sess_finish(s);
     sess_flush(s);
+}
+
+/* ---- for auth.c ---- */
+
+void smtp_sess_reply(struct smtp_sess *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    evbuffer_add_vprintf(s->out, fmt, ap);
+    va_end(ap);
+    evbuffer_add(s->out, "\r\n", 2);
+}
+
+void smtp_sess_enter(struct smtp_sess *s, enum smtp_state st)
+{
+    sess_enter_state(s, st);
+}
+
+void smtp_sess_bad(struct smtp_sess *s)
+{
+    bad_command(s);
+}
+
+void smtp_sess_finish(struct smtp_sess *s, const char *why)
+{
+    s->close_why = why;
+    sess_finish(s);
+}
+
+void smtp_sess_resume(struct smtp_sess *s)
+{
+    sess_process(s);
 }

@@ -18,6 +18,9 @@ struct config;
 struct registry;
 struct tls_ctx;
 struct evbuffer;
+struct event;
+struct event_base;
+struct auth_check;
 
 /* A session's states; it changes state only through session.c's
  * sess_enter_state(), which knows the moves allowed (any other is a broken
@@ -31,6 +34,8 @@ enum smtp_state {
     SS_COMMIT,      /* waiting for the spool */
     SS_TLS,         /* STARTTLS answered: waiting for output drain, then handshake */
     SS_CLOSING,     /* final reply queued: close when drained */
+    SS_AUTH,        /* AUTH: a "334" sent, waiting for the client's response line */
+    SS_AUTHCHECK,   /* AUTH: a password check or a failure's delay under way */
 };
 
 struct smtp_rcpt {
@@ -42,6 +47,7 @@ struct smtp_rcpt {
 /* The settings sessions run under; swapped whole on reload.  Defined in
  * session.c; server.c sets it. */
 struct smtp_env {
+    struct event_base *base;
     const struct config *cfg;
     const struct registry *reg;
     struct tls_ctx *tls;
@@ -60,8 +66,18 @@ struct smtp_sess {
     int esmtp;
     char *helo;
     unsigned require;               /* SMTP_NEED_TLS / SMTP_NEED_AUTH: what its listener
-                                     * demands before MAIL (nothing sets them yet) */
-    int authenticated;              /* AUTH succeeded (nothing sets it yet) */
+                                     * demands before MAIL */
+    int auth_listener;              /* AUTH is served on its listener */
+    int auth_cleartext;             /* ... also before TLS */
+    int authenticated;              /* AUTH succeeded (auth.c) */
+    char *auth_user;                /* then: the customer name or maildrop address */
+    const char *auth_method;        /* "PLAIN", "LOGIN", "CRAM-MD5" (static) */
+    unsigned auth_fails;            /* failed AUTHs in this session */
+    char *auth_try;                 /* the name of the attempt under way */
+    char *auth_secret_try;          /* its password, for a customer's secret */
+    char *auth_challenge;           /* CRAM-MD5's challenge text */
+    struct auth_check *auth_check;  /* the password check in flight */
+    struct event *auth_delay;       /* a failure's delay */
     unsigned bad;                   /* bad commands so far */
     int skipping;                   /* discarding an over-long line up to LF */
     int dead;                       /* peer gone while SS_COMMIT: free on completion */
@@ -145,6 +161,27 @@ const struct smtp_refusal *smtp_command_refusal(const struct smtp_command *c, un
                                                 enum smtp_state st, const char *arg,
                                                 size_t len);
 void smtp_sess_start(struct smtp_sess *s);
+/* For auth.c: a reply line queued (CR LF added); the one state change
+ * (sess_enter_state); a bad command counted; a final reply queued, then
+ * close (why for the disconnect line); reading resumed after an
+ * asynchronous step (may free s: call it last). */
+void smtp_sess_reply(struct smtp_sess *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void smtp_sess_enter(struct smtp_sess *s, enum smtp_state st);
+void smtp_sess_bad(struct smtp_sess *s);
+void smtp_sess_finish(struct smtp_sess *s, const char *why);
+void smtp_sess_resume(struct smtp_sess *s);
+
+/* auth.c: SMTP AUTH.  The AUTH command (the table's proceed); a response
+ * line read in SS_AUTH; 1 when EHLO lists AUTH now (the listener serves it,
+ * and under TLS unless auth_cleartext); the session's AUTH state freed
+ * (its check and delay cancelled; authentication forgotten); 1 when an
+ * authenticated session may use local@domain as its envelope sender. */
+void smtp_cmd_auth(struct smtp_sess *s, const char *arg, size_t len);
+void smtp_auth_response(struct smtp_sess *s, const char *line, size_t len);
+int smtp_auth_offered(const struct smtp_sess *s);
+void smtp_auth_free(struct smtp_sess *s);
+int smtp_auth_sender_ok(const struct smtp_sess *s, const char *local, const char *domain);
 /* Server shutdown: 421 to an idle session (or close after its commit). */
 void smtp_sess_shutdown(struct smtp_sess *s);
 /* A session is done with its connection when it calls listener_conn_close()

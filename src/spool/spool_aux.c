@@ -2,7 +2,8 @@
  * spool_aux — the spool's aux thread (see spool.c): reads message bodies
  * (one pread for a small record, checked: header, payload CRC, trailer),
  * writes state files (spool_state_replace() of spool_state.c: tmp, fsync,
- * rename, fsync the directory) and deletes reclaimed segments.  It trusts
+ * rename, fsync the directory; or spool_state_append_job(): append,
+ * fdatasync) and deletes reclaimed segments.  It trusts
  * the locations the loop thread hands it only as far as the record's own
  * checks confirm them (EIO otherwise); it never touches the loop's data:
  * results go back through spool_post().
@@ -161,7 +162,9 @@ void *spool_aux_main(void *arg)
             aux_unlink(sp, j->seg);
             spool_job_free(j);
         } else {
-            j->err = j->type == J_READ ? aux_read(sp, j) : spool_state_replace(sp, j);
+            j->err = j->type == J_READ ? aux_read(sp, j) :
+                     j->type == J_STAPPEND ? spool_state_append_job(sp, j) :
+                     spool_state_replace(sp, j);
             spool_post(sp, j, j);
         }
         pthread_mutex_lock(&sp->mu);

@@ -33,6 +33,7 @@ enum job_type {
     J_ROTATED,      /* completion only: the writer now appends to seg */
     J_READ,         /* aux: read a message body */
     J_STFILE,       /* aux: write a state file */
+    J_STAPPEND,     /* aux: append to a state file */
     J_UNLINK,       /* aux: delete segment seg */
 };
 
@@ -52,8 +53,8 @@ struct spool_job {
     uint32_t *seg_out;          /* J_APPEND of a STATE */
     struct spool_loc rloc;      /* J_READ */
     struct evbuffer *out;       /* J_READ: the caller's buffer (loop thread only) */
-    char *name;                 /* J_STFILE */
-    size_t meta_len;            /* J_APPEND: metadata bytes; J_STFILE: data bytes */
+    char *name;                 /* J_STFILE, J_STAPPEND */
+    size_t meta_len;            /* J_APPEND: metadata bytes; J_ST*: data bytes */
     uint8_t hdr[SPOOL_REC_HDR_LEN];
     uint8_t trl[SPOOL_REC_TRL_LEN];
     uint8_t meta[];             /* metadata, or the state file's data */
@@ -141,6 +142,8 @@ void spool_post(struct spool *sp, struct spool_job *first, struct spool_job *las
 void *spool_aux_main(void *arg);
 /* Aux thread: writes the J_STFILE job j (spool_state.c).  0 / errno. */
 int spool_state_replace(struct spool *sp, struct spool_job *j);
+/* Aux thread: the J_STAPPEND job j (spool_state.c).  0 / errno. */
+int spool_state_append_job(struct spool *sp, struct spool_job *j);
 
 /* SPOOL_ZEROS_LEN zero bytes, 4096-aligned (spool_spare.c). */
 #define SPOOL_ZEROS_LEN (64 * 1024)

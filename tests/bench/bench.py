@@ -567,11 +567,13 @@ smtp {
 class LatencySink:
     """tests/bench/sink.py in its own process, its events read by a thread."""
 
-    def __init__(self, procs, port, accept=False):
+    def __init__(self, procs, port, accept=False, rt=False):
         argv = [sys.executable, os.path.join(HERE, "sink.py"), "127.0.0.1", str(port),
                 "--idle-ms", str(SINK_IDLE_MS)]
         if accept:
             argv.append("--accept")
+        if rt:
+            argv.append("--rt")
         self.port = port
         self.procs = procs
         self.proc = procs.spawn(argv, stdout=subprocess.PIPE, bufsize=0)
@@ -680,12 +682,30 @@ def table_lines():
     return lines
 
 
-def print_table():
+def goal_lines(load=None):
+    """Every measure that has a goal, one line each: met or not, plainly."""
+    out = []
+    for r in ROWS:
+        if r["met"] is None:
+            continue
+        out.append("  %-3s %s: %s (goal %s)" % ("yes" if r["met"] else "NO", r["what"],
+                                                fmt(r["km"], r["unit"]), r["goal"]))
+    if out:
+        out.insert(0, "Goals%s:" % (" (load average at the start %s; a busy machine misses "
+                                    "them more often)" % load if load else ""))
+    return out
+
+
+def print_table(load=None):
     print()
     print("\n".join(table_lines()))
     print()
     for n in NOTES:
         print("- " + n)
+    goals = goal_lines(load)
+    if goals:
+        print()
+        print("\n".join(goals))
     sys.stdout.flush()
 
 
@@ -1605,7 +1625,7 @@ def main():
         km.stop()
         pf.stop()
         procs.stop_all()
-    print_table()
+    print_table(info.get("load"))
     write_results(info, prof)
     return 0
 

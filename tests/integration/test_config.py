@@ -52,12 +52,16 @@ def test_check_shipped_configurations():
 
 def test_check_unserved_sections(tmp_path):
     d = Daemon(tmp_path, extra='pop3 { listen = {"127.0.0.1:1110"} }\n'
+                               'submission { listen = {"127.0.0.1:2587"} }\n'
                                'odmr { listen = {"127.0.0.1:3366"} }\n')
     r = run_check(d.conf)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "configuration OK" in r.stdout
-    assert "not served" in r.stdout
-    assert "pop3" in r.stdout and "odmr" in r.stdout
+    line = [ln for ln in r.stdout.splitlines() if "not served" in ln]
+    assert len(line) == 1, r.stdout
+    assert "odmr" in line[0]
+    assert "pop3" not in line[0]            # served since issue 12
+    assert "submission" not in line[0]      # served since issue 13
 
 
 def test_version():

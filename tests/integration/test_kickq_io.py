@@ -1,12 +1,14 @@
 """kickq's own I/O, against a fake control server (no kickmaild): the request
 line it sends, how it relays answers (split status lines, long bodies,
 failures, garbage, a daemon that closes early), its errors and exit codes,
-and -c, which the small front end hands to the full build (kickq-config)."""
+-c, which the small front end hands to the full build (kickq-config), and
+-w / --timeout, its bound on the whole command."""
 import os
 import shutil
 import socket
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -174,7 +176,11 @@ def test_usage_errors_never_connect(sockpath):
             (["-x", "status"], b"kickq: unknown option -x\n"),
             (["--frob", "status"], b"kickq: unknown option --frob\n"),
             (["-s", sockpath], b"kickq: no command given\n"),
-        ]
+            (["-w"], b"kickq: option -w needs an argument\n"),
+            (["--timeout"], b"kickq: option -w needs an argument\n"),
+        ] + [(["-w", v, "-s", sockpath, "status"],
+              b"kickq: -w: a number of seconds above 0, at most 86400, is needed, not \"%s\"\n"
+              % v.encode()) for v in ("0", "0.0", "-1", "abc", "1e3", "5s", "", "86401", ".")]
         for args, first in cases:
             r = run(*args)
             assert r.returncode == 2, (args, r.returncode, r.stderr)
@@ -259,3 +265,64 @@ def test_front_end_without_the_full_build(tmp_path, sockpath):
         assert (r.returncode, r.stdout) == (0, b"ok\n"), r.stderr
     finally:
         srv.close()
+
+
+def silent_server(path, backlog=8):
+    """A control socket that accepts (in the kernel's backlog) and never answers."""
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(backlog)
+    return srv
+
+
+@pytest.mark.parametrize("how", ["-s", "-c"])
+@pytest.mark.parametrize("opt, value", [("-w", "0.5"), ("--timeout", "0.5")])
+def test_timeout_gives_up(tmp_path, sockpath, how, opt, value):
+    """-w / --timeout: against a daemon that accepts and never answers, kickq
+    gives up after the bound, exit 1, with the reason on stderr; through the
+    front end (-s) and through kickq-config (-c, the configuration read)."""
+    srv = silent_server(sockpath)
+    target = [how, sockpath if how == "-s" else str(write_conf(tmp_path, sockpath))]
+    try:
+        t0 = time.monotonic()
+        r = run(opt, value, *target, "link", "up", "acme", "192.0.2.1", timeout=10)
+        elapsed = time.monotonic() - t0
+    finally:
+        srv.close()
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert r.stderr == b"kickq: no answer from kickmaild within 0.5 s (-w)\n"
+    assert r.stdout == b""
+    assert 0.5 <= elapsed < 2.5, elapsed
+
+
+def test_timeout_bounds_a_connect_that_blocks(sockpath):
+    """A socket whose backlog is full: connect() itself blocks; -w ends it."""
+    srv = silent_server(sockpath, backlog=0)
+    fill = []
+    try:
+        while True:             # fill the backlog until a connect would block
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.setblocking(False)
+            try:
+                c.connect(sockpath)
+            except (BlockingIOError, InterruptedError):
+                c.close()
+                break
+            fill.append(c)
+            assert len(fill) < 100
+        t0 = time.monotonic()
+        r = run("-w", "0.3", "-s", sockpath, "status", timeout=10)
+        elapsed = time.monotonic() - t0
+    finally:
+        for c in fill:
+            c.close()
+        srv.close()
+    assert (r.returncode, r.stderr) == (1, b"kickq: no answer from kickmaild within 0.3 s (-w)\n")
+    assert 0.3 <= elapsed < 2.3, elapsed
+
+
+def test_timeout_not_reached(sockpath):
+    """An answer within the bound: relayed as ever, and nothing fires later."""
+    r, requests = run_against(sockpath, [b"0\nok\n"], "--timeout", "2", "-s", sockpath, "status")
+    assert (r.returncode, r.stdout, r.stderr) == (0, b"ok\n", b"")
+    assert requests == [b"status\n"]

@@ -102,7 +102,7 @@ def test_figures_move_with_delivery_and_pop3(tmp_path, make_daemon, need_maildro
     wait_for(lambda: len(drop_files(d.root, "alice@isp.example")) == 2
              and len(drop_files(d.root, "acme")) == 2, what="deliveries")
     rows = wait_for(lambda: (lambda r: r if r["alice@isp.example"]["messages"] == 2
-                             and r["acme"]["messages"] == 2 else None)(_by_name(d, "maildrops")),
+                             and r["acme"]["messages"] == 2 else None)(_by_name(d)),
                     what="usage figures after delivery")
     a = rows["alice@isp.example"]
     assert a["bytes"] == _pop3_sizes(d.root, "alice@isp.example")
@@ -121,7 +121,7 @@ def test_figures_move_with_delivery_and_pop3(tmp_path, make_daemon, need_maildro
     p.quit()
     wait_for(lambda: len(drop_files(d.root, "alice@isp.example")) == 1, what="DELE applied")
     a2 = wait_for(lambda: (lambda o: o if o["messages"] == 1 else None)(
-        _by_name(d, "maildrops", "alice@isp.example")["alice@isp.example"]),
+        _by_name(d, "alice@isp.example")["alice@isp.example"]),
         what="usage after the POP3 session")
     assert a2["bytes"] == _pop3_sizes(d.root, "alice@isp.example")
     assert t0 - 2 <= a2["last_login"] <= time.time() + 2
@@ -129,7 +129,7 @@ def test_figures_move_with_delivery_and_pop3(tmp_path, make_daemon, need_maildro
     assert re.match(r"alice@isp\.example +delete +1 +%d +- +\d+s +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$"
                     % a2["bytes"], line), line
     # the others did not move
-    assert _by_name(d, "maildrops")["acme"]["last_login"] is None
+    assert _by_name(d)["acme"]["last_login"] is None
 
 
 def test_kickq_help_lists_maildrops():

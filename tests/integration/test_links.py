@@ -164,6 +164,35 @@ def test_links_survive_a_restart_with_the_same_expiry(make_daemon, mta):
     wait_for(lambda: mta.received_for(ACME), what="delivery over the restored link")
 
 
+def test_links_survive_a_crash_through_the_journal(make_daemon, mta):
+    """Each change reported done is in state/links.journal: a SIGKILL keeps
+    them all; a clean stop then leaves the whole table in state/links."""
+    import os
+    d = make_daemon(customers=conf(mta)).start()
+    d.kickq("link", "up", "acme", MTA_HOST, "--ttl", "1h")
+    d.kickq("link", "up", "beta", "127.0.0.24")
+    d.kickq("link", "down", "beta")
+    d.kickq("link", "up", "beta", "127.0.0.25", "--session", "s2")
+    before = links_of(d)
+    state = os.path.join(d.spool, "state")
+    with open(os.path.join(state, "links.journal")) as f:
+        assert "\tbeta\t1\t127.0.0.25\t" in f.read()
+    d.kill9()
+    d.start()
+    after = links_of(d)
+    for c in ("acme", "beta"):
+        for k in ("state", "address", "since", "expires", "source", "session"):
+            assert after[c][k] == before[c][k], (c, k, before[c], after[c])
+    d.stop()
+    with open(os.path.join(state, "links")) as f:
+        snap = f.read()
+    assert snap.startswith("# kickmail links 2 ")
+    assert "\nbeta\t1\t127.0.0.25\t" in snap and "\nacme\t1\t%s\t" % MTA_HOST in snap
+    d.start()
+    assert links_of(d)["beta"]["address"] == "127.0.0.25"
+    assert "links: 2 links loaded" in d.log_since_start()
+
+
 def test_link_expired_while_stopped_is_down_after_restart(make_daemon, mta):
     d = make_daemon(customers=conf(mta)).start()
     d.kickq("link", "up", "acme", MTA_HOST, "--ttl", "1s")

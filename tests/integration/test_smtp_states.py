@@ -62,7 +62,7 @@ PLAIN_REFUSALS = [
     ("rcpt", "ETRN acme.example", IN_TXN, True),
     ("rcpt", "STARTTLS x", NOT_IMPL, True),
     ("rcpt", "EXPN staff", NOT_IMPL, True),
-    ("helo", "AUTH PLAIN AGJvYgBwdw==", NOT_IMPL, True),
+    ("helo", "AUTH PLAIN AGJvYgBwdw==", "503 5.5.1 Error: authentication not enabled", True),
     ("helo", "BDAT 10 LAST", NOT_IMPL, True),
     ("helo", "ATRN acme.example", NOT_IMPL, True),
 ]

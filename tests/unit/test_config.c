@@ -96,13 +96,15 @@ static const char full_conf[] =
     "  max_received_headers = 14\n"
     "  header_size_limit = \"1k\"\n"
     "  line_length_limit = 2000 max_data_in_memory = 100M max_data_in_memory_per_client = 30M\n"
-    "  timeout = 2m\n"
+    "  timeout = 2m auth = true auth_cleartext = true\n"
     "}\n"
-    "submission { listen = {\"127.0.0.1:587\"} }\n"
+    "submission { listen = {\"127.0.0.1:587\"} auth_cleartext = true }\n"
     "smtps      { listen = \"127.0.0.1:465\" }\n"
-    "pop3       { listen = {\"127.0.0.1:110\"} }\n"
+    "pop3       { listen = {\"127.0.0.1:110\"} cleartext = true apop = true timeout = 15m "
+    "max_connections = 10 max_connections_per_client = 3 }\n"
     "pop3s      { listen = {\"127.0.0.1:995\"} }\n"
-    "odmr       { listen = {\"[::1]:366\"} }\n"
+    "odmr       { listen = {\"[::1]:366\"} } "
+    "auth { failure_delay = 2 failure_delay_max = 1m max_failures = 7 failure_window = 1h }\n"
     "radius {\n"
     "  listen = {\"0.0.0.0:1813\"}\n"
     "  client \"192.0.2.1\" { secret = 'testing123' }\n"
@@ -176,10 +178,21 @@ static void test_full(void **state)
     assert_int_equal(s->max_data_in_memory_per_client, 30 * 1024 * 1024);
     assert_int_equal(s->timeout, 120);
 
-    assert_true(c->submission.present && c->smtps.present && c->pop3.present &&
-                c->pop3s.present && c->odmr.present && c->radius.present);
-    assert_int_equal(c->smtps.nlisten, 1);
-    assert_int_equal(c->smtps.listen[0].port, 465);
+    assert_true(c->smtp.auth && c->smtp.auth_cleartext && c->submission.auth_cleartext);
+    assert_int_equal(c->auth.failure_delay, 2);
+    assert_int_equal(c->auth.failure_delay_max, 60);
+    assert_int_equal(c->auth.max_failures, 7);
+    assert_int_equal(c->auth.failure_window, 3600);
+    assert_true(c->submission.l.present && c->smtps.l.present && c->pop3.l.present &&
+                c->pop3s.l.present && c->odmr.present && c->radius.present);
+    assert_true(c->pop3.cleartext && c->pop3.apop);
+    assert_int_equal(c->pop3.timeout, 900);
+    assert_int_equal(c->pop3.max_connections, 10);
+    assert_int_equal(c->pop3.max_connections_per_client, 3);
+    assert_false(c->pop3s.cleartext || c->pop3s.apop);
+    assert_int_equal(c->pop3s.timeout, 600);
+    assert_int_equal(c->smtps.l.nlisten, 1);
+    assert_int_equal(c->smtps.l.listen[0].port, 465);
     assert_string_equal(c->odmr.listen[0].host, "::1");
     assert_int_equal(c->nradius_clients, 2);
     assert_string_equal(c->radius_clients[0].address, "192.0.2.1");
@@ -234,9 +247,9 @@ static void test_full(void **state)
 
     char buf[128];
     config_unserved(c, buf, sizeof buf);
-    assert_string_equal(buf, "submission, smtps, pop3, pop3s, odmr");
-    config_unserved(c, buf, 16);           /* truncated: whole names only */
-    assert_string_equal(buf, "submission");
+    assert_string_equal(buf, "odmr");
+    config_unserved(c, buf, 4);            /* truncated: whole names only */
+    assert_string_equal(buf, "");
     config_free(c);
 }
 
@@ -260,8 +273,17 @@ static void test_defaults(void **state)
     assert_int_equal(c->dsn_return, DSN_RETURN_HEADERS);
     assert_false(c->smtp.l.present);
     assert_int_equal(c->smtp.l.nlisten, 0);
-    assert_false(c->submission.present || c->smtps.present || c->pop3.present ||
-                 c->pop3s.present || c->odmr.present || c->radius.present);
+    assert_false(c->smtp.auth || c->smtp.auth_cleartext || c->submission.auth_cleartext);
+    assert_int_equal(c->auth.failure_delay, 1);
+    assert_int_equal(c->auth.failure_delay_max, 15);
+    assert_int_equal(c->auth.max_failures, 20);
+    assert_int_equal(c->auth.failure_window, 600);
+    assert_false(c->submission.l.present || c->smtps.l.present || c->pop3.l.present ||
+                 c->pop3s.l.present || c->odmr.present || c->radius.present);
+    assert_false(c->pop3.cleartext || c->pop3.apop);
+    assert_int_equal(c->pop3.timeout, 600);
+    assert_int_equal(c->pop3.max_connections, 1000);
+    assert_int_equal(c->pop3.max_connections_per_client, 50);
     assert_int_equal(c->smtp.max_message_size, 10240000);
     assert_int_equal(c->smtp.max_recipients, 1000);
     assert_int_equal(c->smtp.max_connections, 1000);
@@ -415,6 +437,10 @@ static const struct bad_case {
     {"listen second item", "smtp { listen = {\"127.0.0.1:25\",\n \"[::1]:x\"} }\n",
      ":2: bad listen address '[::1]:x'"},
     {"listener without listen", "\npop3 { }\n", ":2: pop3 section has no listen address"},
+    {"pop3s without tls", "\n\npop3s { listen = {\"127.0.0.1:995\"} }\n",
+     ":3: pop3s section needs a tls section"},
+    {"pop3 option elsewhere", "odmr { listen = {\"127.0.0.1:366\"} apop = true }\n",
+     ":1: unknown option 'apop'"},
     /* customers */
     {"domain twice",
      "customer \"a\" {\n domains = {\"x.example\"}\n}\n\ncustomer \"b\" {\n"

@@ -614,6 +614,25 @@ static void test_state_files(void **state)
     spool_state_write(sp, "links.tmp", "x", 1, res_cb, &r);
     run_until(&r.n, 4);
     assert_int_equal(r.err, EINVAL);
+    /* appends: only to a file a replacement made, in order with them */
+    spool_state_append(sp, "journal", "a", 1, res_cb, &r);
+    run_until(&r.n, 5);
+    assert_int_equal(r.err, ENOENT);
+    snprintf(path, sizeof path, "%s/state/journal", dir);
+    assert_false(exists(path));
+    spool_state_write(sp, "journal", "head\n", 5, res_cb, &r);
+    spool_state_append(sp, "journal", "one\n", 4, res_cb, &r);
+    spool_state_append(sp, "journal", "", 0, res_cb, &r);
+    spool_state_append(sp, "journal", "two\n", 4, res_cb, &r);
+    run_until(&r.n, 9);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(spool_state_read(sp, "journal", out), 0);
+    assert_int_equal(evbuffer_get_length(out), 13);
+    assert_memory_equal(evbuffer_pullup(out, -1), "head\none\ntwo\n", 13);
+    evbuffer_drain(out, 13);
+    spool_state_append(sp, "../journal", "x", 1, res_cb, &r);
+    run_until(&r.n, 10);
+    assert_int_equal(r.err, EINVAL);
     spool_close(sp);
 
     snprintf(path, sizeof path, "%s/state/holds.tmp", dir);
