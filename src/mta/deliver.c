@@ -62,7 +62,9 @@ struct conn {
  * DL_LOCAL_SESSIONS sessions (one message each in flight), so that the
  * maildir workers find many messages to write under one round of syncs.
  * The sessions beyond its `connections` take a message only while the
- * bodies of all local deliveries in memory stay within DL_LOCAL_BYTES. */
+ * bodies of all local deliveries in memory stay within DL_LOCAL_BYTES (or
+ * when no other session of the customer is busy): memory holds that plus
+ * about `connections` messages per local customer. */
 #define DL_LOCAL_SESSIONS 64
 #define DL_LOCAL_BYTES (32 * 1024 * 1024)
 
@@ -358,14 +360,20 @@ static void job_body_read(int err, void *arg)
 
 /* May cn take the next message?  Yes, but for an extra local session when
  * that message's body would take the local deliveries' bodies in memory
- * over DL_LOCAL_BYTES (it quits instead; the customer's first sessions go
- * on). */
+ * over DL_LOCAL_BYTES and another session of the customer is busy (this
+ * one quits; that one goes on and takes the rest, so the customer is never
+ * left without a session while it has mail). */
 static int conn_may_take(struct conn *cn)
 {
     struct qrcpt *r;
-    if (!cn->extra || !cn->d || !(r = cursor_peek(cn->d)))
+    struct conn *o;
+    if (!cn->extra || !cn->d || !(r = cursor_peek(cn->d)) ||
+        DL.local_bytes + r->msg->size <= DL_LOCAL_BYTES)
         return 1;
-    return DL.local_bytes + r->msg->size <= DL_LOCAL_BYTES;
+    LIST_FOREACH(o, &cn->d->conns, entry)
+        if (o != cn && (o->job || o->next))
+            return 0;
+    return 1;
 }
 
 /* Takes the connection's next job and starts reading its body now, so that

@@ -406,8 +406,9 @@ def test_read_only_maildir_root_defers(make_daemon):
         subprocess.run(["umount", "-l", d.maildirs])
 
 
-def send_many(d, rcpt, n, size=0, tag="m"):
-    """n messages to rcpt over one connection; their queue IDs."""
+def send_many(d, rcpt, n, size=0, tag="m", lines=0):
+    """n messages to rcpt over one connection (size: one long line of that
+    many bytes; lines: that many more lines of 76 bytes); their queue IDs."""
     ids = []
     with Raw(d.port) as c:
         c.greet()
@@ -416,6 +417,7 @@ def send_many(d, rcpt, n, size=0, tag="m"):
             assert code(c.cmd("RCPT TO:<%s>" % rcpt)) == 250
             assert code(c.cmd("DATA")) == 354
             data = body("%s%d" % (tag, i), extra="X-Seq: %s%d\r\n" % (tag, i), size=size)
+            data += ("y" * 74 + "\r\n") * lines
             c.send(data.replace("\r\n.", "\r\n..") + ".\r\n")
             final = c.reply(timeout=30)
             assert code(final) == 250, final
@@ -491,3 +493,21 @@ def test_batch_broken_maildrop_fails_alone(make_daemon, tmp_path):
         assert os.listdir(elsewhere) == []
     finally:
         shutil.rmtree(elsewhere, ignore_errors=True)
+
+
+def test_large_local_mail_within_the_memory_budget(make_daemon):
+    """Ten 5 MB messages released at once: the sessions beyond connections
+    take a message only while the local bodies in memory stay under 32 MB
+    (the others quit), and the customer is never left without a session:
+    all ten are delivered, none deferred."""
+    d = make_daemon(customers=drops()).start()
+    d.kickq("hold", "isp.example")
+    ids = send_many(d, ALICE, 10, lines=5 * 1024 * 1024 // 76)
+    d.kickq("release", "isp.example")
+    wait_files(d, 10, "isp.example", "alice", timeout=60)
+    wait_for(lambda: queue(d) == [], timeout=30, what="an empty queue")
+    for qid in ids:
+        d.wait_log(r"%s: to=<alice@isp\.example>, relay=local, .*status=sent" % qid)
+    assert "deferred" not in d.log_text()
+    sizes = {os.path.getsize(f) for f in new_files(d, "isp.example", "alice")}
+    assert min(sizes) > 5 * 1024 * 1024 * 75 // 76 - 1024, sizes
