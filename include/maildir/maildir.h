@@ -128,6 +128,15 @@ void maildir_list_free(struct maildir_list *l);
  * and mark_seen also find a message another reader moved between new/ and
  * cur/ or whose flags it changed since the listing. */
 int maildir_open(const char *dir, const struct maildir_msg *m, char *why, size_t whylen);
+/* BLOCKING.  maildir_open() and maildir_remove() relative to dirfd, an open
+ * descriptor of dir (open(dir, O_RDONLY | O_DIRECTORY)), or -1 for the
+ * same as those: no walk of dir's path for every message (POP3 reads and
+ * removes thousands in a row).  dir is still used for a moved message and
+ * in why. */
+int maildir_open_at(int dirfd, const char *dir, const struct maildir_msg *m, char *why,
+                    size_t whylen);
+int maildir_remove_at(int dirfd, const char *dir, const struct maildir_msg *m, char *why,
+                      size_t whylen);
 
 /* BLOCKING.  Removes a listed message (a file already gone is success).
  * Not synced by itself: maildir_sync() after a batch of removals. */

@@ -38,5 +38,9 @@ void pop3_server_set_room_hook(void (*fn)(const char *drop));
  * (an address as text): the same limits and session as accept.  Takes fd.
  * 0, or -1 when refused.  For tests and the fuzzer. */
 int pop3_server_adopt(int fd, const char *peer, int tls);
+/* Blocking works (listings, message reads, QUIT's changes) the sessions
+ * have handed to the worker threads since start.  For tests: RETR and TOP
+ * lines pipelined behind one another share one read. */
+unsigned long pop3_server_works(void);
 
 #endif

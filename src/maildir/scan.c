@@ -320,6 +320,31 @@ int maildir_remove(const char *dir, const struct maildir_msg *m, char *why, size
     return util_fail(why, whylen, "maildir: remove %s: %s", path, strerror(errno));
 }
 
+int maildir_open_at(int dirfd, const char *dir, const struct maildir_msg *m, char *why,
+                    size_t whylen)
+{
+    if (dirfd >= 0) {
+        int fd = openat(dirfd, m->file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd >= 0)
+            return fd;
+        if (errno != ENOENT) {
+            int e = errno;
+            util_fail(why, whylen, "maildir %s/%s: %s", dir, m->file, strerror(e));
+            errno = e;
+            return -1;
+        }
+    }
+    return maildir_open(dir, m, why, whylen);      /* moved meanwhile, or gone */
+}
+
+int maildir_remove_at(int dirfd, const char *dir, const struct maildir_msg *m, char *why,
+                      size_t whylen)
+{
+    if (dirfd >= 0 && unlinkat(dirfd, m->file, 0) == 0)
+        return 0;
+    return maildir_remove(dir, m, why, whylen);    /* moved meanwhile, gone, or an error */
+}
+
 int maildir_sync(const char *dir, char *why, size_t whylen)
 {
     static const char *const sub[] = { "new", "cur" };

@@ -8,12 +8,17 @@
  * retrieval recorded, and the messages kept keep_days after it expired).
  * Trusts the listing (maildir.c) and the session's command table; checks
  * every message number.  Guarantees: nothing is removed before QUIT in
- * TRANSACTION; RETR and TOP stream the file in POP3_CHUNK pieces read in a
- * worker thread, the next piece only while less than SEND_AHEAD is waiting
- * to be written, so no message is ever held whole in memory; a message gone
- * meanwhile is answered "-ERR [SYS/PERM]" and the session goes on.
+ * TRANSACTION; RETR and TOP are read and encoded in a worker thread: the
+ * RETR and TOP lines pipelined behind the first join its queue (at most
+ * P3_SENDQ) and one work answers as many as POP3_BATCH bytes of files
+ * allow, in order (one worker round trip for many small messages; a big
+ * one goes out POP3_BATCH at a time); the next work starts only while less
+ * than SEND_AHEAD is waiting to be written, so no message is ever held
+ * whole in memory; a message gone meanwhile is answered "-ERR [SYS/PERM]"
+ * in its place and the session goes on.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,124 +206,229 @@ void pop3_cmd_rset(struct pop3_sess *s, const struct pop3_cmd *c)
 
 /* ---- RETR and TOP ---- */
 
-static void read_run(struct pop3_work *w)
+/* In the worker: the maildrop's directory, opened once for the session
+ * (messages are then opened and removed relative to it). */
+static int drop_dirfd(struct pop3_sess *s)
 {
-    struct pop3_sess *s = (struct pop3_sess *)((char *)w - offsetof(struct pop3_sess, work));
-    s->err = 0;
-    s->chunklen = 0;
-    if (s->fd < 0) {
-        s->fd = maildir_open(s->dir, &s->list.msgs[s->msg], s->why, sizeof s->why);
-        if (s->fd < 0) {
-            s->err = errno ? errno : EIO;
-            return;
-        }
-    }
-    ssize_t n;
-    do
-        n = pread(s->fd, s->chunk, POP3_CHUNK, (off_t)s->off);
-    while (n < 0 && errno == EINTR);
-    if (n < 0) {
-        s->err = errno;
-        snprintf(s->why, sizeof s->why, "%s: %s", s->list.msgs[s->msg].file, strerror(errno));
-        return;
-    }
-    s->chunklen = (size_t)n;
+    if (s->dirfd < 0)
+        s->dirfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    return s->dirfd;
 }
 
-static void read_done(struct pop3_work *w);
-
-static void read_next(struct pop3_sess *s)
+/* In the worker: the head message could not be opened or its first read
+ * failed: answered "-ERR" in place. */
+static void send_fail(struct pop3_sess *s, struct pop3_sendq *q, int err)
 {
-    s->job = P3_JOB_READ;
-    s->work.run = read_run;
-    s->work.done = read_done;
-    pop3_work_submit(&s->work);
-}
-
-/* The message is sent (or could not be opened). */
-static void send_end(struct pop3_sess *s)
-{
+    q->err = err ? err : EIO;
+    if (q->err == ENOENT)
+        evbuffer_add_printf(s->sendbuf, "-ERR [SYS/PERM] Message %u is gone.\r\n", q->msg + 1);
+    else
+        evbuffer_add_printf(s->sendbuf, "-ERR [SYS/TEMP] Cannot read message %u.\r\n",
+                            q->msg + 1);
     if (s->fd >= 0)
         close(s->fd);
     s->fd = -1;
-    pop3_enter_state(s, P3_TRANS);
-    pop3_sess_resume(s);
 }
 
-static void read_done(struct pop3_work *w)
+/* In the worker: reads and encodes the head message (open) into sendbuf
+ * while *budget lasts.  1: its answer is complete; 0: the budget is spent
+ * first (the next work goes on); -1: it failed (answered -ERR before its
+ * "+OK", or s->err set after it: the stream cannot go on). */
+static int send_read(struct pop3_sess *s, struct pop3_sendq *q, size_t *budget)
+{
+    const struct maildir_msg *m = &s->list.msgs[q->msg];
+    for (;;) {
+        size_t want = *budget < POP3_CHUNK ? *budget : POP3_CHUNK;
+        if (want == 0)
+            return 0;
+        ssize_t n;
+        do
+            n = pread(s->fd, s->chunk, want, (off_t)s->off);
+        while (n < 0 && errno == EINTR);
+        if (n < 0) {
+            int e = errno;
+            snprintf(s->why, sizeof s->why, "%s: %s", m->file, strerror(e));
+            if (s->started) {
+                s->err = e;
+                return -1;
+            }
+            send_fail(s, q, e);
+            return -1;
+        }
+        if (!s->started) {
+            s->started = 1;
+            if (q->body_lines < 0)
+                evbuffer_add_printf(s->sendbuf, "+OK %llu octets\r\n",
+                                    (unsigned long long)m->vsize);
+            else
+                evbuffer_add(s->sendbuf, "+OK\r\n", 5);
+        }
+        pop3_enc_feed(&s->enc, s->chunk, (size_t)n, s->sendbuf);
+        s->off += (uint64_t)n;
+        *budget -= (size_t)n;
+        /* a short read of a regular file is its end: no read more to learn it */
+        if ((size_t)n < want || s->enc.done) {
+            /* a TOP whose line count reached past the end sent the whole
+             * message: a retrieval as well (fetchmail fetches with TOP n
+             * 99999999) */
+            q->whole = q->body_lines < 0 || !s->enc.done;
+            pop3_enc_end(&s->enc, s->sendbuf);
+            close(s->fd);
+            s->fd = -1;
+            return 1;
+        }
+    }
+}
+
+/* In the worker: answers the queued messages from the head on, reading at
+ * most POP3_BATCH bytes of files; a message that does not fit in what is
+ * left is started by the next work (a big one alone goes out POP3_BATCH at
+ * a time).  Stops after a failure other than a message gone, so that
+ * s->why is its reason. */
+static void send_run(struct pop3_work *w)
 {
     struct pop3_sess *s = (struct pop3_sess *)((char *)w - offsetof(struct pop3_sess, work));
-    const struct maildir_msg *m;
+    size_t budget = POP3_BATCH;
+    s->err = 0;
+    while (s->sq_head < s->sq_tail) {
+        struct pop3_sendq *q = &s->sendq[s->sq_head];
+        if (s->fd < 0) {
+            const struct maildir_msg *m = &s->list.msgs[q->msg];
+            if (budget < POP3_BATCH && m->size >= budget)
+                break;
+            errno = 0;
+            s->fd = maildir_open_at(drop_dirfd(s), s->dir, m, s->why, sizeof s->why);
+            s->off = 0;
+            s->started = 0;
+            pop3_enc_init(&s->enc, q->body_lines);
+            if (s->fd < 0) {
+                send_fail(s, q, errno);
+                s->sq_head++;
+                if (q->err == ENOENT)
+                    continue;       /* gone: its log line needs no why */
+                break;
+            }
+        }
+        int r = send_read(s, q, &budget);
+        if (r == 0 || s->err)
+            break;
+        s->sq_head++;
+        if (r < 0)
+            break;
+    }
+}
+
+static void send_done(struct pop3_work *w);
+
+static void send_submit(struct pop3_sess *s)
+{
+    s->job = P3_JOB_READ;
+    s->sq_from = s->sq_head;
+    s->work.run = send_run;
+    s->work.done = send_done;
+    pop3_work_submit(&s->work);
+}
+
+/* A RETR or TOP line waiting behind the one being answered: queued when
+ * the command table and msg_index would take it as it is (anything else
+ * stays for them, to be answered in order after the queue). */
+static int send_take(struct pop3_sess *s, const struct pop3_cmd *c)
+{
+    uint32_t n, lines = 0;
+    if (s->sq_tail >= P3_SENDQ)
+        return 0;
+    if (!((c->verb == POP3_V_RETR && c->nargs == 1) || (c->verb == POP3_V_TOP && c->nargs == 2)))
+        return 0;
+    if (pop3_parse_number(&c->args[0], &n) < 0 || n == 0 || n > s->list.n ||
+        (s->flags[n - 1] & P3_DELETED))
+        return 0;
+    if (c->verb == POP3_V_TOP && pop3_parse_number(&c->args[1], &lines) < 0)
+        return 0;
+    s->sendq[s->sq_tail++] = (struct pop3_sendq){
+        .msg = n - 1, .body_lines = c->verb == POP3_V_TOP ? (long)lines : -1 };
+    return 1;
+}
+
+/* Moves what is left of the queue to its start and adds the RETR and TOP
+ * lines waiting in the input. */
+static void send_gather(struct pop3_sess *s)
+{
+    if (s->sq_head) {
+        memmove(s->sendq, s->sendq + s->sq_head, (s->sq_tail - s->sq_head) * sizeof *s->sendq);
+        s->sq_tail -= s->sq_head;
+        s->sq_head = 0;
+    }
+    while (pop3_sess_take_line(s, send_take))
+        ;
+}
+
+/* On the loop: what one answered message means (a retrieval; a log line
+ * for one that could not be read). */
+static void send_report(struct pop3_sess *s, const struct pop3_sendq *q)
+{
+    const struct maildir_msg *m = &s->list.msgs[q->msg];
+    if (q->err == ENOENT) {
+        log_warn("pop3: %s: message %u (%s) is gone", s->drop, q->msg + 1, m->file);
+    } else if (q->err) {
+        log_err("pop3: %s: cannot read message %u: %s", s->drop, q->msg + 1, s->why);
+    } else if (q->whole) {
+        s->flags[q->msg] |= P3_RETRIEVED;
+        s->n_retrieved++;
+        s->n_bytes += m->vsize;
+        stats_add(ST_POP3_RETRIEVED, 1);
+        stats_add(ST_POP3_BYTES, m->vsize);
+    }
+}
+
+static void send_done(struct pop3_work *w)
+{
+    struct pop3_sess *s = (struct pop3_sess *)((char *)w - offsetof(struct pop3_sess, work));
     if (pop3_sess_work_ended(s))
         return;
-    m = &s->list.msgs[s->msg];
-    if (s->err && !s->started) {
-        if (s->err == ENOENT) {
-            log_warn("pop3: %s: message %u (%s) is gone", s->drop, s->msg + 1, m->file);
-            pop3_reply(s, "-ERR [SYS/PERM] Message %u is gone.", s->msg + 1);
-        } else {
-            log_err("pop3: %s: cannot read message %u: %s", s->drop, s->msg + 1, s->why);
-            pop3_reply(s, "-ERR [SYS/TEMP] Cannot read message %u.", s->msg + 1);
-        }
-        send_end(s);
-        return;
-    }
+    evbuffer_add_buffer(s->out, s->sendbuf);
+    for (unsigned i = s->sq_from; i < s->sq_head; i++)
+        send_report(s, &s->sendq[i]);
     if (s->err) {           /* "+OK" is out: the only way left to fail is to close */
         log_err("pop3: %s: reading message %u failed while sending it: %s", s->drop,
-                s->msg + 1, s->why);
+                s->sendq[s->sq_head].msg + 1, s->why);
         pop3_sess_abort(s, "read error");
         return;
     }
-    if (!s->started) {
-        s->started = 1;
-        if (s->whole)
-            pop3_reply(s, "+OK %llu octets", (unsigned long long)m->vsize);
-        else
-            pop3_reply(s, "+OK");
-    }
-    pop3_enc_feed(&s->enc, s->chunk, s->chunklen, s->out);
-    s->off += s->chunklen;
-    /* a short read of a regular file is its end: no read more to learn it */
-    if (s->chunklen < POP3_CHUNK || s->enc.done) {
-        /* a TOP whose line count reached past the end sent the whole
-         * message: a retrieval as well (fetchmail fetches with TOP n
-         * 99999999) */
-        int whole = s->whole || !s->enc.done;
-        pop3_enc_end(&s->enc, s->out);
-        if (whole) {
-            s->flags[s->msg] |= P3_RETRIEVED;
-            s->n_retrieved++;
-            s->n_bytes += m->vsize;
-            stats_add(ST_POP3_RETRIEVED, 1);
-            stats_add(ST_POP3_BYTES, m->vsize);
-        }
-        send_end(s);
+    if (s->sq_head == s->sq_tail) {     /* all answered */
+        s->sq_head = s->sq_tail = 0;
+        pop3_enter_state(s, P3_TRANS);
+        pop3_sess_resume(s);
         return;
     }
+    send_gather(s);
     if (io_out_pending(s->io) + evbuffer_get_length(s->out) < SEND_AHEAD)
-        read_next(s);       /* else when the output drains (pop3_drop_send_more) */
+        send_submit(s);     /* else when the output drains (pop3_drop_send_more) */
     pop3_sess_resume(s);
 }
 
 void pop3_drop_send_more(struct pop3_sess *s)
 {
     if (s->state == P3_SEND && s->job == P3_JOB_NONE)
-        read_next(s);
+        send_submit(s);
 }
 
-/* RETR (body_lines < 0) or TOP. */
+/* RETR (body_lines < 0) or TOP of message i: queued with the RETR and TOP
+ * lines behind it, and read in a worker. */
 static void send_start(struct pop3_sess *s, long i, long body_lines)
 {
-    if (!s->chunk)
+    if (!s->chunk) {
         s->chunk = xmalloc(POP3_CHUNK);
-    s->msg = (uint32_t)i;
+        s->sendq = xcalloc(P3_SENDQ, sizeof *s->sendq);
+        if (!(s->sendbuf = evbuffer_new()))
+            log_fatal("pop3: out of memory");
+    }
+    s->sq_head = 0;
+    s->sq_tail = 1;
+    s->sendq[0] = (struct pop3_sendq){ .msg = (uint32_t)i, .body_lines = body_lines };
     s->fd = -1;
-    s->off = 0;
-    s->started = 0;
-    s->whole = body_lines < 0;
-    pop3_enc_init(&s->enc, body_lines);
+    send_gather(s);
     pop3_enter_state(s, P3_SEND);
-    read_next(s);
+    send_submit(s);
 }
 
 void pop3_cmd_retr(struct pop3_sess *s, const struct pop3_cmd *c)
@@ -375,7 +485,7 @@ static void update_run(struct pop3_work *w)
     for (size_t i = 0; i < s->list.n; i++) {
         if (!(s->flags[i] & P3_DELETED))
             continue;
-        if (maildir_remove(s->dir, &s->list.msgs[i], why, sizeof why) == 0) {
+        if (maildir_remove_at(drop_dirfd(s), s->dir, &s->list.msgs[i], why, sizeof why) == 0) {
             s->removed++;
             bytes += s->list.msgs[i].vsize;
         } else {

@@ -154,16 +154,21 @@ static void line_ended(struct pop3_enc *e, int empty)
         e->done = 1;
 }
 
-size_t pop3_enc_feed(struct pop3_enc *e, const char *in, size_t len, struct evbuffer *out)
+/* Encodes in[0..len) into o, which has room for 2 * len bytes (a byte
+ * becomes at most two: a bare LF gets its CR, a leading dot its twin).
+ * Returns the bytes of in used; *olen gets the bytes written. */
+static size_t enc_into(struct pop3_enc *e, const char *in, size_t len, char *o, size_t *olen)
 {
+    char *start = o;
     size_t i = 0;
     while (i < len && !e->done) {
         if (e->bol && in[i] == '.')
-            evbuffer_add(out, ".", 1);      /* dot-stuffing */
+            *o++ = '.';                     /* dot-stuffing */
         const char *nl = memchr(in + i, '\n', len - i);
         size_t seg = nl ? (size_t)(nl - (in + i)) : len - i;
         if (seg) {
-            evbuffer_add(out, in + i, seg);
+            memcpy(o, in + i, seg);
+            o += seg;
             e->bol = 0;
             e->cr = in[i + seg - 1] == '\r';
             e->linelen += seg;
@@ -173,11 +178,31 @@ size_t pop3_enc_feed(struct pop3_enc *e, const char *in, size_t len, struct evbu
             break;
         /* the LF: a CR before it was sent already */
         int had_cr = e->cr;
-        evbuffer_add(out, had_cr ? "\n" : "\r\n", had_cr ? 1 : 2);
+        if (!had_cr)
+            *o++ = '\r';
+        *o++ = '\n';
         i++;
         line_ended(e, e->linelen == (uint64_t)had_cr);
     }
+    *olen = (size_t)(o - start);
     return i;
+}
+
+size_t pop3_enc_feed(struct pop3_enc *e, const char *in, size_t len, struct evbuffer *out)
+{
+    /* encoded into a buffer here and added in pieces of up to 8 KiB: one
+     * evbuffer_add() per piece, not two per line */
+    char tmp[8192];
+    size_t used = 0;
+    while (used < len && !e->done) {
+        size_t k = len - used < sizeof tmp / 2 ? len - used : sizeof tmp / 2, olen;
+        size_t u = enc_into(e, in + used, k, tmp, &olen);
+        evbuffer_add(out, tmp, olen);
+        used += u;
+        if (u < k)
+            break;
+    }
+    return used;
 }
 
 void pop3_enc_end(struct pop3_enc *e, struct evbuffer *out)

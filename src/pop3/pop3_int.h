@@ -38,6 +38,8 @@ int pop3_work_init(struct event_base *base, unsigned threads, char *err, size_t 
 /* Runs every queued work's done() as its run() ends, then stops the threads. */
 void pop3_work_shutdown(void);
 void pop3_work_submit(struct pop3_work *w);
+/* Works submitted since start (pop3_server_works). */
+unsigned long pop3_work_submitted(void);
 
 /* ---- the session ---- */
 
@@ -67,11 +69,25 @@ enum pop3_state {
 enum pop3_job {
     P3_JOB_NONE,
     P3_JOB_LOAD,    /* maildir_scan */
-    P3_JOB_READ,    /* open (first time) and read one chunk of a message */
+    P3_JOB_READ,    /* read queued RETR/TOP messages (a batch) */
     P3_JOB_UPDATE,  /* removals, keep-mode marks, expiry */
 };
 
 #define POP3_CHUNK (64 * 1024)          /* a message is read this much at a time */
+#define POP3_BATCH (256 * 1024)         /* file bytes one read work reads at most */
+#define P3_SENDQ 128                    /* pipelined RETR/TOP queued at most */
+
+/* One RETR or TOP to answer.  A RETR or TOP starts the queue; the RETR and
+ * TOP lines already waiting in the input behind it join it, and one work
+ * reads as many of them as POP3_BATCH allows (pipelining: one worker round
+ * trip for many messages, their answers in order). */
+struct pop3_sendq {
+    uint32_t msg;               /* index into the listing */
+    long body_lines;            /* TOP's line count; -1: RETR */
+    /* set by the work once the message is answered: */
+    int err;                    /* 0, or an errno: answered "-ERR" in place */
+    int whole;                  /* the whole message went out: a retrieval */
+};
 
 /* The settings sessions run under; swapped whole on reload. */
 struct pop3_env {
@@ -113,6 +129,8 @@ struct pop3_sess {
     /* TRANSACTION */
     char *drop;                 /* the maildrop (locked), once logged in */
     char dir[4096];             /* its directory */
+    int dirfd;                  /* dir opened (by the first work that reads
+                                 * or removes messages), or -1 */
     enum maildrop_mode mode;
     long keep_days;
     struct maildir_list list;   /* fixed for the session */
@@ -124,15 +142,17 @@ struct pop3_sess {
     enum pop3_job job;
     int err;                    /* of the work: 0, or an errno */
     char why[256];
-    /* RETR / TOP */
-    uint32_t msg;               /* index into list being sent */
-    int fd;                     /* its file, -1 when not open */
-    uint64_t off;               /* read so far */
-    char *chunk;                /* POP3_CHUNK bytes, the read's result */
-    size_t chunklen;            /* bytes in chunk; 0 at the end of the file */
+    /* RETR / TOP: the queue; the work reads [head, tail) and moves head
+     * past the messages it answered; sendbuf holds its answers (the work
+     * alone touches it while it runs; done() moves them to out) */
+    struct pop3_sendq *sendq;   /* P3_SENDQ entries, from the first RETR/TOP */
+    unsigned sq_head, sq_tail, sq_from;     /* sq_from: head when the work began */
+    struct evbuffer *sendbuf;
+    int fd;                     /* the head message's file, -1 when not open */
+    uint64_t off;               /* read of it so far */
+    char *chunk;                /* POP3_CHUNK bytes: the read buffer */
     struct pop3_enc enc;
-    int whole;                  /* RETR (not TOP): counts as a retrieval */
-    int started;                /* its "+OK" is queued */
+    int started;                /* its "+OK" is in sendbuf or out */
     /* UPDATE's results */
     size_t removed, expired, update_failed;
     /* for the logout line and the counters */
@@ -159,6 +179,12 @@ int pop3_sess_tls(const struct pop3_sess *s);
 /* The session's work has ended: 1 when the session was dead and is now
  * freed (the caller must not touch s). */
 int pop3_sess_work_ended(struct pop3_sess *s);
+/* Offers the next command line waiting in the input, when it is complete,
+ * short (a RETR or TOP line) and parses, to take(); when take() returns 1
+ * the line is consumed (answered later, in order, by the taker).  1 when a
+ * line was taken, 0 otherwise (the line stays for the command table). */
+int pop3_sess_take_line(struct pop3_sess *s,
+                        int (*take)(struct pop3_sess *s, const struct pop3_cmd *c));
 
 /* The command handlers (session.c's table calls them with the parsed
  * command; the table has checked the state and the argument count). */

@@ -205,3 +205,8 @@ unsigned pop3_server_sessions(void)
         n += S.set[k] ? listener_set_conns(S.set[k]) : 0;
     return n;
 }
+
+unsigned long pop3_server_works(void)
+{
+    return pop3_work_submitted();
+}

@@ -9,7 +9,9 @@
  * the session, the autologout timer (the section's timeout, 600 s by
  * default, the RFC 1939 minimum) ends an idle one.  Guarantees: commands
  * are answered strictly in order (pipelining: while work is in flight, or
- * the replies back up, no further line is read and input is bounded); after
+ * the replies back up, no further line is read and input is bounded; only
+ * RETR and TOP lines already received are taken ahead, a bounded number,
+ * to be read together: pop3_sess_take_line); after
  * STLS nothing received before the handshake is used; a session that ends
  * other than by QUIT in TRANSACTION deletes nothing.
  */
@@ -114,7 +116,12 @@ static void sess_free(struct pop3_sess *s)
     pop3_drop_close(s);
     if (s->fd >= 0)
         close(s->fd);
+    if (s->dirfd >= 0)
+        close(s->dirfd);
     free(s->chunk);
+    free(s->sendq);
+    if (s->sendbuf)
+        evbuffer_free(s->sendbuf);
     if (s->out)
         evbuffer_free(s->out);
     if (s->io)
@@ -364,6 +371,29 @@ static int sess_line(struct pop3_sess *s)
     return 1;
 }
 
+#define TAKE_LINE_MAX 64    /* longer lines are never RETR or TOP worth taking */
+
+int pop3_sess_take_line(struct pop3_sess *s,
+                        int (*take)(struct pop3_sess *s, const struct pop3_cmd *c))
+{
+    char line[TAKE_LINE_MAX];
+    struct pop3_cmd c;
+    if (!s->io || s->skipping)
+        return 0;
+    struct evbuffer *in = io_in(s->io);
+    ev_ssize_t got = evbuffer_copyout(in, line, sizeof line);
+    const char *nl = got > 0 ? memchr(line, '\n', (size_t)got) : NULL;
+    if (!nl)
+        return 0;
+    size_t n = (size_t)(nl - line) + 1, len = n - 1;
+    if (len && line[len - 1] == '\r')
+        len--;
+    if (pop3_parse_command(line, len, &c) != POP3_PARSE_OK || !take(s, &c))
+        return 0;
+    evbuffer_drain(in, n);
+    return 1;
+}
+
 /* Reading stops while the replies back up, or while work is in flight and
  * input piles up (TLS streams do not bound their input themselves). */
 static void sess_update_pause(struct pop3_sess *s)
@@ -473,6 +503,7 @@ static void sess_on_io(struct io *io, enum io_event ev, void *arg)
 void pop3_sess_start(struct pop3_sess *s)
 {
     s->fd = -1;
+    s->dirfd = -1;
     s->state = P3_AUTH;
     s->out = evbuffer_new();
     io_set_cb(s->io, sess_on_io, s);

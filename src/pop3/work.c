@@ -32,6 +32,7 @@ static struct {
     unsigned nthreads;
     int stop;
     unsigned busy;              /* works submitted whose done() has not run */
+    unsigned long submitted;    /* works submitted since start (tests) */
 } W = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
 
 static void *worker(void *arg)
@@ -109,11 +110,17 @@ void pop3_work_submit(struct pop3_work *w)
         log_fatal("pop3: work submitted without worker threads");
     w->next = NULL;
     W.busy++;
+    W.submitted++;
     pthread_mutex_lock(&W.lock);
     *W.todo_tail = w;
     W.todo_tail = &w->next;
     pthread_cond_signal(&W.cond);
     pthread_mutex_unlock(&W.lock);
+}
+
+unsigned long pop3_work_submitted(void)
+{
+    return W.submitted;
 }
 
 void pop3_work_shutdown(void)

@@ -607,6 +607,39 @@ def test_message_gone_meanwhile(pd):
     assert len(pd.files("alice@isp.example")) == 1
 
 
+def test_pipelined_retr_message_gone_in_the_middle(pd):
+    """RETR and TOP lines pipelined behind one another are read together
+    (one worker job for many messages); the answers still come in order,
+    and a message removed from disk after the listing gets its -ERR in its
+    place while the others around it are sent."""
+    paths = [pd.put("alice@isp.example", body(i, b"more %d\n" % i * 50)) for i in range(1, 21)]
+    r = Raw3(pd.port)
+    r.line()
+    r.send("USER alice@isp.example\r\nPASS alice-pw\r\n")
+    assert r.line() == b"+OK"
+    assert r.line().startswith(b"+OK Logged in: 20 messages")
+    os.unlink(paths[9])
+    r.send("".join("RETR %d\r\n" % i for i in range(1, 21)) +
+           "TOP 10 0\r\nTOP 11 0\r\nRETR 21\r\nLIST 12\r\nQUIT\r\n")
+    for i in range(1, 21):
+        first = r.line()
+        if i == 10:
+            assert first == b"-ERR [SYS/PERM] Message 10 is gone."
+            continue
+        assert first == b"+OK %d octets" % len(crlf(body(i, b"more %d\n" % i * 50)))
+        assert b"\r\n".join(r.multi()) + b"\r\n" == crlf(body(i, b"more %d\n" % i * 50))
+    assert r.line() == b"-ERR [SYS/PERM] Message 10 is gone."
+    assert r.line() == b"+OK"
+    assert r.multi() == [b"From: sender@example.org", b"To: alice@isp.example",
+                         b"Subject: message 11", b""]
+    assert r.line() == b"-ERR There is no message 21."
+    assert r.line().startswith(b"+OK 12 ")
+    assert r.line().startswith(b"+OK Logging out, 0 messages deleted")
+    assert r.closed()
+    pd.d.wait_log(r"pop3: alice@isp.example: message 10 \(new/[^)]*\) is gone")
+    pd.d.wait_log(r"logout user=<alice@isp.example> client=127.0.0.1 retrieved=19 deleted=0")
+
+
 def rss_kb(pid):
     with open("/proc/%d/status" % pid) as f:
         return int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1))
@@ -650,6 +683,45 @@ def test_big_retr_slow_reader_rss_bounded(make_daemon, tmp_path):
     assert b"+OK %d octets" % len(crlf(big)) in head
     assert got >= want
     assert peak - rss0 < 20 * 1024, (rss0, peak)     # KiB: far below 50 MB
+
+
+def test_pipelined_retr_slow_reader_rss_bounded(make_daemon, tmp_path):
+    """1,500 RETRs of 32 KB messages (48 MB) pipelined by a client that
+    does not read for a while, then reads slowly: the reads that batch
+    pipelined RETRs still stop while a little waits to be written, so the
+    resident size grows by far less than what was asked for."""
+    pd = Pop3Daemon(make_daemon, tmp_path)
+    pd.d.start(env={"ASAN_OPTIONS": ":".join(filter(None, [
+        os.environ.get("ASAN_OPTIONS"), "quarantine_size_mb=1",
+        "thread_local_quarantine_size_kb=64"]))})
+    n = 1500
+    for i in range(n):
+        pd.put("alice@isp.example", b"Subject: m%d\n\n" % i + (b"y" * 79 + b"\n") * 400)
+    pid = pd.d.proc.pid
+    rss0 = rss_kb(pid)
+    s = socket.create_connection(("127.0.0.1", pd.port), timeout=30)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.sendall(b"USER alice@isp.example\r\nPASS alice-pw\r\n" +
+              b"".join(b"RETR %d\r\n" % i for i in range(1, n + 1)) + b"QUIT\r\n")
+    time.sleep(1.5)                         # nothing read: kickmaild must wait
+    peak = rss_kb(pid)
+    got, seen, tail = 0, 0, b""
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        got += len(chunk)
+        seen += (tail[-4:] + chunk).count(b"\r\n.\r\n")
+        tail = (tail + chunk)[-64:]
+        if got % (2 * 1024 * 1024) < 65536:
+            peak = max(peak, rss_kb(pid))
+            time.sleep(0.02)                # slow reader
+    s.close()
+    assert seen == n
+    assert tail.endswith(b" messages deleted.\r\n")
+    assert got > n * 32000
+    assert peak - rss0 < 20 * 1024, (rss0, peak)     # KiB: far below 48 MB
 
 
 # ---- mpop, the real client ----

@@ -336,6 +336,50 @@ static void test_moved_by_another(void **state)
     maildir_list_free(&l);
 }
 
+/* maildir_open_at / maildir_remove_at: relative to the maildir's
+ * descriptor, or with -1 as the path forms; a message moved by another
+ * reader is still found, one gone is ENOENT (open) or success (remove). */
+static void test_open_remove_at(void **state)
+{
+    char dir[4096];
+    mkpath(dir, *state, "md");
+    char why[256], name[256], name2[256], moved[300], buf[16];
+    struct maildir_list l;
+    deliver_text(dir, "one\r\n", name, sizeof name);
+    deliver_text(dir, "two\r\n", name2, sizeof name2);
+    assert_int_equal(maildir_scan(dir, &l, why, sizeof why), 0);
+    assert_int_equal(l.n, 2);
+    struct maildir_msg *m1 = (struct maildir_msg *)find(&l, at("new", name));
+    struct maildir_msg *m2 = (struct maildir_msg *)find(&l, at("new", name2));
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+    assert_true(dfd >= 0);
+    for (int k = 0; k < 2; k++) {   /* with the descriptor, then with -1 */
+        int use = k == 0 ? dfd : -1;
+        int fd = maildir_open_at(use, dir, m1, why, sizeof why);
+        assert_true(fd >= 0);
+        assert_int_equal(read(fd, buf, sizeof buf), 4);
+        assert_memory_equal(buf, "one\n", 4);
+        close(fd);
+    }
+    snprintf(moved, sizeof moved, "cur/%s:2,S", name);
+    assert_int_equal(rename(at(dir, m1->file), at(dir, moved)), 0);
+    int fd = maildir_open_at(dfd, dir, m1, why, sizeof why);
+    assert_true(fd >= 0);
+    assert_int_equal(read(fd, buf, sizeof buf), 4);
+    close(fd);
+    assert_int_equal(maildir_remove_at(dfd, dir, m1, why, sizeof why), 0);
+    assert_int_equal(access(at(dir, moved), F_OK), -1);
+    assert_int_equal(maildir_remove_at(dfd, dir, m2, why, sizeof why), 0);
+    assert_int_equal(count_entries(at(dir, "new")), 0);
+    assert_int_equal(count_entries(at(dir, "cur")), 0);
+    assert_int_equal(maildir_remove_at(dfd, dir, m2, why, sizeof why), 0);
+    errno = 0;
+    assert_int_equal(maildir_open_at(dfd, dir, m2, why, sizeof why), -1);
+    assert_int_equal(errno, ENOENT);
+    close(dfd);
+    maildir_list_free(&l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -348,6 +392,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_mark_seen, tdir_setup, tdir_teardown),
         cmocka_unit_test_setup_teardown(test_open_remove, tdir_setup, tdir_teardown),
         cmocka_unit_test_setup_teardown(test_moved_by_another, tdir_setup, tdir_teardown),
+        cmocka_unit_test_setup_teardown(test_open_remove_at, tdir_setup, tdir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

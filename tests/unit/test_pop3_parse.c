@@ -254,6 +254,50 @@ static void test_encoder_size(void **state)
     evbuffer_free(out);
 }
 
+/* The encoder works through a long input in pieces of its own (4 KiB):
+ * a CR LF, a lone CR, a leading dot and a TOP's line count that fall on a
+ * piece boundary give the same bytes as feeding one byte at a time, which
+ * never reaches one.  The input has every such case at every offset
+ * around 4096 and 8192. */
+static void enc_bytes(const char *in, size_t n, long lines, size_t step, struct evbuffer *out)
+{
+    struct pop3_enc e;
+    pop3_enc_init(&e, lines);
+    for (size_t i = 0; i < n && !e.done; ) {
+        size_t k = n - i < step ? n - i : step;
+        i += pop3_enc_feed(&e, in + i, k, out);
+    }
+    pop3_enc_end(&e, out);
+}
+
+static void test_encoder_long(void **state)
+{
+    static const char *const pieces[] = { "a\r\n", ".\n", "\n", "b\r", ".x\r\n", "\r\n" };
+    for (size_t shift = 0; shift < 12; shift++) {
+        char in[12000];
+        size_t n = 0;
+        for (size_t i = 0; i < 4090 + shift; i++)
+            in[n++] = 'x';
+        for (size_t p = 0; n < sizeof in - 8; p++) {
+            size_t len = strlen(pieces[p % 6]);
+            memcpy(in + n, pieces[p % 6], len);
+            n += len;
+        }
+        long lines_for[] = { -1, 0, 900 };
+        for (size_t t = 0; t < 3; t++) {
+            struct evbuffer *whole = evbuffer_new(), *bytes = evbuffer_new();
+            enc_bytes(in, n, lines_for[t], n, whole);
+            enc_bytes(in, n, lines_for[t], 1, bytes);
+            size_t a = evbuffer_get_length(whole), b = evbuffer_get_length(bytes);
+            if (a != b || memcmp(evbuffer_pullup(whole, -1), evbuffer_pullup(bytes, -1), a))
+                fail_msg("shift %zu, lines %ld: %zu bytes whole, %zu one by one", shift,
+                         lines_for[t], a, b);
+            evbuffer_free(whole);
+            evbuffer_free(bytes);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -263,6 +307,7 @@ int main(void)
         cmocka_unit_test(test_plaintext_rule),
         cmocka_unit_test(test_encoder),
         cmocka_unit_test(test_encoder_size),
+        cmocka_unit_test(test_encoder_long),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <errno.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include <event2/event.h>
@@ -87,6 +89,21 @@ static const struct {
       "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
       "\r\nQUIT\r\n",
       { "-ERR Argument too long.", "+OK Logging out." }, 2, 1, 0 },
+    { "pipelined RETR and TOP answered in order", "127.0.0.1",
+      "USER alice@isp.example\r\nPASS pw\r\nRETR 2\r\nTOP 1 0\r\nRETR 3\r\nRETR 1\r\n"
+      "TOP 2 1\r\nTOP 1 x\r\nDELE 2\r\nRETR 2\r\nRETR 1\r\nQUIT\r\n",
+      { "+OK Logged in: 2 messages",
+        " octets\r\nFrom: a@example.org\r\nSubject: m2\r\n\r\n..dot line\r\nbody line 0 of 2"
+        "\r\nbody line 1 of 2\r\nbody line 2 of 2\r\n.\r\n",
+        "+OK\r\nFrom: a@example.org\r\nSubject: m1\r\n\r\n.\r\n",
+        "-ERR There is no message 3.\r\n",
+        " octets\r\nFrom: a@example.org\r\nSubject: m1\r\n\r\n..dot line\r\nbody line 0 of 1"
+        "\r\n.\r\n",
+        "+OK\r\nFrom: a@example.org\r\nSubject: m2\r\n\r\n..dot line\r\n.\r\n",
+        "-ERR Invalid number of lines.\r\n", "+OK Message 2 marked",
+        "-ERR Message 2 is deleted.\r\n", " octets\r\nFrom: a@example.org\r\nSubject: m1\r\n",
+        "+OK Logging out, 1 messages deleted.\r\n" },
+      1, 1, 0 },
     { "not loopback: no cleartext", "192.0.2.1",
       "CAPA\r\nUSER alice@isp.example\r\nAUTH PLAIN AGFsaWNlQGlzcC5leGFtcGxlAHB3\r\nAUTH\r\n"
       "QUIT\r\n",
@@ -248,6 +265,152 @@ static void test_in_use(void **state)
         event_base_loop(F.base, EVLOOP_ONCE);
 }
 
+/* The path of alice's message put as number n (pop3_fixture_put). */
+static void alice_path(int n, char *out, size_t len)
+{
+    char dir[700], prefix[32];
+    snprintf(dir, sizeof dir, "%s/isp.example/alice/new", F.root);
+    snprintf(prefix, sizeof prefix, "%d.", 1700000000 + n);
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    out[0] = 0;
+    while (d && (e = readdir(d)))
+        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0)
+            snprintf(out, len, "%s/%s", dir, e->d_name);
+    if (d)
+        closedir(d);
+    assert_true(out[0] != 0);
+}
+
+/* Logs in to alice on a new session; returns the client's end. */
+static int alice_login(int sndbuf)
+{
+    int fd;
+    char buf[4096];
+    size_t len = 0;
+    assert_int_equal(pop3_fixture_connect(&F, "127.0.0.1", sndbuf, &fd), 0);
+    const char *login = "USER alice@isp.example\r\nPASS pw\r\n";
+    assert_int_equal(send(fd, login, strlen(login), 0), (ssize_t)strlen(login));
+    buf[0] = 0;
+    while (!strstr(buf, "Logged in")) {
+        event_base_loop(F.base, EVLOOP_ONCE);
+        ssize_t r = recv(fd, buf + len, sizeof buf - len - 1, 0);
+        if (r > 0)
+            len += (size_t)r;
+        buf[len] = 0;
+    }
+    return fd;
+}
+
+/* Reads what the server sends until it closes; the transcript (malloc'ed). */
+static char *read_all(int fd, size_t *outlen)
+{
+    size_t len = 0, cap = 1 << 16;
+    char *out = malloc(cap);
+    for (;;) {
+        if (len + 65536 > cap)
+            out = realloc(out, cap *= 2);
+        ssize_t r = recv(fd, out + len, cap - len - 1, 0);
+        if (r > 0)
+            len += (size_t)r;
+        else if (r == 0 || errno != EAGAIN)
+            break;
+        else
+            event_base_loop(F.base, EVLOOP_ONCE);
+    }
+    out[len] = 0;
+    *outlen = len;
+    return out;
+}
+
+/* 40 RETRs sent in one write are read by one work (not 40: one worker round
+ * trip each, as before), and answered in order; the message removed from
+ * disk after the listing gets its -ERR in its place. */
+static void test_pipelined_retr_one_work(void **state)
+{
+    char path[1024], cmds[2048], want[128];
+    size_t n = 0, len;
+    pop3_fixture_rmtree(F.root);
+    for (int i = 1; i <= 40; i++)
+        assert_int_equal(pop3_fixture_put(&F, "alice@isp.example", i, 2), 0);
+    int fd = alice_login(0);
+    alice_path(7, path, sizeof path);
+    assert_int_equal(unlink(path), 0);
+    for (int i = 1; i <= 40; i++)
+        n += (size_t)snprintf(cmds + n, sizeof cmds - n, "RETR %d\r\n", i);
+    n += (size_t)snprintf(cmds + n, sizeof cmds - n, "QUIT\r\n");
+    unsigned long w0 = pop3_server_works();
+    assert_int_equal(send(fd, cmds, n, 0), (ssize_t)n);
+    char *got = read_all(fd, &len);
+    close(fd);
+    while (pop3_server_sessions() > 0)
+        event_base_loop(F.base, EVLOOP_ONCE);
+    unsigned long works = pop3_server_works() - w0;
+    const char *p = got;
+    for (int i = 1; i <= 40; i++) {
+        if (i == 7)
+            snprintf(want, sizeof want, "\r\n.\r\n-ERR [SYS/PERM] Message 7 is gone.\r\n+OK ");
+        else
+            snprintf(want, sizeof want, "octets\r\nFrom: a@example.org\r\nSubject: m%d\r\n", i);
+        const char *hit = strstr(p, want);
+        if (!hit)
+            fail_msg("no '%s' after offset %zu in:\n%s", want, (size_t)(p - got), got);
+        p = hit + 1;
+    }
+    if (!strstr(p, "+OK Logging out, 0 messages deleted.\r\n"))
+        fail_msg("no QUIT reply at the end:\n%s", p);
+    free(got);
+    /* one read and QUIT's update (the lines may arrive in two reads: 3) */
+    if (works > 3)
+        fail_msg("40 pipelined RETRs took %lu works", works);
+}
+
+/* Backpressure with batches: a client that sends 60 RETRs of 44 KB and
+ * reads nothing gets no more than SEND_AHEAD and one batch read for it
+ * (not 2.6 MB); once it reads, every answer comes, complete. */
+static void test_pipelined_retr_backpressure(void **state)
+{
+    char cmds[2048];
+    size_t n = 0, len;
+    pop3_fixture_rmtree(F.root);
+    for (int i = 1; i <= 60; i++)
+        assert_int_equal(pop3_fixture_put(&F, "alice@isp.example", i, 2000), 0);
+    int fd = alice_login(4096);
+    for (int i = 1; i <= 60; i++)
+        n += (size_t)snprintf(cmds + n, sizeof cmds - n, "RETR %d\r\n", i);
+    n += (size_t)snprintf(cmds + n, sizeof cmds - n, "QUIT\r\n");
+    unsigned long w0 = pop3_server_works();
+    assert_int_equal(send(fd, cmds, n, 0), (ssize_t)n);
+    for (int i = 0; i < 200; i++) {     /* the server runs; nobody reads */
+        event_base_loop(F.base, EVLOOP_NONBLOCK);
+        usleep(1000);
+    }
+    unsigned long stalled = pop3_server_works() - w0;
+    /* reading stops once SEND_AHEAD (256 KiB) waits to be written: 2 works
+     * here, each at most POP3_BATCH (256 KiB) of files */
+    if (stalled < 1 || stalled > 5)
+        fail_msg("a client that reads nothing had %lu works read for it", stalled);
+    char *got = read_all(fd, &len);
+    close(fd);
+    while (pop3_server_sessions() > 0)
+        event_base_loop(F.base, EVLOOP_ONCE);
+    const char *p = got;
+    for (int i = 1; i <= 60; i++) {
+        char want[64];
+        snprintf(want, sizeof want, "Subject: m%d\r\n", i);
+        const char *hit = strstr(p, want);
+        if (!hit)
+            fail_msg("no '%s' after offset %zu", want, (size_t)(p - got));
+        p = hit + 1;
+        snprintf(want, sizeof want, "body line 1999 of %d\r\n.\r\n", i);
+        if (!(hit = strstr(p, want)))
+            fail_msg("message %d is not complete", i);
+    }
+    if (!strstr(p, "+OK Logging out, 0 messages deleted.\r\n"))
+        fail_msg("no QUIT reply at the end");
+    free(got);
+}
+
 static int setup(void **state)
 {
     char err[1024];
@@ -270,6 +433,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rows),
         cmocka_unit_test(test_in_use),
+        cmocka_unit_test(test_pipelined_retr_one_work),
+        cmocka_unit_test(test_pipelined_retr_backpressure),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
