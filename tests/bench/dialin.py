@@ -15,7 +15,11 @@ Uses bench.py's helpers and its ROWS/NOTES (imported as the module `bench`;
 bench.py registers itself under that name before importing this file).
 Knobs: BENCH_DIAL_BUDGET seconds per latency cell [8], BENCH_STORM_CUSTOMERS
 [10000], BENCH_STORM_SENDERS [4], BENCH_STORM_WINDOW requests outstanding
-per sender [32], BENCH_STORM_ACCEPT messages per accept run [3000].
+per sender [32], BENCH_STORM_ACCEPT messages per accept run [3000],
+BENCH_CTL_FIRST=1 runs the control-socket reference cell before the RADIUS
+cell (the first cell after each fill gets the first link up after the fill,
+which is the slow sample of either path; the log line names the slowest
+sample's number).
 """
 import json
 import os
@@ -263,6 +267,8 @@ def bench_dialin(procs, km, pf, ports, work, do_radius, do_hook):
                                                   % DIAL.encode())
             cells.append(("kickmail control link up", km_sink, ctl_kick, ctl_reap,
                           lambda: km.kickq("link", "down", DIAL), None))
+        if do_radius and os.environ.get("BENCH_CTL_FIRST"):
+            cells.insert(0, cells.pop())
         if do_hook:
             cells.append(("kickmail ip-up hook", km_sink, hooks.km_up, hooks.reap,
                           hooks.km_down, None))
@@ -275,9 +281,10 @@ def bench_dialin(procs, km, pf, ports, work, do_radius, do_hook):
             lats = bench.latency_cell(label, sink, kick, reap, between, extra, budget=DIAL_BUDGET,
                                       min_kicks=least)
             res[(label, size)] = lats
-            log("   %-24s %6d held: n=%3d p50 %7.2f ms  p99 %7.2f ms  max %7.2f ms  (%.0f s)" % (
-                label, size, len(lats), pctl(lats, 50), pctl(lats, 99), max(lats),
-                time.monotonic() - t0))
+            log("   %-24s %6d held: n=%3d p50 %7.2f ms  p99 %7.2f ms  max %7.2f ms "
+                "(sample %d)  (%.0f s)" % (
+                    label, size, len(lats), pctl(lats, 50), pctl(lats, 99), max(lats),
+                    lats.index(max(lats)) + 1, time.monotonic() - t0))
             if label.endswith("RADIUS Start"):
                 res[("answer", size)] = rad.answers[n_ans:]
         held = km.held(DIAL)
