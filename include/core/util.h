@@ -43,6 +43,13 @@ int64_t util_now_us(void);      /* microseconds since the epoch */
  * copied: the caller keeps them alive while they are in the map (usually the
  * key lives inside the value).
  */
+/* Peer text for a log line into dst (size > 4): printable ASCII as it is,
+ * other bytes and the separators '<', '>' and ',' as \xHH; cut short
+ * rather than overflow.  Returns dst. */
+const char *util_log_safe(char *dst, size_t size, const char *src);
+/* Wipes a secret string (explicit_bzero) and frees it; NULL is fine. */
+void util_wipe_free(char *p);
+
 struct hmap;
 struct hmap *hmap_new(int icase);
 void hmap_free(struct hmap *m);

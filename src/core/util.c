@@ -318,3 +318,25 @@ int hmap_next(const struct hmap *m, size_t *pos, const char **key, void **val)
     }
     return 0;
 }
+
+const char *util_log_safe(char *dst, size_t size, const char *src)
+{
+    size_t o = 0;
+    for (; *src && o + 5 <= size; src++) {
+        unsigned char c = (unsigned char)*src;
+        if (c > 0x20 && c < 0x7f && c != '<' && c != '>' && c != ',')
+            dst[o++] = (char)c;
+        else
+            o += (size_t)snprintf(dst + o, size - o, "\\x%02x", c);
+    }
+    dst[o] = '\0';
+    return dst;
+}
+
+void util_wipe_free(char *p)
+{
+    if (p) {
+        explicit_bzero(p, strlen(p));
+        free(p);
+    }
+}

@@ -42,28 +42,6 @@ static const char dummy_hash[] =
     "-ERR [AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections."
 #define AUTH_FAILED "-ERR [AUTH] Authentication failed."
 
-/* Peer text for the log: printable ASCII as it is, other bytes as \xHH. */
-static const char *log_safe(char *dst, size_t size, const char *src)
-{
-    size_t o = 0;
-    for (; *src && o + 5 <= size; src++) {
-        unsigned char c = (unsigned char)*src;
-        if (c > 0x20 && c < 0x7f && c != '<' && c != '>')
-            dst[o++] = (char)c;
-        else
-            o += (size_t)snprintf(dst + o, size - o, "\\x%02x", c);
-    }
-    dst[o] = '\0';
-    return dst;
-}
-
-static void wipe_free(char *p)
-{
-    if (p) {
-        explicit_bzero(p, strlen(p));
-        free(p);
-    }
-}
 
 void pop3_login_free(struct pop3_sess *s)
 {
@@ -75,7 +53,7 @@ void pop3_login_free(struct pop3_sess *s)
     s->delay = NULL;
     free(s->user);
     free(s->login);
-    wipe_free(s->secret_try);
+    util_wipe_free(s->secret_try);
     s->user = s->login = s->secret_try = NULL;
 }
 
@@ -117,7 +95,7 @@ static void login_failed(struct pop3_sess *s)
     long ms = auth_guard_fail(s->peer, time(NULL));
     stats_add(ST_POP3_LOGIN_FAILED, 1);
     log_info("pop3: login failed user=<%s> client=%s tls=%s method=%s",
-             log_safe(name, sizeof name, s->login ? s->login : ""), s->peer,
+             util_log_safe(name, sizeof name, s->login ? s->login : ""), s->peer,
              pop3_sess_tls(s) ? "yes" : "no", s->login_how);
     struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
     s->delay = evtimer_new(pop3_env.base, failure_answer, s);
@@ -136,7 +114,7 @@ static void check_done(int ok, void *arg)
         ok = ref.secret && s->secret_try && auth_secret_equal(ref.secret, s->secret_try);
     else if (!found || !ref.password)
         ok = 0;
-    wipe_free(s->secret_try);
+    util_wipe_free(s->secret_try);
     s->secret_try = NULL;
     if (!ok)
         login_failed(s);                /* answered after the delay */
@@ -169,7 +147,7 @@ static void login_try(struct pop3_sess *s, const char *name, size_t namelen,
     s->login_how = how;
     int found = registry_maildrop(pop3_env.reg, s->login, &ref) == 0;
     const char *hash = found && ref.password ? ref.password : dummy_hash;
-    wipe_free(s->secret_try);
+    util_wipe_free(s->secret_try);
     s->secret_try = found && !ref.password ? xstrdup(password) : NULL;
     pop3_enter_state(s, P3_CHECK);
     s->check = auth_passwd_check(hash, password, check_done, s);
@@ -211,7 +189,7 @@ void pop3_cmd_pass(struct pop3_sess *s, const struct pop3_cmd *c)
     char *pw = xstrndup(c->args[0].p, c->args[0].len);
     s->user = NULL;
     login_try(s, user, strlen(user), pw, "USER");
-    wipe_free(pw);
+    util_wipe_free(pw);
     free(user);
 }
 

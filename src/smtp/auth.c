@@ -45,28 +45,6 @@ static const char *hostname(void)
     return smtp_env.cfg->hostname;
 }
 
-/* Peer text for the log: printable ASCII as it is, other bytes as \xHH. */
-static const char *log_safe(char *dst, size_t size, const char *src)
-{
-    size_t o = 0;
-    for (; *src && o + 5 <= size; src++) {
-        unsigned char c = (unsigned char)*src;
-        if (c > 0x20 && c < 0x7f && c != '<' && c != '>' && c != ',')
-            dst[o++] = (char)c;
-        else
-            o += (size_t)snprintf(dst + o, size - o, "\\x%02x", c);
-    }
-    dst[o] = '\0';
-    return dst;
-}
-
-static void wipe_free(char *p)
-{
-    if (p) {
-        explicit_bzero(p, strlen(p));
-        free(p);
-    }
-}
 
 /* Ends an attempt's pending work (check, delay, challenge, name). */
 static void attempt_clear(struct smtp_sess *s)
@@ -81,7 +59,7 @@ static void attempt_clear(struct smtp_sess *s)
     s->auth_try = NULL;
     free(s->auth_challenge);
     s->auth_challenge = NULL;
-    wipe_free(s->auth_secret_try);
+    util_wipe_free(s->auth_secret_try);
     s->auth_secret_try = NULL;
 }
 
@@ -111,7 +89,7 @@ static void attempt_ok(struct smtp_sess *s)
     s->authenticated = 1;
     attempt_clear(s);
     log_info("AUTH from %s: sasl_method=%s, sasl_username=%s", s->peer, s->auth_method,
-             log_safe(name, sizeof name, s->auth_user));
+             util_log_safe(name, sizeof name, s->auth_user));
     smtp_sess_reply(s, "235 2.7.0 Authentication successful");
     smtp_sess_enter(s, SS_HELO);
 }
@@ -140,7 +118,7 @@ static void attempt_failed(struct smtp_sess *s)
     long ms = auth_guard_fail(s->peer, time(NULL));
     s->auth_fails++;
     log_warn("unknown[%s]: SASL %s authentication failed: sasl_username=<%s>", s->peer,
-             s->auth_method, log_safe(name, sizeof name, s->auth_try ? s->auth_try : ""));
+             s->auth_method, util_log_safe(name, sizeof name, s->auth_try ? s->auth_try : ""));
     free(s->auth_try);
     s->auth_try = NULL;
     if (s->state != SS_AUTHCHECK)
@@ -162,7 +140,7 @@ static void check_done(int ok, void *arg)
         ok = s->auth_secret_try && auth_secret_equal(c->secret, s->auth_secret_try);
     else if (registry_maildrop(smtp_env.reg, s->auth_try, &ref) < 0 || !ref.password)
         ok = 0;
-    wipe_free(s->auth_secret_try);
+    util_wipe_free(s->auth_secret_try);
     s->auth_secret_try = NULL;
     if (ok)
         attempt_ok(s);

@@ -286,6 +286,30 @@ static void test_hmap_case(void **state)
     hmap_free(cs);
 }
 
+/* util_log_safe: a table of peer strings and their log forms, and a buffer
+ * too small is cut, never overflowed. */
+static void test_log_safe(void **state)
+{
+    (void)state;
+    static const struct { const char *in, *out; } rows[] = {
+        { "alice@isp.example", "alice@isp.example" },
+        { "", "" },
+        { "a b", "a\\x20b" },
+        { "<x>,y", "\\x3cx\\x3e\\x2cy" },
+        { "cr\r\nlf", "cr\\x0d\\x0alf" },
+        { "\xc3\xa9", "\\xc3\\xa9" },
+    };
+    char buf[64];
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        assert_string_equal(util_log_safe(buf, sizeof buf, rows[i].in), rows[i].out);
+    char small[8];
+    memset(small, 'Z', sizeof small);
+    util_log_safe(small, sizeof small, "\x01\x02\x03\x04");
+    assert_string_equal(small, "\\x01");     /* one escape fits, the next would not */
+    util_wipe_free(NULL);
+    util_wipe_free(strdup("secret"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -297,6 +321,7 @@ int main(void)
         cmocka_unit_test(test_hmap_many),
         cmocka_unit_test(test_hmap_churn),
         cmocka_unit_test(test_hmap_case),
+        cmocka_unit_test(test_log_safe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
