@@ -268,5 +268,17 @@ static int64_t now_s(void)
     return util_now_us() / 1000000;
 }
 
+/* main() of a links test program: the log, the event loop, the group run. */
+static int links_run_tests(const char *name, const struct CMUnitTest *tests, size_t n)
+{
+    int rc;
+    log_init(name, getenv("TEST_VERBOSE") != NULL);
+    unsetenv("KICKMAIL_TEST_FAIL_WRITES");
+    evthread_use_pthreads();
+    base = event_base_new();
+    rc = _cmocka_run_group_tests(name, tests, n, NULL, NULL);
+    event_base_free(base);
+    return rc;
+}
 
 #endif

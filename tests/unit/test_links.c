@@ -652,12 +652,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_shutdown_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fn_before_the_write, setup, teardown),
     };
-    int rc;
-    log_init("test_links", getenv("TEST_VERBOSE") != NULL);
-    unsetenv("KICKMAIL_TEST_FAIL_WRITES");
-    evthread_use_pthreads();
-    base = event_base_new();
-    rc = cmocka_run_group_tests(tests, NULL, NULL);
-    event_base_free(base);
-    return rc;
+    return links_run_tests("test_links", tests, sizeof tests / sizeof tests[0]);
 }

@@ -283,12 +283,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stop_compacts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_journal, setup, teardown),
     };
-    int rc;
-    log_init("test_links_file", getenv("TEST_VERBOSE") != NULL);
-    unsetenv("KICKMAIL_TEST_FAIL_WRITES");
-    evthread_use_pthreads();
-    base = event_base_new();
-    rc = cmocka_run_group_tests(tests, NULL, NULL);
-    event_base_free(base);
-    return rc;
+    return links_run_tests("test_links_file", tests, sizeof tests / sizeof tests[0]);
 }
