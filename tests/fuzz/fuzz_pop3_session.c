@@ -50,6 +50,8 @@
 #define CHECK(x) do { if (!(x)) { fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #x); \
                                   abort(); } } while (0)
 
+#include "session_clients.h"
+
 static struct pop3_fixture F;
 static int trace;
 
@@ -76,16 +78,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-struct client {
-    int fd;
-    const uint8_t *data;
-    size_t size, off, chunk;
-    int lazy, sent, closed, tls;
-    struct event *rev, *wev;
-    char *out;
-    size_t nout, cap;
-};
-
 static void check_output(const struct client *c)
 {
     static const char greeting[] = "+OK kickmail POP3 server ready.";
@@ -96,62 +88,6 @@ static void check_output(const struct client *c)
     CHECK(c->tls || c->nout == 0 || c->out[c->nout - 1] == '\n');
 }
 
-static void client_keep(struct client *c, const char *buf, size_t n)
-{
-    static const char stls[] = "+OK Begin TLS negotiation now.\r\n";
-    if (c->tls)
-        return;
-    if (c->nout + n > c->cap) {
-        c->cap = (c->nout + n) * 2;
-        c->out = realloc(c->out, c->cap);
-        CHECK(c->out);
-    }
-    size_t from = c->nout > sizeof stls ? c->nout - sizeof stls : 0;
-    memcpy(c->out + c->nout, buf, n);
-    c->nout += n;
-    char *t = memmem(c->out + from, c->nout - from, stls, sizeof stls - 1);
-    if (t) {
-        c->nout = (size_t)(t - c->out) + sizeof stls - 1;
-        c->tls = 1;
-    }
-}
-
-static void client_write(evutil_socket_t fd, short what, void *arg)
-{
-    struct client *c = arg;
-    size_t n = c->size - c->off;
-    if (c->chunk && n > c->chunk)
-        n = c->chunk;
-    if (n) {
-        ssize_t w = send(fd, c->data + c->off, n, MSG_NOSIGNAL);
-        if (w > 0)
-            c->off += (size_t)w;
-        else if (w < 0 && errno != EAGAIN && errno != EINTR)
-            c->off = c->size;
-    }
-    if (c->off == c->size) {
-        shutdown(fd, SHUT_WR);
-        c->sent = 1;
-        event_del(c->wev);
-    }
-}
-
-static void client_read(evutil_socket_t fd, short what, void *arg)
-{
-    struct client *c = arg;
-    char buf[16384];
-    struct pollfd pw = { .fd = fd, .events = POLLOUT };
-    if (c->lazy && !c->sent && poll(&pw, 1, 0) == 1)
-        return;
-    ssize_t n = recv(fd, buf, sizeof buf, 0);
-    if (n > 0)
-        client_keep(c, buf, (size_t)n);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-        c->closed = 1;
-        event_del(c->rev);
-    }
-}
-
 static void hang(evutil_socket_t fd, short what, void *arg)
 {
     fprintf(stderr, "fuzz_pop3_session: the sessions did not end within 20 s; %u left\n",
@@ -159,17 +95,7 @@ static void hang(evutil_socket_t fd, short what, void *arg)
     abort();
 }
 
-static void client_pace(struct client *c)
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < c->size; i++)
-        h = (h ^ c->data[i]) * 16777619u;
-    c->chunk = h % 4 == 0 ? 0 : 1 + (h >> 2) % 64;
-    c->lazy = (h >> 10) % 4 == 0;
-}
-
 #define MAX_CLIENTS 3
-#define SPLIT "~~~\r\n"
 static const char *const peers[MAX_CLIENTS] = { "127.0.0.1", "192.0.2.1", "127.0.0.1" };
 
 static void reset_maildrops(void)
@@ -185,52 +111,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct client c[MAX_CLIENTS];
     struct timeval limit = { 20, 0 };
-    int n = 0;
     reset_maildrops();
     auth_guard_reset();
-    memset(c, 0, sizeof c);
-    for (size_t off = 0; n < MAX_CLIENTS; n++) {
-        const uint8_t *end = n + 1 < MAX_CLIENTS ?
-            memmem(data + off, size - off, SPLIT, sizeof SPLIT - 1) : NULL;
-        c[n].data = data + off;
-        c[n].size = end ? (size_t)(end - (data + off)) : size - off;
-        client_pace(&c[n]);
-        if (!end) {
-            n++;
-            break;
-        }
-        off = (size_t)(end - data) + sizeof SPLIT - 1;
-    }
+    int n = clients_split(data, size, c, MAX_CLIENTS, "+OK Begin TLS negotiation now.\r\n");
     struct event *guard = evtimer_new(F.base, hang, NULL);
     CHECK(guard);
     evtimer_add(guard, &limit);
     for (int i = 0; i < n; i++) {
         CHECK(pop3_fixture_connect(&F, peers[i], c[i].lazy ? 4096 : 0, &c[i].fd) == 0);
-        c[i].rev = event_new(F.base, c[i].fd, EV_READ | EV_PERSIST, client_read, &c[i]);
-        c[i].wev = event_new(F.base, c[i].fd, EV_WRITE | EV_PERSIST, client_write, &c[i]);
-        CHECK(c[i].rev && c[i].wev);
-        event_add(c[i].rev, NULL);
-        event_add(c[i].wev, NULL);
+        client_watch(F.base, &c[i]);
     }
-    for (;;) {
-        int open = 0;
-        for (int i = 0; i < n; i++)
-            open |= !c[i].closed;
-        if (!open && pop3_server_sessions() == 0)
-            break;
+    while (clients_open(c, n) || pop3_server_sessions() > 0)
         CHECK(event_base_loop(F.base, EVLOOP_ONCE) == 0);
-    }
-    for (int i = 0; i < n; i++) {
-        if (trace)
-            fprintf(stderr, "---- client %d (%s, chunks of %zu%s) got:\n%.*s----\n", i + 1,
-                    peers[i], c[i].chunk, c[i].lazy ? ", slow reader" : "", (int)c[i].nout,
-                    c[i].out ? c[i].out : "");
-        check_output(&c[i]);
-        free(c[i].out);
-        event_free(c[i].rev);
-        event_free(c[i].wev);
-        close(c[i].fd);
-    }
+    clients_finish(c, n, peers, trace, check_output);
     event_free(guard);
     return 0;
 }

@@ -58,6 +58,8 @@
 #define CHECK(x) do { if (!(x)) { fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #x); \
                                   abort(); } } while (0)
 
+#include "session_clients.h"
+
 static struct srv_fixture F;
 static int trace;               /* FUZZ_TRACE set: log and replies on stderr */
 
@@ -100,21 +102,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 /* ---- one input ---- */
 
-/* The client end of the socketpair. */
-struct client {
-    int fd;
-    const uint8_t *data;
-    size_t size, off, chunk;    /* chunk 0: everything at once */
-    int lazy;                   /* reads only when it cannot write (a slow reader) */
-    int sent;                   /* all written (or the server went away), SHUT_WR done */
-    int closed;                 /* read EOF or an error */
-    struct event *rev, *wev;
-    char *out;                  /* what the server sent, up to STARTTLS's 220 */
-    size_t nout, cap;
-    int tls;                    /* STARTTLS was answered: the rest is TLS */
-    int refused;                /* smtp_server_adopt said no (421 expected) */
-};
-
 /* Every reply line the server sent is "DDD" + " " or "-" + text + CR LF,
  * with no other CR or LF, and the first is the greeting; after
  * "220 2.0.0 Ready to start TLS" comes TLS.  A refused client gets one 421. */
@@ -143,62 +130,6 @@ static void check_replies(const struct client *c)
     }
 }
 
-static void client_keep(struct client *c, const char *buf, size_t n)
-{
-    static const char tls[] = "220 2.0.0 Ready to start TLS\r\n";
-    if (c->tls)
-        return;
-    if (c->nout + n > c->cap) {
-        c->cap = (c->nout + n) * 2;
-        c->out = realloc(c->out, c->cap);
-        CHECK(c->out);
-    }
-    size_t from = c->nout > sizeof tls ? c->nout - sizeof tls : 0;
-    memcpy(c->out + c->nout, buf, n);
-    c->nout += n;
-    char *t = memmem(c->out + from, c->nout - from, tls, sizeof tls - 1);
-    if (t) {
-        c->nout = (size_t)(t - c->out) + sizeof tls - 1;
-        c->tls = 1;
-    }
-}
-
-static void client_write(evutil_socket_t fd, short what, void *arg)
-{
-    struct client *c = arg;
-    size_t n = c->size - c->off;
-    if (c->chunk && n > c->chunk)
-        n = c->chunk;
-    if (n) {
-        ssize_t w = send(fd, c->data + c->off, n, MSG_NOSIGNAL);
-        if (w > 0)
-            c->off += (size_t)w;
-        else if (w < 0 && errno != EAGAIN && errno != EINTR)
-            c->off = c->size;       /* the server closed: the rest is not read */
-    }
-    if (c->off == c->size) {
-        shutdown(fd, SHUT_WR);
-        c->sent = 1;
-        event_del(c->wev);
-    }
-}
-
-static void client_read(evutil_socket_t fd, short what, void *arg)
-{
-    struct client *c = arg;
-    char buf[16384];
-    struct pollfd pw = { .fd = fd, .events = POLLOUT };
-    if (c->lazy && !c->sent && poll(&pw, 1, 0) == 1)
-        return;                     /* writing first: the replies wait */
-    ssize_t n = recv(fd, buf, sizeof buf, 0);
-    if (n > 0)
-        client_keep(c, buf, (size_t)n);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-        c->closed = 1;
-        event_del(c->rev);
-    }
-}
-
 /* The clients of the input being run, for hang(). */
 static struct client *running;
 static int nrunning;
@@ -214,19 +145,6 @@ static void hang(evutil_socket_t fd, short what, void *arg)
                 c->lazy ? ", slow reader" : "", c->nout);
     }
     abort();
-}
-
-/* How a client sends, from its bytes: in chunks of 1-64 bytes with the loop
- * turning between them, or all at once (a quarter of inputs); a quarter of
- * clients are slow readers (lazy) with a small socket buffer on the
- * server's side, so that the server's output backs up. */
-static void client_pace(struct client *c)
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < c->size; i++)
-        h = (h ^ c->data[i]) * 16777619u;
-    c->chunk = h % 4 == 0 ? 0 : 1 + (h >> 2) % 64;
-    c->lazy = (h >> 10) % 4 == 0;
 }
 
 static void deleted(int err, void *arg)
@@ -264,38 +182,16 @@ static void purge(void)
  * these addresses (max_connections_per_client is 2: the fourth is refused
  * while the first two are there). */
 #define MAX_CLIENTS 4
-#define SPLIT "~~~\r\n"
 static const char *const peers[MAX_CLIENTS] = {
     "192.0.2.1", "192.0.2.1", "192.0.2.2", "192.0.2.1",
 };
-
-static int clients_open(const struct client *c, int n)
-{
-    for (int i = 0; i < n; i++)
-        if (!c[i].closed)
-            return 1;
-    return 0;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct client c[MAX_CLIENTS];
     struct timeval limit = { 20, 0 };
-    int n = 0;
+    int n = clients_split(data, size, c, MAX_CLIENTS, "220 2.0.0 Ready to start TLS\r\n");
 
-    memset(c, 0, sizeof c);
-    for (size_t off = 0; n < MAX_CLIENTS; n++) {
-        const uint8_t *end = n + 1 < MAX_CLIENTS ?
-            memmem(data + off, size - off, SPLIT, sizeof SPLIT - 1) : NULL;
-        c[n].data = data + off;
-        c[n].size = end ? (size_t)(end - (data + off)) : size - off;
-        client_pace(&c[n]);
-        if (!end) {
-            n++;
-            break;
-        }
-        off = (size_t)(end - data) + sizeof SPLIT - 1;
-    }
     struct event *guard = evtimer_new(F.base, hang, NULL);
     CHECK(guard);
     running = c;
@@ -306,25 +202,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(rc != -2);
         c[i].refused = rc < 0;
         CHECK(c[i].refused == (i == 3));
-        c[i].rev = event_new(F.base, c[i].fd, EV_READ | EV_PERSIST, client_read, &c[i]);
-        c[i].wev = event_new(F.base, c[i].fd, EV_WRITE | EV_PERSIST, client_write, &c[i]);
-        CHECK(c[i].rev && c[i].wev);
-        event_add(c[i].rev, NULL);
-        event_add(c[i].wev, NULL);
+        client_watch(F.base, &c[i]);
     }
     while (clients_open(c, n) || smtp_server_sessions() > 0)
         CHECK(event_base_loop(F.base, EVLOOP_ONCE) == 0);
-    for (int i = 0; i < n; i++) {
-        if (trace)
-            fprintf(stderr, "---- client %d (%s, chunks of %zu%s) got:\n%.*s----\n",
-                    i + 1, peers[i], c[i].chunk, c[i].lazy ? ", slow reader" : "",
-                    (int)c[i].nout, c[i].out ? c[i].out : "");
-        check_replies(&c[i]);
-        free(c[i].out);
-        event_free(c[i].rev);
-        event_free(c[i].wev);
-        close(c[i].fd);
-    }
+    clients_finish(c, n, peers, trace, check_replies);
     event_free(guard);
     purge();
     return 0;
