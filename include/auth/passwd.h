@@ -30,7 +30,10 @@ typedef void (*auth_passwd_cb)(int ok, void *arg);
 
 /* Checks password against hash off the loop; both are copied.  The callback
  * runs later on the loop (never from inside this call).  NULL when the check
- * cannot be queued (then nothing is called back). */
+ * cannot be queued (then nothing is called back).  hash NULL: an account
+ * that does not exist (or has no hash): the password is hashed against a
+ * hash of a password nobody has, so that the answer takes what a known
+ * account's takes, and the answer is always no. */
 struct auth_check *auth_passwd_check(const char *hash, const char *password,
                                      auth_passwd_cb cb, void *arg);
 /* The callback of c will not be called (a session that went away). */

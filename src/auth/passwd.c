@@ -51,6 +51,7 @@ struct auth_check {
     enum auth_state state;
     int cancelled;                  /* RUNNING: its worker frees it */
     int result;                     /* 1 match, 0 no, -1 unusable hash */
+    int dummy;                      /* the hash is dummy_hash: never a match */
     auth_passwd_cb cb;
     void *arg;
     char *hash;
@@ -161,7 +162,7 @@ static void *passwd_worker(void *arg)
         int r = auth_crypt_verify(c->hash, c->password, data);
         check_wipe(c);
         pthread_mutex_lock(&P.mu);
-        c->result = r;
+        c->result = c->dummy && r > 0 ? 0 : r;
         if (c->cancelled) {
             check_free_locked(c);
             continue;
@@ -288,10 +289,15 @@ void auth_passwd_shutdown(void)
     pthread_mutex_unlock(&P.mu);
 }
 
+/* A yescrypt hash of a password nobody has: unknown accounts are checked
+ * against it, so that they cost what a known account costs. */
+static const char dummy_hash[] =
+    "$y$j9T$/KX/EFvC6hzNrW.X1RWqp/$kUuGQCyIV6Psxh1KGGxM6k8bAwfcLoLvGUgw6I6e9UC";
+
 struct auth_check *auth_passwd_check(const char *hash, const char *password,
                                      auth_passwd_cb cb, void *arg)
 {
-    if (!hash || !password || !cb)
+    if (!password || !cb)
         return NULL;
     size_t plen = strnlen(password, AUTH_HASHABLE_MAX + 1);
     pthread_mutex_lock(&P.mu);
@@ -304,7 +310,8 @@ struct auth_check *auth_passwd_check(const char *hash, const char *password,
     struct auth_check *c = xcalloc(1, sizeof *c);
     c->cb = cb;
     c->arg = arg;
-    c->hash = xstrdup(hash);
+    c->dummy = !hash;
+    c->hash = xstrdup(hash ? hash : dummy_hash);
     if (plen <= AUTH_HASHABLE_MAX) {
         c->password = xstrndup(password, plen);
         c->pwlen = plen;

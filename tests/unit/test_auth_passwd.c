@@ -195,10 +195,19 @@ static void test_copies(void **state)
     assert_int_equal(a.ok, 1);
 }
 
+/* No hash (an unknown account): checked against a dummy, always no. */
+static void test_no_hash(void **state)
+{
+    struct answer a = { 0 };
+    assert_non_null(auth_passwd_check(NULL, PW, on_answer, &a));
+    run_until(1, 10);
+    assert_int_equal(a.called, 1);
+    assert_int_equal(a.ok, 0);
+}
+
 static void test_bad_arguments(void **state)
 {
     struct answer a = { 0 };
-    assert_null(auth_passwd_check(NULL, PW, on_answer, &a));
     assert_null(auth_passwd_check(H_SHA512, NULL, on_answer, &a));
     assert_null(auth_passwd_check(H_SHA512, PW, NULL, &a));
     auth_passwd_cancel(NULL);
@@ -486,6 +495,7 @@ int main(void)
         cmocka_unit_test(test_not_started),
         cmocka_unit_test_setup_teardown(test_checks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_copies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_hash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_queued_running_done, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_many, setup, teardown),
