@@ -266,3 +266,32 @@ def test_sighup_broken_certificate_keeps_the_old_one(make_daemon):
     d.hup()
     d.wait_log(r"reload failed, keeping the old configuration: .*cert\.pem", start=off)
     assert served_fingerprint(d.port) == old_fp
+
+
+def test_bad_ciphers_stop_the_start(make_daemon):
+    from conftest import KICKMAILD
+    d = make_daemon(extra='tls {\n  ciphers = "NO-SUCH-CIPHER"\n}\n')
+    r = subprocess.run([KICKMAILD, "-f", "-c", d.conf], capture_output=True, text=True,
+                       timeout=30, stdin=subprocess.DEVNULL)
+    assert r.returncode != 0
+    assert 'ciphers "NO-SUCH-CIPHER"' in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def test_ciphers_restrict_deliveries(make_daemon, make_mta):
+    # a TLS 1.2 sink and a client allowing only a cipher its RSA key cannot
+    # use: no handshake, the mail stays; then a usable cipher: delivered
+    mta = make_mta(tls="tls12")
+    d = make_daemon(customers=conf(mta.port, tls="encrypt"),
+                    extra='tls {\n  ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256"\n}\n').start()
+    qid = send(d, "cipher")
+    link_up(d)
+    kept(d, mta, qid, r"TLS handshake with 127\.0\.0\.23\[127\.0\.0\.23\] failed")
+    d.extra = 'tls {\n  ciphers = "ECDHE-RSA-AES128-GCM-SHA256"\n}\n'
+    d.write_conf()
+    off = len(d.log_text())
+    d.hup()
+    d.wait_log(r"configuration reloaded", start=off)
+    d.kickq("kick", "acme")
+    mta.wait_messages(1)
+    wait_gone(d, qid)
+    assert mta.messages[0].tls
