@@ -53,7 +53,7 @@ void tls_ctx_free(struct tls_ctx *ctx);
  * (not an address literal), the certificate's name must match it
  * (SSL_set1_host, no partial wildcards); with cafile (added by
  * tls_ctx_add_ca), the chain is verified against that file alone instead
- * of the system store.  NULL on failure. */
+ * of the system store.  NULL on failure (also for a cafile never added). */
 void *tls_ctx_new_client_ssl(struct tls_ctx *ctx, const char *sni, const char *verify_name,
                              const char *cafile);
 /* After a handshake on an SSL from tls_ctx_new_client_ssl: 0 when the chain

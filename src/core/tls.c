@@ -204,13 +204,14 @@ void *tls_ctx_new_client_ssl(struct tls_ctx *t, const char *sni, const char *ver
             return NULL;
         }
     }
-    for (size_t i = 0; cafile && i < t->nca; i++)
+    if (!cafile)
+        return ssl;
+    for (size_t i = 0; i < t->nca; i++)
         if (strcmp(t->cas[i].path, cafile) == 0 &&
-            SSL_set1_verify_cert_store(ssl, t->cas[i].store) != 1) {
-            SSL_free(ssl);
-            return NULL;
-        }
-    return ssl;
+            SSL_set1_verify_cert_store(ssl, t->cas[i].store) == 1)
+            return ssl;
+    SSL_free(ssl);                  /* never the system store instead: fail closed */
+    return NULL;
 }
 
 int tls_ssl_verified(void *ssl, const char *verify_name, char *why, size_t len)

@@ -295,3 +295,18 @@ def test_ciphers_restrict_deliveries(make_daemon, make_mta):
     mta.wait_messages(1)
     wait_gone(d, qid)
     assert mta.messages[0].tls
+
+
+def test_protocols_apply_to_the_listeners(make_daemon):
+    d = make_daemon(tls=True)
+    d.write_conf(d.conf_text().replace("tls {\n", 'tls {\n  protocols = "TLSv1.3"\n', 1))
+    d.start()
+
+    def s_client(version):
+        return subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % d.port,
+                               "-starttls", "smtp", version], input="QUIT\r\n",
+                              capture_output=True, text=True, timeout=30)
+    r = s_client("-tls1_2")
+    assert "BEGIN CERTIFICATE" not in r.stdout and "Cipher is (NONE)" in r.stdout, r.stdout
+    r = s_client("-tls1_3")
+    assert "Protocol  : TLSv1.3" in r.stdout or "TLSv1.3" in r.stdout, r.stdout
