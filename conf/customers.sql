@@ -1,4 +1,4 @@
--- kickmail customer map, schema version 2 (kickmail.conf(5), customer_map).
+-- kickmail customer map, schema version 3 (kickmail.conf(5), customer_map).
 --
 -- Customers for large sites, in an SQLite database that kickmaild reads
 -- (read-only) at start and on every reload (SIGHUP, `kickq reload`).
@@ -22,7 +22,12 @@
 -- Version 2 adds the table maildrops.  A version 1 map still loads (it has no
 -- maildrops); to upgrade one, run the CREATE TABLE maildrops below on it and
 -- set PRAGMA user_version = 2.
-PRAGMA user_version = 2;
+--
+-- Version 3 adds nullable columns to customers (tls_ca, tls_name).  Version 1
+-- and 2 maps still load (those options at their defaults); to upgrade one,
+-- ALTER TABLE customers ADD COLUMN each of them, then set
+-- PRAGMA user_version = 3.
+PRAGMA user_version = 3;
 
 BEGIN;
 
@@ -33,7 +38,7 @@ CREATE TABLE customers (
     online        TEXT,         -- 'detect' (default) or 'always'
     link_ttl      TEXT,         -- a link not refreshed within this goes down (12h)
     connections   INTEGER,      -- parallel delivery connections (2)
-    tls           TEXT,         -- delivery TLS: 'none', 'may' (default), 'encrypt'
+    tls           TEXT,         -- delivery TLS: 'none', 'may' (default), 'encrypt', 'verify'
     expect_helo   TEXT,         -- the customer's server must greet with this name
     radius_user   TEXT UNIQUE,  -- RADIUS User-Name / pppd PEERNAME
     interface     TEXT UNIQUE,  -- network interface of the customer's link
@@ -43,7 +48,10 @@ CREATE TABLE customers (
     warn_time     TEXT,         -- 0 = no delay warnings (0)
     retry_min     TEXT,         -- backoff while the link is up (1m)
     retry_max     TEXT,         -- (1h)
-    etrn_interval TEXT          -- minimum time between ETRN flushes (5s)
+    etrn_interval TEXT,         -- minimum time between ETRN flushes (5s)
+    -- version 3:
+    tls_ca        TEXT,         -- tls = 'verify': trust only this PEM file (system CAs)
+    tls_name      TEXT          -- tls = 'verify': the certificate's name (the host)
 );
 
 -- Every customer needs at least one domain.

@@ -65,7 +65,8 @@ struct gen {
     struct config *cfg;
     struct custmap *map;        /* NULL without customer_map */
     struct registry *reg;
-    struct tls_ctx *tls;
+    struct tls_ctx *tls;        /* the listeners' (NULL without certificate) */
+    struct tls_ctx *client_tls; /* delivery's, with every customer's tls_ca */
     double map_secs;            /* time to load the map */
 };
 
@@ -126,6 +127,7 @@ static void gen_free(struct gen *g)
     registry_free(g->reg);
     custmap_free(g->map);
     tls_ctx_free(g->tls);
+    tls_ctx_free(g->client_tls);
     config_free(g->cfg);
     memset(g, 0, sizeof *g);
 }
@@ -142,6 +144,30 @@ static int maildrops_check(const struct gen *g, char *err, size_t errlen)
             return util_fail(err, errlen, "%s: maildrop '%s' has no usable directory "
                              "under maildir_root '%s'", g->cfg->path, md.name,
                              g->cfg->maildir_root);
+    }
+    return 0;
+}
+
+/* The TLS contexts of g: the listeners' (with a certificate) and the
+ * delivery client's, with every customer's tls_ca (an unreadable one fails
+ * the load: verify fails closed).  0, or -1 with err. */
+static int gen_build_tls(struct gen *g, char *err, size_t errlen)
+{
+    const struct config *c = g->cfg;
+    char why[512];
+    struct tls_conf tc = {
+        .min_version = c->tls_min_version, .max_version = c->tls_max_version,
+        .ciphers = c->tls_ciphers, .ciphersuites = c->tls_ciphersuites,
+    };
+    if (c->tls_certificate &&
+        !(g->tls = tls_server_ctx_conf(c->tls_certificate, c->tls_key, &tc, err, errlen)))
+        return -1;
+    if (!(g->client_tls = tls_client_ctx_conf(&tc, why, sizeof why)))
+        return util_fail(err, errlen, "%s: tls: %s", c->path, why);
+    for (size_t i = 0; i < registry_count(g->reg); i++) {
+        const struct customer *cu = registry_at(g->reg, i);
+        if (cu->tls_ca && tls_ctx_add_ca(g->client_tls, cu->tls_ca, why, sizeof why) < 0)
+            return util_fail(err, errlen, "customer '%s': %s", cu->name, why);
     }
     return 0;
 }
@@ -163,12 +189,9 @@ static int gen_build(struct gen *g, int with_tls, char *err, size_t errlen)
     g->reg = registry_new(c, g->map, err, errlen);
     if (!g->reg || maildrops_check(g, err, errlen) < 0)
         return -1;
-    if (with_tls && c->tls_certificate) {
-        g->tls = tls_server_ctx(c->tls_certificate, c->tls_key, err, errlen);
-        if (!g->tls)
-            return -1;
-    }
-    return 0;
+    if (!with_tls)
+        return 0;
+    return gen_build_tls(g, err, errlen);
 }
 
 static const char *gen_map_info(const struct gen *g, char *buf, size_t len)
@@ -275,6 +298,7 @@ static void reload_apply(struct gen *g)
     guard_configure(g->cfg);
     smtp_server_configure(g->cfg, g->reg, g->tls);
     pop3_server_configure(g->cfg, g->reg, g->tls);
+    deliver_configure_tls(g->client_tls);
     link_event_configure(g->reg);
     radius_configure(g->cfg);
     links_prune(customer_exists);
@@ -539,6 +563,7 @@ static int start(void)
         log_err("links: %s", err);
         return -1;
     }
+    deliver_configure_tls(D.cur.client_tls);
     if (qmgr_init(D.base, D.spool, c, D.cur.reg, err, sizeof err) < 0 ||
         deliver_init(link_lookup, err, sizeof err) < 0) {
         log_err("spool: %s", err);

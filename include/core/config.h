@@ -16,7 +16,7 @@
 enum deliver_kind { DELIVER_LINK, DELIVER_HOST, DELIVER_MAILDROP, DELIVER_PICKUP,
                     DELIVER_LOCAL };
 enum online_kind  { ONLINE_DETECT, ONLINE_ALWAYS };
-enum tls_policy   { TLSPOL_NONE, TLSPOL_MAY, TLSPOL_ENCRYPT };
+enum tls_policy   { TLSPOL_NONE, TLSPOL_MAY, TLSPOL_ENCRYPT, TLSPOL_VERIFY };
 enum dsn_return   { DSN_RETURN_HEADERS, DSN_RETURN_FULL };
 enum spool_spares_conf { SPARES_CONF_AUTO, SPARES_CONF_YES, SPARES_CONF_NO };
 enum maildrop_mode { MAILDROP_DELETE, MAILDROP_KEEP };
@@ -109,6 +109,8 @@ struct customer {
     long link_ttl;              /* 12h */
     unsigned connections;       /* 2 */
     enum tls_policy tls;        /* may */
+    char *tls_ca;               /* verify: trust only this PEM file; NULL = system CAs */
+    char *tls_name;             /* verify: the certificate's name; NULL = the host */
     char *expect_helo;          /* NULL when unset */
     char *radius_user;          /* NULL when unset */
     char *interface;            /* NULL when unset */
@@ -157,6 +159,8 @@ struct config {
     struct hosts *hosts;        /* /etc/hosts as read by kickmaild with this
                                  * configuration (hosts_load); NULL elsewhere */
     char *tls_certificate, *tls_key;   /* both NULL or both set */
+    int tls_min_version, tls_max_version;   /* tls { protocols }: TLS_V1_x, 0 = default */
+    char *tls_ciphers, *tls_ciphersuites;   /* NULL = OpenSSL's defaults */
     struct smtp_conf smtp;
     struct submission_conf submission, smtps;
     struct listener_conf odmr, radius;

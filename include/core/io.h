@@ -92,6 +92,13 @@ struct io *io_connect(struct event_base *base, const char *host, int port,
  * the server sent after its 220: never handed to the protocol), -1 on setup
  * failure (the stream is then unchanged, still plaintext). */
 int io_starttls_client(struct io *io, struct tls_ctx *ctx, const char *servername);
+/* The same with a client SSL from tls_ctx_new_client_ssl(ctx, sni,
+ * verify_name, cafile): for deliveries that verify the server. */
+int io_starttls_client_peer(struct io *io, struct tls_ctx *ctx, const char *sni,
+                            const char *verify_name, const char *cafile);
+/* After IO_TLS_DONE on such a connection: tls_ssl_verified()'s verdict.
+ * 0, or -1 with why. */
+int io_tls_verified(const struct io *io, const char *verify_name, char *why, size_t len);
 
 /* Peer address of a socket as text ("127.0.0.1", "::1", or "unix"). */
 void io_peer_name(int fd, char *buf, size_t len, struct sockaddr_storage *ss);

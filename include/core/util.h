@@ -18,6 +18,10 @@ int util_parse_size(const char *s, uint64_t *bytes);
 int util_parse_hostport(const char *s, char *host, size_t hostlen, int *port);
 /* 1 when s is a numeric IPv4 or IPv6 address (no brackets, no port). */
 int util_numeric_ip(const char *s);
+/* 1 when name can tell a host from others: a dotted name that is not
+ * localhost, localhost.localdomain and the like, nor an address (literal).
+ * Many hosts share "localhost" or a bare name; an equal one proves no loop. */
+int util_is_fqdn(const char *name);
 
 /* Writes the formatted reason into err (when errlen > 0) and returns -1: the
  * house convention "return 0 / -1 with the reason in an out-parameter". */

@@ -26,6 +26,11 @@ typedef int deliver_link_fn(const char *customer, struct deliver_link *out);
  * starts delivery for every customer reachable now.  links: the link
  * table's lookup.  0 / -1 with why in err. */
 int deliver_init(deliver_link_fn *links, char *err, size_t errlen);
+/* The client TLS context for deliveries started from now on (tls section,
+ * customers' tls_ca; a reference is taken; sessions under way keep theirs).
+ * At start (before deliver_init) and after each reload. */
+struct tls_ctx;
+void deliver_configure_tls(struct tls_ctx *client);
 /* Before qmgr_shutdown(): frees every delivery state (connections are
  * dropped) and unregisters the hooks. */
 void deliver_shutdown(void);

@@ -19,7 +19,10 @@ struct evbuffer;
 struct tls_ctx;
 struct smtp_client;
 
-enum smtp_client_tls { SMTPC_TLS_NONE, SMTPC_TLS_MAY, SMTPC_TLS_ENCRYPT };
+/* VERIFY: ENCRYPT, and after the handshake the certificate must verify
+ * (tls_ssl_verified: chain against tls_ca or the system CAs, name against
+ * verify_name), else QUIT and fail with "Server certificate not verified". */
+enum smtp_client_tls { SMTPC_TLS_NONE, SMTPC_TLS_MAY, SMTPC_TLS_ENCRYPT, SMTPC_TLS_VERIFY };
 
 struct smtp_client_opts {
     const char *host;           /* numeric IPv4/IPv6 address to connect to */
@@ -27,6 +30,10 @@ struct smtp_client_opts {
     const char *helo_name;      /* our name in EHLO/HELO */
     enum smtp_client_tls tls;
     struct tls_ctx *tls_ctx;    /* client context (tls_client_ctx()); NULL = no TLS */
+    const char *verify_name;    /* VERIFY: the name the certificate must carry
+                                 * (also sent as SNI) */
+    const char *tls_ca;         /* VERIFY: a tls_ctx_add_ca() file, or NULL =
+                                 * the system CAs */
     const char *expect_helo;    /* NULL, or the name the server must announce:
                                  * compared with the first word after the code in
                                  * the 220 greeting and in the EHLO/HELO reply
@@ -70,7 +77,8 @@ struct smtp_client_cbs {
     /* The connection is over (after QUIT, an error, or abort); code: 0 clean,
      * else the reply code or -1 for a connection-level failure; reason text.
      * -1 is also used for: expect_helo mismatch ("server greeted as X,
-     * expected Y"), tls = encrypt without STARTTLS or with a failed handshake,
+     * expected Y"), tls = encrypt/verify without STARTTLS or with a failed
+     * handshake, verify with a certificate that does not verify,
      * malformed replies, timeouts, lost connections, abort.  A 421 gives 421.
      * None of these is a verdict on any recipient: held mail stays.
      * The client is freed after this returns. */

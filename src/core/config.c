@@ -33,6 +33,7 @@
 #include "core/config.h"
 #include "core/hosts.h"
 #include "core/log.h"
+#include "core/tls.h"
 #include "core/util.h"
 #include "config_int.h"
 
@@ -437,8 +438,16 @@ static int load_tls(struct loader *ld, cfg_t *root)
     int line = hdr_line(ld, "", "tls", 0);
     const char *cert = cfg_getstr(sec, "certificate");
     const char *key = cfg_getstr(sec, "key");
+    const char *protocols = cfg_getstr(sec, "protocols");
+    char why[256];
+    if (protocols && tls_protocols_parse(protocols, &ld->c->tls_min_version,
+                                         &ld->c->tls_max_version, why, sizeof why) < 0)
+        return fail(ld, line, "%s", why);
+    ld->c->tls_ciphers = dup_opt(sec, "ciphers");
+    ld->c->tls_ciphersuites = dup_opt(sec, "ciphersuites");
     if (!cert && !key) {
-        if (line > 0)
+        /* a section for the delivery client's settings alone is fine */
+        if (line > 0 && !protocols && !ld->c->tls_ciphers && !ld->c->tls_ciphersuites)
             return fail(ld, line, "tls section needs certificate and key");
         return 0;
     }
@@ -825,6 +834,8 @@ void config_free(struct config *c)
     hosts_free(c->hosts);
     free(c->tls_certificate);
     free(c->tls_key);
+    free(c->tls_ciphers);
+    free(c->tls_ciphersuites);
     for (size_t i = 0; i < NLISTENERS; i++)
         free(((struct listener_conf *)((char *)c + listener_defs[i].off))->listen);
     for (size_t i = 0; i < c->nradius_clients; i++) {

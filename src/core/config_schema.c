@@ -216,6 +216,7 @@ static const struct enum_word {
     {"tls", "none", TLSPOL_NONE},
     {"tls", "may", TLSPOL_MAY},
     {"tls", "encrypt", TLSPOL_ENCRYPT},
+    {"tls", "verify", TLSPOL_VERIFY},
     {"dsn_return", "headers", DSN_RETURN_HEADERS},
     {"dsn_return", "full", DSN_RETURN_FULL},
     {"spool_spares", "auto", SPARES_CONF_AUTO},
@@ -480,6 +481,8 @@ static const struct cust_opt {
     {"link_ttl", chk_duration_pos, CS_LONG, F(link_ttl), CUST_DEF_LINK_TTL},
     {"connections", chk_count, CS_UNSIGNED, F(connections), CUST_DEF_CONNECTIONS},
     {"tls", chk_enum, CS_TLS, F(tls), CUST_DEF_TLS},
+    {"tls_ca", chk_file, CS_STR, F(tls_ca), 0},
+    {"tls_name", chk_hostname, CS_STR, F(tls_name), 0},
     {"expect_helo", chk_nonempty, CS_STR, F(expect_helo), 0},
     {"radius_user", chk_nonempty, CS_STR, F(radius_user), 0},
     {"interface", chk_ifname, CS_STR, F(interface), 0},
@@ -606,6 +609,8 @@ void config_customer_free(struct customer *cu)
     free_strv(cu->recipients, cu->nrecipients);
     free(cu->deliver_host);
     free(cu->expect_helo);
+    free(cu->tls_ca);
+    free(cu->tls_name);
     free(cu->radius_user);
     free(cu->interface);
     free(cu->secret);
@@ -684,6 +689,9 @@ void config_maildrop_free(struct maildrop_conf *md)
 static cfg_opt_t tls_opts[] = {
     CFG_STR_CB("certificate", NULL, CFGF_NONE, cb_file),
     CFG_STR_CB("key", NULL, CFGF_NONE, cb_file),
+    CFG_STR_CB("protocols", NULL, CFGF_NONE, cb_nonempty),
+    CFG_STR_CB("ciphers", NULL, CFGF_NONE, cb_nonempty),
+    CFG_STR_CB("ciphersuites", NULL, CFGF_NONE, cb_nonempty),
     CFG_END()
 };
 
@@ -768,6 +776,8 @@ static cfg_opt_t customer_opts[] = {
     CFG_INT_CB("link_ttl", CUST_DEF_LINK_TTL, CFGF_NONE, cb_duration_pos),
     CFG_INT_CB("connections", CUST_DEF_CONNECTIONS, CFGF_NONE, cb_count),
     CFG_INT_CB("tls", CUST_DEF_TLS, CFGF_NONE, cb_enum),
+    CFG_STR_CB("tls_ca", NULL, CFGF_NONE, cb_file),
+    CFG_STR_CB("tls_name", NULL, CFGF_NONE, cb_hostname),
     CFG_STR_CB("expect_helo", NULL, CFGF_NONE, cb_nonempty),
     CFG_STR_CB("radius_user", NULL, CFGF_NONE, cb_nonempty),
     CFG_STR_CB("interface", NULL, CFGF_NONE, cb_ifname),

@@ -2,9 +2,10 @@
  * custmap — loads the SQLite customer map (schema: conf/customers.sql).
  *
  * The file is opened read-only with a busy timeout, its schema version
- * checked (PRAGMA user_version: 1 or 2), and the tables read with one SELECT
+ * checked (PRAGMA user_version: 1 to 3), and the tables read with one SELECT
  * each inside one read transaction (maildrops only when the map has that
- * table: version 1 maps have none), so that an operator's concurrent change
+ * table: version 1 maps have none; the version 3 columns only from version
+ * 3 maps), so that an operator's concurrent change
  * is seen whole or not at all.  Every customer starts from
  * config_customer_defaults(); every non-NULL column goes through
  * config_customer_set() as its text (integers as their decimal form), and
@@ -46,6 +47,12 @@ static const char *const cm_opt_names[] = {
     "hold_time", "warn_time", "retry_min", "retry_max", "etrn_interval",
 };
 #define CM_NOPTS (sizeof cm_opt_names / sizeof cm_opt_names[0])
+/* Columns added by schema version 3 (nullable), read after the others. */
+static const char *const cm_opt_names_v3[] = {
+    "tls_ca",
+    "tls_name",
+};
+#define CM_NOPTS_V3 (sizeof cm_opt_names_v3 / sizeof cm_opt_names_v3[0])
 
 struct cm_loader {
     const char *path;
@@ -141,7 +148,7 @@ static int cm_check_version(struct cm_loader *ld)
         return cm_sql_fail(ld, "cannot read the schema version");
     ld->version = version;
     if (version < CUSTMAP_SCHEMA_OLDEST || version > CUSTMAP_SCHEMA_VERSION)
-        return cm_fail(ld, "schema version %d (PRAGMA user_version), want %d or %d: "
+        return cm_fail(ld, "schema version %d (PRAGMA user_version), want %d to %d: "
                        "not a kickmail customer map, or of another version "
                        "(see customers.sql)", version, CUSTMAP_SCHEMA_OLDEST,
                        CUSTMAP_SCHEMA_VERSION);
@@ -176,10 +183,12 @@ static int cm_customer_row(struct cm_loader *ld, sqlite3_stmt *st)
     struct customer *cu = cm_new_customer(ld);
     cu->name = xstrdup(name);
     snprintf(who, sizeof who, "customer '%s'", cu->name);
-    for (size_t i = 0; i < CM_NOPTS; i++) {
+    size_t n = CM_NOPTS + (ld->version >= 3 ? CM_NOPTS_V3 : 0);
+    for (size_t i = 0; i < n; i++) {
+        const char *opt = i < CM_NOPTS ? cm_opt_names[i] : cm_opt_names_v3[i - CM_NOPTS];
         if (cm_text(ld, st, (int)i + 1, who, &v) < 0)
             return -1;
-        if (v && config_customer_set(cu, cm_opt_names[i], v, why, sizeof why) < 0)
+        if (v && config_customer_set(cu, opt, v, why, sizeof why) < 0)
             return cm_fail(ld, "%s: %s", who, why);
     }
     return 0;
@@ -350,8 +359,12 @@ static int cm_read(struct cm_loader *ld)
 {
     struct custmap *m = ld->m;
     char why[512];
-    if (cm_each_row(ld, "SELECT name, " CM_OPT_COLUMNS " FROM customers",
-                    "customers", cm_customer_row) < 0)
+    char sql[1024];
+    int len = snprintf(sql, sizeof sql, "SELECT name, " CM_OPT_COLUMNS);
+    for (size_t i = 0; ld->version >= 3 && i < CM_NOPTS_V3; i++)
+        len += snprintf(sql + len, sizeof sql - (size_t)len, ", %s", cm_opt_names_v3[i]);
+    snprintf(sql + len, sizeof sql - (size_t)len, " FROM customers");
+    if (cm_each_row(ld, sql, "customers", cm_customer_row) < 0)
         return -1;
     /* the array is final now: index it by name (a name twice is an error) */
     for (size_t i = 0; i < m->ncustomers; i++)

@@ -576,6 +576,27 @@ int io_starttls_client(struct io *io, struct tls_ctx *ctx, const char *servernam
     return discarded > INT_MAX ? INT_MAX : (int)discarded;
 }
 
+int io_starttls_client_peer(struct io *io, struct tls_ctx *ctx, const char *sni,
+                            const char *verify_name, const char *cafile)
+{
+    if (io->tls || io->connecting || !ctx)
+        return -1;
+    void *ssl = tls_ctx_new_client_ssl(ctx, sni, verify_name, cafile);
+    if (!ssl)
+        return -1;
+    long discarded = io_switch_tls(io, ssl, BUFFEREVENT_SSL_CONNECTING);
+    return discarded > INT_MAX ? INT_MAX : (int)discarded;
+}
+
+int io_tls_verified(const struct io *io, const char *verify_name, char *why, size_t len)
+{
+    if (!io->tls) {
+        snprintf(why, len, "Server certificate not verified: no TLS");
+        return -1;
+    }
+    return tls_ssl_verified(bufferevent_openssl_get_ssl(io->bev), verify_name, why, len);
+}
+
 int io_is_tls(const struct io *io)
 {
     return io->tls;

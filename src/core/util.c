@@ -168,6 +168,13 @@ int util_numeric_ip(const char *s)
     return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
 }
 
+int util_is_fqdn(const char *name)
+{
+    if (!strchr(name, '.') || name[0] == '[' || util_numeric_ip(name))
+        return 0;
+    return strncasecmp(name, "localhost", 9) != 0;
+}
+
 int64_t util_now_us(void)
 {
     struct timespec ts;

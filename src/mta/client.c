@@ -47,6 +47,7 @@
 #include "mta/smtp_client.h"
 #include "mta/smtp_reply.h"
 #include "dotstuff.h"
+#include "tlspolicy.h"
 
 #define BODY_CHUNK (64 * 1024)  /* body bytes queued per write-drained round */
 
@@ -69,7 +70,7 @@ struct smtp_client {
     struct event_base *base;
     struct io *io;
     enum sc_state st;
-    char *host, *helo_name, *expect_helo;
+    char *host, *helo_name, *expect_helo, *verify_name, *tls_ca;
     int port;
     enum smtp_client_tls tls;
     struct tls_ctx *tls_ctx;
@@ -164,6 +165,8 @@ static void client_free(struct smtp_client *c)
     free(c->host);
     free(c->helo_name);
     free(c->expect_helo);
+    free(c->verify_name);
+    free(c->tls_ca);
     free(c->peer);
     free(c->end_reason);
     free(c);
@@ -317,16 +320,6 @@ static void protocol_error(struct smtp_client *c, const char *what)
 
 /* ---- greeting, EHLO/HELO, STARTTLS ---- */
 
-/* 1 when name can tell this host from others: a dotted name that is not
- * localhost, localhost.localdomain and the like, nor an address (literal).
- * Many hosts share "localhost" or a bare name; an equal one proves no loop. */
-static int name_is_fqdn(const char *name)
-{
-    if (!strchr(name, '.') || name[0] == '[' || util_numeric_ip(name))
-        return 0;
-    return strncasecmp(name, "localhost", 9) != 0;
-}
-
 /* 1 when the greeting may go on: the server is not ourselves (it greets
  * with our own name, as Postfix checks against $myhostname: a deliver
  * target that points back at this daemon would pass the mail round until
@@ -335,7 +328,7 @@ static int name_is_fqdn(const char *name)
 static int greeting_ok(struct smtp_client *c, const struct smtp_reply *r)
 {
     char *why = NULL;
-    if (r->first_word[0] && name_is_fqdn(c->helo_name) &&
+    if (r->first_word[0] && util_is_fqdn(c->helo_name) &&
         strcasecmp(r->first_word, c->helo_name) == 0)
         why = xfmt("mail loops back to myself (%s greets as %s)", c->peer, r->first_word);
     else if (!c->expect_helo || strcasecmp(r->first_word, c->expect_helo) == 0)
@@ -367,23 +360,16 @@ static void reply_banner(struct smtp_client *c, const struct smtp_reply *r)
     enter_state(c, SC_EHLO);
 }
 
-/* After a successful EHLO/HELO: STARTTLS per policy, or ready. */
+/* After a successful EHLO/HELO: STARTTLS per policy, or ready (tlspolicy.c). */
 static void after_greeting(struct smtp_client *c)
 {
-    if (c->tls == SMTPC_TLS_NONE || io_is_tls(c->io)) {
-        enter_state(c, SC_READY);
-    } else if (c->starttls && c->tls_ctx) {
-        enter_state(c, SC_STARTTLS);
-    } else if (c->tls == SMTPC_TLS_ENCRYPT) {
-        char *why = c->tls_ctx
-            ? xfmt("TLS is required, but was not offered by host %s", c->peer)
-            : xfmt("TLS is required, but no client TLS context is available for %s",
-                   c->peer);
+    char why[512];
+    enum tlspol_step st = tlspol_after_greeting(c->tls, io_is_tls(c->io), c->starttls,
+                                                c->tls_ctx != NULL, c->peer, why, sizeof why);
+    if (st == TLSPOL_STEP_FAIL)
         client_quit_fail(c, -1, why);
-        free(why);
-    } else {
-        enter_state(c, SC_READY);
-    }
+    else
+        enter_state(c, st == TLSPOL_STEP_STARTTLS ? SC_STARTTLS : SC_READY);
 }
 
 static void reply_ehlo(struct smtp_client *c, const struct smtp_reply *r)
@@ -423,7 +409,7 @@ static void reply_starttls(struct smtp_client *c, const struct smtp_reply *r)
 {
     if (r->code == 220) {
         enter_state(c, SC_TLS);
-    } else if (c->tls == SMTPC_TLS_ENCRYPT) {
+    } else if (tlspol_required(c->tls)) {
         refused(c, "STARTTLS (TLS is required)", r);
     } else {
         log_debug("smtp client %s: STARTTLS refused (%s), staying in plaintext",
@@ -449,7 +435,9 @@ static void enter_starttls(struct smtp_client *c)
 
 static void enter_tls(struct smtp_client *c)
 {
-    int dropped = io_starttls_client(c->io, c->tls_ctx, c->expect_helo);
+    int dropped = io_starttls_client_peer(c->io, c->tls_ctx,
+                                          c->verify_name ? c->verify_name : c->expect_helo,
+                                          c->verify_name, c->tls_ca);
     if (dropped < 0) {
         char *why = xfmt("TLS setup failed for %s", c->peer);
         client_fail(c, -1, why, 0, why, 0);
@@ -464,9 +452,14 @@ static void enter_tls(struct smtp_client *c)
 
 static void tls_done(struct smtp_client *c)
 {
-    char buf[128];
+    char buf[256];
     log_debug("smtp client %s: TLS established: %s", c->relay,
               io_tls_info(c->io, buf, sizeof buf));
+    if (c->tls == SMTPC_TLS_VERIFY &&
+        io_tls_verified(c->io, c->verify_name, buf, sizeof buf) < 0) {
+        client_quit_fail(c, -1, buf);           /* Postfix: QUIT, mail kept */
+        return;
+    }
     c->pipelining = c->eightbitmime = c->starttls = c->has_size = 0;
     c->size_limit = 0;
     enter_state(c, SC_EHLO);        /* RFC 3207 4.2: forget, greet again */
@@ -849,6 +842,8 @@ static struct smtp_client *client_new(struct event_base *base,
                      ? xstrdup(opts->expect_helo) : NULL;
     c->tls = opts->tls;
     c->tls_ctx = opts->tls_ctx;
+    c->verify_name = opts->verify_name ? xstrdup(opts->verify_name) : NULL;
+    c->tls_ca = opts->tls_ca ? xstrdup(opts->tls_ca) : NULL;
     c->connect_timeout = opts->connect_timeout;
     c->scale_ms = opts->scale_timeouts_ms;
     c->cbs = *cbs;

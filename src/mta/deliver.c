@@ -890,6 +890,11 @@ int deliver_init(deliver_link_fn *links, char *err, size_t errlen)
     return 0;
 }
 
+void deliver_configure_tls(struct tls_ctx *client)
+{
+    transport_smtp_set_tls(client);
+}
+
 void deliver_shutdown(void)
 {
     size_t pos = 0;

@@ -114,6 +114,10 @@ void transport_shutdown(void);
 /* transport_smtp.c */
 extern const struct transport transport_smtp;
 int transport_smtp_init(struct event_base *base, char *err, size_t errlen);
+/* The client TLS context for sessions opened from now on (a reference is
+ * taken; NULL: STARTTLS is never used).  Before or after init. */
+struct tls_ctx;
+void transport_smtp_set_tls(struct tls_ctx *ctx);
 void transport_smtp_shutdown(void);
 
 /* transport_maildir.c: its worker threads; _configure (at start and after

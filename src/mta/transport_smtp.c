@@ -3,8 +3,12 @@
  * address (deliver = "link", at the customer's port) or to its fixed host
  * (deliver = "HOST:PORT"; a name is looked up by the scheduler before a
  * session opens).  A session is one smtp_client connection (client.c) with
- * the customer's TLS policy and expect_helo; this file only adapts the
- * client's calls and callbacks to the transport interface.
+ * the customer's TLS policy (verify: the name is tls_name, else the host
+ * delivered to: a fixed host's name, or the link's address, which no
+ * certificate name matches) and expect_helo; this file only adapts the
+ * client's calls and callbacks to the transport interface.  The client TLS
+ * context is the one the last reload built (transport_smtp_set_tls); each
+ * session holds a reference to the one it started with.
  *
  * Trusts the configuration and the scheduler's target (a numeric address);
  * everything the remote server says is the client's to bound.  Guarantees
@@ -28,6 +32,7 @@ struct transport_session {
     struct transport_cbs cbs;
     void *arg;
     struct smtp_client_msg cm;      /* the message in flight, as the client sees it */
+    struct tls_ctx *tls;            /* a reference, for the client's lifetime */
 };
 
 static struct {
@@ -76,6 +81,7 @@ static void on_closed(struct smtp_client *c, int code, const char *reason, void 
 {
     struct transport_session *s = arg;
     s->cbs.closed(code, reason, s->arg);
+    tls_ctx_free(s->tls);
     free(s);                        /* the client is freed after this returns */
 }
 
@@ -85,18 +91,24 @@ static struct transport_session *smtp_open(const struct transport_target *t,
                                            const struct transport_cbs *cbs, void *arg)
 {
     const struct customer *c = t->cust;
+    struct transport_session *s = xcalloc(1, sizeof *s);
+    s->tls = tls_ctx_ref(TS.tls);
     struct smtp_client_opts o = {
         .host = t->host, .port = t->port, .helo_name = t->helo_name,
         .tls = c->tls == TLSPOL_NONE || t->plain ? SMTPC_TLS_NONE :
-               c->tls == TLSPOL_ENCRYPT ? SMTPC_TLS_ENCRYPT : SMTPC_TLS_MAY,
-        .tls_ctx = TS.tls, .expect_helo = c->expect_helo,
+               c->tls == TLSPOL_ENCRYPT ? SMTPC_TLS_ENCRYPT :
+               c->tls == TLSPOL_VERIFY ? SMTPC_TLS_VERIFY : SMTPC_TLS_MAY,
+        .tls_ctx = s->tls, .expect_helo = c->expect_helo,
+        .verify_name = c->tls != TLSPOL_VERIFY ? NULL : c->tls_name ? c->tls_name :
+                       c->deliver == DELIVER_HOST ? c->deliver_host : t->host,
+        .tls_ca = c->tls == TLSPOL_VERIFY ? c->tls_ca : NULL,
         .scale_timeouts_ms = TS.timeout_ms,
     };
-    struct transport_session *s = xcalloc(1, sizeof *s);
     s->cbs = *cbs;
     s->arg = arg;
     s->c = smtp_client_start(TS.base, &o, &client_cbs, s);
     if (!s->c) {
+        tls_ctx_free(s->tls);
         free(s);
         return NULL;
     }
@@ -134,8 +146,16 @@ int transport_smtp_init(struct event_base *base, char *err, size_t errlen)
     const char *t = getenv("KICKMAIL_TEST_TIMEOUT_MS");
     TS.base = base;
     TS.timeout_ms = t ? atoi(t) : 0;
-    TS.tls = tls_client_ctx(err, errlen);
+    if (!TS.tls)                    /* none set yet: the defaults */
+        TS.tls = tls_client_ctx(err, errlen);
     return TS.tls ? 0 : -1;
+}
+
+void transport_smtp_set_tls(struct tls_ctx *ctx)
+{
+    struct tls_ctx *old = TS.tls;
+    TS.tls = tls_ctx_ref(ctx);
+    tls_ctx_free(old);
 }
 
 void transport_smtp_shutdown(void)

@@ -612,6 +612,8 @@ class MTA:
                     warnings.simplefilter("ignore", DeprecationWarning)
                     ctx.minimum_version = _ssl.TLSVersion.TLSv1
                     ctx.maximum_version = _ssl.TLSVersion.TLSv1_1
+            if self.tls == "tls12":
+                ctx.maximum_version = _ssl.TLSVersion.TLSv1_2     # no TLS 1.3
             kw["tls_context"] = ctx
         if self.size_limit is not None:
             kw["data_size_limit"] = self.size_limit

@@ -547,7 +547,7 @@ static const struct bad_case {
     {"online enum", "customer \"a\" { domains = {\"a.example\"}\n online = \"sometimes\" }\n",
      ":2: bad value 'sometimes' for online (\"detect\", \"always\")"},
     {"tls enum", "customer \"a\" { domains = {\"a.example\"}\n tls = yes }\n",
-     ":2: bad value 'yes' for tls (\"none\", \"may\", \"encrypt\")"},
+     ":2: bad value 'yes' for tls (\"none\", \"may\", \"encrypt\", \"verify\")"},
     {"dsn_return enum", "\ndsn_return = \"body\"\n", ":2: bad value 'body' for dsn_return"},
     {"mode enum", "maildrop \"a@b.example\" { password = 'x'\n mode = remove }\n",
      ":2: bad value 'remove' for mode (\"delete\", \"keep\")"},

@@ -131,7 +131,7 @@ static void test_every_option(void **state)
     struct custmap *m = load_ok(
         "INSERT INTO customers VALUES ('acme', '192.0.2.80:2525', 2526, "
         "  'always', '6h', 4, 'encrypt', 'mail.acme.example', 'acme-ppp', 'ippp3', "
-        "  's3cret', '1G', '2d', '1h', '30s', '2h', '10m');\n"
+        "  's3cret', '1G', '2d', '1h', '30s', '2h', '10m', NULL, 'mx.acme.example');\n"
         "INSERT INTO domains VALUES ('acme.example', 'acme'), ('ACME.co.uk', 'acme');\n"
         "INSERT INTO recipients VALUES ('acme', 'bob'), ('acme', 'Sales');\n"
         "INSERT INTO customers (name, deliver, secret) VALUES ('beta', 'pickup', 'x');\n"
@@ -164,6 +164,8 @@ static void test_every_option(void **state)
     assert_int_equal(a->retry_min, 30);
     assert_int_equal(a->retry_max, 7200);
     assert_int_equal(a->etrn_interval, 600);
+    assert_null(a->tls_ca);
+    assert_string_equal(a->tls_name, "mx.acme.example");
     const struct customer *b = &m->customers[1];
     assert_string_equal(b->name, "beta");
     assert_int_equal(b->deliver, DELIVER_PICKUP);
@@ -264,7 +266,7 @@ static const struct bad_case {
     {"link_ttl zero", ROW("link_ttl", "0"), "customer 'a': link_ttl must be at least 1s"},
     {"connections zero", ROW("connections", "0"), "customer 'a': bad value '0' for connections"},
     {"tls enum", ROW("tls", "'yes'"),
-     "customer 'a': bad value 'yes' for tls (\"none\", \"may\", \"encrypt\")"},
+     "customer 'a': bad value 'yes' for tls (\"none\", \"may\", \"encrypt\", \"verify\")"},
     {"expect_helo empty", ROW("expect_helo", "''"), "customer 'a': expect_helo must not be empty"},
     {"expect_helo NUL", ROW("expect_helo", "CAST(x'610062' AS TEXT)"),
      "customer 'a': expect_helo contains a NUL byte"},
@@ -430,9 +432,9 @@ static void test_maildrops(void **state)
 static void test_schema_version(void **state)
 {
     char err[512];
-    static const char *versions[] = {"PRAGMA user_version = 0;", "PRAGMA user_version = 3;"};
-    static const char *wants[] = {": schema version 0 (PRAGMA user_version), want 1 or 2",
-                                  ": schema version 3 (PRAGMA user_version), want 1 or 2"};
+    static const char *versions[] = {"PRAGMA user_version = 0;", "PRAGMA user_version = 4;"};
+    static const char *wants[] = {": schema version 0 (PRAGMA user_version), want 1 to 3",
+                                  ": schema version 4 (PRAGMA user_version), want 1 to 3"};
     for (int i = 0; i < 2; i++) {
         make_map(NULL, versions[i]);
         assert_null(custmap_load(mappath, err, sizeof err));
@@ -457,7 +459,47 @@ static void test_schema_version(void **state)
     /* a maildrops table of the wrong shape is reported as such */
     make_map(NULL, "DROP TABLE maildrops; CREATE TABLE maildrops (address);");
     assert_null(custmap_load(mappath, err, sizeof err));
-    assert_non_null(strstr(err, ": table maildrops (schema version 2): no such column: password"));
+    assert_non_null(strstr(err, ": table maildrops (schema version 3): no such column: password"));
+}
+
+/* Version 3 adds the nullable customer columns tls_ca and tls_name; a
+ * version 2 map (without them) still loads, and they are read from 3. */
+static void test_schema_version_3(void **state)
+{
+    char err[512], ca[PATH_MAX + 64], sql[PATH_MAX + 512];
+    snprintf(ca, sizeof ca, "%s/ca.pem", tmpdir);
+    FILE *f = fopen(ca, "w");
+    assert_non_null(f);
+    fclose(f);
+    make_map(NULL, "PRAGMA user_version = 2;"
+             "ALTER TABLE customers DROP COLUMN tls_ca;"
+             "ALTER TABLE customers DROP COLUMN tls_name;"
+             "INSERT INTO customers (name, tls) VALUES ('a', 'encrypt');"
+             "INSERT INTO domains VALUES ('a.example', 'a');");
+    struct custmap *m = custmap_load(mappath, err, sizeof err);
+    if (!m)
+        print_error("%s\n", err);
+    assert_non_null(m);
+    assert_int_equal(m->customers[0].tls, TLSPOL_ENCRYPT);
+    assert_null(m->customers[0].tls_ca);
+    custmap_free(m);
+    snprintf(sql, sizeof sql, "INSERT INTO customers (name, tls, tls_ca, tls_name) VALUES "
+             "('a', 'verify', '%s', 'MX.A.example'), ('b', NULL, NULL, NULL);"
+             "INSERT INTO domains VALUES ('a.example', 'a'), ('b.example', 'b');", ca);
+    m = load_ok(sql);
+    assert_int_equal(m->customers[0].tls, TLSPOL_VERIFY);
+    assert_string_equal(m->customers[0].tls_ca, ca);
+    assert_string_equal(m->customers[0].tls_name, "MX.A.example");
+    assert_int_equal(m->customers[1].tls, TLSPOL_MAY);
+    assert_null(m->customers[1].tls_ca);
+    assert_null(m->customers[1].tls_name);
+    custmap_free(m);
+    snprintf(sql, sizeof sql, "INSERT INTO customers (name, tls_ca) VALUES ('a', '%s/no');"
+             "INSERT INTO domains VALUES ('a.example', 'a');", tmpdir);
+    make_map(NULL, sql);
+    assert_null(custmap_load(mappath, err, sizeof err));
+    assert_non_null(strstr(err, "customer 'a': cannot read tls_ca"));
+    unlink(ca);
 }
 
 static void test_missing_and_junk_files(void **state)
@@ -642,6 +684,7 @@ int main(void)
         cmocka_unit_test(test_loose_schema),
         cmocka_unit_test(test_maildrops),
         cmocka_unit_test(test_schema_version),
+        cmocka_unit_test(test_schema_version_3),
         cmocka_unit_test(test_missing_and_junk_files),
         cmocka_unit_test(test_shipped_example),
         cmocka_unit_test(test_registry_with_inline),
