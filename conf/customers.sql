@@ -1,4 +1,4 @@
--- kickmail customer map, schema version 2 (kickmail.conf(5), customer_map).
+-- kickmail customer map, schema version 3 (kickmail.conf(5), customer_map).
 --
 -- Customers for large sites, in an SQLite database that kickmaild reads
 -- (read-only) at start and on every reload (SIGHUP, `kickq reload`).
@@ -22,7 +22,12 @@
 -- Version 2 adds the table maildrops.  A version 1 map still loads (it has no
 -- maildrops); to upgrade one, run the CREATE TABLE maildrops below on it and
 -- set PRAGMA user_version = 2.
-PRAGMA user_version = 2;
+--
+-- Version 3 adds nullable columns to customers (autoturn,
+-- autoturn_networks, ...).  Version 1 and 2 maps still load (the columns
+-- take their defaults); to upgrade one, ALTER TABLE customers ADD COLUMN
+-- each of them and set PRAGMA user_version = 3.
+PRAGMA user_version = 3;
 
 BEGIN;
 
@@ -43,7 +48,10 @@ CREATE TABLE customers (
     warn_time     TEXT,         -- 0 = no delay warnings (0)
     retry_min     TEXT,         -- backoff while the link is up (1m)
     retry_max     TEXT,         -- (1h)
-    etrn_interval TEXT          -- minimum time between ETRN flushes (5s)
+    etrn_interval TEXT,         -- minimum time between ETRN flushes (5s)
+    -- version 3:
+    autoturn      INTEGER,      -- 1: an authenticated session raises the link (0)
+    autoturn_networks TEXT      -- 'NET,NET': connections from there raise it too
 );
 
 -- Every customer needs at least one domain.

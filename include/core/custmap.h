@@ -25,7 +25,7 @@
 
 #include "core/config.h"
 
-#define CUSTMAP_SCHEMA_VERSION 2      /* written by customers.sql */
+#define CUSTMAP_SCHEMA_VERSION 3      /* written by customers.sql */
 #define CUSTMAP_SCHEMA_OLDEST 1       /* the oldest version still read */
 #define CUSTMAP_BUSY_MS 5000
 

@@ -2,7 +2,7 @@
  * custmap — loads the SQLite customer map (schema: conf/customers.sql).
  *
  * The file is opened read-only with a busy timeout, its schema version
- * checked (PRAGMA user_version: 1 or 2), and the tables read with one SELECT
+ * checked (PRAGMA user_version: 1 to 3), and the tables read with one SELECT
  * each inside one read transaction (maildrops only when the map has that
  * table: version 1 maps have none), so that an operator's concurrent change
  * is seen whole or not at all.  Every customer starts from
@@ -46,6 +46,13 @@ static const char *const cm_opt_names[] = {
     "hold_time", "warn_time", "retry_min", "retry_max", "etrn_interval",
 };
 #define CM_NOPTS (sizeof cm_opt_names / sizeof cm_opt_names[0])
+/* Option columns of schema version 3 (NULL = the default), one a line;
+ * older maps have none of them. */
+static const char *const cm_v3_names[] = {
+    "autoturn",
+    "autoturn_networks",
+};
+#define CM_NV3 (sizeof cm_v3_names / sizeof cm_v3_names[0])
 
 struct cm_loader {
     const char *path;
@@ -141,7 +148,7 @@ static int cm_check_version(struct cm_loader *ld)
         return cm_sql_fail(ld, "cannot read the schema version");
     ld->version = version;
     if (version < CUSTMAP_SCHEMA_OLDEST || version > CUSTMAP_SCHEMA_VERSION)
-        return cm_fail(ld, "schema version %d (PRAGMA user_version), want %d or %d: "
+        return cm_fail(ld, "schema version %d (PRAGMA user_version), want %d to %d: "
                        "not a kickmail customer map, or of another version "
                        "(see customers.sql)", version, CUSTMAP_SCHEMA_OLDEST,
                        CUSTMAP_SCHEMA_VERSION);
@@ -180,6 +187,12 @@ static int cm_customer_row(struct cm_loader *ld, sqlite3_stmt *st)
         if (cm_text(ld, st, (int)i + 1, who, &v) < 0)
             return -1;
         if (v && config_customer_set(cu, cm_opt_names[i], v, why, sizeof why) < 0)
+            return cm_fail(ld, "%s: %s", who, why);
+    }
+    for (size_t i = 0; ld->version >= 3 && i < CM_NV3; i++) {
+        if (cm_text(ld, st, (int)(CM_NOPTS + i) + 1, who, &v) < 0)
+            return -1;
+        if (v && config_customer_set(cu, cm_v3_names[i], v, why, sizeof why) < 0)
             return cm_fail(ld, "%s: %s", who, why);
     }
     return 0;
@@ -349,9 +362,13 @@ static int cm_read_maildrops(struct cm_loader *ld)
 static int cm_read(struct cm_loader *ld)
 {
     struct custmap *m = ld->m;
-    char why[512];
-    if (cm_each_row(ld, "SELECT name, " CM_OPT_COLUMNS " FROM customers",
-                    "customers", cm_customer_row) < 0)
+    char why[512], sql[1024] = "SELECT name, " CM_OPT_COLUMNS;
+    for (size_t i = 0; ld->version >= 3 && i < CM_NV3; i++) {
+        strcat(sql, ", ");
+        strcat(sql, cm_v3_names[i]);
+    }
+    strcat(sql, " FROM customers");
+    if (cm_each_row(ld, sql, "customers", cm_customer_row) < 0)
         return -1;
     /* the array is final now: index it by name (a name twice is an error) */
     for (size_t i = 0; i < m->ncustomers; i++)
