@@ -667,9 +667,6 @@ int config_customer_check(const struct customer *cu, char *why, size_t whylen)
         return util_fail(why, whylen, "customer '%s': deliver = \"%s\" needs a "
                         "secret (nobody could collect the mail)", cu->name,
                         cu->deliver == DELIVER_MAILDROP ? "maildrop" : "pickup");
-    if (cu->autoturn_networks.n && !cu->autoturn)
-        return util_fail(why, whylen, "customer '%s': autoturn_networks needs "
-                        "autoturn = true", cu->name);
     if (cu->autoturn && cu->deliver != DELIVER_LINK)
         return util_fail(why, whylen, "customer '%s': autoturn needs deliver = "
                         "\"link\" (there is no link address to set otherwise)",

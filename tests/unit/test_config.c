@@ -629,9 +629,6 @@ static const struct bad_case {
     {"autoturn network", "customer \"a\" {\n domains = {\"a.example\"}\n autoturn = true\n"
      " autoturn_networks = {\"192.0.2.0/24\", \"mx.a.example\"}\n}\n",
      ":4: bad network 'mx.a.example' in autoturn_networks"},
-    {"autoturn networks alone", "customer \"a\" {\n domains = {\"a.example\"}\n"
-     " autoturn_networks = {\"192.0.2.0/24\"}\n}\n",
-     ":1: customer 'a': autoturn_networks needs autoturn = true"},
     {"autoturn host customer", "customer \"a\" {\n domains = {\"a.example\"}\n"
      " deliver = \"192.0.2.25:25\"\n autoturn = true\n}\n",
      ":1: customer 'a': autoturn needs deliver = \"link\""},

@@ -340,8 +340,6 @@ static const struct bad_case {
      "customer 'a': bad autoturn_networks '192.0.2.0/33': bad network '192.0.2.0/33'"},
     {"autoturn network empty", ROW("autoturn, autoturn_networks", "1, '192.0.2.1,,::1'"),
      "customer 'a': bad autoturn_networks '192.0.2.1,,::1': an empty network"},
-    {"autoturn networks alone", ROW("autoturn_networks", "'192.0.2.1'"),
-     "customer 'a': autoturn_networks needs autoturn = true"},
     {"autoturn not link", ROW("autoturn, deliver", "1, '192.0.2.25:25'"),
      "customer 'a': autoturn needs deliver = \"link\""},
     {"maildrop in a customer's domain", ROW("port", "25")
