@@ -23,10 +23,10 @@
 -- maildrops); to upgrade one, run the CREATE TABLE maildrops below on it and
 -- set PRAGMA user_version = 2.
 --
--- Version 3 adds nullable columns to customers (tls_ca, tls_name).  Version 1
--- and 2 maps still load (those options at their defaults); to upgrade one,
--- ALTER TABLE customers ADD COLUMN each of them, then set
--- PRAGMA user_version = 3.
+-- Version 3 adds nullable columns to customers (tls_ca, tls_name, autoturn,
+-- autoturn_networks).  Version 1 and 2 maps still load (those options at
+-- their defaults); to upgrade one, ALTER TABLE customers ADD COLUMN each of
+-- them, then set PRAGMA user_version = 3.
 PRAGMA user_version = 3;
 
 BEGIN;
@@ -51,7 +51,9 @@ CREATE TABLE customers (
     etrn_interval TEXT,         -- minimum time between ETRN flushes (5s)
     -- version 3:
     tls_ca        TEXT,         -- tls = 'verify': trust only this PEM file (system CAs)
-    tls_name      TEXT          -- tls = 'verify': the certificate's name (the host)
+    tls_name      TEXT,         -- tls = 'verify': the certificate's name (the host)
+    autoturn      INTEGER,      -- 1: an authenticated session raises the link (0)
+    autoturn_networks TEXT      -- 'NET,NET': connections from there raise it too
 );
 
 -- Every customer needs at least one domain.

@@ -42,6 +42,7 @@
 #include "core/tls.h"
 #include "core/util.h"
 #include "ctl/ctl.h"
+#include "link/autoturn.h"
 #include "link/link_event.h"
 #include "link/links.h"
 #include "link/netlink.h"
@@ -300,6 +301,7 @@ static void reload_apply(struct gen *g)
     pop3_server_configure(g->cfg, g->reg, g->tls);
     deliver_configure_tls(g->client_tls);
     link_event_configure(g->reg);
+    autoturn_configure(g->reg);
     radius_configure(g->cfg);
     links_prune(customer_exists);
     if (netlink_configure(D.base, g->cfg->netlink_enabled, info, sizeof info) < 0)
@@ -574,6 +576,7 @@ static int start(void)
     pop3_server_set_room_hook(deliver_maildrop_room);
     pop3_server_configure(c, D.cur.reg, D.cur.tls);
     link_event_configure(D.cur.reg);
+    autoturn_configure(D.cur.reg);
     radius_configure(c);
     if (netlink_configure(D.base, c->netlink_enabled, err, sizeof err) < 0) {
         log_err("cannot start the netlink watcher: %s", err);
@@ -675,6 +678,7 @@ int main(int argc, char **argv)
     link_event_shutdown();
     radius_shutdown();
     link_event_configure(NULL);
+    autoturn_shutdown();
     gen_free(&D.cur);
     event_base_free(D.base);
     log_close();                /* every queued line out before exit */

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/netlist.h"
+
 /* DELIVER_LOCAL: a local domain of address maildrops (made by the registry,
  * never written in a customer section). */
 enum deliver_kind { DELIVER_LINK, DELIVER_HOST, DELIVER_MAILDROP, DELIVER_PICKUP,
@@ -120,6 +122,10 @@ struct customer {
     long warn_time;             /* 0 */
     long retry_min, retry_max;  /* 1m, 1h */
     long etrn_interval;         /* 5 */
+    int autoturn;               /* autoturn = true: an authenticated session
+                                 * raises the link at its peer (false) */
+    struct netlist autoturn_networks;   /* connections from here raise it
+                                 * too, unauthenticated (empty) */
     int line;                   /* line of the section in the file; 0 for a
                                  * customer of the customer map */
     const char *origin;         /* the file it came from (the configuration

@@ -43,7 +43,9 @@ int registry_accepts_local(const struct customer *c, const char *local);
  * named after the domain (a name with a dot, so never a customer's), with
  * deliver = DELIVER_LOCAL and online = ONLINE_ALWAYS, so the queue holds and
  * delivers its mail like any customer's.  A customer with deliver =
- * "maildrop" has one domain maildrop named after the customer.
+ * "maildrop" has one domain maildrop named after the customer; so has a
+ * customer with autoturn = true and a secret (an empty one: its POP3 login
+ * raises the link, AutoTURN, and its mail goes there).
  */
 struct maildrop_ref {
     const char *name;           /* the maildrop: "alice@isp.example", or the

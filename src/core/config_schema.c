@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "core/config.h"
@@ -289,6 +290,42 @@ static int chk_ifname(const char *opt, const char *value, long *num, char *why, 
     return 0;
 }
 
+/* true/false (the customer map: also 1/0, yes/no). */
+static int chk_bool(const char *opt, const char *value, long *num, char *why, size_t whylen)
+{
+    static const char *const yes[] = {"true", "1", "yes"}, *const no[] = {"false", "0", "no"};
+    for (size_t i = 0; value && i < sizeof yes / sizeof yes[0]; i++) {
+        if (!strcasecmp(value, yes[i]) || !strcasecmp(value, no[i])) {
+            *num = !strcasecmp(value, yes[i]);
+            return 0;
+        }
+    }
+    return util_fail(why, whylen, "bad value '%s' for %s (true or false)", V(value), opt);
+}
+
+/* One network of autoturn_networks: "ADDR" or "ADDR/LEN". */
+static int chk_network(const char *opt, const char *value, long *num, char *why,
+                       size_t whylen)
+{
+    struct netlist_net n;
+    if (!value || netlist_parse_one(value, &n) < 0)
+        return util_fail(why, whylen, "bad network '%s' in %s: want a numeric IP "
+                         "address or ADDRESS/PREFIX-LENGTH", V(value), opt);
+    return 0;
+}
+
+/* The whole list, comma-separated (the customer map's form). */
+static int chk_networks(const char *opt, const char *value, long *num, char *why,
+                        size_t whylen)
+{
+    struct netlist nl;
+    char w[256];
+    if (netlist_parse(value, &nl, w, sizeof w) < 0)
+        return util_fail(why, whylen, "bad %s '%s': %s", opt, V(value), w);
+    netlist_free(&nl);
+    return 0;
+}
+
 static int chk_listen(const char *opt, const char *value, long *num, char *why, size_t whylen)
 {
     struct listen_addr la;
@@ -454,6 +491,8 @@ CONFUSE_CB(cb_address, chk_address, 0)
 CONFUSE_CB(cb_domain, chk_domain, 0)
 CONFUSE_CB(cb_local, chk_local, 0)
 CONFUSE_CB(cb_ifname, chk_ifname, 0)
+CONFUSE_CB(cb_bool, chk_bool, 1)
+CONFUSE_CB(cb_network, chk_network, 0)
 CONFUSE_CB(cb_listen, chk_listen, 0)
 CONFUSE_CB(cb_deliver, chk_deliver, 0)
 CONFUSE_CB(cb_resolver, chk_resolver, 0)
@@ -465,7 +504,8 @@ CONFUSE_CB(cb_control, chk_control, 0)
 /* ---- customer options: one table for sections and the customer map ---- */
 
 enum cust_slot { CS_DELIVER, CS_INT, CS_UNSIGNED, CS_LONG, CS_U64, CS_ONLINE,
-                 CS_TLS, CS_STR };
+                 CS_TLS, CS_STR,
+                 CS_NETS };
 
 static const struct cust_opt {
     const char *name;
@@ -493,6 +533,8 @@ static const struct cust_opt {
     {"retry_min", chk_duration_pos, CS_LONG, F(retry_min), CUST_DEF_RETRY_MIN},
     {"retry_max", chk_duration_pos, CS_LONG, F(retry_max), CUST_DEF_RETRY_MAX},
     {"etrn_interval", chk_duration, CS_LONG, F(etrn_interval), CUST_DEF_ETRN_INTERVAL},
+    {"autoturn", chk_bool, CS_INT, F(autoturn), 0},
+    {"autoturn_networks", chk_networks, CS_NETS, F(autoturn_networks), 0},
 #undef F
 };
 #define NCUST_OPTS (sizeof cust_opts / sizeof cust_opts[0])
@@ -538,6 +580,14 @@ static int cust_store(struct customer *cu, const struct cust_opt *o, long num,
         free(*(char **)p);
         *(char **)p = s ? xstrdup(s) : NULL;
         break;
+    case CS_NETS: {
+        struct netlist nl = {0, NULL};
+        if (s && netlist_parse(s, &nl, why, whylen) < 0)
+            return -1;
+        netlist_free((struct netlist *)p);
+        *(struct netlist *)p = nl;
+        break;
+    }
     }
     return 0;
 }
@@ -566,12 +616,40 @@ int config_customer_set(struct customer *cu, const char *opt, const char *value,
     return util_fail(why, whylen, "unknown customer option '%s'", V(opt));
 }
 
+/* A list option of a section (each entry checked by the schema) stored as
+ * its comma-separated form, so that the map and sections share checks. */
+static int cust_store_list(struct customer *cu, const struct cust_opt *o, cfg_t *sec,
+                           char *why, size_t whylen)
+{
+    unsigned n = cfg_size(sec, o->name);
+    size_t len = 1;
+    for (unsigned i = 0; i < n; i++)
+        len += strlen(cfg_getnstr(sec, o->name, i)) + 1;
+    char *csv = xcalloc(1, len);
+    for (unsigned i = 0; i < n; i++) {
+        if (i)
+            strcat(csv, ",");
+        strcat(csv, cfg_getnstr(sec, o->name, i));
+    }
+    char w[256];
+    int rc = cust_store(cu, o, 0, csv, w, sizeof w);
+    free(csv);
+    if (rc < 0)
+        return util_fail(why, whylen, "customer '%s': %s: %s", cu->name, o->name, w);
+    return 0;
+}
+
 int config_customer_from_section(cfg_t *sec, struct customer *cu, char *why,
                                  size_t whylen)
 {
     for (size_t i = 0; i < NCUST_OPTS; i++) {
         const struct cust_opt *o = &cust_opts[i];
         int str = o->slot == CS_DELIVER || o->slot == CS_STR;
+        if (o->slot == CS_NETS) {
+            if (cust_store_list(cu, o, sec, why, whylen) < 0)
+                return -1;
+            continue;
+        }
         if (cust_store(cu, o, str ? 0 : cfg_getint(sec, o->name),
                        str ? cfg_getstr(sec, o->name) : NULL, why, whylen) < 0)
             return -1;
@@ -592,6 +670,10 @@ int config_customer_check(const struct customer *cu, char *why, size_t whylen)
         return util_fail(why, whylen, "customer '%s': deliver = \"%s\" needs a "
                         "secret (nobody could collect the mail)", cu->name,
                         cu->deliver == DELIVER_MAILDROP ? "maildrop" : "pickup");
+    if (cu->autoturn && cu->deliver != DELIVER_LINK)
+        return util_fail(why, whylen, "customer '%s': autoturn needs deliver = "
+                        "\"link\" (there is no link address to set otherwise)",
+                        cu->name);
     return 0;
 }
 
@@ -614,6 +696,7 @@ void config_customer_free(struct customer *cu)
     free(cu->radius_user);
     free(cu->interface);
     free(cu->secret);
+    netlist_free(&cu->autoturn_networks);
 }
 
 /* ---- maildrop options: sections and the customer map ---- */
@@ -788,6 +871,8 @@ static cfg_opt_t customer_opts[] = {
     CFG_INT_CB("retry_min", CUST_DEF_RETRY_MIN, CFGF_NONE, cb_duration_pos),
     CFG_INT_CB("retry_max", CUST_DEF_RETRY_MAX, CFGF_NONE, cb_duration_pos),
     CFG_INT_CB("etrn_interval", CUST_DEF_ETRN_INTERVAL, CFGF_NONE, cb_duration),
+    CFG_INT_CB("autoturn", 0, CFGF_NONE, cb_bool),
+    CFG_STR_LIST_CB("autoturn_networks", NULL, CFGF_NONE, cb_network),
     CFG_END()
 };
 

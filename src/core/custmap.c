@@ -47,10 +47,13 @@ static const char *const cm_opt_names[] = {
     "hold_time", "warn_time", "retry_min", "retry_max", "etrn_interval",
 };
 #define CM_NOPTS (sizeof cm_opt_names / sizeof cm_opt_names[0])
-/* Columns added by schema version 3 (nullable), read after the others. */
+/* Columns added by schema version 3 (nullable: NULL = the default), one a
+ * line, read after the others; older maps have none of them. */
 static const char *const cm_opt_names_v3[] = {
     "tls_ca",
     "tls_name",
+    "autoturn",
+    "autoturn_networks",
 };
 #define CM_NOPTS_V3 (sizeof cm_opt_names_v3 / sizeof cm_opt_names_v3[0])
 

@@ -187,7 +187,9 @@ static int reg_add_maildrop(struct registry *r, struct hmap *seen,
     return 0;
 }
 
-/* The domain maildrop of a deliver = "maildrop" customer. */
+/* The domain maildrop of a deliver = "maildrop" customer, or the POP3
+ * login of an autoturn customer with a secret (its maildrop stays empty:
+ * its mail goes to the link; the login says "I am here"). */
 static void reg_add_domain_maildrop(struct registry *r, const struct customer *cu)
 {
     struct maildrop_ref *ref = &r->drops[r->ndrops++];
@@ -215,7 +217,8 @@ static int reg_add_maildrops(struct registry *r, const struct config *c,
     hmap_free(seen);
     r->naddr = r->ndrops;
     for (size_t i = 0; i < r->n; i++)
-        if (r->all[i]->deliver == DELIVER_MAILDROP)
+        if (r->all[i]->deliver == DELIVER_MAILDROP ||
+            (r->all[i]->autoturn && r->all[i]->secret))
             reg_add_domain_maildrop(r, r->all[i]);
     return 0;
 }

@@ -27,10 +27,12 @@
 #include "auth/sasl.h"
 #include "core/digest.h"
 #include "core/io.h"
+#include "core/listener.h"
 #include "core/log.h"
 #include "core/registry.h"
 #include "core/stats.h"
 #include "core/util.h"
+#include "link/autoturn.h"
 #include "pop3_int.h"
 
 #define PLAINTEXT_REFUSED \
@@ -69,6 +71,11 @@ static int login_succeeded(struct pop3_sess *s, const struct maildrop_ref *ref)
         pop3_enter_state(s, P3_AUTH);   /* [IN-USE] answered */
         return -1;
     }
+    /* a domain maildrop's customer with autoturn: its link, at the peer
+     * (an address maildrop has no customer: nothing) */
+    if (ref->cust)
+        autoturn_login(ref->cust, s->conn && s->conn->info ? s->conn->info->proto : "pop3",
+                       s->peer);
     return 0;
 }
 

@@ -22,6 +22,7 @@
 #include "core/registry.h"
 #include "core/stats.h"
 #include "core/util.h"
+#include "link/autoturn.h"
 #include "pop3/pop3_server.h"
 #include "pop3_int.h"
 
@@ -75,6 +76,7 @@ static int pop3_accept(struct listener_conn *c, void *arg)
     s->cleartext = tls ? pop3_env.cfg->pop3s.cleartext : pop3_env.cfg->pop3.cleartext;
     snprintf(s->peer, sizeof s->peer, "%s", c->peer);
     stats_add(ST_SESSIONS_POP3, 1);
+    autoturn_connect(c->info->proto, c->peer);     /* autoturn_networks */
     pop3_sess_start(s);
     return 0;
 }

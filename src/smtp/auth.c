@@ -29,9 +29,11 @@
 #include "auth/sasl.h"
 #include "core/config.h"
 #include "core/io.h"
+#include "core/listener.h"
 #include "core/log.h"
 #include "core/registry.h"
 #include "core/util.h"
+#include "link/autoturn.h"
 #include "smtp_int.h"
 
 #define MAX_SESSION_FAILURES 5      /* the fifth failure: 421 and close */
@@ -86,6 +88,9 @@ static void attempt_ok(struct smtp_sess *s)
     attempt_clear(s);
     log_info("AUTH from %s: sasl_method=%s, sasl_username=%s", s->peer, s->auth_method,
              util_log_safe(name, sizeof name, s->auth_user));
+    /* a customer (not a maildrop) with autoturn: its link, at the peer */
+    autoturn_login(registry_by_name(smtp_env.reg, s->auth_user),
+                   s->conn && s->conn->info ? s->conn->info->proto : "smtp", s->peer);
     smtp_sess_reply(s, "235 2.7.0 Authentication successful");
     smtp_sess_enter(s, SS_HELO);
 }

@@ -23,6 +23,7 @@
 #include "core/log.h"
 #include "core/stats.h"
 #include "core/util.h"
+#include "link/autoturn.h"
 #include "smtp/smtp_server.h"
 #include "smtp_int.h"
 
@@ -95,6 +96,7 @@ static int smtp_accept(struct listener_conn *c, void *arg)
     snprintf(s->peer, sizeof s->peer, "%s", c->peer);
     sess_policy(s, c->info);
     stats_add(ST_SESSIONS_SMTP, 1);
+    autoturn_connect(c->info->proto, c->peer);     /* autoturn_networks */
     smtp_sess_start(s);
     return 0;
 }

@@ -207,7 +207,7 @@ def test_removing_a_map_customer_makes_its_mail_orphan(make_daemon, tmp_path):
     ("DELETE FROM domains", r"customer 'mapco' has no domains"),
     ("INSERT INTO domains VALUES ('acme.example', 'mapco')",
      r"domain 'acme\.example' claimed by customers 'acme' and 'mapco'"),
-    ("PRAGMA user_version = 7", r"schema version 7 \(PRAGMA user_version\), want 1"),
+    ("PRAGMA user_version = 7", r"schema version 7 \(PRAGMA user_version\), want 1 to 3"),
     ("DROP TABLE recipients", r"no such table: recipients"),
 ])
 def test_broken_map_keeps_the_old_configuration(make_daemon, tmp_path, breakage, why):

@@ -624,6 +624,14 @@ static const struct bad_case {
     {"maildrop twice", "maildrop \"a@b.example\" { password = 'x' }\nmaildrop \"A@B.example\" { password = 'y' }\n",
      ":2: maildrop 'a@b.example' defined twice"},
     {"postmaster no at", "postmaster = \"noc\"\n", ":1: bad postmaster 'noc'"},
+    {"autoturn word", "customer \"a\" {\n domains = {\"a.example\"}\n autoturn = maybe\n}\n",
+     ":3: bad value 'maybe' for autoturn (true or false)"},
+    {"autoturn network", "customer \"a\" {\n domains = {\"a.example\"}\n autoturn = true\n"
+     " autoturn_networks = {\"192.0.2.0/24\", \"mx.a.example\"}\n}\n",
+     ":4: bad network 'mx.a.example' in autoturn_networks"},
+    {"autoturn host customer", "customer \"a\" {\n domains = {\"a.example\"}\n"
+     " deliver = \"192.0.2.25:25\"\n autoturn = true\n}\n",
+     ":1: customer 'a': autoturn needs deliver = \"link\""},
     {"hostname bad", "\nhostname = \"mx isp\"\n", ":2: bad hostname 'mx isp'"},
     {"control too long",
      "control = \"/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -825,6 +833,35 @@ static void test_radius_clients(void **state)
     config_free(c);
 }
 
+/* autoturn and autoturn_networks of a section (default: off, empty). */
+static void test_autoturn(void **state)
+{
+    char nets[2048] = "", text[4096], err[512];
+    struct config *c = load_ok(
+        "customer \"a\" { domains = {\"a.example\"} autoturn = true\n"
+        "  autoturn_networks = {\"192.0.2.0/24\", \"2001:db8::/48\", \"198.51.100.7\"} }\n"
+        "customer \"b\" { domains = {\"b.example\"} autoturn = false }\n"
+        "customer \"c\" { domains = {\"c.example\"} }\n");
+    const struct customer *a = &c->customers[0];
+    assert_int_equal(a->autoturn, 1);
+    assert_int_equal(a->autoturn_networks.n, 3);
+    assert_true(netlist_match(&a->autoturn_networks, "192.0.2.200", NULL));
+    assert_true(netlist_match(&a->autoturn_networks, "198.51.100.7", NULL));
+    assert_false(netlist_match(&a->autoturn_networks, "198.51.100.8", NULL));
+    assert_int_equal(c->customers[1].autoturn, 0);
+    assert_int_equal(c->customers[2].autoturn, 0);
+    assert_int_equal(c->customers[2].autoturn_networks.n, 0);
+    config_free(c);
+    /* more than NETLIST_MAX networks: the customer's line and why */
+    for (int i = 0; i <= NETLIST_MAX; i++)
+        snprintf(nets + strlen(nets), sizeof nets - strlen(nets), "%s\"10.0.%d.0/24\"",
+                 i ? "," : "", i);
+    snprintf(text, sizeof text, "\ncustomer \"a\" {\n domains = {\"a.example\"}\n"
+             " autoturn = true\n autoturn_networks = {%s}\n}\n", nets);
+    assert_null(load_text(text, err, sizeof err));
+    assert_non_null(strstr(err, ":2: customer 'a': autoturn_networks: more than 64 networks"));
+}
+
 /* registry_new re-checks conflicts (later sources skip config's checks). */
 static void test_registry_conflicts(void **state)
 {
@@ -869,6 +906,7 @@ int main(void)
         cmocka_unit_test(test_registry_lookups),
         cmocka_unit_test(test_registry_conflicts),
         cmocka_unit_test(test_radius_clients),
+        cmocka_unit_test(test_autoturn),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

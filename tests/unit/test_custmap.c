@@ -25,6 +25,7 @@
 
 #include "core/config.h"
 #include "core/custmap.h"
+#include "core/netlist.h"
 #include "core/registry.h"
 
 static char tmpdir[PATH_MAX];
@@ -131,7 +132,7 @@ static void test_every_option(void **state)
     struct custmap *m = load_ok(
         "INSERT INTO customers VALUES ('acme', '192.0.2.80:2525', 2526, "
         "  'always', '6h', 4, 'encrypt', 'mail.acme.example', 'acme-ppp', 'ippp3', "
-        "  's3cret', '1G', '2d', '1h', '30s', '2h', '10m', NULL, 'mx.acme.example');\n"
+        "  's3cret', '1G', '2d', '1h', '30s', '2h', '10m', NULL, 'mx.acme.example', NULL, NULL);\n"
         "INSERT INTO domains VALUES ('acme.example', 'acme'), ('ACME.co.uk', 'acme');\n"
         "INSERT INTO recipients VALUES ('acme', 'bob'), ('acme', 'Sales');\n"
         "INSERT INTO customers (name, deliver, secret) VALUES ('beta', 'pickup', 'x');\n"
@@ -220,7 +221,11 @@ static void test_defaults_match_inline(void **state)
     assert_int_equal(x->retry_min, y->retry_min);
     assert_int_equal(x->retry_max, y->retry_max);
     assert_int_equal(x->etrn_interval, y->etrn_interval);
+    assert_int_equal(x->autoturn, y->autoturn);
+    assert_int_equal(x->autoturn_networks.n, y->autoturn_networks.n);
     /* and the documented values */
+    assert_int_equal(x->autoturn, 0);
+    assert_int_equal(x->autoturn_networks.n, 0);
     assert_int_equal(x->deliver, DELIVER_LINK);
     assert_int_equal(x->port, 25);
     assert_int_equal(x->link_ttl, 12 * 3600);
@@ -331,6 +336,14 @@ static const struct bad_case {
      "('a@b.example', '');", "maildrop 'a@b.example': password must not be empty"},
     {"maildrop blob", "INSERT INTO maildrops (address, password) VALUES (x'61', 'x');",
      "maildrops: address is a BLOB"},
+    {"autoturn word", ROW("autoturn", "'maybe'"),
+     "customer 'a': bad value 'maybe' for autoturn (true or false)"},
+    {"autoturn network", ROW("autoturn, autoturn_networks", "1, '192.0.2.0/33'"),
+     "customer 'a': bad autoturn_networks '192.0.2.0/33': bad network '192.0.2.0/33'"},
+    {"autoturn network empty", ROW("autoturn, autoturn_networks", "1, '192.0.2.1,,::1'"),
+     "customer 'a': bad autoturn_networks '192.0.2.1,,::1': an empty network"},
+    {"autoturn not link", ROW("autoturn, deliver", "1, '192.0.2.25:25'"),
+     "customer 'a': autoturn needs deliver = \"link\""},
     {"maildrop in a customer's domain", ROW("port", "25")
      "INSERT INTO maildrops (address, password) VALUES ('bob@A.example', 'x');",
      "maildrop 'bob@a.example': its domain 'a.example' belongs to customer 'a'"},
@@ -474,6 +487,8 @@ static void test_schema_version_3(void **state)
     make_map(NULL, "PRAGMA user_version = 2;"
              "ALTER TABLE customers DROP COLUMN tls_ca;"
              "ALTER TABLE customers DROP COLUMN tls_name;"
+             "ALTER TABLE customers DROP COLUMN autoturn;"
+             "ALTER TABLE customers DROP COLUMN autoturn_networks;"
              "INSERT INTO customers (name, tls) VALUES ('a', 'encrypt');"
              "INSERT INTO domains VALUES ('a.example', 'a');");
     struct custmap *m = custmap_load(mappath, err, sizeof err);
@@ -500,6 +515,49 @@ static void test_schema_version_3(void **state)
     assert_null(custmap_load(mappath, err, sizeof err));
     assert_non_null(strstr(err, "customer 'a': cannot read tls_ca"));
     unlink(ca);
+}
+
+/* Version 3's autoturn columns are read; a version 2 map (without them)
+ * loads unchanged, its customers with the defaults. */
+static void test_schema_v3_autoturn(void **state)
+{
+    char err[512];
+    struct custmap *m = load_ok(
+        "INSERT INTO customers (name, autoturn, autoturn_networks) VALUES "
+        "('a', 1, '192.0.2.0/24, 2001:db8::/48'), ('b', 'false', NULL);"
+        "INSERT INTO domains VALUES ('a.example', 'a'), ('b.example', 'b');");
+    assert_int_equal(m->ncustomers, 2);
+    const struct customer *a = &m->customers[0], *b = &m->customers[1];
+    assert_int_equal(a->autoturn, 1);
+    assert_int_equal(a->autoturn_networks.n, 2);
+    assert_true(netlist_match(&a->autoturn_networks, "192.0.2.77", NULL));
+    assert_true(netlist_match(&a->autoturn_networks, "2001:db8:0:1::5", NULL));
+    assert_false(netlist_match(&a->autoturn_networks, "192.0.3.1", NULL));
+    assert_int_equal(b->autoturn, 0);
+    assert_int_equal(b->autoturn_networks.n, 0);
+    custmap_free(m);
+    /* version 2: the shipped schema without the version 3 columns */
+    make_map(NULL, "ALTER TABLE customers DROP COLUMN autoturn_networks;"
+             "ALTER TABLE customers DROP COLUMN autoturn;"
+             "ALTER TABLE customers DROP COLUMN tls_ca;"
+             "ALTER TABLE customers DROP COLUMN tls_name;"
+             "PRAGMA user_version = 2;"
+             "INSERT INTO customers (name, port) VALUES ('a', 2525);"
+             "INSERT INTO domains VALUES ('a.example', 'a');"
+             "INSERT INTO maildrops (address, password) VALUES ('x@l.example', 'h');");
+    m = custmap_load(mappath, err, sizeof err);
+    if (!m)
+        print_error("unexpected failure: %s\n", err);
+    assert_non_null(m);
+    assert_int_equal(m->ncustomers, 1);
+    assert_int_equal(m->customers[0].port, 2525);
+    assert_int_equal(m->customers[0].autoturn, 0);
+    assert_int_equal(m->nmaildrops, 1);
+    custmap_free(m);
+    /* a version 3 map without the columns is refused, saying which */
+    make_map(NULL, "ALTER TABLE customers DROP COLUMN autoturn_networks;");
+    assert_null(custmap_load(mappath, err, sizeof err));
+    assert_non_null(strstr(err, "(schema version 3): no such column: autoturn_networks"));
 }
 
 static void test_missing_and_junk_files(void **state)
@@ -685,6 +743,7 @@ int main(void)
         cmocka_unit_test(test_maildrops),
         cmocka_unit_test(test_schema_version),
         cmocka_unit_test(test_schema_version_3),
+        cmocka_unit_test(test_schema_v3_autoturn),
         cmocka_unit_test(test_missing_and_junk_files),
         cmocka_unit_test(test_shipped_example),
         cmocka_unit_test(test_registry_with_inline),
