@@ -25,6 +25,7 @@ struct deliver_link;
 struct event_base;
 struct evbuffer;
 struct transport_session;
+struct io;
 
 /* Where a customer's mail goes now. */
 struct transport_dest {
@@ -76,6 +77,8 @@ struct transport_target {
     const char *helo_name;      /* our name */
     int plain;                  /* no optional TLS: a tls = "may" handshake
                                  * failed in this pass */
+    struct io *io;              /* transport_attach: the connection to take
+                                 * over (ODMR), else NULL */
 };
 
 struct transport {
@@ -110,6 +113,10 @@ const struct transport *transport_for(const struct customer *c);
  * 0 / -1 with why in err. */
 int transport_init(struct event_base *base, char *err, size_t errlen);
 void transport_shutdown(void);
+
+/* transport_attach.c: SMTP over a connection already open (ODMR: the
+ * scheduler's attached passes, deliver_attach.c). */
+extern const struct transport transport_attach;
 
 /* transport_smtp.c */
 extern const struct transport transport_smtp;
