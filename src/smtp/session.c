@@ -420,33 +420,6 @@ static void cmd_rcpt(struct smtp_sess *s, const char *arg, size_t len)
     }
 }
 
-static void put_date(char *buf, size_t len)
-{
-    time_t now = time(NULL);
-    struct tm tm;
-    localtime_r(&now, &tm);
-    strftime(buf, len, "%a, %d %b %Y %H:%M:%S %z", &tm);
-}
-
-static void add_received(struct smtp_sess *s)
-{
-    char date[64], idstr[QUEUE_ID_LEN + 1], tls[128];
-    qmgr_id_str(s->id, idstr);
-    put_date(date, sizeof date);
-    io_tls_info(s->io, tls, sizeof tls);
-    evbuffer_add_printf(s->body, "Received: from %s ([%s])\r\n\tby %s (kickmail) with %s id %s",
-                        s->helo ? s->helo : "unknown", s->peer, hostname(),
-                        io_is_tls(s->io) ? (s->authenticated ? "ESMTPSA" : "ESMTPS")
-                                         : s->authenticated ? "ESMTPA"
-                                         : s->esmtp ? "ESMTP" : "SMTP",
-                        idstr);
-    if (tls[0])
-        evbuffer_add_printf(s->body, "\r\n\t(%s)", tls);
-    if (s->nrcpt == 1)
-        evbuffer_add_printf(s->body, "\r\n\tfor <%s>", s->rcpts[0].addr);
-    evbuffer_add_printf(s->body, "; %s\r\n", date);
-}
-
 static void cmd_data(struct smtp_sess *s, const char *arg, size_t len)
 {
     const struct smtp_conf *sc = &smtp_env.cfg->smtp;
@@ -462,7 +435,7 @@ static void cmd_data(struct smtp_sess *s, const char *arg, size_t len)
     if (!s->body)
         s->body = evbuffer_new();
     s->id = qmgr_new_id();
-    add_received(s);
+    smtp_add_received(s);
     smtp_data_init(&s->data, sc->max_message_size, sc->line_length_limit,
                    sc->header_size_limit, sc->max_received_headers);
     sess_enter_state(s, SS_DATA);

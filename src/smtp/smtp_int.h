@@ -192,6 +192,10 @@ void smtp_auth_response(struct smtp_sess *s, const char *line, size_t len);
 int smtp_auth_offered(const struct smtp_sess *s);
 void smtp_auth_free(struct smtp_sess *s);
 int smtp_auth_sender_ok(const struct smtp_sess *s, const char *local, const char *domain);
+/* received.c: the Received: header of the message being received, into
+ * s->body (at DATA, before any data). */
+void smtp_add_received(struct smtp_sess *s);
+
 /* odmr.c: ODMR (RFC 2645) on the odmr listeners.  The EHLO reply's
  * capabilities (after its first line); the ATRN command (the table's
  * proceed: the session is authenticated). */
