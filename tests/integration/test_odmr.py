@@ -297,3 +297,82 @@ def test_drop_mid_message_keeps_mail(odmr):
     assert turned.serve()
     assert turned.messages[0][2].count(b"x" * 70) == 200
     wait_for(lambda: queue_ids(d) == [], what="the message delivered")
+
+
+def test_stop_while_turned_keeps_mail(odmr):
+    """kickmaild stopping while a session is turned (the customer's 220 not
+    sent yet): the session ends, the mail stays queued, the stop is clean."""
+    d = odmr.start()
+    d.send(["bob@acme.example"], body=body("stay", "bob@acme.example"))
+    (qid,) = queue_ids(d)
+    s = session(d, "acme", "s3cret")
+    assert s.docmd("ATRN")[0] == 250
+    d.wait_log(r"acme: ODMR delivery of 1 messages to 127\.0\.0\.1 started")
+    d.stop()
+    assert "ODMR delivery to 127.0.0.1 ended: sent=0" in d.log_text()
+    d.start()
+    assert queue_ids(d) == [qid]
+
+
+def test_connection_limit_per_client(make_daemon, mta):
+    port = free_port()
+    d = make_daemon(customers=customers(mta.port),
+                    extra='odmr {\n  listen = {"127.0.0.1:%d"}\n'
+                    '  max_connections_per_client = 1\n}\n' % port).start()
+    first = smtplib.SMTP("127.0.0.1", port, timeout=10)
+    c = socket.create_connection(("127.0.0.1", port), timeout=10)
+    assert c.makefile("rb").readline().startswith(b"421 4.7.0 ")
+    c.close()
+    first.quit()
+    # the turned session still counts: a second one is refused meanwhile
+    d.send(["bob@acme.example"], body=body("one", "bob@acme.example"))
+    s = smtplib.SMTP("127.0.0.1", port, timeout=10)
+    s.ehlo("client.example")
+    assert cram(s, "acme", "s3cret")[0] == 235
+    assert s.docmd("ATRN")[0] == 250
+    c = socket.create_connection(("127.0.0.1", port), timeout=10)
+    assert c.makefile("rb").readline().startswith(b"421 4.7.0 ")
+    c.close()
+    assert Turned(s.sock).serve()
+
+
+def test_busy_while_pushed(odmr, mta):
+    """A link customer whose mail is being pushed to its link (here a
+    kickq link up; a RADIUS Start alike): ATRN gets 451, nothing is handed
+    over twice; the link stays the kickq one."""
+    d = odmr.start()
+    mta.data_delay = 1.5
+    d.send(["gus@gamma.example"], body=body("pushed", "gus@gamma.example"))
+    d.kickq("link", "up", "gamma", MTA_HOST)
+    wait_for(lambda: mta.connections >= 1, what="the push connected")
+    s = session(d, "gamma", "g4mma")
+    assert s.docmd("ATRN") == (451, b"Unable to process ATRN request now")
+    mta.wait_messages(1)
+    wait_for(lambda: queue_ids(d) == [], what="the push done")
+    assert s.docmd("ATRN") == (453, b"You have no mail")
+    s.quit()
+    l = links(d)["gamma"]
+    assert (l["state"], l["source"], l["address"]) == ("up", "kickq", MTA_HOST)
+
+
+def test_link_up_elsewhere_during_session(odmr, mta):
+    """A link up for the customer at another address while its ODMR session
+    lasts (kickq here; a RADIUS Start alike) starts nothing then; the mail
+    the session left goes there once it ends, and the session's end does
+    not take that link down."""
+    d = odmr.start()
+    d.send(["gus@gamma.example"], body=body("left over", "gus@gamma.example"))
+    s = session(d, "gamma", "g4mma")
+    assert s.docmd("ATRN")[0] == 250
+    wait_for(lambda: links(d).get("gamma", {}).get("source") == "odmr", what="odmr link")
+    d.kickq("link", "up", "gamma", MTA_HOST)
+    time.sleep(0.3)
+    assert mta.connections == 0
+    turned = Turned(s.sock, data_reply="451 4.3.0 not now")
+    assert turned.serve()
+    assert len(turned.messages) == 1
+    msgs = mta.wait_messages(1)
+    assert msgs[0].rcpt_tos == ["gus@gamma.example"]
+    wait_for(lambda: queue_ids(d) == [], what="delivered to the link")
+    l = links(d)["gamma"]
+    assert (l["state"], l["source"], l["address"]) == ("up", "kickq", MTA_HOST)
