@@ -9,10 +9,10 @@
  * customer's fixed host, whose name the scheduler looks up), "maildir"
  * (transport_maildir.c: local delivery into the maildrops of local domains
  * and of deliver = "maildrop" customers), and one that never pushes
- * (transport.c): "pickup" (the mail waits for ODMR, ATRN).  To come: an
- * attached connection (ODMR: the customer's accepted connection handed to
- * smtp_client_attach(), which exists and is unit-tested; its transport's
- * open() would attach instead of connect), MX relay.
+ * (transport.c): "pickup" (the mail waits for ODMR, ATRN); and "attach"
+ * (transport_attach.c: the customer's accepted ODMR connection handed to
+ * smtp_client_attach(), opened only by deliver_attach.c's passes).  To
+ * come: MX relay.
  */
 #ifndef KM_MTA_TRANSPORT_H
 #define KM_MTA_TRANSPORT_H
