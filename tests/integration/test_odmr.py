@@ -376,3 +376,31 @@ def test_link_up_elsewhere_during_session(odmr, mta):
     wait_for(lambda: queue_ids(d) == [], what="delivered to the link")
     l = links(d)["gamma"]
     assert (l["state"], l["source"], l["address"]) == ("up", "kickq", MTA_HOST)
+
+
+def test_starttls_then_plain_and_atrn(make_daemon, mta):
+    """With a tls section: STARTTLS offered; under TLS AUTH PLAIN too; the
+    turned connection stays under TLS (no second STARTTLS) and delivers."""
+    import ssl
+    port = free_port()
+    d = make_daemon(customers=customers(mta.port), tls=True,
+                    extra='odmr { listen = {"127.0.0.1:%d"} }\n' % port).start()
+    d.send(["bob@acme.example"], body=body("over tls", "bob@acme.example"))
+    s = smtplib.SMTP("127.0.0.1", port, timeout=10)
+    c, t = s.ehlo("client.example")
+    assert "STARTTLS" in t.decode().splitlines()
+    assert "AUTH CRAM-MD5" in t.decode().splitlines()
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    s.starttls(context=ctx)
+    c, t = s.ehlo("client.example")
+    lines = t.decode().splitlines()
+    assert "AUTH PLAIN LOGIN CRAM-MD5" in lines and "STARTTLS" not in lines
+    s.login("acme", "s3cret")
+    assert s.docmd("ATRN", "acme.example")[0] == 250
+    turned = Turned(s.sock)
+    assert turned.serve()
+    assert [m[1] for m in turned.messages] == [["bob@acme.example"]]
+    assert not [x for x in turned.commands if x.upper().startswith("STARTTLS")]
+    wait_for(lambda: queue_ids(d) == [], what="delivered over TLS")
