@@ -62,6 +62,16 @@ struct submission_conf {
     int auth_cleartext;             /* AUTH before TLS (false; smtps: always TLS) */
 };
 
+/* The odmr section (RFC 2645): EHLO, AUTH, ATRN, then the line turns
+ * around.  Its sessions run under the smtp section's timeout and
+ * max_bad_commands. */
+struct odmr_conf {
+    struct listener_conf l;
+    int auth_cleartext;             /* AUTH PLAIN/LOGIN before TLS (false) */
+    unsigned max_connections;       /* 100 */
+    unsigned max_connections_per_client; /* 10 */
+};
+
 /* The auth section: failed logins of every protocol (auth_guard_conf). */
 struct auth_conf {
     long failure_delay;             /* s before the first failure is answered (1) */
@@ -169,7 +179,8 @@ struct config {
     char *tls_ciphers, *tls_ciphersuites;   /* NULL = OpenSSL's defaults */
     struct smtp_conf smtp;
     struct submission_conf submission, smtps;
-    struct listener_conf odmr, radius;
+    struct odmr_conf odmr;
+    struct listener_conf radius;
     struct auth_conf auth;
     struct pop3_conf pop3, pop3s;
     size_t nradius_clients;

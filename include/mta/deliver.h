@@ -59,6 +59,36 @@ struct deliver_kick_result {
 int deliver_kick(const char *customer, int etrn, struct deliver_kick_result *res,
                  char *err, size_t errlen);
 
+/* ODMR (RFC 2645): after ATRN the customer's held mail goes over the
+ * connection its ODMR client opened (deliver_attach.c).  Outcomes of
+ * deliver_atrn_check(). */
+enum deliver_atrn {
+    DELIVER_ATRN_OK,                /* mail waits: answer 250 and start */
+    DELIVER_ATRN_NOMAIL,            /* nothing waits for those domains (453) */
+    DELIVER_ATRN_BUSY,              /* a delivery of the customer is under way (451) */
+    DELIVER_ATRN_REFUSED,           /* not a pickup or link customer, or unknown (450) */
+};
+/* Whether customer's mail for domains (n lower-case names, each one of
+ * its domains) can be handed over now; *msgs: the messages waiting (held
+ * ones are not).  O(the customer's mail).  Changes nothing. */
+enum deliver_atrn deliver_atrn_check(const char *customer, const char *const *domains,
+                                     size_t n, unsigned *msgs);
+/* The end of an attached session: recipients delivered, deferred
+ * (stayed queued) and bounced in it. */
+typedef void deliver_atrn_done_fn(unsigned sent, unsigned deferred, unsigned bounced,
+                                  void *arg);
+struct io;
+/* After deliver_atrn_check() said OK (and the 250 was queued on io):
+ * takes io over (freed by delivery) and runs one pass over customer's mail
+ * for domains as an SMTP client on it (waits for the customer's 220),
+ * while no other delivery of the customer starts; peer/port name the
+ * customer's side for logs (relay=).  done(arg) is called exactly once,
+ * when the session is over, never from inside this call.  -1 (nothing
+ * started, io stays the caller's) when the check no longer holds. */
+int deliver_atrn_start(const char *customer, const char *const *domains, size_t n,
+                       struct io *io, const char *peer, int port,
+                       deliver_atrn_done_fn *done, void *arg);
+
 /* Maildrop drop got room (a POP3 session removed or expired messages): the
  * mail of its local domain or maildrop customer that waits (deferred for
  * quota) is tried now, without changing the backoff; joins a pass that

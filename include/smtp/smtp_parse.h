@@ -133,4 +133,21 @@ size_t smtp_data_feed(struct smtp_data *d, const char *buf, size_t len,
  * it ends in CR LF and holds no other CR or LF; -1 for a bare CR/LF. */
 int smtp_line_is_clean(const char *buf, size_t len);
 
+/* ATRN's argument (RFC 2645): empty, or domain *("," domain); spaces
+ * around a comma are allowed.  Each domain is lower-cased and checked
+ * (labels of [a-z0-9-] separated by single dots, at most
+ * SMTP_ATRN_DOMAIN_MAX bytes); a domain named twice counts once.  At most
+ * SMTP_ATRN_MAX domains.  out->buf (malloc'd, freed by smtp_atrn_free) holds
+ * them; out->n 0 means none given. */
+#define SMTP_ATRN_MAX 32
+#define SMTP_ATRN_DOMAIN_MAX 255
+struct smtp_atrn {
+    size_t n;
+    const char *domain[SMTP_ATRN_MAX];
+    char *buf;
+};
+enum smtp_atrn_result { SMTP_ATRN_OK = 0, SMTP_ATRN_SYNTAX = -1, SMTP_ATRN_TOO_MANY = -2 };
+enum smtp_atrn_result smtp_parse_atrn(const char *arg, size_t len, struct smtp_atrn *out);
+void smtp_atrn_free(struct smtp_atrn *a);
+
 #endif

@@ -75,7 +75,7 @@ static const struct listener_def {
     {"smtps", offsetof(struct config, smtps.l), 1},
     {"pop3", offsetof(struct config, pop3.l), 1},
     {"pop3s", offsetof(struct config, pop3s.l), 1},
-    {"odmr", offsetof(struct config, odmr), 0},
+    {"odmr", offsetof(struct config, odmr.l), 1},
     {"radius", offsetof(struct config, radius), 1},
 };
 #define NLISTENERS (sizeof listener_defs / sizeof listener_defs[0])
@@ -548,6 +548,10 @@ static int load_submission(struct loader *ld, cfg_t *root)
     cfg_t *a = cfg_getsec(root, "auth");
     c->submission.auth_cleartext = cfg_getbool(cfg_getsec(root, "submission"), "auth_cleartext");
     c->smtps.auth_cleartext = 0;
+    cfg_t *o = cfg_getsec(root, "odmr");
+    c->odmr.auth_cleartext = cfg_getbool(o, "auth_cleartext");
+    c->odmr.max_connections = (unsigned)cfg_getint(o, "max_connections");
+    c->odmr.max_connections_per_client = (unsigned)cfg_getint(o, "max_connections_per_client");
     c->auth.failure_delay = cfg_getint(a, "failure_delay");
     c->auth.failure_delay_max = cfg_getint(a, "failure_delay_max");
     c->auth.max_failures = (unsigned)cfg_getint(a, "max_failures");

@@ -808,16 +808,19 @@ static cfg_opt_t smtps_opts[] = {
     CFG_END()
 };
 
+static cfg_opt_t odmr_opts[] = {
+    CFG_STR_LIST_CB("listen", NULL, CFGF_NONE, cb_listen),
+    CFG_BOOL("auth_cleartext", cfg_false, CFGF_NONE),
+    CFG_INT_CB("max_connections", 100, CFGF_NONE, cb_count),
+    CFG_INT_CB("max_connections_per_client", 10, CFGF_NONE, cb_count),
+    CFG_END()
+};
+
 static cfg_opt_t auth_opts[] = {
     CFG_INT_CB("failure_delay", 1, CFGF_NONE, cb_duration),
     CFG_INT_CB("failure_delay_max", 15, CFGF_NONE, cb_duration),
     CFG_INT_CB("max_failures", 20, CFGF_NONE, cb_count),
     CFG_INT_CB("failure_window", 600, CFGF_NONE, cb_duration_pos),
-    CFG_END()
-};
-
-static cfg_opt_t listener_opts[] = {
-    CFG_STR_LIST_CB("listen", NULL, CFGF_NONE, cb_listen),
     CFG_END()
 };
 
@@ -904,7 +907,7 @@ static cfg_opt_t root_opts[] = {
     CFG_SEC("auth", auth_opts, CFGF_NONE),
     CFG_SEC("pop3", pop3_opts, CFGF_NONE),
     CFG_SEC("pop3s", pop3_opts, CFGF_NONE),
-    CFG_SEC("odmr", listener_opts, CFGF_NONE),
+    CFG_SEC("odmr", odmr_opts, CFGF_NONE),
     CFG_SEC("radius", radius_opts, CFGF_NONE),
     CFG_SEC("netlink", netlink_opts, CFGF_NONE),
     CFG_SEC("customer", customer_opts,

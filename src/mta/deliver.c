@@ -170,7 +170,8 @@ int dl_online(const struct qcust *qc)
 
 static int rcpt_eligible(const struct qdeliv *d, const struct qrcpt *r)
 {
-    return r->pass != d->pass && !qmgr_rcpt_held(r) && !r->msg->active;
+    return r->pass != d->pass && !qmgr_rcpt_held(r) && !r->msg->active &&
+           (!d->attach || attach_wants(d, r));
 }
 
 static struct qrcpt *cursor_peek(struct qdeliv *d)
@@ -253,6 +254,8 @@ static void job_results(struct job *j, const char *relay)
         struct transport_result *res = &j->tm.results[i];
         struct qrcpt *r = j->r[i];
         const char *text = res->text ? res->text : "no result";
+        if (j->d && j->d->attach)
+            attach_count(j->d, res->code >= 500 ? 5 : res->code / 100 == 2 ? 2 : 4);
         if (res->code >= 200 && res->code < 300) {
             qmgr_log_result(m, r, relay, "sent", text);
             qmgr_rcpt_final(r, QR_DELIVERED);
@@ -482,10 +485,11 @@ static int conn_open(struct qdeliv *d)
     struct transport_target tt = {
         .cust = c, .host = d->host, .port = d->port,
         .helo_name = qmgr_config()->hostname, .plain = d->tls_plain,
+        .io = d->attach ? attach_take_io(d) : NULL,
     };
     struct conn *cn = xcalloc(1, sizeof *cn);
     cn->d = d;
-    cn->t = transport_for(c);
+    cn->t = d->attach ? &transport_attach : transport_for(c);
     cn->extra = cn->t->local && d->nconn >= (c->connections ? c->connections : 1);
     LIST_INSERT_HEAD(&d->conns, cn, entry);
     d->nconn++;
@@ -538,7 +542,9 @@ static int conns_open(struct qdeliv *d)
     const struct customer *c = d->qc->cfg;
     if (d->dns || !d->host[0] || !dl_has_work(d))
         return 0;
-    unsigned want = c->connections ? c->connections : 1;
+    unsigned want = c->connections && !d->attach ? c->connections : 1;
+    if (d->attach && d->nconn)
+        return 0;                       /* one connection, and only once */
     if (transport_for(c)->local && want < DL_LOCAL_SESSIONS)
         want = DL_LOCAL_SESSIONS;
     if (want > d->qc->nmsg)
@@ -606,7 +612,9 @@ int pass_open(struct qdeliv *d)
     struct transport_dest dst;
     if (d->dns)
         return 0;                       /* this pass's lookup is running */
-    if (dl_dest(d->qc, &dst, err, sizeof err) < 0) {
+    if (d->attach)
+        attach_dest(d, &dst);
+    else if (dl_dest(d->qc, &dst, err, sizeof err) < 0) {
         d->mode = DL_IDLE;
         d->kicked = 0;
         return -1;
@@ -666,6 +674,10 @@ static void pass_start(struct qdeliv *d)
 
 void pass_end(struct qdeliv *d)
 {
+    if (d->attach) {
+        attach_pass_end(d);
+        return;
+    }
     if (d->restart && !qmgr_stopping()) {
         d->restart = 0;
         d->kicked = 0;
@@ -685,6 +697,18 @@ void pass_end(struct qdeliv *d)
         if (conns_open(d) == 0 && d->nconn > 0)
             return;
     }
+    pass_defer_rest(d);
+    int kicked = d->kicked;
+    d->kicked = 0;
+    if (d->mode == DL_KICK)
+        d->mode = dl_online(d->qc) ? DL_ONLINE : DL_IDLE;
+    if (d->mode == DL_ONLINE && d->qc->cfg)
+        retry_after(d, kicked);
+    kick_again(d);
+}
+
+void pass_defer_rest(struct qdeliv *d)
+{
     if (d->last_error[0] && !qmgr_stopping()) {
         /* mail this pass never got to is deferred with the connection failure
          * (not with our own stop: it keeps its state, and a stop in the middle
@@ -701,15 +725,10 @@ void pass_end(struct qdeliv *d)
             qmgr_log_result(r->msg, r, relay, "deferred", d->last_error);
             stats_add(ST_DEFERRED, 1);
             d->deferred = 1;
+            if (d->attach)
+                attach_count(d, 4);
         }
     }
-    int kicked = d->kicked;
-    d->kicked = 0;
-    if (d->mode == DL_KICK)
-        d->mode = dl_online(d->qc) ? DL_ONLINE : DL_IDLE;
-    if (d->mode == DL_ONLINE && d->qc->cfg)
-        retry_after(d, kicked);
-    kick_again(d);
 }
 
 static void dl_abort(struct qdeliv *d, const char *why)
@@ -761,6 +780,9 @@ static void dl_link_changed(const struct dl_event *ev, int was_up)
     if (!qc)
         return;
     struct qdeliv *d = qc->dl;
+    if (d && d->attach)
+        return;         /* the ODMR session is the customer's delivery while it
+                         * lasts; its end looks at the link again */
     if (l->up) {
         if (d && was_up && d->nconn && qc->cfg && qc->cfg->deliver == DELIVER_LINK &&
             strcmp(d->host, l->address)) {      /* a fixed host stays the target */
@@ -830,6 +852,8 @@ static void dl_free(struct qcust *qc)
             cn->next->d = NULL;
         cn->t->abort(cn->s, "customer removed");
     }
+    if (d->attach)
+        attach_gone(d);
     resolve_cancel(d->dns);
     free(d->addrs);
     event_free(d->retry_ev);

@@ -24,6 +24,7 @@ enum dl_mode { DL_IDLE, DL_KICK, DL_ONLINE };
 
 struct conn;
 LIST_HEAD(conn_list, conn);
+struct dl_attach;
 
 /* A customer's delivery state (qc->dl; the queue keeps it opaque). */
 struct qdeliv {
@@ -52,6 +53,8 @@ struct qdeliv {
     char last_error[256];           /* connection-level failure in this pass */
     double last_etrn;               /* an ETRN last started a pass (util_now_mono), 0 never */
     struct event *etrn_ev;          /* the pass owed to ETRNs within etrn_interval */
+    struct dl_attach *attach;       /* an ODMR pass over an attached connection
+                                     * (deliver_attach.c), NULL when none */
 };
 
 /* ---- deliver.c, for deliver_kick.c ---- */
@@ -72,6 +75,25 @@ int pass_open(struct qdeliv *d);
 /* A pass is over: the next one (restart), the next address, deferrals,
  * the retry, and the pass kicks asked for meanwhile (kick_again). */
 void pass_end(struct qdeliv *d);
+
+/* The recipients the pass did not get to are deferred with d->last_error
+ * (when set). */
+void pass_defer_rest(struct qdeliv *d);
+
+/* ---- deliver_attach.c, for deliver.c ---- */
+
+/* r is one of the domains the attached pass serves. */
+int attach_wants(const struct qdeliv *d, const struct qrcpt *r);
+/* The attached pass's target: the connection (taken: NULL after) and peer. */
+struct io *attach_take_io(struct qdeliv *d);
+void attach_dest(const struct qdeliv *d, struct transport_dest *dst);
+/* Counts one recipient's result of the attached pass (2: sent, 4: deferred, 5: bounced). */
+void attach_count(struct qdeliv *d, int cls);
+/* The attached pass is over (pass_end): its mail not tried deferred, the
+ * ODMR side told, then the customer's usual delivery resumes. */
+void attach_pass_end(struct qdeliv *d);
+/* d is being freed with its attached pass (the customer left). */
+void attach_gone(struct qdeliv *d);
 
 /* ---- deliver_kick.c, for deliver.c ---- */
 

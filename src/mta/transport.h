@@ -9,10 +9,10 @@
  * customer's fixed host, whose name the scheduler looks up), "maildir"
  * (transport_maildir.c: local delivery into the maildrops of local domains
  * and of deliver = "maildrop" customers), and one that never pushes
- * (transport.c): "pickup" (the mail waits for ODMR, ATRN).  To come: an
- * attached connection (ODMR: the customer's accepted connection handed to
- * smtp_client_attach(), which exists and is unit-tested; its transport's
- * open() would attach instead of connect), MX relay.
+ * (transport.c): "pickup" (the mail waits for ODMR, ATRN); and "attach"
+ * (transport_attach.c: the customer's accepted ODMR connection handed to
+ * smtp_client_attach(), opened only by deliver_attach.c's passes).  To
+ * come: MX relay.
  */
 #ifndef KM_MTA_TRANSPORT_H
 #define KM_MTA_TRANSPORT_H
@@ -25,6 +25,7 @@ struct deliver_link;
 struct event_base;
 struct evbuffer;
 struct transport_session;
+struct io;
 
 /* Where a customer's mail goes now. */
 struct transport_dest {
@@ -76,6 +77,8 @@ struct transport_target {
     const char *helo_name;      /* our name */
     int plain;                  /* no optional TLS: a tls = "may" handshake
                                  * failed in this pass */
+    struct io *io;              /* transport_attach: the connection to take
+                                 * over (ODMR), else NULL */
 };
 
 struct transport {
@@ -110,6 +113,10 @@ const struct transport *transport_for(const struct customer *c);
  * 0 / -1 with why in err. */
 int transport_init(struct event_base *base, char *err, size_t errlen);
 void transport_shutdown(void);
+
+/* transport_attach.c: SMTP over a connection already open (ODMR: the
+ * scheduler's attached passes, deliver_attach.c). */
+extern const struct transport transport_attach;
 
 /* transport_smtp.c */
 extern const struct transport transport_smtp;

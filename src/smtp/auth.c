@@ -261,7 +261,7 @@ static int auth_refused(struct smtp_sess *s)
     } else if (s->authenticated) {
         smtp_sess_reply(s, "503 5.5.1 Error: already authenticated");
         smtp_sess_bad(s);
-    } else if (!smtp_auth_offered(s)) {
+    } else if (!smtp_auth_offered(s) && !s->auth_cram_cleartext) {
         smtp_sess_reply(s, "538 5.7.11 Encryption required for requested authentication "
                         "mechanism");
         smtp_sess_bad(s);
@@ -290,6 +290,12 @@ void smtp_cmd_auth(struct smtp_sess *s, const char *arg, size_t len)
             s->auth_method = mechs[i];
     if (!s->auth_method) {
         smtp_sess_reply(s, "504 5.5.4 Unsupported authentication mechanism");
+        smtp_sess_bad(s);
+        return;
+    }
+    if (!smtp_auth_offered(s) && strcmp(s->auth_method, "CRAM-MD5")) {
+        smtp_sess_reply(s, "538 5.7.11 Encryption required for requested authentication "
+                        "mechanism");           /* odmr: only CRAM-MD5 before TLS */
         smtp_sess_bad(s);
         return;
     }

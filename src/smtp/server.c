@@ -4,7 +4,9 @@
  * (implicit TLS, AUTH required) sections' addresses in one set, sets the
  * smtp section's max_connections and max_connections_per_client on them (a
  * connection over a limit gets 421 4.7.0 before any session exists; an
- * smtps one is closed), tells each session its listener's AUTH policy, creates a session for each accepted connection and frees it
+ * smtps one is closed), tells each session its listener's AUTH policy,
+ * and the `odmr` section's addresses in a set of their own, under the odmr
+ * section's connection limits (sessions that take no mail: odmr.c), creates a session for each accepted connection and frees it
  * when the session gives its connection back (the closed hook: session.c
  * never calls into this file); smtp_server_adopt() does the same for a
  * socket connected some other way (the session fuzzer's socketpair).  The
@@ -30,6 +32,8 @@
 static struct {
     struct event_base *base;
     struct listener_set *set;
+    struct listener_set *odmr;      /* the odmr section's listeners */
+    int running;                    /* sets not yet drained at shutdown */
     void (*stopped)(void);
 } S;
 
@@ -38,6 +42,7 @@ static const struct listener_info submission_info = { .proto = "submission",
                                                       .auth_required = 1 };
 static const struct listener_info smtps_info = { .proto = "smtps", .implicit_tls = 1,
                                                  .auth_required = 1 };
+static const struct listener_info odmr_info = { .proto = "odmr", .auth_required = 1 };
 
 static size_t smtp_refusal(enum listener_refusal why, const struct listener_info *li,
                            const char *peer, char *buf, size_t len, void *arg)
@@ -62,7 +67,13 @@ static size_t smtp_refusal(enum listener_refusal why, const struct listener_info
 static void sess_policy(struct smtp_sess *s, const struct listener_info *li)
 {
     const struct config *cfg = smtp_env.cfg;
-    if (!strcmp(li->proto, "submission")) {
+    if (!strcmp(li->proto, "odmr")) {
+        s->odmr = 1;                    /* CRAM-MD5 always, the rest after TLS */
+        s->auth_listener = 1;
+        s->auth_cleartext = cfg->odmr.auth_cleartext;
+        s->auth_cram_cleartext = 1;
+        s->require = SMTP_NEED_AUTH;
+    } else if (!strcmp(li->proto, "submission")) {
         s->auth_listener = 1;
         s->auth_cleartext = cfg->submission.auth_cleartext;
         s->require = SMTP_NEED_AUTH | (s->auth_cleartext ? 0 : SMTP_NEED_TLS);
@@ -137,6 +148,12 @@ int smtp_server_bind(struct event_base *base, const struct config *c, char *err,
             log_info("%s: listening on %s", info[k]->proto, l[k]->listen[i].text);
         }
     }
+    S.odmr = listener_set_new(base, &smtp_proto, NULL);
+    for (size_t i = 0; c->odmr.l.present && i < c->odmr.l.nlisten; i++) {
+        if (listener_add_tcp(S.odmr, &c->odmr.l.listen[i], &odmr_info, err, errlen) < 0)
+            return -1;
+        log_info("odmr: listening on %s", c->odmr.l.listen[i].text);
+    }
     return 0;
 }
 
@@ -148,11 +165,14 @@ void smtp_server_configure(const struct config *c, const struct registry *r,
     smtp_env.tls = tls;
     listener_set_limits(S.set, c->smtp.max_connections, c->smtp.max_connections_per_client);
     listener_set_enable(S.set);
+    listener_set_limits(S.odmr, c->odmr.max_connections, c->odmr.max_connections_per_client);
+    listener_set_enable(S.odmr);
 }
 
 static void smtp_drained(void *arg)
 {
-    S.stopped();
+    if (--S.running == 0)
+        S.stopped();
 }
 
 static void sess_shutdown_one(struct listener_conn *c, void *arg)
@@ -164,8 +184,11 @@ void smtp_server_shutdown(void (*done)(void))
 {
     S.stopped = done;
     smtp_env.stopping = 1;
+    S.running = 2;
     listener_set_stop(S.set, smtp_drained, NULL);     /* done() once none is left */
+    listener_set_stop(S.odmr, smtp_drained, NULL);
     listener_set_each(S.set, sess_shutdown_one, NULL);
+    listener_set_each(S.odmr, sess_shutdown_one, NULL);
 }
 
 int smtp_server_adopt(int fd, const char *peer)
@@ -175,5 +198,5 @@ int smtp_server_adopt(int fd, const char *peer)
 
 unsigned smtp_server_sessions(void)
 {
-    return S.set ? listener_set_conns(S.set) : 0;
+    return (S.set ? listener_set_conns(S.set) : 0) + (S.odmr ? listener_set_conns(S.odmr) : 0);
 }

@@ -119,7 +119,7 @@ static void sess_close(struct smtp_sess *s, const char *why)
 static const char *const state_names[] = {
     [SS_INIT] = "INIT", [SS_HELO] = "HELO", [SS_MAIL] = "MAIL", [SS_RCPT] = "RCPT",
     [SS_DATA] = "DATA", [SS_COMMIT] = "COMMIT", [SS_TLS] = "TLS", [SS_CLOSING] = "CLOSING",
-    [SS_AUTH] = "AUTH", [SS_AUTHCHECK] = "AUTHCHECK",
+    [SS_AUTH] = "AUTH", [SS_AUTHCHECK] = "AUTHCHECK", [SS_TURNED] = "TURNED",
 };
 
 /* The states each state may go to.  INIT -> INIT is the session's start;
@@ -127,7 +127,7 @@ static const char *const state_names[] = {
 static const unsigned state_next[] = {
     [SS_INIT] = SS_BIT(SS_INIT) | SS_BIT(SS_HELO) | SS_BIT(SS_TLS) | SS_BIT(SS_CLOSING),
     [SS_HELO] = SS_BIT(SS_HELO) | SS_BIT(SS_MAIL) | SS_BIT(SS_TLS) | SS_BIT(SS_CLOSING) |
-                SS_BIT(SS_AUTH) | SS_BIT(SS_AUTHCHECK),
+                SS_BIT(SS_AUTH) | SS_BIT(SS_AUTHCHECK) | SS_BIT(SS_TURNED),
     [SS_MAIL] = SS_BIT(SS_HELO) | SS_BIT(SS_RCPT) | SS_BIT(SS_CLOSING),
     [SS_RCPT] = SS_BIT(SS_HELO) | SS_BIT(SS_RCPT) | SS_BIT(SS_DATA) | SS_BIT(SS_CLOSING),
     [SS_DATA] = SS_BIT(SS_HELO) | SS_BIT(SS_COMMIT) | SS_BIT(SS_CLOSING),
@@ -136,6 +136,7 @@ static const unsigned state_next[] = {
     [SS_CLOSING] = 0,
     [SS_AUTH] = SS_BIT(SS_HELO) | SS_BIT(SS_AUTHCHECK) | SS_BIT(SS_CLOSING),
     [SS_AUTHCHECK] = SS_BIT(SS_HELO) | SS_BIT(SS_CLOSING),
+    [SS_TURNED] = 0,
 };
 
 /* The one place a session changes state.  Entering INIT (the start, or
@@ -197,6 +198,10 @@ static void cmd_helo(struct smtp_sess *s, const char *arg, size_t len, int esmtp
     s->helo = xstrndup(arg, sp ? (size_t)(sp - arg) : len);
     s->esmtp = esmtp;
     sess_enter_state(s, SS_HELO);          /* ends any transaction */
+    if (esmtp && s->odmr) {
+        smtp_odmr_ehlo(s);
+        return;
+    }
     if (!esmtp) {
         reply(s, "250 %s", hostname());
         return;
@@ -415,33 +420,6 @@ static void cmd_rcpt(struct smtp_sess *s, const char *arg, size_t len)
     }
 }
 
-static void put_date(char *buf, size_t len)
-{
-    time_t now = time(NULL);
-    struct tm tm;
-    localtime_r(&now, &tm);
-    strftime(buf, len, "%a, %d %b %Y %H:%M:%S %z", &tm);
-}
-
-static void add_received(struct smtp_sess *s)
-{
-    char date[64], idstr[QUEUE_ID_LEN + 1], tls[128];
-    qmgr_id_str(s->id, idstr);
-    put_date(date, sizeof date);
-    io_tls_info(s->io, tls, sizeof tls);
-    evbuffer_add_printf(s->body, "Received: from %s ([%s])\r\n\tby %s (kickmail) with %s id %s",
-                        s->helo ? s->helo : "unknown", s->peer, hostname(),
-                        io_is_tls(s->io) ? (s->authenticated ? "ESMTPSA" : "ESMTPS")
-                                         : s->authenticated ? "ESMTPA"
-                                         : s->esmtp ? "ESMTP" : "SMTP",
-                        idstr);
-    if (tls[0])
-        evbuffer_add_printf(s->body, "\r\n\t(%s)", tls);
-    if (s->nrcpt == 1)
-        evbuffer_add_printf(s->body, "\r\n\tfor <%s>", s->rcpts[0].addr);
-    evbuffer_add_printf(s->body, "; %s\r\n", date);
-}
-
 static void cmd_data(struct smtp_sess *s, const char *arg, size_t len)
 {
     const struct smtp_conf *sc = &smtp_env.cfg->smtp;
@@ -457,7 +435,7 @@ static void cmd_data(struct smtp_sess *s, const char *arg, size_t len)
     if (!s->body)
         s->body = evbuffer_new();
     s->id = qmgr_new_id();
-    add_received(s);
+    smtp_add_received(s);
     smtp_data_init(&s->data, sc->max_message_size, sc->line_length_limit,
                    sc->header_size_limit, sc->max_received_headers);
     sess_enter_state(s, SS_DATA);
@@ -554,26 +532,27 @@ static const struct smtp_refusal *check_auth(const char *arg, size_t len)
 static const struct smtp_command commands[] = {
     { SMTP_V_EHLO, "EHLO", 0, check_ehlo, SS_COMMANDS, { 0 }, cmd_ehlo },
     { SMTP_V_HELO, "HELO", 0, check_helo, SS_COMMANDS, { 0 }, cmd_helo0 },
-    { SMTP_V_MAIL, "MAIL", SMTP_NEED_HELO | SMTP_NEED_TLS | SMTP_NEED_AUTH, NULL,
+    { SMTP_V_MAIL, "MAIL", SMTP_NEED_SMTP | SMTP_NEED_HELO | SMTP_NEED_TLS | SMTP_NEED_AUTH, NULL,
       SS_BIT(SS_HELO), { "503 5.5.1 Error: nested MAIL command", 1 }, cmd_mail },
-    { SMTP_V_RCPT, "RCPT", 0, NULL, SS_BIT(SS_MAIL) | SS_BIT(SS_RCPT),
+    { SMTP_V_RCPT, "RCPT", SMTP_NEED_SMTP, NULL, SS_BIT(SS_MAIL) | SS_BIT(SS_RCPT),
       { "503 5.5.1 Error: need MAIL command", 1 }, cmd_rcpt },
-    { SMTP_V_DATA, "DATA", 0, NULL, SS_BIT(SS_MAIL) | SS_BIT(SS_RCPT),
+    { SMTP_V_DATA, "DATA", SMTP_NEED_SMTP, NULL, SS_BIT(SS_MAIL) | SS_BIT(SS_RCPT),
       { "503 5.5.1 Error: need RCPT command", 1 }, cmd_data },
     { SMTP_V_RSET, "RSET", 0, NULL, SS_COMMANDS, { 0 }, cmd_rset },
     { SMTP_V_NOOP, "NOOP", 0, NULL, SS_COMMANDS, { 0 }, cmd_noop },
     { SMTP_V_QUIT, "QUIT", 0, NULL, SS_COMMANDS, { 0 }, cmd_quit },
-    { SMTP_V_VRFY, "VRFY", 0, NULL, SS_COMMANDS, { 0 }, cmd_vrfy },
+    { SMTP_V_VRFY, "VRFY", SMTP_NEED_SMTP, NULL, SS_COMMANDS, { 0 }, cmd_vrfy },
     { SMTP_V_HELP, "HELP", 0, NULL, SS_COMMANDS, { 0 }, cmd_help },
     /* as Postfix: inside a transaction STARTTLS is refused and the
      * transaction stays; RSET (or its end) first */
     { SMTP_V_STARTTLS, "STARTTLS", SMTP_NEED_TLS_AVAIL | SMTP_NEED_PLAIN, check_starttls,
       SS_BIT(SS_INIT) | SS_BIT(SS_HELO), IN_TXN, cmd_starttls },
-    { SMTP_V_ETRN, "ETRN", SMTP_NEED_HELO, NULL, SS_BIT(SS_HELO), IN_TXN, cmd_etrn },
+    { SMTP_V_ETRN, "ETRN", SMTP_NEED_SMTP | SMTP_NEED_HELO, NULL, SS_BIT(SS_HELO), IN_TXN, cmd_etrn },
     { SMTP_V_EXPN, "EXPN", 0, NULL, 0, { 0 }, NULL },
     { SMTP_V_AUTH, "AUTH", SMTP_NEED_HELO, check_auth, SS_BIT(SS_HELO), IN_TXN, smtp_cmd_auth },
     { SMTP_V_BDAT, "BDAT", 0, NULL, 0, { 0 }, NULL },
-    { SMTP_V_ATRN, "ATRN", 0, NULL, 0, { 0 }, NULL },
+    { SMTP_V_ATRN, "ATRN", SMTP_NEED_ODMR | SMTP_NEED_HELO | SMTP_NEED_AUTH, NULL,
+      SS_BIT(SS_HELO), IN_TXN, smtp_cmd_atrn },
 };
 
 /* The replies of the needs, in the order they are checked. */
@@ -581,6 +560,8 @@ static const struct {
     unsigned need;
     struct smtp_refusal refusal;
 } need_refusals[] = {
+    { SMTP_NEED_SMTP, { "502 5.5.1 Error: command not implemented", 1 } },
+    { SMTP_NEED_ODMR, { "502 5.5.1 Error: command not implemented", 1 } },
     { SMTP_NEED_TLS_AVAIL, { "502 5.5.1 Error: command not implemented", 1 } },
     { SMTP_NEED_PLAIN, { "554 5.5.1 Error: TLS already active", 0 } },
     { SMTP_NEED_HELO, { "503 5.5.1 Error: send HELO/EHLO first", 1 } },
@@ -632,7 +613,7 @@ static unsigned sess_met(const struct smtp_sess *s)
         met |= SMTP_NEED_TLS;
     if (s->authenticated || !(s->require & SMTP_NEED_AUTH))
         met |= SMTP_NEED_AUTH;
-    return met;
+    return met | (s->odmr ? SMTP_NEED_ODMR : SMTP_NEED_SMTP);
 }
 
 static void sess_command(struct smtp_sess *s, const char *line, size_t len)
@@ -884,7 +865,7 @@ static void sess_process(struct smtp_sess *s)
             continue;
         }
         if (s->state == SS_COMMIT || s->state == SS_TLS || s->state == SS_CLOSING ||
-            s->state == SS_AUTHCHECK)
+            s->state == SS_AUTHCHECK || s->state == SS_TURNED)
             break;
         if (!sess_line(s))
             break;
@@ -972,8 +953,8 @@ void smtp_sess_start(struct smtp_sess *s)
 
 void smtp_sess_shutdown(struct smtp_sess *s)
 {
-    if (s->state == SS_COMMIT || s->state == SS_CLOSING)
-        return;     /* the commit reply comes first; closing ones close anyway */
+    if (s->state == SS_COMMIT || s->state == SS_CLOSING || s->state == SS_TURNED)
+        return;     /* the commit reply comes first; closing and turned ones end anyway */
     if (s->state == SS_AUTHCHECK)
         smtp_auth_free(s);      /* no answer to the attempt: the 421 instead */
     reply(s, "421 4.3.2 %s Service shutting down, closing transmission channel",
@@ -1012,4 +993,14 @@ void smtp_sess_finish(struct smtp_sess *s, const char *why)
 void smtp_sess_resume(struct smtp_sess *s)
 {
     sess_process(s);
+}
+
+void smtp_sess_flush_out(struct smtp_sess *s)
+{
+    io_send(s->io, s->out);
+}
+
+void smtp_sess_close(struct smtp_sess *s, const char *why)
+{
+    sess_close(s, why);
 }

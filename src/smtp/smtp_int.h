@@ -36,6 +36,8 @@ enum smtp_state {
     SS_CLOSING,     /* final reply queued: close when drained */
     SS_AUTH,        /* AUTH: a "334" sent, waiting for the client's response line */
     SS_AUTHCHECK,   /* AUTH: a password check or a failure's delay under way */
+    SS_TURNED,      /* ODMR: ATRN answered 250, the connection is delivery's
+                     * (odmr.c); the session waits for it to end */
 };
 
 struct smtp_rcpt {
@@ -67,8 +69,12 @@ struct smtp_sess {
     char *helo;
     unsigned require;               /* SMTP_NEED_TLS / SMTP_NEED_AUTH: what its listener
                                      * demands before MAIL */
+    int odmr;                       /* an odmr listener's session (odmr.c): EHLO,
+                                     * AUTH, ATRN, no mail taken */
     int auth_listener;              /* AUTH is served on its listener */
     int auth_cleartext;             /* ... also before TLS */
+    int auth_cram_cleartext;        /* CRAM-MD5 also before TLS (odmr) */
+    struct odmr_turn *odmr_turn;    /* SS_TURNED: what odmr.c needs at its end */
     int authenticated;              /* AUTH succeeded (auth.c) */
     char *auth_user;                /* then: the customer name or maildrop address */
     const char *auth_method;        /* "PLAIN", "LOGIN", "CRAM-MD5" (static) */
@@ -123,6 +129,10 @@ enum smtp_need {
                                      * "530 5.7.0 Must issue a STARTTLS command first", bad */
     SMTP_NEED_AUTH      = 1u << 4,  /* authenticated, where the listener requires it:
                                      * "530 5.7.0 Authentication required", bad */
+    SMTP_NEED_SMTP      = 1u << 5,  /* not an odmr listener (mail is taken here):
+                                     * "502 5.5.1 Error: command not implemented", bad */
+    SMTP_NEED_ODMR      = 1u << 6,  /* an odmr listener:
+                                     * "502 5.5.1 Error: command not implemented", bad */
 };
 
 /* A refusal the command table gives by itself. */
@@ -182,6 +192,20 @@ void smtp_auth_response(struct smtp_sess *s, const char *line, size_t len);
 int smtp_auth_offered(const struct smtp_sess *s);
 void smtp_auth_free(struct smtp_sess *s);
 int smtp_auth_sender_ok(const struct smtp_sess *s, const char *local, const char *domain);
+/* received.c: the Received: header of the message being received, into
+ * s->body (at DATA, before any data). */
+void smtp_add_received(struct smtp_sess *s);
+
+/* odmr.c: ODMR (RFC 2645) on the odmr listeners.  The EHLO reply's
+ * capabilities (after its first line); the ATRN command (the table's
+ * proceed: the session is authenticated). */
+void smtp_odmr_ehlo(struct smtp_sess *s);
+void smtp_cmd_atrn(struct smtp_sess *s, const char *arg, size_t len);
+/* For odmr.c: the session's queued replies handed to its io now; the
+ * session closed and freed now (why for the disconnect line). */
+void smtp_sess_flush_out(struct smtp_sess *s);
+void smtp_sess_close(struct smtp_sess *s, const char *why);
+
 /* Server shutdown: 421 to an idle session (or close after its commit). */
 void smtp_sess_shutdown(struct smtp_sess *s);
 /* A session is done with its connection when it calls listener_conn_close()

@@ -30,6 +30,8 @@ Benchmarks (numbers as in issue 4; RESULTS.md describes the method):
               files (pop3bench.py, pop3load.py)
   10. local:  10,000 messages into 100 maildrops, kickmail vs Postfix
               virtual(8) (pop3bench.py)
+  11. odmr:   ATRN → first message at the customer's side (a Python ODMR
+              client), 1 and 1,000 held, p50/p99 (odmrbench.py)
   and a perf profile of kickmaild's accept path.
 
 Environment knobs (defaults in brackets): BENCH_MESSAGES [10000], BENCH_ROUNDS
@@ -37,7 +39,7 @@ Environment knobs (defaults in brackets): BENCH_MESSAGES [10000], BENCH_ROUNDS
 BENCH_KICKS [200], BENCH_KICK_BUDGET seconds per latency cell [25],
 BENCH_SESSIONS [10000], BENCH_PROFILE [1] (perf profile of the accept path),
 BENCH_RESULTS [tests/bench/RESULTS.md; "-" = do not write], BENCH_ONLY
-[accept,flush,sessions,latency,scale,profile,radius,ppphook,storm,pop3,local:
+[accept,flush,sessions,latency,scale,profile,radius,ppphook,storm,pop3,local,odmr:
 the phases to run; flush implies accept], BENCH_SCALE_MESSAGES [1000000],
 BENCH_SCALE_CUSTOMERS [100000]; dialin.py's knobs for phases 6-8,
 pop3bench.py's for 9-10.
@@ -70,7 +72,7 @@ N_SESSIONS = int(os.environ.get("BENCH_SESSIONS", "10000"))
 PROFILE = os.environ.get("BENCH_PROFILE", "1") != "0"
 RESULTS = os.environ.get("BENCH_RESULTS", os.path.join(HERE, "RESULTS.md"))
 ONLY = os.environ.get("BENCH_ONLY", "accept,flush,sessions,latency,scale,profile,radius,"
-                      "ppphook,storm,pop3,local").split(",")
+                      "ppphook,storm,pop3,local,odmr").split(",")
 SINK_IDLE_MS = 100          # the latency sink closes connections idle this long
 
 SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
@@ -1553,6 +1555,7 @@ def main():
     sys.modules["bench"] = sys.modules[__name__]   # dialin.py imports us as `bench`
     import dialin
     import pop3bench
+    import odmrbench
     for name in ("kickmaild", "kickq", "kickq-config", "libkm.a"):
         if name != "kickq-config" or os.path.exists(os.path.join(build, name)):
             shutil.copy2(os.path.join(build, name), bindir)
@@ -1612,6 +1615,8 @@ def main():
             phase("pop3", pop3bench.bench_pop3, procs, build, work)
         if "local" in ONLY:
             phase("local", pop3bench.bench_local, procs, build, work, pf)
+        if "odmr" in ONLY:
+            phase("odmr", odmrbench.bench_odmr, procs, build, work)
         if PROFILE and "profile" in ONLY:
             prof = phase("profile", profile_accept, procs, km, ports, work)
     finally:

@@ -184,7 +184,7 @@ static void test_full(void **state)
     assert_int_equal(c->auth.max_failures, 7);
     assert_int_equal(c->auth.failure_window, 3600);
     assert_true(c->submission.l.present && c->smtps.l.present && c->pop3.l.present &&
-                c->pop3s.l.present && c->odmr.present && c->radius.present);
+                c->pop3s.l.present && c->odmr.l.present && c->radius.present);
     assert_true(c->pop3.cleartext && c->pop3.apop);
     assert_int_equal(c->pop3.timeout, 900);
     assert_int_equal(c->pop3.max_connections, 10);
@@ -193,7 +193,7 @@ static void test_full(void **state)
     assert_int_equal(c->pop3s.timeout, 600);
     assert_int_equal(c->smtps.l.nlisten, 1);
     assert_int_equal(c->smtps.l.listen[0].port, 465);
-    assert_string_equal(c->odmr.listen[0].host, "::1");
+    assert_string_equal(c->odmr.l.listen[0].host, "::1");
     assert_int_equal(c->nradius_clients, 2);
     assert_string_equal(c->radius_clients[0].address, "192.0.2.1");
     assert_string_equal(c->radius_clients[0].secret, "testing123");
@@ -247,9 +247,7 @@ static void test_full(void **state)
 
     char buf[128];
     config_unserved(c, buf, sizeof buf);
-    assert_string_equal(buf, "odmr");
-    config_unserved(c, buf, 4);            /* truncated: whole names only */
-    assert_string_equal(buf, "");
+    assert_string_equal(buf, "");          /* odmr is served since issue 13 */
     config_free(c);
 }
 
@@ -279,7 +277,7 @@ static void test_defaults(void **state)
     assert_int_equal(c->auth.max_failures, 20);
     assert_int_equal(c->auth.failure_window, 600);
     assert_false(c->submission.l.present || c->smtps.l.present || c->pop3.l.present ||
-                 c->pop3s.l.present || c->odmr.present || c->radius.present);
+                 c->pop3s.l.present || c->odmr.l.present || c->radius.present);
     assert_false(c->pop3.cleartext || c->pop3.apop);
     assert_int_equal(c->pop3.timeout, 600);
     assert_int_equal(c->pop3.max_connections, 1000);

@@ -24,8 +24,11 @@
 #define N_(a) (sizeof(a) / sizeof((a)[0]))
 
 #define ALL (SMTP_NEED_TLS_AVAIL | SMTP_NEED_PLAIN | SMTP_NEED_HELO | SMTP_NEED_TLS | \
-             SMTP_NEED_AUTH)
+             SMTP_NEED_AUTH | SMTP_NEED_SMTP)
 #define NOHELO (ALL & ~SMTP_NEED_HELO)      /* what a session in SS_INIT meets */
+/* the same on an odmr listener */
+#define ODMR ((ALL & ~SMTP_NEED_SMTP) | SMTP_NEED_ODMR)
+#define ODMR_NOHELO (ODMR & ~SMTP_NEED_HELO)
 
 #define HELO_FIRST "503 5.5.1 Error: send HELO/EHLO first"
 #define NEED_MAIL "503 5.5.1 Error: need MAIL command"
@@ -66,14 +69,14 @@ static const struct gate_case {
     /* RCPT and DATA: their state only */
     { SMTP_V_RCPT, SS_INIT, NOHELO, "TO:<b@c.example>", NEED_MAIL, 1 },
     { SMTP_V_RCPT, SS_HELO, ALL, "TO:<b@c.example>", NEED_MAIL, 1 },
-    { SMTP_V_RCPT, SS_HELO, 0, "TO:<b@c.example>", NEED_MAIL, 1 },
-    { SMTP_V_RCPT, SS_MAIL, 0, "TO:<b@c.example>", THROUGH, 0 },
+    { SMTP_V_RCPT, SS_HELO, SMTP_NEED_SMTP, "TO:<b@c.example>", NEED_MAIL, 1 },
+    { SMTP_V_RCPT, SS_MAIL, SMTP_NEED_SMTP, "TO:<b@c.example>", THROUGH, 0 },
     { SMTP_V_RCPT, SS_RCPT, ALL, "", THROUGH, 0 },
     { SMTP_V_DATA, SS_INIT, NOHELO, "", NEED_RCPT, 1 },
     { SMTP_V_DATA, SS_HELO, ALL, "x", NEED_RCPT, 1 },      /* state before syntax */
     { SMTP_V_DATA, SS_MAIL, ALL, "x", THROUGH, 0 },        /* handler: 554, no recipients */
     { SMTP_V_DATA, SS_RCPT, ALL, "", THROUGH, 0 },
-    { SMTP_V_DATA, SS_RCPT, 0, "x", THROUGH, 0 },          /* handler: 501 syntax */
+    { SMTP_V_DATA, SS_RCPT, SMTP_NEED_SMTP, "x", THROUGH, 0 },  /* handler: 501 syntax */
     /* ETRN: HELO first, then no transaction */
     { SMTP_V_ETRN, SS_INIT, NOHELO, "acme.example", HELO_FIRST, 1 },
     { SMTP_V_ETRN, SS_HELO, ALL, "acme.example", THROUGH, 0 },
@@ -104,7 +107,21 @@ static const struct gate_case {
     /* known verbs not implemented */
     { SMTP_V_EXPN, SS_HELO, ALL, "staff", NOT_IMPL, 1 },
     { SMTP_V_BDAT, SS_RCPT, ALL, "10 LAST", NOT_IMPL, 1 },
+    /* ATRN: on odmr listeners only, after EHLO and AUTH (RFC 2645: 530) */
     { SMTP_V_ATRN, SS_INIT, NOHELO, "", NOT_IMPL, 1 },
+    { SMTP_V_ATRN, SS_HELO, ALL, "acme.example", NOT_IMPL, 1 },
+    { SMTP_V_ATRN, SS_INIT, ODMR_NOHELO, "", HELO_FIRST, 1 },
+    { SMTP_V_ATRN, SS_HELO, ODMR & ~SMTP_NEED_AUTH, "", MUST_AUTH, 1 },
+    { SMTP_V_ATRN, SS_HELO, ODMR, "acme.example,acme.co.uk", THROUGH, 0 },
+    /* odmr listeners take no mail: MAIL, RCPT, DATA, VRFY, ETRN before anything */
+    { SMTP_V_MAIL, SS_HELO, ODMR, "FROM:<a@b.example>", NOT_IMPL, 1 },
+    { SMTP_V_MAIL, SS_INIT, ODMR_NOHELO & ~SMTP_NEED_AUTH, "FROM:<>", NOT_IMPL, 1 },
+    { SMTP_V_RCPT, SS_HELO, ODMR, "TO:<b@c.example>", NOT_IMPL, 1 },
+    { SMTP_V_DATA, SS_HELO, ODMR, "", NOT_IMPL, 1 },
+    { SMTP_V_VRFY, SS_HELO, ODMR, "bob", NOT_IMPL, 1 },
+    { SMTP_V_ETRN, SS_HELO, ODMR, "acme.example", NOT_IMPL, 1 },
+    { SMTP_V_AUTH, SS_HELO, ODMR & ~SMTP_NEED_AUTH, "CRAM-MD5", THROUGH, 0 },
+    { SMTP_V_EHLO, SS_INIT, ODMR_NOHELO, "client.example", THROUGH, 0 },
 };
 
 static void test_gate(void **state)
@@ -141,7 +158,7 @@ static void test_anywhere(void **state)
         for (int st = SS_INIT; st <= SS_RCPT; st++) {
             const struct smtp_command *c = smtp_command_find(verbs[i]);
             assert_non_null(c);
-            assert_null(smtp_command_refusal(c, 0, (enum smtp_state)st, "", 0));
+            assert_null(smtp_command_refusal(c, SMTP_NEED_SMTP, (enum smtp_state)st, "", 0));
             assert_null(smtp_command_refusal(c, ALL, (enum smtp_state)st, "x", 1));
         }
 }
