@@ -1,8 +1,8 @@
 /*
  * autoturn — AutoTURN: a customer with autoturn = true that shows itself
- * (a successful SMTP AUTH on any listener, a POP3 login of its domain
- * maildrop, an ODMR AUTH, or any SMTP/POP3 connection from its
- * autoturn_networks) has its link raised at the session's peer address,
+ * (a successful SMTP AUTH on any listener but odmr, a POP3 login of its
+ * domain maildrop, or any SMTP/POP3 connection from its autoturn_networks)
+ * has its link raised at the session's peer address,
  * source "autoturn", session "LISTENER:[PEER]", TTL its link_ttl; delivery
  * then pushes its held mail there (port: its `port`).  Protocol sessions
  * call autoturn_login() / autoturn_connect(); nothing else unauthenticated
@@ -38,7 +38,8 @@ void autoturn_configure(const struct registry *reg);
 const struct customer *autoturn_by_network(const char *peer);
 
 /* Customer c authenticated on listener (its protocol name: "smtp",
- * "submission", "smtps", "pop3", "pop3s", "odmr") from peer: raises c's
+ * "submission", "smtps", "pop3", "pop3s"; "odmr": nothing, that session
+ * collects its mail by ATRN) from peer: raises c's
  * link at peer when autoturn_decide() says so, with one log line
  * "autoturn: customer=NAME client=[PEER] via=LISTENER".  1 raised (the
  * change is under way), 0 nothing to do, -1 refused (logged). */

@@ -120,14 +120,25 @@ static int autoturn_raise(const struct customer *c, enum autoturn_how how,
     return 1;
 }
 
+/* An ODMR session asks for its mail by ATRN on its own connection: a push
+ * to the peer beside it would only make ATRN wait (451). */
+static int on_odmr(const char *listener)
+{
+    return listener && !strcmp(listener, "odmr");
+}
+
 int autoturn_login(const struct customer *c, const char *listener, const char *peer)
 {
+    if (on_odmr(listener))
+        return 0;
     enum autoturn_how how = autoturn_decide(c, 1, peer);
     return how == AUTOTURN_NO ? 0 : autoturn_raise(c, how, listener, peer);
 }
 
 int autoturn_connect(const char *listener, const char *peer)
 {
+    if (on_odmr(listener))
+        return 0;
     const struct customer *c = AT.n ? autoturn_by_network(peer) : NULL;
     enum autoturn_how how = autoturn_decide(c, 0, peer);
     return how == AUTOTURN_NO ? 0 : autoturn_raise(c, how, listener, peer);

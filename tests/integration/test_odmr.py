@@ -404,3 +404,30 @@ def test_starttls_then_plain_and_atrn(make_daemon, mta):
     assert [m[1] for m in turned.messages] == [["bob@acme.example"]]
     assert not [x for x in turned.commands if x.upper().startswith("STARTTLS")]
     wait_for(lambda: queue_ids(d) == [], what="delivered over TLS")
+
+
+def test_autoturn_customer_collects_by_atrn(make_daemon, mta):
+    """An autoturn customer that authenticates on the odmr listener (or
+    connects from its autoturn_networks) asks for its mail by ATRN on this
+    connection: no AutoTURN push to the peer starts beside it, ATRN is
+    answered 250 (not 451) and the mail comes over the turned connection."""
+    port = free_port()
+    conf = "\n".join([
+        customer_conf("gamma", ["gamma.example"], deliver="link", secret="g4mma",
+                      port=mta.port, retry_min="1s", autoturn=True,
+                      autoturn_networks=["127.0.0.23/32"]),
+    ])
+    d = make_daemon(customers=conf,
+                    extra='odmr { listen = {"127.0.0.1:%d"} }\n' % port).start()
+    d.odmr_port = port
+    d.send(["gus@gamma.example"], body=body("autoturn by odmr", "gus@gamma.example"))
+    s = smtplib.SMTP("127.0.0.1", port, timeout=10, source_address=("127.0.0.23", 0))
+    s.ehlo("client.example")
+    assert cram(s, "gamma", "g4mma")[0] == 235
+    assert s.docmd("ATRN", "gamma.example")[0] == 250
+    turned = Turned(s.sock)
+    assert turned.serve()
+    assert [m[1] for m in turned.messages] == [["gus@gamma.example"]]
+    wait_for(lambda: queue_ids(d) == [], what="gamma's mail gone")
+    assert mta.connections == 0
+    assert "autoturn: customer=gamma" not in d.log_since_start()
