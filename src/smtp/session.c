@@ -241,7 +241,6 @@ static int parse_path(struct smtp_sess *s, const char *arg, size_t len, int is_r
     return -1;
 }
 
-static const char *log_safe(char *dst, size_t size, const char *src, size_t n);
 
 static void cmd_mail(struct smtp_sess *s, const char *arg, size_t len)
 {
@@ -258,7 +257,7 @@ static void cmd_mail(struct smtp_sess *s, const char *arg, size_t len)
     if (!mb.null && s->authenticated && !smtp_auth_sender_ok(s, mb.local, mb.domain)) {
         char text[1100];
         log_info("NOQUEUE: reject: MAIL from unknown[%s]: 553 5.7.1 <%s>: Sender address "
-                 "rejected: not owned by user %s", s->peer, log_safe(text, sizeof text, wire,
+                 "rejected: not owned by user %s", s->peer, smtp_log_safe(text, sizeof text, wire,
                  strlen(wire)), s->auth_user);
         reply(s, "553 5.7.1 <%s>: Sender address rejected: not owned by user %s", wire,
               s->auth_user);
@@ -348,74 +347,20 @@ static int rcpt_decide(struct smtp_sess *s, const struct smtp_mailbox *mb)
     return 0;
 }
 
-/* Peer text for the log: printable ASCII as it is, any other byte (CR, LF,
- * control, 8-bit) as \xHH, so that nothing from the peer can forge or break
- * a line.  Cut to fit dst (which always gets a NUL); returns dst. */
-static const char *log_safe(char *dst, size_t size, const char *src, size_t n)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n && o + 5 <= size; i++) {
-        unsigned char c = (unsigned char)src[i];
-        if (c >= 0x20 && c < 0x7f)
-            dst[o++] = (char)c;
-        else
-            o += (size_t)snprintf(dst + o, size - o, "\\x%02x", c);
-    }
-    dst[o] = '\0';
-    return dst;
-}
-
-/* The one place an envelope address is printed for the log (from=, to=):
- * a parsed mailbox (domain set) in its RFC 5321 wire form (addr_format: a
- * quoted local part stays quoted), or an address already in that form
- * (domain NULL or ""), through log_safe. */
-static const char *log_addr(char *dst, size_t size, const char *local, const char *domain)
-{
-    char raw[ADDR_WIRE_MAX + 1];
-    if (!domain || !*domain || addr_format(local, domain, raw, sizeof raw) < 0)
-        snprintf(raw, sizeof raw, "%s%s%s", local, domain && *domain ? "@" : "",
-                 domain ? domain : "");
-    return log_safe(dst, size, raw, strlen(raw));
-}
-
-/* Logs a refused RCPT, Postfix-style, with the reply it got: the first
- * line queued in s->out from offset mark on.  mb NULL: the address did
- * not parse (no to=). */
-static void rcpt_log_reject(struct smtp_sess *s, const struct smtp_mailbox *mb, size_t mark)
-{
-    char raw[768], text[1024], from[1024], to[1024] = "", helo[1024] = "";
-    struct evbuffer_ptr pos;
-    ev_ssize_t n = 0;
-    if (evbuffer_ptr_set(s->out, &pos, mark, EVBUFFER_PTR_SET) == 0)
-        n = evbuffer_copyout_from(s->out, &pos, raw, sizeof raw - 1);
-    raw[n > 0 ? n : 0] = '\0';
-    raw[strcspn(raw, "\r\n")] = '\0';
-    if (mb)
-        snprintf(to, sizeof to, " to=<%s>", log_addr(text, sizeof text, mb->local,
-                                                     mb->postmaster ? NULL : mb->domain));
-    if (s->helo)
-        snprintf(helo, sizeof helo, " helo=<%s>",
-                 log_safe(text, sizeof text, s->helo, strlen(s->helo)));
-    log_info("NOQUEUE: reject: RCPT from unknown[%s]: %s; from=<%s>%s proto=%s%s",
-             s->peer, log_safe(text, sizeof text, raw, strlen(raw)),
-             log_addr(from, sizeof from, s->sender ? s->sender : "", NULL), to,
-             s->esmtp ? "ESMTP" : "SMTP", helo);
-}
-
 static void cmd_rcpt(struct smtp_sess *s, const char *arg, size_t len)
 {
     struct smtp_mailbox mb;
     struct smtp_params p;
     size_t mark = evbuffer_get_length(s->out);
     if (parse_path(s, arg, len, 1, &mb, &p) < 0) {
-        rcpt_log_reject(s, NULL, mark);
+        smtp_log_rcpt_reject(s, NULL, mark);
         return;
     }
     if (rcpt_decide(s, &mb) == 0) {
         sess_enter_state(s, SS_RCPT);
         s->n_rcpt++;
     } else {
-        rcpt_log_reject(s, &mb, mark);
+        smtp_log_rcpt_reject(s, &mb, mark);
         stats_add(ST_REJECTED, 1);
     }
 }

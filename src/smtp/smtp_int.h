@@ -192,6 +192,15 @@ void smtp_auth_response(struct smtp_sess *s, const char *line, size_t len);
 int smtp_auth_offered(const struct smtp_sess *s);
 void smtp_auth_free(struct smtp_sess *s);
 int smtp_auth_sender_ok(const struct smtp_sess *s, const char *local, const char *domain);
+/* sesslog.c: peer text for the log (printable ASCII as it is, any other
+ * byte as \xHH; cut to fit dst, which always gets a NUL; returns dst); an
+ * envelope address in its wire form (domain NULL or "": local is one
+ * already) through it; the "NOQUEUE: reject: RCPT" line of a refused RCPT
+ * with the reply queued in s->out from offset mark on (mb NULL: the address
+ * did not parse). */
+const char *smtp_log_safe(char *dst, size_t size, const char *src, size_t n);
+const char *smtp_log_addr(char *dst, size_t size, const char *local, const char *domain);
+void smtp_log_rcpt_reject(struct smtp_sess *s, const struct smtp_mailbox *mb, size_t mark);
 /* received.c: the Received: header of the message being received, into
  * s->body (at DATA, before any data). */
 void smtp_add_received(struct smtp_sess *s);
