@@ -431,3 +431,21 @@ def test_autoturn_customer_collects_by_atrn(make_daemon, mta):
     wait_for(lambda: queue_ids(d) == [], what="gamma's mail gone")
     assert mta.connections == 0
     assert "autoturn: customer=gamma" not in d.log_since_start()
+
+
+def test_shared_message_hands_over_only_the_domains_asked(odmr):
+    """One message for two customers and two of acme's domains: ATRN
+    acme.example hands over that message with bob@acme.example alone; the
+    recipients at beta.example and acme.co.uk stay queued."""
+    d = odmr.start()
+    d.send(["zed@beta.example", "bob@acme.example", "ann@acme.co.uk"],
+           body=body("shared", "undisclosed-recipients:;"))
+    s = session(d, "acme", "s3cret")
+    assert s.docmd("ATRN", "acme.example")[0] == 250
+    turned = Turned(s.sock)
+    assert turned.serve()
+    assert [m[1] for m in turned.messages] == [["bob@acme.example"]]
+    assert not [c for c in turned.commands if "beta" in c or "acme.co.uk" in c]
+    wait_for(lambda: sorted(r["address"] for m in queue(d) for r in m["recipients"]
+                            if r["status"] != "sent") == ["ann@acme.co.uk", "zed@beta.example"],
+             what="the other recipients still queued")
