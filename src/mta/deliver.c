@@ -697,6 +697,11 @@ void pass_end(struct qdeliv *d)
         if (conns_open(d) == 0 && d->nconn > 0)
             return;
     }
+    /* mail that came while the last connections were saying QUIT (none
+     * was opened for it then): this pass takes it now */
+    if (!d->last_error[0] && !d->attach && dl_has_work(d) && conns_open(d) == 0 &&
+        d->nconn > 0)
+        return;
     pass_defer_rest(d);
     int kicked = d->kicked;
     d->kicked = 0;

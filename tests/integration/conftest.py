@@ -479,6 +479,11 @@ class _MTAHandler:
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 OK"
 
+    async def handle_QUIT(self, server, session, envelope):
+        if self.mta.quit_delay:
+            await asyncio.sleep(self.mta.quit_delay)
+        return "221 Bye"
+
     async def handle_DATA(self, server, session, envelope):
         mta = self.mta
         if mta.data_delay:
@@ -540,7 +545,8 @@ class MTA:
     the connections that greeted (.connections).  Programmable while it
     runs: mail_reply / rcpt_reply / rcpt_replies[address] / data_reply (a
     full reply line such as "451 4.3.0 try later"; None accepts),
-    data_delay (seconds before DATA is answered), gate_at (DATA waits
+    data_delay (seconds before DATA is answered), quit_delay (seconds
+    before QUIT is answered), gate_at (DATA waits
     before recording once that many messages have arrived, until
     gate_open is set), the greeting name (hostname) and STARTTLS (tls),
     pipelining, ehlo_reply, max_rcpts, size_limit, eightbitmime (see __init__;
@@ -562,6 +568,7 @@ class MTA:
         self.rcpt_replies = {}
         self.data_reply = None
         self.data_delay = 0
+        self.quit_delay = 0
         self.gate_at = None
         self.gate_open = threading.Event()
         self.blocked = 0

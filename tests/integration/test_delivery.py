@@ -1211,3 +1211,19 @@ def test_failed_kicks_leave_the_backoff_and_the_retry_time(make_daemon, make_mta
     assert 2.0 < time.time() - t0 < 4.5, time.time() - t0
     later = [int(n) for n in waits.findall(d.log_text()[start:])]
     assert later[:6] == kicks and later[6] == 6, later
+
+
+def test_mail_arriving_while_the_last_connection_quits(make_daemon, mta):
+    """A message that arrives while the customer's only connection is
+    saying QUIT (its 221 is slow) is not left waiting: the pass takes it
+    once that connection has closed (it used to wait for the next mail or
+    a kick, with no retry set)."""
+    d = make_daemon(customers=conf(mta.port, beta=dict(retry_min="1h", retry_max="1h"))).start()
+    mta.quit_delay = 1.5
+    send(d, ["x@beta.example"], b"Subject: first\r\n\r\nfirst\r\n")
+    mta.wait_messages(1)
+    time.sleep(0.3)                 # the client has sent QUIT: the sink waits 1.5 s
+    qid = send(d, ["y@beta.example"], b"Subject: second\r\n\r\nsecond\r\n")
+    mta.quit_delay = 0
+    mta.wait_messages(2, timeout=8)
+    wait_for(lambda: status_of(d, qid) is None, what="the second message gone")
