@@ -518,7 +518,6 @@ static void radius_datagram(const struct listener_datagram *d, void *arg)
     q->to = *d;
     q->to.buf = NULL;
     q->to.len = 0;
-    radius_response(a.id, a.authenticator, c->secret, c->slen, q->reply);
     q->dup = recent_put(&R.dups, key, now);
     q->dup->data = q;
     LIST_INSERT_HEAD(&R.reqs, q, entry);
@@ -528,6 +527,9 @@ static void radius_datagram(const struct listener_datagram *d, void *arg)
     else if (a.status == RADIUS_START || a.status == RADIUS_INTERIM ||
              a.status == RADIUS_STOP)
         act_user(q, &a, d->peer, now);
+    /* after acting, so that a link up's connect() is under way before this
+     * MD5; q->pending keeps q unanswered until here */
+    radius_response(a.id, a.authenticator, c->secret, c->slen, q->reply);
     if (--q->pending == 0)          /* nothing to wait for: answer now */
         req_done(q);
 }

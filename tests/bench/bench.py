@@ -569,13 +569,15 @@ smtp {
 class LatencySink:
     """tests/bench/sink.py in its own process, its events read by a thread."""
 
-    def __init__(self, procs, port, accept=False, rt=False):
+    def __init__(self, procs, port, accept=False, rt=False, stamp=False):
         argv = [sys.executable, os.path.join(HERE, "sink.py"), "127.0.0.1", str(port),
                 "--idle-ms", str(SINK_IDLE_MS)]
         if accept:
             argv.append("--accept")
         if rt:
             argv.append("--rt")
+        if stamp:       # accept timestamps from C (sink.py --stamper)
+            argv += ["--stamper", build_acceptstamp(os.path.dirname(procs.pidfile))]
         self.port = port
         self.procs = procs
         self.proc = procs.spawn(argv, stdout=subprocess.PIPE, bufsize=0)
@@ -1168,6 +1170,18 @@ def build_genspool(build, work):
     r = subprocess.run(argv, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError("cannot build genspool: %s" % r.stderr[-2000:])
+    return out
+
+
+def build_acceptstamp(work):
+    """tests/bench/acceptstamp (the sink's accept()s), built once into WORK."""
+    out = os.path.join(work, "acceptstamp")
+    if not os.path.exists(out):
+        r = subprocess.run(["cc", "-O2", "-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra",
+                            "-Werror", os.path.join(HERE, "acceptstamp.c"), "-o", out],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError("cannot build acceptstamp: %s" % r.stderr[-2000:])
     return out
 
 

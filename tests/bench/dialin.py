@@ -234,13 +234,15 @@ def bench_dialin(procs, km, pf, ports, work, do_radius, do_hook):
     log("== 6/7. dial-in: %s → first connection at the customer's server (%.0f s per cell)"
         % (" and ".join(w for w, on in (("RADIUS Start", do_radius), ("ppp ip-up hook", do_hook))
                         if on), DIAL_BUDGET))
-    # the customers' servers under SCHED_FIFO (sink.py --rt): their accept
-    # timestamps then say when the connection came, not when a busy 2-core
-    # machine next ran the sink (both sides alike)
-    km_sink = bench.LatencySink(procs, ports["km_dial"], rt=True)
-    pf_sink = bench.LatencySink(procs, ports["pf_dial"], rt=True) if do_hook else None
-    note_cmd("6/7. customer's server (SCHED_FIFO 10: timestamps each accept at once)",
-             "tests/bench/sink.py 127.0.0.1 PORT --idle-ms %d --rt" % bench.SINK_IDLE_MS)
+    # the customers' servers under SCHED_FIFO (sink.py --rt), their accepts
+    # timestamped in C (--stamper): the timestamps then say when the
+    # connection came, not when a busy 2-core machine next ran the sink, nor
+    # how long a cold Python interpreter took after accept() (both sides alike)
+    km_sink = bench.LatencySink(procs, ports["km_dial"], rt=True, stamp=True)
+    pf_sink = bench.LatencySink(procs, ports["pf_dial"], rt=True, stamp=True) if do_hook else None
+    note_cmd("6/7. customer's server (SCHED_FIFO 10: timestamps each accept at once, in C)",
+             "tests/bench/sink.py 127.0.0.1 PORT --idle-ms %d --rt --stamper acceptstamp"
+             % bench.SINK_IDLE_MS)
     rad = RadiusKicker(ports["radius"])
     hooks = PppHooks(work, km, pf) if do_hook else None
     if do_radius:
@@ -282,9 +284,9 @@ def bench_dialin(procs, km, pf, ports, work, do_radius, do_hook):
                                       min_kicks=least)
             res[(label, size)] = lats
             log("   %-24s %6d held: n=%3d p50 %7.2f ms  p99 %7.2f ms  max %7.2f ms "
-                "(sample %d)  (%.0f s)" % (
+                "(sample %d)  sample 1 %.2f ms  (%.0f s)" % (
                     label, size, len(lats), pctl(lats, 50), pctl(lats, 99), max(lats),
-                    lats.index(max(lats)) + 1, time.monotonic() - t0))
+                    lats.index(max(lats)) + 1, lats[0], time.monotonic() - t0))
             if label.endswith("RADIUS Start"):
                 res[("answer", size)] = rad.answers[n_ans:]
         held = km.held(DIAL)

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """A timestamping SMTP sink for the kick-latency benchmark.
 
-    sink.py HOST PORT [--accept] [--idle-ms MS] [--rt]
+    sink.py HOST PORT [--accept] [--idle-ms MS] [--rt] [--stamper PROGRAM]
 
 Stands in for the customer's mail server.  By default it answers MAIL with
 "450 4.3.0" (like `smtp-sink -r MAIL`: no PIPELINING offered) so held mail
@@ -15,6 +15,11 @@ is taken when the connection arrives, not when the scheduler next gets round
 to this process: measured with perf on a 2-core machine at load 2-4, the
 sink's own wake-up added up to 2-3.6 ms to a connection kickmaild had made
 within 0.3 ms.
+With --stamper (tests/bench/acceptstamp, IPv4 only) a small C program does the
+accept()s and takes the accept timestamps, handing each connection over to
+this process: after a few seconds of idleness the Python interpreter took
+1.2-1.9 ms between accept() returning and its timestamp (perf, 2026-12-07),
+which the kick latency cells then counted as kickmaild's.
 
 It reports on stdout, one line per event, with CLOCK_MONOTONIC nanoseconds
 (the same clock as time.monotonic_ns() in any other process on the machine):
@@ -22,8 +27,8 @@ It reports on stdout, one line per event, with CLOCK_MONOTONIC nanoseconds
     A <ns> <conn>           a connection was accepted (timestamp right after accept())
     M <ns> <conn>           a MAIL command arrived
     C <ns> <conn>           the connection closed
-The accept loop blocks in accept() (which releases the GIL), so the accept
-timestamp is taken within microseconds of the kernel handing over the socket.
+The accept loop blocks in accept() (which releases the GIL); the accept
+timestamp is taken as soon as the interpreter runs again (see --stamper).
 """
 import os
 import socket
@@ -91,6 +96,36 @@ def session(conn, cid, accept_mail, idle):
         emit("C %d %d" % (time.monotonic_ns(), cid))
 
 
+def python_accepts(host, port):
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((host, port))
+    ls.listen(512)
+    emit("R %d" % time.monotonic_ns())
+    while True:
+        conn, _ = ls.accept()
+        yield conn, time.monotonic_ns()
+
+
+def stamped_accepts(program, host, port):
+    """Connections and their accept timestamps from acceptstamp (fd 3 of
+    the child: 8 bytes of CLOCK_MONOTONIC ns and the connection's fd)."""
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    os.posix_spawn(program, [program, host, str(port)], os.environ,
+                   file_actions=[(os.POSIX_SPAWN_DUP2, theirs.fileno(), 3)])
+    theirs.close()
+    first = True
+    while True:
+        msg, fds, _, _ = socket.recv_fds(mine, 8, 1)
+        if len(msg) != 8:
+            raise SystemExit("sink.py: acceptstamp ended")
+        if first:
+            emit("R %d" % time.monotonic_ns())
+            first = False
+            continue
+        yield socket.socket(fileno=fds[0]), int.from_bytes(msg, sys.byteorder)
+
+
 def main():
     host, port = sys.argv[1], int(sys.argv[2])
     accept_mail = "--accept" in sys.argv[3:]
@@ -102,15 +137,12 @@ def main():
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
         except OSError as e:
             sys.stderr.write("sink.py: --rt: %s (normal scheduling)\n" % e)
-    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind((host, port))
-    ls.listen(512)
-    emit("R %d" % time.monotonic_ns())
+    if "--stamper" in sys.argv[3:]:
+        accept = stamped_accepts(sys.argv[sys.argv.index("--stamper") + 1], host, port)
+    else:
+        accept = python_accepts(host, port)
     cid = 0
-    while True:
-        conn, _ = ls.accept()
-        t = time.monotonic_ns()
+    for conn, t in accept:
         cid += 1
         emit("A %d %d" % (t, cid))
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -9,6 +9,9 @@
  * table.  Then: the callback comes once, after link_event() returned;
  * delivery's change callback gets the event's address; a failed write; an
  * unconfigured registry; link_event_shutdown() with an event in flight.
+ * And the RADIUS listener on the same table: a Start's link change reaches
+ * delivery's callback before the Accounting-Response's authenticator is
+ * computed (digest_md5() is this file's, counting its calls).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,15 +26,23 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+
 #include <event2/event.h>
 #include <event2/thread.h>
+#include <openssl/evp.h>
 
 #include "core/config.h"
+#include "core/digest.h"
 #include "core/log.h"
 #include "core/registry.h"
 #include "core/util.h"
 #include "link/link_event.h"
 #include "link/links.h"
+#include "link/radius.h"
 #include "spool/spool.h"
 
 static const char conf_text[] =
@@ -75,8 +86,35 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
     return remove(path);
 }
 
+/* digest_md5() calls, and how many there had been when the change
+ * callback first saw a link up (-1: not yet). */
+static int md5_calls, md5_at_up = -1;
+
+/* MD5 through OpenSSL, uncounted (the test's own checks). */
+static void md5_real(const struct digest_part *parts, size_t n, unsigned char out[DIGEST_MD5_LEN])
+{
+    unsigned int len = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    assert_non_null(ctx);
+    assert_int_equal(EVP_DigestInit_ex(ctx, EVP_md5(), NULL), 1);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(EVP_DigestUpdate(ctx, parts[i].buf, parts[i].len), 1);
+    assert_int_equal(EVP_DigestFinal_ex(ctx, out, &len), 1);
+    EVP_MD_CTX_free(ctx);
+}
+
+/* Replaces core/digest.c's for this test: counts the daemon's MD5s. */
+int digest_md5(const struct digest_part *parts, size_t n, unsigned char out[DIGEST_MD5_LEN])
+{
+    md5_calls++;
+    md5_real(parts, n, out);
+    return 0;
+}
+
 static void change_fn(const struct link *l, int was_up, void *arg)
 {
+    if (l->up && md5_at_up < 0)
+        md5_at_up = md5_calls;
     seen.fn_calls++;
     seen.fn_up = l->up;
     snprintf(seen.fn_address, sizeof seen.fn_address, "%s", l->address);
@@ -516,6 +554,99 @@ static void test_shutdown_in_flight(void **state)
     assert_true(links_get("acme")->up);         /* it was written all the same */
 }
 
+/* ---- the RADIUS listener: the link change comes first ---- */
+
+static void put_attr(unsigned char *b, size_t *n, uint8_t type, const void *v, size_t len)
+{
+    b[*n] = type;
+    b[*n + 1] = (uint8_t)(len + 2);
+    memcpy(b + *n + 2, v, len);
+    *n += len + 2;
+}
+
+/* A Start is acted on (the link goes up and delivery is told) before the
+ * Accounting-Response authenticator is computed: only the Request
+ * Authenticator's MD5 lies between the datagram and delivery's connect().
+ * The answer still comes, right, once the change is durable. */
+static void test_radius_change_before_response(void **state)
+{
+    static const char secret[] = "sekrit";
+    static const unsigned char ip[4] = { 192, 0, 2, 44 }, start[4] = { 0, 0, 0, RADIUS_START };
+    static const unsigned char zero[RADIUS_AUTH_LEN];
+    char path[600], err[512];
+    struct sockaddr_in sin = { .sin_family = AF_INET };
+    socklen_t sl = sizeof sin;
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    assert_true(fd >= 0);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);     /* a free port */
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &sl), 0);
+    int port = ntohs(sin.sin_port);
+    close(fd);
+    snprintf(path, sizeof path, "%s/radius.conf", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "radius {\n  listen = {\"127.0.0.1:%d\"}\n"
+            "  client \"127.0.0.1\" { secret = '%s' }\n}\n", port, secret);
+    fclose(f);
+    struct config *rc = config_load(path, err, sizeof err);
+    if (!rc)
+        fail_msg("config_load: %s", err);
+    if (radius_bind(base, rc, err, sizeof err) < 0)
+        fail_msg("radius_bind: %s", err);
+    radius_configure(rc);
+
+    unsigned char req[256], rep[64];
+    size_t n = RADIUS_HDR_LEN;
+    memset(req, 0, sizeof req);
+    req[0] = RADIUS_CODE_ACCT_REQUEST;
+    req[1] = 77;
+    put_attr(req, &n, RADIUS_A_STATUS, start, 4);
+    put_attr(req, &n, RADIUS_A_USER_NAME, "acme-ppp", 8);
+    put_attr(req, &n, RADIUS_A_SESSION_ID, "s1", 2);
+    put_attr(req, &n, RADIUS_A_NAS_ID, "nas1", 4);
+    put_attr(req, &n, RADIUS_A_FRAMED_IP, ip, 4);
+    req[3] = (uint8_t)n;
+    struct digest_part rq[] = {
+        { req, 4 }, { zero, sizeof zero }, { req + RADIUS_HDR_LEN, n - RADIUS_HDR_LEN },
+        { secret, strlen(secret) },
+    };
+    md5_real(rq, 4, req + 4);
+
+    fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+    md5_calls = 0;
+    md5_at_up = -1;
+    assert_int_equal(send(fd, req, n, 0), (ssize_t)n);
+    ssize_t got = -1;
+    double end = util_now_mono() + 5;
+    while (got < 0 && util_now_mono() < end) {
+        event_base_loop(base, EVLOOP_NONBLOCK);
+        struct pollfd pfd = { fd, POLLIN, 0 };
+        if (poll(&pfd, 1, 5) == 1)
+            got = recv(fd, rep, sizeof rep, 0);
+    }
+    close(fd);
+    assert_int_equal(got, RADIUS_HDR_LEN);
+    assert_int_equal(seen.fn_calls, 1);
+    assert_int_equal(seen.fn_up, 1);
+    assert_string_equal(seen.fn_address, "192.0.2.44");
+    assert_int_equal(md5_at_up, 1);     /* the Request Authenticator only */
+    assert_int_equal(md5_calls, 2);     /* then the Response Authenticator */
+
+    unsigned char want[DIGEST_MD5_LEN];
+    struct digest_part rp[] = { { rep, 4 }, { req + 4, RADIUS_AUTH_LEN }, { secret, strlen(secret) } };
+    md5_real(rp, 3, want);
+    assert_int_equal(rep[0], RADIUS_CODE_ACCT_RESPONSE);
+    assert_int_equal(rep[1], 77);
+    assert_memory_equal(rep + 4, want, DIGEST_MD5_LEN);
+
+    radius_stop();
+    radius_shutdown();
+    config_free(rc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -525,6 +656,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_write_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unconfigured, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_radius_change_before_response, setup, teardown),
     };
     int rc;
     memset(user253, 'u', sizeof user253 - 1);
