@@ -8,7 +8,9 @@
  * ATRN [domain *("," domain)], only for an authenticated customer (a
  * maildrop account gets 450), only for its own domains (none given: all of
  * them; another name: 450, nothing handed over).  Replies (RFC 2645 §4.2):
- * 250 "OK now reversing the connection", 450 "ATRN request refused", 451
+ * 250 "OK now reversing the connection", 450 "ATRN request refused", 530
+ * "Must issue a STARTTLS command first" (a customer with tls = "encrypt"
+ * or "verify" on a cleartext session: its mail travels only encrypted), 451
  * "Unable to process ATRN request now" (another delivery of the customer
  * is under way, or shutdown), 453 "You have no mail", 501 syntax, 530
  * before AUTH (the table).  After the 250 the connection is delivery's
@@ -173,7 +175,12 @@ void smtp_cmd_atrn(struct smtp_sess *s, const char *arg, size_t len)
         log_info("ATRN from %s (%s): not a customer: refused", s->peer, name);
     else if (atrn_domains(c, &a, &bad) < 0)
         log_info("ATRN from %s (%s): %s is not its domain: refused", s->peer, name, bad);
-    else if (smtp_env.stopping)
+    else if (c->tls >= TLSPOL_ENCRYPT && !io_is_tls(s->io)) {
+        /* its mail travels only encrypted: over ODMR, this connection */
+        log_info("ATRN from %s (%s): its tls policy needs TLS: refused", s->peer, name);
+        smtp_sess_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+        return;
+    } else if (smtp_env.stopping)
         r = DELIVER_ATRN_BUSY;
     else
         r = deliver_atrn_check(c->name, doms, n, &msgs);

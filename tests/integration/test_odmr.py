@@ -449,3 +449,35 @@ def test_shared_message_hands_over_only_the_domains_asked(odmr):
     wait_for(lambda: sorted(r["address"] for m in queue(d) for r in m["recipients"]
                             if r["status"] != "sent") == ["ann@acme.co.uk", "zed@beta.example"],
              what="the other recipients still queued")
+
+
+def test_tls_policy_encrypt_needs_starttls_before_atrn(make_daemon, mta):
+    """A customer with tls = "encrypt" (or "verify") gets its mail over ODMR
+    only under TLS: ATRN on a cleartext session is refused (530, the mail
+    stays queued); after STARTTLS the same customer is served."""
+    import ssl
+    port = free_port()
+    conf = customer_conf("acme", ["acme.example"], deliver="pickup", secret="s3cret",
+                         tls="encrypt")
+    d = make_daemon(customers=conf, tls=True,
+                    extra='odmr { listen = {"127.0.0.1:%d"} }\n' % port).start()
+    d.odmr_port = port
+    d.send(["bob@acme.example"], body=body("tls only", "bob@acme.example"))
+    s = session(d, "acme", "s3cret")
+    assert s.docmd("ATRN", "acme.example") == (530, b"5.7.0 Must issue a STARTTLS command first")
+    d.wait_log(r"ATRN from 127\.0\.0\.1 \(acme\): its tls policy needs TLS: refused")
+    assert len(queue_ids(d)) == 1
+    s.quit()
+    s = smtplib.SMTP("127.0.0.1", port, timeout=10)
+    s.ehlo("client.example")
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    s.starttls(context=ctx)
+    s.ehlo("client.example")
+    assert cram(s, "acme", "s3cret")[0] == 235
+    assert s.docmd("ATRN", "acme.example")[0] == 250
+    turned = Turned(s.sock)
+    assert turned.serve()
+    assert [m[1] for m in turned.messages] == [["bob@acme.example"]]
+    wait_for(lambda: queue_ids(d) == [], what="delivered over TLS")
