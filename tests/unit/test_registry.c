@@ -29,97 +29,8 @@
 #include "core/custmap.h"
 #include "core/registry.h"
 #include "maildir/maildir.h"
+#include "map_fixture.h"
 
-static char tmpdir[PATH_MAX];
-static char mappath[PATH_MAX + 64], confpath[PATH_MAX + 64];
-static char *schema;            /* conf/customers.sql */
-
-static char *read_all(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    char *buf = calloc(1, 1 << 16);
-    assert_non_null(buf);
-    size_t n = fread(buf, 1, (1 << 16) - 1, f);
-    assert_true(n > 0 && n < (1 << 16) - 1);
-    fclose(f);
-    return buf;
-}
-
-static void exec_ok(sqlite3 *db, const char *sql)
-{
-    char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        print_error("sql failed: %s\n%s\n", msg ? msg : "?", sql);
-        sqlite3_free(msg);
-        fail();
-    }
-}
-
-static sqlite3 *map_new(void)
-{
-    sqlite3 *db;
-    unlink(mappath);
-    assert_int_equal(sqlite3_open(mappath, &db), SQLITE_OK);
-    exec_ok(db, schema);
-    return db;
-}
-
-static struct custmap *map_ok(const char *sql)
-{
-    char err[512];
-    sqlite3 *db = map_new();
-    if (sql)
-        exec_ok(db, sql);
-    assert_int_equal(sqlite3_close(db), SQLITE_OK);
-    struct custmap *m = custmap_load(mappath, err, sizeof err);
-    if (!m)
-        print_error("map: %s\n", err);
-    assert_non_null(m);
-    return m;
-}
-
-static struct config *conf_ok(const char *text)
-{
-    char err[512];
-    FILE *f = fopen(confpath, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-    struct config *c = config_load(confpath, err, sizeof err);
-    if (!c)
-        print_error("config: %s\n", err);
-    assert_non_null(c);
-    return c;
-}
-
-static int setup(void **state)
-{
-    const char *top = getenv("KM_TOP") ? getenv("KM_TOP") : ".";
-    char path[PATH_MAX];
-    snprintf(tmpdir, sizeof tmpdir, "%s/kmreg.XXXXXX",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (!mkdtemp(tmpdir))
-        return -1;
-    snprintf(mappath, sizeof mappath, "%s/customers.sqlite", tmpdir);
-    snprintf(confpath, sizeof confpath, "%s/kickmail.conf", tmpdir);
-    snprintf(path, sizeof path, "%s/conf/customers.sql", top);
-    schema = read_all(path);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    static const char *names[] = {"customers.sqlite", "customers.sqlite-journal",
-                                  "kickmail.conf"};
-    char path[PATH_MAX + 64];
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        snprintf(path, sizeof path, "%s/%s", tmpdir, names[i]);
-        unlink(path);
-    }
-    free(schema);
-    return rmdir(tmpdir);
-}
 
 static const char conf_text[] =
     "customer \"acme\" { domains = {\"acme.example\"} }\n"
@@ -140,7 +51,7 @@ static void test_local_domains(void **state)
 {
     char err[512];
     struct config *c = conf_ok(conf_text);
-    struct custmap *m = map_ok(map_rows);
+    struct custmap *m = load_ok(map_rows);
     struct registry *r = registry_new(c, m, err, sizeof err);
     if (!r)
         print_error("%s\n", err);
@@ -200,7 +111,7 @@ static void test_maildrop_lookups(void **state)
 {
     char err[512];
     struct config *c = conf_ok(conf_text);
-    struct custmap *m = map_ok(map_rows);
+    struct custmap *m = load_ok(map_rows);
     struct registry *r = registry_new(c, m, err, sizeof err);
     assert_non_null(r);
     struct maildrop_ref md;
@@ -283,7 +194,7 @@ static void test_conflicts(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char err[512] = "", want[1024];
         struct config *c = conf_ok(cases[i].conf);
-        struct custmap *m = map_ok(cases[i].sql);
+        struct custmap *m = load_ok(cases[i].sql);
         snprintf(want, sizeof want, cases[i].want, confpath, mappath);
         assert_null(registry_new(c, m, err, sizeof err));
         if (strcmp(err, want) != 0) {
@@ -326,7 +237,7 @@ static void test_names_have_paths(void **state)
     /* every maildrop of a registry, domain maildrops included */
     char err[512];
     struct config *c = conf_ok(conf_text);
-    struct custmap *m = map_ok(map_rows);
+    struct custmap *m = load_ok(map_rows);
     struct registry *r = registry_new(c, m, err, sizeof err);
     assert_non_null(r);
     for (size_t i = 0; i < registry_maildrop_count(r); i++) {
@@ -351,7 +262,7 @@ static void test_100k_maildrops(void **state)
 {
     const size_t n = 100000;
     char err[512], addr[64];
-    sqlite3 *db = map_new();
+    sqlite3 *db = map_open_new(NULL);
     sqlite3_stmt *st;
     exec_ok(db, "BEGIN");
     assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO maildrops (address, password, quota)"
