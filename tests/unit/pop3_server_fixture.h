@@ -33,6 +33,7 @@
 #include "core/registry.h"
 #include "core/tls.h"
 #include "pop3/pop3_server.h"
+#include "server_fixture.h"
 
 /* crypt("pw", "$6$fixture$") */
 #define POP3_FIXTURE_HASH \
@@ -47,15 +48,10 @@ struct pop3_fixture {
     struct tls_ctx *tls;        /* NULL without STLS */
 };
 
-static int pop3_fixture_rm(const char *path, const struct stat *st, int flag, struct FTW *f)
-{
-    return remove(path);
-}
-
 /* Removes a directory tree (the fixture's, or its maildrops). */
 static void pop3_fixture_rmtree(const char *dir)
 {
-    nftw(dir, pop3_fixture_rm, 16, FTW_DEPTH | FTW_PHYS);
+    server_fixture_rmtree(dir);
 }
 
 static void pop3_fixture_remove(struct pop3_fixture *f)
@@ -121,22 +117,14 @@ static int pop3_fixture_put(struct pop3_fixture *f, const char *drop, int n, int
 static int pop3_fixture_start(struct pop3_fixture *f, const char *tmpdir, const char *topdir,
                               const char *pop3_opts, char *err, size_t errlen)
 {
-    char path[512], cmd[1024];
+    char path[512];
+    int tls;
     memset(f, 0, sizeof *f);
     log_test_set_syslog(0);
-    snprintf(f->dir, sizeof f->dir, "%s/kickmail-pop3.XXXXXX", tmpdir);
-    if (!mkdtemp(f->dir)) {
-        snprintf(err, errlen, "mkdtemp %s: %s", f->dir, strerror(errno));
-        f->dir[0] = 0;
+    if (server_fixture_dir(f->dir, sizeof f->dir, tmpdir, "kickmail-pop3", topdir, &tls,
+                           err, errlen) < 0)
         return -1;
-    }
     snprintf(f->root, sizeof f->root, "%s/maildrops", f->dir);
-    int tls = 0;
-    if (topdir) {
-        snprintf(cmd, sizeof cmd, "%s/scripts/gen-test-cert %s/tls fixture.example "
-                 ">/dev/null 2>&1", topdir, f->dir);
-        tls = system(cmd) == 0;
-    }
     snprintf(path, sizeof path, "%s/kickmail.conf", f->dir);
     FILE *c = fopen(path, "w");
     if (!c)
@@ -184,16 +172,10 @@ static int pop3_fixture_start(struct pop3_fixture *f, const char *tmpdir, const 
 static int pop3_fixture_connect(struct pop3_fixture *f, const char *peer, int sndbuf,
                                 int *client)
 {
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
+    int server;
+    if (server_fixture_pair(sndbuf, client, &server) < 0)
         return -2;
-    if (sndbuf > 0 && setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf) < 0) {
-        close(sv[0]);
-        close(sv[1]);
-        return -2;
-    }
-    *client = sv[0];
-    return pop3_server_adopt(sv[1], peer, 0);
+    return pop3_server_adopt(server, peer, 0);
 }
 
 /* Frees everything but the directory (after the last session ended). */

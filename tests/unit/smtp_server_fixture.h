@@ -33,6 +33,7 @@
 #include "queue/qmgr.h"
 #include "smtp/smtp_server.h"
 #include "spool/spool.h"
+#include "server_fixture.h"
 
 struct srv_fixture {
     char dir[256];              /* the temporary directory: spool, conf, tls */
@@ -43,16 +44,11 @@ struct srv_fixture {
     struct spool *sp;
 };
 
-static int srv_fixture_rm(const char *path, const struct stat *st, int flag, struct FTW *f)
-{
-    return remove(path);
-}
-
 /* Removes the temporary directory (the process is ending, or was stopped). */
 static void srv_fixture_remove(struct srv_fixture *f)
 {
     if (f->dir[0])
-        nftw(f->dir, srv_fixture_rm, 16, FTW_DEPTH | FTW_PHYS);
+        server_fixture_rmtree(f->dir);
     f->dir[0] = 0;
 }
 
@@ -102,21 +98,13 @@ static int srv_fixture_start(struct srv_fixture *f, const char *tmpdir, const ch
                              const char *smtp_opts, const char *customers,
                              char *err, size_t errlen)
 {
-    char path[512], cmd[1024];
+    char path[512];
+    int tls;
     memset(f, 0, sizeof *f);
     log_test_set_syslog(0);
-    snprintf(f->dir, sizeof f->dir, "%s/kickmail-fixture.XXXXXX", tmpdir);
-    if (!mkdtemp(f->dir)) {
-        snprintf(err, errlen, "mkdtemp %s: %s", f->dir, strerror(errno));
-        f->dir[0] = 0;
+    if (server_fixture_dir(f->dir, sizeof f->dir, tmpdir, "kickmail-fixture", topdir, &tls,
+                           err, errlen) < 0)
         return -1;
-    }
-    int tls = 0;
-    if (topdir) {
-        snprintf(cmd, sizeof cmd, "%s/scripts/gen-test-cert %s/tls fixture.example "
-                 ">/dev/null 2>&1", topdir, f->dir);
-        tls = system(cmd) == 0;
-    }
     snprintf(path, sizeof path, "%s/kickmail.conf", f->dir);
     if (srv_fixture_conf(f, path, smtp_opts, customers, tls, err, errlen) < 0)
         return -1;
@@ -149,16 +137,10 @@ static int srv_fixture_start(struct srv_fixture *f, const char *tmpdir, const ch
  * (-1: refused, the 421 is waiting at *client), -2 when no socketpair. */
 static int srv_fixture_connect(struct srv_fixture *f, const char *peer, int sndbuf, int *client)
 {
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
+    int server;
+    if (server_fixture_pair(sndbuf, client, &server) < 0)
         return -2;
-    if (sndbuf > 0 && setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf) < 0) {
-        close(sv[0]);
-        close(sv[1]);
-        return -2;
-    }
-    *client = sv[0];
-    return smtp_server_adopt(sv[1], peer);
+    return smtp_server_adopt(server, peer);
 }
 
 /* Frees everything but the directory (after the last session ended). */
