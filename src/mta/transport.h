@@ -10,7 +10,7 @@
  * (transport_maildir.c: local delivery into the maildrops of local domains
  * and of deliver = "maildrop" customers), and one that never pushes
  * (transport.c): "pickup" (the mail waits for ODMR, ATRN); and "attach"
- * (transport_attach.c: the customer's accepted ODMR connection handed to
+ * (transport_smtp.c: the customer's accepted ODMR connection handed to
  * smtp_client_attach(), opened only by deliver_attach.c's passes).  To
  * come: MX relay.
  */
@@ -114,7 +114,7 @@ const struct transport *transport_for(const struct customer *c);
 int transport_init(struct event_base *base, char *err, size_t errlen);
 void transport_shutdown(void);
 
-/* transport_attach.c: SMTP over a connection already open (ODMR: the
+/* transport_smtp.c: SMTP over a connection already open (ODMR: the
  * scheduler's attached passes, deliver_attach.c). */
 extern const struct transport transport_attach;
 

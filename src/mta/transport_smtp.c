@@ -10,7 +10,19 @@
  * context is the one the last reload built (transport_smtp_set_tls); each
  * session holds a reference to the one it started with.
  *
- * Trusts the configuration and the scheduler's target (a numeric address);
+ * Also the "attach" transport (ODMR, RFC 2645): after ATRN's 250 the
+ * customer's side of a connection the odmr listener accepted is an SMTP
+ * server, and the same sessions run over it (smtp_client_attach(): waits
+ * for the 220 greeting, then EHLO, PIPELINING, SIZE, per-recipient results
+ * as on any connection).  Only the scheduler (deliver_attach.c through
+ * pass_open) opens it, with the connection in the target; no customer's
+ * `deliver` names it.  No STARTTLS on the attached connection (the
+ * customer's server behind its ODMR client is not the host TLS names; the
+ * odmr listener asks for TLS first where the policy wants it) and no
+ * expect_helo.
+ *
+ * Trusts the configuration and the scheduler's target (a numeric address,
+ * or the attached connection);
  * everything the remote server says is the client's to bound.  Guarantees
  * what the client does: done() once per message with every result set, a
  * 2xx only from the reply to the final dot, closed() once, last (the
@@ -82,7 +94,7 @@ static void on_closed(struct smtp_client *c, int code, const char *reason, void 
     struct transport_session *s = arg;
     s->cbs.closed(code, reason, s->arg);
     tls_ctx_free(s->tls);
-    free(s);                        /* the client is freed after this returns */
+    free(s);                        /* the client (and an attached io) after this */
 }
 
 static const struct smtp_client_cbs client_cbs = { on_ready, on_done, on_closed };
@@ -115,6 +127,33 @@ static struct transport_session *smtp_open(const struct transport_target *t,
     return s;
 }
 
+static int attach_dest(const struct customer *c, const struct deliver_link *link,
+                       struct transport_dest *dst, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "an attached connection has no destination");
+    return -1;                      /* the scheduler gives the peer itself */
+}
+
+static struct transport_session *attach_open(const struct transport_target *t,
+                                             const struct transport_cbs *cbs, void *arg)
+{
+    struct smtp_client_opts o = {
+        .host = t->host, .port = t->port, .helo_name = t->helo_name,
+        .tls = SMTPC_TLS_NONE, .scale_timeouts_ms = TS.timeout_ms,
+    };
+    if (!t->io)
+        return NULL;
+    struct transport_session *s = xcalloc(1, sizeof *s);
+    s->cbs = *cbs;
+    s->arg = arg;
+    s->c = smtp_client_attach(TS.base, t->io, &o, &client_cbs, s);
+    if (!s->c) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
 static void smtp_send(struct transport_session *s, struct transport_msg *msg)
 {
     s->cm = (struct smtp_client_msg){
@@ -138,6 +177,11 @@ static void smtp_abort(struct transport_session *s, const char *why)
 
 const struct transport transport_smtp = {
     .name = "smtp", .dest = smtp_dest, .open = smtp_open, .send = smtp_send,
+    .quit = smtp_quit, .abort = smtp_abort,
+};
+
+const struct transport transport_attach = {
+    .name = "attach", .dest = attach_dest, .open = attach_open, .send = smtp_send,
     .quit = smtp_quit, .abort = smtp_abort,
 };
 
