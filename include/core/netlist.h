@@ -1,7 +1,8 @@
 /*
  * netlist — a bounded list of numeric IPv4/IPv6 networks ("192.0.2.0/24",
  * "2001:db8::/48", or a single address), as a customer's
- * autoturn_networks.  Pure: no I/O, no global state.
+ * autoturn_networks or a radius client's title.  Pure: no I/O, no global
+ * state.
  */
 #ifndef KM_NETLIST_H
 #define KM_NETLIST_H
@@ -36,6 +37,9 @@ int netlist_parse(const char *csv, struct netlist *out, char *why, size_t whylen
  * matching prefix in *prefix when prefix is not NULL.  1 / 0 (0 too for a
  * non-numeric addr). */
 int netlist_match(const struct netlist *nl, const char *addr, int *prefix);
+
+/* Do the first prefix bits of the addresses a and b agree?  1 / 0. */
+int netlist_prefix_equal(const unsigned char *a, const unsigned char *b, int prefix);
 
 void netlist_free(struct netlist *nl);
 

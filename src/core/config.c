@@ -33,6 +33,7 @@
 #include "core/config.h"
 #include "core/hosts.h"
 #include "core/log.h"
+#include "core/netlist.h"
 #include "core/tls.h"
 #include "core/util.h"
 #include "config_int.h"
@@ -566,30 +567,12 @@ static int load_submission(struct loader *ld, cfg_t *root)
  * prefix, host bits cleared.  0 / -1. */
 static int radius_client_parse(const char *title, struct radius_client *rc)
 {
-    char host[64];
-    const char *slash = strchr(title, '/');
-    size_t hl = slash ? (size_t)(slash - title) : strlen(title);
-    if (hl == 0 || hl >= sizeof host)
+    struct netlist_net n;
+    if (netlist_parse_one(title, &n) < 0)
         return -1;
-    memcpy(host, title, hl);
-    host[hl] = 0;
-    if (inet_pton(AF_INET, host, rc->net) == 1)
-        rc->family = AF_INET;
-    else if (inet_pton(AF_INET6, host, rc->net) == 1)
-        rc->family = AF_INET6;
-    else
-        return -1;
-    int bits = rc->family == AF_INET ? 32 : 128;
-    rc->prefix = bits;
-    if (slash) {
-        const char *d = slash + 1;
-        if (!*d || strlen(d) > 3 || strspn(d, "0123456789") != strlen(d) ||
-            (d[0] == '0' && d[1]) || atoi(d) > bits)
-            return -1;
-        rc->prefix = atoi(d);
-    }
-    for (int i = rc->prefix; i < bits; i++)
-        rc->net[i / 8] &= (unsigned char)~(0x80u >> (i % 8));
+    rc->family = n.family;
+    memcpy(rc->net, n.net, sizeof rc->net);
+    rc->prefix = n.prefix;
     return 0;
 }
 

@@ -100,7 +100,7 @@ int netlist_parse(const char *csv, struct netlist *out, char *why, size_t whylen
 }
 
 /* Do the first prefix bits of a and b agree? */
-static int prefix_equal(const unsigned char *a, const unsigned char *b, int prefix)
+int netlist_prefix_equal(const unsigned char *a, const unsigned char *b, int prefix)
 {
     int whole = prefix / 8, rest = prefix % 8;
     if (memcmp(a, b, (size_t)whole) != 0)
@@ -131,8 +131,8 @@ int netlist_match(const struct netlist *nl, const char *addr, int *prefix)
     }
     for (size_t i = 0; i < nl->n; i++) {
         const struct netlist_net *n = &nl->v[i];
-        int hit = n->family == AF_INET ? has4 && prefix_equal(a4, n->net, n->prefix)
-                                       : has6 && prefix_equal(a6, n->net, n->prefix);
+        int hit = n->family == AF_INET ? has4 && netlist_prefix_equal(a4, n->net, n->prefix)
+                                       : has6 && netlist_prefix_equal(a6, n->net, n->prefix);
         if (hit && n->prefix > best)
             best = n->prefix;
     }

@@ -27,6 +27,7 @@
 #include "core/digest.h"
 #include "core/listener.h"
 #include "core/log.h"
+#include "core/netlist.h"
 #include "core/stats.h"
 #include "core/util.h"
 #include "link/link_event.h"
@@ -263,17 +264,6 @@ static int source_of(const struct listener_datagram *d, unsigned char addr[16])
     return AF_INET6;
 }
 
-static int prefix_match(const unsigned char *a, const unsigned char *net, int bits)
-{
-    int whole = bits / 8, rest = bits % 8;
-    if (memcmp(a, net, (size_t)whole))
-        return 0;
-    if (!rest)
-        return 1;
-    unsigned char mask = (unsigned char)(0xff << (8 - rest));
-    return (a[whole] & mask) == net[whole];
-}
-
 /* The client with the longest prefix holding the sender, or NULL. */
 static const struct client *client_find(const struct listener_datagram *d)
 {
@@ -283,7 +273,7 @@ static const struct client *client_find(const struct listener_datagram *d)
     for (size_t i = 0; i < R.nclients; i++) {
         const struct client *c = &R.clients[i];
         if (c->family == fam && (!best || c->prefix > best->prefix) &&
-            prefix_match(a, c->net, c->prefix))
+            netlist_prefix_equal(a, c->net, c->prefix))
             best = c;
     }
     return best;
