@@ -111,6 +111,8 @@ static int autoturn_raise(const struct customer *c, enum autoturn_how how,
     const struct link *l = links_get(c->name);
     if (l && l->up && l->source != LINK_SRC_AUTOTURN) {
         char at[256];
+        if (how == AUTOTURN_NETWORK)
+            return 0;           /* no line per connection */
         log_info("autoturn: customer=%s client=[%s] via=%s: its link is up by %s at %s: "
                  "left alone", c->name, safe, listener, links_source_name(l->source),
                  util_log_safe(at, sizeof at, l->address));
