@@ -426,3 +426,28 @@ def test_logs_never_hold_the_secrets(authd):
     for secret in ("s3cret", "w4rongpass", "w5rongpass", "w6rong", plain("acme", "s3cret"),
                    b64("w5rongpass")):
         assert secret not in log, secret
+
+
+def test_submission_without_tls_warns_at_start(make_daemon):
+    """A submission listener without a tls section serves nobody (no
+    STARTTLS, so no AUTH, so 530 to every MAIL): it still starts (a config
+    that loaded keeps loading) but says so in the log at start; with
+    auth_cleartext it is quiet and works."""
+    d = make_daemon(customers=CUSTOMERS)
+    d.sub_port = free_port()
+    d.extra = 'submission { listen = {"127.0.0.1:%d"} }\n' % d.sub_port
+    d.write_conf()
+    d.start()
+    d.wait_log(r"submission: no tls section: STARTTLS is not offered, so nobody can "
+               r"authenticate and send here \(add a tls section, or auth_cleartext = true\)")
+    with Raw(d.sub_port) as c:
+        assert "STARTTLS" not in c.greet()
+        assert c.cmd("MAIL FROM:<bob@acme.example>").startswith("530 5.7.0")
+    d.stop()
+    d.extra = 'submission { listen = {"127.0.0.1:%d"} auth_cleartext = true }\n' % d.sub_port
+    d.write_conf()
+    d.start()
+    with Raw(d.sub_port) as c:
+        c.greet()
+        assert c.cmd("AUTH PLAIN " + plain("acme", "s3cret")).startswith("235")
+    assert "no tls section" not in d.log_since_start()
