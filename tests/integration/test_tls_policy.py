@@ -10,6 +10,7 @@ import re
 import smtplib
 import ssl
 import subprocess
+import time
 
 from conftest import MTA_HOST, ROOT, customer_conf, queue, status_of, wait_for
 
@@ -410,3 +411,32 @@ def test_protocols_forms(make_daemon):
             assert (r.returncode == 0) == ok, (value, r.stderr)
         if r.returncode:
             assert "protocols" in r.stderr, (value, r.stderr)
+
+
+def test_tls_ca_replaced_then_sighup_is_used(make_daemon, make_mta, tmp_path):
+    """The operator fixes a wrong tls_ca file in place and sends SIGHUP: the
+    kept mail goes out on the next kick, verified against the new file (not
+    a copy cached under the same path)."""
+    mta = make_mta(tls=True)
+    other = str(tmp_path / "other")
+    subprocess.run([os.path.join(ROOT, "scripts", "gen-test-cert"), other,
+                    "mail.acme.example"], check=True, capture_output=True)
+    ca = str(tmp_path / "ca.pem")
+    with open(os.path.join(other, "cert.pem")) as f, open(ca, "w") as g:
+        g.write(f.read())
+    d = make_daemon(customers=conf(mta.port, tls="verify", tls_ca=ca,
+                                   tls_name="mail.acme.example")).start()
+    qid = send(d, "fixed ca")
+    link_up(d)
+    kept(d, mta, qid, r"Server certificate not verified")
+    with open(mta_cert(mta)) as f, open(ca + ".new", "w") as g:
+        g.write(f.read())
+    os.replace(ca + ".new", ca)
+    off = len(d.log_text())
+    d.hup()
+    d.wait_log(r"reload", start=off)
+    time.sleep(0.3)
+    d.kickq("kick", "acme")
+    mta.wait_messages(1)
+    wait_gone(d, qid)
+    assert mta.messages[0].tls
