@@ -440,3 +440,18 @@ def test_tls_ca_replaced_then_sighup_is_used(make_daemon, make_mta, tmp_path):
     mta.wait_messages(1)
     wait_gone(d, qid)
     assert mta.messages[0].tls
+
+
+def test_may_when_starttls_gets_454_delivers_in_cleartext(make_daemon):
+    """Opportunistic TLS (may) against a server that offers STARTTLS but
+    answers it 454: the mail goes in cleartext (as Postfix's "may"), it is
+    not kept forever."""
+    srv = Refuses454()
+    try:
+        d = make_daemon(customers=conf(srv.port, tls="may")).start()
+        qid = send(d, "454 may")
+        link_up(d)
+        wait_gone(d, qid)
+        assert any(c.upper().startswith("MAIL") for c in srv.commands), srv.commands
+    finally:
+        srv.close()
