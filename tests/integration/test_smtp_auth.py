@@ -451,3 +451,24 @@ def test_submission_without_tls_warns_at_start(make_daemon):
         c.greet()
         assert c.cmd("AUTH PLAIN " + plain("acme", "s3cret")).startswith("235")
     assert "no tls section" not in d.log_since_start()
+
+
+def test_mail_auth_parameter(authd):
+    """RFC 4954 5: an authenticated client's MTA (Exim, Postfix with SASL)
+    sends AUTH=<> or AUTH=addr on MAIL: accepted where AUTH is offered (its
+    value unused: the sender check is the login's); still 555 on port 25
+    without AUTH, and twice is 555."""
+    s = submit_conn(authd)
+    s.login("acme", "s3cret")
+    assert s.docmd("MAIL FROM:<bob@acme.example> AUTH=<>")[0] == 250
+    assert s.docmd("RCPT TO:<x@outside.example>")[0] == 250
+    s.rset()
+    assert s.docmd("MAIL FROM:<bob@acme.example> SIZE=10 AUTH=bob+40acme.example")[0] == 250
+    s.rset()
+    assert s.docmd("MAIL FROM:<bob@acme.example> AUTH=<> AUTH=<>")[0] == 555
+    assert s.docmd("MAIL FROM:<bob@beta.example> AUTH=bob+40acme.example")[0] == 553
+    s.quit()
+    p = smtplib.SMTP("127.0.0.1", authd.port, timeout=20)
+    p.ehlo("client.example")
+    assert p.docmd("MAIL FROM:<x@sender.example> AUTH=<>")[0] == 555
+    p.quit()
