@@ -250,8 +250,8 @@ def test_login_leaves_a_link_of_another_source_alone(make_daemon, mta):
     customer is: a login from elsewhere (a mail client on the road) does
     not move it, and logs so; a link raised by autoturn itself moves."""
     radius_port = free_port()
-    d = start(make_daemon, customer("acme", "acme.example", mta.port).replace(
-        "  autoturn", '  radius_user = "acme-ppp"\n  autoturn'),
+    d = start(make_daemon, customer("acme", "acme.example", mta.port, networks=[OUTSIDE])
+              .replace("  autoturn =", '  radius_user = "acme-ppp"\n  autoturn ='),
         extra='radius {\n  listen = {"127.0.0.1:%d"}\n  client "127.0.0.1" { secret = '
               "'testing123' }\n}\n" % radius_port)
     r = subprocess.run(["/usr/bin/radclient", "-x", "-r", "1", "-t", "2",
@@ -266,8 +266,12 @@ def test_login_leaves_a_link_of_another_source_alone(make_daemon, mta):
     d.wait_log(r"autoturn: customer=acme client=\[127\.0\.0\.24\] via=pop3: its link is up "
                r"by radius at 127\.0\.0\.23: left alone")
     sub_login(d, "acme", "s3cret", source=OUTSIDE)
+    plain_connection(d, OUTSIDE)        # its autoturn_networks: skipped without a line
     link = links_of(d)["acme"]
     assert (link["source"], link["address"]) == ("radius", MTA_HOST), link
+    wait_for(lambda: d.log_text().count(": left alone") >= 2, what="the second login's line")
+    time.sleep(0.3)
+    assert d.log_text().count(": left alone") == 2, d.log_text()   # the two logins only
     d.kickq("link", "down", "acme")
     pop_login(d, "acme", "s3cret", source=OUTSIDE)
     wait_for(lambda: links_of(d)["acme"]["state"] == "up", what="the autoturn link")
