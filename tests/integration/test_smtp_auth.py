@@ -472,3 +472,13 @@ def test_mail_auth_parameter(authd):
     p.ehlo("client.example")
     assert p.docmd("MAIL FROM:<x@sender.example> AUTH=<>")[0] == 555
     p.quit()
+
+
+def test_port25_auth_without_tls_warns_at_start(make_daemon):
+    """smtp { auth = true } without a tls section (and without
+    auth_cleartext) never offers AUTH: said at start, like submission."""
+    d = make_daemon(customers=CUSTOMERS, smtp_opts="auth = true").start()
+    d.wait_log(r"smtp: auth = true but no tls section: AUTH is never offered on port 25 "
+               r"\(add a tls section, or auth_cleartext = true\)")
+    with Raw(d.port) as c:
+        assert "AUTH" not in c.greet()
