@@ -454,8 +454,8 @@ def test_submission_without_tls_warns_at_start(make_daemon):
 
 
 def test_mail_auth_parameter(authd):
-    """RFC 4954 5: an authenticated client's MTA (Exim, Postfix with SASL)
-    sends AUTH=<> or AUTH=addr on MAIL: accepted where AUTH is offered (its
+    """RFC 4954 5: an authenticated client's MTA (Exim; Postfix with
+    smtp_send_dummy_mail_auth) sends AUTH=<> or AUTH=addr on MAIL: accepted where AUTH is offered (its
     value unused: the sender check is the login's); still 555 on port 25
     without AUTH, and twice is 555."""
     s = submit_conn(authd)

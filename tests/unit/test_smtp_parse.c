@@ -104,7 +104,7 @@ static const struct path_case {
     { "FROM:<a@b.example> SIZE=12345 BODY=8BITMIME", "FROM", 0, SMTP_PATH_OK, "a", "b.example", F_SIZE | F_8BIT, 12345 },
     { "FROM:<a@b.example> body=7bit", "FROM", 0, SMTP_PATH_OK, "a", "b.example", 0, 0 },
     { "FROM:<a@b.example> BODY=8bitmime size=0", "FROM", 0, SMTP_PATH_OK, "a", "b.example", F_SIZE | F_8BIT, 0 },
-    /* RFC 4954 5: AUTH= on MAIL (Exim and Postfix clients send it after AUTH) */
+    /* RFC 4954 5: AUTH= on MAIL (Exim sends it after AUTH) */
     { "FROM:<a@b.example> AUTH=<>", "FROM", 0, SMTP_PATH_OK, "a", "b.example", F_AUTH, 0 },
     { "FROM:<a@b.example> SIZE=5 auth=a+2Bb@b.example", "FROM", 0, SMTP_PATH_OK, "a", "b.example", F_SIZE | F_AUTH, 5 },
     { "FROM:<a@b.example>  SIZE=1  ", "FROM", 0, SMTP_PATH_OK, "a", "b.example", F_SIZE, 1 },
