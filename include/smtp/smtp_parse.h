@@ -50,6 +50,7 @@ struct smtp_params {
     int has_size;
     uint64_t size;
     int body_8bit;                      /* BODY=8BITMIME */
+    int has_auth;                       /* AUTH=... (RFC 4954 5; its value unused) */
 };
 
 enum smtp_path_err {

@@ -5,8 +5,9 @@
  * numeric address with an optional decimal prefix length in range; an entry
  * that is empty, a host name or out of range, or a list longer than
  * NETLIST_MAX, fails the whole list.  Guarantees: a parsed list holds only
- * well-formed networks with their host bits cleared; matching reads only
- * the list and the address.
+ * well-formed networks with their host bits cleared, an IPv4-mapped one
+ * (::ffff:a.b.c.d/96 or longer) stored as the IPv4 network it is, so that
+ * it holds IPv4 peers too; matching reads only the list and the address.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -46,6 +47,14 @@ int netlist_parse_one(const char *text, struct netlist_net *out)
             atoi(d) > bits)
             return -1;
         n.prefix = atoi(d);
+    }
+    static const unsigned char mapped[12] = {0,0,0,0,0,0,0,0,0,0,0xff,0xff};
+    if (n.family == AF_INET6 && n.prefix >= 96 && !memcmp(n.net, mapped, sizeof mapped)) {
+        memmove(n.net, n.net + 12, 4);          /* ::ffff:a.b.c.d/96+k: a.b.c.d/k */
+        memset(n.net + 4, 0, 12);
+        n.family = AF_INET;
+        n.prefix -= 96;
+        bits = 32;
     }
     for (int i = n.prefix; i < bits; i++)
         n.net[i / 8] &= (unsigned char)~(0x80u >> (i % 8));

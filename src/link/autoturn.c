@@ -12,7 +12,9 @@
  * customer without autoturn = true, for an unauthenticated session from
  * outside its autoturn_networks, nor for a non-numeric peer ("unix"); a
  * connection from inside a network at most refreshes a link already up at
- * that address once a minute (no write per connection).
+ * that address once a minute (no write per connection); a link up from
+ * another source (RADIUS, netlink, ODMR, kickq) is left alone: those know
+ * where the customer is, a login may come from a mail client elsewhere.
  */
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -106,6 +108,16 @@ static int autoturn_raise(const struct customer *c, enum autoturn_how how,
     util_log_safe(safe, sizeof safe, peer);
     if (how == AUTOTURN_NETWORK && recently_raised(c, session, peer))
         return 0;
+    const struct link *l = links_get(c->name);
+    if (l && l->up && l->source != LINK_SRC_AUTOTURN) {
+        char at[256];
+        if (how == AUTOTURN_NETWORK)
+            return 0;           /* no line per connection */
+        log_info("autoturn: customer=%s client=[%s] via=%s: its link is up by %s at %s: "
+                 "left alone", c->name, safe, listener, links_source_name(l->source),
+                 util_log_safe(at, sizeof at, l->address));
+        return 0;
+    }
     struct link_event ev = {
         .kind = LINK_WHO_CUSTOMER, .who = c->name, .up = 1, .address = peer,
         .ttl = LINK_EVENT_TTL_DEFAULT, .source = LINK_SRC_AUTOTURN, .session = session,

@@ -179,6 +179,7 @@ void smtp_cmd_atrn(struct smtp_sess *s, const char *arg, size_t len)
         /* its mail travels only encrypted: over ODMR, this connection */
         log_info("ATRN from %s (%s): its tls policy needs TLS: refused", s->peer, name);
         smtp_sess_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+        smtp_atrn_free(&a);
         return;
     } else if (smtp_env.stopping)
         r = DELIVER_ATRN_BUSY;

@@ -373,7 +373,7 @@ static enum smtp_path_err parse_angle_path(const char *s, size_t len, size_t *po
 
 /* One "KEYWORD=value" token; seen[] catches repeats. */
 static enum smtp_path_err parse_param(const char *t, size_t n, struct smtp_params *params,
-                                      int seen[2])
+                                      int seen[3])
 {
     const char *eq = memchr(t, '=', n);
     size_t klen, vlen, i;
@@ -411,6 +411,12 @@ static enum smtp_path_err parse_param(const char *t, size_t n, struct smtp_param
             return SMTP_PATH_PARAM;
         return SMTP_PATH_OK;
     }
+    if (ieq(t, klen, "AUTH")) {     /* RFC 4954 5: once; the session decides */
+        if (seen[2]++)
+            return SMTP_PATH_PARAM;
+        params->has_auth = 1;
+        return SMTP_PATH_OK;
+    }
     return SMTP_PATH_PARAM;
 }
 
@@ -419,7 +425,7 @@ static enum smtp_path_err parse_path(const char *arg, size_t len, const char *ke
                                      struct smtp_params *params)
 {
     size_t klen = strlen(keyword), i, start;
-    int seen[2] = { 0, 0 };
+    int seen[3] = { 0, 0, 0 };
     enum smtp_path_err e;
 
     for (i = 0; i < len; i++)

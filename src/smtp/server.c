@@ -163,6 +163,12 @@ void smtp_server_configure(const struct config *c, const struct registry *r,
     smtp_env.cfg = c;
     smtp_env.reg = r;
     smtp_env.tls = tls;
+    if (c->submission.l.present && !tls && !c->submission.auth_cleartext)
+        log_warn("submission: no tls section: STARTTLS is not offered, so nobody can "
+                 "authenticate and send here (add a tls section, or auth_cleartext = true)");
+    if (c->smtp.l.present && c->smtp.auth && !tls && !c->smtp.auth_cleartext)
+        log_warn("smtp: auth = true but no tls section: AUTH is never offered on port 25 "
+                 "(add a tls section, or auth_cleartext = true)");
     listener_set_limits(S.set, c->smtp.max_connections, c->smtp.max_connections_per_client);
     listener_set_enable(S.set);
     listener_set_limits(S.odmr, c->odmr.max_connections, c->odmr.max_connections_per_client);

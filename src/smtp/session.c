@@ -226,7 +226,10 @@ static int parse_path(struct smtp_sess *s, const char *arg, size_t len, int is_r
     const char *what = is_rcpt ? "5.1.3 Recipient" : "5.1.7 Sender";
     switch (smtp_parse_path(arg, len, is_rcpt ? "TO" : "FROM", is_rcpt, mb, p)) {
     case SMTP_PATH_OK:
-        return 0;
+        if (!p->has_auth || smtp_auth_offered(s))
+            return 0;           /* AUTH= where AUTH is offered: accepted, unused */
+        reply(s, "555 5.5.4 Unsupported option or bad parameter");
+        break;
     case SMTP_PATH_PARAM:
         reply(s, "555 5.5.4 Unsupported option or bad parameter");
         break;

@@ -243,3 +243,38 @@ def test_customer_map_v2_still_loads(make_daemon, mta, tmp_path):
     hold(d, "bob@old.example")
     d.kickq("link", "up", "old", MTA_HOST)
     mta.wait_messages(1)
+
+
+def test_login_leaves_a_link_of_another_source_alone(make_daemon, mta):
+    """A link up from RADIUS (or netlink, ODMR, kickq) says where the
+    customer is: a login from elsewhere (a mail client on the road) does
+    not move it, and logs so; a link raised by autoturn itself moves."""
+    radius_port = free_port()
+    d = start(make_daemon, customer("acme", "acme.example", mta.port, networks=[OUTSIDE])
+              .replace("  autoturn =", '  radius_user = "acme-ppp"\n  autoturn ='),
+        extra='radius {\n  listen = {"127.0.0.1:%d"}\n  client "127.0.0.1" { secret = '
+              "'testing123' }\n}\n" % radius_port)
+    r = subprocess.run(["/usr/bin/radclient", "-x", "-r", "1", "-t", "2",
+                        "127.0.0.1:%d" % radius_port, "acct", "testing123"],
+                       input='Acct-Status-Type = Start\nUser-Name = "acme-ppp"\n'
+                             'Acct-Session-Id = "S1"\nFramed-IP-Address = %s\n' % MTA_HOST,
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0, r.stdout + r.stderr
+    wait_for(lambda: links_of(d).get("acme", {}).get("source") == "radius",
+             what="the RADIUS link")
+    pop_login(d, "acme", "s3cret", source=OUTSIDE)
+    d.wait_log(r"autoturn: customer=acme client=\[127\.0\.0\.24\] via=pop3: its link is up "
+               r"by radius at 127\.0\.0\.23: left alone")
+    sub_login(d, "acme", "s3cret", source=OUTSIDE)
+    plain_connection(d, OUTSIDE)        # its autoturn_networks: skipped without a line
+    link = links_of(d)["acme"]
+    assert (link["source"], link["address"]) == ("radius", MTA_HOST), link
+    wait_for(lambda: d.log_text().count(": left alone") >= 2, what="the second login's line")
+    time.sleep(0.3)
+    assert d.log_text().count(": left alone") == 2, d.log_text()   # the two logins only
+    d.kickq("link", "down", "acme")
+    pop_login(d, "acme", "s3cret", source=OUTSIDE)
+    wait_for(lambda: links_of(d)["acme"]["state"] == "up", what="the autoturn link")
+    pop_login(d, "acme", "s3cret", source=MTA_HOST)     # its own link: moves
+    wait_for(lambda: links_of(d)["acme"]["address"] == MTA_HOST, what="the link moved")
+    assert links_of(d)["acme"]["source"] == "autoturn"

@@ -481,3 +481,105 @@ def test_tls_policy_encrypt_needs_starttls_before_atrn(make_daemon, mta):
     assert turned.serve()
     assert [m[1] for m in turned.messages] == [["bob@acme.example"]]
     wait_for(lambda: queue_ids(d) == [], what="delivered over TLS")
+
+
+# ---- probes: RFC 2645 edges ----
+
+def test_atrn_argument_forms(odmr):
+    """Domains in any case, blanks around the commas, a domain twice: all
+    the customer's own (453 with no mail, 250 with mail: both domains'
+    mail); a trailing comma or an empty list item is a syntax error."""
+    d = odmr.start()
+    s = session(d, "acme", "s3cret")
+    assert s.docmd("ATRN", "ACME.Example , acme.CO.uk,acme.example") == (453, b"You have no mail")
+    assert s.docmd("ATRN", "acme.example,")[0] == 501
+    assert s.docmd("ATRN", "acme.example,,acme.co.uk")[0] == 501
+    assert s.docmd("ATRN", "ACME.EXAMPLE,BETA.example")[0] == 450
+    d.send(["bob@acme.example"], body=body("one", "bob@acme.example"))
+    d.send(["ann@acme.co.uk"], body=body("two", "ann@acme.co.uk"))
+    assert s.docmd("ATRN", "Acme.Co.UK, ACME.EXAMPLE")[0] == 250
+    turned = Turned(s.sock)
+    assert turned.serve()
+    assert sorted(m[1][0] for m in turned.messages) == ["ann@acme.co.uk", "bob@acme.example"]
+    wait_for(lambda: queue_ids(d) == [], what="both delivered")
+
+
+def test_helo_auth_twice_and_order(odmr):
+    """HELO (not EHLO) is enough for AUTH and ATRN; AUTH before HELO is
+    503; a second AUTH is 503; RSET and NOOP keep the authentication."""
+    d = odmr.start()
+    s = smtplib.SMTP("127.0.0.1", d.odmr_port, timeout=10)
+    assert s.docmd("AUTH", "CRAM-MD5")[0] == 503
+    assert s.docmd("ATRN")[0] == 503
+    assert s.helo("client.example")[0] == 250
+    assert cram(s, "acme", "s3cret")[0] == 235
+    assert s.docmd("AUTH", "CRAM-MD5")[0] == 503
+    assert s.docmd("RSET")[0] == 250
+    assert s.docmd("NOOP")[0] == 250
+    assert s.docmd("ATRN") == (453, b"You have no mail")
+    assert s.quit()[0] == 221
+
+
+def test_commands_pipelined_after_atrn(odmr):
+    """A client that pipelines QUIT behind ATRN: after the 250 the line is
+    delivery's, and "QUIT" is no greeting: nothing is handed over, the mail
+    stays queued, the daemon serves on."""
+    d = odmr.start()
+    qid = d.send(["bob@acme.example"], body=body("stays", "bob@acme.example"))
+    s = session(d, "acme", "s3cret")
+    s.send(b"ATRN acme.example\r\nQUIT\r\n")
+    assert s.getreply()[0] == 250
+    s.sock.settimeout(10)
+    rest = b""
+    try:
+        while True:
+            chunk = s.sock.recv(4096)
+            if not chunk:
+                break
+            rest += chunk
+    except OSError:
+        pass
+    assert b"MAIL FROM" not in rest, rest
+    time.sleep(0.3)
+    assert qid in queue_ids(d)
+    s = session(d, "acme", "s3cret")
+    assert s.docmd("ATRN")[0] == 250
+    turned = Turned(s.sock)
+    assert turned.serve()
+    assert len(turned.messages) == 1
+
+
+def test_guard_counts_across_odmr_pop3_and_submission(make_daemon, mta):
+    """The per-address limit is one for all listeners: failures on odmr
+    (CRAM-MD5), pop3 (PASS) and submission add up, and then odmr refuses
+    even the right secret."""
+    import poplib
+    import ssl
+    oport, pport, sport = free_port(), free_port(), free_port()
+    d = make_daemon(customers=customers(mta.port), tls=True, extra="""
+odmr { listen = {"127.0.0.1:%d"} }
+pop3 { listen = {"127.0.0.1:%d"} cleartext = true }
+submission { listen = {"127.0.0.1:%d"} }
+auth { failure_delay = 0 max_failures = 3 }
+""" % (oport, pport, sport)).start()
+    d.odmr_port = oport
+    s = session(d)
+    assert cram(s, "acme", "wrong")[0] == 535
+    s.quit()
+    p = poplib.POP3("127.0.0.1", pport, timeout=10)
+    p.user("alice@isp.example")
+    with pytest.raises(poplib.error_proto):
+        p.pass_("wrong")
+    p.quit()
+    s = smtplib.SMTP("127.0.0.1", sport, timeout=10)
+    s.ehlo("client.example")
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    s.starttls(context=ctx)
+    s.ehlo("client.example")
+    assert s.docmd("AUTH", "PLAIN " + base64.b64encode(b"\0acme\0wrong").decode())[0] == 535
+    s.quit()
+    s = session(d)
+    c, msg = s.docmd("AUTH", "CRAM-MD5")
+    assert c == 421 and b"too many failed authentications" in msg, (c, msg)

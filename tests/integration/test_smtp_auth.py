@@ -297,3 +297,188 @@ def test_per_address_limit_across_sessions(make_daemon):
     code_, msg = s.docmd("AUTH", "PLAIN " + plain("acme", "s3cret"))
     assert code_ == 421 and b"too many failed authentications" in msg, msg
     d.wait_log(r"AUTH refused from 127\.0\.0\.1: too many failed authentications")
+
+
+# ---- probes: the edges of the exchange ----
+
+def test_auth_inside_a_transaction_refused(make_daemon):
+    """AUTH after MAIL (port 25 with auth = true: MAIL needs no AUTH there)
+    is 503 and the transaction stays; after RSET it works."""
+    d = make_auth_daemon(make_daemon, smtp_opts="auth = true")
+    s = smtplib.SMTP("127.0.0.1", d.port, timeout=20)
+    s.ehlo("client.example")
+    s.starttls(context=ssl_ctx())
+    s.ehlo("client.example")
+    assert s.docmd("MAIL FROM:<x@sender.example>")[0] == 250
+    code_, msg = s.docmd("AUTH", "PLAIN " + plain("acme", "s3cret"))
+    assert code_ == 503 and b"transaction in progress" in msg, msg
+    assert s.docmd("RCPT TO:<bob@acme.example>")[0] == 250     # the transaction stays
+    s.rset()
+    assert s.docmd("AUTH", "plain " + plain("acme", "s3cret"))[0] == 235
+    s.quit()
+
+
+def test_failures_counted_across_mechanisms(authd):
+    """PLAIN, LOGIN and CRAM-MD5 failures add up to the same five."""
+    s = submit_conn(authd)
+    codes = [s.docmd("AUTH", "PLAIN " + plain("acme", "x1"))[0]]
+    s.docmd("AUTH", "LOGIN " + b64("acme"))
+    codes.append(s.docmd(b64("x2"))[0])
+    s.docmd("AUTH", "CRAM-MD5")
+    codes.append(s.docmd(b64("acme " + "0" * 32))[0])
+    s.docmd("AUTH", "LOGIN")
+    s.docmd(b64("nobody"))
+    codes.append(s.docmd(b64("x4"))[0])
+    try:
+        codes.append(s.docmd("AUTH", "PLAIN " + plain("acme", "x5"))[0])
+    except smtplib.SMTPServerDisconnected:
+        codes.append(0)
+    assert codes == [535, 535, 535, 535, 421], codes
+
+
+def test_login_empty_user_and_empty_responses(authd):
+    """An empty LOGIN name (an empty line) is malformed (501); "=" as
+    PLAIN's initial response (zero-length) and an empty PLAIN continuation
+    are malformed (501), not failures; the session still logs in."""
+    s = submit_conn(authd)
+    assert s.docmd("AUTH", "LOGIN")[0] == 334
+    assert s.docmd("")[0] == 501
+    assert s.docmd("AUTH", "PLAIN =")[0] == 501
+    assert s.docmd("AUTH", "PLAIN")[0] == 334
+    assert s.docmd("=")[0] == 501
+    assert s.docmd("AUTH", "PLAIN " + b64("acme\0acme\0s3cret"))[0] == 235  # authzid = authcid
+    s.quit()
+
+
+def test_cram_md5_answer_of_another_challenge_refused(authd):
+    """A CRAM-MD5 answer is good for its own challenge only: replayed on a
+    new session (a new challenge) it fails."""
+    s = submit_conn(authd)
+    chal = base64.b64decode(s.docmd("AUTH", "CRAM-MD5")[1])
+    answer = b64("acme " + hmac.new(b"s3cret", chal, "md5").hexdigest())
+    assert s.docmd(answer)[0] == 235
+    s.quit()
+    s = submit_conn(authd)
+    chal2 = base64.b64decode(s.docmd("AUTH", "CRAM-MD5")[1])
+    assert chal2 != chal
+    assert s.docmd(answer)[0] == 535
+    s.quit()
+
+
+def test_huge_response_and_close_during_check(authd):
+    """A response far over the line limit gets an error reply, not a crash;
+    a client that closes while its password is checked or its failure
+    delayed leaves the daemon serving."""
+    s = submit_conn(authd)
+    assert s.docmd("AUTH", "PLAIN")[0] == 334
+    try:
+        code_ = s.docmd("A" * 100000)[0]
+    except smtplib.SMTPServerDisconnected:
+        code_ = 0
+    assert code_ in (0, 500, 501, 421), code_
+    s.close()
+    for pw in ("s3cret", "wrong"):
+        s = submit_conn(authd)
+        s.send(("AUTH PLAIN %s\r\n" % plain("acme", pw)).encode())
+        s.close()
+    time.sleep(1.5)
+    s = submit_conn(authd)
+    assert s.docmd("AUTH", "PLAIN " + plain("acme", "s3cret"))[0] == 235
+    s.quit()
+
+
+def test_starttls_forgets_a_cleartext_auth(make_daemon):
+    """AUTH before STARTTLS (auth_cleartext) is forgotten by STARTTLS (RFC
+    3207 4.2): after it MAIL needs AUTH again."""
+    d = make_auth_daemon(make_daemon, submission_opts="auth_cleartext = true")
+    s = smtplib.SMTP("127.0.0.1", d.sub_port, timeout=20)
+    s.ehlo("client.example")
+    assert s.docmd("AUTH", "PLAIN " + plain("acme", "s3cret"))[0] == 235
+    s.starttls(context=ssl_ctx())
+    s.ehlo("client.example")
+    assert s.docmd("MAIL FROM:<bob@acme.example>")[0] == 530
+    s.quit()
+
+
+def test_pipelined_auth_then_mail(authd):
+    """AUTH PLAIN with its initial response and MAIL, RCPT pipelined in one
+    write: MAIL waits for the check and is answered after the 235."""
+    s = submit_conn(authd)
+    s.send(("AUTH PLAIN %s\r\nMAIL FROM:<bob@acme.example>\r\nRCPT TO:<x@out.example>\r\n"
+            % plain("acme", "s3cret")).encode())
+    assert s.getreply()[0] == 235
+    assert s.getreply()[0] == 250
+    assert s.getreply()[0] == 250
+    s.quit()
+
+
+def test_logs_never_hold_the_secrets(authd):
+    """After logins by every mechanism, failures and malformed responses,
+    neither a password nor its base64 is in the log."""
+    s = submit_conn(authd)
+    s.docmd("AUTH", "PLAIN " + plain("acme", "w4rongpass"))
+    s.docmd("AUTH", "LOGIN " + b64("acme"))
+    s.docmd(b64("w5rongpass"))
+    s.docmd("AUTH", "PLAIN " + b64("\0acme\0w6rong\rpass"))
+    assert s.docmd("AUTH", "PLAIN " + plain("acme", "s3cret"))[0] == 235
+    s.quit()
+    log = authd.log_text()
+    for secret in ("s3cret", "w4rongpass", "w5rongpass", "w6rong", plain("acme", "s3cret"),
+                   b64("w5rongpass")):
+        assert secret not in log, secret
+
+
+def test_submission_without_tls_warns_at_start(make_daemon):
+    """A submission listener without a tls section serves nobody (no
+    STARTTLS, so no AUTH, so 530 to every MAIL): it still starts (a config
+    that loaded keeps loading) but says so in the log at start; with
+    auth_cleartext it is quiet and works."""
+    d = make_daemon(customers=CUSTOMERS)
+    d.sub_port = free_port()
+    d.extra = 'submission { listen = {"127.0.0.1:%d"} }\n' % d.sub_port
+    d.write_conf()
+    d.start()
+    d.wait_log(r"submission: no tls section: STARTTLS is not offered, so nobody can "
+               r"authenticate and send here \(add a tls section, or auth_cleartext = true\)")
+    with Raw(d.sub_port) as c:
+        assert "STARTTLS" not in c.greet()
+        assert c.cmd("MAIL FROM:<bob@acme.example>").startswith("530 5.7.0")
+    d.stop()
+    d.extra = 'submission { listen = {"127.0.0.1:%d"} auth_cleartext = true }\n' % d.sub_port
+    d.write_conf()
+    d.start()
+    with Raw(d.sub_port) as c:
+        c.greet()
+        assert c.cmd("AUTH PLAIN " + plain("acme", "s3cret")).startswith("235")
+    assert "no tls section" not in d.log_since_start()
+
+
+def test_mail_auth_parameter(authd):
+    """RFC 4954 5: an authenticated client's MTA (Exim; Postfix with
+    smtp_send_dummy_mail_auth) sends AUTH=<> or AUTH=addr on MAIL: accepted where AUTH is offered (its
+    value unused: the sender check is the login's); still 555 on port 25
+    without AUTH, and twice is 555."""
+    s = submit_conn(authd)
+    s.login("acme", "s3cret")
+    assert s.docmd("MAIL FROM:<bob@acme.example> AUTH=<>")[0] == 250
+    assert s.docmd("RCPT TO:<x@outside.example>")[0] == 250
+    s.rset()
+    assert s.docmd("MAIL FROM:<bob@acme.example> SIZE=10 AUTH=bob+40acme.example")[0] == 250
+    s.rset()
+    assert s.docmd("MAIL FROM:<bob@acme.example> AUTH=<> AUTH=<>")[0] == 555
+    assert s.docmd("MAIL FROM:<bob@beta.example> AUTH=bob+40acme.example")[0] == 553
+    s.quit()
+    p = smtplib.SMTP("127.0.0.1", authd.port, timeout=20)
+    p.ehlo("client.example")
+    assert p.docmd("MAIL FROM:<x@sender.example> AUTH=<>")[0] == 555
+    p.quit()
+
+
+def test_port25_auth_without_tls_warns_at_start(make_daemon):
+    """smtp { auth = true } without a tls section (and without
+    auth_cleartext) never offers AUTH: said at start, like submission."""
+    d = make_daemon(customers=CUSTOMERS, smtp_opts="auth = true").start()
+    d.wait_log(r"smtp: auth = true but no tls section: AUTH is never offered on port 25 "
+               r"\(add a tls section, or auth_cleartext = true\)")
+    with Raw(d.port) as c:
+        assert "AUTH" not in c.greet()

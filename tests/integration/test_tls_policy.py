@@ -10,6 +10,7 @@ import re
 import smtplib
 import ssl
 import subprocess
+import time
 
 from conftest import MTA_HOST, ROOT, customer_conf, queue, status_of, wait_for
 
@@ -310,3 +311,147 @@ def test_protocols_apply_to_the_listeners(make_daemon):
     assert "BEGIN CERTIFICATE" not in r.stdout and "Cipher is (NONE)" in r.stdout, r.stdout
     r = s_client("-tls1_3")
     assert "Protocol  : TLSv1.3" in r.stdout or "TLSv1.3" in r.stdout, r.stdout
+
+
+# ---- probes ----
+
+class Refuses454:
+    """A customer's server that offers STARTTLS and answers it 454, then
+    would take mail in cleartext: records every command."""
+
+    def __init__(self):
+        import socket
+        import threading
+        self.sock = socket.socket()
+        self.sock.bind((MTA_HOST, 0))
+        self.sock.listen(5)
+        self.port = self.sock.getsockname()[1]
+        self.commands = []
+        threading.Thread(target=self.run, daemon=True).start()
+
+    def run(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            f = c.makefile("rb")
+            c.sendall(b"220 mail.acme.example ESMTP\r\n")
+            for line in f:
+                cmd = line.decode("latin-1").strip()
+                self.commands.append(cmd)
+                v = cmd.split(" ")[0].upper()
+                if v == "EHLO":
+                    c.sendall(b"250-mail.acme.example\r\n250 STARTTLS\r\n")
+                elif v == "STARTTLS":
+                    c.sendall(b"454 4.7.0 TLS not available due to local problem\r\n")
+                elif v == "QUIT":
+                    c.sendall(b"221 bye\r\n")
+                    break
+                elif v == "DATA":
+                    c.sendall(b"354 go\r\n")
+                    for l2 in f:
+                        if l2 == b".\r\n":
+                            break
+                    c.sendall(b"250 ok\r\n")
+                else:
+                    c.sendall(b"250 ok\r\n")
+            c.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def test_encrypt_when_starttls_gets_454_keeps_the_mail(make_daemon):
+    srv = Refuses454()
+    try:
+        d = make_daemon(customers=conf(srv.port, tls="encrypt")).start()
+        qid = send(d, "454")
+        link_up(d)
+        st = wait_deferred(d, qid, r"STARTTLS|TLS")
+        assert "454" in st[1], st
+        assert not any(c.upper().startswith("MAIL") for c in srv.commands), srv.commands
+        assert len(queue(d)) == 1
+    finally:
+        srv.close()
+
+
+def test_verify_tls_name_in_capitals_and_with_a_trailing_dot(make_daemon, make_mta):
+    """The name check ignores case (RFC 6125); a trailing dot in tls_name is
+    a configuration error at start, not a name that never matches."""
+    mta = make_mta(tls=True)
+    d = make_daemon(customers=conf(mta.port, tls="verify", tls_ca=mta_cert(mta),
+                                   tls_name="MAIL.Acme.EXAMPLE")).start()
+    qid = send(d, "capitals")
+    link_up(d)
+    mta.wait_messages(1)
+    wait_gone(d, qid)
+    assert mta.messages[0].tls
+    from conftest import KICKMAILD
+    d.customers = conf(mta.port, tls="verify", tls_name="mail.acme.example.")
+    d.write_conf()
+    r = subprocess.run([KICKMAILD, "-n", "-c", d.conf], capture_output=True, text=True)
+    assert r.returncode != 0
+    assert "bad tls_name 'mail.acme.example.': empty label" in r.stderr, r.stderr
+
+
+def test_protocols_forms(make_daemon):
+    """protocols: a single version, a range, blanks and commas; another
+    spelling (lower case, SSLv3, TLSv1.4) or an empty bound is a config
+    error naming protocols."""
+    from conftest import KICKMAILD
+    d = make_daemon()
+    for value, ok in ((">=TLSv1.2", True), ("TLSv1.3", True), (">=TLSv1.2 <=TLSv1.3", True),
+                      ("tlsv1.3", False), (" TLSv1.3 ", True), (">=TLSv1.2,<=TLSv1.3", True), ("TLSv1.4", False), ("", False), (">=", False),
+                      ("SSLv3", False)):
+        d.extra = 'tls {\n  protocols = "%s"\n}\n' % value
+        d.write_conf()
+        r = subprocess.run([KICKMAILD, "-n", "-c", d.conf], capture_output=True, text=True)
+        if ok is not None:
+            assert (r.returncode == 0) == ok, (value, r.stderr)
+        if r.returncode:
+            assert "protocols" in r.stderr, (value, r.stderr)
+
+
+def test_tls_ca_replaced_then_sighup_is_used(make_daemon, make_mta, tmp_path):
+    """The operator fixes a wrong tls_ca file in place and sends SIGHUP: the
+    kept mail goes out on the next kick, verified against the new file (not
+    a copy cached under the same path)."""
+    mta = make_mta(tls=True)
+    other = str(tmp_path / "other")
+    subprocess.run([os.path.join(ROOT, "scripts", "gen-test-cert"), other,
+                    "mail.acme.example"], check=True, capture_output=True)
+    ca = str(tmp_path / "ca.pem")
+    with open(os.path.join(other, "cert.pem")) as f, open(ca, "w") as g:
+        g.write(f.read())
+    d = make_daemon(customers=conf(mta.port, tls="verify", tls_ca=ca,
+                                   tls_name="mail.acme.example")).start()
+    qid = send(d, "fixed ca")
+    link_up(d)
+    kept(d, mta, qid, r"Server certificate not verified")
+    with open(mta_cert(mta)) as f, open(ca + ".new", "w") as g:
+        g.write(f.read())
+    os.replace(ca + ".new", ca)
+    off = len(d.log_text())
+    d.hup()
+    d.wait_log(r"reload", start=off)
+    time.sleep(0.3)
+    d.kickq("kick", "acme")
+    mta.wait_messages(1)
+    wait_gone(d, qid)
+    assert mta.messages[0].tls
+
+
+def test_may_when_starttls_gets_454_delivers_in_cleartext(make_daemon):
+    """Opportunistic TLS (may) against a server that offers STARTTLS but
+    answers it 454: the mail goes in cleartext (as Postfix's "may"), it is
+    not kept forever."""
+    srv = Refuses454()
+    try:
+        d = make_daemon(customers=conf(srv.port, tls="may")).start()
+        qid = send(d, "454 may")
+        link_up(d)
+        wait_gone(d, qid)
+        assert any(c.upper().startswith("MAIL") for c in srv.commands), srv.commands
+    finally:
+        srv.close()

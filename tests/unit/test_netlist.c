@@ -144,6 +144,31 @@ static void test_match_table(void **state)
     netlist_free(&nl);
 }
 
+/* An IPv4-mapped network ("::ffff:192.0.2.0/120") is that IPv4 network:
+ * it holds the IPv4 peers of an IPv4 listener as well as mapped ones. */
+static void test_mapped_network(void **state)
+{
+    struct netlist nl;
+    char why[256];
+    int prefix = -1;
+    assert_int_equal(netlist_parse("::ffff:192.0.2.0/120, ::ffff:198.51.100.7", &nl, why,
+                                   sizeof why), 0);
+    assert_int_equal(netlist_match(&nl, "192.0.2.9", &prefix), 1);
+    assert_int_equal(prefix, 24);
+    assert_int_equal(netlist_match(&nl, "::ffff:192.0.2.9", &prefix), 1);
+    assert_int_equal(prefix, 24);
+    assert_int_equal(netlist_match(&nl, "198.51.100.7", &prefix), 1);
+    assert_int_equal(prefix, 32);
+    assert_int_equal(netlist_match(&nl, "192.0.3.1", NULL), 0);
+    assert_int_equal(netlist_match(&nl, "::192.0.2.9", NULL), 0);
+    netlist_free(&nl);
+    /* a shorter prefix reaches outside the mapped space: it stays IPv6 */
+    struct netlist_net n;
+    assert_int_equal(netlist_parse_one("::ffff:0.0.0.0/95", &n), 0);
+    assert_int_equal(n.family, AF_INET6);
+    assert_int_equal(n.prefix, 95);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -151,6 +176,7 @@ int main(void)
         cmocka_unit_test(test_too_many),
         cmocka_unit_test(test_host_bits_cleared),
         cmocka_unit_test(test_match_table),
+        cmocka_unit_test(test_mapped_network),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -82,7 +82,7 @@ static void test_commands(void **state)
 
 /* ---- paths --------------------------------------------------------------- */
 
-enum { F_NULL = 1, F_PM = 2, F_QUOTED = 4, F_LIT = 8, F_ROUTING = 16, F_SIZE = 32, F_8BIT = 64 };
+enum { F_NULL = 1, F_PM = 2, F_QUOTED = 4, F_LIT = 8, F_ROUTING = 16, F_SIZE = 32, F_8BIT = 64, F_AUTH = 128 };
 
 static const struct path_case {
     const char *arg;
@@ -104,6 +104,9 @@ static const struct path_case {
     { "FROM:<a@b.example> SIZE=12345 BODY=8BITMIME", "FROM", 0, SMTP_PATH_OK, "a", "b.example", F_SIZE | F_8BIT, 12345 },
     { "FROM:<a@b.example> body=7bit", "FROM", 0, SMTP_PATH_OK, "a", "b.example", 0, 0 },
     { "FROM:<a@b.example> BODY=8bitmime size=0", "FROM", 0, SMTP_PATH_OK, "a", "b.example", F_SIZE | F_8BIT, 0 },
+    /* RFC 4954 5: AUTH= on MAIL (Exim sends it after AUTH) */
+    { "FROM:<a@b.example> AUTH=<>", "FROM", 0, SMTP_PATH_OK, "a", "b.example", F_AUTH, 0 },
+    { "FROM:<a@b.example> SIZE=5 auth=a+2Bb@b.example", "FROM", 0, SMTP_PATH_OK, "a", "b.example", F_SIZE | F_AUTH, 5 },
     { "FROM:<a@b.example>  SIZE=1  ", "FROM", 0, SMTP_PATH_OK, "a", "b.example", F_SIZE, 1 },
     { "FROM:<a@b.example> SIZE=18446744073709551615", "FROM", 0, SMTP_PATH_OK, "a", "b.example", F_SIZE, UINT64_MAX },
     { "FROM:<\"quoted user\"@b.example>", "FROM", 0, SMTP_PATH_OK, "quoted user", "b.example", F_QUOTED, 0 },
@@ -185,8 +188,10 @@ static const struct path_case {
     { "FROM:<a@b.example> BODY=BINARYMIME", "FROM", 0, SMTP_PATH_PARAM, "", "", 0, 0 },
     { "FROM:<a@b.example> BODY=7BIT body=8bitmime", "FROM", 0, SMTP_PATH_PARAM, "", "", 0, 0 },
     { "FROM:<a@b.example> BODY=", "FROM", 0, SMTP_PATH_PARAM, "", "", 0, 0 },
+    { "FROM:<a@b.example> AUTH=", "FROM", 0, SMTP_PATH_PARAM, "", "", 0, 0 },
+    { "FROM:<a@b.example> AUTH=<> AUTH=<>", "FROM", 0, SMTP_PATH_PARAM, "", "", 0, 0 },
+    { "TO:<a@b.example> AUTH=<>", "TO", 1, SMTP_PATH_PARAM, "", "", 0, 0 },
     { "FROM:<a@b.example> SMTPUTF8", "FROM", 0, SMTP_PATH_PARAM, "", "", 0, 0 },
-    { "FROM:<a@b.example> AUTH=<>", "FROM", 0, SMTP_PATH_PARAM, "", "", 0, 0 },
     { "FROM:<a@b.example> =1", "FROM", 0, SMTP_PATH_PARAM, "", "", 0, 0 },
     /* RCPT TO */
     { "TO:<user@example.com>", "TO", 1, SMTP_PATH_OK, "user", "example.com", 0, 0 },
@@ -227,13 +232,14 @@ static void check_path(const char *what, const char *arg, size_t len, const stru
         fail_msg("path %s \"%s\": err %d, want %d", what, arg, e, c->err);
     if (e != SMTP_PATH_OK) {
         if (mb.local[0] || mb.domain[0] || mb.null || mb.postmaster || mb.quoted ||
-            mb.literal || pr.has_size || pr.size || pr.body_8bit)
+            mb.literal || pr.has_size || pr.size || pr.body_8bit || pr.has_auth)
             fail_msg("path %s \"%s\": mailbox not cleared on error", what, arg);
         return;
     }
     flags = (mb.null ? F_NULL : 0) | (mb.postmaster ? F_PM : 0) | (mb.quoted ? F_QUOTED : 0) |
             (mb.literal ? F_LIT : 0) | (smtp_local_is_routing(&mb) ? F_ROUTING : 0) |
-            (pr.has_size ? F_SIZE : 0) | (pr.body_8bit ? F_8BIT : 0);
+            (pr.has_size ? F_SIZE : 0) | (pr.body_8bit ? F_8BIT : 0) |
+            (pr.has_auth ? F_AUTH : 0);
     if (strcmp(mb.local, c->local) != 0 || strcmp(mb.domain, c->domain) != 0 ||
         flags != c->flags || pr.size != c->size)
         fail_msg("path %s \"%s\": local=\"%s\" domain=\"%s\" flags=%#x size=%llu", what, arg,
