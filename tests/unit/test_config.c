@@ -475,6 +475,10 @@ static const struct bad_case {
      "radius { listen = {\"127.0.0.1:1813\"}\n client \"2001:db8::1\" { secret = 'x' }\n"
      " client \"2001:DB8:0::1/128\" { secret = 'y' } }\n",
      ":3: radius client '2001:DB8:0::1/128' is the same as '2001:db8::1' (line 2)"},
+    {"radius mapped network twice",
+     "radius { listen = {\"127.0.0.1:1813\"}\n client \"192.0.2.0/24\" { secret = 'x' }\n"
+     " client \"::ffff:192.0.2.0/120\" { secret = 'y' } }\n",
+     ":3: radius client '::ffff:192.0.2.0/120' is the same as '192.0.2.0/24' (line 2)"},
     {"radius secret too long",
      "radius { listen = {\"127.0.0.1:1813\"}\n client \"192.0.2.1\" {\n secret = '"
      "0123456789012345678901234567890123456789012345678901234567890123"
@@ -803,7 +807,9 @@ static void test_registry_lookups(void **state)
     config_free(c);
 }
 
-/* radius clients: an address or a prefix, v4 or v6, host bits cleared. */
+/* radius clients: an address or a prefix, v4 or v6, host bits cleared; an
+ * IPv4-mapped network is the IPv4 network (the listener sees mapped senders
+ * as IPv4: as ::ffff:0:0/96 it could never match). */
 static void test_radius_clients(void **state)
 {
     struct config *c = load_ok(
@@ -811,11 +817,11 @@ static void test_radius_clients(void **state)
         " client \"192.0.2.1\" { secret = 'a' }\n"
         " client \"192.0.2.77/24\" { secret = 'b' }\n"
         " client \"2001:db8::/32\" { secret = 'c' }\n"
-        " client \"::ffff:0:0/96\" { secret = 'd' }\n"
+        " client \"::ffff:198.51.100.0/120\" { secret = 'd' }\n"
         " client \"0.0.0.0/0\" { secret = 'e' }\n}\n");
     static const struct { int family, prefix; const char *net; } want[] = {
         { AF_INET, 32, "192.0.2.1" }, { AF_INET, 24, "192.0.2.0" },
-        { AF_INET6, 32, "2001:db8::" }, { AF_INET6, 96, "::ffff:0.0.0.0" },
+        { AF_INET6, 32, "2001:db8::" }, { AF_INET, 24, "198.51.100.0" },
         { AF_INET, 0, "0.0.0.0" },
     };
     assert_int_equal(c->nradius_clients, 5);
