@@ -530,7 +530,12 @@ static void round_link(struct maildir_item *it, struct pending *p)
         item_fail(it, p, ENAMETOOLONG, "link", it->name);
         return;
     }
-    if (link(tmp, newpath) < 0) {
+    int rc = link(tmp, newpath);
+    /* new/ gone since the maildir was made (an operator's cleanup): made
+     * again, once */
+    if (rc < 0 && errno == ENOENT && maildir_create(it->dir, NULL, 0) == 0)
+        rc = link(tmp, newpath);
+    if (rc < 0) {
         if ((errno != EPERM && errno != ENOSYS && errno != EOPNOTSUPP) ||
             rename(tmp, newpath) < 0) {
             item_fail(it, p, errno, "link", newpath);

@@ -289,6 +289,36 @@ struct md_slot {
     uint64_t reserved;
 };
 
+/* Maildirs made (or found) already: a direct-mapped set of path hashes, so
+ * that a delivery does not repeat maildir_create()'s eight mkdir and stat
+ * calls for every message.  A stale or colliding entry costs nothing
+ * worse than a skipped check: maildir_deliver_batch() still makes a
+ * maildir (or its new/) that has gone since. */
+#define MD_KNOWN_DIRS 4096
+static _Atomic uint64_t known_dirs[MD_KNOWN_DIRS];
+
+static uint64_t dir_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h ? h : 1;
+}
+
+/* 1 when dir was made or found before; else 0, and it counts as known
+ * from now on only once maildir_create() has succeeded (dir_made). */
+static int dir_known(const char *dir)
+{
+    uint64_t h = dir_hash(dir);
+    return atomic_load_explicit(&known_dirs[h % MD_KNOWN_DIRS], memory_order_relaxed) == h;
+}
+
+static void dir_made(const char *dir)
+{
+    uint64_t h = dir_hash(dir);
+    atomic_store_explicit(&known_dirs[h % MD_KNOWN_DIRS], h, memory_order_relaxed);
+}
+
 /* Recipient i of j before the batch: loop check, quota, maildir.  1 when
  * it goes into the batch (*it set), 0 when its result is set already. */
 static int rcpt_begin(struct md_job *j, size_t i, const char *hdr, size_t hlen,
@@ -305,12 +335,13 @@ static int rcpt_begin(struct md_job *j, size_t i, const char *hdr, size_t hlen,
         set_result(j, i, 452, "452 4.2.2 maildrop over quota");
         return 0;
     }
-    if (maildir_create(r->dir, why, sizeof why) < 0) {
+    if (!dir_known(r->dir) && maildir_create(r->dir, why, sizeof why) < 0) {
         if (r->quota)
             quota_end(r, vsize, 0, 0);
         set_result(j, i, 451, "451 4.3.0 cannot make the maildir: %s", why);
         return 0;
     }
+    dir_made(r->dir);
     it->dir = r->dir;
     it->prefix = r->prefix;
     it->prefixlen = (size_t)r->plen;

@@ -316,6 +316,21 @@ static void test_deliver_makes_maildir(void **state)
     assert_int_equal(count_entries(at(dir, "new")), 1);
 }
 
+/* new/ removed after the maildir was made (an operator's cleanup): the
+ * next delivery makes it again instead of failing at the link. */
+static void test_deliver_new_removed(void **state)
+{
+    char dir[4096], name[256], path[4096 + 300];
+    mkpath(dir, *state, "md");
+    deliver_text(dir, "one\r\n", name, sizeof name);
+    snprintf(path, sizeof path, "%s/new/%s", dir, name);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(rmdir(at(dir, "new")), 0);
+    deliver_text(dir, "two\r\n", name, sizeof name);
+    assert_int_equal(count_entries(at(dir, "new")), 1);
+    assert_int_equal(count_entries(at(dir, "tmp")), 0);
+}
+
 static void test_deliver_name_buffer(void **state)
 {
     char dir[4096];
@@ -487,6 +502,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deliver_unique, tdir_setup, tdir_teardown),
         cmocka_unit_test_setup_teardown(test_deliver_host_escaped, tdir_setup, tdir_teardown),
         cmocka_unit_test_setup_teardown(test_deliver_makes_maildir, tdir_setup, tdir_teardown),
+        cmocka_unit_test_setup_teardown(test_deliver_new_removed, tdir_setup, tdir_teardown),
         cmocka_unit_test_setup_teardown(test_deliver_name_buffer, tdir_setup, tdir_teardown),
         cmocka_unit_test_setup_teardown(test_deliver_permanent, tdir_setup, tdir_teardown),
         cmocka_unit_test_setup_teardown(test_deliver_emfile, tdir_setup, tdir_teardown),
