@@ -44,9 +44,10 @@ int maildir_create(const char *dir, char *why, size_t whylen);
 
 /* BLOCKING.  Delivers one message into maildir dir: writes prefix (header
  * lines we add, CRLF or LF ends) and then body (the stored form: CRLF lines,
- * not dot-stuffed) with LF line ends into tmp/, fsyncs it, links it into
+ * not dot-stuffed) with LF line ends into tmp/, fsyncs it, moves it into
  * new/ under a unique name (time.M<usec>P<pid>Q<counter>R<random>.HOST,
- * S=..,W=..), fsyncs new/, removes the tmp/ name.  Only a 0 return means
+ * S=..,W=..) without ever replacing a name (renameat2 RENAME_NOREPLACE, or
+ * link and unlink), fsyncs new/.  Only a 0 return means
  * the message is durable in new/.  name (if not NULL) gets the base name.
  * -1 with why; *temporary is set to 1 for errors worth retrying (ENOSPC,
  * EDQUOT, EIO, EMFILE, ..., and an operator's EACCES, EPERM, EROFS), 0 for
@@ -86,8 +87,7 @@ struct maildir_item {
  * line ends, sizes, a missing maildir made, error classes, nothing left in
  * tmp/ or new/ on failure), under one round of syncs per MAILDIR_BATCH_MAX
  * items: writes every tmp/ file and starts its write-back, syncs them all,
- * links each into new/ (unless cancelled), syncs the new/ entries, and
- * removes the tmp/ names.  The syncs: for two or more items on one file
+ * moves each into new/ (unless cancelled), syncs the new/ entries.  The syncs: for two or more items on one file
  * system one syncfs(2) (and a cache flush) for all their files, and one
  * again for all their new/ entries; else (one item, or syncfs failed) an
  * fdatasync per file and an fsync per distinct new/.  An item is ok only

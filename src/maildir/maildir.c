@@ -2,9 +2,11 @@
  * maildir — where maildrops live (maildir_path), making them
  * (maildir_create) and delivering into them (maildir_deliver_batch, and
  * maildir_deliver, a batch of one): each message is written with LF line
- * ends into tmp/, fdatasync'ed, linked into new/ under a unique name
- * carrying ",S=" (bytes on disk) and ",W=" (bytes with CRLF ends), new/ is
- * fsync'ed and the tmp/ name removed.  A batch does each step for all its
+ * ends into tmp/, fdatasync'ed, moved into new/ under a unique name
+ * carrying ",S=" (bytes on disk) and ",W=" (bytes with CRLF ends) with
+ * renameat2(RENAME_NOREPLACE), which never replaces a name as the Maildir
+ * spec's link(2) (link(2) and unlink(2) where the file system lacks it),
+ * and new/ is fsync'ed.  A batch does each step for all its
  * messages before the next (every write-back started before the first
  * sync, every link made before new/ is synced, each distinct new/ synced
  * once), so that one journal commit carries many messages.
@@ -15,8 +17,8 @@
  * (escaped into the file name).  Message bytes are copied, never parsed
  * beyond line ends.  Guarantees: a message is reported delivered only once
  * its file and its new/ entry are synced, and a failed one leaves nothing
- * in tmp/ or new/ (one message's failure fails no other); names are unique per process (time, microseconds, pid, a
- * counter, 64 random bits).  Every call here blocks: worker threads only.
+ * in tmp/ or new/ (one message's failure fails no other); names are unique
+ * per process (time, microseconds, pid, a counter, 64 random bits).  Every call here blocks: worker threads only.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -514,8 +516,8 @@ static void round_sync_all(struct maildir_item *items, struct pending *ps, size_
             round_sync(&items[i], &ps[i]);
 }
 
-/* Step 3: linked into new/ (renamed where the file system has no hard
- * links), unless the caller cancelled it meanwhile. */
+/* Step 3: moved (or linked) into new/, unless the caller cancelled it
+ * meanwhile. */
 static void round_link(struct maildir_item *it, struct pending *p)
 {
     char tmp[PATH_MAX], newpath[PATH_MAX];
@@ -530,17 +532,26 @@ static void round_link(struct maildir_item *it, struct pending *p)
         item_fail(it, p, ENAMETOOLONG, "link", it->name);
         return;
     }
-    int rc = link(tmp, newpath);
+    /* moved, never over an existing name (the Maildir spec's link(2) and
+     * unlink(2) in one call); link(2) where the file system cannot */
+    int rc = renameat2(AT_FDCWD, tmp, AT_FDCWD, newpath, RENAME_NOREPLACE);
     /* new/ gone since the maildir was made (an operator's cleanup): made
      * again, once */
     if (rc < 0 && errno == ENOENT && maildir_create(it->dir, NULL, 0) == 0)
-        rc = link(tmp, newpath);
-    if (rc < 0) {
-        if ((errno != EPERM && errno != ENOSYS && errno != EOPNOTSUPP) ||
-            rename(tmp, newpath) < 0) {
-            item_fail(it, p, errno, "link", newpath);
-            return;
+        rc = renameat2(AT_FDCWD, tmp, AT_FDCWD, newpath, RENAME_NOREPLACE);
+    if (rc == 0) {
+        p->made = 0;                    /* the tmp/ name is gone */
+    } else if (errno == EINVAL || errno == ENOSYS) {
+        if (link(tmp, newpath) < 0) {
+            if ((errno != EPERM && errno != ENOSYS && errno != EOPNOTSUPP) ||
+                rename(tmp, newpath) < 0) {
+                item_fail(it, p, errno, "link", newpath);
+                return;
+            }
         }
+    } else {
+        item_fail(it, p, errno, "link", newpath);
+        return;
     }
     p->state = P_LINKED;
 }
