@@ -29,7 +29,8 @@ Benchmarks (numbers as in issue 4; RESULTS.md describes the method):
   9. pop3:    POP3 side by side with a private Dovecot over the same maildir
               files (pop3bench.py, pop3load.py)
   10. local:  10,000 messages into 100 maildrops, kickmail vs Postfix
-              virtual(8) (pop3bench.py)
+              virtual(8), from one tests/bench/smtpload process with 20
+              sessions (pop3bench.py); run before 9 (see main())
   11. odmr:   ATRN → first message at the customer's side (a Python ODMR
               client), 1 and 1,000 held, p50/p99 (odmrbench.py)
   and a perf profile of kickmaild's accept path.
@@ -820,10 +821,17 @@ def main():
                   "radius" in ONLY, "ppphook" in ONLY)
         if "storm" in ONLY:
             phase("storm", dialin.bench_storm, procs, build, work)
-        if "pop3" in ONLY:
-            phase("pop3", pop3bench.bench_pop3, procs, build, work)
+        # 10 before 9: phase 9 deletes 40,000 maildir files (DELE of all on
+        # both servers), and ext4 without a journal (this machine's root)
+        # passes over inodes freed in the last 60 s (6 min while their
+        # inode-table block is dirty) at every file creation (recently_deleted()
+        # in fs/ext4/ialloc.c): right after phase 9, 40 % of kickmail's
+        # delivery CPU went there (perf, 2026-12-07), a cost of the phase
+        # before, not of either MTA
         if "local" in ONLY:
             phase("local", pop3bench.bench_local, procs, build, work, pf)
+        if "pop3" in ONLY:
+            phase("pop3", pop3bench.bench_pop3, procs, build, work)
         if "odmr" in ONLY:
             phase("odmr", odmrbench.bench_odmr, procs, build, work)
         if PROFILE and "profile" in ONLY:

@@ -691,16 +691,21 @@ def build_genspool(build, work):
     return out
 
 
-def build_acceptstamp(work):
-    """tests/bench/acceptstamp (the sink's accept()s), built once into WORK."""
-    out = os.path.join(work, "acceptstamp")
+def build_tool(work, name):
+    """tests/bench/NAME.c (a standalone helper program), built once into WORK."""
+    out = os.path.join(work, name)
     if not os.path.exists(out):
         r = subprocess.run(["cc", "-O2", "-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra",
-                            "-Werror", os.path.join(HERE, "acceptstamp.c"), "-o", out],
+                            "-Werror", os.path.join(HERE, name + ".c"), "-o", out],
                            capture_output=True, text=True)
         if r.returncode != 0:
-            raise RuntimeError("cannot build acceptstamp: %s" % r.stderr[-2000:])
+            raise RuntimeError("cannot build %s: %s" % (name, r.stderr[-2000:]))
     return out
+
+
+def build_acceptstamp(work):
+    """tests/bench/acceptstamp (the sink's accept()s), built once into WORK."""
+    return build_tool(work, "acceptstamp")
 
 
 # ---------------------------------------------------------------- report

@@ -29,12 +29,15 @@ process_limit 1024), which only helps it.
 Uses bench.py's helpers and ROWS/NOTES (imported as `bench`).  Knobs:
 BENCH_POP3_BIG [20000], BENCH_POP3_RETR [2000], BENCH_POP3_SESSIONS [200],
 BENCH_POP3_PER_SESSION [20], BENCH_POP3_ROUNDS [3], BENCH_LOCAL_MESSAGES
-[10000], BENCH_LOCAL_DROPS [100], BENCH_LOCAL_SOURCES [20] (smtp-source
-processes at a time, one session each).
+[10000], BENCH_LOCAL_DROPS [100], BENCH_LOCAL_SOURCES [20] (sessions at a
+time), BENCH_LOCAL_LOAD [smtpload] (smtpload: one process of
+tests/bench/smtpload.c, recipients round robin; processes: the method of
+2026-11/12, one smtp-source process per maildrop, one session each).
 """
 import json
 import os
 import pwd
+import resource
 import shutil
 import statistics
 import subprocess
@@ -57,6 +60,7 @@ POP_ROUNDS = int(os.environ.get("BENCH_POP3_ROUNDS", "3"))
 LOCAL_MSGS = int(os.environ.get("BENCH_LOCAL_MESSAGES", "10000"))
 LOCAL_DROPS = int(os.environ.get("BENCH_LOCAL_DROPS", "100"))
 LOCAL_SOURCES = int(os.environ.get("BENCH_LOCAL_SOURCES", "20"))
+LOCAL_LOAD = os.environ.get("BENCH_LOCAL_LOAD", "smtpload")
 
 POP_DOMAIN = "pop.example"
 LOCAL_DOMAIN = "local.example"
@@ -268,10 +272,23 @@ def count_delivered(base, names):
     return n
 
 
-def local_run(port, base, names, what):
-    """smtp-source runs (one session, N/drops messages each, LOCAL_SOURCES at
-    a time) into port; returns (seconds to the last 250, seconds to the last
-    file in new/), both from the first launch."""
+def local_load_smtpload(port, names, what, work):
+    """The load of phase 10: LOCAL_MSGS messages from one smtpload process,
+    LOCAL_SOURCES sessions at a time, recipient k = names[k % len(names)]."""
+    per = LOCAL_MSGS // len(names)
+    argv = [os.path.join(work, "smtpload"), "-s", str(LOCAL_SOURCES), "-l", "4096",
+            "-m", str(per * len(names)), "-f", "from@x.example",
+            "-t", ",".join("%s@%s" % (n, LOCAL_DOMAIN) for n in names), "127.0.0.1:%d" % port]
+    note_cmd("10. %s" % what, " ".join(argv[:9] + ["-t", "l000@%s,...,l%03d@%s" % (
+        LOCAL_DOMAIN, len(names) - 1, LOCAL_DOMAIN), "127.0.0.1:PORT"]))
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    if r.returncode != 0 or r.stderr.strip():
+        raise RuntimeError("smtpload failed (%d): %s%s" % (r.returncode, r.stdout, r.stderr[-2000:]))
+
+
+def local_load_processes(port, names, what):
+    """The load of phase 10 until 2026-12-07: one smtp-source process per
+    maildrop (one session, N/drops messages), LOCAL_SOURCES at a time."""
     per = LOCAL_MSGS // len(names)
     argv0 = [bench.SMTP_SOURCE, "-s", "1", "-l", "4096", "-m", str(per), "-f", "from@x.example"]
     note_cmd("10. %s" % what, " ".join(argv0 + ["-t", "lNNN@%s" % LOCAL_DOMAIN,
@@ -279,7 +296,6 @@ def local_run(port, base, names, what):
              " (%d of them, %d at a time)" % (len(names), LOCAL_SOURCES))
     pending = list(names)
     running = []
-    t0 = time.monotonic()
     while pending or running:
         while pending and len(running) < LOCAL_SOURCES:
             n = pending.pop(0)
@@ -293,7 +309,24 @@ def local_run(port, base, names, what):
                     raise RuntimeError("smtp-source failed (%d): %s" % (p.returncode, err))
                 running.remove(p)
         time.sleep(0.002)
+
+
+LOCAL_LOAD_CPU = [0.0]          # CPU seconds of the last run's load generator
+
+
+def local_run(port, base, names, what, work):
+    """The load (BENCH_LOCAL_LOAD) into port; returns (seconds to the last
+    250, seconds to the last file in new/), both from the first connection."""
+    per = LOCAL_MSGS // len(names)
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    if LOCAL_LOAD == "processes":
+        local_load_processes(port, names, what)
+    else:
+        local_load_smtpload(port, names, what, work)
     t_accept = time.monotonic() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    LOCAL_LOAD_CPU[0] = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
     want = per * len(names)
     end = time.monotonic() + 600
     while True:
@@ -320,22 +353,31 @@ def bench_local(procs, build, work, pf):
         f.write('maildir_root = "%s"\n%s' % (
             root, "".join("maildrop \"%s@%s\" {\n  password = '%s'\n}\n"
                           % (x, LOCAL_DOMAIN, crypt_hash(PASSWORD)) for x in names)))
+    bench.build_tool(work, "smtpload")
     km.start()
     try:
         c0 = bench.proc_cpu(km.pid())
-        ka, kt = local_run(km.port, root, names, "local delivery, kickmail")
+        ka, kt = local_run(km.port, root, names, "local delivery, kickmail", work)
         kcpu = bench.proc_cpu(km.pid()) - c0
+        kgen = LOCAL_LOAD_CPU[0]
     finally:
         km.stop()
-    pa, pt = local_run(pf.port, pf.local_base, names, "virtual(8) delivery, Postfix")
+    pa, pt = local_run(pf.port, pf.local_base, names, "virtual(8) delivery, Postfix", work)
+    pgen = LOCAL_LOAD_CPU[0]
     kr, pr = n / kt, n / pt
     log("   kickmail: all accepted in %.2f s, all in new/ after %.2f s = %.0f msg/s "
-        "(kickmaild %.0f %% of a core); Postfix: accepted in %.2f s, delivered after %.2f s "
-        "= %.0f msg/s" % (ka, kt, kr, 100 * kcpu / kt, pa, pt, pr))
+        "(kickmaild %.0f %% of a core, the load %.0f %%); Postfix: accepted in %.2f s, "
+        "delivered after %.2f s = %.0f msg/s (the load %.0f %%)"
+        % (ka, kt, kr, 100 * kcpu / kt, 100 * kgen / ka, pa, pt, pr, 100 * pgen / pa))
     row(10, "local delivery, %d × 4 KB into %d maildirs (SMTP in → file in new/)" % (
         n, len(names)), kr, pr, "msg/s", "≥ 5× Postfix", kr / pr >= 5)
+    if LOCAL_LOAD == "processes":
+        how = ("%d smtp-source processes, %d at a time, one session and %d messages each"
+               % (len(names), LOCAL_SOURCES, n // len(names)))
+    else:
+        how = ("one smtpload process, %d sessions, recipients round robin over the %d "
+               "maildrops" % (LOCAL_SOURCES, len(names)))
     NOTES.append("local (10): accepted/delivered after kickmail %.2f/%.2f s, Postfix "
-                 "virtual(8) %.2f/%.2f s; %d smtp-source processes, %d at a time, one "
-                 "session and %d messages each" % (ka, kt, pa, pt, len(names), LOCAL_SOURCES,
-                                                   n // len(names)))
+                 "virtual(8) %.2f/%.2f s; %s; the load's CPU: %.2f s with kickmail, %.2f s "
+                 "with Postfix" % (ka, kt, pa, pt, how, kgen, pgen))
     shutil.rmtree(os.path.join(work, "local"), ignore_errors=True)
