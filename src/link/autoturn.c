@@ -2,8 +2,8 @@
  * autoturn — raises a customer's link when it shows itself (autoturn.h):
  * after an authentication the protocol sessions report, or on a connection
  * from the customer's autoturn_networks.  The decision is a pure function;
- * raising goes through link_event() like every detector (source
- * "autoturn", the customer's link_ttl, session "LISTENER:[PEER]").
+ * raising goes through peer_link_up() (link_event(), like every detector:
+ * source "autoturn", the customer's link_ttl, session "LISTENER:[PEER]").
  *
  * Trusts: the customer (from the registry) and that the caller's
  * authentication succeeded; the peer is the TCP peer's numeric address
@@ -31,6 +31,7 @@
 #include "link/autoturn.h"
 #include "link/link_event.h"
 #include "link/links.h"
+#include "link/peer_link.h"
 
 #define REFRESH_MIN 60          /* s between refreshes by connections */
 
@@ -108,8 +109,13 @@ static int autoturn_raise(const struct customer *c, enum autoturn_how how,
     util_log_safe(safe, sizeof safe, peer);
     if (how == AUTOTURN_NETWORK && recently_raised(c, session, peer))
         return 0;
-    const struct link *l = links_get(c->name);
-    if (l && l->up && l->source != LINK_SRC_AUTOTURN) {
+    const struct link *l;
+    struct peer_link pl = {
+        .customer = c->name, .peer = peer, .session = session,
+        .source = LINK_SRC_AUTOTURN, .ttl = LINK_EVENT_TTL_DEFAULT,
+    };
+    int rc = peer_link_up(&pl, &l, raise_done, NULL, err, sizeof err);
+    if (rc == 0) {
         char at[256];
         if (how == AUTOTURN_NETWORK)
             return 0;           /* no line per connection */
@@ -118,11 +124,7 @@ static int autoturn_raise(const struct customer *c, enum autoturn_how how,
                  util_log_safe(at, sizeof at, l->address));
         return 0;
     }
-    struct link_event ev = {
-        .kind = LINK_WHO_CUSTOMER, .who = c->name, .up = 1, .address = peer,
-        .ttl = LINK_EVENT_TTL_DEFAULT, .source = LINK_SRC_AUTOTURN, .session = session,
-    };
-    if (link_event(&ev, raise_done, NULL, err, sizeof err) < 0) {
+    if (rc < 0) {
         log_warn("autoturn: customer=%s client=[%s] via=%s refused: %s", c->name, safe,
                  listener, err);
         return -1;

@@ -18,11 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
-#include <event2/event.h>
-
-#include "auth/guard.h"
+#include "auth/attempt.h"
 #include "auth/passwd.h"
 #include "auth/sasl.h"
 #include "core/digest.h"
@@ -45,9 +42,7 @@ void pop3_login_free(struct pop3_sess *s)
     if (s->check)
         auth_passwd_cancel(s->check);
     s->check = NULL;
-    if (s->delay)
-        event_free(s->delay);
-    s->delay = NULL;
+    auth_attempt_cancel(&s->attempt);
     free(s->user);
     free(s->login);
     util_wipe_free(s->secret_try);
@@ -66,7 +61,7 @@ static int plaintext_ok(struct pop3_sess *s)
  * listing is under way, -1 when refused (answered, back in AUTHORIZATION). */
 static int login_succeeded(struct pop3_sess *s, const struct maildrop_ref *ref)
 {
-    auth_guard_ok(s->peer, time(NULL));
+    auth_attempt_ok(s->peer);
     if (pop3_drop_open(s, ref->name, ref->mode, ref->keep_days) < 0) {
         pop3_enter_state(s, P3_AUTH);   /* [IN-USE] answered */
         return -1;
@@ -80,11 +75,9 @@ static int login_succeeded(struct pop3_sess *s, const struct maildrop_ref *ref)
 }
 
 /* A failed attempt's delay has passed: the answer. */
-static void failure_answer(evutil_socket_t fd, short what, void *arg)
+static void failure_answer(void *arg)
 {
     struct pop3_sess *s = arg;
-    event_free(s->delay);
-    s->delay = NULL;
     pop3_reply(s, AUTH_FAILED);
     pop3_enter_state(s, P3_AUTH);
     pop3_bad_command(s);
@@ -94,14 +87,11 @@ static void failure_answer(evutil_socket_t fd, short what, void *arg)
 static void login_failed(struct pop3_sess *s)
 {
     char name[1100];
-    long ms = auth_guard_fail(s->peer, time(NULL));
     stats_add(ST_POP3_LOGIN_FAILED, 1);
     log_info("pop3: login failed user=<%s> client=%s tls=%s method=%s",
              util_log_safe(name, sizeof name, s->login ? s->login : ""), s->peer,
              pop3_sess_tls(s) ? "yes" : "no", s->login_how);
-    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-    s->delay = evtimer_new(pop3_env.base, failure_answer, s);
-    evtimer_add(s->delay, &tv);
+    auth_attempt_fail(&s->attempt, pop3_env.base, s->peer, failure_answer, s);
 }
 
 /* The password check ended (on the loop). */
@@ -127,7 +117,7 @@ static void check_done(int ok, void *arg)
 /* An address over the guard's limit tries no more on this connection. */
 static int guard_refuses(struct pop3_sess *s)
 {
-    if (!auth_guard_blocked(s->peer, time(NULL)))
+    if (!auth_attempt_blocked(s->peer))
         return 0;
     stats_add(ST_POP3_LOGIN_FAILED, 1);
     log_warn("pop3: login refused client=%s: too many failed logins from this address",

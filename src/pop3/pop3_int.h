@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "auth/attempt.h"
 #include "core/config.h"
 #include "maildir/maildir.h"
 #include "pop3/pop3_parse.h"
@@ -123,7 +124,7 @@ struct pop3_sess {
     char *secret_try;           /* the password given, while a domain
                                  * maildrop's secret is to be compared */
     struct auth_check *check;   /* a password check in flight */
-    struct event *delay;        /* a failed login's delay */
+    struct auth_attempt attempt;    /* a failed login's delay */
     int login_ok;               /* the check said yes */
     const char *login_how;      /* "USER", "AUTH PLAIN", "APOP" */
     /* TRANSACTION */

@@ -22,9 +22,7 @@
 #include <sys/random.h>
 #include <time.h>
 
-#include <event2/event.h>
-
-#include "auth/guard.h"
+#include "auth/attempt.h"
 #include "auth/passwd.h"
 #include "auth/sasl.h"
 #include "core/config.h"
@@ -50,9 +48,7 @@ static void attempt_clear(struct smtp_sess *s)
     if (s->auth_check)
         auth_passwd_cancel(s->auth_check);
     s->auth_check = NULL;
-    if (s->auth_delay)
-        event_free(s->auth_delay);
-    s->auth_delay = NULL;
+    auth_attempt_cancel(&s->auth_attempt);
     free(s->auth_try);
     s->auth_try = NULL;
     free(s->auth_challenge);
@@ -80,7 +76,7 @@ int smtp_auth_offered(const struct smtp_sess *s)
 static void attempt_ok(struct smtp_sess *s)
 {
     char name[1100];
-    auth_guard_ok(s->peer, time(NULL));
+    auth_attempt_ok(s->peer);
     free(s->auth_user);
     s->auth_user = s->auth_try;
     s->auth_try = NULL;
@@ -96,11 +92,9 @@ static void attempt_ok(struct smtp_sess *s)
 }
 
 /* A failure's delay has passed: its answer. */
-static void failure_answer(evutil_socket_t fd, short what, void *arg)
+static void failure_answer(void *arg)
 {
     struct smtp_sess *s = arg;
-    event_free(s->auth_delay);
-    s->auth_delay = NULL;
     if (s->auth_fails >= MAX_SESSION_FAILURES) {
         log_warn("too many failed authentications from %s", s->peer);
         smtp_sess_reply(s, "421 4.7.0 %s Error: too many failed authentication attempts",
@@ -116,7 +110,6 @@ static void failure_answer(evutil_socket_t fd, short what, void *arg)
 static void attempt_failed(struct smtp_sess *s)
 {
     char name[1100];
-    long ms = auth_guard_fail(s->peer, time(NULL));
     s->auth_fails++;
     log_warn("unknown[%s]: SASL %s authentication failed: sasl_username=<%s>", s->peer,
              s->auth_method, util_log_safe(name, sizeof name, s->auth_try ? s->auth_try : ""));
@@ -124,9 +117,7 @@ static void attempt_failed(struct smtp_sess *s)
     s->auth_try = NULL;
     if (s->state != SS_AUTHCHECK)
         smtp_sess_enter(s, SS_AUTHCHECK);
-    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-    s->auth_delay = evtimer_new(smtp_env.base, failure_answer, s);
-    evtimer_add(s->auth_delay, &tv);
+    auth_attempt_fail(&s->auth_attempt, smtp_env.base, s->peer, failure_answer, s);
 }
 
 /* The password check ended (on the loop). */
@@ -265,7 +256,7 @@ static int auth_refused(struct smtp_sess *s)
         smtp_sess_reply(s, "538 5.7.11 Encryption required for requested authentication "
                         "mechanism");
         smtp_sess_bad(s);
-    } else if (auth_guard_blocked(s->peer, time(NULL))) {
+    } else if (auth_attempt_blocked(s->peer)) {
         log_warn("AUTH refused from %s: too many failed authentications from this address",
                  s->peer);
         smtp_sess_reply(s, "421 4.7.0 %s Error: too many failed authentications from your "

@@ -38,8 +38,7 @@
 #include "core/log.h"
 #include "core/registry.h"
 #include "core/util.h"
-#include "link/link_event.h"
-#include "link/links.h"
+#include "link/peer_link.h"
 #include "mta/deliver.h"
 #include "smtp_int.h"
 
@@ -82,20 +81,19 @@ static void link_done(const struct link_event_result *res, void *arg)
 static int odmr_link(struct smtp_sess *s, const char *customer, int up)
 {
     char session[160], err[256];
-    const struct link *l = links_get(customer);
-    if (up && l && l->up)
-        return 0;
     odmr_session_id(s, session, sizeof session);
-    struct link_event ev = {
-        .kind = LINK_WHO_CUSTOMER, .who = customer, .up = up, .address = s->peer,
-        .ttl = ODMR_LINK_TTL, .source = LINK_SRC_ODMR, .session = session,
-        .own_session = !up,
+    /* keep_own: a link of another ODMR session (its end missed) is left too */
+    struct peer_link pl = {
+        .customer = customer, .peer = s->peer, .session = session,
+        .source = LINK_SRC_ODMR, .ttl = ODMR_LINK_TTL, .keep_own = 1,
     };
-    if (link_event(&ev, link_done, NULL, err, sizeof err) < 0) {
+    int rc = up ? peer_link_up(&pl, NULL, link_done, NULL, err, sizeof err) :
+                  peer_link_down(&pl, link_done, NULL, err, sizeof err);
+    if (rc < 0) {
         log_warn("odmr: link %s of %s: %s", up ? "up" : "down", customer, err);
         return 0;
     }
-    return 1;
+    return up ? rc : 1;
 }
 
 /* Where the turned session keeps what its end needs. */

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "auth/attempt.h"
 #include "smtp/smtp_mem.h"
 #include "smtp/smtp_parse.h"
 
@@ -83,7 +84,7 @@ struct smtp_sess {
     char *auth_secret_try;          /* its password, for a customer's secret */
     char *auth_challenge;           /* CRAM-MD5's challenge text */
     struct auth_check *auth_check;  /* the password check in flight */
-    struct event *auth_delay;       /* a failure's delay */
+    struct auth_attempt auth_attempt;   /* a failure's delay */
     unsigned bad;                   /* bad commands so far */
     int skipping;                   /* discarding an over-long line up to LF */
     int dead;                       /* peer gone while SS_COMMIT: free on completion */

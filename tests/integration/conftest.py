@@ -684,6 +684,16 @@ def mta(make_mta):
     return make_mta()
 
 
+def starttls_unverified(s, helo="client.example"):
+    """STARTTLS on the smtplib session s, the certificate not checked (the
+    daemon's is the self-signed test one), then EHLO again: its reply."""
+    ctx = _ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = _ssl.CERT_NONE
+    s.starttls(context=ctx)
+    return s.ehlo(helo)
+
+
 def _conf_value(key, v):
     if isinstance(v, bool):
         return "true" if v else "false"

@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-from conftest import MTA_HOST, customer_conf, free_port, queue, queue_ids, wait_for
+from conftest import (MTA_HOST, customer_conf, free_port, queue, queue_ids,
+                      starttls_unverified, wait_for)
 from peers import FETCHMAIL, Fetchmail
 
 needs_fetchmail = pytest.mark.skipif(
@@ -381,7 +382,6 @@ def test_link_up_elsewhere_during_session(odmr, mta):
 def test_starttls_then_plain_and_atrn(make_daemon, mta):
     """With a tls section: STARTTLS offered; under TLS AUTH PLAIN too; the
     turned connection stays under TLS (no second STARTTLS) and delivers."""
-    import ssl
     port = free_port()
     d = make_daemon(customers=customers(mta.port), tls=True,
                     extra='odmr { listen = {"127.0.0.1:%d"} }\n' % port).start()
@@ -390,11 +390,7 @@ def test_starttls_then_plain_and_atrn(make_daemon, mta):
     c, t = s.ehlo("client.example")
     assert "STARTTLS" in t.decode().splitlines()
     assert "AUTH CRAM-MD5" in t.decode().splitlines()
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    s.starttls(context=ctx)
-    c, t = s.ehlo("client.example")
+    c, t = starttls_unverified(s)
     lines = t.decode().splitlines()
     assert "AUTH PLAIN LOGIN CRAM-MD5" in lines and "STARTTLS" not in lines
     s.login("acme", "s3cret")
@@ -455,7 +451,6 @@ def test_tls_policy_encrypt_needs_starttls_before_atrn(make_daemon, mta):
     """A customer with tls = "encrypt" (or "verify") gets its mail over ODMR
     only under TLS: ATRN on a cleartext session is refused (530, the mail
     stays queued); after STARTTLS the same customer is served."""
-    import ssl
     port = free_port()
     conf = customer_conf("acme", ["acme.example"], deliver="pickup", secret="s3cret",
                          tls="encrypt")
@@ -470,11 +465,7 @@ def test_tls_policy_encrypt_needs_starttls_before_atrn(make_daemon, mta):
     s.quit()
     s = smtplib.SMTP("127.0.0.1", port, timeout=10)
     s.ehlo("client.example")
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    s.starttls(context=ctx)
-    s.ehlo("client.example")
+    starttls_unverified(s)
     assert cram(s, "acme", "s3cret")[0] == 235
     assert s.docmd("ATRN", "acme.example")[0] == 250
     turned = Turned(s.sock)
@@ -554,7 +545,6 @@ def test_guard_counts_across_odmr_pop3_and_submission(make_daemon, mta):
     (CRAM-MD5), pop3 (PASS) and submission add up, and then odmr refuses
     even the right secret."""
     import poplib
-    import ssl
     oport, pport, sport = free_port(), free_port(), free_port()
     d = make_daemon(customers=customers(mta.port), tls=True, extra="""
 odmr { listen = {"127.0.0.1:%d"} }
@@ -573,11 +563,7 @@ auth { failure_delay = 0 max_failures = 3 }
     p.quit()
     s = smtplib.SMTP("127.0.0.1", sport, timeout=10)
     s.ehlo("client.example")
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    s.starttls(context=ctx)
-    s.ehlo("client.example")
+    starttls_unverified(s)
     assert s.docmd("AUTH", "PLAIN " + base64.b64encode(b"\0acme\0wrong").decode())[0] == 535
     s.quit()
     s = session(d)

@@ -8,11 +8,11 @@ reason in kickq list), never bounces it."""
 import os
 import re
 import smtplib
-import ssl
 import subprocess
 import time
 
-from conftest import MTA_HOST, ROOT, customer_conf, queue, status_of, wait_for
+from conftest import (MTA_HOST, ROOT, customer_conf, queue, starttls_unverified, status_of,
+                      wait_for)
 
 ACME = "bob@acme.example"
 SENDER = "a@sender.example"
@@ -233,13 +233,9 @@ def test_sighup_new_certificate_keeps_open_sessions(make_daemon):
     d = make_daemon(tls=True).start()
     old_fp = fingerprint(os.path.join(d.tmp, "tls", "cert.pem"))
     assert served_fingerprint(d.port) == old_fp
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
     s = smtplib.SMTP("127.0.0.1", d.port, timeout=10)
     s.ehlo("client.example")
-    s.starttls(context=ctx)
-    s.ehlo("client.example")
+    starttls_unverified(s)
     cert = new_cert(d, "new.test.example")
     new_fp = fingerprint(cert)
     assert new_fp != old_fp

@@ -25,6 +25,7 @@
 
 #include "core/config.h"
 #include "core/custmap.h"
+#include "conf_fixture.h"
 
 static char tmpdir[PATH_MAX];
 static char mappath[PATH_MAX + 64], confpath[PATH_MAX + 64];
@@ -81,18 +82,10 @@ static struct custmap *load_ok(const char *sql)
     return m;
 }
 
+/* text as the configuration file at confpath, loaded (conf_fixture.h). */
 static struct config *conf_ok(const char *text)
 {
-    char err[512];
-    FILE *f = fopen(confpath, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-    struct config *c = config_load(confpath, err, sizeof err);
-    if (!c)
-        print_error("config: %s\n", err);
-    assert_non_null(c);
-    return c;
+    return fixture_conf_ok(confpath, text);
 }
 
 /* mkdtemp (TMPDIR, default /tmp) and the shipped schema (KM_TOP, default

@@ -20,6 +20,7 @@
 
 #include "core/config.h"
 #include "core/registry.h"
+#include "conf_fixture.h"
 
 static char tmpdir[PATH_MAX];
 
@@ -27,10 +28,7 @@ static const char *write_file(const char *name, const char *text)
 {
     static char path[PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/%s", tmpdir, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    assert_int_equal(fputs(text, f) >= 0, 1);
-    assert_int_equal(fclose(f), 0);
+    fixture_write(path, text);
     return path;
 }
 
@@ -39,14 +37,12 @@ static struct config *load_text(const char *text, char *err, size_t errlen)
     return config_load(write_file("test.conf", text), err, errlen);
 }
 
+/* text as test.conf, loaded (conf_fixture.h: as map_fixture.h's conf_ok). */
 static struct config *load_ok(const char *text)
 {
-    char err[512];
-    struct config *c = load_text(text, err, sizeof err);
-    if (!c)
-        print_error("unexpected failure: %s\n", err);
-    assert_non_null(c);
-    return c;
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/test.conf", tmpdir);
+    return fixture_conf_ok(path, text);
 }
 
 static int setup(void **state)

@@ -12,6 +12,9 @@
  * And the RADIUS listener on the same table: a Start's link change reaches
  * delivery's callback before the Accounting-Response's authenticator is
  * computed (digest_md5() is this file's, counting its calls).
+ * And peer_link.h, the link of a session's peer (ODMR, AutoTURN): raised
+ * unless up from another source (or from its own with keep_own), taken
+ * down only while still that session's, refused like link_event().
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -42,6 +45,7 @@
 #include "core/util.h"
 #include "link/link_event.h"
 #include "link/links.h"
+#include "link/peer_link.h"
 #include "link/radius.h"
 #include "spool/spool.h"
 
@@ -647,6 +651,97 @@ static void test_radius_change_before_response(void **state)
     config_free(rc);
 }
 
+/* ---- peer_link ---- */
+
+/* peer_link_up(), then the loop until its callback came (when 1). */
+static int peer_up_wait(const struct peer_link *pl, const struct link **other)
+{
+    char err[256];
+    memset(&seen, 0, sizeof seen);
+    seen.returned = 0;
+    int rc = peer_link_up(pl, other, event_cb, (void *)(intptr_t)7, err, sizeof err);
+    seen.returned = 1;
+    if (rc == 1)
+        run_until(&seen.calls, 5);
+    return rc;
+}
+
+static int peer_down_wait(const struct peer_link *pl)
+{
+    char err[256];
+    memset(&seen, 0, sizeof seen);
+    int rc = peer_link_down(pl, event_cb, (void *)(intptr_t)7, err, sizeof err);
+    seen.returned = 1;
+    if (rc == 0)
+        run_until(&seen.calls, 5);
+    return rc;
+}
+
+static void test_peer_link(void **state)
+{
+    char err[256] = "";
+    const struct link *other = (const struct link *)1;
+    struct peer_link at_a = { "acme", "192.0.2.7", "submission:[192.0.2.7]",
+                              LINK_SRC_AUTOTURN, TTL_DEF, 0 };
+    struct peer_link at_b = { "acme", "192.0.2.8", "pop3:[192.0.2.8]",
+                              LINK_SRC_AUTOTURN, TTL_DEF, 0 };
+    struct peer_link odmr_a = { "acme", "192.0.2.7", "odmr/192.0.2.7:1000",
+                                LINK_SRC_ODMR, 3600, 1 };
+    struct peer_link odmr_b = { "acme", "192.0.2.8", "odmr/192.0.2.8:2000",
+                                LINK_SRC_ODMR, 3600, 1 };
+
+    /* another source's link: left alone, whatever keep_own */
+    links_empty();
+    table_up("acme", "192.0.2.9");
+    assert_int_equal(peer_up_wait(&at_a, &other), 0);
+    assert_non_null(other);
+    assert_int_equal(other->source, LINK_SRC_KICKQ);
+    assert_string_equal(other->address, "192.0.2.9");
+    assert_ptr_equal(peer_link_other(&odmr_a), links_get("acme"));
+    assert_int_equal(peer_up_wait(&odmr_a, NULL), 0);
+    run_until(&(int){0}, 0.02);
+    assert_int_equal(seen.calls + seen.fn_calls, 0);
+    assert_string_equal(links_get("acme")->address, "192.0.2.9");
+
+    /* nothing up: raised, the callback once, after the call */
+    links_empty();
+    assert_null(peer_link_other(&at_a));
+    assert_int_equal(peer_up_wait(&at_a, &other), 1);
+    assert_null(other);
+    assert_int_equal(seen.calls, 1);
+    assert_int_equal(seen.early, 0);
+    assert_true(seen.up);
+    assert_int_equal(links_get("acme")->source, LINK_SRC_AUTOTURN);
+    assert_string_equal(links_get("acme")->session, "submission:[192.0.2.7]");
+    /* its own source without keep_own: moved to the other session's peer */
+    assert_int_equal(peer_up_wait(&at_b, &other), 1);
+    assert_string_equal(links_get("acme")->address, "192.0.2.8");
+    /* down: only the session it is now */
+    assert_int_equal(peer_down_wait(&at_a), 0);
+    assert_true(links_get("acme")->up);
+    assert_int_equal(peer_down_wait(&at_b), 0);
+    assert_false(links_get("acme")->up);
+
+    /* keep_own: another session of the same source is left alone */
+    links_empty();
+    assert_int_equal(peer_up_wait(&odmr_a, NULL), 1);
+    assert_in_range(links_get("acme")->expires - links_get("acme")->since, 3599, 3601);
+    assert_int_equal(peer_up_wait(&odmr_b, &other), 0);
+    assert_string_equal(other->session, "odmr/192.0.2.7:1000");
+    assert_int_equal(peer_down_wait(&odmr_b), 0);
+    assert_true(links_get("acme")->up);
+    assert_int_equal(peer_down_wait(&odmr_a), 0);
+    assert_false(links_get("acme")->up);
+
+    /* refused as link_event() refuses: -1, err, no callback */
+    struct peer_link nobody = { "nosuch", "192.0.2.7", "odmr/x", LINK_SRC_ODMR, 3600, 1 };
+    memset(&seen, 0, sizeof seen);
+    assert_int_equal(peer_link_up(&nobody, NULL, event_cb, NULL, err, sizeof err), -1);
+    assert_true(err[0] != '\0');
+    run_until(&(int){0}, 0.02);
+    assert_int_equal(seen.calls, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -657,6 +752,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unconfigured, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_radius_change_before_response, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_peer_link, setup, teardown),
     };
     int rc;
     memset(user253, 'u', sizeof user253 - 1);
