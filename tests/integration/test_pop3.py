@@ -830,3 +830,161 @@ def test_quit_that_frees_room_delivers_the_waiting_mail(make_daemon, tmp_path):
         return len(f) == 1 and b"Subject: new" in open(
             os.path.join(pd.root, "isp.example", "alice", f[0]), "rb").read()
     wait_for(delivered, timeout=5, what="the waiting message delivered after the QUIT")
+
+
+# ---- probes: odd arguments, wrong states, edges of the limits ----
+
+
+def test_probe_wrong_state_and_odd_arguments(pd):
+    pd.put("alice@isp.example", body(1))
+    pd.put("alice@isp.example", body(2))
+    r = Raw3(pd.port)
+    r.line()
+    for c in ("STAT", "LIST", "RETR 1", "DELE 1", "RSET", "NOOP", "UIDL", "TOP 1 0"):
+        assert r.cmd(c).startswith(b"-ERR Log in first"), c
+    assert r.cmd("PASS alice-pw").startswith(b"-ERR No user name")
+    assert r.cmd("user nobody@isp.example") == b"+OK"
+    assert r.cmd("uSeR alice@isp.example ") == b"+OK"      # the last USER counts
+    assert r.cmd("pass alice-pw").startswith(b"+OK Logged in: 2")
+    for c in ("USER x", "PASS x", "AUTH PLAIN", "APOP a b", "STLS"):
+        assert r.cmd(c).startswith(b"-ERR Already logged in"), c
+    r.cmd("QUIT")
+    r.close()
+    r = Raw3(pd.port)                   # a new count of bad commands
+    r.line()
+    r.cmd("USER alice@isp.example")
+    assert r.cmd("PASS alice-pw").startswith(b"+OK Logged in: 2")
+    assert r.cmd("stat ") == b"+OK 2 %d" % sum(len(crlf(body(i))) for i in (1, 2))
+    assert r.cmd("LIST 0").startswith(b"-ERR There is no message 0")
+    assert r.cmd("RETR -1").startswith(b"-ERR There is no message")
+    assert r.cmd("RETR 99999999999999999999").startswith(b"-ERR There is no message")
+    assert r.cmd("RETR 4294967297").startswith(b"-ERR There is no message")
+    assert r.cmd("RETR +1").startswith(b"-ERR There is no message")
+    assert r.cmd("RETR 1 2").startswith(b"-ERR Invalid arguments")
+    assert r.cmd("TOP 1 -1") == b"-ERR Invalid number of lines."
+    assert r.cmd("TOP 1") .startswith(b"-ERR Invalid arguments")
+    assert r.cmd("LIST 01").startswith(b"+OK 1 ")
+    assert r.cmd("DELE 1").startswith(b"+OK")
+    assert r.cmd("DELE 1") == b"-ERR Message 1 is deleted."
+    assert r.cmd("LIST 1") == b"-ERR Message 1 is deleted."
+    assert r.cmd("UIDL 1") == b"-ERR Message 1 is deleted."
+    assert r.cmd("TOP 1 0") == b"-ERR Message 1 is deleted."
+    assert r.cmd("UIDL") == b"+OK"
+    assert [ln.split()[0] for ln in r.multi()] == [b"2"]
+    assert r.cmd("RSET").startswith(b"+OK 2 messages")
+    assert r.cmd("RETR 1").startswith(b"+OK")
+    assert b"Subject: message 1" in b"\r\n".join(r.multi())
+    r.send("NOOP\n")                    # a bare LF ends a line too
+    assert r.line() == b"+OK"
+    assert r.cmd("QUIT").startswith(b"+OK Logging out, 0 messages")
+    r.close()
+    assert len(pd.files("alice@isp.example")) == 2
+
+
+def test_probe_line_exactly_at_the_limit(pd):
+    pd.put("alice@isp.example", body(1))
+    r = Raw3(pd.port)
+    r.line()
+    # 2048 octets with the CR LF: taken; one more: too long
+    r.send("CAPA" + " " * (2048 - 6) + "\r\n")
+    assert r.line() == b"+OK Capability list follows"
+    r.multi()
+    r.send("CAPA" + " " * (2048 - 5) + "\r\n")
+    assert r.line() == b"-ERR Line too long."
+    assert r.cmd("NOOP").startswith(b"-ERR Log in first")  # in step again
+    # a long line cut in pieces, the CR LF split between two sends
+    r.send("CAPA" + " " * (2048 - 5))
+    time.sleep(0.2)
+    r.send("\r\n")
+    assert r.line() == b"-ERR Line too long."
+    assert r.cmd("USER alice@isp.example") == b"+OK"
+    r.close()
+
+
+def test_probe_auth_plain_odd_responses(pd):
+    r = Raw3(pd.port)
+    r.line()
+    assert r.cmd("AUTH PLAIN =").startswith(b"-ERR [AUTH] Invalid")
+    assert r.cmd("auth plain") == b"+ "
+    assert r.cmd("=").startswith(b"-ERR [AUTH] Invalid")
+    assert r.cmd("AUTH PLAIN") == b"+ "
+    assert r.cmd("QQ" * 900).startswith(b"-ERR [AUTH] Invalid")      # huge
+    assert r.cmd("AUTH PLAIN " + "QUFB" * 450).startswith(b"-ERR [AUTH] Invalid")
+    # a password with spaces and '=' and non-ASCII: refused as any other
+    assert r.cmd("AUTH PLAIN " + plain("alice@isp.example", "a b=c\u00e9")) == FAILED
+    # authzid with another case of the same name: allowed
+    assert r.cmd("AUTH PLAIN " + plain("alice@isp.example", "alice-pw",
+                                       "ALICE@isp.example")).startswith(b"+OK Logged in")
+    r.cmd("QUIT")
+    r.close()
+
+
+def test_probe_login_name_any_case_and_lock(pd):
+    p = pd.login("ALICE@ISP.EXAMPLE", "alice-pw")
+    q = pd.pop()
+    q.user("alice@isp.example")
+    with pytest.raises(poplib.error_proto, match=r"\[IN-USE\]"):
+        q.pass_("alice-pw")
+    q.user("Acme2")
+    assert q.pass_("s3cret").startswith(b"+OK")
+    r = pd.pop()
+    r.user("ACME2")
+    with pytest.raises(poplib.error_proto, match=r"\[IN-USE\]"):
+        r.pass_("s3cret")
+    p.quit()
+    q.quit()
+
+
+def test_probe_kill9_leaves_no_stale_lock(pd):
+    path = pd.put("alice@isp.example", body(1))
+    p = pd.login()
+    p.dele(1)
+    pd.d.kill9()
+    pd.d.start()
+    p = pd.login()                       # no stale [IN-USE]
+    assert p.stat()[0] == 1
+    p.quit()
+    assert os.path.exists(path)
+
+
+def test_probe_numbers_fixed_for_the_session(pd):
+    pd.put("alice@isp.example", body(1))
+    p = pd.login()
+    pd.put("alice@isp.example", body(2))
+    assert p.stat()[0] == 1
+    with pytest.raises(poplib.error_proto, match="no message"):
+        p.retr(2)
+    p.quit()
+    p = pd.login()
+    assert p.stat()[0] == 2
+    p.quit()
+
+
+def test_probe_passwords_never_logged(pd):
+    pd.put("alice@isp.example", body(1))
+    p = pd.login()
+    p.quit()
+    p = pd.pop()
+    p.user("alice@isp.example")
+    with pytest.raises(poplib.error_proto):
+        p.pass_("Secr3t-Wrong-PW")
+    r = Raw3(pd.port)
+    r.line()
+    r.cmd("AUTH PLAIN " + plain("alice@isp.example", "Plain-Wrong-PW"))
+    r.cmd("AUTH PLAIN " + plain("alice@isp.example", "alice-pw", "bob@isp.example"))
+    r.close()
+    pd.d.wait_log(r"login failed user=<alice@isp\.example>.*method=AUTH PLAIN")
+    text = pd.d.log_text()
+    for secret in ("alice-pw", "Secr3t-Wrong-PW", "Plain-Wrong-PW",
+                   base64.b64encode(b"\0alice@isp.example\0alice-pw").decode()):
+        assert secret not in text
+
+
+def test_probe_user_with_control_bytes_in_log(pd):
+    r = Raw3(pd.port)
+    r.line()
+    assert r.cmd("USER evil\x1b[31m@isp.example") == b"+OK"
+    assert r.cmd("PASS x") == FAILED
+    r.close()
+    pd.d.wait_log(r"login failed user=<evil")
+    assert "\x1b" not in pd.d.log_text()
