@@ -528,3 +528,37 @@ def test_message_bigger_than_the_whole_quota_552_at_rcpt(make_daemon):
     assert code(smtp_send(d, ALICE, fits, size=len(fits))[1]) == 250
     replies, final = smtp_send(d, ALICE, fits, size=len(fits))
     assert replies[0].startswith("452 4.2.2 <alice@isp.example>"), replies
+
+
+def test_probe_odd_senders_and_bodies(make_daemon):
+    """The null sender, a quoted local part; a body with 8-bit bytes, a
+    10,000-byte line, no header section: the file is the message with LF
+    ends, after our three lines."""
+    d = make_daemon(customers=drops()).start()
+    cases = [
+        ("", "Subject: null sender\r\n\r\nbounce text\r\n"),
+        ('"odd \\"quoted\\" name"@sender.example', "Subject: quoted\r\n\r\nx\r\n"),
+        ("someone@sender.example", "Subject: 8bit\r\n\r\ncaf\u00e9 \u00fcber\r\n"),
+        ("someone@sender.example", "Subject: long\r\n\r\n" + "y" * 10000 + "\r\n"),
+        ("someone@sender.example", "\r\nno header section at all\r\n"),
+    ]
+    for i, (sender, data) in enumerate(cases):
+        with Raw(d.port) as c:
+            c.greet()
+            assert code(c.cmd("MAIL FROM:<%s> BODY=8BITMIME" % sender)) == 250
+            assert code(c.cmd("RCPT TO:<%s>" % ALICE)) == 250
+            assert code(c.cmd("DATA")) == 354
+            c.send(data + ".\r\n")
+            final = c.reply(timeout=30)
+            assert code(final) == 250, (sender, final)
+            c.cmd("QUIT")
+        files = wait_files(d, i + 1, "isp.example", "alice")
+        got = [read(f) for f in files]
+        want = data.replace("\r\n", "\n").encode("latin-1")
+        match = [g for g in got if g.endswith(want) and
+                 g.startswith(b"Return-Path: <%s>\n" % sender.encode())]
+        assert len(match) == 1, (sender, got)
+        content = match[0]
+        head = content[:-len(want)].split(b"\n")
+        assert head[1] == b"Delivered-To: alice@isp.example", head
+        assert head[2].startswith(b"Received: ")

@@ -988,3 +988,43 @@ def test_probe_user_with_control_bytes_in_log(pd):
     r.close()
     pd.d.wait_log(r"login failed user=<evil")
     assert "\x1b" not in pd.d.log_text()
+
+
+def retr_octets(r, n):
+    """RETR n over a raw connection: the size its +OK line says, and the
+    message's octets as sent (dot-stuffing undone, CR LF ends kept)."""
+    first = r.cmd("RETR %d" % n)
+    assert first.startswith(b"+OK "), first
+    lines = r.multi()
+    return int(first.split()[1]), sum(len(ln) + 2 for ln in lines)
+
+
+def test_probe_foreign_files_sizes_are_exact(pd):
+    """Files another program put in the maildir (no ,S= ,W= in the name):
+    LIST, STAT and RETR's "+OK n octets" say exactly the octets RETR sends,
+    also for a file whose last line has no line end (RETR ends it with CR
+    LF), one ending in a bare CR, with CR LF ends, with a NUL byte."""
+    d = os.path.join(str(pd.root), "isp.example", "alice")
+    for s in ("tmp", "new", "cur"):
+        os.makedirs(os.path.join(d, s), exist_ok=True)
+    contents = [b"Subject: a\n\nno line end at the end",
+                b"Subject: b\n\nends in a bare CR\r",
+                b"Subject: c\r\n\r\nCR LF ends\r\n.dot\r\n",
+                b"Subject: d\n\nNUL \0 byte\n",
+                b"Subject: e\n\n" + b"z" * 10000 + b"\n"]
+    for i, c in enumerate(contents):
+        with open(os.path.join(d, "new", "%d.foreign%d.host" % (1700000000 + i, i)), "wb") as f:
+            f.write(c)
+    r = Raw3(pd.port)
+    r.line()
+    r.cmd("USER alice@isp.example")
+    assert r.cmd("PASS alice-pw").startswith(b"+OK Logged in: 5")
+    r.send("LIST\r\n")
+    assert r.line().startswith(b"+OK")
+    sizes = [int(ln.split()[1]) for ln in r.multi()]
+    for i in range(1, 6):
+        said, sent = retr_octets(r, i)
+        assert (said, sizes[i - 1]) == (sent, sent), (i, said, sizes[i - 1], sent)
+    assert r.cmd("STAT") == b"+OK 5 %d" % sum(sizes)
+    r.cmd("QUIT")
+    r.close()
