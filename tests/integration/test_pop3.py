@@ -1028,3 +1028,29 @@ def test_probe_foreign_files_sizes_are_exact(pd):
     assert r.cmd("STAT") == b"+OK 5 %d" % sum(sizes)
     r.cmd("QUIT")
     r.close()
+
+
+def test_probe_ipv6_loopback_is_loopback(make_daemon, tmp_path):
+    """cleartext = false still allows USER/PASS from ::1, as from 127.0.0.1."""
+    port6 = free_port()
+    pd = Pop3Daemon(make_daemon, tmp_path, pop3_opts='  cleartext = false\n'
+                    '  listen = {"[::1]:%d"}' % port6)
+    pd.d.start()
+    s = socket.create_connection(("::1", port6), timeout=10)
+    f = s.makefile("rwb")
+    assert f.readline().startswith(b"+OK")
+    f.write(b"CAPA\r\n")
+    f.flush()
+    capa = []
+    while True:
+        ln = f.readline().rstrip(b"\r\n")
+        if ln == b".":
+            break
+        capa.append(ln)
+    assert b"USER" in capa, capa
+    f.write(b"USER alice@isp.example\r\nPASS alice-pw\r\n")
+    f.flush()
+    assert f.readline() == b"+OK\r\n"
+    assert f.readline().startswith(b"+OK Logged in")
+    s.close()
+    pd.d.wait_log(r"pop3: login user=<alice@isp\.example> client=::1 ")
