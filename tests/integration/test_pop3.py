@@ -1054,3 +1054,24 @@ def test_probe_ipv6_loopback_is_loopback(make_daemon, tmp_path):
     assert f.readline().startswith(b"+OK Logged in")
     s.close()
     pd.d.wait_log(r"pop3: login user=<alice@isp\.example> client=::1 ")
+
+
+def test_probe_login_to_a_maildrop_never_delivered_to(pd):
+    """A new maildrop with no mail yet (its directory may not exist):
+    +OK with 0 messages, not an error."""
+    shutil.rmtree(os.path.join(str(pd.root), "isp.example", "alice"), ignore_errors=True)
+    p = pd.login()
+    assert p.stat() == (0, 0)
+    assert p.list()[1] == []
+    assert p.quit().startswith(b"+OK")
+    p = pd.login("acme2", "s3cret")     # a domain maildrop, never delivered to
+    assert p.stat() == (0, 0)
+    p.quit()
+
+
+def test_probe_keep_mode_quit_on_an_empty_maildrop(pd):
+    p = pd.login("kim@isp.example")
+    assert p.stat() == (0, 0)
+    assert p.quit() == b"+OK Logging out, 0 messages deleted."
+    pd.d.wait_log(r"pop3: logout user=<kim@isp\.example>")
+    assert not re.search(r"kim@isp\.example: (expiry failed|cannot)", pd.d.log_text())
