@@ -562,3 +562,31 @@ def test_probe_odd_senders_and_bodies(make_daemon):
         head = content[:-len(want)].split(b"\n")
         assert head[1] == b"Delivered-To: alice@isp.example", head
         assert head[2].startswith(b"Received: ")
+
+
+def _data(d, data):
+    with Raw(d.port) as c:
+        c.greet()
+        assert code(c.cmd("MAIL FROM:<someone@sender.example>")) == 250
+        assert code(c.cmd("RCPT TO:<%s>" % ALICE)) == 250
+        assert code(c.cmd("DATA")) == 354
+        c.send(data + b".\r\n")
+        final = c.reply(timeout=30)
+        c.cmd("QUIT")
+    return final
+
+
+def test_probe_bare_lf_and_nul_refused(make_daemon):
+    """A bare LF in DATA is refused (SMTP smuggling), and so is a NUL;
+    nothing reaches the maildrop; a clean message after them does."""
+    d = make_daemon(customers=drops()).start()
+    final = _data(d, b"Subject: bare\r\n\r\nline one\nline two\r\n")
+    assert final.startswith("550 5.5.2"), final
+    final = _data(d, b"Subject: nul\r\n\r\nNUL \0 here\r\n")
+    assert final.startswith("550 5.6.0"), final
+    data = b"Subject: clean\r\n\r\nclean\r\n"
+    assert code(_data(d, data)) == 250
+    (path,) = wait_files(d, 1, "isp.example", "alice")
+    assert read(path).endswith(data.replace(b"\r\n", b"\n"))
+    time.sleep(0.5)
+    assert len(new_files(d, "isp.example", "alice")) == 1
