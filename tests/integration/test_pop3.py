@@ -1075,3 +1075,49 @@ def test_probe_keep_mode_quit_on_an_empty_maildrop(pd):
     assert p.quit() == b"+OK Logging out, 0 messages deleted."
     pd.d.wait_log(r"pop3: logout user=<kim@isp\.example>")
     assert not re.search(r"kim@isp\.example: (expiry failed|cannot)", pd.d.log_text())
+
+
+def test_probe_keep_to_delete_by_reload_and_back(pd):
+    """kim switched from keep to delete mode by SIGHUP: her retrieved mail
+    stays (delete mode never expires), EXPIRE says NEVER; an open session
+    keeps its mode; switched back with keep_days = 0, what was retrieved
+    before expires at the next QUIT."""
+    paths = [pd.put("kim@isp.example", body(i)) for i in (1, 2)]
+    p = pd.login("kim@isp.example")
+    p.retr(1)
+    p.quit()
+    old = pd.d.extra
+    kdir = os.path.join(str(pd.root), "isp.example", "kim")
+    rec = open(os.path.join(kdir, "kickmail-retrieved")).read().split()
+    with open(os.path.join(kdir, "kickmail-retrieved"), "w") as f:
+        f.write("%s %d\n" % (rec[0], int(time.time()) - 10 * 86400))
+    q = pd.login("kim@isp.example")          # open across the reload: keep
+    pd.d.extra = old.replace('mode = "keep" keep_days = 2', 'mode = "delete"')
+    assert pd.d.extra != old
+    pd.d.write_conf()
+    m = len(pd.d.log_text())
+    pd.d.hup()
+    pd.d.wait_log(r"configuration reloaded", start=m)
+    assert q.capa()["EXPIRE"] == ["2"]
+    q.quit()                                 # its keep-mode UPDATE: message 1 expires
+    assert not os.path.exists(paths[0].replace("/new/", "/cur/") + ":2,S")
+    assert len(pd.files("kim@isp.example")) == 1
+    pd.put("kim@isp.example", body(3))
+    p = pd.login("kim@isp.example")
+    assert p.capa()["EXPIRE"] == ["NEVER"]
+    p.retr(1)
+    p.retr(2)
+    p.quit()
+    assert len(pd.files("kim@isp.example")) == 2     # delete mode: nothing expires
+    pd.d.extra = old.replace('keep_days = 2', 'keep_days = 0')
+    pd.d.write_conf()
+    m = len(pd.d.log_text())
+    pd.d.hup()
+    pd.d.wait_log(r"configuration reloaded", start=m)
+    time.sleep(1.1)                          # retrieved "before now"
+    p = pd.login("kim@isp.example")
+    assert p.capa()["EXPIRE"] == ["0"]
+    assert p.stat()[0] == 2
+    p.quit()
+    # delete-mode retrievals were not recorded: nothing to expire
+    assert len(pd.files("kim@isp.example")) == 2
