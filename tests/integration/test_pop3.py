@@ -1121,3 +1121,16 @@ def test_probe_keep_to_delete_by_reload_and_back(pd):
     p.quit()
     # delete-mode retrievals were not recorded: nothing to expire
     assert len(pd.files("kim@isp.example")) == 2
+
+
+def test_probe_pass_without_argument(pd):
+    r = Raw3(pd.port)
+    r.line()
+    assert r.cmd("USER alice@isp.example") == b"+OK"
+    assert r.cmd("PASS") == FAILED
+    assert r.cmd("USER alice@isp.example") == b"+OK"
+    assert r.cmd("PASS ") == FAILED
+    assert r.cmd("USER alice@isp.example") == b"+OK"
+    assert r.cmd("PASS alice-pw").startswith(b"+OK Logged in")
+    r.cmd("QUIT")
+    r.close()
