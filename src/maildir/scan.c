@@ -98,7 +98,8 @@ void maildir_uidl(const char *base, size_t len, char *out)
     out[MAILDIR_UIDL_LEN] = '\0';
 }
 
-/* A foreign file: its size, the size with each bare LF as CRLF, its mtime.
+/* A foreign file: its size, the size as POP3 sends it (each bare LF as
+ * CRLF, an unended last line ended), its mtime.
  * 0, or -1 with errno (ENOENT: gone meanwhile; EINVAL: not a regular file). */
 static int measure(int dfd, const char *name, uint64_t *size, uint64_t *vsize,
                    time_t *mtime)
@@ -135,7 +136,8 @@ static int measure(int dfd, const char *name, uint64_t *size, uint64_t *vsize,
     }
     close(fd);
     *size = n;
-    *vsize = n + bare;
+    /* POP3 ends an unended last line: CR LF, or the LF of a CR */
+    *vsize = n + bare + (n == 0 || last == '\n' ? 0 : last == '\r' ? 1 : 2);
     *mtime = st.st_mtime;
     return 0;
 }

@@ -178,7 +178,8 @@ void pop3_cmd_pass(struct pop3_sess *s, const struct pop3_cmd *c)
         return;
     }
     char *user = s->user;
-    char *pw = xstrndup(c->args[0].p, c->args[0].len);
+    /* "PASS" alone: an empty password (args[0].p is NULL then) */
+    char *pw = c->nargs ? xstrndup(c->args[0].p, c->args[0].len) : xstrdup("");
     s->user = NULL;
     login_try(s, user, strlen(user), pw, "USER");
     util_wipe_free(pw);

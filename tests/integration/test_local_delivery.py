@@ -511,3 +511,82 @@ def test_large_local_mail_within_the_memory_budget(make_daemon):
     assert "deferred" not in d.log_text()
     sizes = {os.path.getsize(f) for f in new_files(d, "isp.example", "alice")}
     assert min(sizes) > 5 * 1024 * 1024 * 75 // 76 - 1024, sizes
+
+
+def test_message_bigger_than_the_whole_quota_552_at_rcpt(make_daemon):
+    """A declared SIZE larger than the maildrop's whole quota can never fit:
+    552 5.2.2 at RCPT (RFC 1870: a permanent limit), not 452 and days of
+    retries; one that only does not fit now stays 452 4.2.2."""
+    d = make_daemon(customers=drops(quota="5k")).start()
+    big = body("big", size=6000)
+    replies, final = smtp_send(d, [ALICE, "bob@isp.example"], big, size=len(big))
+    assert replies[0].startswith("552 5.2.2 <alice@isp.example>: "), replies
+    assert code(replies[1]) == 250 and code(final) == 250, (replies, final)
+    d.wait_log(r"NOQUEUE: reject: RCPT from .*552 5\.2\.2 <alice@isp\.example>")
+    d.kickq("hold", "isp.example")
+    fits = body("fits", size=3000)
+    assert code(smtp_send(d, ALICE, fits, size=len(fits))[1]) == 250
+    replies, final = smtp_send(d, ALICE, fits, size=len(fits))
+    assert replies[0].startswith("452 4.2.2 <alice@isp.example>"), replies
+
+
+def test_probe_odd_senders_and_bodies(make_daemon):
+    """The null sender, a quoted local part; a body with 8-bit bytes, a
+    10,000-byte line, no header section: the file is the message with LF
+    ends, after our three lines."""
+    d = make_daemon(customers=drops()).start()
+    cases = [
+        ("", "Subject: null sender\r\n\r\nbounce text\r\n"),
+        ('"odd \\"quoted\\" name"@sender.example', "Subject: quoted\r\n\r\nx\r\n"),
+        ("someone@sender.example", "Subject: 8bit\r\n\r\ncaf\u00e9 \u00fcber\r\n"),
+        ("someone@sender.example", "Subject: long\r\n\r\n" + "y" * 10000 + "\r\n"),
+        ("someone@sender.example", "\r\nno header section at all\r\n"),
+    ]
+    for i, (sender, data) in enumerate(cases):
+        with Raw(d.port) as c:
+            c.greet()
+            assert code(c.cmd("MAIL FROM:<%s> BODY=8BITMIME" % sender)) == 250
+            assert code(c.cmd("RCPT TO:<%s>" % ALICE)) == 250
+            assert code(c.cmd("DATA")) == 354
+            c.send(data + ".\r\n")
+            final = c.reply(timeout=30)
+            assert code(final) == 250, (sender, final)
+            c.cmd("QUIT")
+        files = wait_files(d, i + 1, "isp.example", "alice")
+        got = [read(f) for f in files]
+        want = data.replace("\r\n", "\n").encode("latin-1")
+        match = [g for g in got if g.endswith(want) and
+                 g.startswith(b"Return-Path: <%s>\n" % sender.encode())]
+        assert len(match) == 1, (sender, got)
+        content = match[0]
+        head = content[:-len(want)].split(b"\n")
+        assert head[1] == b"Delivered-To: alice@isp.example", head
+        assert head[2].startswith(b"Received: ")
+
+
+def _data(d, data):
+    with Raw(d.port) as c:
+        c.greet()
+        assert code(c.cmd("MAIL FROM:<someone@sender.example>")) == 250
+        assert code(c.cmd("RCPT TO:<%s>" % ALICE)) == 250
+        assert code(c.cmd("DATA")) == 354
+        c.send(data + b".\r\n")
+        final = c.reply(timeout=30)
+        c.cmd("QUIT")
+    return final
+
+
+def test_probe_bare_lf_and_nul_refused(make_daemon):
+    """A bare LF in DATA is refused (SMTP smuggling), and so is a NUL;
+    nothing reaches the maildrop; a clean message after them does."""
+    d = make_daemon(customers=drops()).start()
+    final = _data(d, b"Subject: bare\r\n\r\nline one\nline two\r\n")
+    assert final.startswith("550 5.5.2"), final
+    final = _data(d, b"Subject: nul\r\n\r\nNUL \0 here\r\n")
+    assert final.startswith("550 5.6.0"), final
+    data = b"Subject: clean\r\n\r\nclean\r\n"
+    assert code(_data(d, data)) == 250
+    (path,) = wait_files(d, 1, "isp.example", "alice")
+    assert read(path).endswith(data.replace(b"\r\n", b"\n"))
+    time.sleep(0.5)
+    assert len(new_files(d, "isp.example", "alice")) == 1

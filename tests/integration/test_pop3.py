@@ -830,3 +830,307 @@ def test_quit_that_frees_room_delivers_the_waiting_mail(make_daemon, tmp_path):
         return len(f) == 1 and b"Subject: new" in open(
             os.path.join(pd.root, "isp.example", "alice", f[0]), "rb").read()
     wait_for(delivered, timeout=5, what="the waiting message delivered after the QUIT")
+
+
+# ---- probes: odd arguments, wrong states, edges of the limits ----
+
+
+def test_probe_wrong_state_and_odd_arguments(pd):
+    pd.put("alice@isp.example", body(1))
+    pd.put("alice@isp.example", body(2))
+    r = Raw3(pd.port)
+    r.line()
+    for c in ("STAT", "LIST", "RETR 1", "DELE 1", "RSET", "NOOP", "UIDL", "TOP 1 0"):
+        assert r.cmd(c).startswith(b"-ERR Log in first"), c
+    assert r.cmd("PASS alice-pw").startswith(b"-ERR No user name")
+    assert r.cmd("user nobody@isp.example") == b"+OK"
+    assert r.cmd("uSeR alice@isp.example ") == b"+OK"      # the last USER counts
+    assert r.cmd("pass alice-pw").startswith(b"+OK Logged in: 2")
+    for c in ("USER x", "PASS x", "AUTH PLAIN", "APOP a b", "STLS"):
+        assert r.cmd(c).startswith(b"-ERR Already logged in"), c
+    r.cmd("QUIT")
+    r.close()
+    r = Raw3(pd.port)                   # a new count of bad commands
+    r.line()
+    r.cmd("USER alice@isp.example")
+    assert r.cmd("PASS alice-pw").startswith(b"+OK Logged in: 2")
+    assert r.cmd("stat ") == b"+OK 2 %d" % sum(len(crlf(body(i))) for i in (1, 2))
+    assert r.cmd("LIST 0").startswith(b"-ERR There is no message 0")
+    assert r.cmd("RETR -1").startswith(b"-ERR There is no message")
+    assert r.cmd("RETR 99999999999999999999").startswith(b"-ERR There is no message")
+    assert r.cmd("RETR 4294967297").startswith(b"-ERR There is no message")
+    assert r.cmd("RETR +1").startswith(b"-ERR There is no message")
+    assert r.cmd("RETR 1 2").startswith(b"-ERR Invalid arguments")
+    assert r.cmd("TOP 1 -1") == b"-ERR Invalid number of lines."
+    assert r.cmd("TOP 1") .startswith(b"-ERR Invalid arguments")
+    assert r.cmd("LIST 01").startswith(b"+OK 1 ")
+    assert r.cmd("DELE 1").startswith(b"+OK")
+    assert r.cmd("DELE 1") == b"-ERR Message 1 is deleted."
+    assert r.cmd("LIST 1") == b"-ERR Message 1 is deleted."
+    assert r.cmd("UIDL 1") == b"-ERR Message 1 is deleted."
+    assert r.cmd("TOP 1 0") == b"-ERR Message 1 is deleted."
+    assert r.cmd("UIDL") == b"+OK"
+    assert [ln.split()[0] for ln in r.multi()] == [b"2"]
+    assert r.cmd("RSET").startswith(b"+OK 2 messages")
+    assert r.cmd("RETR 1").startswith(b"+OK")
+    assert b"Subject: message 1" in b"\r\n".join(r.multi())
+    r.send("NOOP\n")                    # a bare LF ends a line too
+    assert r.line() == b"+OK"
+    assert r.cmd("QUIT").startswith(b"+OK Logging out, 0 messages")
+    r.close()
+    assert len(pd.files("alice@isp.example")) == 2
+
+
+def test_probe_line_exactly_at_the_limit(pd):
+    pd.put("alice@isp.example", body(1))
+    r = Raw3(pd.port)
+    r.line()
+    # 2048 octets with the CR LF: taken; one more: too long
+    r.send("CAPA" + " " * (2048 - 6) + "\r\n")
+    assert r.line() == b"+OK Capability list follows"
+    r.multi()
+    r.send("CAPA" + " " * (2048 - 5) + "\r\n")
+    assert r.line() == b"-ERR Line too long."
+    assert r.cmd("NOOP").startswith(b"-ERR Log in first")  # in step again
+    # a long line cut in pieces, the CR LF split between two sends
+    r.send("CAPA" + " " * (2048 - 5))
+    time.sleep(0.2)
+    r.send("\r\n")
+    assert r.line() == b"-ERR Line too long."
+    assert r.cmd("USER alice@isp.example") == b"+OK"
+    r.close()
+
+
+def test_probe_auth_plain_odd_responses(pd):
+    r = Raw3(pd.port)
+    r.line()
+    assert r.cmd("AUTH PLAIN =").startswith(b"-ERR [AUTH] Invalid")
+    assert r.cmd("auth plain") == b"+ "
+    assert r.cmd("=").startswith(b"-ERR [AUTH] Invalid")
+    assert r.cmd("AUTH PLAIN") == b"+ "
+    assert r.cmd("QQ" * 900).startswith(b"-ERR [AUTH] Invalid")      # huge
+    assert r.cmd("AUTH PLAIN " + "QUFB" * 450).startswith(b"-ERR [AUTH] Invalid")
+    # a password with spaces and '=' and non-ASCII: refused as any other
+    assert r.cmd("AUTH PLAIN " + plain("alice@isp.example", "a b=c\u00e9")) == FAILED
+    # authzid with another case of the same name: allowed
+    assert r.cmd("AUTH PLAIN " + plain("alice@isp.example", "alice-pw",
+                                       "ALICE@isp.example")).startswith(b"+OK Logged in")
+    r.cmd("QUIT")
+    r.close()
+
+
+def test_probe_login_name_any_case_and_lock(pd):
+    p = pd.login("ALICE@ISP.EXAMPLE", "alice-pw")
+    q = pd.pop()
+    q.user("alice@isp.example")
+    with pytest.raises(poplib.error_proto, match=r"\[IN-USE\]"):
+        q.pass_("alice-pw")
+    q.user("Acme2")
+    assert q.pass_("s3cret").startswith(b"+OK")
+    r = pd.pop()
+    r.user("ACME2")
+    with pytest.raises(poplib.error_proto, match=r"\[IN-USE\]"):
+        r.pass_("s3cret")
+    p.quit()
+    q.quit()
+
+
+def test_probe_kill9_leaves_no_stale_lock(pd):
+    path = pd.put("alice@isp.example", body(1))
+    p = pd.login()
+    p.dele(1)
+    pd.d.kill9()
+    pd.d.start()
+    p = pd.login()                       # no stale [IN-USE]
+    assert p.stat()[0] == 1
+    p.quit()
+    assert os.path.exists(path)
+
+
+def test_probe_numbers_fixed_for_the_session(pd):
+    pd.put("alice@isp.example", body(1))
+    p = pd.login()
+    pd.put("alice@isp.example", body(2))
+    assert p.stat()[0] == 1
+    with pytest.raises(poplib.error_proto, match="no message"):
+        p.retr(2)
+    p.quit()
+    p = pd.login()
+    assert p.stat()[0] == 2
+    p.quit()
+
+
+def test_probe_passwords_never_logged(pd):
+    pd.put("alice@isp.example", body(1))
+    p = pd.login()
+    p.quit()
+    p = pd.pop()
+    p.user("alice@isp.example")
+    with pytest.raises(poplib.error_proto):
+        p.pass_("Secr3t-Wrong-PW")
+    r = Raw3(pd.port)
+    r.line()
+    r.cmd("AUTH PLAIN " + plain("alice@isp.example", "Plain-Wrong-PW"))
+    r.cmd("AUTH PLAIN " + plain("alice@isp.example", "alice-pw", "bob@isp.example"))
+    r.close()
+    pd.d.wait_log(r"login failed user=<alice@isp\.example>.*method=AUTH PLAIN")
+    text = pd.d.log_text()
+    for secret in ("alice-pw", "Secr3t-Wrong-PW", "Plain-Wrong-PW",
+                   base64.b64encode(b"\0alice@isp.example\0alice-pw").decode()):
+        assert secret not in text
+
+
+def test_probe_user_with_control_bytes_in_log(pd):
+    r = Raw3(pd.port)
+    r.line()
+    assert r.cmd("USER evil\x1b[31m@isp.example") == b"+OK"
+    assert r.cmd("PASS x") == FAILED
+    r.close()
+    pd.d.wait_log(r"login failed user=<evil")
+    assert "\x1b" not in pd.d.log_text()
+
+
+def retr_octets(r, n):
+    """RETR n over a raw connection: the size its +OK line says, and the
+    message's octets as sent (dot-stuffing undone, CR LF ends kept)."""
+    first = r.cmd("RETR %d" % n)
+    assert first.startswith(b"+OK "), first
+    lines = r.multi()
+    return int(first.split()[1]), sum(len(ln) + 2 for ln in lines)
+
+
+def test_probe_foreign_files_sizes_are_exact(pd):
+    """Files another program put in the maildir (no ,S= ,W= in the name):
+    LIST, STAT and RETR's "+OK n octets" say exactly the octets RETR sends,
+    also for a file whose last line has no line end (RETR ends it with CR
+    LF), one ending in a bare CR, with CR LF ends, with a NUL byte."""
+    d = os.path.join(str(pd.root), "isp.example", "alice")
+    for s in ("tmp", "new", "cur"):
+        os.makedirs(os.path.join(d, s), exist_ok=True)
+    contents = [b"Subject: a\n\nno line end at the end",
+                b"Subject: b\n\nends in a bare CR\r",
+                b"Subject: c\r\n\r\nCR LF ends\r\n.dot\r\n",
+                b"Subject: d\n\nNUL \0 byte\n",
+                b"Subject: e\n\n" + b"z" * 10000 + b"\n"]
+    for i, c in enumerate(contents):
+        with open(os.path.join(d, "new", "%d.foreign%d.host" % (1700000000 + i, i)), "wb") as f:
+            f.write(c)
+    r = Raw3(pd.port)
+    r.line()
+    r.cmd("USER alice@isp.example")
+    assert r.cmd("PASS alice-pw").startswith(b"+OK Logged in: 5")
+    r.send("LIST\r\n")
+    assert r.line().startswith(b"+OK")
+    sizes = [int(ln.split()[1]) for ln in r.multi()]
+    for i in range(1, 6):
+        said, sent = retr_octets(r, i)
+        assert (said, sizes[i - 1]) == (sent, sent), (i, said, sizes[i - 1], sent)
+    assert r.cmd("STAT") == b"+OK 5 %d" % sum(sizes)
+    r.cmd("QUIT")
+    r.close()
+
+
+def test_probe_ipv6_loopback_is_loopback(make_daemon, tmp_path):
+    """cleartext = false still allows USER/PASS from ::1, as from 127.0.0.1."""
+    port6 = free_port()
+    pd = Pop3Daemon(make_daemon, tmp_path, pop3_opts='  cleartext = false\n'
+                    '  listen = {"[::1]:%d"}' % port6)
+    pd.d.start()
+    s = socket.create_connection(("::1", port6), timeout=10)
+    f = s.makefile("rwb")
+    assert f.readline().startswith(b"+OK")
+    f.write(b"CAPA\r\n")
+    f.flush()
+    capa = []
+    while True:
+        ln = f.readline().rstrip(b"\r\n")
+        if ln == b".":
+            break
+        capa.append(ln)
+    assert b"USER" in capa, capa
+    f.write(b"USER alice@isp.example\r\nPASS alice-pw\r\n")
+    f.flush()
+    assert f.readline() == b"+OK\r\n"
+    assert f.readline().startswith(b"+OK Logged in")
+    s.close()
+    pd.d.wait_log(r"pop3: login user=<alice@isp\.example> client=::1 ")
+
+
+def test_probe_login_to_a_maildrop_never_delivered_to(pd):
+    """A new maildrop with no mail yet (its directory may not exist):
+    +OK with 0 messages, not an error."""
+    shutil.rmtree(os.path.join(str(pd.root), "isp.example", "alice"), ignore_errors=True)
+    p = pd.login()
+    assert p.stat() == (0, 0)
+    assert p.list()[1] == []
+    assert p.quit().startswith(b"+OK")
+    p = pd.login("acme2", "s3cret")     # a domain maildrop, never delivered to
+    assert p.stat() == (0, 0)
+    p.quit()
+
+
+def test_probe_keep_mode_quit_on_an_empty_maildrop(pd):
+    p = pd.login("kim@isp.example")
+    assert p.stat() == (0, 0)
+    assert p.quit() == b"+OK Logging out, 0 messages deleted."
+    pd.d.wait_log(r"pop3: logout user=<kim@isp\.example>")
+    assert not re.search(r"kim@isp\.example: (expiry failed|cannot)", pd.d.log_text())
+
+
+def test_probe_keep_to_delete_by_reload_and_back(pd):
+    """kim switched from keep to delete mode by SIGHUP: her retrieved mail
+    stays (delete mode never expires), EXPIRE says NEVER; an open session
+    keeps its mode; switched back with keep_days = 0, what was retrieved
+    before expires at the next QUIT."""
+    paths = [pd.put("kim@isp.example", body(i)) for i in (1, 2)]
+    p = pd.login("kim@isp.example")
+    p.retr(1)
+    p.quit()
+    old = pd.d.extra
+    kdir = os.path.join(str(pd.root), "isp.example", "kim")
+    rec = open(os.path.join(kdir, "kickmail-retrieved")).read().split()
+    with open(os.path.join(kdir, "kickmail-retrieved"), "w") as f:
+        f.write("%s %d\n" % (rec[0], int(time.time()) - 10 * 86400))
+    q = pd.login("kim@isp.example")          # open across the reload: keep
+    pd.d.extra = old.replace('mode = "keep" keep_days = 2', 'mode = "delete"')
+    assert pd.d.extra != old
+    pd.d.write_conf()
+    m = len(pd.d.log_text())
+    pd.d.hup()
+    pd.d.wait_log(r"configuration reloaded", start=m)
+    assert q.capa()["EXPIRE"] == ["2"]
+    q.quit()                                 # its keep-mode UPDATE: message 1 expires
+    assert not os.path.exists(paths[0].replace("/new/", "/cur/") + ":2,S")
+    assert len(pd.files("kim@isp.example")) == 1
+    pd.put("kim@isp.example", body(3))
+    p = pd.login("kim@isp.example")
+    assert p.capa()["EXPIRE"] == ["NEVER"]
+    p.retr(1)
+    p.retr(2)
+    p.quit()
+    assert len(pd.files("kim@isp.example")) == 2     # delete mode: nothing expires
+    pd.d.extra = old.replace('keep_days = 2', 'keep_days = 0')
+    pd.d.write_conf()
+    m = len(pd.d.log_text())
+    pd.d.hup()
+    pd.d.wait_log(r"configuration reloaded", start=m)
+    time.sleep(1.1)                          # retrieved "before now"
+    p = pd.login("kim@isp.example")
+    assert p.capa()["EXPIRE"] == ["0"]
+    assert p.stat()[0] == 2
+    p.quit()
+    # delete-mode retrievals were not recorded: nothing to expire
+    assert len(pd.files("kim@isp.example")) == 2
+
+
+def test_probe_pass_without_argument(pd):
+    r = Raw3(pd.port)
+    r.line()
+    assert r.cmd("USER alice@isp.example") == b"+OK"
+    assert r.cmd("PASS") == FAILED
+    assert r.cmd("USER alice@isp.example") == b"+OK"
+    assert r.cmd("PASS ") == FAILED
+    assert r.cmd("USER alice@isp.example") == b"+OK"
+    assert r.cmd("PASS alice-pw").startswith(b"+OK Logged in")
+    r.cmd("QUIT")
+    r.close()
