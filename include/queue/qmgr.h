@@ -109,8 +109,7 @@ int qmgr_quota_check(const struct customer *c, uint64_t bytes);
 /* May recipient addr of customer c take `bytes` more?  The customer's quota
  * as qmgr_quota_check(), then for a local domain (DELIVER_LOCAL) the quota of
  * addr's maildrop: the bytes in it (maildir_usage) plus those of its mail
- * still queued.  0 yes, -1 the customer is over quota, -2 the maildrop is,
- * -3 bytes alone exceed the maildrop's whole quota (it can never fit).
+ * still queued.  0 yes, -1 the customer is over quota, -2 the maildrop is.
  * O(1). */
 int qmgr_quota_check_rcpt(const struct customer *c, const char *addr, uint64_t bytes);
 /* Bytes of the queued messages with a pending recipient addr (any case) of

@@ -717,8 +717,6 @@ int qmgr_quota_check_rcpt(const struct customer *c, const char *addr, uint64_t b
     if (c->deliver != DELIVER_LOCAL || registry_maildrop(Q.reg, addr, &md) < 0 ||
         md.quota == 0)
         return 0;
-    if (bytes > md.quota)
-        return -3;                      /* never fits: a permanent refusal */
     maildir_usage_get(md.name, &u);
     if (u.bytes + qmgr_local_bytes(addr) + bytes <= md.quota)
         return 0;

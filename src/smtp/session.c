@@ -340,10 +340,6 @@ static int rcpt_decide(struct smtp_sess *s, const struct smtp_mailbox *mb)
         return -1;
     }
     int over = qmgr_quota_check_rcpt(c, addr, s->declared_size);
-    if (over == -3) {                   /* RFC 1870: a size no retry can meet */
-        reply(s, "552 5.2.2 <%s>: Message size exceeds the maildrop's quota", addr);
-        return -1;
-    }
     if (over < 0) {
         reply(s, "452 4.2.2 <%s>: Mailbox full: %s over quota", addr,
               over == -2 ? "maildrop" : "customer");
@@ -675,7 +671,7 @@ static int customers_over_quota(struct smtp_sess *s, uint64_t size)
             continue;
         c = registry_by_name(smtp_env.reg, s->rcpts[i].customer);
         if (c && (over = qmgr_quota_check_rcpt(c, s->rcpts[i].addr, size)) < 0)
-            return over == -3 ? -2 : over;      /* one reply for all: 452 */
+            return over;
     }
     return 0;
 }
