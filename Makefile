@@ -60,9 +60,11 @@ LIBOBJ  := $(LIBSRC:%.c=$(BUILD)/%.o)
 UNITSRC := $(wildcard tests/unit/test_*.c)
 UNITBIN := $(UNITSRC:tests/unit/%.c=$(BUILD)/tests/%)
 PYTEST  := /usr/bin/python3 -m pytest
+# make check compiles JOBS files at a time (the CPUs) before it runs anything.
+JOBS    ?= $(shell nproc 2>/dev/null || echo 1)
 
-.PHONY: all deps run check structure unit integration check-asan fuzz fuzz-check fuzz-long \
-        bench clean install uninstall
+.PHONY: all deps run check check-build unit-build structure unit integration check-asan fuzz \
+        fuzz-check fuzz-long bench clean install uninstall
 
 all: deps-ok $(BUILD)/kickmaild $(KICKQ_BINS)
 
@@ -107,6 +109,8 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libkm.a $(wildcard tests/unit/*.h)
 run: all
 	@scripts/dev-run $(BUILD)
 
+unit-build: all $(UNITBIN)
+
 unit: all $(UNITBIN)
 	@set -e; for t in $(UNITBIN); do echo "== $$t"; $$t; done
 
@@ -120,10 +124,20 @@ structure:
 check-asan:
 	$(MAKE) BUILD=build-asan SAN=1 unit integration
 
-check: structure unit integration
+# What make check runs is built first, JOBS compilers at a time: the normal
+# and the ASan trees (the fuzz targets are built by fuzz-check, likewise).
+# The packages are checked once before, so no compiler runs while
+# install-deps installs.  Under make -jN the jobserver's N is used instead.
+JFLAG    = $(if $(findstring jobserver,$(MAKEFLAGS)),,-j$(JOBS))
+check-build: deps-ok
+	@$(MAKE) --no-print-directory $(JFLAG) unit-build
+	@$(MAKE) --no-print-directory $(JFLAG) BUILD=build-asan SAN=1 unit-build
+
+check: check-build
+	@$(MAKE) --no-print-directory -j1 structure unit integration
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	  $(MAKE) --no-print-directory check-asan
-	@$(MAKE) --no-print-directory fuzz-check
+	  $(MAKE) --no-print-directory -j1 check-asan
+	@$(MAKE) --no-print-directory $(JFLAG) fuzz-check
 	@echo "make check: all suites passed"
 
 fuzz:
