@@ -9,6 +9,7 @@ message is in a maildrop or still queued); kickmaild -n on bad maildrops.
 """
 import os
 import re
+import socket
 import sqlite3
 import subprocess
 import threading
@@ -584,3 +585,88 @@ def test_probe_bare_lf_and_nul_refused(make_daemon):
     assert read(path).endswith(data.replace(b"\r\n", b"\n"))
     time.sleep(0.5)
     assert len(new_files(d, "isp.example", "alice")) == 1
+
+
+def _acme_drop(make_daemon, **opts):
+    customers = customer_conf("acme", ["acme.example", "acme.co.uk"], deliver="maildrop",
+                              secret="pop", **opts)
+    return make_daemon(customers=customers).start()
+
+
+def _heads(content):
+    """The lines before the message (Return-Path, Delivered-To, X-Original-To)."""
+    return content.split(b"\n")[:3]
+
+
+def test_probe_domain_maildrop_odd_recipients(make_daemon):
+    """Quoted local parts, one with an escaped quote and one with spaces,
+    are one header line each in Delivered-To and X-Original-To; a bare CR
+    inside a quoted local part never reaches the file (refused at RCPT or
+    written without the CR)."""
+    d = _acme_drop(make_daemon)
+    rcpts = ['"a b"@acme.example', '"x\\"y"@acme.example', "o'brien+tag@acme.co.uk"]
+    replies, final = smtp_send(d, rcpts, body())
+    assert [code(r) for r in replies] == [250, 250, 250], replies
+    assert code(final) == 250, final
+    files = wait_files(d, 3, "acme")
+    got = set()
+    for f in files:
+        content = read(f)
+        assert b"\r" not in content, content[:200]
+        h = _heads(content)
+        assert h[1].startswith(b"Delivered-To: ") and h[2].startswith(b"X-Original-To: "), h
+        assert h[1][len(b"Delivered-To: "):] == h[2][len(b"X-Original-To: "):]
+        got.add(h[2][len(b"X-Original-To: "):].decode())
+        assert content.split(b"\n")[3].startswith(b"Received: "), h
+    assert got == set(rcpts), got
+    # a bare CR (or a bare LF) inside the address
+    with Raw(d.port) as c:
+        c.greet()
+        assert code(c.cmd("MAIL FROM:<someone@sender.example>")) == 250
+        r1 = c.cmd('RCPT TO:<"a\rX-Evil: 1"@acme.example>')
+        r2 = c.cmd('RCPT TO:<"b\nX-Evil: 2"@acme.example>')
+        rs = [r1, r2]
+        # a bare LF may end the line (then the rest is a bad command)
+        while True:
+            try:
+                more = c.reply(timeout=1)
+            except socket.timeout:
+                break
+            if more is None:
+                break
+            rs.append(more)
+        if any(code(r) == 250 for r in (r1, r2)):
+            assert code(c.cmd("DATA")) == 354
+            c.send("Subject: evil\r\n\r\nx\r\n.\r\n")
+            assert code(c.reply(timeout=30)) == 250
+        print(rs)
+        assert not any(code(r) == 250 for r in rs), rs
+    time.sleep(1)
+    for f in new_files(d, "acme"):
+        content = read(f)
+        assert b"\r" not in content and b"\nX-Evil" not in content, content[:300]
+
+
+def test_probe_domain_maildrop_many_and_duplicate_recipients(make_daemon):
+    """100 recipients over two domains of one customer: 100 copies, each
+    naming its recipient; the same recipient twice in an envelope (also in
+    another case) is one copy, as Postfix does."""
+    d = _acme_drop(make_daemon)
+    rcpts = ["u%d@%s" % (i, "acme.example" if i % 2 else "acme.co.uk") for i in range(100)]
+    replies, final = smtp_send(d, rcpts, body())
+    assert all(code(r) == 250 for r in replies) and code(final) == 250
+    files = wait_files(d, 100, "acme", timeout=30)
+    assert len(files) == 100
+    seen = sorted(_heads(read(f))[2][len(b"X-Original-To: "):].decode() for f in files)
+    assert seen == sorted(rcpts)
+    for f in files:
+        os.unlink(f)
+    replies, final = smtp_send(d, ["dup@acme.example", "dup@acme.example",
+                                   "DUP@acme.example"], body())
+    assert code(final) == 250
+    wait_files(d, 1, "acme")
+    wait_for(lambda: queue(d) == [], what="an empty queue")
+    time.sleep(0.5)
+    got = [_heads(read(f))[2] for f in new_files(d, "acme")]
+    print(got)
+    assert len(got) == 1, got
