@@ -1134,3 +1134,86 @@ def test_probe_pass_without_argument(pd):
     assert r.cmd("PASS alice-pw").startswith(b"+OK Logged in")
     r.cmd("QUIT")
     r.close()
+
+
+def _map_with(path, rows):
+    """A customer map at path with these maildrops rows (address, password,
+    mode, keep_days, quota)."""
+    import sqlite3
+    from conftest import ROOT
+    if os.path.exists(path):
+        os.unlink(path)
+    db = sqlite3.connect(path)
+    with open(os.path.join(ROOT, "conf", "customers.sql")) as f:
+        db.executescript(f.read())
+    db.executemany("INSERT INTO maildrops (address, password, mode, keep_days, quota) "
+                   "VALUES (?, ?, ?, ?, ?)", rows)
+    db.commit()
+    db.close()
+
+
+def _smtp_rcpt(d, rcpt):
+    from conftest import Raw
+    with Raw(d.port) as c:
+        c.greet()
+        c.cmd("MAIL FROM:<someone@sender.example>")
+        r = c.cmd("RCPT TO:<%s>" % rcpt)
+        c.cmd("QUIT")
+    return r
+
+
+def test_probe_map_maildrop_lifecycle(make_daemon, tmp_path):
+    """A maildrop only in the customer map: mail delivered into it and a
+    POP3 login to it; its row removed and SIGHUP: RCPT 550 5.1.1 and the
+    login refused at once, the mail left on disk; bad rows (NULL password,
+    unknown mode, negative quota, no '@', '..' in the address) are a clear
+    log line each and leave the old maildrops in force, no crash."""
+    path = str(tmp_path / "customers.sqlite")
+    _map_with(path, [("dave@mapped.example", pw_hash("dave-pw"), "keep", 3, "1M")])
+    pd = Pop3Daemon(make_daemon, tmp_path, drops='customer_map = "%s"\n' % path).start()
+    d = pd.d
+    d.send("dave@mapped.example")
+    wait_for(lambda: len(pd.files("dave@mapped.example")) == 1, what="dave's mail")
+    p = pd.login("dave@mapped.example", "dave-pw")
+    assert p.stat()[0] == 1
+    assert p.capa().get("EXPIRE") == ["3"], p.capa()      # keep_days of the row
+    p.quit()
+    p = pd.login("DAVE@Mapped.Example", "dave-pw")          # any case
+    p.quit()
+    bad = [
+        ([("x@mapped.example", None, None, None, None)], r"NOT NULL|no password"),
+        ([("x@mapped.example", "h", "sometimes", None, None)], r"mode"),
+        ([("x@mapped.example", "h", None, None, "-5")], r"quota"),
+        ([("x@mapped.example", "h", None, -1, None)], r"keep_days"),
+        ([("nodomain", "h", None, None, None)], r"bad maildrop address 'nodomain'"),
+        ([("../x@mapped.example", "h", None, None, None)], r"bad maildrop address"),
+        ([("x@../mapped.example", "h", None, None, None)], r"bad maildrop address"),
+        ([("x@mapped.example/..", "h", None, None, None)], r"bad maildrop address"),
+    ]
+    import sqlite3
+    for rows, why in bad:
+        try:
+            _map_with(path, rows)
+        except sqlite3.IntegrityError:
+            continue                    # the schema itself refuses it
+        m = len(d.log_text())
+        d.hup()
+        d.wait_log(r"customers\.sqlite.*(%s)" % why, start=m)
+        d.wait_log(r"(keeps|keeping|kept) the (old|current|previous)", start=m)
+        assert d.proc.poll() is None
+        assert code3(_smtp_rcpt(d, "dave@mapped.example")) == 250
+    _map_with(path, [("erin@mapped.example", pw_hash("erin-pw"), None, None, None)])
+    m = len(d.log_text())
+    d.hup()
+    d.wait_log(r"configuration reloaded", start=m)
+    assert _smtp_rcpt(d, "dave@mapped.example").startswith("550 5.1.1"), \
+        _smtp_rcpt(d, "dave@mapped.example")
+    p = pd.pop()
+    p.user("dave@mapped.example")
+    with pytest.raises(poplib.error_proto, match=r"\[AUTH\]"):
+        p.pass_("dave-pw")
+    assert len(pd.files("dave@mapped.example")) == 1      # left on disk
+
+
+def code3(r):
+    return int(r[:3]) if r and r[:3].isdigit() else 0
