@@ -1217,3 +1217,28 @@ def test_probe_map_maildrop_lifecycle(make_daemon, tmp_path):
 
 def code3(r):
     return int(r[:3]) if r and r[:3].isdigit() else 0
+
+
+def test_probe_domain_maildrop_login_case_and_secret_reload(pd):
+    """The customer name of a domain maildrop in another case logs in (as
+    the maildrop name does); after its secret is changed by SIGHUP the old
+    one is refused at once and the new one works."""
+    pd.put("acme2", body(1))
+    p = pd.login("ACME2", "s3cret")
+    assert p.stat()[0] == 1
+    p.quit()
+    d = pd.d
+    d.customers = d.customers.replace("secret = 's3cret'", "secret = 'n3w'")
+    assert "'n3w'" in d.customers
+    d.write_conf()
+    m = len(d.log_text())
+    d.hup()
+    d.wait_log(r"configuration reloaded", start=m)
+    p = pd.pop()
+    p.user("acme2")
+    with pytest.raises(poplib.error_proto, match=r"\[AUTH\]"):
+        p.pass_("s3cret")
+    p.close()
+    p = pd.login("acme2", "n3w")
+    assert p.stat()[0] == 1
+    p.quit()
