@@ -1242,3 +1242,79 @@ def test_probe_domain_maildrop_login_case_and_secret_reload(pd):
     p = pd.login("acme2", "n3w")
     assert p.stat()[0] == 1
     p.quit()
+
+
+def _uid(path):
+    return hashlib.md5(os.path.basename(path).split(":")[0].encode()).hexdigest()
+
+
+def test_probe_keep_expiry_boundaries_and_corrupt_record(pd):
+    """keep_days = 2: a message first retrieved 1.9 days ago stays, one
+    retrieved 2.1 days ago expires at the next QUIT, one never retrieved
+    stays; garbage, a line for a message not in the maildrop, a line with
+    a future time and a torn last line in kickmail-retrieved are skipped
+    without a crash; UIDLs of the rest do not change."""
+    paths = [pd.put("kim@isp.example", body(i)) for i in range(5)]
+    kdir = os.path.join(str(pd.root), "isp.example", "kim")
+    now = int(time.time())
+    uids = [_uid(p) for p in paths]
+    with open(os.path.join(kdir, "kickmail-retrieved"), "w") as f:
+        f.write("%s %d\n" % (uids[0], now - int(1.9 * 86400)))
+        f.write("%s %d\n" % (uids[1], now - int(2.1 * 86400)))
+        f.write("this is not a line\n\x00\xff\n")
+        f.write("%s %d\n" % ("0" * 32, now - 10 * 86400))      # not in the maildrop
+        f.write("%s %d\n" % (uids[3], now + 400 * 86400))      # in the future
+        f.write("%s %d" % (uids[4], now - 9 * 86400))           # torn: no LF
+    p = pd.login("kim@isp.example")
+    before = p.uidl()[1]
+    assert p.stat()[0] == 5
+    p.quit()
+    files = pd.files("kim@isp.example")
+    left = sorted(os.path.basename(f).split(":")[0] for f in files)
+    want = sorted(os.path.basename(p_) for i, p_ in enumerate(paths) if i != 1)
+    assert left == want, (left, want)
+    pd.d.wait_log(r"kickmail-retrieved: \d+ bad lines skipped")
+    pd.d.wait_log(r"pop3: kim@isp\.example: 1 messages expired")
+    p = pd.login("kim@isp.example")
+    after = p.uidl()[1]
+    p.quit()
+    gone = uids[1].encode()
+    assert [ln.split()[1] for ln in after] == \
+        [ln.split()[1] for ln in before if ln.split()[1] != gone]
+    assert pd.d.proc.poll() is None
+
+
+def test_probe_uidl_after_dovecot_rename_and_hand_copies(pd):
+    """A message moved by another program (Dovecot) from new/ to cur/ with
+    ':2,S' keeps its UIDL; a file copied by hand into new/ under the same
+    base name as one in cur/ must not give two messages the same UIDL; a
+    hand-copied file without ',S=' is listed with its real size."""
+    p1 = pd.put("alice@isp.example", body(1))
+    p = pd.login()
+    u1 = p.uidl(1).split()[2]
+    p.quit()
+    cur = os.path.join(os.path.dirname(os.path.dirname(p1)), "cur")
+    moved = os.path.join(cur, os.path.basename(p1) + ":2,S")
+    os.rename(p1, moved)
+    p = pd.login()
+    assert p.uidl(1).split()[2] == u1
+    p.quit()
+    shutil.copy(moved, p1)          # the same base name in new/ and cur/
+    hand = os.path.join(os.path.dirname(p1), "by-hand")
+    with open(hand, "wb") as f:
+        f.write(b"Subject: by hand\n\nline\n")
+    p = pd.login()
+    uids = [ln.split()[1] for ln in p.uidl()[1]]
+    sizes = dict((ln.split()[0], int(ln.split()[1])) for ln in p.list()[1])
+    n = len(uids)
+    p.quit()
+    assert n == 3, uids
+    assert len(set(uids)) == len(uids), uids        # RFC 1939: unique
+    assert 26 in sizes.values(), sizes              # 23 bytes + 3 CRs
+    assert u1 in uids                               # the one in cur/ keeps its UIDL
+    pd.d.wait_log(r"maildir: .*/new/%s has the base name of another message: renamed "
+                  r"to new/" % re.escape(os.path.basename(p1)))
+    assert len(pd.files("alice@isp.example")) == 3      # nothing lost
+    p = pd.login()
+    assert sorted(ln.split()[1] for ln in p.uidl()[1]) == sorted(uids)     # and they stay
+    p.quit()
