@@ -288,6 +288,20 @@ static void guard_configure(const struct config *c)
     auth_guard_configure(&gc);
 }
 
+/* Maildrops whose quota the new generation raises or lifts: the mail
+ * deferred for their quota is tried again now, as when a POP3 QUIT makes
+ * room (deliver_maildrop_room), not at its next retry time. */
+static void quota_raised_retry(const struct registry *old, const struct registry *cur)
+{
+    for (size_t i = 0; i < registry_maildrop_count(cur); i++) {
+        struct maildrop_ref now, was;
+        registry_maildrop_at(cur, i, &now);
+        if (registry_maildrop(old, now.name, &was) == 0 && was.quota &&
+            (!now.quota || now.quota > was.quota))
+            deliver_maildrop_room(now.name);
+    }
+}
+
 /* Swaps a loaded generation in (on the loop). */
 static void reload_apply(struct gen *g)
 {
@@ -310,6 +324,7 @@ static void reload_apply(struct gen *g)
     *old = D.cur;
     D.cur = *g;
     memset(g, 0, sizeof *g);
+    quota_raised_retry(old->reg, D.cur.reg);
     /* nothing on the loop points into old any more (sessions look customers
      * up by name): free it in a thread, or here if none can start */
     if (R.reaping)

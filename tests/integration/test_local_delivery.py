@@ -670,3 +670,66 @@ def test_probe_domain_maildrop_many_and_duplicate_recipients(make_daemon):
     got = [_heads(read(f))[2] for f in new_files(d, "acme")]
     print(got)
     assert len(got) == 1, got
+
+
+def test_probe_quota_raised_by_reload_delivers_the_waiting_mail(make_daemon):
+    """Mail deferred for quota (452) goes into the maildrop soon after a
+    SIGHUP raises the quota, without an operator's kick; quota = 0 means
+    no quota."""
+    d = make_daemon(customers=drops(quota="100k")).start()
+    d.kickq("hold", "isp.example")
+    send_many(d, ALICE, 3, size=3000)
+    d.customers = drops(quota="4k")                 # room for one of them
+    d.write_conf()
+    m = len(d.log_text())
+    d.hup()
+    d.wait_log(r"configuration reloaded", start=m)
+    d.kickq("release", "isp.example")
+    wait_files(d, 1, "isp.example", "alice")
+
+    def deferred():
+        q = queue(d)
+        return len(q) == 2 and all(x["recipients"][0]["status"] == "deferred" for x in q)
+    wait_for(deferred, what="two messages deferred for quota")
+    d.customers = drops(quota=0)
+    d.write_conf()
+    m = len(d.log_text())
+    t0 = time.time()
+    d.hup()
+    d.wait_log(r"configuration reloaded", start=m)
+    wait_for(lambda: queue(d) == [], timeout=20, what="the waiting mail delivered")
+    assert time.time() - t0 < 10            # not at the next retry (1 min and more)
+    d.wait_log(r"isp\.example: room in maildrop alice@isp\.example: retrying 2 messages",
+               start=m)
+    assert len(new_files(d, "isp.example", "alice")) == 3
+    send_many(d, ALICE, 3, size=3000, tag="after")          # quota 0: no quota
+    wait_files(d, 6, "isp.example", "alice")
+
+
+def test_probe_customer_quota_raised_by_reload_delivers_the_waiting_mail(make_daemon):
+    """The same for a deliver = "maildrop" customer's quota."""
+    def conf(quota):
+        return customer_conf("acme", ["acme.example"], deliver="maildrop", secret="pop",
+                             quota=quota)
+    d = make_daemon(customers=conf("100k")).start()
+    d.kickq("hold", "acme")
+    send_many(d, "bob@acme.example", 3, size=3000)
+    d.customers = conf("4k")
+    d.write_conf()
+    m = len(d.log_text())
+    d.hup()
+    d.wait_log(r"configuration reloaded", start=m)
+    d.kickq("release", "acme")
+    wait_files(d, 1, "acme")
+    wait_for(lambda: len(queue(d)) == 2 and all(
+        x["recipients"][0]["status"] == "deferred" for x in queue(d)),
+        what="two messages deferred for quota")
+    d.customers = conf("1M")
+    d.write_conf()
+    m = len(d.log_text())
+    t0 = time.time()
+    d.hup()
+    wait_for(lambda: queue(d) == [], timeout=20, what="the waiting mail delivered")
+    assert time.time() - t0 < 10
+    d.wait_log(r"acme: room in maildrop acme: retrying 2 messages", start=m)
+    assert len(new_files(d, "acme")) == 3
