@@ -1318,3 +1318,57 @@ def test_probe_uidl_after_dovecot_rename_and_hand_copies(pd):
     p = pd.login()
     assert sorted(ln.split()[1] for ln in p.uidl()[1]) == sorted(uids)     # and they stay
     p.quit()
+
+
+def test_probe_pop3s_handshake_never_finished_is_bounded(make_daemon, tmp_path):
+    """A pop3s client that connects and never does (or never ends) the TLS
+    handshake is cut off at the section's timeout; so is one that stops
+    after STLS; the server serves others meanwhile."""
+    pd = Pop3Daemon(make_daemon, tmp_path, pop3s=True, tls=True,
+                    pop3_opts="timeout = 2", pop3s_opts="timeout = 2").start()
+    silent = socket.create_connection(("127.0.0.1", pd.sport), timeout=10)
+    partial = socket.create_connection(("127.0.0.1", pd.sport), timeout=10)
+    partial.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")     # a ClientHello begun
+    stls = Raw3(pd.port)
+    assert stls.line().startswith(b"+OK")
+    assert stls.cmd("STLS").startswith(b"+OK")             # then nothing
+    t0 = time.time()
+    p = poplib.POP3_SSL("127.0.0.1", pd.sport, context=tls_ctx(), timeout=10)
+    p.quit()
+    hung = []
+    for what, s in (("silent", silent), ("partial", partial), ("stls", stls.sock)):
+        s.settimeout(max(0.1, t0 + 6 - time.time()))
+        try:
+            while s.recv(4096):
+                pass
+        except ConnectionResetError:
+            pass
+        except socket.timeout:
+            hung.append(what)
+        s.close()
+    assert not hung, "still open after 6 s with timeout = 2: %s" % hung
+    wait_for(lambda: len(re.findall(r"pop3: disconnect from 127\.0\.0\.1 reason=TLS "
+                                    r"handshake timed out", pd.d.log_text())) == 3,
+             what="three handshake timeouts logged")
+
+
+def test_probe_many_sessions_from_one_address(make_daemon, tmp_path):
+    """200 connections from one address with max_connections_per_client =
+    50: 50 are served, the others get -ERR [SYS/TEMP] before any session;
+    once those close, a new one is served."""
+    pd = Pop3Daemon(make_daemon, tmp_path).start()
+    socks, refused = [], 0
+    for i in range(200):
+        r = Raw3(pd.port)
+        ln = r.line()
+        if ln and ln.startswith(b"+OK"):
+            socks.append(r)
+        else:
+            assert ln is None or ln.startswith(b"-ERR [SYS/TEMP]"), ln
+            refused += 1
+            r.close()
+    assert len(socks) == 50 and refused == 150, (len(socks), refused)
+    for r in socks:
+        r.cmd("QUIT")
+        r.close()
+    wait_for(lambda: pd.pop().getwelcome().startswith(b"+OK"), what="served again")
