@@ -1372,3 +1372,35 @@ def test_probe_many_sessions_from_one_address(make_daemon, tmp_path):
         r.cmd("QUIT")
         r.close()
     wait_for(lambda: pd.pop().getwelcome().startswith(b"+OK"), what="served again")
+
+
+def test_probe_symlinks_planted_in_a_maildrop(pd, tmp_path):
+    """A symbolic link in new/ or cur/ (to a file outside the maildrop) is
+    not a message: not listed, never sent or removed; a kickmail-retrieved
+    that is a symbolic link is not followed (keep mode logs that it cannot
+    record, and the file it points to is not changed)."""
+    secret = tmp_path / "outside.txt"
+    secret.write_bytes(b"Subject: not yours\n\nsecret\n")
+    pd.put("alice@isp.example", body(1))
+    adir = os.path.join(str(pd.root), "isp.example", "alice")
+    os.symlink(str(secret), os.path.join(adir, "new", "1700000000.M1P1Q1.evil,S=27,W=30"))
+    os.symlink(str(secret), os.path.join(adir, "cur", "1700000001.M1P1Q1.evil:2,S"))
+    p = pd.login()
+    assert p.stat()[0] == 1
+    assert b"secret" not in b"\n".join(p.retr(1)[1])
+    p.dele(1)
+    p.quit()
+    assert secret.read_bytes() == b"Subject: not yours\n\nsecret\n"
+    pd.put("kim@isp.example", body(2))
+    kdir = os.path.join(str(pd.root), "isp.example", "kim")
+    target = tmp_path / "target"
+    target.write_bytes(b"keep me\n")
+    os.symlink(str(target), os.path.join(kdir, "kickmail-retrieved"))
+    p = pd.login("kim@isp.example")
+    p.retr(1)
+    with pytest.raises(poplib.error_proto, match=r"\[SYS/TEMP\]"):
+        p.quit()                        # the retrieval could not be recorded
+    assert target.read_bytes() == b"keep me\n"
+    assert os.path.islink(os.path.join(kdir, "kickmail-retrieved"))
+    pd.d.wait_log(r"pop3: kim@isp\.example: cannot record retrievals: .*kickmail-retrieved")
+    assert len(pd.files("kim@isp.example")) == 1
