@@ -733,3 +733,38 @@ def test_probe_customer_quota_raised_by_reload_delivers_the_waiting_mail(make_da
     assert time.time() - t0 < 10
     d.wait_log(r"acme: room in maildrop acme: retrying 2 messages", start=m)
     assert len(new_files(d, "acme")) == 3
+
+
+def test_probe_domain_maildrop_loop_per_recipient(make_daemon):
+    """A message that already carries our Delivered-To for one recipient of
+    a domain maildrop (folded, in another case, below other fields) is a
+    loop for that recipient only: bounced 5.4.6, while the other recipient
+    of the same envelope gets its copy."""
+    d = _acme_drop(make_daemon)
+    extra = ("X-A: 1\r\nX-B: 2\r\ndelivered-to:\r\n \tA@ACME.example \r\nX-C: 3\r\n")
+    replies, final = smtp_send(d, ["a@acme.example", "b@acme.example"], body(extra=extra),
+                               sender="")
+    assert code(final) == 250, final
+    qid = final.split("queued as ")[1].strip()
+    d.wait_log(r"%s: to=<a@acme\.example>, relay=local, .*status=bounced "
+               r"\(554 5\.4\.6 mail forwarding loop for <a@acme\.example>\)" % qid)
+    (f,) = wait_files(d, 1, "acme")
+    assert _heads(read(f))[2] == b"X-Original-To: b@acme.example"
+
+
+def test_probe_maildrop_in_map_and_config(make_daemon, tmp_path):
+    """The same maildrop in a maildrop section and in the map's table, in
+    another case: kickmaild -n refuses it and names both places."""
+    path = os.path.join(str(tmp_path), "customers.sqlite")
+    db = sqlite3.connect(path)
+    with open(os.path.join(ROOT, "conf", "customers.sql")) as f:
+        db.executescript(f.read())
+    db.execute("INSERT INTO maildrops (address, password) VALUES ('ALICE@isp.example', 'h')")
+    db.commit()
+    db.close()
+    d = make_daemon(customers=drops(), extra='customer_map = "%s"\n' % path)
+    r = subprocess.run([KICKMAILD, "-n", "-c", d.conf], capture_output=True, text=True)
+    assert r.returncode == 1, r.stdout
+    assert re.search(r"maildrop 'alice@isp\.example' defined twice \(.*kickmail\.conf.*"
+                     r"and .*customers\.sqlite\)|maildrop 'alice@isp\.example' defined twice "
+                     r"\(.*customers\.sqlite.* and .*kickmail\.conf.*\)", r.stderr), r.stderr
