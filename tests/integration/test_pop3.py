@@ -1404,3 +1404,36 @@ def test_probe_symlinks_planted_in_a_maildrop(pd, tmp_path):
     assert os.path.islink(os.path.join(kdir, "kickmail-retrieved"))
     pd.d.wait_log(r"pop3: kim@isp\.example: cannot record retrievals: .*kickmail-retrieved")
     assert len(pd.files("kim@isp.example")) == 1
+
+
+def test_probe_keep_days_zero_and_a_maildrop_that_is_a_file(make_daemon, tmp_path):
+    """keep_days = 0: a message retrieved in a session stays until the
+    next session's QUIT, then expires.  A maildrop whose directory is a
+    regular file: the login gets -ERR [SYS/TEMP], the daemon lives on."""
+    drops = ('maildrop "zed@isp.example" { password = \'%s\' mode = "keep" keep_days = 0 }\n'
+             'maildrop "file@isp.example" { password = \'%s\' }\n'
+             % (pw_hash("zed-pw"), pw_hash("file-pw")))
+    pd = Pop3Daemon(make_daemon, tmp_path, drops=drops)
+    pd.pw.update({"zed@isp.example": "zed-pw", "file@isp.example": "file-pw"})
+    pd.start()
+    pd.put("zed@isp.example", body(1))
+    p = pd.login("zed@isp.example")
+    assert p.capa()["EXPIRE"] == ["0"]
+    p.retr(1)
+    p.quit()
+    assert len(pd.files("zed@isp.example")) == 1
+    time.sleep(1.1)
+    p = pd.login("zed@isp.example")
+    assert p.stat()[0] == 1
+    p.quit()
+    assert pd.files("zed@isp.example") == []
+    os.makedirs(os.path.join(str(pd.root), "isp.example"), exist_ok=True)
+    with open(os.path.join(str(pd.root), "isp.example", "file"), "w") as f:
+        f.write("not a directory\n")
+    p = pd.pop()
+    p.user("file@isp.example")
+    with pytest.raises(poplib.error_proto, match=r"\[SYS/TEMP\]"):
+        p.pass_("file-pw")
+    assert pd.d.proc.poll() is None
+    p = pd.login("zed@isp.example")
+    p.quit()
