@@ -768,3 +768,33 @@ def test_probe_maildrop_in_map_and_config(make_daemon, tmp_path):
     assert re.search(r"maildrop 'alice@isp\.example' defined twice \(.*kickmail\.conf.*"
                      r"and .*customers\.sqlite\)|maildrop 'alice@isp\.example' defined twice "
                      r"\(.*customers\.sqlite.* and .*kickmail\.conf.*\)", r.stderr), r.stderr
+
+
+def test_probe_maildrop_names_long_and_odd(make_daemon):
+    """kickmaild -n refuses a local part of 65 characters, a domain label of
+    64, a domain of more than 253, a leading dot; an address in upper case
+    is delivered under its lower-case path, inside maildir_root."""
+    d = make_daemon(customers="")
+    bad = ["x" * 65 + "@isp.example", "a@" + "b" * 64 + ".example",
+           "a@" + ".".join(["c" * 60] * 5) + ".example", ".a@isp.example",
+           "a@isp..example", "a@.isp.example",
+           # 255 characters: longer than SMTP's path (256 with its <>) allows
+           "x" * 64 + "@" + "c" * 63 + "." + "c" * 63 + "." + "c" * 54 + ".example"]
+    for addr in bad:
+        d.write_conf(maildrop_conf(addr))
+        r = subprocess.run([KICKMAILD, "-n", "-c", d.conf], capture_output=True, text=True)
+        assert r.returncode == 1 and "bad maildrop address" in r.stderr, (addr, r.stderr)
+    longest = "x" * 64 + "@" + "c" * 63 + "." + "c" * 63 + "." + "c" * 53 + ".example"
+    assert len(longest) == 254
+    d.customers = maildrop_conf("Upper.Case@ISP.Example") + maildrop_conf(longest)
+    d.write_conf()
+    d.start()
+    for rcpt in ("UPPER.CASE@isp.EXAMPLE", longest):
+        replies, final = smtp_send(d, rcpt, body())
+        assert code(final) == 250, (rcpt, replies, final)
+    (f,) = wait_files(d, 1, "isp.example", "upper.case")
+    root = os.path.realpath(d.maildirs)
+    assert os.path.realpath(f).startswith(root + os.sep)
+    local, domain = longest.split("@")
+    (f,) = wait_files(d, 1, domain, local)
+    assert os.path.realpath(f).startswith(root + os.sep)
