@@ -798,3 +798,24 @@ def test_probe_maildrop_names_long_and_odd(make_daemon):
     local, domain = longest.split("@")
     (f,) = wait_files(d, 1, domain, local)
     assert os.path.realpath(f).startswith(root + os.sep)
+
+
+def test_probe_domain_maildrop_quota_counts_each_copy(make_daemon):
+    """A domain maildrop stores one copy per recipient.  20 recipients of a
+    1 KB message against a 10k quota: all 20 are accepted at RCPT (the RCPT
+    check counts the message once per transaction, not once per copy), but
+    no more than 10k goes into the maildrop; the rest waits deferred, and
+    nothing bounces."""
+    d = _acme_drop(make_daemon, quota="10k")
+    data = body(size=1000)
+    rcpts = ["u%d@acme.example" % i for i in range(20)]
+    replies, final = smtp_send(d, rcpts, data, size=len(data))
+    ok = [r for r in replies if code(r) == 250]
+    over = [r for r in replies if r.startswith("452 4.2.2")]
+    assert len(ok) + len(over) == 20, replies
+    assert code(final) == 250, final
+    time.sleep(2)
+    files = new_files(d, "acme")
+    used = sum(len(read(f)) + read(f).count(b"\n") for f in files)
+    assert used <= 10 * 1024, (len(ok), len(files), used)
+    assert "bounced" not in d.log_text()
