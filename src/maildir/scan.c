@@ -254,11 +254,12 @@ int maildir_scan(const char *dir, struct maildir_list *out, char *why, size_t wh
 }
 
 /* m ("new/NAME" or "cur/NAME") renamed in its directory to a name of its
- * own: ".dN" added to the unique part (before the first ',' or ':'), never
- * over an existing name; m->file and m->uidl follow.  0, or -1 with errno. */
-static int rename_duplicate(const char *dir, struct maildir_msg *m)
+ * own: ".dN" added to the unique part (before the first ',' or ':'), whose
+ * UIDL is not in seen, never over an existing name; m->file and m->uidl
+ * follow.  0, or -1 with errno. */
+static int rename_duplicate(const char *dir, struct maildir_msg *m, const struct hmap *seen)
 {
-    char from[PATH_MAX], to[PATH_MAX], file[NAME_MAX + 8];
+    char from[PATH_MAX], to[PATH_MAX], file[NAME_MAX + 8], uidl[MAILDIR_UIDL_LEN + 1];
     const char *name = m->file + 4;
     size_t ulen = strcspn(name, ",:");
     for (unsigned n = 1; n <= 100; n++) {
@@ -270,15 +271,16 @@ static int rename_duplicate(const char *dir, struct maildir_msg *m)
             errno = ENAMETOOLONG;
             return -1;
         }
+        maildir_uidl(file + 4, strcspn(file + 4, ":"), uidl);
+        if (hmap_get(seen, uidl))
+            continue;                   /* another message's base name */
         int rc = renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE);
         if (rc < 0 && (errno == EINVAL || errno == ENOSYS) && (rc = link(from, to)) == 0)
             unlink(from);
         if (rc == 0) {
-            struct maildir_name nm;
             free(m->file);
             m->file = xstrdup(file);
-            maildir_name_parse(m->file + 4, &nm);
-            maildir_uidl(m->file + 4, nm.baselen, m->uidl);
+            memcpy(m->uidl, uidl, sizeof m->uidl);
             return 0;
         }
         if (errno != EEXIST)
@@ -291,34 +293,40 @@ static int rename_duplicate(const char *dir, struct maildir_msg *m)
 size_t maildir_scan_unique(const char *dir, struct maildir_list *l)
 {
     struct hmap *seen = hmap_new(0);
+    unsigned char *dup = xcalloc(l->n ? l->n : 1, 1);
     size_t renamed = 0, k = 0;
     /* cur/ first: a file there keeps its UIDL, a copy in new/ gets a new one */
-    for (int pass = 0; pass < 2; pass++) {
+    for (int pass = 0; pass < 2; pass++)
         for (size_t i = 0; i < l->n; i++) {
             struct maildir_msg *m = &l->msgs[i];
-            char was[NAME_MAX + 8];
             if ((m->file[0] == 'c') != (pass == 0))
                 continue;
-            if (!hmap_get(seen, m->uidl)) {
+            if (hmap_get(seen, m->uidl))
+                dup[i] = 1;
+            else
                 hmap_put(seen, m->uidl, m);
-                continue;
-            }
-            snprintf(was, sizeof was, "%s", m->file);
-            if (rename_duplicate(dir, m) == 0 && !hmap_get(seen, m->uidl)) {
-                hmap_put(seen, m->uidl, m);
-                log_warn("maildir: %s/%s has the base name of another message: renamed "
-                         "to %s", dir, was, m->file);
-                renamed++;
-                continue;
-            }
-            log_warn("maildir: %s/%s has the base name of another message and cannot be "
-                     "renamed: %s; not listed", dir, was, strerror(errno));
-            l->bytes -= m->vsize;
-            free(m->file);
-            m->file = NULL;
         }
+    for (size_t i = 0; i < l->n; i++) {
+        struct maildir_msg *m = &l->msgs[i];
+        char was[NAME_MAX + 8];
+        if (!dup[i])
+            continue;
+        snprintf(was, sizeof was, "%s", m->file);
+        if (rename_duplicate(dir, m, seen) == 0) {
+            hmap_put(seen, m->uidl, m);
+            log_warn("maildir: %s/%s has the base name of another message: renamed to %s",
+                     dir, was, m->file);
+            renamed++;
+            continue;
+        }
+        log_warn("maildir: %s/%s has the base name of another message and cannot be "
+                 "renamed: %s; not listed", dir, was, strerror(errno));
+        l->bytes -= m->vsize;
+        free(m->file);
+        m->file = NULL;
     }
     hmap_free(seen);
+    free(dup);
     for (size_t i = 0; i < l->n; i++)
         if (l->msgs[i].file)
             l->msgs[k++] = l->msgs[i];
