@@ -819,3 +819,43 @@ def test_probe_domain_maildrop_quota_counts_each_copy(make_daemon):
     used = sum(len(read(f)) + read(f).count(b"\n") for f in files)
     assert used <= 10 * 1024, (len(ok), len(files), used)
     assert "bounced" not in d.log_text()
+
+
+def test_probe_map_maildrop_quota(make_daemon, tmp_path):
+    """A map maildrop's quota: 452 at RCPT when full; raised in the map and
+    reloaded, the mail deferred for it goes in at once; '0' is no quota."""
+    path = os.path.join(str(tmp_path), "customers.sqlite")
+
+    def set_quota(q):
+        db = sqlite3.connect(path)
+        if q is None:
+            with open(os.path.join(ROOT, "conf", "customers.sql")) as f:
+                db.executescript(f.read())
+            db.execute("INSERT INTO maildrops (address, password, quota) "
+                       "VALUES ('dave@mapped.example', '$6$x$y', '100k')")
+        else:
+            db.execute("UPDATE maildrops SET quota = ?", (q,))
+        db.commit()
+        db.close()
+    set_quota(None)
+    d = make_daemon(customers="", extra='customer_map = "%s"\n' % path).start()
+    d.kickq("hold", "mapped.example")
+    send_many(d, "dave@mapped.example", 3, size=3000)
+    set_quota("4k")
+    m = len(d.log_text())
+    d.hup()
+    d.wait_log(r"configuration reloaded", start=m)
+    replies, _ = smtp_send(d, "dave@mapped.example", body(), size=300)
+    assert replies[0].startswith("452 4.2.2 <dave@mapped.example>"), replies
+    d.kickq("release", "mapped.example")
+    wait_files(d, 1, "mapped.example", "dave")
+    wait_for(lambda: len(queue(d)) == 2 and all(
+        x["recipients"][0]["status"] == "deferred" for x in queue(d)),
+        what="two messages deferred for quota")
+    set_quota("0")
+    m = len(d.log_text())
+    d.hup()
+    wait_for(lambda: queue(d) == [], timeout=8, what="the waiting mail delivered")
+    assert len(new_files(d, "mapped.example", "dave")) == 3
+    replies, final = smtp_send(d, "dave@mapped.example", body(size=5000))
+    assert code(final) == 250, (replies, final)
