@@ -859,3 +859,27 @@ def test_probe_map_maildrop_quota(make_daemon, tmp_path):
     assert len(new_files(d, "mapped.example", "dave")) == 3
     replies, final = smtp_send(d, "dave@mapped.example", body(size=5000))
     assert code(final) == 250, (replies, final)
+
+
+def test_probe_password_that_is_no_hash_is_reported(make_daemon):
+    """A maildrop password written in plain text (as Dovecot's {PLAIN}
+    habit would have it) can never match: crypt(3) takes it for a DES
+    salt.  kickmaild -n and the start-up log name it (a warning: the
+    configuration still loads); a locked '*' or '!' hash and real hashes
+    are not named."""
+    text = (maildrop_conf("alice@isp.example") +
+            'maildrop "plain@isp.example" { password = \'s3cret\' }\n'
+            'maildrop "locked@isp.example" { password = \'!\' }\n'
+            'maildrop "yes@isp.example" { password = \'$y$j9T$F5Jx5fExrKuPp53xLKQ..1$'
+            'X3DX6M94c7o.9agCG9G317fhZg9SqC.5i5rd.RhAtQ7\' }\n')
+    d = make_daemon(customers=text)
+    r = subprocess.run([KICKMAILD, "-n", "-c", d.conf], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout + r.stderr
+    assert re.search(r"warning: 1 maildrops? ha(s|ve) a password that is not a crypt\(3\) "
+                     r"hash.*plain@isp\.example", out), out
+    for name in ("alice@", "locked@", "yes@"):
+        assert name not in out, out
+    d.start()
+    d.wait_log(r"warning: 1 maildrops? ha(s|ve) a password that is not a crypt\(3\) hash"
+               r".*plain@isp\.example")
