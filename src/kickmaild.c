@@ -69,6 +69,7 @@ struct gen {
     struct tls_ctx *tls;        /* the listeners' (NULL without certificate) */
     struct tls_ctx *client_tls; /* delivery's, with every customer's tls_ca */
     double map_secs;            /* time to load the map */
+    char pw_warn[512];          /* maildrop passwords that cannot match, or "" */
 };
 
 static struct {
@@ -134,18 +135,29 @@ static void gen_free(struct gen *g)
 }
 
 /* Every maildrop has a directory under maildir_root (maildir_path: a safe
- * name, and a path that fits). */
-static int maildrops_check(const struct gen *g, char *err, size_t errlen)
+ * name, and a path that fits).  Passwords that can never match (plain
+ * text written for a hash) are counted into g->pw_warn: a warning, the
+ * maildrop still loads. */
+static int maildrops_check(struct gen *g, char *err, size_t errlen)
 {
-    char dir[4096];
+    char dir[4096], first[320] = "";
+    size_t bad = 0;
+    g->pw_warn[0] = 0;
     for (size_t i = 0; i < registry_maildrop_count(g->reg); i++) {
         struct maildrop_ref md;
+        const char *why;
         registry_maildrop_at(g->reg, i, &md);
+        if (md.password && (why = auth_hash_problem(md.password)) != NULL && !bad++)
+            snprintf(first, sizeof first, "'%.255s': %s", md.name, why);
         if (maildir_path(g->cfg->maildir_root, md.name, dir, sizeof dir) < 0)
             return util_fail(err, errlen, "%s: maildrop '%s' has no usable directory "
                              "under maildir_root '%s'", g->cfg->path, md.name,
                              g->cfg->maildir_root);
     }
+    if (bad)
+        snprintf(g->pw_warn, sizeof g->pw_warn, "%zu maildrop%s %s a password that is not "
+                 "a crypt(3) hash and can never match (first %s); kickq hash-password "
+                 "makes one", bad, bad == 1 ? "" : "s", bad == 1 ? "has" : "have", first);
     return 0;
 }
 
@@ -288,6 +300,20 @@ static void guard_configure(const struct config *c)
     auth_guard_configure(&gc);
 }
 
+/* Maildrops whose quota the new generation raises or lifts: the mail
+ * deferred for their quota is tried again now, as when a POP3 QUIT makes
+ * room (deliver_maildrop_room), not at its next retry time. */
+static void quota_raised_retry(const struct registry *old, const struct registry *cur)
+{
+    for (size_t i = 0; i < registry_maildrop_count(cur); i++) {
+        struct maildrop_ref now, was;
+        registry_maildrop_at(cur, i, &now);
+        if (registry_maildrop(old, now.name, &was) == 0 && was.quota &&
+            (!now.quota || now.quota > was.quota))
+            deliver_maildrop_room(now.name);
+    }
+}
+
 /* Swaps a loaded generation in (on the loop). */
 static void reload_apply(struct gen *g)
 {
@@ -310,6 +336,9 @@ static void reload_apply(struct gen *g)
     *old = D.cur;
     D.cur = *g;
     memset(g, 0, sizeof *g);
+    quota_raised_retry(old->reg, D.cur.reg);
+    if (D.cur.pw_warn[0])
+        log_warn("reload: warning: %s", D.cur.pw_warn);
     /* nothing on the loop points into old any more (sessions look customers
      * up by name): free it in a thread, or here if none can start */
     if (R.reaping)
@@ -599,6 +628,8 @@ static int check_only(const char *unserved)
     }
     if (unserved[0])
         printf("%s: sections not served by this version: %s\n", D.path, unserved);
+    if (D.cur.pw_warn[0])
+        printf("%s: warning: %s\n", D.path, D.cur.pw_warn);
     if (D.cur.map)
         printf("%s: %zu customers, %zu maildrops\n", D.cur.map->path,
                D.cur.map->ncustomers, D.cur.map->nmaildrops);
@@ -653,6 +684,8 @@ int main(int argc, char **argv)
         return 1;
     if (unserved[0])
         log_warn("sections not served by this version: %s", unserved);
+    if (D.cur.pw_warn[0])
+        log_warn("warning: %s", D.cur.pw_warn);
     struct event *sigs[3];
     int signums[3] = { SIGTERM, SIGINT, SIGHUP };
     for (int i = 0; i < 3; i++) {

@@ -44,6 +44,11 @@ void auth_passwd_cancel(struct auth_check *c);
 int auth_passwd_hash(const char *password, char *out, size_t outlen,
                      char *why, size_t whylen);
 
+/* Why a maildrop's password can never match, or NULL: "", text that is
+ * neither a "$id$" hash nor a DES one (plain text), a hash libcrypt
+ * refuses.  A locked hash ("*...", "!...") is NULL: no login, on purpose. */
+const char *auth_hash_problem(const char *hash);
+
 /* Constant-time comparison of a plaintext-equivalent secret: 1 equal. */
 int auth_secret_equal(const char *secret, const char *given);
 

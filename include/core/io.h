@@ -58,7 +58,9 @@ int io_send(struct io *io, struct evbuffer *buf);
 /* Read timeout in seconds (0: none); restarted on every read.  The same
  * value is the write timeout: output pending that long without progress.
  * IO_TIMEOUT repeats every period while it lasts (an owner may ignore
- * one: reading and writing go on), in plaintext as in TLS. */
+ * one: reading and writing go on), in plaintext as in TLS.  A TLS
+ * handshake not ended one timeout after it started (or after this call)
+ * is IO_ERROR instead, once (io_error: "TLS handshake timed out"). */
 void io_set_timeout(struct io *io, int secs);
 /* The same in milliseconds (0: none). */
 void io_set_timeout_ms(struct io *io, long ms);

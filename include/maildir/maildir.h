@@ -122,6 +122,15 @@ struct maildir_list {
  * is not counted).  A missing maildir is an empty list.  0, or -1 with why. */
 int maildir_scan(const char *dir, struct maildir_list *out, char *why, size_t whylen);
 void maildir_list_free(struct maildir_list *l);
+/* BLOCKING; for a reader that holds the maildrop (a POP3 session's
+ * listing).  Two listed files with one base name (a message copied by hand
+ * from cur/ back into new/) would share a UIDL, and marking one seen would
+ * rename it over the other: each such file but one (the one in cur/ keeps
+ * its name) is renamed in its directory to a name of its own, never over
+ * another, and gets a UIDL of its own; one that cannot be renamed is left
+ * out of the list (still on disk).  Each is logged.  Returns how many were
+ * renamed. */
+size_t maildir_scan_unique(const char *dir, struct maildir_list *l);
 
 /* BLOCKING.  Opens a listed message for reading: an fd, or -1 with why (a
  * message removed meanwhile by another reader: errno ENOENT).  Open, remove

@@ -67,6 +67,24 @@ int auth_crypt_verify(const char *hash, const char *password, struct crypt_data 
     return rc;
 }
 
+const char *auth_hash_problem(const char *hash)
+{
+    if (!hash || !hash[0])
+        return "empty";
+    if (hash[0] == '*' || hash[0] == '!')
+        return NULL;                    /* locked on purpose */
+    if (hash[0] != '$') {               /* only a DES hash (13 of [./0-9A-Za-z]) */
+        size_t n = strspn(hash, "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                "abcdefghijklmnopqrstuvwxyz");
+        if (n != 13 || hash[n])
+            return "not a crypt(3) hash (plain text?)";
+    }
+    int ok = crypt_checksalt(hash);
+    if (ok == CRYPT_SALT_INVALID || ok == CRYPT_SALT_METHOD_DISABLED)
+        return "not a crypt(3) hash this libcrypt can check";
+    return NULL;
+}
+
 int auth_passwd_hash(const char *password, char *out, size_t outlen,
                      char *why, size_t whylen)
 {

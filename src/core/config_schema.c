@@ -712,6 +712,8 @@ const char *config_check_maildrop_address(const char *address)
     const char *at = address ? strrchr(address, '@') : NULL;
     if (!at)
         return "want an address local@domain";
+    if (strlen(address) > 254)      /* RFC 5321: a path is 256 with its <> */
+        return "an address has at most 254 characters (no mail could reach it)";
     size_t n = (size_t)(at - address);
     if (n == 0 || n > 64)
         return "the local part must have 1 to 64 characters";

@@ -15,7 +15,8 @@
  * not one loop turn later.  The timeouts are the events' own: libevent
  * restarts a persistent event's timeout whenever the event fires, which is
  * "restarted on every read" and "output pending without progress".
- * TLS streams are a bufferevent_openssl; STARTTLS replaces the plaintext
+ * TLS streams are a bufferevent_openssl (its handshake bounded by the
+ * timeout with a timer of our own); STARTTLS replaces the plaintext
  * machinery by one on the same fd.
  *
  * Ownership: the io owns the socket; in TLS the bufferevent owns fd and SSL.
@@ -71,6 +72,8 @@ struct io {
     int full;               /* IO_IN_MAX unconsumed: reading suspended */
     /* TLS */
     struct bufferevent *bev;
+    int handshaking;        /* until BEV_EVENT_CONNECTED */
+    struct event *hs_timer; /* the handshake's bound: the timeout, once */
     char err[128];
 };
 
@@ -324,6 +327,9 @@ static void io_eventcb(struct bufferevent *bev, short what, void *arg)
 {
     struct io *io = arg;
     if (what & BEV_EVENT_CONNECTED) {
+        io->handshaking = 0;
+        if (io->hs_timer)
+            evtimer_del(io->hs_timer);
         io->cb(io, IO_TLS_DONE, io->arg);
     } else if (what & BEV_EVENT_TIMEOUT) {
         io->cb(io, IO_TIMEOUT, io->arg);
@@ -335,11 +341,41 @@ static void io_eventcb(struct bufferevent *bev, short what, void *arg)
     }
 }
 
+/* The handshake did not end within the timeout: an error, reported once
+ * (libevent's read and write timeouts are not armed during a
+ * bufferevent_openssl handshake, and the peer reads nothing before it
+ * ends, so an IO_TIMEOUT could not be answered). */
+static void io_on_hs_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct io *io = arg;
+    if (!io->handshaking)
+        return;
+    io->handshaking = 0;
+    snprintf(io->err, sizeof io->err, "TLS handshake timed out");
+    io->cb(io, IO_ERROR, io->arg);
+}
+
+/* (Re)arms the handshake's bound from now while it is under way. */
+static void io_hs_arm(struct io *io)
+{
+    struct timeval tv;
+    const struct timeval *tvp = io_tv(io, &tv);
+    if (!io->handshaking)
+        return;
+    if (!io->hs_timer && !(io->hs_timer = evtimer_new(io->base, io_on_hs_timeout, io)))
+        return;
+    if (tvp)
+        evtimer_add(io->hs_timer, tvp);
+    else
+        evtimer_del(io->hs_timer);
+}
+
 static void io_attach(struct io *io, struct bufferevent *bev)
 {
     io->bev = bev;
     io->tls = 1;
     bufferevent_setcb(bev, io_readcb, io_writecb, io_eventcb, io);
+    io->handshaking = 1;
     io_set_timeout_ms(io, io->timeout_ms);
     if (!io->paused)
         bufferevent_enable(bev, EV_READ | EV_WRITE);
@@ -376,6 +412,8 @@ void io_free(struct io *io)
 {
     if (!io)
         return;
+    if (io->hs_timer)
+        event_free(io->hs_timer);
     if (io->tls) {
         bufferevent_free(io->bev);      /* closes fd */
     } else {
@@ -444,6 +482,7 @@ void io_set_timeout_ms(struct io *io, long ms)
     const struct timeval *tvp = io_tv(io, &tv);
     if (io->tls) {
         bufferevent_set_timeouts(io->bev, tvp, tvp);
+        io_hs_arm(io);
         return;
     }
     /* pending events: the new timeout counts from now (or is removed) */

@@ -14,6 +14,9 @@
  * lies is listed with the name's sizes.  Guarantees: the UIDL of a message
  * is the hex MD5 of its base name (before ':'), so it survives the move from
  * new/ to cur/ and a restart; the list is oldest first, then by name.
+ * Two files with one base name would share a UIDL: maildir_scan_unique
+ * (for the session that holds the maildrop) renames all but one to names
+ * of their own, never over another file.
  * Removals and renames are not fsync'ed: after a crash a removed message
  * may come back, never a message be lost.  All calls block: worker threads.
  */
@@ -248,6 +251,87 @@ int maildir_scan(const char *dir, struct maildir_list *out, char *why, size_t wh
     for (size_t i = 0; i < sb.n; i++)
         out->bytes += sb.m[i].vsize;
     return 0;
+}
+
+/* m ("new/NAME" or "cur/NAME") renamed in its directory to a name of its
+ * own: ".dN" added to the unique part (before the first ',' or ':'), whose
+ * UIDL is not in seen, never over an existing name; m->file and m->uidl
+ * follow.  0, or -1 with errno. */
+static int rename_duplicate(const char *dir, struct maildir_msg *m, const struct hmap *seen)
+{
+    char from[PATH_MAX], to[PATH_MAX], file[NAME_MAX + 8], uidl[MAILDIR_UIDL_LEN + 1];
+    const char *name = m->file + 4;
+    size_t ulen = strcspn(name, ",:");
+    for (unsigned n = 1; n <= 100; n++) {
+        int k = snprintf(file, sizeof file, "%.3s/%.*s.d%u%s", m->file, (int)ulen, name, n,
+                         name + ulen);
+        if (k < 0 || (size_t)k >= sizeof file || k - 4 > NAME_MAX ||
+            maildir_join(from, sizeof from, dir, m->file) < 0 ||
+            maildir_join(to, sizeof to, dir, file) < 0) {
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        maildir_uidl(file + 4, strcspn(file + 4, ":"), uidl);
+        if (hmap_get(seen, uidl))
+            continue;                   /* another message's base name */
+        int rc = renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE);
+        if (rc < 0 && (errno == EINVAL || errno == ENOSYS) && (rc = link(from, to)) == 0)
+            unlink(from);
+        if (rc == 0) {
+            free(m->file);
+            m->file = xstrdup(file);
+            memcpy(m->uidl, uidl, sizeof m->uidl);
+            return 0;
+        }
+        if (errno != EEXIST)
+            return -1;
+    }
+    errno = EEXIST;
+    return -1;
+}
+
+size_t maildir_scan_unique(const char *dir, struct maildir_list *l)
+{
+    struct hmap *seen = hmap_new(0);
+    unsigned char *dup = xcalloc(l->n ? l->n : 1, 1);
+    size_t renamed = 0, k = 0;
+    /* cur/ first: a file there keeps its UIDL, a copy in new/ gets a new one */
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < l->n; i++) {
+            struct maildir_msg *m = &l->msgs[i];
+            if ((m->file[0] == 'c') != (pass == 0))
+                continue;
+            if (hmap_get(seen, m->uidl))
+                dup[i] = 1;
+            else
+                hmap_put(seen, m->uidl, m);
+        }
+    for (size_t i = 0; i < l->n; i++) {
+        struct maildir_msg *m = &l->msgs[i];
+        char was[NAME_MAX + 8];
+        if (!dup[i])
+            continue;
+        snprintf(was, sizeof was, "%s", m->file);
+        if (rename_duplicate(dir, m, seen) == 0) {
+            hmap_put(seen, m->uidl, m);
+            log_warn("maildir: %s/%s has the base name of another message: renamed to %s",
+                     dir, was, m->file);
+            renamed++;
+            continue;
+        }
+        log_warn("maildir: %s/%s has the base name of another message and cannot be "
+                 "renamed: %s; not listed", dir, was, strerror(errno));
+        l->bytes -= m->vsize;
+        free(m->file);
+        m->file = NULL;
+    }
+    hmap_free(seen);
+    free(dup);
+    for (size_t i = 0; i < l->n; i++)
+        if (l->msgs[i].file)
+            l->msgs[k++] = l->msgs[i];
+    l->n = k;
+    return renamed;
 }
 
 void maildir_list_free(struct maildir_list *l)

@@ -71,6 +71,8 @@ static void load_run(struct pop3_work *w)
 {
     struct pop3_sess *s = (struct pop3_sess *)((char *)w - offsetof(struct pop3_sess, work));
     s->err = maildir_scan(s->dir, &s->list, s->why, sizeof s->why) < 0 ? EIO : 0;
+    if (!s->err)
+        maildir_scan_unique(s->dir, &s->list);     /* UIDLs unique (RFC 1939) */
 }
 
 static void load_done(struct pop3_work *w)

@@ -145,3 +145,36 @@ def test_multidrop_one_copy_per_recipient(tmp_path, make_daemon, mta, need_maild
     rc, out = fm.run()
     assert rc == 1, out
     assert len(mta.messages) == 4
+
+
+def test_probe_multidrop_odd_recipients_and_forged_header(tmp_path, make_daemon, mta,
+                                                          need_maildrops):
+    """Multidrop over two domains of one customer, recipients in odd case
+    and with atext characters; the sender's own X-Original-To and
+    Delivered-To fields (naming another recipient) do not steer fetchmail:
+    ours come first, so each copy goes to its envelope recipient only."""
+    root = tmp_path / "maildrops"
+    pop3 = free_port()
+    d = make_daemon(customers=customer_conf("acme", ["acme.example", "acme.co.uk"],
+                                            deliver="maildrop", secret="acme-s3cret"),
+                    extra=pop3_extra(root, pop3))
+    d.start()
+    forged = ("From: <carol@sender.example>\r\nX-Original-To: boss@acme.example\r\n"
+              "Delivered-To: boss@acme.example\r\nTo: someone\r\nSubject: forged\r\n"
+              "Message-ID: <forged@sender.example>\r\n\r\nbody\r\n")
+    rcpts = ["o'brien+tag@acme.example", "Bob@ACME.example", "x.y@acme.co.uk"]
+    d.send(rcpts, body=forged, sender="carol@sender.example")
+    _delivered(d, 3, root, "acme")
+    poll = ('poll 127.0.0.1 service %d proto pop3 auth password\n'
+            '  localdomains acme.example acme.co.uk envelope "X-Original-To"\n'
+            '  user "acme" there with password "acme-s3cret" to * here\n'
+            '  options sslproto "" smtphost "%s/%d" smtpaddress acme.example\n'
+            % (pop3, MTA_HOST, mta.port))
+    fm = Fetchmail(tmp_path, poll)
+    rc, out = fm.run()
+    assert rc == 0, out
+    msgs = mta.wait_messages(3)
+    got = sorted(r.lower() for m in msgs for r in m.rcpt_tos)
+    assert got == sorted(r.lower() for r in rcpts), (got, out)
+    assert not any("boss" in r for m in msgs for r in m.rcpt_tos)
+    assert drop_files(root, "acme") == []

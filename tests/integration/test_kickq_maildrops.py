@@ -136,3 +136,31 @@ def test_kickq_help_lists_maildrops():
     r = subprocess.run([KICKQ, "-h"], capture_output=True, text=True)
     assert r.returncode == 0
     assert "maildrops [ADDRESS] [--json]" in r.stdout
+
+
+def test_probe_odd_addresses(tmp_path, make_daemon, need_config):
+    """An address with every atext character is valid JSON with --json and
+    the same in the table; ADDRESS in any case finds it; an unknown ADDRESS
+    with quotes, a backslash and control bytes exits 1 with the bytes made
+    safe on stderr; a domain maildrop is found by its customer's name."""
+    import json
+    odd = "o'hara+x{y}|~!#$%&*=?^_`-z@isp.example"
+    root = tmp_path / "maildrops"
+    d = make_daemon(customers=customer_conf("acme", ["acme.example"], deliver="maildrop",
+                                            secret="acme-s3cret"),
+                    extra=pop3_extra(root, free_port(),
+                                     maildrop_conf(odd, "pw") +
+                                     maildrop_conf("alice@isp.example", "pw")))
+    d.start()
+    out = d.kickq("maildrops", "--json").stdout
+    objs = [json.loads(ln) for ln in out.splitlines() if ln.strip()]
+    assert odd in {o["maildrop"] for o in objs}, objs
+    assert odd in d.kickq("maildrops").stdout
+    (o,) = d.kickq_json("maildrops", odd.upper())
+    assert o["maildrop"] == odd
+    (o,) = d.kickq_json("maildrops", "acme")
+    assert o["maildrop"] == "acme"
+    r = d.kickq("maildrops", 'a"b\\c\x01\x1b[2J@isp.example', check=False)
+    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+    assert "\x01" not in r.stderr and "\x1b" not in r.stderr, repr(r.stderr)
+    assert "no such maildrop" in r.stderr

@@ -9,6 +9,7 @@ message is in a maildrop or still queued); kickmaild -n on bad maildrops.
 """
 import os
 import re
+import socket
 import sqlite3
 import subprocess
 import threading
@@ -584,3 +585,301 @@ def test_probe_bare_lf_and_nul_refused(make_daemon):
     assert read(path).endswith(data.replace(b"\r\n", b"\n"))
     time.sleep(0.5)
     assert len(new_files(d, "isp.example", "alice")) == 1
+
+
+def _acme_drop(make_daemon, **opts):
+    customers = customer_conf("acme", ["acme.example", "acme.co.uk"], deliver="maildrop",
+                              secret="pop", **opts)
+    return make_daemon(customers=customers).start()
+
+
+def _heads(content):
+    """The lines before the message (Return-Path, Delivered-To, X-Original-To)."""
+    return content.split(b"\n")[:3]
+
+
+def test_probe_domain_maildrop_odd_recipients(make_daemon):
+    """Quoted local parts, one with an escaped quote and one with spaces,
+    are one header line each in Delivered-To and X-Original-To; a bare CR
+    inside a quoted local part never reaches the file (refused at RCPT or
+    written without the CR)."""
+    d = _acme_drop(make_daemon)
+    rcpts = ['"a b"@acme.example', '"x\\"y"@acme.example', "o'brien+tag@acme.co.uk"]
+    replies, final = smtp_send(d, rcpts, body())
+    assert [code(r) for r in replies] == [250, 250, 250], replies
+    assert code(final) == 250, final
+    files = wait_files(d, 3, "acme")
+    got = set()
+    for f in files:
+        content = read(f)
+        assert b"\r" not in content, content[:200]
+        h = _heads(content)
+        assert h[1].startswith(b"Delivered-To: ") and h[2].startswith(b"X-Original-To: "), h
+        assert h[1][len(b"Delivered-To: "):] == h[2][len(b"X-Original-To: "):]
+        got.add(h[2][len(b"X-Original-To: "):].decode())
+        assert content.split(b"\n")[3].startswith(b"Received: "), h
+    assert got == set(rcpts), got
+    # a bare CR (or a bare LF) inside the address
+    with Raw(d.port) as c:
+        c.greet()
+        assert code(c.cmd("MAIL FROM:<someone@sender.example>")) == 250
+        r1 = c.cmd('RCPT TO:<"a\rX-Evil: 1"@acme.example>')
+        r2 = c.cmd('RCPT TO:<"b\nX-Evil: 2"@acme.example>')
+        rs = [r1, r2]
+        # a bare LF may end the line (then the rest is a bad command)
+        while True:
+            try:
+                more = c.reply(timeout=1)
+            except socket.timeout:
+                break
+            if more is None:
+                break
+            rs.append(more)
+        if any(code(r) == 250 for r in (r1, r2)):
+            assert code(c.cmd("DATA")) == 354
+            c.send("Subject: evil\r\n\r\nx\r\n.\r\n")
+            assert code(c.reply(timeout=30)) == 250
+        print(rs)
+        assert not any(code(r) == 250 for r in rs), rs
+    time.sleep(1)
+    for f in new_files(d, "acme"):
+        content = read(f)
+        assert b"\r" not in content and b"\nX-Evil" not in content, content[:300]
+
+
+def test_probe_domain_maildrop_many_and_duplicate_recipients(make_daemon):
+    """100 recipients over two domains of one customer: 100 copies, each
+    naming its recipient; the same recipient twice in an envelope (also in
+    another case) is one copy, as Postfix does."""
+    d = _acme_drop(make_daemon)
+    rcpts = ["u%d@%s" % (i, "acme.example" if i % 2 else "acme.co.uk") for i in range(100)]
+    replies, final = smtp_send(d, rcpts, body())
+    assert all(code(r) == 250 for r in replies) and code(final) == 250
+    files = wait_files(d, 100, "acme", timeout=30)
+    assert len(files) == 100
+    seen = sorted(_heads(read(f))[2][len(b"X-Original-To: "):].decode() for f in files)
+    assert seen == sorted(rcpts)
+    for f in files:
+        os.unlink(f)
+    replies, final = smtp_send(d, ["dup@acme.example", "dup@acme.example",
+                                   "DUP@acme.example"], body())
+    assert code(final) == 250
+    wait_files(d, 1, "acme")
+    wait_for(lambda: queue(d) == [], what="an empty queue")
+    time.sleep(0.5)
+    got = [_heads(read(f))[2] for f in new_files(d, "acme")]
+    print(got)
+    assert len(got) == 1, got
+
+
+def test_probe_quota_raised_by_reload_delivers_the_waiting_mail(make_daemon):
+    """Mail deferred for quota (452) goes into the maildrop soon after a
+    SIGHUP raises the quota, without an operator's kick; quota = 0 means
+    no quota."""
+    d = make_daemon(customers=drops(quota="100k")).start()
+    d.kickq("hold", "isp.example")
+    send_many(d, ALICE, 3, size=3000)
+    d.customers = drops(quota="4k")                 # room for one of them
+    d.write_conf()
+    m = len(d.log_text())
+    d.hup()
+    d.wait_log(r"configuration reloaded", start=m)
+    d.kickq("release", "isp.example")
+    wait_files(d, 1, "isp.example", "alice")
+
+    def deferred():
+        q = queue(d)
+        return len(q) == 2 and all(x["recipients"][0]["status"] == "deferred" for x in q)
+    wait_for(deferred, what="two messages deferred for quota")
+    d.customers = drops(quota=0)
+    d.write_conf()
+    m = len(d.log_text())
+    t0 = time.time()
+    d.hup()
+    d.wait_log(r"configuration reloaded", start=m)
+    wait_for(lambda: queue(d) == [], timeout=20, what="the waiting mail delivered")
+    assert time.time() - t0 < 10            # not at the next retry (1 min and more)
+    d.wait_log(r"isp\.example: room in maildrop alice@isp\.example: retrying 2 messages",
+               start=m)
+    assert len(new_files(d, "isp.example", "alice")) == 3
+    send_many(d, ALICE, 3, size=3000, tag="after")          # quota 0: no quota
+    wait_files(d, 6, "isp.example", "alice")
+
+
+def test_probe_customer_quota_raised_by_reload_delivers_the_waiting_mail(make_daemon):
+    """The same for a deliver = "maildrop" customer's quota."""
+    def conf(quota):
+        return customer_conf("acme", ["acme.example"], deliver="maildrop", secret="pop",
+                             quota=quota)
+    d = make_daemon(customers=conf("100k")).start()
+    d.kickq("hold", "acme")
+    send_many(d, "bob@acme.example", 3, size=3000)
+    d.customers = conf("4k")
+    d.write_conf()
+    m = len(d.log_text())
+    d.hup()
+    d.wait_log(r"configuration reloaded", start=m)
+    d.kickq("release", "acme")
+    wait_files(d, 1, "acme")
+    wait_for(lambda: len(queue(d)) == 2 and all(
+        x["recipients"][0]["status"] == "deferred" for x in queue(d)),
+        what="two messages deferred for quota")
+    d.customers = conf("1M")
+    d.write_conf()
+    m = len(d.log_text())
+    t0 = time.time()
+    d.hup()
+    wait_for(lambda: queue(d) == [], timeout=20, what="the waiting mail delivered")
+    assert time.time() - t0 < 10
+    d.wait_log(r"acme: room in maildrop acme: retrying 2 messages", start=m)
+    assert len(new_files(d, "acme")) == 3
+
+
+def test_probe_domain_maildrop_loop_per_recipient(make_daemon):
+    """A message that already carries our Delivered-To for one recipient of
+    a domain maildrop (folded, in another case, below other fields) is a
+    loop for that recipient only: bounced 5.4.6, while the other recipient
+    of the same envelope gets its copy."""
+    d = _acme_drop(make_daemon)
+    extra = ("X-A: 1\r\nX-B: 2\r\ndelivered-to:\r\n \tA@ACME.example \r\nX-C: 3\r\n")
+    replies, final = smtp_send(d, ["a@acme.example", "b@acme.example"], body(extra=extra),
+                               sender="")
+    assert code(final) == 250, final
+    qid = final.split("queued as ")[1].strip()
+    d.wait_log(r"%s: to=<a@acme\.example>, relay=local, .*status=bounced "
+               r"\(554 5\.4\.6 mail forwarding loop for <a@acme\.example>\)" % qid)
+    (f,) = wait_files(d, 1, "acme")
+    assert _heads(read(f))[2] == b"X-Original-To: b@acme.example"
+
+
+def test_probe_maildrop_in_map_and_config(make_daemon, tmp_path):
+    """The same maildrop in a maildrop section and in the map's table, in
+    another case: kickmaild -n refuses it and names both places."""
+    path = os.path.join(str(tmp_path), "customers.sqlite")
+    db = sqlite3.connect(path)
+    with open(os.path.join(ROOT, "conf", "customers.sql")) as f:
+        db.executescript(f.read())
+    db.execute("INSERT INTO maildrops (address, password) VALUES ('ALICE@isp.example', 'h')")
+    db.commit()
+    db.close()
+    d = make_daemon(customers=drops(), extra='customer_map = "%s"\n' % path)
+    r = subprocess.run([KICKMAILD, "-n", "-c", d.conf], capture_output=True, text=True)
+    assert r.returncode == 1, r.stdout
+    assert re.search(r"maildrop 'alice@isp\.example' defined twice \(.*kickmail\.conf.*"
+                     r"and .*customers\.sqlite\)|maildrop 'alice@isp\.example' defined twice "
+                     r"\(.*customers\.sqlite.* and .*kickmail\.conf.*\)", r.stderr), r.stderr
+
+
+def test_probe_maildrop_names_long_and_odd(make_daemon):
+    """kickmaild -n refuses a local part of 65 characters, a domain label of
+    64, a domain of more than 253, a leading dot; an address in upper case
+    is delivered under its lower-case path, inside maildir_root."""
+    d = make_daemon(customers="")
+    bad = ["x" * 65 + "@isp.example", "a@" + "b" * 64 + ".example",
+           "a@" + ".".join(["c" * 60] * 5) + ".example", ".a@isp.example",
+           "a@isp..example", "a@.isp.example",
+           # 255 characters: longer than SMTP's path (256 with its <>) allows
+           "x" * 64 + "@" + "c" * 63 + "." + "c" * 63 + "." + "c" * 54 + ".example"]
+    for addr in bad:
+        d.write_conf(maildrop_conf(addr))
+        r = subprocess.run([KICKMAILD, "-n", "-c", d.conf], capture_output=True, text=True)
+        assert r.returncode == 1 and "bad maildrop address" in r.stderr, (addr, r.stderr)
+    longest = "x" * 64 + "@" + "c" * 63 + "." + "c" * 63 + "." + "c" * 53 + ".example"
+    assert len(longest) == 254
+    d.customers = maildrop_conf("Upper.Case@ISP.Example") + maildrop_conf(longest)
+    d.write_conf()
+    d.start()
+    for rcpt in ("UPPER.CASE@isp.EXAMPLE", longest):
+        replies, final = smtp_send(d, rcpt, body())
+        assert code(final) == 250, (rcpt, replies, final)
+    (f,) = wait_files(d, 1, "isp.example", "upper.case")
+    root = os.path.realpath(d.maildirs)
+    assert os.path.realpath(f).startswith(root + os.sep)
+    local, domain = longest.split("@")
+    (f,) = wait_files(d, 1, domain, local)
+    assert os.path.realpath(f).startswith(root + os.sep)
+
+
+def test_probe_domain_maildrop_quota_counts_each_copy(make_daemon):
+    """A domain maildrop stores one copy per recipient.  20 recipients of a
+    1 KB message against a 10k quota: all 20 are accepted at RCPT (the RCPT
+    check counts the message once per transaction, not once per copy), but
+    no more than 10k goes into the maildrop; the rest waits deferred, and
+    nothing bounces."""
+    d = _acme_drop(make_daemon, quota="10k")
+    data = body(size=1000)
+    rcpts = ["u%d@acme.example" % i for i in range(20)]
+    replies, final = smtp_send(d, rcpts, data, size=len(data))
+    ok = [r for r in replies if code(r) == 250]
+    over = [r for r in replies if r.startswith("452 4.2.2")]
+    assert len(ok) + len(over) == 20, replies
+    assert code(final) == 250, final
+    time.sleep(2)
+    files = new_files(d, "acme")
+    used = sum(len(read(f)) + read(f).count(b"\n") for f in files)
+    assert used <= 10 * 1024, (len(ok), len(files), used)
+    assert "bounced" not in d.log_text()
+
+
+def test_probe_map_maildrop_quota(make_daemon, tmp_path):
+    """A map maildrop's quota: 452 at RCPT when full; raised in the map and
+    reloaded, the mail deferred for it goes in at once; '0' is no quota."""
+    path = os.path.join(str(tmp_path), "customers.sqlite")
+
+    def set_quota(q):
+        db = sqlite3.connect(path)
+        if q is None:
+            with open(os.path.join(ROOT, "conf", "customers.sql")) as f:
+                db.executescript(f.read())
+            db.execute("INSERT INTO maildrops (address, password, quota) "
+                       "VALUES ('dave@mapped.example', '$6$x$y', '100k')")
+        else:
+            db.execute("UPDATE maildrops SET quota = ?", (q,))
+        db.commit()
+        db.close()
+    set_quota(None)
+    d = make_daemon(customers="", extra='customer_map = "%s"\n' % path).start()
+    d.kickq("hold", "mapped.example")
+    send_many(d, "dave@mapped.example", 3, size=3000)
+    set_quota("4k")
+    m = len(d.log_text())
+    d.hup()
+    d.wait_log(r"configuration reloaded", start=m)
+    replies, _ = smtp_send(d, "dave@mapped.example", body(), size=300)
+    assert replies[0].startswith("452 4.2.2 <dave@mapped.example>"), replies
+    d.kickq("release", "mapped.example")
+    wait_files(d, 1, "mapped.example", "dave")
+    wait_for(lambda: len(queue(d)) == 2 and all(
+        x["recipients"][0]["status"] == "deferred" for x in queue(d)),
+        what="two messages deferred for quota")
+    set_quota("0")
+    m = len(d.log_text())
+    d.hup()
+    wait_for(lambda: queue(d) == [], timeout=8, what="the waiting mail delivered")
+    assert len(new_files(d, "mapped.example", "dave")) == 3
+    replies, final = smtp_send(d, "dave@mapped.example", body(size=5000))
+    assert code(final) == 250, (replies, final)
+
+
+def test_probe_password_that_is_no_hash_is_reported(make_daemon):
+    """A maildrop password written in plain text (as Dovecot's {PLAIN}
+    habit would have it) can never match: crypt(3) takes it for a DES
+    salt.  kickmaild -n and the start-up log name it (a warning: the
+    configuration still loads); a locked '*' or '!' hash and real hashes
+    are not named."""
+    text = (maildrop_conf("alice@isp.example") +
+            'maildrop "plain@isp.example" { password = \'s3cret\' }\n'
+            'maildrop "locked@isp.example" { password = \'!\' }\n'
+            'maildrop "yes@isp.example" { password = \'$y$j9T$F5Jx5fExrKuPp53xLKQ..1$'
+            'X3DX6M94c7o.9agCG9G317fhZg9SqC.5i5rd.RhAtQ7\' }\n')
+    d = make_daemon(customers=text)
+    r = subprocess.run([KICKMAILD, "-n", "-c", d.conf], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout + r.stderr
+    assert re.search(r"warning: 1 maildrops? ha(s|ve) a password that is not a crypt\(3\) "
+                     r"hash.*plain@isp\.example", out), out
+    for name in ("alice@", "locked@", "yes@"):
+        assert name not in out, out
+    d.start()
+    d.wait_log(r"warning: 1 maildrops? ha(s|ve) a password that is not a crypt\(3\) hash"
+               r".*plain@isp\.example")

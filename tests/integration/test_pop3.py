@@ -1134,3 +1134,306 @@ def test_probe_pass_without_argument(pd):
     assert r.cmd("PASS alice-pw").startswith(b"+OK Logged in")
     r.cmd("QUIT")
     r.close()
+
+
+def _map_with(path, rows):
+    """A customer map at path with these maildrops rows (address, password,
+    mode, keep_days, quota)."""
+    import sqlite3
+    from conftest import ROOT
+    if os.path.exists(path):
+        os.unlink(path)
+    db = sqlite3.connect(path)
+    with open(os.path.join(ROOT, "conf", "customers.sql")) as f:
+        db.executescript(f.read())
+    db.executemany("INSERT INTO maildrops (address, password, mode, keep_days, quota) "
+                   "VALUES (?, ?, ?, ?, ?)", rows)
+    db.commit()
+    db.close()
+
+
+def _smtp_rcpt(d, rcpt):
+    from conftest import Raw
+    with Raw(d.port) as c:
+        c.greet()
+        c.cmd("MAIL FROM:<someone@sender.example>")
+        r = c.cmd("RCPT TO:<%s>" % rcpt)
+        c.cmd("QUIT")
+    return r
+
+
+def test_probe_map_maildrop_lifecycle(make_daemon, tmp_path):
+    """A maildrop only in the customer map: mail delivered into it and a
+    POP3 login to it; its row removed and SIGHUP: RCPT 550 5.1.1 and the
+    login refused at once, the mail left on disk; bad rows (NULL password,
+    unknown mode, negative quota, no '@', '..' in the address) are a clear
+    log line each and leave the old maildrops in force, no crash."""
+    path = str(tmp_path / "customers.sqlite")
+    _map_with(path, [("dave@mapped.example", pw_hash("dave-pw"), "keep", 3, "1M")])
+    pd = Pop3Daemon(make_daemon, tmp_path, drops='customer_map = "%s"\n' % path).start()
+    d = pd.d
+    d.send("dave@mapped.example")
+    wait_for(lambda: len(pd.files("dave@mapped.example")) == 1, what="dave's mail")
+    p = pd.login("dave@mapped.example", "dave-pw")
+    assert p.stat()[0] == 1
+    assert p.capa().get("EXPIRE") == ["3"], p.capa()      # keep_days of the row
+    p.quit()
+    p = pd.login("DAVE@Mapped.Example", "dave-pw")          # any case
+    p.quit()
+    bad = [
+        ([("x@mapped.example", None, None, None, None)], r"NOT NULL|no password"),
+        ([("x@mapped.example", "h", "sometimes", None, None)], r"mode"),
+        ([("x@mapped.example", "h", None, None, "-5")], r"quota"),
+        ([("x@mapped.example", "h", None, -1, None)], r"keep_days"),
+        ([("nodomain", "h", None, None, None)], r"bad maildrop address 'nodomain'"),
+        ([("../x@mapped.example", "h", None, None, None)], r"bad maildrop address"),
+        ([("x@../mapped.example", "h", None, None, None)], r"bad maildrop address"),
+        ([("x@mapped.example/..", "h", None, None, None)], r"bad maildrop address"),
+    ]
+    import sqlite3
+    for rows, why in bad:
+        try:
+            _map_with(path, rows)
+        except sqlite3.IntegrityError:
+            continue                    # the schema itself refuses it
+        m = len(d.log_text())
+        d.hup()
+        d.wait_log(r"customers\.sqlite.*(%s)" % why, start=m)
+        d.wait_log(r"(keeps|keeping|kept) the (old|current|previous)", start=m)
+        assert d.proc.poll() is None
+        assert code3(_smtp_rcpt(d, "dave@mapped.example")) == 250
+    _map_with(path, [("erin@mapped.example", pw_hash("erin-pw"), None, None, None)])
+    m = len(d.log_text())
+    d.hup()
+    d.wait_log(r"configuration reloaded", start=m)
+    assert _smtp_rcpt(d, "dave@mapped.example").startswith("550 5.1.1"), \
+        _smtp_rcpt(d, "dave@mapped.example")
+    p = pd.pop()
+    p.user("dave@mapped.example")
+    with pytest.raises(poplib.error_proto, match=r"\[AUTH\]"):
+        p.pass_("dave-pw")
+    assert len(pd.files("dave@mapped.example")) == 1      # left on disk
+
+
+def code3(r):
+    return int(r[:3]) if r and r[:3].isdigit() else 0
+
+
+def test_probe_domain_maildrop_login_case_and_secret_reload(pd):
+    """The customer name of a domain maildrop in another case logs in (as
+    the maildrop name does); after its secret is changed by SIGHUP the old
+    one is refused at once and the new one works."""
+    pd.put("acme2", body(1))
+    p = pd.login("ACME2", "s3cret")
+    assert p.stat()[0] == 1
+    p.quit()
+    d = pd.d
+    d.customers = d.customers.replace("secret = 's3cret'", "secret = 'n3w'")
+    assert "'n3w'" in d.customers
+    d.write_conf()
+    m = len(d.log_text())
+    d.hup()
+    d.wait_log(r"configuration reloaded", start=m)
+    p = pd.pop()
+    p.user("acme2")
+    with pytest.raises(poplib.error_proto, match=r"\[AUTH\]"):
+        p.pass_("s3cret")
+    p.close()
+    p = pd.login("acme2", "n3w")
+    assert p.stat()[0] == 1
+    p.quit()
+
+
+def _uid(path):
+    return hashlib.md5(os.path.basename(path).split(":")[0].encode()).hexdigest()
+
+
+def test_probe_keep_expiry_boundaries_and_corrupt_record(pd):
+    """keep_days = 2: a message first retrieved 1.9 days ago stays, one
+    retrieved 2.1 days ago expires at the next QUIT, one never retrieved
+    stays; garbage, a line for a message not in the maildrop, a line with
+    a future time and a torn last line in kickmail-retrieved are skipped
+    without a crash; UIDLs of the rest do not change."""
+    paths = [pd.put("kim@isp.example", body(i)) for i in range(5)]
+    kdir = os.path.join(str(pd.root), "isp.example", "kim")
+    now = int(time.time())
+    uids = [_uid(p) for p in paths]
+    with open(os.path.join(kdir, "kickmail-retrieved"), "w") as f:
+        f.write("%s %d\n" % (uids[0], now - int(1.9 * 86400)))
+        f.write("%s %d\n" % (uids[1], now - int(2.1 * 86400)))
+        f.write("this is not a line\n\x00\xff\n")
+        f.write("%s %d\n" % ("0" * 32, now - 10 * 86400))      # not in the maildrop
+        f.write("%s %d\n" % (uids[3], now + 400 * 86400))      # in the future
+        f.write("%s %d" % (uids[4], now - 9 * 86400))           # torn: no LF
+    p = pd.login("kim@isp.example")
+    before = p.uidl()[1]
+    assert p.stat()[0] == 5
+    p.quit()
+    files = pd.files("kim@isp.example")
+    left = sorted(os.path.basename(f).split(":")[0] for f in files)
+    want = sorted(os.path.basename(p_) for i, p_ in enumerate(paths) if i != 1)
+    assert left == want, (left, want)
+    pd.d.wait_log(r"kickmail-retrieved: \d+ bad lines skipped")
+    pd.d.wait_log(r"pop3: kim@isp\.example: 1 messages expired")
+    p = pd.login("kim@isp.example")
+    after = p.uidl()[1]
+    p.quit()
+    gone = uids[1].encode()
+    assert [ln.split()[1] for ln in after] == \
+        [ln.split()[1] for ln in before if ln.split()[1] != gone]
+    assert pd.d.proc.poll() is None
+
+
+def test_probe_uidl_after_dovecot_rename_and_hand_copies(pd):
+    """A message moved by another program (Dovecot) from new/ to cur/ with
+    ':2,S' keeps its UIDL; a file copied by hand into new/ under the same
+    base name as one in cur/ must not give two messages the same UIDL; a
+    hand-copied file without ',S=' is listed with its real size."""
+    p1 = pd.put("alice@isp.example", body(1))
+    p = pd.login()
+    u1 = p.uidl(1).split()[2]
+    p.quit()
+    cur = os.path.join(os.path.dirname(os.path.dirname(p1)), "cur")
+    moved = os.path.join(cur, os.path.basename(p1) + ":2,S")
+    os.rename(p1, moved)
+    p = pd.login()
+    assert p.uidl(1).split()[2] == u1
+    p.quit()
+    shutil.copy(moved, p1)          # the same base name in new/ and cur/
+    hand = os.path.join(os.path.dirname(p1), "by-hand")
+    with open(hand, "wb") as f:
+        f.write(b"Subject: by hand\n\nline\n")
+    p = pd.login()
+    uids = [ln.split()[1] for ln in p.uidl()[1]]
+    sizes = dict((ln.split()[0], int(ln.split()[1])) for ln in p.list()[1])
+    n = len(uids)
+    p.quit()
+    assert n == 3, uids
+    assert len(set(uids)) == len(uids), uids        # RFC 1939: unique
+    assert 26 in sizes.values(), sizes              # 23 bytes + 3 CRs
+    assert u1 in uids                               # the one in cur/ keeps its UIDL
+    pd.d.wait_log(r"maildir: .*/new/%s has the base name of another message: renamed "
+                  r"to new/" % re.escape(os.path.basename(p1)))
+    assert len(pd.files("alice@isp.example")) == 3      # nothing lost
+    p = pd.login()
+    assert sorted(ln.split()[1] for ln in p.uidl()[1]) == sorted(uids)     # and they stay
+    p.quit()
+
+
+def test_probe_pop3s_handshake_never_finished_is_bounded(make_daemon, tmp_path):
+    """A pop3s client that connects and never does (or never ends) the TLS
+    handshake is cut off at the section's timeout; so is one that stops
+    after STLS; the server serves others meanwhile."""
+    pd = Pop3Daemon(make_daemon, tmp_path, pop3s=True, tls=True,
+                    pop3_opts="timeout = 2", pop3s_opts="timeout = 2").start()
+    silent = socket.create_connection(("127.0.0.1", pd.sport), timeout=10)
+    partial = socket.create_connection(("127.0.0.1", pd.sport), timeout=10)
+    partial.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")     # a ClientHello begun
+    stls = Raw3(pd.port)
+    assert stls.line().startswith(b"+OK")
+    assert stls.cmd("STLS").startswith(b"+OK")             # then nothing
+    t0 = time.time()
+    p = poplib.POP3_SSL("127.0.0.1", pd.sport, context=tls_ctx(), timeout=10)
+    p.quit()
+    hung = []
+    for what, s in (("silent", silent), ("partial", partial), ("stls", stls.sock)):
+        s.settimeout(max(0.1, t0 + 6 - time.time()))
+        try:
+            while s.recv(4096):
+                pass
+        except ConnectionResetError:
+            pass
+        except socket.timeout:
+            hung.append(what)
+        s.close()
+    assert not hung, "still open after 6 s with timeout = 2: %s" % hung
+    wait_for(lambda: len(re.findall(r"pop3: disconnect from 127\.0\.0\.1 reason=TLS "
+                                    r"handshake timed out", pd.d.log_text())) == 3,
+             what="three handshake timeouts logged")
+
+
+def test_probe_many_sessions_from_one_address(make_daemon, tmp_path):
+    """200 connections from one address with max_connections_per_client =
+    50: 50 are served, the others get -ERR [SYS/TEMP] before any session;
+    once those close, a new one is served."""
+    pd = Pop3Daemon(make_daemon, tmp_path).start()
+    socks, refused = [], 0
+    for i in range(200):
+        r = Raw3(pd.port)
+        ln = r.line()
+        if ln and ln.startswith(b"+OK"):
+            socks.append(r)
+        else:
+            assert ln is None or ln.startswith(b"-ERR [SYS/TEMP]"), ln
+            refused += 1
+            r.close()
+    assert len(socks) == 50 and refused == 150, (len(socks), refused)
+    for r in socks:
+        r.cmd("QUIT")
+        r.close()
+    wait_for(lambda: pd.pop().getwelcome().startswith(b"+OK"), what="served again")
+
+
+def test_probe_symlinks_planted_in_a_maildrop(pd, tmp_path):
+    """A symbolic link in new/ or cur/ (to a file outside the maildrop) is
+    not a message: not listed, never sent or removed; a kickmail-retrieved
+    that is a symbolic link is not followed (keep mode logs that it cannot
+    record, and the file it points to is not changed)."""
+    secret = tmp_path / "outside.txt"
+    secret.write_bytes(b"Subject: not yours\n\nsecret\n")
+    pd.put("alice@isp.example", body(1))
+    adir = os.path.join(str(pd.root), "isp.example", "alice")
+    os.symlink(str(secret), os.path.join(adir, "new", "1700000000.M1P1Q1.evil,S=27,W=30"))
+    os.symlink(str(secret), os.path.join(adir, "cur", "1700000001.M1P1Q1.evil:2,S"))
+    p = pd.login()
+    assert p.stat()[0] == 1
+    assert b"secret" not in b"\n".join(p.retr(1)[1])
+    p.dele(1)
+    p.quit()
+    assert secret.read_bytes() == b"Subject: not yours\n\nsecret\n"
+    pd.put("kim@isp.example", body(2))
+    kdir = os.path.join(str(pd.root), "isp.example", "kim")
+    target = tmp_path / "target"
+    target.write_bytes(b"keep me\n")
+    os.symlink(str(target), os.path.join(kdir, "kickmail-retrieved"))
+    p = pd.login("kim@isp.example")
+    p.retr(1)
+    with pytest.raises(poplib.error_proto, match=r"\[SYS/TEMP\]"):
+        p.quit()                        # the retrieval could not be recorded
+    assert target.read_bytes() == b"keep me\n"
+    assert os.path.islink(os.path.join(kdir, "kickmail-retrieved"))
+    pd.d.wait_log(r"pop3: kim@isp\.example: cannot record retrievals: .*kickmail-retrieved")
+    assert len(pd.files("kim@isp.example")) == 1
+
+
+def test_probe_keep_days_zero_and_a_maildrop_that_is_a_file(make_daemon, tmp_path):
+    """keep_days = 0: a message retrieved in a session stays until the
+    next session's QUIT, then expires.  A maildrop whose directory is a
+    regular file: the login gets -ERR [SYS/TEMP], the daemon lives on."""
+    drops = ('maildrop "zed@isp.example" { password = \'%s\' mode = "keep" keep_days = 0 }\n'
+             'maildrop "file@isp.example" { password = \'%s\' }\n'
+             % (pw_hash("zed-pw"), pw_hash("file-pw")))
+    pd = Pop3Daemon(make_daemon, tmp_path, drops=drops)
+    pd.pw.update({"zed@isp.example": "zed-pw", "file@isp.example": "file-pw"})
+    pd.start()
+    pd.put("zed@isp.example", body(1))
+    p = pd.login("zed@isp.example")
+    assert p.capa()["EXPIRE"] == ["0"]
+    p.retr(1)
+    p.quit()
+    assert len(pd.files("zed@isp.example")) == 1
+    time.sleep(1.1)
+    p = pd.login("zed@isp.example")
+    assert p.stat()[0] == 1
+    p.quit()
+    assert pd.files("zed@isp.example") == []
+    os.makedirs(os.path.join(str(pd.root), "isp.example"), exist_ok=True)
+    with open(os.path.join(str(pd.root), "isp.example", "file"), "w") as f:
+        f.write("not a directory\n")
+    p = pd.pop()
+    p.user("file@isp.example")
+    with pytest.raises(poplib.error_proto, match=r"\[SYS/TEMP\]"):
+        p.pass_("file-pw")
+    assert pd.d.proc.poll() is None
+    p = pd.login("zed@isp.example")
+    p.quit()

@@ -162,3 +162,23 @@ def test_openssl_s_client_starttls(tls_daemon):
     assert "250-PIPELINING" in r.stdout, r.stdout + r.stderr
     assert "STARTTLS" not in r.stdout, r.stdout
     assert "221" in r.stdout, r.stdout
+
+
+def test_probe_starttls_handshake_never_finished_is_bounded(make_daemon):
+    """A client that says STARTTLS and then sends nothing (or half a
+    ClientHello) is cut off at the smtp timeout; the handshake is not
+    waited for forever."""
+    import time
+    d = make_daemon(tls=True, smtp_opts="timeout = 2").start()
+    socks = []
+    for first in (b"", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"):
+        c = Raw(d.port)
+        c.greet()
+        assert code(c.cmd("STARTTLS")) == 220
+        c.send(first)
+        socks.append(c)
+    t0 = time.time()
+    for c in socks:
+        assert c.is_closed(timeout=max(0.1, t0 + 6 - time.time())), time.time() - t0
+        c.close()
+    d.wait_log(r"TLS handshake timed out")

@@ -9,7 +9,7 @@
  * hundreds at random moments: run under ASan for use-after-free and
  * double frees); the bound on outstanding checks; shutdown with checks in
  * flight; auth_passwd_hash (yescrypt, fresh salt each time, verified with
- * crypt_r) and auth_secret_equal.
+ * crypt_r), auth_hash_problem (a table) and auth_secret_equal.
  *
  * The SHA-512 hash of "correct horse" with salt "kickmailsalt" was checked
  * against OpenSSL (`openssl passwd -6 -salt kickmailsalt 'correct horse'`),
@@ -455,6 +455,24 @@ static void test_hash(void **state)
     assert_non_null(strstr(why, "hash longer"));
 }
 
+/* auth_hash_problem: what can never match is named, the rest is not. */
+static void test_hash_problem(void **state)
+{
+    static const struct { const char *hash; int problem; } rows[] = {
+        { "$y$j9T$F5Jx5fExrKuPp53xLKQ..1$X3DX6M94c7o.9agCG9G317fhZg9SqC.5i5rd.RhAtQ7", 0 },
+        { "$6$kickmaildev$jb4n5zLcivFHyqMpsGeAZDS7k7hYnUapJD68cVfLXdCWKCrPTW1bdoE6Usa0Z"
+          "bchbLqYetzbwaeuib9UTTfHj0", 0 },
+        { "abJnggxhB/yWI", 0 },             /* DES */
+        { "*", 0 }, { "!", 0 }, { "!$6$x$y", 0 },   /* locked on purpose */
+        { "", 1 }, { "s3cret", 1 }, { "abJnggxhB/yWIx", 1 }, { "{PLAIN}secret", 1 },
+        { "$9$nonsense", 1 },
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        if ((auth_hash_problem(rows[i].hash) != NULL) != rows[i].problem)
+            fail_msg("row %zu \"%s\": %s", i, rows[i].hash,
+                     auth_hash_problem(rows[i].hash) ? auth_hash_problem(rows[i].hash) : "ok");
+}
+
 static void test_secret_equal(void **state)
 {
     static const struct { const char *secret, *given; int eq; } cases[] = {
@@ -493,6 +511,7 @@ int main(void)
     evthread_use_pthreads();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_not_started),
+        cmocka_unit_test(test_hash_problem),
         cmocka_unit_test_setup_teardown(test_checks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_copies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_hash, setup, teardown),

@@ -4,7 +4,8 @@
  * file (a name that lies wins), foreign files read for their POP3 size,
  * what is skipped (tmp/, dot files, directories, links, FIFOs), the order,
  * UIDLs (hex MD5 of the base name, kept across new/ -> cur/), and open,
- * remove and mark_seen, also after another reader moved the file.
+ * remove and mark_seen, also after another reader moved the file; files
+ * sharing a base name renamed apart (maildir_scan_unique).
  */
 #include "maildir_fixture.h"
 
@@ -380,6 +381,52 @@ static void test_open_remove_at(void **state)
     maildir_list_free(&l);
 }
 
+/* Files with one base name (copied by hand from cur/ into new/, or twice
+ * in cur/ with other flags): all but one renamed to names of their own,
+ * the one in cur/ keeping its name; UIDLs unique; nothing lost. */
+static void test_scan_unique(void **state)
+{
+    char dir[4096], why[256] = "", name[256];
+    struct maildir_list l;
+    mkpath(dir, *state, "md");
+    deliver_text(dir, "Subject: x\r\n\r\nx\r\n", name, sizeof name);
+    put_file(at(dir, "cur/1700000000.M1P1.h,S=1,W=1:2,S"), "a", 1);
+    put_file(at(dir, "new/1700000000.M1P1.h,S=1,W=1"), "b", 1);
+    put_file(at(dir, "cur/1700000001.M1P1.h:2,S"), "c\n", 2);
+    put_file(at(dir, "cur/1700000001.M1P1.h:2,RS"), "d\n", 2);
+    put_file(at(dir, "new/1700000001.M1P1.h.d1"), "e\n", 2);   /* the first new name, taken */
+    assert_int_equal(maildir_scan(dir, &l, why, sizeof why), 0);
+    assert_int_equal(l.n, 6);
+    uint64_t bytes = l.bytes;
+    assert_int_equal(maildir_scan_unique(dir, &l), 2);
+    assert_int_equal(l.n, 6);
+    assert_int_equal(l.bytes, bytes);
+    for (size_t i = 0; i < l.n; i++)
+        for (size_t j = i + 1; j < l.n; j++)
+            assert_string_not_equal(l.msgs[i].uidl, l.msgs[j].uidl);
+    assert_non_null(find(&l, "cur/1700000000.M1P1.h,S=1,W=1:2,S"));
+    assert_non_null(find(&l, "new/1700000000.M1P1.h.d1,S=1,W=1"));
+    assert_non_null(find(&l, "new/1700000001.M1P1.h.d1"));
+    /* .d1 would have the UIDL of new/...h.d1: .d2 */
+    int renamed = (find(&l, "cur/1700000001.M1P1.h.d2:2,S") != NULL) +
+                  (find(&l, "cur/1700000001.M1P1.h.d2:2,RS") != NULL);
+    assert_int_equal(renamed, 1);
+    size_t len;
+    char *b = get_file(at(dir, "new/1700000000.M1P1.h.d1,S=1,W=1"), &len);
+    assert_int_equal(len, 1);
+    assert_int_equal(b[0], 'b');
+    free(b);
+    /* listed again: nothing more to do, the same UIDLs */
+    struct maildir_list l2;
+    assert_int_equal(maildir_scan(dir, &l2, why, sizeof why), 0);
+    assert_int_equal(maildir_scan_unique(dir, &l2), 0);
+    assert_int_equal(l2.n, 6);
+    for (size_t i = 0; i < l2.n; i++)
+        assert_non_null(find(&l, l2.msgs[i].file));
+    maildir_list_free(&l2);
+    maildir_list_free(&l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -393,6 +440,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_remove, tdir_setup, tdir_teardown),
         cmocka_unit_test_setup_teardown(test_moved_by_another, tdir_setup, tdir_teardown),
         cmocka_unit_test_setup_teardown(test_open_remove_at, tdir_setup, tdir_teardown),
+        cmocka_unit_test_setup_teardown(test_scan_unique, tdir_setup, tdir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
