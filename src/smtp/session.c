@@ -295,6 +295,24 @@ static int rcpt_add(struct smtp_sess *s, const char *addr, uint8_t flags,
     return 0;
 }
 
+/* The bytes a message of size bytes takes from customer c's quota with the
+ * recipients accepted so far and `more` to come: a domain maildrop
+ * (deliver = "maildrop") stores one copy per recipient of c, anything else
+ * one copy. */
+static uint64_t quota_bytes(const struct smtp_sess *s, const struct customer *c,
+                            uint64_t size, unsigned more)
+{
+    uint64_t copies = more;
+    if (c->deliver != DELIVER_MAILDROP)
+        return size;
+    for (unsigned i = 0; i < s->nrcpt; i++)
+        if (s->rcpts[i].customer && strcmp(s->rcpts[i].customer, c->name) == 0)
+            copies++;
+    if (copies <= 1)
+        return size;
+    return size > UINT64_MAX / copies ? UINT64_MAX : size * copies;
+}
+
 /* Decides a parsed recipient: 0 accepted (reply sent), -1 refused (reply sent).
  * The address is kept (and echoed) in its wire form, quoted again if need be. */
 static int rcpt_decide(struct smtp_sess *s, const struct smtp_mailbox *mb)
@@ -339,7 +357,7 @@ static int rcpt_decide(struct smtp_sess *s, const struct smtp_mailbox *mb)
         reply(s, "452 4.5.3 Error: too many recipients");
         return -1;
     }
-    int over = qmgr_quota_check_rcpt(c, addr, s->declared_size);
+    int over = qmgr_quota_check_rcpt(c, addr, quota_bytes(s, c, s->declared_size, 1));
     if (over < 0) {
         reply(s, "452 4.2.2 <%s>: Mailbox full: %s over quota", addr,
               over == -2 ? "maildrop" : "customer");
@@ -661,7 +679,10 @@ static void commit_done(int err, void *arg)
 }
 
 /* 0, or what is over quota for a message of size bytes: -1 a customer,
- * -2 a maildrop. */
+ * -2 a maildrop.  (A domain maildrop's copies were counted at RCPT, with
+ * the SIZE declared: here each customer is checked for one copy, so that a
+ * message accepted recipient by recipient is not refused whole for the
+ * few bytes the declared SIZE left out.) */
 static int customers_over_quota(struct smtp_sess *s, uint64_t size)
 {
     for (unsigned i = 0; i < s->nrcpt; i++) {
