@@ -472,6 +472,7 @@ static void update_keep(struct pop3_sess *s, time_t now)
     if (n && maildir_retrieved_add(s->dir, uidls, n, now, why, sizeof why) < 0) {
         log_err("pop3: %s: cannot record retrievals: %s", s->drop, why);
         s->update_failed++;
+        s->retr_unrecorded = 1;
     }
     free(uidls);
     if (maildir_expire(s->dir, s->keep_days * 86400L, now, &s->expired, why, sizeof why) < 0)
@@ -527,7 +528,8 @@ static void update_done(struct pop3_work *w)
         return;
     if (s->update_failed)
         pop3_reply(s, "-ERR [SYS/TEMP] Some changes could not be made: %zu messages "
-                   "deleted, %zu not.", s->removed, (size_t)s->ndeleted - s->removed);
+                   "deleted, %zu not%s.", s->removed, (size_t)s->ndeleted - s->removed,
+                   s->retr_unrecorded ? "; the retrievals were not recorded" : "");
     else
         pop3_reply(s, "+OK Logging out, %zu messages deleted.", s->removed);
     pop3_sess_finish(s, NULL);

@@ -156,6 +156,7 @@ struct pop3_sess {
     int started;                /* its "+OK" is in sendbuf or out */
     /* UPDATE's results */
     size_t removed, expired, update_failed;
+    int retr_unrecorded;    /* keep mode: the retrievals were not written */
     /* for the logout line and the counters */
     unsigned n_retrieved, n_deleted;
     uint64_t n_bytes;
