@@ -295,19 +295,25 @@ static int rcpt_add(struct smtp_sess *s, const char *addr, uint8_t flags,
     return 0;
 }
 
-/* The bytes a message of size bytes takes from customer c's quota with the
- * recipients accepted so far and `more` to come: a domain maildrop
- * (deliver = "maildrop") stores one copy per recipient of c, anything else
- * one copy. */
+/* The bytes a message of size bytes takes from customer c's quota once
+ * recipient addr is accepted too: a domain maildrop (deliver = "maildrop")
+ * stores one copy per recipient of c (addr repeated adds none: rcpt_add
+ * keeps it once), anything else one copy. */
 static uint64_t quota_bytes(const struct smtp_sess *s, const struct customer *c,
-                            uint64_t size, unsigned more)
+                            const char *addr, uint64_t size)
 {
-    uint64_t copies = more;
+    uint64_t copies = 0;
+    int repeated = 0;
     if (c->deliver != DELIVER_MAILDROP)
         return size;
-    for (unsigned i = 0; i < s->nrcpt; i++)
+    for (unsigned i = 0; i < s->nrcpt; i++) {
         if (s->rcpts[i].customer && strcmp(s->rcpts[i].customer, c->name) == 0)
             copies++;
+        if (!strcasecmp(s->rcpts[i].addr, addr))
+            repeated = 1;
+    }
+    if (!repeated)
+        copies++;
     if (copies <= 1)
         return size;
     return size > UINT64_MAX / copies ? UINT64_MAX : size * copies;
@@ -357,7 +363,7 @@ static int rcpt_decide(struct smtp_sess *s, const struct smtp_mailbox *mb)
         reply(s, "452 4.5.3 Error: too many recipients");
         return -1;
     }
-    int over = qmgr_quota_check_rcpt(c, addr, quota_bytes(s, c, s->declared_size, 1));
+    int over = qmgr_quota_check_rcpt(c, addr, quota_bytes(s, c, addr, s->declared_size));
     if (over < 0) {
         reply(s, "452 4.2.2 <%s>: Mailbox full: %s over quota", addr,
               over == -2 ? "maildrop" : "customer");
