@@ -67,6 +67,8 @@ void tls_ssl_free(void *ssl);
 /* Sets SNI on a client SSL object; does nothing for NULL, "" or an IP
  * address literal (RFC 6066 3 forbids those in server_name). */
 void tls_ssl_set_sni(void *ssl, const char *name);
+/* 1 when the handshake of an SSL object has ended, else 0 (also for NULL). */
+int tls_ssl_established(void *ssl);
 /* Protocol and cipher of a live SSL object into buf. */
 const char *tls_describe(void *ssl, char *buf, size_t len);
 /* Next OpenSSL error as text (for logs). */

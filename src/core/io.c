@@ -348,7 +348,8 @@ static void io_eventcb(struct bufferevent *bev, short what, void *arg)
 static void io_on_hs_timeout(evutil_socket_t fd, short what, void *arg)
 {
     struct io *io = arg;
-    if (!io->handshaking)
+    /* ended in this loop turn: its deferred BEV_EVENT_CONNECTED is on the way */
+    if (!io->handshaking || tls_ssl_established(bufferevent_openssl_get_ssl(io->bev)))
         return;
     io->handshaking = 0;
     snprintf(io->err, sizeof io->err, "TLS handshake timed out");

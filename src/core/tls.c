@@ -272,6 +272,11 @@ void *tls_ctx_new_ssl(struct tls_ctx *t)
     return SSL_new(t->ctx);
 }
 
+int tls_ssl_established(void *ssl)
+{
+    return ssl && SSL_is_init_finished((SSL *)ssl) ? 1 : 0;
+}
+
 const char *tls_describe(void *ssl, char *buf, size_t len)
 {
     SSL *s = ssl;

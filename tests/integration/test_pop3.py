@@ -1352,6 +1352,32 @@ def test_probe_pop3s_handshake_never_finished_is_bounded(make_daemon, tmp_path):
              what="three handshake timeouts logged")
 
 
+def test_pop3s_client_gone_during_the_handshake_is_closed_at_once(make_daemon, tmp_path):
+    """A pop3s client that closes its side before or during the TLS
+    handshake (nothing sent; half a ClientHello; a close_notify alert):
+    each session ends at once, not at the section's timeout (OpenSSL 3
+    reports each as an error, which closes without waiting for the
+    greeting queued for TLS to drain), and the log says TLS."""
+    pd = Pop3Daemon(make_daemon, tmp_path, pop3s=True, tls=True,
+                    pop3s_opts="timeout = 30").start()
+    for first in (b"", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+                  b"\x15\x03\x01\x00\x02\x01\x00"):
+        s = socket.create_connection(("127.0.0.1", pd.sport), timeout=10)
+        s.sendall(first)
+        s.shutdown(socket.SHUT_WR)
+        t0 = time.time()
+        try:
+            while s.recv(4096):
+                pass
+        except (ConnectionResetError, socket.timeout):
+            pass
+        s.close()
+        assert time.time() - t0 < 5, (first, time.time() - t0)
+    wait_for(lambda: len(re.findall(r"pop3: disconnect from 127\.0\.0\.1 reason=TLS",
+                                    pd.d.log_text())) == 3,
+             what="three TLS disconnects logged")
+
+
 def test_probe_many_sessions_from_one_address(make_daemon, tmp_path):
     """200 connections from one address with max_connections_per_client =
     50: 50 are served, the others get -ERR [SYS/TEMP] before any session;
