@@ -157,7 +157,8 @@ int maildir_remove(const char *dir, const struct maildir_msg *m, char *why, size
 int maildir_sync(const char *dir, char *why, size_t whylen);
 
 /* BLOCKING.  Marks a listed message seen: new/NAME -> cur/NAME:2,S (or adds
- * S to cur/'s flags); updates m->file and m->seen. 0 / -1 with why. */
+ * S to cur/'s flags); updates m->file and m->seen. 0 / -1 with why; never
+ * over another file of the target's name (-1, both files left). */
 int maildir_mark_seen(const char *dir, struct maildir_msg *m, char *why, size_t whylen);
 
 /*

@@ -471,6 +471,23 @@ static int seen_name(const char *name, char *out, size_t len)
     return 0;
 }
 
+/* rename(2) that never replaces an existing file (EEXIST instead): another
+ * file with that name is another message (kept mail must never be lost to
+ * a flag change); plain rename where the file system lacks RENAME_NOREPLACE
+ * and the target does not exist. */
+static int rename_noreplace(const char *from, const char *to)
+{
+    int rc = renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE);
+    if (rc < 0 && (errno == EINVAL || errno == ENOSYS)) {
+        if (access(to, F_OK) == 0) {
+            errno = EEXIST;
+            return -1;
+        }
+        rc = rename(from, to);
+    }
+    return rc;
+}
+
 int maildir_mark_seen(const char *dir, struct maildir_msg *m, char *why, size_t whylen)
 {
     char from[PATH_MAX], to[PATH_MAX], rel[NAME_MAX + 8], target[NAME_MAX + 16];
@@ -481,7 +498,7 @@ int maildir_mark_seen(const char *dir, struct maildir_msg *m, char *why, size_t 
             maildir_join(from, sizeof from, dir, cur) < 0 ||
             maildir_join(to, sizeof to, dir, target) < 0)
             return util_fail(why, whylen, "maildir %s: name too long", dir);
-        if (strcmp(cur, target) == 0 || rename(from, to) == 0)
+        if (strcmp(cur, target) == 0 || rename_noreplace(from, to) == 0)
             break;
         if (errno != ENOENT || tries++ > 0 || locate(dir, m, rel, sizeof rel) < 0)
             return util_fail(why, whylen, "maildir: rename %s: %s", from, strerror(errno));

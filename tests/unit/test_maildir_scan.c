@@ -278,6 +278,34 @@ static void test_mark_seen(void **state)
     maildir_list_free(&l);
 }
 
+/* The seen name already taken by another file (a copy made by hand, or
+ * another program's): the mark fails and neither file is replaced. */
+static void test_mark_seen_never_replaces(void **state)
+{
+    char dir[4096], why[256];
+    struct maildir_list l;
+    struct maildir_msg *m;
+    mkpath(dir, *state, "md");
+    deliver_text(dir, "a\r\n", why, sizeof why);     /* makes the maildir */
+    put_file(at(dir, "cur/9.x:2,F"), "mine\n", 5);
+    put_file(at(dir, "cur/9.x:2,FS"), "other\n", 6);
+    assert_int_equal(maildir_scan(dir, &l, why, sizeof why), 0);
+    m = (struct maildir_msg *)find(&l, "cur/9.x:2,F");
+    assert_non_null(m);
+    assert_int_equal(maildir_mark_seen(dir, m, why, sizeof why), -1);
+    assert_non_null(strstr(why, "File exists"));
+    assert_string_equal(m->file, "cur/9.x:2,F");
+    assert_int_equal(m->seen, 0);
+    char buf[16] = { 0 };
+    int fd = open(at(dir, "cur/9.x:2,FS"), O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(read(fd, buf, sizeof buf - 1), 6);
+    close(fd);
+    assert_string_equal(buf, "other\n");
+    assert_int_equal(access(at(dir, "cur/9.x:2,F"), F_OK), 0);
+    maildir_list_free(&l);
+}
+
 static void test_open_remove(void **state)
 {
     char dir[4096];
@@ -437,6 +465,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_scan_missing_and_broken, tdir_setup, tdir_teardown),
         cmocka_unit_test_setup_teardown(test_scan_many, tdir_setup, tdir_teardown),
         cmocka_unit_test_setup_teardown(test_mark_seen, tdir_setup, tdir_teardown),
+        cmocka_unit_test_setup_teardown(test_mark_seen_never_replaces, tdir_setup,
+                                        tdir_teardown),
         cmocka_unit_test_setup_teardown(test_open_remove, tdir_setup, tdir_teardown),
         cmocka_unit_test_setup_teardown(test_moved_by_another, tdir_setup, tdir_teardown),
         cmocka_unit_test_setup_teardown(test_open_remove_at, tdir_setup, tdir_teardown),
