@@ -253,6 +253,17 @@ int maildir_scan(const char *dir, struct maildir_list *out, char *why, size_t wh
     return 0;
 }
 
+/* rename(2) that never replaces an existing file (EEXIST instead): another
+ * file of that name is another message.  Where the file system lacks
+ * RENAME_NOREPLACE, link(2) and unlink(2), as the Maildir spec moves. */
+static int rename_noreplace(const char *from, const char *to)
+{
+    int rc = renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE);
+    if (rc < 0 && (errno == EINVAL || errno == ENOSYS) && (rc = link(from, to)) == 0)
+        unlink(from);
+    return rc;
+}
+
 /* m ("new/NAME" or "cur/NAME") renamed in its directory to a name of its
  * own: ".dN" added to the unique part (before the first ',' or ':'), whose
  * UIDL is not in seen, never over an existing name; m->file and m->uidl
@@ -274,9 +285,7 @@ static int rename_duplicate(const char *dir, struct maildir_msg *m, const struct
         maildir_uidl(file + 4, strcspn(file + 4, ":"), uidl);
         if (hmap_get(seen, uidl))
             continue;                   /* another message's base name */
-        int rc = renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE);
-        if (rc < 0 && (errno == EINVAL || errno == ENOSYS) && (rc = link(from, to)) == 0)
-            unlink(from);
+        int rc = rename_noreplace(from, to);
         if (rc == 0) {
             free(m->file);
             m->file = xstrdup(file);
@@ -469,23 +478,6 @@ static int seen_name(const char *name, char *out, size_t len)
     if ((size_t)snprintf(out, len, "cur/%.*s:2,%s", (int)nm.baselen, name, flags) >= len)
         return -1;
     return 0;
-}
-
-/* rename(2) that never replaces an existing file (EEXIST instead): another
- * file with that name is another message (kept mail must never be lost to
- * a flag change); plain rename where the file system lacks RENAME_NOREPLACE
- * and the target does not exist. */
-static int rename_noreplace(const char *from, const char *to)
-{
-    int rc = renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE);
-    if (rc < 0 && (errno == EINVAL || errno == ENOSYS)) {
-        if (access(to, F_OK) == 0) {
-            errno = EEXIST;
-            return -1;
-        }
-        rc = rename(from, to);
-    }
-    return rc;
 }
 
 int maildir_mark_seen(const char *dir, struct maildir_msg *m, char *why, size_t whylen)
