@@ -58,6 +58,15 @@ def wait_files(d, n, *parts, timeout=10):
                     timeout=timeout, what="%d files in %s" % (n, "/".join(parts)))
 
 
+def reload_customers(d, customers):
+    """The daemon's customer sections replaced, reloaded by SIGHUP."""
+    d.customers = customers
+    d.write_conf()
+    m = len(d.log_text())
+    d.hup()
+    d.wait_log(r"configuration reloaded", start=m)
+
+
 def smtp_send(d, rcpts, data, sender="someone@sender.example", size=None):
     """One transaction over a raw connection: (RCPT replies, final reply);
     size: declared with SIZE=."""
@@ -195,11 +204,7 @@ def test_quota_met_at_delivery_waits_then_goes(make_daemon):
         replies, final = smtp_send(d, ALICE, body("m%d" % i, size=3000))
         assert code(final) == 250, final
         qids.append(final.split("queued as ")[1].strip())
-    d.customers = drops(quota="4k")                 # room for one of them now
-    d.write_conf()
-    m = len(d.log_text())
-    d.hup()
-    d.wait_log(r"configuration reloaded", start=m)
+    reload_customers(d, drops(quota="4k"))                 # room for one of them now
     d.kickq("release", "isp.example")
     wait_files(d, 1, "isp.example", "alice")
 
@@ -434,11 +439,7 @@ def test_batch_quota_reserved_exactly(make_daemon):
     d = make_daemon(customers=drops(quota="100k")).start()
     d.kickq("hold", "isp.example")
     send_many(d, ALICE, 8, size=3000)
-    d.customers = drops(quota="10k")                # room for three of them
-    d.write_conf()
-    m = len(d.log_text())
-    d.hup()
-    d.wait_log(r"configuration reloaded", start=m)
+    reload_customers(d, drops(quota="10k"))                # room for three of them
     d.kickq("release", "isp.example")
 
     def settled():
@@ -679,11 +680,7 @@ def test_probe_quota_raised_by_reload_delivers_the_waiting_mail(make_daemon):
     d = make_daemon(customers=drops(quota="100k")).start()
     d.kickq("hold", "isp.example")
     send_many(d, ALICE, 3, size=3000)
-    d.customers = drops(quota="4k")                 # room for one of them
-    d.write_conf()
-    m = len(d.log_text())
-    d.hup()
-    d.wait_log(r"configuration reloaded", start=m)
+    reload_customers(d, drops(quota="4k"))                 # room for one of them
     d.kickq("release", "isp.example")
     wait_files(d, 1, "isp.example", "alice")
 
@@ -714,11 +711,7 @@ def test_probe_customer_quota_raised_by_reload_delivers_the_waiting_mail(make_da
     d = make_daemon(customers=conf("100k")).start()
     d.kickq("hold", "acme")
     send_many(d, "bob@acme.example", 3, size=3000)
-    d.customers = conf("4k")
-    d.write_conf()
-    m = len(d.log_text())
-    d.hup()
-    d.wait_log(r"configuration reloaded", start=m)
+    reload_customers(d, conf("4k"))
     d.kickq("release", "acme")
     wait_files(d, 1, "acme")
     wait_for(lambda: len(queue(d)) == 2 and all(
