@@ -328,6 +328,17 @@ static void sess_command(struct pop3_sess *s, const char *line, size_t len)
 
 /* ---- input ---- */
 
+/* A line over POP3_LINE_MAX: answered once.  In SASL it is the response
+ * refused: the exchange is over (RFC 5034: "-ERR" ends it), so the next
+ * line is a command again, as the client takes it. */
+static void line_too_long(struct pop3_sess *s)
+{
+    pop3_reply(s, "-ERR Line too long.");
+    if (s->state == P3_SASL)
+        pop3_enter_state(s, P3_AUTH);
+    pop3_bad_command(s);
+}
+
 /* Reads one line; 1 when one was handled, 0 when more input is needed. */
 static int sess_line(struct pop3_sess *s)
 {
@@ -337,10 +348,8 @@ static int sess_line(struct pop3_sess *s)
     if (eol.pos < 0) {
         if (avail >= POP3_LINE_MAX) {
             evbuffer_drain(in, avail);
-            if (!s->skipping) {
-                pop3_reply(s, "-ERR Line too long.");
-                pop3_bad_command(s);
-            }
+            if (!s->skipping)
+                line_too_long(s);
             s->skipping = 1;
             return s->state != P3_CLOSING;
         }
@@ -349,10 +358,8 @@ static int sess_line(struct pop3_sess *s)
     size_t n = (size_t)eol.pos + 1;
     if (s->skipping || n > POP3_LINE_MAX) {
         evbuffer_drain(in, n);
-        if (!s->skipping) {
-            pop3_reply(s, "-ERR Line too long.");
-            pop3_bad_command(s);
-        }
+        if (!s->skipping)
+            line_too_long(s);
         s->skipping = 0;
         return 1;
     }

@@ -1465,3 +1465,27 @@ def test_probe_keep_days_zero_and_a_maildrop_that_is_a_file(make_daemon, tmp_pat
     assert pd.d.proc.poll() is None
     p = pd.login("zed@isp.example")
     p.quit()
+
+
+# ---- third probe pass ----
+
+
+def test_probe3_sasl_response_over_the_line_limit_ends_the_exchange(pd):
+    """A continuation response longer than a line is refused with "-ERR"
+    and the SASL exchange is over (RFC 5034 4: after -ERR the client is
+    back in AUTHORIZATION): the next line is a command, not a response."""
+    r = Raw3(pd.port)
+    r.line()
+    assert r.cmd("AUTH PLAIN") == b"+ "
+    assert r.cmd("Q" * 3000) == b"-ERR Line too long."
+    assert r.cmd("CAPA") == b"+OK Capability list follows"
+    assert b"SASL PLAIN" in r.multi()
+    assert r.cmd("AUTH PLAIN") == b"+ "
+    r.send("Q" * 3000)                  # the long line cut in pieces
+    time.sleep(0.2)
+    r.send("Q" * 100 + "\r\n")
+    assert r.line() == b"-ERR Line too long."
+    assert r.cmd("AUTH PLAIN " + plain("alice@isp.example", "alice-pw")).startswith(
+        b"+OK Logged in")
+    r.cmd("QUIT")
+    r.close()
