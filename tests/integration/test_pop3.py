@@ -1489,3 +1489,37 @@ def test_probe3_sasl_response_over_the_line_limit_ends_the_exchange(pd):
         b"+OK Logged in")
     r.cmd("QUIT")
     r.close()
+
+
+@pytest.mark.skipif(not MPOP, reason="mpop is not installed (scripts/install-deps)")
+def test_probe3_mpop_verifies_the_certificate_over_stls_and_pop3s(make_daemon, tmp_path):
+    """mpop with tls_trust_file = the test certificate: over STLS (on a
+    listener with cleartext = false) and over pop3s it fetches; with a name
+    the certificate does not carry (tls_host_override) it fails and fetches
+    nothing."""
+    pd = Pop3Daemon(make_daemon, tmp_path, tls=True, pop3s=True,
+                    pop3_opts="cleartext = false").start()
+    pd.put("alice@isp.example", body(1))
+
+    def run(port, tag, extra):
+        out = tmp_path / ("mbox-" + tag)
+        conf = tmp_path / ("mpoprc-" + tag)
+        conf.write_text(
+            "defaults\nauth user\naccount test\nhost localhost\nport %d\n"
+            "user alice@isp.example\npasswordeval echo alice-pw\ndelivery mbox %s\n"
+            "keep on\nuidls_file %s\ntls on\ntls_trust_file %s/tls/cert.pem\n%s\n"
+            % (port, out, tmp_path / ("uidls-" + tag), pd.d.tmp, extra))
+        os.chmod(str(conf), 0o600)
+        r = subprocess.run([MPOP, "-C", str(conf), "-a", "-q"], capture_output=True,
+                           text=True, timeout=60)
+        return r, out.read_bytes() if out.exists() else b""
+
+    for port, tag, starttls in ((pd.port, "stls", "on"), (pd.sport, "pop3s", "off")):
+        r, mbox = run(port, tag, "tls_starttls " + starttls)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert mbox.count(b"\nSubject: message 1\n") == 1, tag
+        r, mbox = run(port, tag + "-wrong",
+                      "tls_starttls %s\ntls_host_override wrong.example" % starttls)
+        assert r.returncode != 0 and "certificate" in r.stderr, r.stderr
+        assert mbox == b"", tag
+    assert len(pd.files("alice@isp.example")) == 1
