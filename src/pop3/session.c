@@ -130,12 +130,8 @@ static void sess_free(struct pop3_sess *s)
     listener_conn_close(s->conn);       /* server.c frees s */
 }
 
-/* Closes now (unsent replies are lost).  With work in flight the session
- * is freed when the work ends. */
-static void sess_close(struct pop3_sess *s, const char *why)
+static void sess_log_end(const struct pop3_sess *s, const char *why)
 {
-    if (s->dead)
-        return;
     if (s->drop)
         log_info("pop3: logout user=<%s> client=%s retrieved=%u deleted=%u bytes=%llu%s%s",
                  s->drop, s->peer, s->n_retrieved, s->n_deleted,
@@ -143,6 +139,21 @@ static void sess_close(struct pop3_sess *s, const char *why)
     else
         log_info("pop3: disconnect from %s%s%s", s->peer, why ? " reason=" : "",
                  why ? why : "");
+}
+
+/* Closes now (unsent replies are lost).  With work in flight the session
+ * is freed when the work ends; gone during UPDATE, its logout line is
+ * written then, with the deletions made. */
+static void sess_close(struct pop3_sess *s, const char *why)
+{
+    if (s->dead)
+        return;
+    if (s->job == P3_JOB_UPDATE) {
+        snprintf(s->gone_why, sizeof s->gone_why, "%s", why ? why : "");
+        s->log_pending = 1;
+    } else {
+        sess_log_end(s, why);
+    }
     if (s->job != P3_JOB_NONE) {
         s->dead = 1;
         io_free(s->io);
@@ -162,6 +173,8 @@ int pop3_sess_work_ended(struct pop3_sess *s)
     s->job = P3_JOB_NONE;
     if (!s->dead)
         return 0;
+    if (s->log_pending)
+        sess_log_end(s, s->gone_why[0] ? s->gone_why : NULL);
     sess_free(s);
     return 1;
 }

@@ -12,6 +12,7 @@ import re
 import shutil
 import socket
 import ssl
+import struct
 import subprocess
 import threading
 import time
@@ -1523,3 +1524,26 @@ def test_probe3_mpop_verifies_the_certificate_over_stls_and_pop3s(make_daemon, t
         assert r.returncode != 0 and "certificate" in r.stderr, r.stderr
         assert mbox == b"", tag
     assert len(pd.files("alice@isp.example")) == 1
+
+
+def test_probe3_logout_line_of_a_client_gone_during_update(pd):
+    """QUIT after 2,000 DELEs and a reset at once: the UPDATE goes on and
+    removes them all; the logout line says so (deleted=2000), as kickq
+    stats does, not deleted=0 written when the connection went."""
+    for i in range(2000):
+        pd.put("alice@isp.example", body(i))
+    r = Raw3(pd.port)
+    r.line()
+    r.cmd("USER alice@isp.example")
+    assert r.cmd("PASS alice-pw").startswith(b"+OK Logged in: 2000")
+    r.send("".join("DELE %d\r\n" % i for i in range(1, 2001)))
+    for i in range(2000):
+        assert r.line().startswith(b"+OK")
+    r.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    r.send("QUIT\r\n")
+    r.close()                           # a reset, while the UPDATE runs
+    m = pd.d.wait_log(r"logout user=<alice@isp\.example> client=127\.0\.0\.1 "
+                      r"retrieved=0 deleted=(\d+) bytes=0")
+    assert pd.files("alice@isp.example") == []
+    assert m.group(1) == "2000", m.group(0)
+    assert re.search(r"\npop3\.deleted 2000\n", pd.d.kickq("stats").stdout)
