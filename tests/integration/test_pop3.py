@@ -1547,3 +1547,24 @@ def test_probe3_logout_line_of_a_client_gone_during_update(pd):
     assert pd.files("alice@isp.example") == []
     assert m.group(1) == "2000", m.group(0)
     assert re.search(r"\npop3\.deleted 2000\n", pd.d.kickq("stats").stdout)
+
+
+def test_probe3_pop3s_client_gone_right_after_the_handshake_is_closed_at_once(
+        make_daemon, tmp_path):
+    """A pop3s client that ends the handshake and closes at once (mpop
+    refusing the certificate's name, a TLS health check): the server's
+    session tickets meet a closed socket in the loop turn that ends the
+    handshake.  The session ends then ('reason=' logged), not at the
+    autologout; a stop is not held up by it."""
+    pd = Pop3Daemon(make_daemon, tmp_path, pop3s=True).start()
+    for alert in (False, True):
+        s = socket.create_connection(("127.0.0.1", pd.sport), timeout=10)
+        t = tls_ctx().wrap_socket(s, server_hostname="localhost")
+        if alert:               # a fatal alert (bad_certificate), as mpop sends
+            os.write(t.fileno(), bytes([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x2a]))
+        t.close()
+    wait_for(lambda: pd.d.log_text().count("pop3: disconnect from 127.0.0.1 reason=") == 2,
+             timeout=3, what="both sessions ended")
+    t0 = time.time()
+    pd.d.stop()
+    assert time.time() - t0 < 5
