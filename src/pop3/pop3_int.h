@@ -116,6 +116,9 @@ struct pop3_sess {
                                  * freed when it ends */
     int eof;                    /* the peer closed its side */
     const char *close_why;      /* for the logout line */
+    int log_pending;            /* gone during UPDATE: the logout line waits
+                                 * for the count of deletions */
+    char gone_why[128];         /* its reason, copied (the io is freed) */
     struct evbuffer *out;       /* replies not yet handed to the io layer */
     char banner[160];           /* APOP's <timestamp@host>, "" without APOP */
     /* AUTHORIZATION */

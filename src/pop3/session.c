@@ -130,12 +130,8 @@ static void sess_free(struct pop3_sess *s)
     listener_conn_close(s->conn);       /* server.c frees s */
 }
 
-/* Closes now (unsent replies are lost).  With work in flight the session
- * is freed when the work ends. */
-static void sess_close(struct pop3_sess *s, const char *why)
+static void sess_log_end(const struct pop3_sess *s, const char *why)
 {
-    if (s->dead)
-        return;
     if (s->drop)
         log_info("pop3: logout user=<%s> client=%s retrieved=%u deleted=%u bytes=%llu%s%s",
                  s->drop, s->peer, s->n_retrieved, s->n_deleted,
@@ -143,6 +139,21 @@ static void sess_close(struct pop3_sess *s, const char *why)
     else
         log_info("pop3: disconnect from %s%s%s", s->peer, why ? " reason=" : "",
                  why ? why : "");
+}
+
+/* Closes now (unsent replies are lost).  With work in flight the session
+ * is freed when the work ends; gone during UPDATE, its logout line is
+ * written then, with the deletions made. */
+static void sess_close(struct pop3_sess *s, const char *why)
+{
+    if (s->dead)
+        return;
+    if (s->job == P3_JOB_UPDATE) {
+        snprintf(s->gone_why, sizeof s->gone_why, "%s", why ? why : "");
+        s->log_pending = 1;
+    } else {
+        sess_log_end(s, why);
+    }
     if (s->job != P3_JOB_NONE) {
         s->dead = 1;
         io_free(s->io);
@@ -162,6 +173,8 @@ int pop3_sess_work_ended(struct pop3_sess *s)
     s->job = P3_JOB_NONE;
     if (!s->dead)
         return 0;
+    if (s->log_pending)
+        sess_log_end(s, s->gone_why[0] ? s->gone_why : NULL);
     sess_free(s);
     return 1;
 }
@@ -328,6 +341,17 @@ static void sess_command(struct pop3_sess *s, const char *line, size_t len)
 
 /* ---- input ---- */
 
+/* A line over POP3_LINE_MAX: answered once.  In SASL it is the response
+ * refused: the exchange is over (RFC 5034: "-ERR" ends it), so the next
+ * line is a command again, as the client takes it. */
+static void line_too_long(struct pop3_sess *s)
+{
+    pop3_reply(s, "-ERR Line too long.");
+    if (s->state == P3_SASL)
+        pop3_enter_state(s, P3_AUTH);
+    pop3_bad_command(s);
+}
+
 /* Reads one line; 1 when one was handled, 0 when more input is needed. */
 static int sess_line(struct pop3_sess *s)
 {
@@ -337,10 +361,8 @@ static int sess_line(struct pop3_sess *s)
     if (eol.pos < 0) {
         if (avail >= POP3_LINE_MAX) {
             evbuffer_drain(in, avail);
-            if (!s->skipping) {
-                pop3_reply(s, "-ERR Line too long.");
-                pop3_bad_command(s);
-            }
+            if (!s->skipping)
+                line_too_long(s);
             s->skipping = 1;
             return s->state != P3_CLOSING;
         }
@@ -349,10 +371,8 @@ static int sess_line(struct pop3_sess *s)
     size_t n = (size_t)eol.pos + 1;
     if (s->skipping || n > POP3_LINE_MAX) {
         evbuffer_drain(in, n);
-        if (!s->skipping) {
-            pop3_reply(s, "-ERR Line too long.");
-            pop3_bad_command(s);
-        }
+        if (!s->skipping)
+            line_too_long(s);
         s->skipping = 0;
         return 1;
     }
@@ -410,6 +430,13 @@ static void sess_update_pause(struct pop3_sess *s)
     s->paused = want;
 }
 
+/* The peer closed a TLS stream: what is still unsent never goes out (no
+ * more is written after a TLS end; only plaintext streams half-close). */
+static int sess_tls_gone(const struct pop3_sess *s)
+{
+    return s->eof && pop3_sess_tls(s);
+}
+
 /* Hands the queued replies to the io layer; when they went out at once,
  * acts on the drain now.  May free s: call it last. */
 static void sess_flush(struct pop3_sess *s)
@@ -417,7 +444,7 @@ static void sess_flush(struct pop3_sess *s)
     if (!s->io)
         return;
     if (evbuffer_get_length(s->out) == 0) {
-        if (s->state == P3_CLOSING && io_out_pending(s->io) == 0)
+        if (s->state == P3_CLOSING && (io_out_pending(s->io) == 0 || sess_tls_gone(s)))
             sess_close(s, s->close_why);
         return;
     }
@@ -485,7 +512,7 @@ static void sess_on_io(struct io *io, enum io_event ev, void *arg)
     case IO_EOF:
         s->eof = 1;
         if (s->state == P3_CLOSING) {
-            if (io_out_pending(s->io) == 0)
+            if (io_out_pending(s->io) == 0 || sess_tls_gone(s))
                 sess_close(s, s->close_why);
             break;
         }

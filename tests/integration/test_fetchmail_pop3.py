@@ -178,3 +178,49 @@ def test_probe_multidrop_odd_recipients_and_forged_header(tmp_path, make_daemon,
     assert got == sorted(r.lower() for r in rcpts), (got, out)
     assert not any("boss" in r for m in msgs for r in m.rcpt_tos)
     assert drop_files(root, "acme") == []
+
+
+def test_probe3_pop3s_sslcertck_keep_uidl_across_a_restart(tmp_path, make_daemon, mta,
+                                                          need_maildrops):
+    """fetchmail over pop3s verifying the certificate (sslcertck against the
+    test certificate), keep + uidl: a kickmaild restart between polls
+    changes no UIDL (nothing fetched twice); a name the certificate does
+    not carry (sslcommonname) fails the poll and fetches nothing."""
+    root = tmp_path / "maildrops"
+    pop3, pop3s = free_port(), free_port()
+    d = make_daemon(customers="", tls=True, extra=pop3_extra(
+        root, pop3, maildrop_conf("bob@isp.example", "bob-pw", mode="keep", keep_days=30))
+        + 'pop3s {\n  listen = {"127.0.0.1:%d"}\n}\n' % pop3s)
+    d.start()
+    _send(d, ["bob@isp.example"], "kept one")
+    _delivered(d, 1, root, "bob@isp.example")
+    cert = os.path.join(d.tmp, "tls", "cert.pem")
+
+    def poll(name):
+        return ('poll 127.0.0.1 service %d proto pop3 auth password uidl\n'
+                '  user "bob@isp.example" there with password "bob-pw" is "localuser" here\n'
+                '  options ssl sslcertck sslcertfile "%s" sslcommonname "%s" keep\n'
+                '  smtphost "%s/%d" smtpname "bob@home.example"\n'
+                % (pop3s, cert, name, MTA_HOST, mta.port))
+    bad = Fetchmail(tmp_path / "bad", poll("wrong.example"))
+    rc, out = bad.run()
+    assert rc not in (0, 1), out
+    assert "hostname mismatch" in out, out
+    assert mta.messages == []
+    fm = Fetchmail(tmp_path, poll("localhost"))
+    rc, out = fm.run()
+    assert rc == 0, out
+    assert [m.header("Subject") for m in mta.wait_messages(1)] == ["kept one"]
+    d.stop()
+    d.start()
+    rc, out = fm.run()
+    assert rc == 1, out                  # the same UIDL after the restart
+    _send(d, ["bob@isp.example"], "kept two")
+    _delivered(d, 2, root, "bob@isp.example")
+    d.stop()
+    d.start()
+    rc, out = fm.run()
+    assert rc == 0, out
+    msgs = mta.wait_messages(2)
+    assert [m.header("Subject") for m in msgs] == ["kept one", "kept two"]
+    assert len(drop_files(root, "bob@isp.example")) == 2

@@ -879,3 +879,39 @@ def test_probe_password_that_is_no_hash_is_reported(make_daemon):
     d.start()
     d.wait_log(r"warning: 1 maildrops? ha(s|ve) a password that is not a crypt\(3\) hash"
                r".*plain@isp\.example")
+
+
+def test_probe3_disk_full_defers_and_delivers_after_room_is_made(make_daemon):
+    """maildir_root on a 256 KiB tmpfs: the messages that do not fit are
+    deferred with 451 (never bounced), no file is left in tmp/, and a
+    kick after the file system grew delivers them.  Needs root (mount)."""
+    if os.geteuid() != 0:
+        import pytest
+        pytest.skip("mounting a tmpfs needs root")
+    d = make_daemon(customers=drops())
+    os.makedirs(d.maildirs, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", d.maildirs],
+                   check=True)
+    try:
+        d.start()
+        data = [("Subject: n%d\r\n\r\n" % i) + ("y" * 70 + "\r\n") * 1400 for i in range(4)]
+        for text in data:
+            assert code(smtp_send(d, ALICE, text)[1]) == 250
+        wait_for(lambda: len(queue(d)) == 2 and all(
+            r["status"] == "deferred" for m in queue(d) for r in m["recipients"]),
+            what="2 messages deferred")
+        for m in queue(d):
+            assert m["recipients"][0]["reason"].startswith("451 4.3.0 "), m
+            assert "No space left on device" in m["recipients"][0]["reason"], m
+        assert len(new_files(d, "isp.example", "alice")) == 2
+        assert os.listdir(mdir(d, "isp.example", "alice", "tmp")) == []
+        assert "bounce" not in d.log_text().lower()
+        subprocess.run(["mount", "-o", "remount,size=2m", d.maildirs], check=True)
+        d.kickq("kick", "isp.example")
+        wait_for(lambda: queue(d) == [], what="an empty queue")
+        got = sorted(read(p).split(b"Subject: ")[1][:2] for p in
+                     new_files(d, "isp.example", "alice"))
+        assert got == [b"n0", b"n1", b"n2", b"n3"]
+        d.stop()
+    finally:
+        subprocess.run(["umount", "-l", d.maildirs])

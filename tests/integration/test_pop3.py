@@ -12,6 +12,7 @@ import re
 import shutil
 import socket
 import ssl
+import struct
 import subprocess
 import threading
 import time
@@ -1465,3 +1466,105 @@ def test_probe_keep_days_zero_and_a_maildrop_that_is_a_file(make_daemon, tmp_pat
     assert pd.d.proc.poll() is None
     p = pd.login("zed@isp.example")
     p.quit()
+
+
+# ---- third probe pass ----
+
+
+def test_probe3_sasl_response_over_the_line_limit_ends_the_exchange(pd):
+    """A continuation response longer than a line is refused with "-ERR"
+    and the SASL exchange is over (RFC 5034 4: after -ERR the client is
+    back in AUTHORIZATION): the next line is a command, not a response."""
+    r = Raw3(pd.port)
+    r.line()
+    assert r.cmd("AUTH PLAIN") == b"+ "
+    assert r.cmd("Q" * 3000) == b"-ERR Line too long."
+    assert r.cmd("CAPA") == b"+OK Capability list follows"
+    assert b"SASL PLAIN" in r.multi()
+    assert r.cmd("AUTH PLAIN") == b"+ "
+    r.send("Q" * 3000)                  # the long line cut in pieces
+    time.sleep(0.2)
+    r.send("Q" * 100 + "\r\n")
+    assert r.line() == b"-ERR Line too long."
+    assert r.cmd("AUTH PLAIN " + plain("alice@isp.example", "alice-pw")).startswith(
+        b"+OK Logged in")
+    r.cmd("QUIT")
+    r.close()
+
+
+@pytest.mark.skipif(not MPOP, reason="mpop is not installed (scripts/install-deps)")
+def test_probe3_mpop_verifies_the_certificate_over_stls_and_pop3s(make_daemon, tmp_path):
+    """mpop with tls_trust_file = the test certificate: over STLS (on a
+    listener with cleartext = false) and over pop3s it fetches; with a name
+    the certificate does not carry (tls_host_override) it fails and fetches
+    nothing."""
+    pd = Pop3Daemon(make_daemon, tmp_path, tls=True, pop3s=True,
+                    pop3_opts="cleartext = false").start()
+    pd.put("alice@isp.example", body(1))
+
+    def run(port, tag, extra):
+        out = tmp_path / ("mbox-" + tag)
+        conf = tmp_path / ("mpoprc-" + tag)
+        conf.write_text(
+            "defaults\nauth user\naccount test\nhost localhost\nport %d\n"
+            "user alice@isp.example\npasswordeval echo alice-pw\ndelivery mbox %s\n"
+            "keep on\nuidls_file %s\ntls on\ntls_trust_file %s/tls/cert.pem\n%s\n"
+            % (port, out, tmp_path / ("uidls-" + tag), pd.d.tmp, extra))
+        os.chmod(str(conf), 0o600)
+        r = subprocess.run([MPOP, "-C", str(conf), "-a", "-q"], capture_output=True,
+                           text=True, timeout=60)
+        return r, out.read_bytes() if out.exists() else b""
+
+    for port, tag, starttls in ((pd.port, "stls", "on"), (pd.sport, "pop3s", "off")):
+        r, mbox = run(port, tag, "tls_starttls " + starttls)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert mbox.count(b"\nSubject: message 1\n") == 1, tag
+        r, mbox = run(port, tag + "-wrong",
+                      "tls_starttls %s\ntls_host_override wrong.example" % starttls)
+        assert r.returncode != 0 and "certificate" in r.stderr, r.stderr
+        assert mbox == b"", tag
+    assert len(pd.files("alice@isp.example")) == 1
+
+
+def test_probe3_logout_line_of_a_client_gone_during_update(pd):
+    """QUIT after 2,000 DELEs and a reset at once: the UPDATE goes on and
+    removes them all; the logout line says so (deleted=2000), as kickq
+    stats does, not deleted=0 written when the connection went."""
+    for i in range(2000):
+        pd.put("alice@isp.example", body(i))
+    r = Raw3(pd.port)
+    r.line()
+    r.cmd("USER alice@isp.example")
+    assert r.cmd("PASS alice-pw").startswith(b"+OK Logged in: 2000")
+    r.send("".join("DELE %d\r\n" % i for i in range(1, 2001)))
+    for i in range(2000):
+        assert r.line().startswith(b"+OK")
+    r.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    r.send("QUIT\r\n")
+    r.close()                           # a reset, while the UPDATE runs
+    m = pd.d.wait_log(r"logout user=<alice@isp\.example> client=127\.0\.0\.1 "
+                      r"retrieved=0 deleted=(\d+) bytes=0")
+    assert pd.files("alice@isp.example") == []
+    assert m.group(1) == "2000", m.group(0)
+    assert re.search(r"\npop3\.deleted 2000\n", pd.d.kickq("stats").stdout)
+
+
+def test_probe3_pop3s_client_gone_right_after_the_handshake_is_closed_at_once(
+        make_daemon, tmp_path):
+    """A pop3s client that ends the handshake and closes at once (mpop
+    refusing the certificate's name, a TLS health check): the server's
+    session tickets meet a closed socket in the loop turn that ends the
+    handshake.  The session ends then ('reason=' logged), not at the
+    autologout; a stop is not held up by it."""
+    pd = Pop3Daemon(make_daemon, tmp_path, pop3s=True).start()
+    for alert in (False, True):
+        s = socket.create_connection(("127.0.0.1", pd.sport), timeout=10)
+        t = tls_ctx().wrap_socket(s, server_hostname="localhost")
+        if alert:               # a fatal alert (bad_certificate), as mpop sends
+            os.write(t.fileno(), bytes([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x2a]))
+        t.close()
+    wait_for(lambda: pd.d.log_text().count("pop3: disconnect from 127.0.0.1 reason=") == 2,
+             timeout=3, what="both sessions ended")
+    t0 = time.time()
+    pd.d.stop()
+    assert time.time() - t0 < 5
