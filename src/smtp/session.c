@@ -821,6 +821,10 @@ static void sess_flush(struct smtp_sess *s)
 {
     if (!s->io)
         return;
+    if (s->state == SS_CLOSING && s->eof && io_is_tls(s->io)) {
+        sess_close(s, s->close_why);    /* no more goes out after a TLS end */
+        return;
+    }
     if (evbuffer_get_length(s->out) == 0) {
         if (s->state == SS_CLOSING && io_out_pending(s->io) == 0)
             sess_close(s, s->close_why);
@@ -901,8 +905,10 @@ static void sess_on_io(struct io *io, enum io_event ev, void *arg)
             break;
         }
         s->close_why = s->state == SS_DATA ? "lost connection after DATA" : NULL;
-        if (io_out_pending(s->io) > 0) {
-            sess_finish(s);     /* half-closed: the replies still queued go first */
+        /* half-closed: the replies still queued go first; not after a TLS
+         * end (the 220 of an smtps client gone after its handshake) */
+        if (io_out_pending(s->io) > 0 && !io_is_tls(s->io)) {
+            sess_finish(s);
             break;
         }
         sess_close(s, s->close_why);

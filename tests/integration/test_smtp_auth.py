@@ -7,14 +7,16 @@ domain queued as outbound; MAIL before AUTH on submission (530 5.7.0); no
 AUTH on port 25 unless its listener says `auth = true`."""
 import base64
 import hmac
+import os
 import smtplib
+import socket
 import ssl
 import subprocess
 import time
 
 import pytest
 
-from conftest import DEFAULT_CUSTOMERS, Raw, free_port
+from conftest import DEFAULT_CUSTOMERS, Raw, free_port, wait_for
 
 # the dev.conf hash of the password "alice"
 ALICE_HASH = ("$6$kickmaildev$jb4n5zLcivFHyqMpsGeAZDS7k7hYnUapJD68cVfLXdCWKCrPTW1bdoE6"
@@ -132,6 +134,24 @@ def test_smtps_openssl_s_client(authd):
     assert "STARTTLS" not in out
     assert "235 2.7.0" in out
     assert "221 2.0.0" in out
+
+
+def test_smtps_client_gone_right_after_the_handshake_is_closed_at_once(authd):
+    """An smtps client that ends the handshake and closes at once (a TLS
+    health check, a client refusing the certificate): the 220 greeting can
+    never go out, so the session ends then ('disconnect from' logged), not
+    at the smtp timeout; a stop is not held up by it."""
+    for alert in (False, True):
+        s = socket.create_connection(("127.0.0.1", authd.smtps_port), timeout=10)
+        t = ssl_ctx().wrap_socket(s, server_hostname="localhost")
+        if alert:               # a fatal alert (bad_certificate)
+            os.write(t.fileno(), bytes([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x2a]))
+        t.close()
+    wait_for(lambda: authd.log_text().count("disconnect from 127.0.0.1") == 2,
+             timeout=3, what="both sessions ended")
+    t0 = time.time()
+    authd.stop()
+    assert time.time() - t0 < 5
 
 
 def test_smtps_smtplib(authd):
