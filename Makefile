@@ -63,7 +63,8 @@ PYTEST  := /usr/bin/python3 -m pytest
 # make check compiles JOBS files at a time (the CPUs) before it runs anything.
 JOBS    ?= $(shell nproc 2>/dev/null || echo 1)
 
-.PHONY: all deps run check check-build unit-build structure unit integration check-asan fuzz \
+.PHONY: all deps run check check-build check-suites check-suite-normal check-suite-asan \
+        unit-build structure unit integration check-asan fuzz \
         fuzz-check fuzz-long bench clean install uninstall
 
 all: deps-ok $(BUILD)/kickmaild $(KICKQ_BINS)
@@ -124,6 +125,19 @@ structure:
 check-asan:
 	$(MAKE) BUILD=build-asan SAN=1 unit integration
 
+# The integration suites mostly wait (timers, peers, daemons starting), so
+# with two CPUs or more make check runs the normal and the ASan suites side
+# by side, each taking its ports from its own range (tests/integration/
+# ports.py); JOBS=1 runs them one after the other.
+SUITES_J = $(if $(filter 1,$(JOBS)),-j1,-j2)
+check-suites: check-suite-normal check-suite-asan
+check-suite-normal:
+	@KICKMAIL_TEST_PORTS=10000-20999 $(MAKE) --no-print-directory -j1 integration
+check-suite-asan:
+	@KICKMAIL_TEST_PORTS=21000-31999 \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  $(MAKE) --no-print-directory -j1 check-asan
+
 # What make check runs is built first, JOBS compilers at a time: the normal
 # and the ASan trees (the fuzz targets are built by fuzz-check, likewise).
 # The packages are checked once before, so no compiler runs while
@@ -134,9 +148,9 @@ check-build: deps-ok
 	@$(MAKE) --no-print-directory $(JFLAG) BUILD=build-asan SAN=1 unit-build
 
 check: check-build
-	@$(MAKE) --no-print-directory -j1 structure unit integration
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	  $(MAKE) --no-print-directory -j1 check-asan
+	@$(MAKE) --no-print-directory -j1 structure unit
+	@echo "make check: the integration suites (normal; ASan+UBSan), each printed when it ends"
+	@$(MAKE) --no-print-directory $(SUITES_J) -Orecurse check-suites
 	@$(MAKE) --no-print-directory $(JFLAG) fuzz-check
 	@echo "make check: all suites passed"
 

@@ -31,12 +31,7 @@ customer "beta" {
 """
 
 
-def free_port(host="127.0.0.1"):
-    s = socket.socket()
-    s.bind((host, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from ports import free_port  # noqa: E402,F401  (tests import it from here)
 
 
 def wait_for(pred, timeout=10.0, interval=0.02, what="condition"):

@@ -33,12 +33,7 @@ import time
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 
 
-def _free_port(host="127.0.0.1"):
-    s = socket.socket()
-    s.bind((host, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from ports import free_port as _free_port  # noqa: E402
 
 
 def traversable_tmpdir(prefix="kickmail-dovecot-"):

@@ -31,12 +31,7 @@ NAS_SECRET = "nas-secret-for-tests"
 NODE_SECRETS = ("node1-secret-for-tests", "node2-secret-for-tests")
 
 
-def free_udp_port(host="127.0.0.1"):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind((host, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from ports import free_udp_port  # noqa: E402
 
 
 def _freeradius_missing():

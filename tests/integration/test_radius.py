@@ -20,12 +20,7 @@ pytestmark = pytest.mark.skipif(not os.path.exists(RADCLIENT),
                                 reason="radclient (freeradius-utils) not installed")
 
 
-def free_udp_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from ports import free_udp_port  # noqa: E402
 
 
 def conf(mta, acme_ttl="12h"):
