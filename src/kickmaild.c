@@ -217,6 +217,18 @@ static const char *gen_map_info(const struct gen *g, char *buf, size_t len)
     return buf;
 }
 
+/* ", N maildrops (M from the customer map)": address and domain maildrops. */
+static const char *gen_maildrop_info(const struct gen *g, char *buf, size_t len)
+{
+    size_t n = registry_maildrop_count(g->reg);
+    if (g->map)
+        snprintf(buf, len, ", %zu maildrop%s (%zu from the map)", n, n == 1 ? "" : "s",
+                 g->map->nmaildrops);
+    else
+        snprintf(buf, len, ", %zu maildrop%s", n, n == 1 ? "" : "s");
+    return buf;
+}
+
 /* ---- reloads ---- */
 
 static int customer_exists(const char *name)
@@ -347,9 +359,11 @@ static void reload_apply(struct gen *g)
         R.reaping = 1;
     else
         reload_reaper(old);
-    log_info("configuration reloaded: %zu customers%s; loaded in %.3f s, "
+    char mdinfo[96];
+    log_info("configuration reloaded: %zu customers%s%s; loaded in %.3f s, "
              "applied in %.3f s", registry_count(D.cur.reg),
-             gen_map_info(&D.cur, info, sizeof info), t0 - R.t0,
+             gen_map_info(&D.cur, info, sizeof info),
+             gen_maildrop_info(&D.cur, mdinfo, sizeof mdinfo), t0 - R.t0,
              util_now_mono() - t0);
 }
 
@@ -692,9 +706,10 @@ int main(int argc, char **argv)
         sigs[i] = evsignal_new(D.base, signums[i], on_signal, NULL);
         event_add(sigs[i], NULL);
     }
-    log_info("kickmaild %s ready: %zu customers%s, %zu messages queued", KM_VERSION,
+    char mdinfo[96];
+    log_info("kickmaild %s ready: %zu customers%s%s, %zu messages queued", KM_VERSION,
              registry_count(D.cur.reg), gen_map_info(&D.cur, info, sizeof info),
-             qmgr_msg_count());
+             gen_maildrop_info(&D.cur, mdinfo, sizeof mdinfo), qmgr_msg_count());
     event_base_dispatch(D.base);
     reload_shutdown();
     pop3_server_free();         /* its worker threads */

@@ -1568,3 +1568,71 @@ def test_probe3_pop3s_client_gone_right_after_the_handshake_is_closed_at_once(
     t0 = time.time()
     pd.d.stop()
     assert time.time() - t0 < 5
+
+
+def test_probe_100000_map_maildrops_reload_off_the_loop(make_daemon, tmp_path):
+    """A large ISP's map: 100,000 maildrops rows.  They load at start;
+    SIGHUP reloads them while a POP3 session goes on (its NOOPs never wait
+    for the load); then a row added by the reload gets mail and a login,
+    the first and the last row still log in, an unknown user gets 550."""
+    import sqlite3
+    from test_custmap import MAX_STALL
+    path = str(tmp_path / "customers.sqlite")
+    h = pw_hash("same-pw")
+    n = 100000
+    _map_with(path, (("u%06d@big.example" % i, h, "keep" if i % 2 else None, None, "10M")
+                     for i in range(n)))
+    pd = Pop3Daemon(make_daemon, tmp_path, drops='customer_map = "%s"\n' % path).start()
+    d = pd.d
+    # the domain maildrop of customer acme2, and the rows
+    assert re.search(r"ready: .*\), %d maildrops \(%d from the map\)" % (n + 1, n),
+                     d.log_text()), d.log_text()[-2000:]
+    assert _smtp_rcpt(d, "u050000@big.example").startswith("250")
+    assert _smtp_rcpt(d, "late@big.example").startswith("550 5.1.1")
+    db = sqlite3.connect(path)
+    with db:
+        db.execute("INSERT INTO maildrops (address, password) VALUES (?, ?)",
+                   ("late@big.example", pw_hash("late-pw")))
+    db.close()
+    p = pd.login("u000001@big.example", "same-pw")
+    worst, count, stop, err = [0.0], [0], threading.Event(), []
+
+    def noops():
+        try:
+            while not stop.is_set():
+                t0 = time.monotonic()
+                p.noop()
+                worst[0] = max(worst[0], time.monotonic() - t0)
+                count[0] += 1
+                time.sleep(0.002)
+        except Exception as e:              # reported below
+            err.append(e)
+    t = threading.Thread(target=noops)
+    t.start()
+    try:
+        time.sleep(0.1)
+        m = len(d.log_text())
+        d.hup()
+        d.wait_log(r"configuration reloaded", m, timeout=60)
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        t.join(30)
+    assert not err, err
+    print("100,000-maildrop reload: %s; longest NOOP wait %.1f ms over %d NOOPs"
+          % (re.search(r"configuration reloaded.*", d.log_text()[m:]).group(0),
+             worst[0] * 1000, count[0]))
+    assert re.search(r"configuration reloaded: .*\), %d maildrops \(%d from the map\);"
+                     % (n + 2, n + 1), d.log_text()[m:]), d.log_text()[m:]
+    assert count[0] > 10
+    assert worst[0] < MAX_STALL, "a NOOP waited %.3f s during the reload" % worst[0]
+    p.quit()
+    assert _smtp_rcpt(d, "late@big.example").startswith("250"), "late row"
+    assert _smtp_rcpt(d, "u099999@big.example").startswith("250")
+    assert _smtp_rcpt(d, "nobody@big.example").startswith("550 5.1.1")
+    d.send("late@big.example")
+    wait_for(lambda: len(pd.files("late@big.example")) == 1, what="late's mail")
+    for user, pw in (("late@big.example", "late-pw"), ("u000000@big.example", "same-pw"),
+                     ("u099999@big.example", "same-pw")):
+        q = pd.login(user, pw)
+        q.quit()
