@@ -269,6 +269,8 @@ static void *reload_worker(void *arg)
     R.rc = R.result.cfg ? gen_build(&R.result, 1, R.err, sizeof R.err) : -1;
     if (R.rc < 0)
         gen_free(&R.result);
+    else    /* D.cur stays as it is until the loop applies the result */
+        registry_compare(R.result.reg, D.cur.reg);
     event_active(R.done_ev, EV_READ, 0);
     return NULL;
 }
@@ -312,17 +314,16 @@ static void guard_configure(const struct config *c)
     auth_guard_configure(&gc);
 }
 
-/* Maildrops whose quota the new generation raises or lifts: the mail
- * deferred for their quota is tried again now, as when a POP3 QUIT makes
- * room (deliver_maildrop_room), not at its next retry time. */
-static void quota_raised_retry(const struct registry *old, const struct registry *cur)
+/* Maildrops whose quota the new generation raises or lifts (found by the
+ * reload's thread, registry_compare): the mail deferred for their quota is
+ * tried again now, as when a POP3 QUIT makes room (deliver_maildrop_room),
+ * not at its next retry time. */
+static void quota_raised_retry(const struct registry *cur)
 {
-    for (size_t i = 0; i < registry_maildrop_count(cur); i++) {
-        struct maildrop_ref now, was;
-        registry_maildrop_at(cur, i, &now);
-        if (registry_maildrop(old, now.name, &was) == 0 && was.quota &&
-            (!now.quota || now.quota > was.quota))
-            deliver_maildrop_room(now.name);
+    for (size_t k = 0; k < registry_raised_count(cur); k++) {
+        struct maildrop_ref now;
+        registry_raised_at(cur, k, &now);
+        deliver_maildrop_room(now.name);
     }
 }
 
@@ -348,7 +349,7 @@ static void reload_apply(struct gen *g)
     *old = D.cur;
     D.cur = *g;
     memset(g, 0, sizeof *g);
-    quota_raised_retry(old->reg, D.cur.reg);
+    quota_raised_retry(D.cur.reg);
     if (D.cur.pw_warn[0])
         log_warn("reload: warning: %s", D.cur.pw_warn);
     /* nothing on the loop points into old any more (sessions look customers

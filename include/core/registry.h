@@ -68,4 +68,19 @@ size_t registry_maildrop_count(const struct registry *r);
 /* i in [0, registry_maildrop_count): address maildrops, then domain ones. */
 void registry_maildrop_at(const struct registry *r, size_t i, struct maildrop_ref *out);
 
+/*
+ * What a reload changes in the maildrops, found where the new registry is
+ * made (the reload's thread), so that applying it on the event loop does
+ * not walk every maildrop.  registry_compare(r, prev) notes which of r's
+ * maildrops prev (the registry in force; only read, NULL: none) lacks, and
+ * which prev had with a quota that r raises or lifts.  Before it is called,
+ * every maildrop counts as added and none as raised.  The _at functions
+ * take k in [0, count) and give a zeroed ref (name NULL) past the end.
+ */
+void registry_compare(struct registry *r, const struct registry *prev);
+size_t registry_added_count(const struct registry *r);
+void registry_added_at(const struct registry *r, size_t k, struct maildrop_ref *out);
+size_t registry_raised_count(const struct registry *r);
+void registry_raised_at(const struct registry *r, size_t k, struct maildrop_ref *out);
+
 #endif

@@ -52,6 +52,9 @@ struct registry {
     size_t ndrops, naddr;               /* maildrops; the first naddr by address */
     struct maildrop_ref *drops;
     struct hmap *by_login;              /* login → struct maildrop_ref */
+    int compared;                       /* registry_compare ran: */
+    size_t nadded, nraised;             /* indexes into drops */
+    size_t *added, *raised;
 };
 
 
@@ -270,6 +273,8 @@ void registry_free(struct registry *r)
         free(r->locals[i]);
     }
     free(r->locals);
+    free(r->added);
+    free(r->raised);
     free(r->drops);
     free(r->all);
     free(r);
@@ -340,4 +345,45 @@ void registry_maildrop_at(const struct registry *r, size_t i, struct maildrop_re
         *out = r->drops[i];
     else
         memset(out, 0, sizeof *out);
+}
+
+void registry_compare(struct registry *r, const struct registry *prev)
+{
+    free(r->added);
+    free(r->raised);
+    r->added = xcalloc(r->ndrops + 1, sizeof *r->added);
+    r->raised = xcalloc(r->ndrops + 1, sizeof *r->raised);
+    r->nadded = r->nraised = 0;
+    for (size_t i = 0; i < r->ndrops; i++) {
+        const struct maildrop_ref *now = &r->drops[i];
+        struct maildrop_ref was;
+        if (!prev || registry_maildrop(prev, now->name, &was) < 0)
+            r->added[r->nadded++] = i;
+        else if (was.quota && (!now->quota || now->quota > was.quota))
+            r->raised[r->nraised++] = i;
+    }
+    r->compared = 1;
+}
+
+size_t registry_added_count(const struct registry *r)
+{
+    return r->compared ? r->nadded : r->ndrops;
+}
+
+void registry_added_at(const struct registry *r, size_t k, struct maildrop_ref *out)
+{
+    if (!r->compared)
+        registry_maildrop_at(r, k, out);
+    else
+        registry_maildrop_at(r, k < r->nadded ? r->added[k] : r->ndrops, out);
+}
+
+size_t registry_raised_count(const struct registry *r)
+{
+    return r->compared ? r->nraised : 0;
+}
+
+void registry_raised_at(const struct registry *r, size_t k, struct maildrop_ref *out)
+{
+    registry_maildrop_at(r, r->compared && k < r->nraised ? r->raised[k] : r->ndrops, out);
 }

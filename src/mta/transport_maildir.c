@@ -737,26 +737,34 @@ static void scanned_clear(void)
     MD.scanned = hmap_new(1);
 }
 
-/* Queues the usage scan of the maildrops of the registry not read yet (all
- * of them when maildir_root changed). */
+/* Queues the usage scan of the maildrops of the registry not read yet: all
+ * of them when maildir_root changed, else those the registry before it
+ * lacked (registry_added_at; all at start), the others having been queued
+ * when that registry came. */
 void transport_maildir_configure(void)
 {
     const struct config *cfg = qmgr_config();
     const struct registry *reg = qmgr_registry();
     if (!MD.scanned || !cfg || !reg)
         return;
+    int all = 0;
     if (!MD.root || strcmp(MD.root, cfg->maildir_root) != 0) {
         scanned_clear();
         free(MD.root);
         MD.root = xstrdup(cfg->maildir_root);
         maildir_usage_clear();
+        all = 1;
     }
     struct md_scan *sc = xcalloc(1, sizeof *sc);
     struct md_job *j = NULL;
     sc->t0 = util_now_mono();
-    for (size_t i = 0; i < registry_maildrop_count(reg); i++) {
+    size_t n = all ? registry_maildrop_count(reg) : registry_added_count(reg);
+    for (size_t i = 0; i < n; i++) {
         struct maildrop_ref md;
-        registry_maildrop_at(reg, i, &md);
+        if (all)
+            registry_maildrop_at(reg, i, &md);
+        else
+            registry_added_at(reg, i, &md);
         if (hmap_get(MD.scanned, md.name))
             continue;
         if (!j) {

@@ -5,7 +5,8 @@
  * for each maildrop domain no customer owns (its options, its accepted local
  * parts), lookups by login in any case, the order of registry_maildrop_at,
  * the conflicts (a maildrop in a customer's domain, an address twice) with
- * the place of each party, that every name config accepts has a
+ * the place of each party, what registry_compare finds a reload changes
+ * (maildrops added, quotas raised), that every name config accepts has a
  * maildir_path() directory, and 100,000 maildrops in the map (timed and
  * printed; lookups checked).  Maps are built with the sqlite3 C API from
  * the shipped conf/customers.sql (KM_TOP, default ".") in a mkdtemp()
@@ -174,6 +175,88 @@ static void test_maildrop_lookups(void **state)
     config_free(c);
 }
 
+/* Names of the maildrops an _at function gives for k in [0, n), joined by
+ * spaces, into buf. */
+static const char *names_of(const struct registry *r, size_t n,
+                            void (*at)(const struct registry *, size_t, struct maildrop_ref *),
+                            char *buf, size_t len)
+{
+    buf[0] = 0;
+    for (size_t k = 0; k < n; k++) {
+        struct maildrop_ref md;
+        at(r, k, &md);
+        snprintf(buf + strlen(buf), len - strlen(buf), "%s%s", k ? " " : "", md.name);
+    }
+    return buf;
+}
+
+/* registry_compare: the maildrops a new registry adds, and those whose
+ * quota it raises or lifts; nothing else (lowered, unchanged, none before). */
+static void test_compare(void **state)
+{
+    char err[512], buf[512];
+    struct config *c = conf_ok(conf_text);
+    struct custmap *m = load_ok(map_rows);
+    struct registry *prev = registry_new(c, m, err, sizeof err);
+    assert_non_null(prev);
+    /* not compared: every maildrop is added, none raised */
+    assert_int_equal(registry_added_count(prev), registry_maildrop_count(prev));
+    assert_string_equal(names_of(prev, registry_added_count(prev), registry_added_at,
+                                 buf, sizeof buf),
+                        "alice@isp.example bob@isp.example carol@other.example "
+                        "dave@isp.example eve@mapped.example drop mapdrop");
+    assert_int_equal(registry_raised_count(prev), 0);
+
+    /* alice's quota raised, the customer drop's raised, carol gone, frank
+     * new, bob given a quota (none before), dave's lowered */
+    struct config *c2 = conf_ok(
+        "customer \"acme\" { domains = {\"acme.example\"} }\n"
+        "customer \"drop\" {\n domains = {\"drop.example\", \"drop.co.uk\"}\n"
+        " deliver = maildrop\n secret = 'pop-secret'\n quota = 4M\n}\n"
+        "maildrop \"Alice@ISP.example\" { password = 'h1' mode = keep keep_days = 7 quota = 2M }\n"
+        "maildrop \"bob@isp.example\" { password = 'h2' quota = 1M }\n"
+        "maildrop \"frank@isp.example\" { password = 'h6' }\n");
+    struct custmap *m2 = load_ok(
+        "INSERT INTO customers (name, deliver, secret) VALUES ('mapdrop', 'maildrop', 's2');\n"
+        "INSERT INTO domains VALUES ('mapdrop.example', 'mapdrop');\n"
+        "INSERT INTO maildrops (address, password, quota) VALUES ('dave@isp.example', 'h4', '1k');\n"
+        "INSERT INTO maildrops (address, password) VALUES ('eve@mapped.example', 'h5');\n");
+    struct registry *r = registry_new(c2, m2, err, sizeof err);
+    assert_non_null(r);
+    registry_compare(r, prev);
+    assert_string_equal(names_of(r, registry_added_count(r), registry_added_at, buf, sizeof buf),
+                        "frank@isp.example");
+    assert_string_equal(names_of(r, registry_raised_count(r), registry_raised_at, buf,
+                                 sizeof buf), "alice@isp.example drop");
+    struct maildrop_ref md;
+    registry_added_at(r, 1, &md);               /* past the end */
+    assert_null(md.name);
+    registry_raised_at(r, 2, &md);
+    assert_null(md.name);
+
+    /* a quota lifted (the limit removed) counts as raised; against no
+     * registry at all, everything is added */
+    struct config *c3 = conf_ok("maildrop \"alice@isp.example\" { password = 'h1' }\n");
+    struct registry *r3 = registry_new(c3, NULL, err, sizeof err);
+    assert_non_null(r3);
+    registry_compare(r3, prev);
+    assert_int_equal(registry_added_count(r3), 0);
+    assert_string_equal(names_of(r3, registry_raised_count(r3), registry_raised_at, buf,
+                                 sizeof buf), "alice@isp.example");
+    registry_compare(r3, NULL);
+    assert_int_equal(registry_added_count(r3), 1);
+    assert_int_equal(registry_raised_count(r3), 0);
+
+    registry_free(r3);
+    config_free(c3);
+    registry_free(r);
+    custmap_free(m2);
+    config_free(c2);
+    registry_free(prev);
+    custmap_free(m);
+    config_free(c);
+}
+
 /* Conflicts between sections and rows, each party named with its place. */
 static void test_conflicts(void **state)
 {
@@ -315,6 +398,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_local_domains),
         cmocka_unit_test(test_maildrop_lookups),
+        cmocka_unit_test(test_compare),
         cmocka_unit_test(test_conflicts),
         cmocka_unit_test(test_names_have_paths),
         cmocka_unit_test(test_100k_maildrops),
