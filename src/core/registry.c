@@ -52,9 +52,8 @@ struct registry {
     size_t ndrops, naddr;               /* maildrops; the first naddr by address */
     struct maildrop_ref *drops;
     struct hmap *by_login;              /* login → struct maildrop_ref */
-    int compared;                       /* registry_compare ran: */
-    size_t nadded, nraised;             /* indexes into drops */
-    size_t *added, *raised;
+    size_t nadded, nraised;             /* registry_compare's, indexes into */
+    size_t *added, *raised;             /* drops; NULL before it ran */
 };
 
 
@@ -362,17 +361,16 @@ void registry_compare(struct registry *r, const struct registry *prev)
         else if (was.quota && (!now->quota || now->quota > was.quota))
             r->raised[r->nraised++] = i;
     }
-    r->compared = 1;
 }
 
 size_t registry_added_count(const struct registry *r)
 {
-    return r->compared ? r->nadded : r->ndrops;
+    return r->added ? r->nadded : r->ndrops;
 }
 
 void registry_added_at(const struct registry *r, size_t k, struct maildrop_ref *out)
 {
-    if (!r->compared)
+    if (!r->added)
         registry_maildrop_at(r, k, out);
     else
         registry_maildrop_at(r, k < r->nadded ? r->added[k] : r->ndrops, out);
@@ -380,10 +378,10 @@ void registry_added_at(const struct registry *r, size_t k, struct maildrop_ref *
 
 size_t registry_raised_count(const struct registry *r)
 {
-    return r->compared ? r->nraised : 0;
+    return r->nraised;
 }
 
 void registry_raised_at(const struct registry *r, size_t k, struct maildrop_ref *out)
 {
-    registry_maildrop_at(r, r->compared && k < r->nraised ? r->raised[k] : r->ndrops, out);
+    registry_maildrop_at(r, k < r->nraised ? r->raised[k] : r->ndrops, out);
 }
