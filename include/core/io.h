@@ -47,6 +47,10 @@ struct evbuffer *io_out(struct io *io);
 void io_write(struct io *io, const void *data, size_t len);
 void io_printf(struct io *io, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 size_t io_out_pending(struct io *io);
+/* 1 when nothing more can be sent: the peer ended a TLS stream (after a
+ * TLS end no more is written; a plaintext peer that closed may still read
+ * what is pending: a half-close). */
+int io_cannot_send(const struct io *io);
 /* Sends buf (drained): on a plaintext stream with nothing queued it is
  * written to the socket at once, and what the socket does not take is
  * queued.  Returns 1 when everything went out now (no IO_DRAINED follows:

@@ -67,7 +67,7 @@ struct io {
     struct evbuffer *in, *out;
     int reading, writing;   /* rev / wev added */
     int connecting;         /* io_connect() under way: wev waits for it */
-    int eof;                /* read returned 0: no more reading */
+    int eof;                /* read returned 0, or the TLS peer ended */
     int failed;             /* socket error: no more reading or writing */
     int full;               /* IO_IN_MAX unconsumed: reading suspended */
     /* TLS */
@@ -337,6 +337,7 @@ static void io_eventcb(struct bufferevent *bev, short what, void *arg)
         io_set_error(io);
         io->cb(io, IO_ERROR, io->arg);
     } else if (what & BEV_EVENT_EOF) {
+        io->eof = 1;
         io->cb(io, IO_EOF, io->arg);
     }
 }
@@ -456,6 +457,11 @@ void io_printf(struct io *io, const char *fmt, ...)
 size_t io_out_pending(struct io *io)
 {
     return evbuffer_get_length(io_out(io));
+}
+
+int io_cannot_send(const struct io *io)
+{
+    return io->tls && io->eof;
 }
 
 int io_send(struct io *io, struct evbuffer *buf)

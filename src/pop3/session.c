@@ -430,13 +430,6 @@ static void sess_update_pause(struct pop3_sess *s)
     s->paused = want;
 }
 
-/* The peer closed a TLS stream: what is still unsent never goes out (no
- * more is written after a TLS end; only plaintext streams half-close). */
-static int sess_tls_gone(const struct pop3_sess *s)
-{
-    return s->eof && pop3_sess_tls(s);
-}
-
 /* Hands the queued replies to the io layer; when they went out at once,
  * acts on the drain now.  May free s: call it last. */
 static void sess_flush(struct pop3_sess *s)
@@ -444,7 +437,7 @@ static void sess_flush(struct pop3_sess *s)
     if (!s->io)
         return;
     if (evbuffer_get_length(s->out) == 0) {
-        if (s->state == P3_CLOSING && (io_out_pending(s->io) == 0 || sess_tls_gone(s)))
+        if (s->state == P3_CLOSING && (io_out_pending(s->io) == 0 || io_cannot_send(s->io)))
             sess_close(s, s->close_why);
         return;
     }
@@ -512,7 +505,7 @@ static void sess_on_io(struct io *io, enum io_event ev, void *arg)
     case IO_EOF:
         s->eof = 1;
         if (s->state == P3_CLOSING) {
-            if (io_out_pending(s->io) == 0 || sess_tls_gone(s))
+            if (io_out_pending(s->io) == 0 || io_cannot_send(s->io))
                 sess_close(s, s->close_why);
             break;
         }

@@ -821,7 +821,7 @@ static void sess_flush(struct smtp_sess *s)
 {
     if (!s->io)
         return;
-    if (s->state == SS_CLOSING && s->eof && io_is_tls(s->io)) {
+    if (s->state == SS_CLOSING && io_cannot_send(s->io)) {
         sess_close(s, s->close_why);    /* no more goes out after a TLS end */
         return;
     }
@@ -907,7 +907,7 @@ static void sess_on_io(struct io *io, enum io_event ev, void *arg)
         s->close_why = s->state == SS_DATA ? "lost connection after DATA" : NULL;
         /* half-closed: the replies still queued go first; not after a TLS
          * end (the 220 of an smtps client gone after its handshake) */
-        if (io_out_pending(s->io) > 0 && !io_is_tls(s->io)) {
+        if (io_out_pending(s->io) > 0 && !io_cannot_send(s->io)) {
             sess_finish(s);
             break;
         }
